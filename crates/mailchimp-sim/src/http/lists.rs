@@ -1,0 +1,344 @@
+//! Audiences (`/lists`) and the batch upsert `POST /lists/{list_id}`.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde_json::{json, Map, Value};
+
+use super::{body_json, flag, no_content, paging, reply, AppState, Items, Query};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::render;
+use crate::rules::{self, Status};
+use crate::store::list::{now_micros, List, ListInfo, MemberInput, WriteCtx, WriteMode, Written};
+use crate::store::{random_hex, Account, AccountData, Sim};
+
+/// Members one batch upsert may carry.
+pub const MAX_BATCH_MEMBERS: usize = 500;
+
+pub async fn list_all(Extension(account): Extension<Arc<Account>>, q: Query) -> Response {
+    let (count, offset) = paging(&q);
+    let d = account.data.lock();
+    let lists: Vec<Value> = d
+        .lists
+        .values()
+        .skip(offset)
+        .take(count)
+        .map(render::list)
+        .collect();
+    reply(
+        &q,
+        json!({
+            "lists": lists,
+            "total_items": d.lists.len(),
+            "constraints": {"may_create": true, "max_instances": 100, "current_total_instances": d.lists.len()},
+            "_links": [],
+        }),
+    )
+}
+
+fn str_field(o: &Map<String, Value>, k: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    match o.get(k) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errors.push(FieldError::new(k, "Schema describes string, another type found instead"));
+            None
+        }
+    }
+}
+
+fn bool_field(o: &Map<String, Value>, k: &str, errors: &mut Vec<FieldError>) -> Option<bool> {
+    match o.get(k) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            errors.push(FieldError::new(k, "Schema describes boolean, another type found instead"));
+            None
+        }
+    }
+}
+
+/// Applies the fields of a create or update body to `info`; `create` demands the required ones.
+fn apply_list_body(info: &mut ListInfo, body: &Value, create: bool) -> ApiResult<()> {
+    let Value::Object(o) = body else {
+        return Err(ApiError::schema(vec![FieldError::new("", "Schema describes object")]));
+    };
+    let mut errors = Vec::new();
+    if create {
+        for k in ["name", "contact", "permission_reminder", "campaign_defaults", "email_type_option"] {
+            if o.get(k).is_none_or(Value::is_null) {
+                errors.push(FieldError::new(k, "This value should not be blank."));
+            }
+        }
+    }
+    if let Some(name) = str_field(o, "name", &mut errors) {
+        if name.trim().is_empty() {
+            errors.push(FieldError::new("name", "This value should not be blank."));
+        }
+        info.name = name;
+    }
+    if let Some(c) = o.get("contact").filter(|c| !c.is_null()) {
+        match c.as_object() {
+            Some(obj) => {
+                for k in ["company", "address1", "city", "country"] {
+                    if obj.get(k).and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+                        errors.push(FieldError::new(format!("contact.{k}"), "This value should not be blank."));
+                    }
+                }
+                info.contact = c.clone();
+            }
+            None => errors.push(FieldError::new("contact", "Schema describes object, another type found instead")),
+        }
+    }
+    if let Some(c) = o.get("campaign_defaults").filter(|c| !c.is_null()) {
+        match c.as_object() {
+            Some(obj) => {
+                for k in ["from_name", "from_email", "subject", "language"] {
+                    if obj.get(k).and_then(Value::as_str).is_none() {
+                        errors.push(FieldError::new(format!("campaign_defaults.{k}"), "This value should not be blank."));
+                    }
+                }
+                info.campaign_defaults = c.clone();
+            }
+            None => errors.push(FieldError::new("campaign_defaults", "Schema describes object, another type found instead")),
+        }
+    }
+    if let Some(v) = str_field(o, "permission_reminder", &mut errors) {
+        info.permission_reminder = v;
+    }
+    if let Some(v) = str_field(o, "notify_on_subscribe", &mut errors) {
+        info.notify_on_subscribe = v;
+    }
+    if let Some(v) = str_field(o, "notify_on_unsubscribe", &mut errors) {
+        info.notify_on_unsubscribe = v;
+    }
+    if let Some(v) = bool_field(o, "use_archive_bar", &mut errors) {
+        info.use_archive_bar = v;
+    }
+    if let Some(v) = bool_field(o, "email_type_option", &mut errors) {
+        info.email_type_option = v;
+    }
+    if let Some(v) = bool_field(o, "double_optin", &mut errors) {
+        info.double_optin = v;
+    }
+    if let Some(v) = bool_field(o, "marketing_permissions", &mut errors) {
+        info.marketing_permissions = v;
+    }
+    if let Some(v) = str_field(o, "visibility", &mut errors) {
+        if v != "pub" && v != "prv" {
+            errors.push(FieldError::new("visibility", "Value is not one of enum values: pub, prv"));
+        }
+        info.visibility = v;
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::schema(errors))
+    }
+}
+
+/// Creates an audience in `account` from a `POST /lists` body.
+pub fn create_list(account: &Account, body: &Value) -> ApiResult<Value> {
+    let mut info = ListInfo {
+        name: String::new(),
+        contact: Value::Null,
+        permission_reminder: String::new(),
+        use_archive_bar: false,
+        campaign_defaults: Value::Null,
+        notify_on_subscribe: String::new(),
+        notify_on_unsubscribe: String::new(),
+        email_type_option: false,
+        double_optin: false,
+        marketing_permissions: false,
+        visibility: "pub".into(),
+    };
+    apply_list_body(&mut info, body, true)?;
+    let mut d = account.data.lock();
+    let web_id = d.next_list_web_id;
+    d.next_list_web_id += 1;
+    let list = List::new(random_hex(5), web_id, info);
+    let out = render::list(&list);
+    d.lists.insert(list.id.clone(), list);
+    Ok(out)
+}
+
+pub async fn create(Extension(account): Extension<Arc<Account>>, q: Query, body: Bytes) -> ApiResult<Response> {
+    let body = body_json(&body)?;
+    Ok(reply(&q, create_list(&account, &body)?))
+}
+
+pub async fn get_one(
+    Extension(account): Extension<Arc<Account>>,
+    Path(list_id): Path<String>,
+    q: Query,
+) -> ApiResult<Response> {
+    let d = account.data.lock();
+    let list = d.lists.get(&list_id).ok_or_else(ApiError::not_found)?;
+    Ok(reply(&q, render::list(list)))
+}
+
+pub async fn update(
+    Extension(account): Extension<Arc<Account>>,
+    Path(list_id): Path<String>,
+    q: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = body_json(&body)?;
+    let mut d = account.data.lock();
+    let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
+    let mut info = list.info.clone();
+    apply_list_body(&mut info, &body, false)?;
+    list.info = info;
+    Ok(reply(&q, render::list(list)))
+}
+
+pub async fn delete(
+    Extension(account): Extension<Arc<Account>>,
+    Path(list_id): Path<String>,
+) -> ApiResult<Response> {
+    let mut d = account.data.lock();
+    d.lists.shift_remove(&list_id).ok_or_else(ApiError::not_found)?;
+    Ok(no_content())
+}
+
+/// Contacts the account may still add, under the configured limit.
+pub fn room(sim: &Sim, d: &AccountData) -> (Option<u64>, Option<u64>) {
+    let limit = sim.settings.read().contact_limit;
+    (limit.map(|l| l.saturating_sub(d.contacts())), limit)
+}
+
+/// Counts a refused write that would have broken a compliance rule.
+pub fn count_refusal(sim: &Sim, title: &str) {
+    if title == "Member In Compliance State" || title == "Forgotten Email Not Subscribed" {
+        sim.counters.compliance_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub fn count_written(sim: &Sim, w: Written) {
+    let c = match w {
+        Written::Created(_) => &sim.counters.members_created,
+        Written::Updated(_) => &sim.counters.members_updated,
+    };
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `POST /lists/{list_id}`: up to 500 members created or updated; always 200, with the
+/// members that failed in `errors[]`.
+pub async fn batch_upsert(
+    State(sim): State<AppState>,
+    Extension(account): Extension<Arc<Account>>,
+    Path(list_id): Path<String>,
+    q: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = body_json(&body)?;
+    let Some(items) = body.get("members").and_then(Value::as_array) else {
+        return Err(ApiError::schema(vec![FieldError::new("members", "This value should not be blank.")]));
+    };
+    if items.len() > MAX_BATCH_MEMBERS {
+        return Err(ApiError::schema(vec![FieldError::new(
+            "members",
+            format!("Schema describes array, maximum {MAX_BATCH_MEMBERS} items, {} found instead", items.len()),
+        )]));
+    }
+    let mut errors = Vec::new();
+    let update_existing = match body.get("update_existing") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.push(FieldError::new("update_existing", "Schema describes boolean, another type found instead"));
+            false
+        }
+    };
+    let sync_tags = match body.get("sync_tags") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.push(FieldError::new("sync_tags", "Schema describes boolean, another type found instead"));
+            false
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::schema(errors));
+    }
+    let skip_dupes = flag(&q, "skip_duplicate_check");
+    let settings = sim.settings.read().clone();
+    let mode = WriteMode::Batch { update_existing, sync_tags };
+    let statuses = [Status::Subscribed, Status::Unsubscribed, Status::Cleaned, Status::Pending, Status::Transactional];
+
+    let mut guard = account.data.lock();
+    let (mut room, limit) = room(&sim, &guard);
+    let d = &mut *guard;
+    let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
+    let mut ctx = WriteCtx {
+        refused_domains: &settings.refused_domains,
+        skip_merge_validation: flag(&q, "skip_merge_validation"),
+        batch_compliance: settings.batch_compliance,
+        room: &mut room,
+        contact_limit: limit,
+        now: now_micros(),
+    };
+    let mut seen = HashSet::new();
+    let (mut created, mut updated, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for item in items {
+        let email = item.get("email_address").and_then(Value::as_str).unwrap_or("").trim().to_string();
+        let input = match MemberInput::from_json(item, &statuses) {
+            Ok(i) => i,
+            Err(fe) => {
+                let e = ApiError::schema(fe);
+                failed.push(json!({
+                    "email_address": email,
+                    "error": e.detail,
+                    "error_code": "ERROR_GENERIC",
+                    "field": e.errors.first().map(|f| f.field.clone()).unwrap_or_default(),
+                    "field_message": e.errors.first().map(|f| f.message.clone()).unwrap_or_default(),
+                }));
+                continue;
+            }
+        };
+        if !email.is_empty() && !seen.insert(rules::hash_key(&email)) {
+            if !skip_dupes {
+                failed.push(json!({
+                    "email_address": email,
+                    "error": format!("{email} appears more than once in this request. Send each address once, or set skip_duplicate_check=true to keep the first."),
+                    "error_code": "ERROR_GENERIC", "field": "email_address",
+                    "field_message": "Duplicate email address in request",
+                }));
+            }
+            continue;
+        }
+        match list.write_member(None, &input, mode, &mut ctx, &mut d.next_segment_id) {
+            Ok(w) => {
+                count_written(&sim, w);
+                match w {
+                    Written::Created(k) => created.push(k),
+                    Written::Updated(k) => updated.push(k),
+                }
+            }
+            Err(e) => {
+                count_refusal(&sim, e.title);
+                failed.push(e.batch_entry(&email));
+            }
+        }
+    }
+    let new_members: Vec<Value> = created.iter().map(|k| render::member(list, k)).collect();
+    let updated_members: Vec<Value> = updated.iter().map(|k| render::member(list, k)).collect();
+    let out = json!({
+        "new_members": new_members,
+        "updated_members": updated_members,
+        "errors": failed,
+        "total_created": created.len(),
+        "total_updated": updated.len(),
+        "error_count": failed.len(),
+        "_links": [{"rel": "self", "href": format!("/3.0/lists/{list_id}"), "method": "GET"}],
+    });
+    drop(guard);
+    let mut resp = reply(&q, out);
+    resp.extensions_mut().insert(Items(items.len()));
+    Ok(resp.into_response())
+}

@@ -1,0 +1,211 @@
+//! Members of an audience: list with filters and paging, get, create, upsert, update,
+//! archive and permanent deletion. `{subscriber_hash}` also takes the email address.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::Extension;
+use serde_json::{json, Value};
+
+use super::lists::{count_refusal, count_written, room};
+use super::{body_json, flag, no_content, paging, reply, AppState, Query};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::render;
+use crate::rules::{self, Status};
+use crate::store::list::{now_micros, parse_time, Key, MemberInput, WriteCtx, WriteMode};
+use crate::store::Account;
+
+const WRITABLE: [Status; 5] = [
+    Status::Subscribed,
+    Status::Unsubscribed,
+    Status::Cleaned,
+    Status::Pending,
+    Status::Transactional,
+];
+
+pub fn path_key(segment: &str) -> ApiResult<Key> {
+    rules::key_from_path(segment).ok_or_else(ApiError::not_found)
+}
+
+fn time_param(q: &std::collections::HashMap<String, String>, name: &str) -> ApiResult<Option<i64>> {
+    match q.get(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => parse_time(v).map(Some).ok_or_else(|| {
+            ApiError::schema(vec![FieldError::new(name, format!("\"{v}\" is not a valid date-time (use ISO 8601, e.g. 2015-10-21T15:41:36+00:00)"))])
+        }),
+    }
+}
+
+pub async fn list_members(
+    Extension(account): Extension<Arc<Account>>,
+    Path(list_id): Path<String>,
+    q: Query,
+) -> ApiResult<Response> {
+    let (count, offset) = paging(&q);
+    let status = match q.get("status").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::schema(vec![FieldError::new("status", "Value is not one of enum values: subscribed, unsubscribed, cleaned, pending, transactional, archived")])
+        })?),
+    };
+    let since = time_param(&q, "since_last_changed")?;
+    let before = time_param(&q, "before_last_changed")?;
+    let vip_only = flag(&q, "vip_only");
+    let by_change = since.is_some()
+        || before.is_some()
+        || q.get("sort_field").is_some_and(|f| f == "last_changed");
+    let desc = q.get("sort_dir").is_some_and(|d| d.eq_ignore_ascii_case("DESC"));
+    let d = account.data.lock();
+    let list = d.lists.get(&list_id).ok_or_else(ApiError::not_found)?;
+    let keep = |k: &Key| {
+        let m = &list.members[k];
+        status.is_none_or(|s| m.status == s) && (!vip_only || m.vip)
+    };
+    let (total, page): (usize, Vec<Key>) = if by_change {
+        let lo = (since.unwrap_or(i64::MIN), [0u8; 16]);
+        let hi = (before.unwrap_or(i64::MAX), [0u8; 16]);
+        let range = list.changed.range(lo..hi).map(|(_, k)| k);
+        let matching: Vec<&Key> = if desc {
+            range.rev().filter(|k| keep(k)).collect()
+        } else {
+            range.filter(|k| keep(k)).collect()
+        };
+        (matching.len(), matching.into_iter().skip(offset).take(count).copied().collect())
+    } else if status.is_none() && !vip_only {
+        let end = (offset + count).min(list.members.len());
+        let page = if offset < end {
+            (offset..end).map(|i| *list.members.get_index(i).unwrap().0).collect()
+        } else {
+            Vec::new()
+        };
+        (list.members.len(), page)
+    } else {
+        let matching = list.members.keys().filter(|k| keep(k));
+        let total = list.members.keys().filter(|k| keep(k)).count();
+        (total, matching.skip(offset).take(count).copied().collect())
+    };
+    let members: Vec<Value> = page.iter().map(|k| render::member(list, k)).collect();
+    Ok(reply(
+        &q,
+        json!({
+            "members": members,
+            "list_id": list_id,
+            "total_items": total,
+            "_links": [{"rel": "self", "href": format!("/3.0/lists/{list_id}/members"), "method": "GET"}],
+        }),
+    ))
+}
+
+pub async fn get_one(
+    Extension(account): Extension<Arc<Account>>,
+    Path((list_id, hash)): Path<(String, String)>,
+    q: Query,
+) -> ApiResult<Response> {
+    let key = path_key(&hash)?;
+    let d = account.data.lock();
+    let list = d.lists.get(&list_id).ok_or_else(ApiError::not_found)?;
+    if !list.members.contains_key(&key) {
+        return Err(ApiError::not_found());
+    }
+    Ok(reply(&q, render::member(list, &key)))
+}
+
+/// One member write through `POST`, `PUT` or `PATCH`, answered with the member.
+fn write_one(
+    sim: &AppState,
+    account: &Account,
+    list_id: &str,
+    key: Option<Key>,
+    body: &Bytes,
+    statuses: &[Status],
+    mode: WriteMode,
+    q: &std::collections::HashMap<String, String>,
+) -> ApiResult<Response> {
+    let body = body_json(body)?;
+    let input = MemberInput::from_json(&body, statuses).map_err(ApiError::schema)?;
+    if mode != WriteMode::Update && input.email_address.as_deref().is_none_or(|e| e.trim().is_empty()) {
+        return Err(ApiError::schema(vec![FieldError::new("email_address", "This value should not be blank.")]));
+    }
+    if mode == WriteMode::Create && input.status.is_none() {
+        return Err(ApiError::schema(vec![FieldError::new("status", "This value should not be blank.")]));
+    }
+    let settings = sim.settings.read().clone();
+    let mut guard = account.data.lock();
+    let (mut room, limit) = room(sim, &guard);
+    let d = &mut *guard;
+    let list = d.lists.get_mut(list_id).ok_or_else(ApiError::not_found)?;
+    let mut ctx = WriteCtx {
+        refused_domains: &settings.refused_domains,
+        skip_merge_validation: flag(q, "skip_merge_validation"),
+        batch_compliance: settings.batch_compliance,
+        room: &mut room,
+        contact_limit: limit,
+        now: now_micros(),
+    };
+    match list.write_member(key, &input, mode, &mut ctx, &mut d.next_segment_id) {
+        Ok(w) => {
+            count_written(sim, w);
+            Ok(reply(q, render::member(list, &w.key())))
+        }
+        Err(e) => {
+            count_refusal(sim, e.title);
+            Err(e.into())
+        }
+    }
+}
+
+pub async fn create(
+    State(sim): State<AppState>,
+    Extension(account): Extension<Arc<Account>>,
+    Path(list_id): Path<String>,
+    q: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    write_one(&sim, &account, &list_id, None, &body, &WRITABLE, WriteMode::Create, &q)
+}
+
+pub async fn upsert(
+    State(sim): State<AppState>,
+    Extension(account): Extension<Arc<Account>>,
+    Path((list_id, hash)): Path<(String, String)>,
+    q: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let key = path_key(&hash)?;
+    write_one(&sim, &account, &list_id, Some(key), &body, &WRITABLE, WriteMode::Upsert, &q)
+}
+
+pub async fn update(
+    State(sim): State<AppState>,
+    Extension(account): Extension<Arc<Account>>,
+    Path((list_id, hash)): Path<(String, String)>,
+    q: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let key = path_key(&hash)?;
+    write_one(&sim, &account, &list_id, Some(key), &body, &WRITABLE[..4], WriteMode::Update, &q)
+}
+
+pub async fn archive(
+    Extension(account): Extension<Arc<Account>>,
+    Path((list_id, hash)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let key = path_key(&hash)?;
+    let mut d = account.data.lock();
+    let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
+    list.archive(key, now_micros())?;
+    Ok(no_content())
+}
+
+pub async fn delete_permanent(
+    Extension(account): Extension<Arc<Account>>,
+    Path((list_id, hash)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let key = path_key(&hash)?;
+    let mut d = account.data.lock();
+    let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
+    list.delete_permanent(key)?;
+    Ok(no_content())
+}

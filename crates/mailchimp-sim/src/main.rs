@@ -1,0 +1,167 @@
+//! `mailchimp-sim`: serves the simulated Mailchimp Marketing API until interrupted.
+//! The first line of output is `mailchimp-sim listening on http://ADDR`, then one line per
+//! account: `account ACCOUNT_ID api key KEY`.
+
+use std::io::Write;
+
+use clap::Parser;
+use mailchimp_sim::config::{BatchCompliance, Faults, Latency, OAuthClient, Settings, SimConfig};
+
+/// A faithful, offline simulator of the Mailchimp Marketing API v3 (under /3.0), its OAuth2
+/// login server (/oauth2/authorize, /oauth2/token, /oauth2/metadata) and an admin API (/_sim).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port (printed on the first line).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// An API key (32 hex, dash, data center, e.g. 0123456789abcdef0123456789abcdef-us6); one
+    /// account per key. Repeat for several accounts. Without any, one account with a made-up
+    /// key is created and its key printed.
+    #[arg(long = "api-key", env = "MAILCHIMP_SIM_API_KEYS", value_delimiter = ',')]
+    api_keys: Vec<String>,
+    /// A registered OAuth2 app as CLIENT_ID:CLIENT_SECRET[:REDIRECT_URI_PREFIX]. Repeatable.
+    #[arg(long = "oauth-client", env = "MAILCHIMP_SIM_OAUTH_CLIENTS", value_delimiter = ',')]
+    oauth_clients: Vec<String>,
+    /// Requests one account may have in flight; the next gets 429 (Mailchimp: 10).
+    #[arg(long, default_value_t = 10)]
+    max_in_flight: usize,
+    /// Contacts an account may hold over all audiences (archived ones not counted).
+    #[arg(long)]
+    contact_limit: Option<u64>,
+    /// Comma-separated domains refused as fake-looking; replaces the default list
+    /// (example.com, example.net, example.org, test.com, mailinator.com, yopmail.com, ...).
+    #[arg(long, value_delimiter = ',')]
+    refused_domains: Option<Vec<String>>,
+    /// A batch-upsert item that would resubscribe an unsubscribed or cleaned member: `error`
+    /// reports it in errors[], `ignore` keeps the status silently.
+    #[arg(long, default_value = "error", value_parser = ["error", "ignore"])]
+    batch_compliance: String,
+    /// Latency of every request, in milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    latency_base_ms: f64,
+    /// Extra latency per item (members in a batch upsert or segment batch), in milliseconds.
+    #[arg(long, default_value_t = 0.0)]
+    latency_per_item_ms: f64,
+    /// Share (0..1) of requests answered with 500 before they are applied.
+    #[arg(long, default_value_t = 0.0)]
+    error_5xx_rate: f64,
+    /// Share (0..1) of requests that start a burst of 429 answers.
+    #[arg(long, default_value_t = 0.0)]
+    burst_429_rate: f64,
+    /// Length of a 429 burst, in requests.
+    #[arg(long, default_value_t = 5)]
+    burst_429_len: u32,
+    /// Share (0..1) of requests answered late by --slow-ms.
+    #[arg(long, default_value_t = 0.0)]
+    slow_rate: f64,
+    #[arg(long, default_value_t = 0)]
+    slow_ms: u64,
+    /// Share (0..1) of requests whose connection is dropped after they were applied.
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Seed of the fault generator.
+    #[arg(long, default_value_t = 1)]
+    fault_seed: u64,
+    /// Time a /batches job spends in each of pending, preprocessing and finalizing (ms).
+    #[arg(long, default_value_t = 0)]
+    batch_state_ms: u64,
+    /// Time a /batches job spends per operation (ms).
+    #[arg(long, default_value_t = 0.0)]
+    batch_op_ms: f64,
+}
+
+fn parse_client(s: &str) -> Result<OAuthClient, String> {
+    let mut parts = s.splitn(3, ':');
+    let id = parts.next().unwrap_or("");
+    let secret = parts.next().unwrap_or("");
+    if id.is_empty() || secret.is_empty() {
+        return Err("--oauth-client takes CLIENT_ID:CLIENT_SECRET[:REDIRECT_URI_PREFIX]".into());
+    }
+    Ok(OAuthClient {
+        client_id: id.into(),
+        client_secret: secret.into(),
+        redirect_uri: parts.next().map(String::from),
+    })
+}
+
+fn config(args: &Args) -> Result<SimConfig, String> {
+    let defaults = Settings::default();
+    let settings = Settings {
+        max_in_flight: args.max_in_flight,
+        contact_limit: args.contact_limit,
+        refused_domains: args.refused_domains.clone().unwrap_or(defaults.refused_domains),
+        batch_compliance: if args.batch_compliance == "ignore" { BatchCompliance::Ignore } else { BatchCompliance::Error },
+        latency: Latency { base_ms: args.latency_base_ms, per_item_ms: args.latency_per_item_ms },
+        faults: Faults {
+            error_5xx_rate: args.error_5xx_rate,
+            burst_429_rate: args.burst_429_rate,
+            burst_429_len: args.burst_429_len,
+            slow_rate: args.slow_rate,
+            slow_ms: args.slow_ms,
+            drop_rate: args.drop_rate,
+            seed: args.fault_seed,
+        },
+        batches: mailchimp_sim::config::BatchTiming {
+            state_ms: args.batch_state_ms,
+            op_ms: args.batch_op_ms,
+            ..defaults.batches
+        },
+    };
+    Ok(SimConfig {
+        api_keys: args.api_keys.clone(),
+        oauth_clients: args.oauth_clients.iter().map(|c| parse_client(c)).collect::<Result<_, _>>()?,
+        settings,
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("MAILCHIMP_SIM_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailchimp-sim: {e}");
+            std::process::exit(2);
+        }
+    };
+    let generate = config.api_keys.is_empty();
+    let sim = match mailchimp_sim::Sim::new(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mailchimp-sim: --api-key: {e}");
+            std::process::exit(2);
+        }
+    };
+    if generate {
+        sim.add_account(None).expect("a generated key is valid");
+    }
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mailchimp-sim: cannot listen on {}: {e}", args.listen);
+            std::process::exit(2);
+        }
+    };
+    let addr = listener.local_addr().expect("a bound socket has an address");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "mailchimp-sim listening on http://{addr}");
+    for (key, account) in sim.credentials_snapshot() {
+        let _ = writeln!(out, "account {account} api key {key}");
+    }
+    let _ = out.flush();
+    drop(out);
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    };
+    if let Err(e) = mailchimp_sim::serve(listener, sim, shutdown).await {
+        eprintln!("mailchimp-sim: {e}");
+        std::process::exit(1);
+    }
+}

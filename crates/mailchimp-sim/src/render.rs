@@ -1,0 +1,268 @@
+//! How resources look on the wire: members, audiences, merge fields, segments, in the shapes
+//! of the spec's schemas, and the `fields` / `exclude_fields` filters every endpoint takes.
+
+use serde_json::{json, Map, Value};
+
+use crate::rules::{MergeType, Status};
+use crate::store::list::{format_time, Key, List, MergeField, Segment, SegmentKind};
+
+fn link(rel: &str, href: String, method: &str) -> Value {
+    json!({"rel": rel, "href": href, "method": method})
+}
+
+/// A member as `GET /lists/{id}/members/{hash}` returns it.
+pub fn member(list: &List, key: &Key) -> Value {
+    let m = &list.members[key];
+    let hash = hex::encode(key);
+    let mut merge = Map::new();
+    for f in &list.merge_fields {
+        let v = m
+            .merge
+            .iter()
+            .find(|(id, _)| *id == f.merge_id)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| Value::String(String::new()));
+        merge.insert(f.tag.clone(), v);
+    }
+    let text = |tag: &str| merge.get(tag).and_then(Value::as_str).unwrap_or("").to_string();
+    let full_name = format!("{} {}", text("FNAME"), text("LNAME")).trim().to_string();
+    let tags: Vec<Value> = m
+        .tags
+        .iter()
+        .filter_map(|(id, _)| list.segments.get(id))
+        .map(|s| json!({"id": s.id, "name": s.name}))
+        .collect();
+    let self_href = format!("/3.0/lists/{}/members/{hash}", list.id);
+    json!({
+        "id": hash,
+        "email_address": m.email,
+        "unique_email_id": &hash[..10],
+        "contact_id": hash,
+        "full_name": full_name,
+        "web_id": m.web_id,
+        "email_type": m.email_type,
+        "status": m.status.as_str(),
+        "unsubscribe_reason": m.unsubscribe_reason,
+        "consents_to_one_to_one_messaging": true,
+        "sms_phone_number": "",
+        "sms_subscription_status": "",
+        "sms_subscription_last_updated": "",
+        "merge_fields": merge,
+        "interests": {},
+        "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
+        "ip_signup": m.ip_signup,
+        "timestamp_signup": m.timestamp_signup,
+        "ip_opt": m.ip_opt,
+        "timestamp_opt": m.timestamp_opt,
+        "member_rating": 2,
+        "last_changed": format_time(m.last_changed),
+        "language": m.language,
+        "vip": m.vip,
+        "email_client": "",
+        "location": {"latitude": 0, "longitude": 0, "gmtoff": 0, "dstoff": 0,
+                     "country_code": "", "timezone": "", "region": ""},
+        "marketing_permissions": [],
+        "source": m.source,
+        "tags_count": tags.len(),
+        "tags": tags,
+        "list_id": list.id,
+        "_links": [
+            link("self", self_href.clone(), "GET"),
+            link("parent", format!("/3.0/lists/{}/members", list.id), "GET"),
+            link("update", self_href.clone(), "PATCH"),
+            link("upsert", self_href.clone(), "PUT"),
+            link("delete", self_href, "DELETE"),
+        ],
+    })
+}
+
+/// An audience as `GET /lists/{id}` returns it, with live stats.
+pub fn list(l: &List) -> Value {
+    let count = |s| l.count_status(s);
+    let merge_field_count = l.merge_fields.len();
+    json!({
+        "id": l.id,
+        "web_id": l.web_id,
+        "name": l.info.name,
+        "contact": l.info.contact,
+        "permission_reminder": l.info.permission_reminder,
+        "use_archive_bar": l.info.use_archive_bar,
+        "campaign_defaults": l.info.campaign_defaults,
+        "notify_on_subscribe": l.info.notify_on_subscribe,
+        "notify_on_unsubscribe": l.info.notify_on_unsubscribe,
+        "date_created": format_time(l.date_created),
+        "list_rating": 0,
+        "email_type_option": l.info.email_type_option,
+        "subscribe_url_short": format!("http://eepurl.com/sim{}", l.web_id),
+        "subscribe_url_long": format!("https://mailchimp.com/subscribe?u=sim&id={}", l.id),
+        "beamer_address": format!("us1-{}@inbound.mailchimp.com", &l.id),
+        "visibility": l.info.visibility,
+        "double_optin": l.info.double_optin,
+        "has_welcome": false,
+        "marketing_permissions": l.info.marketing_permissions,
+        "modules": [],
+        "stats": {
+            "member_count": count(Status::Subscribed),
+            "total_contacts": l.contacts(),
+            "unsubscribe_count": count(Status::Unsubscribed),
+            "cleaned_count": count(Status::Cleaned),
+            "member_count_since_send": count(Status::Subscribed),
+            "unsubscribe_count_since_send": count(Status::Unsubscribed),
+            "cleaned_count_since_send": count(Status::Cleaned),
+            "campaign_count": 0,
+            "campaign_last_sent": "",
+            "merge_field_count": merge_field_count,
+            "avg_sub_rate": 0,
+            "avg_unsub_rate": 0,
+            "target_sub_rate": 0,
+            "open_rate": 0,
+            "click_rate": 0,
+            "last_sub_date": l.last_sub_date.map(format_time).unwrap_or_default(),
+            "last_unsub_date": l.last_unsub_date.map(format_time).unwrap_or_default(),
+        },
+        "_links": [
+            link("self", format!("/3.0/lists/{}", l.id), "GET"),
+            link("members", format!("/3.0/lists/{}/members", l.id), "GET"),
+        ],
+    })
+}
+
+pub fn merge_field(list_id: &str, f: &MergeField) -> Value {
+    let mut options = Map::new();
+    match f.ty {
+        MergeType::Text => {
+            options.insert("size".into(), json!(f.size));
+        }
+        MergeType::Address => {
+            options.insert("default_country".into(), json!(f.default_country));
+        }
+        MergeType::Phone => {
+            options.insert("phone_format".into(), json!(f.phone_format));
+        }
+        MergeType::Date | MergeType::Birthday => {
+            options.insert("date_format".into(), json!(f.date_format));
+        }
+        MergeType::Radio | MergeType::Dropdown => {
+            options.insert("choices".into(), json!(f.choices));
+        }
+        _ => {}
+    }
+    json!({
+        "merge_id": f.merge_id,
+        "tag": f.tag,
+        "name": f.name,
+        "type": f.ty.as_str(),
+        "required": f.required,
+        "default_value": f.default_value,
+        "public": f.public,
+        "display_order": f.display_order,
+        "options": options,
+        "help_text": f.help_text,
+        "list_id": list_id,
+        "_links": [link("self", format!("/3.0/lists/{list_id}/merge-fields/{}", f.merge_id), "GET")],
+    })
+}
+
+pub fn segment(list: &List, s: &Segment) -> Value {
+    let member_count = s
+        .members
+        .iter()
+        .filter(|k| list.members.get(*k).is_some_and(|m| m.status != Status::Archived))
+        .count();
+    let mut v = json!({
+        "id": s.id,
+        "name": s.name,
+        "member_count": member_count,
+        "type": match s.kind { SegmentKind::Static => "static", SegmentKind::Saved => "saved" },
+        "created_at": format_time(s.created_at),
+        "updated_at": format_time(s.updated_at),
+        "list_id": list.id,
+        "_links": [link("self", format!("/3.0/lists/{}/segments/{}", list.id, s.id), "GET")],
+    });
+    if s.kind == SegmentKind::Saved {
+        v["options"] = s.options.clone();
+    }
+    v
+}
+
+/// Applies `fields` or `exclude_fields` (comma lists in dot notation) to a response body.
+pub fn filter_fields(body: Value, fields: Option<&str>, exclude: Option<&str>) -> Value {
+    let split = |s: &str| -> Vec<Vec<String>> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split('.').map(String::from).collect())
+            .collect()
+    };
+    if let Some(f) = fields.filter(|f| !f.trim().is_empty()) {
+        let paths = split(f);
+        keep(&body, &paths.iter().map(|p| &p[..]).collect::<Vec<_>>())
+    } else if let Some(x) = exclude.filter(|x| !x.trim().is_empty()) {
+        let mut body = body;
+        for p in split(x) {
+            drop_path(&mut body, &p);
+        }
+        body
+    } else {
+        body
+    }
+}
+
+fn keep(v: &Value, paths: &[&[String]]) -> Value {
+    match v {
+        Value::Array(items) => Value::Array(items.iter().map(|i| keep(i, paths)).collect()),
+        Value::Object(o) => {
+            let mut out = Map::new();
+            for (k, child) in o {
+                let sub: Vec<&[String]> = paths
+                    .iter()
+                    .filter(|p| p.first() == Some(k))
+                    .map(|p| &p[1..])
+                    .collect();
+                if sub.is_empty() {
+                    continue;
+                }
+                if sub.iter().any(|p| p.is_empty()) {
+                    out.insert(k.clone(), child.clone());
+                } else {
+                    out.insert(k.clone(), keep(child, &sub));
+                }
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+fn drop_path(v: &mut Value, path: &[String]) {
+    match v {
+        Value::Array(items) => items.iter_mut().for_each(|i| drop_path(i, path)),
+        Value::Object(o) => {
+            if path.len() == 1 {
+                o.remove(&path[0]);
+            } else if let Some(child) = o.get_mut(&path[0]) {
+                drop_path(child, &path[1..]);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_filter() {
+        let body = json!({"members": [{"id": "a", "email_address": "x", "merge_fields": {"FNAME": "A", "LNAME": "B"}}],
+                          "total_items": 1, "_links": []});
+        assert_eq!(
+            filter_fields(body.clone(), Some("members.id,members.merge_fields.FNAME,total_items"), None),
+            json!({"members": [{"id": "a", "merge_fields": {"FNAME": "A"}}], "total_items": 1})
+        );
+        assert_eq!(
+            filter_fields(body, None, Some("_links,members.merge_fields")),
+            json!({"members": [{"id": "a", "email_address": "x"}], "total_items": 1})
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! The simulator's state: accounts with their credentials, audiences and batch jobs, the
+//! settings in force, and the counters that tests and benchmarks read.
+//!
+//! Each account sits behind its own lock, so accounts never see or slow each other; the
+//! HTTP layer holds a lock only while it applies a request, never while it waits.
+
+pub mod list;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use parking_lot::{Mutex, RwLock};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::config::{OAuthClient, Settings, SimConfig};
+use list::List;
+
+/// What an API key must look like: 32 hex characters, a dash, a data center such as `us6`.
+pub fn valid_api_key(key: &str) -> bool {
+    let Some((hex, dc)) = key.split_once('-') else {
+        return false;
+    };
+    hex.len() == 32
+        && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        && valid_dc(dc)
+}
+
+fn valid_dc(dc: &str) -> bool {
+    let letters = dc.trim_end_matches(|c: char| c.is_ascii_digit());
+    !letters.is_empty()
+        && letters.len() < dc.len()
+        && letters.chars().all(|c| c.is_ascii_lowercase())
+}
+
+/// A fresh API key of Mailchimp's form in data center `dc`.
+pub fn new_api_key(dc: &str) -> String {
+    format!("{}-{dc}", random_hex(16))
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::thread_rng().fill(&mut b[..]);
+    hex::encode(b)
+}
+
+/// A `/batches` job.
+pub struct Batch {
+    pub id: String,
+    pub status: &'static str,
+    pub operations: Vec<serde_json::Value>,
+    pub total: usize,
+    pub finished: usize,
+    pub errored: usize,
+    pub submitted_at: i64,
+    pub completed_at: Option<i64>,
+    /// The gzipped tar of results, once finished.
+    pub results: Option<Arc<Vec<u8>>>,
+    pub cancelled: bool,
+}
+
+/// Everything one account owns.
+pub struct AccountData {
+    pub lists: IndexMap<String, List>,
+    pub batches: IndexMap<String, Batch>,
+    pub next_segment_id: u32,
+    pub next_list_web_id: u64,
+}
+
+impl AccountData {
+    /// Contacts over all audiences (members that are not archived).
+    pub fn contacts(&self) -> u64 {
+        self.lists.values().map(|l| l.contacts()).sum()
+    }
+}
+
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub login: String,
+    pub email: String,
+    pub dc: String,
+    pub created_at: i64,
+    pub in_flight: AtomicUsize,
+    /// 429 answers still owed by a burst in progress.
+    pub burst_left: AtomicU32,
+    /// Whether a task is running this account's `/batches` jobs.
+    pub batch_runner: std::sync::atomic::AtomicBool,
+    pub data: Mutex<AccountData>,
+}
+
+impl Account {
+    fn new(n: usize, dc: &str) -> Account {
+        Account {
+            id: random_hex(12),
+            name: format!("Simulated Account {n}"),
+            login: format!("sim_user_{n}"),
+            email: format!("owner{n}@segsync-sim.dev"),
+            dc: dc.to_string(),
+            created_at: list::now_micros(),
+            in_flight: AtomicUsize::new(0),
+            burst_left: AtomicU32::new(0),
+            batch_runner: std::sync::atomic::AtomicBool::new(false),
+            data: Mutex::new(AccountData {
+                lists: IndexMap::new(),
+                batches: IndexMap::new(),
+                next_segment_id: 10_001,
+                next_list_web_id: 100_001,
+            }),
+        }
+    }
+}
+
+/// Counters of what the simulator saw and did, for tests and benchmarks.
+#[derive(Default)]
+pub struct Counters {
+    pub by_endpoint: Mutex<BTreeMap<String, u64>>,
+    pub by_status: Mutex<BTreeMap<u16, u64>>,
+    pub requests: AtomicU64,
+    pub writes: AtomicU64,
+    pub too_many_requests: AtomicU64,
+    pub injected_5xx: AtomicU64,
+    pub injected_429: AtomicU64,
+    pub dropped: AtomicU64,
+    pub slowed: AtomicU64,
+    pub compliance_refusals: AtomicU64,
+    pub max_in_flight: AtomicUsize,
+    pub members_created: AtomicU64,
+    pub members_updated: AtomicU64,
+}
+
+/// A snapshot of the counters, as `GET /_sim/counters` serves it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq, Default)]
+pub struct CountersView {
+    pub requests: u64,
+    /// Requests that were not GET.
+    pub writes: u64,
+    /// Requests by `METHOD /route/template`.
+    pub by_endpoint: BTreeMap<String, u64>,
+    pub by_status: BTreeMap<u16, u64>,
+    /// 429 answers for going over the in-flight limit.
+    pub too_many_requests: u64,
+    pub injected_5xx: u64,
+    pub injected_429: u64,
+    pub dropped: u64,
+    pub slowed: u64,
+    /// Writes refused because they would have resubscribed an unsubscribed, cleaned or
+    /// permanently deleted contact.
+    pub compliance_refusals: u64,
+    /// The largest number of requests one account had in flight at once.
+    pub max_in_flight: usize,
+    pub members_created: u64,
+    pub members_updated: u64,
+}
+
+impl Counters {
+    pub fn view(&self) -> CountersView {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CountersView {
+            requests: l(&self.requests),
+            writes: l(&self.writes),
+            by_endpoint: self.by_endpoint.lock().clone(),
+            by_status: self.by_status.lock().clone(),
+            too_many_requests: l(&self.too_many_requests),
+            injected_5xx: l(&self.injected_5xx),
+            injected_429: l(&self.injected_429),
+            dropped: l(&self.dropped),
+            slowed: l(&self.slowed),
+            compliance_refusals: l(&self.compliance_refusals),
+            max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
+            members_created: l(&self.members_created),
+            members_updated: l(&self.members_updated),
+        }
+    }
+
+    pub fn reset(&self) {
+        self.by_endpoint.lock().clear();
+        self.by_status.lock().clear();
+        for a in [
+            &self.requests,
+            &self.writes,
+            &self.too_many_requests,
+            &self.injected_5xx,
+            &self.injected_429,
+            &self.dropped,
+            &self.slowed,
+            &self.compliance_refusals,
+            &self.members_created,
+            &self.members_updated,
+        ] {
+            a.store(0, Ordering::Relaxed);
+        }
+        self.max_in_flight.store(0, Ordering::Relaxed);
+    }
+}
+
+/// An authorization code waiting to be exchanged.
+pub struct PendingCode {
+    pub account_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub issued: std::time::Instant,
+}
+
+/// A `response_body_url` token: which batch, until when.
+pub struct ResultLink {
+    pub account_id: String,
+    pub batch_id: String,
+    pub expires: std::time::Instant,
+}
+
+#[derive(Default)]
+pub struct OAuthState {
+    pub clients: Vec<OAuthClient>,
+    pub codes: HashMap<String, PendingCode>,
+}
+
+/// The whole simulator state, shared by every request.
+pub struct Sim {
+    pub settings: RwLock<Settings>,
+    accounts: RwLock<IndexMap<String, Arc<Account>>>,
+    /// API keys and OAuth tokens, each to its account id.
+    credentials: RwLock<HashMap<String, String>>,
+    pub oauth: Mutex<OAuthState>,
+    pub result_links: Mutex<HashMap<String, ResultLink>>,
+    pub counters: Counters,
+    pub rng: Mutex<StdRng>,
+    initial: SimConfig,
+}
+
+impl Sim {
+    pub fn new(config: SimConfig) -> Result<Arc<Sim>, String> {
+        let sim = Sim {
+            rng: Mutex::new(StdRng::seed_from_u64(config.settings.faults.seed)),
+            settings: RwLock::new(config.settings.clone()),
+            accounts: RwLock::new(IndexMap::new()),
+            credentials: RwLock::new(HashMap::new()),
+            oauth: Mutex::new(OAuthState {
+                clients: config.oauth_clients.clone(),
+                codes: HashMap::new(),
+            }),
+            result_links: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            initial: config,
+        };
+        for key in sim.initial.api_keys.clone() {
+            sim.add_account(Some(key))?;
+        }
+        Ok(Arc::new(sim))
+    }
+
+    /// Creates an account; with no key given, one is made up in data center `us1`.
+    /// Returns the account and its key.
+    pub fn add_account(&self, api_key: Option<String>) -> Result<(Arc<Account>, String), String> {
+        let key = api_key.unwrap_or_else(|| new_api_key("us1"));
+        if !valid_api_key(&key) {
+            return Err("an API key is 32 lower-case hex characters, a dash and a data center, such as 0123456789abcdef0123456789abcdef-us6".into());
+        }
+        if self.credentials.read().contains_key(&key) {
+            return Err("that API key belongs to an account already".into());
+        }
+        let dc = key.rsplit_once('-').map(|(_, dc)| dc).unwrap_or("us1");
+        let mut accounts = self.accounts.write();
+        let account = Arc::new(Account::new(accounts.len() + 1, dc));
+        accounts.insert(account.id.clone(), account.clone());
+        self.credentials
+            .write()
+            .insert(key.clone(), account.id.clone());
+        Ok((account, key))
+    }
+
+    /// Another credential (a second API key, or an OAuth token) for an existing account.
+    pub fn add_credential(&self, credential: String, account_id: &str) {
+        self.credentials
+            .write()
+            .insert(credential, account_id.to_string());
+    }
+
+    /// Revokes a key or token; true when it existed.
+    pub fn revoke(&self, credential: &str) -> bool {
+        self.credentials.write().remove(credential).is_some()
+    }
+
+    /// Every API key (not OAuth tokens) with its account id, sorted by account creation.
+    pub fn credentials_snapshot(&self) -> Vec<(String, String)> {
+        let creds = self.credentials.read();
+        let order: Vec<String> = self.accounts.read().keys().cloned().collect();
+        let mut out: Vec<(String, String)> = creds
+            .iter()
+            .filter(|(k, _)| valid_api_key(k))
+            .map(|(k, a)| (k.clone(), a.clone()))
+            .collect();
+        out.sort_by_key(|(_, a)| order.iter().position(|o| o == a));
+        out
+    }
+
+    pub fn account_for(&self, credential: &str) -> Option<Arc<Account>> {
+        let id = self.credentials.read().get(credential)?.clone();
+        self.accounts.read().get(&id).cloned()
+    }
+
+    pub fn account(&self, id: &str) -> Option<Arc<Account>> {
+        self.accounts.read().get(id).cloned()
+    }
+
+    pub fn accounts(&self) -> Vec<Arc<Account>> {
+        self.accounts.read().values().cloned().collect()
+    }
+
+    pub fn account_by_login(&self, login: &str) -> Option<Arc<Account>> {
+        self.accounts
+            .read()
+            .values()
+            .find(|a| a.login == login)
+            .cloned()
+    }
+
+    /// The account that owns audience `list_id`.
+    pub fn account_of_list(&self, list_id: &str) -> Option<Arc<Account>> {
+        self.accounts
+            .read()
+            .values()
+            .find(|a| a.data.lock().lists.contains_key(list_id))
+            .cloned()
+    }
+
+    /// Wipes every account's audiences and batches, the counters, and the settings back to
+    /// how the simulator started. Accounts and credentials stay.
+    pub fn reset(&self) {
+        for a in self.accounts() {
+            let mut d = a.data.lock();
+            d.lists.clear();
+            d.batches.clear();
+        }
+        *self.settings.write() = self.initial.settings.clone();
+        *self.rng.lock() = StdRng::seed_from_u64(self.initial.settings.faults.seed);
+        self.counters.reset();
+        self.result_links.lock().clear();
+    }
+
+    /// Draws a number in 0..1 from the seeded fault generator.
+    pub fn roll(&self) -> f64 {
+        self.rng.lock().gen::<f64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_format() {
+        assert!(valid_api_key("0123456789abcdef0123456789abcdef-us6"));
+        assert!(valid_api_key(&new_api_key("us21")));
+        assert!(!valid_api_key("0123456789abcdef0123456789abcde-us6"));
+        assert!(!valid_api_key("0123456789ABCDEF0123456789abcdef-us6"));
+        assert!(!valid_api_key("0123456789abcdef0123456789abcdef"));
+        assert!(!valid_api_key("0123456789abcdef0123456789abcdef-6"));
+        assert!(!valid_api_key("0123456789abcdef0123456789abcdef-us"));
+    }
+}
