@@ -129,23 +129,65 @@ impl ApiError {
     pub fn triggered(name: &str) -> Option<Self> {
         use StatusCode as S;
         let e = match name {
-            "BadRequest" => Self::new(S::BAD_REQUEST, "Bad Request", "Your request could not be processed."),
-            "InvalidAction" => Self::new(S::BAD_REQUEST, "Invalid Action", "The action requested was not valid for this resource."),
-            "InvalidResource" => Self::schema(vec![FieldError::new("email_address", "This value should not be blank.")]),
+            "BadRequest" => Self::new(
+                S::BAD_REQUEST,
+                "Bad Request",
+                "Your request could not be processed.",
+            ),
+            "InvalidAction" => Self::new(
+                S::BAD_REQUEST,
+                "Invalid Action",
+                "The action requested was not valid for this resource.",
+            ),
+            "InvalidResource" => Self::schema(vec![FieldError::new(
+                "email_address",
+                "This value should not be blank.",
+            )]),
             "JSONParseError" => Self::json_parse(),
             "APIKeyMissing" => Self::api_key_missing(),
             "APIKeyInvalid" => Self::api_key_invalid(),
-            "Forbidden" => Self::new(S::FORBIDDEN, "Forbidden", "You don't have permission to access this resource."),
-            "UserDisabled" => Self::new(S::FORBIDDEN, "User Disabled", "This account has been disabled."),
-            "WrongDatacenter" => Self::new(S::FORBIDDEN, "Wrong Datacenter", "The API key provided is linked to a different datacenter."),
+            "Forbidden" => Self::new(
+                S::FORBIDDEN,
+                "Forbidden",
+                "You don't have permission to access this resource.",
+            ),
+            "UserDisabled" => Self::new(
+                S::FORBIDDEN,
+                "User Disabled",
+                "This account has been disabled.",
+            ),
+            "WrongDatacenter" => Self::new(
+                S::FORBIDDEN,
+                "Wrong Datacenter",
+                "The API key provided is linked to a different datacenter.",
+            ),
             "ResourceNotFound" => Self::not_found(),
-            "MethodNotAllowed" => Self::method_not_allowed("The requested method and resource are not compatible.", "GET"),
-            "ResourceNestingTooDeep" => Self::new(S::URI_TOO_LONG, "Resource Nesting Too Deep", "The requested resource is nested too deeply."),
-            "InvalidMethodOverride" => Self::new(S::UNPROCESSABLE_ENTITY, "Invalid Method Override", "You can only use the X-HTTP-Method-Override header with the POST method."),
-            "RequestedFieldsInvalid" => Self::new(S::UNPROCESSABLE_ENTITY, "Requested Fields Invalid", "The fields requested from this resource are invalid."),
+            "MethodNotAllowed" => Self::method_not_allowed(
+                "The requested method and resource are not compatible.",
+                "GET",
+            ),
+            "ResourceNestingTooDeep" => Self::new(
+                S::URI_TOO_LONG,
+                "Resource Nesting Too Deep",
+                "The requested resource is nested too deeply.",
+            ),
+            "InvalidMethodOverride" => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "Invalid Method Override",
+                "You can only use the X-HTTP-Method-Override header with the POST method.",
+            ),
+            "RequestedFieldsInvalid" => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "Requested Fields Invalid",
+                "The fields requested from this resource are invalid.",
+            ),
             "TooManyRequests" => Self::too_many_requests(10),
             "InternalServerError" => Self::internal(),
-            "ComplianceRelated" => Self::new(S::FORBIDDEN, "Compliance Related", "This account is currently under compliance review."),
+            "ComplianceRelated" => Self::new(
+                S::FORBIDDEN,
+                "Compliance Related",
+                "This account is currently under compliance review.",
+            ),
             _ => return None,
         };
         Some(e)
@@ -171,7 +213,14 @@ pub fn request_id() -> String {
     use rand::Rng;
     let b: [u8; 16] = rand::thread_rng().gen();
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 impl IntoResponse for ApiError {

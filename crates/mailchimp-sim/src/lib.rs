@@ -44,8 +44,13 @@ pub async fn serve(
     sim: Arc<Sim>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let app = http::app(sim);
     let service = axum::ServiceExt::<Request>::into_make_service(app);
+    // Small answers must not wait for delayed ACKs.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
@@ -62,14 +67,20 @@ pub struct RunningSim {
 impl RunningSim {
     /// Starts a simulator on `addr` (`127.0.0.1:0` picks a free port).
     pub async fn start(config: SimConfig, addr: &str) -> std::io::Result<RunningSim> {
-        let sim = Sim::new(config).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let sim = Sim::new(config)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, sim.clone(), async {
             let _ = stopped.await;
         }));
-        Ok(RunningSim { addr, sim, stop: Some(stop), task: Some(task) })
+        Ok(RunningSim {
+            addr,
+            sim,
+            stop: Some(stop),
+            task: Some(task),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -92,12 +103,18 @@ impl RunningSim {
 
     /// Adds an account and returns its new API key.
     pub fn add_account(&self) -> String {
-        self.sim.add_account(None).expect("a generated key is valid").1
+        self.sim
+            .add_account(None)
+            .expect("a generated key is valid")
+            .1
     }
 
     /// Creates an audience in the account of `api_key` and returns its id.
     pub fn create_list(&self, api_key: &str, name: &str, double_optin: bool) -> String {
-        let account = self.sim.account_for(api_key).expect("the key belongs to an account");
+        let account = self
+            .sim
+            .account_for(api_key)
+            .expect("the key belongs to an account");
         let v = http::admin::new_list(&account, name, double_optin);
         v["id"].as_str().expect("a list has an id").to_string()
     }

@@ -18,10 +18,18 @@ struct Args {
     /// An API key (32 hex, dash, data center, e.g. 0123456789abcdef0123456789abcdef-us6); one
     /// account per key. Repeat for several accounts. Without any, one account with a made-up
     /// key is created and its key printed.
-    #[arg(long = "api-key", env = "MAILCHIMP_SIM_API_KEYS", value_delimiter = ',')]
+    #[arg(
+        long = "api-key",
+        env = "MAILCHIMP_SIM_API_KEYS",
+        value_delimiter = ','
+    )]
     api_keys: Vec<String>,
     /// A registered OAuth2 app as CLIENT_ID:CLIENT_SECRET[:REDIRECT_URI_PREFIX]. Repeatable.
-    #[arg(long = "oauth-client", env = "MAILCHIMP_SIM_OAUTH_CLIENTS", value_delimiter = ',')]
+    #[arg(
+        long = "oauth-client",
+        env = "MAILCHIMP_SIM_OAUTH_CLIENTS",
+        value_delimiter = ','
+    )]
     oauth_clients: Vec<String>,
     /// Requests one account may have in flight; the next gets 429 (Mailchimp: 10).
     #[arg(long, default_value_t = 10)]
@@ -90,9 +98,19 @@ fn config(args: &Args) -> Result<SimConfig, String> {
     let settings = Settings {
         max_in_flight: args.max_in_flight,
         contact_limit: args.contact_limit,
-        refused_domains: args.refused_domains.clone().unwrap_or(defaults.refused_domains),
-        batch_compliance: if args.batch_compliance == "ignore" { BatchCompliance::Ignore } else { BatchCompliance::Error },
-        latency: Latency { base_ms: args.latency_base_ms, per_item_ms: args.latency_per_item_ms },
+        refused_domains: args
+            .refused_domains
+            .clone()
+            .unwrap_or(defaults.refused_domains),
+        batch_compliance: if args.batch_compliance == "ignore" {
+            BatchCompliance::Ignore
+        } else {
+            BatchCompliance::Error
+        },
+        latency: Latency {
+            base_ms: args.latency_base_ms,
+            per_item_ms: args.latency_per_item_ms,
+        },
         faults: Faults {
             error_5xx_rate: args.error_5xx_rate,
             burst_429_rate: args.burst_429_rate,
@@ -110,7 +128,11 @@ fn config(args: &Args) -> Result<SimConfig, String> {
     };
     Ok(SimConfig {
         api_keys: args.api_keys.clone(),
-        oauth_clients: args.oauth_clients.iter().map(|c| parse_client(c)).collect::<Result<_, _>>()?,
+        oauth_clients: args
+            .oauth_clients
+            .iter()
+            .map(|c| parse_client(c))
+            .collect::<Result<_, _>>()?,
         settings,
     })
 }
@@ -147,7 +169,9 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let addr = listener.local_addr().expect("a bound socket has an address");
+    let addr = listener
+        .local_addr()
+        .expect("a bound socket has an address");
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "mailchimp-sim listening on http://{addr}");
     for (key, account) in sim.credentials_snapshot() {
@@ -157,7 +181,8 @@ async fn main() {
     drop(out);
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     };
     if let Err(e) = mailchimp_sim::serve(listener, sim, shutdown).await {

@@ -24,8 +24,16 @@ pub fn member(list: &List, key: &Key) -> Value {
             .unwrap_or_else(|| Value::String(String::new()));
         merge.insert(f.tag.clone(), v);
     }
-    let text = |tag: &str| merge.get(tag).and_then(Value::as_str).unwrap_or("").to_string();
-    let full_name = format!("{} {}", text("FNAME"), text("LNAME")).trim().to_string();
+    let text = |tag: &str| {
+        merge
+            .get(tag)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let full_name = format!("{} {}", text("FNAME"), text("LNAME"))
+        .trim()
+        .to_string();
     let tags: Vec<Value> = m
         .tags
         .iter()
@@ -76,6 +84,19 @@ pub fn member(list: &List, key: &Key) -> Value {
     })
 }
 
+/// The string fields `keys` of `v` (a stored request object), "" for those it lacks: the
+/// shape Mailchimp answers whatever subset was sent.
+fn string_fields(v: &Value, keys: &[&str]) -> Value {
+    let fields: Map<String, Value> = keys
+        .iter()
+        .map(|k| {
+            let s = v.get(*k).and_then(Value::as_str).unwrap_or("");
+            (k.to_string(), Value::String(s.to_string()))
+        })
+        .collect();
+    Value::Object(fields)
+}
+
 /// An audience as `GET /lists/{id}` returns it, with live stats.
 pub fn list(l: &List) -> Value {
     let count = |s| l.count_status(s);
@@ -84,10 +105,16 @@ pub fn list(l: &List) -> Value {
         "id": l.id,
         "web_id": l.web_id,
         "name": l.info.name,
-        "contact": l.info.contact,
+        "contact": string_fields(
+            &l.info.contact,
+            &["company", "address1", "address2", "city", "state", "zip", "country", "phone"],
+        ),
         "permission_reminder": l.info.permission_reminder,
         "use_archive_bar": l.info.use_archive_bar,
-        "campaign_defaults": l.info.campaign_defaults,
+        "campaign_defaults": string_fields(
+            &l.info.campaign_defaults,
+            &["from_name", "from_email", "subject", "language"],
+        ),
         "notify_on_subscribe": l.info.notify_on_subscribe,
         "notify_on_unsubscribe": l.info.notify_on_unsubscribe,
         "date_created": format_time(l.date_created),
@@ -167,7 +194,11 @@ pub fn segment(list: &List, s: &Segment) -> Value {
     let member_count = s
         .members
         .iter()
-        .filter(|k| list.members.get(*k).is_some_and(|m| m.status != Status::Archived))
+        .filter(|k| {
+            list.members
+                .get(*k)
+                .is_some_and(|m| m.status != Status::Archived)
+        })
         .count();
     let mut v = json!({
         "id": s.id,
@@ -257,7 +288,11 @@ mod tests {
         let body = json!({"members": [{"id": "a", "email_address": "x", "merge_fields": {"FNAME": "A", "LNAME": "B"}}],
                           "total_items": 1, "_links": []});
         assert_eq!(
-            filter_fields(body.clone(), Some("members.id,members.merge_fields.FNAME,total_items"), None),
+            filter_fields(
+                body.clone(),
+                Some("members.id,members.merge_fields.FNAME,total_items"),
+                None
+            ),
             json!({"members": [{"id": "a", "merge_fields": {"FNAME": "A"}}], "total_items": 1})
         );
         assert_eq!(

@@ -300,7 +300,7 @@ pub fn normalise_merge_value(
         }
         MergeType::Radio | MergeType::Dropdown => {
             let s = scalar_text(value).ok_or("Please choose one of the options")?;
-            if !choices.iter().any(|c| *c == s) {
+            if !choices.contains(&s) {
                 return Err(format!(
                     "\"{s}\" is not one of the choices: {}",
                     choices.join(", ")
@@ -347,7 +347,10 @@ fn parse_date(s: &str, date_format: &str) -> Option<String> {
     if parts.len() != 3 || parts.iter().any(|p| !p.chars().all(|c| c.is_ascii_digit())) {
         return None;
     }
-    let n: Vec<u32> = parts.iter().map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let n: Vec<u32> = parts
+        .iter()
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
     let (y, m, d) = if parts[0].len() == 4 {
         (n[0], n[1], n[2])
     } else if parts[2].len() == 4 {

@@ -25,9 +25,15 @@ pub fn routes() -> Router<AppState> {
         .route("/_sim/accounts", get(accounts).post(create_account))
         .route("/_sim/accounts/{account_id}/lists", post(create_list))
         .route("/_sim/lists/{list_id}", get(list_state))
-        .route("/_sim/lists/{list_id}/members/{member}/status", post(force_status))
+        .route(
+            "/_sim/lists/{list_id}/members/{member}/status",
+            post(force_status),
+        )
         .route("/_sim/counters", get(counters).delete(reset_counters))
-        .route("/_sim/settings", get(get_settings).put(put_settings).patch(patch_settings))
+        .route(
+            "/_sim/settings",
+            get(get_settings).put(put_settings).patch(patch_settings),
+        )
         .route("/_sim/reset", post(reset))
         .route("/_sim/oauth-clients", post(add_oauth_client))
         .route("/_sim/revoke", post(revoke))
@@ -39,12 +45,19 @@ fn bad_request(msg: impl Into<String>) -> Response {
 }
 
 fn not_found(what: &str) -> Response {
-    json_response(StatusCode::NOT_FOUND, &json!({"error": format!("no such {what}")}))
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"error": format!("no such {what}")}),
+    )
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, String> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
 }
 
 async fn index() -> Response {
@@ -97,7 +110,7 @@ struct NewAccount {
 async fn create_account(State(sim): State<AppState>, body: Bytes) -> Response {
     let req: NewAccount = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return bad_request(e),
     };
     match sim.add_account(req.api_key) {
         Ok((account, key)) => json_response(
@@ -130,15 +143,23 @@ struct NewList {
     double_optin: bool,
 }
 
-async fn create_list(State(sim): State<AppState>, Path(account_id): Path<String>, body: Bytes) -> Response {
+async fn create_list(
+    State(sim): State<AppState>,
+    Path(account_id): Path<String>,
+    body: Bytes,
+) -> Response {
     let req: NewList = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return bad_request(e),
     };
     let Some(account) = sim.account(&account_id) else {
         return not_found("account");
     };
-    let v = new_list(&account, req.name.as_deref().unwrap_or("Simulated Audience"), req.double_optin);
+    let v = new_list(
+        &account,
+        req.name.as_deref().unwrap_or("Simulated Audience"),
+        req.double_optin,
+    );
     json_response(StatusCode::OK, &v)
 }
 
@@ -189,13 +210,20 @@ pub fn list_view(sim: &Sim, list_id: &str, members: bool) -> Option<ListView> {
             .map(|k| {
                 let full = render::member(list, k);
                 let m = &list.members[k];
-                let mut tags: Vec<String> = m.tags.iter().filter_map(|(id, _)| list.segments.get(id).map(|s| s.name.clone())).collect();
+                let mut tags: Vec<String> = m
+                    .tags
+                    .iter()
+                    .filter_map(|(id, _)| list.segments.get(id).map(|s| s.name.clone()))
+                    .collect();
                 tags.sort();
                 MemberView {
                     id: hex::encode(k),
                     email_address: m.email.clone(),
                     status: m.status,
-                    merge_fields: full["merge_fields"].as_object().cloned().unwrap_or_default(),
+                    merge_fields: full["merge_fields"]
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
                     tags,
                     last_changed: format_time(m.last_changed),
                 }
@@ -212,14 +240,27 @@ pub fn list_view(sim: &Sim, list_id: &str, members: bool) -> Option<ListView> {
         name: list.info.name.clone(),
         double_optin: list.info.double_optin,
         member_count: list.members.len(),
-        merge_fields: list.merge_fields.iter().map(|f| render::merge_field(&list.id, f)).collect(),
+        merge_fields: list
+            .merge_fields
+            .iter()
+            .map(|f| render::merge_field(&list.id, f))
+            .collect(),
         tags: list
             .segments
             .values()
             .filter(|s| s.kind == SegmentKind::Static)
-            .map(|s| TagView { id: s.id, name: s.name.clone(), member_count: s.members.len() })
+            .map(|s| TagView {
+                id: s.id,
+                name: s.name.clone(),
+                member_count: s.members.len(),
+            })
             .collect(),
-        saved_segments: list.segments.values().filter(|s| s.kind == SegmentKind::Saved).map(|s| s.name.clone()).collect(),
+        saved_segments: list
+            .segments
+            .values()
+            .filter(|s| s.kind == SegmentKind::Saved)
+            .map(|s| s.name.clone())
+            .collect(),
         forgotten,
         members,
     })
@@ -232,7 +273,10 @@ async fn list_state(
 ) -> Response {
     let members = q.get("members").is_none_or(|m| m != "false");
     match list_view(&sim, &list_id, members) {
-        Some(v) => json_response(StatusCode::OK, &serde_json::to_value(v).expect("view serialises")),
+        Some(v) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(v).expect("view serialises"),
+        ),
         None => not_found("audience"),
     }
 }
@@ -252,7 +296,9 @@ pub fn force_member_status(sim: &Sim, list_id: &str, member: &str, status: Statu
         return false;
     };
     let mut d = account.data.lock();
-    d.lists.get_mut(list_id).is_some_and(|l| l.force_status(key, status, now_micros()))
+    d.lists
+        .get_mut(list_id)
+        .is_some_and(|l| l.force_status(key, status, now_micros()))
 }
 
 async fn force_status(
@@ -262,7 +308,7 @@ async fn force_status(
 ) -> Response {
     let req: ForceStatus = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return bad_request(e),
     };
     if force_member_status(&sim, &list_id, &member, req.status) {
         StatusCode::NO_CONTENT.into_response()
@@ -272,7 +318,10 @@ async fn force_status(
 }
 
 async fn counters(State(sim): State<AppState>) -> Response {
-    json_response(StatusCode::OK, &serde_json::to_value(sim.counters.view()).expect("counters serialise"))
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(sim.counters.view()).expect("counters serialise"),
+    )
 }
 
 async fn reset_counters(State(sim): State<AppState>) -> Response {
@@ -282,7 +331,10 @@ async fn reset_counters(State(sim): State<AppState>) -> Response {
 
 async fn get_settings(State(sim): State<AppState>) -> Response {
     let s = sim.settings.read().clone();
-    json_response(StatusCode::OK, &serde_json::to_value(s).expect("settings serialise"))
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(s).expect("settings serialise"),
+    )
 }
 
 fn check_settings(s: &Settings) -> Result<(), String> {
@@ -317,7 +369,7 @@ pub fn apply_settings(sim: &Sim, s: Settings) -> Result<(), String> {
 async fn put_settings(State(sim): State<AppState>, body: Bytes) -> Response {
     let s: Settings = match parse(&body) {
         Ok(s) => s,
-        Err(e) => return e,
+        Err(e) => return bad_request(e),
     };
     match apply_settings(&sim, s) {
         Ok(()) => get_settings(State(sim)).await,
@@ -339,9 +391,10 @@ fn merge_json(base: &mut Value, patch: &Value) {
 async fn patch_settings(State(sim): State<AppState>, body: Bytes) -> Response {
     let patch: Value = match parse(&body) {
         Ok(p) => p,
-        Err(e) => return e,
+        Err(e) => return bad_request(e),
     };
-    let mut current = serde_json::to_value(sim.settings.read().clone()).expect("settings serialise");
+    let mut current =
+        serde_json::to_value(sim.settings.read().clone()).expect("settings serialise");
     merge_json(&mut current, &patch);
     let s: Settings = match serde_json::from_value(current) {
         Ok(s) => s,
@@ -361,7 +414,7 @@ async fn reset(State(sim): State<AppState>) -> Response {
 async fn add_oauth_client(State(sim): State<AppState>, body: Bytes) -> Response {
     let c: OAuthClient = match parse(&body) {
         Ok(c) => c,
-        Err(e) => return e,
+        Err(e) => return bad_request(e),
     };
     let mut oauth = sim.oauth.lock();
     oauth.clients.retain(|x| x.client_id != c.client_id);
@@ -378,7 +431,7 @@ struct Revoke {
 async fn revoke(State(sim): State<AppState>, body: Bytes) -> Response {
     let r: Revoke = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return e,
+        Err(e) => return bad_request(e),
     };
     if sim.revoke(&r.credential) {
         StatusCode::NO_CONTENT.into_response()
@@ -386,4 +439,3 @@ async fn revoke(State(sim): State<AppState>, body: Bytes) -> Response {
         not_found("credential")
     }
 }
-

@@ -69,19 +69,38 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let body = body_json(&body)?;
     let Some(ops) = body.get("operations").and_then(Value::as_array) else {
-        return Err(ApiError::schema(vec![FieldError::new("operations", "This value should not be blank.")]));
+        return Err(ApiError::schema(vec![FieldError::new(
+            "operations",
+            "This value should not be blank.",
+        )]));
     };
     let mut errors = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         match op.get("method").and_then(Value::as_str) {
             Some(m) if METHODS.contains(&m) => {}
-            _ => errors.push(FieldError::new(format!("operations.{i}.method"), "Value is not one of enum values: GET, POST, PUT, PATCH, DELETE")),
+            _ => errors.push(FieldError::new(
+                format!("operations.{i}.method"),
+                "Value is not one of enum values: GET, POST, PUT, PATCH, DELETE",
+            )),
         }
-        if op.get("path").and_then(Value::as_str).is_none_or(|p| !p.starts_with('/')) {
-            errors.push(FieldError::new(format!("operations.{i}.path"), "A path relative to /3.0, starting with /"));
+        if op
+            .get("path")
+            .and_then(Value::as_str)
+            .is_none_or(|p| !p.starts_with('/'))
+        {
+            errors.push(FieldError::new(
+                format!("operations.{i}.path"),
+                "A path relative to /3.0, starting with /",
+            ));
         }
-        if op.get("body").is_some_and(|b| !b.is_string() && !b.is_null()) {
-            errors.push(FieldError::new(format!("operations.{i}.body"), "Schema describes string, another type found instead"));
+        if op
+            .get("body")
+            .is_some_and(|b| !b.is_string() && !b.is_null())
+        {
+            errors.push(FieldError::new(
+                format!("operations.{i}.body"),
+                "Schema describes string, another type found instead",
+            ));
         }
     }
     if !errors.is_empty() {
@@ -90,7 +109,11 @@ pub async fn create(
     let max_pending = sim.settings.read().batches.max_pending;
     let out = {
         let mut d = account.data.lock();
-        let pending = d.batches.values().filter(|b| b.status != "finished").count();
+        let pending = d
+            .batches
+            .values()
+            .filter(|b| b.status != "finished")
+            .count();
         if pending >= max_pending {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -139,8 +162,18 @@ pub async fn list_all(
     let (count, offset) = paging(&q);
     let d = account.data.lock();
     let o = origin(&headers);
-    let batches: Vec<Value> = d.batches.values().rev().skip(offset).take(count).map(|b| render(&sim, &account, b, &o)).collect();
-    Ok(reply(&q, json!({"batches": batches, "total_items": d.batches.len(), "_links": []})))
+    let batches: Vec<Value> = d
+        .batches
+        .values()
+        .rev()
+        .skip(offset)
+        .take(count)
+        .map(|b| render(&sim, &account, b, &o))
+        .collect();
+    Ok(reply(
+        &q,
+        json!({"batches": batches, "total_items": d.batches.len(), "_links": []}),
+    ))
 }
 
 /// Stops a batch and removes it.
@@ -149,7 +182,10 @@ pub async fn delete(
     Path(batch_id): Path<String>,
 ) -> ApiResult<Response> {
     let mut d = account.data.lock();
-    let mut b = d.batches.shift_remove(&batch_id).ok_or_else(ApiError::not_found)?;
+    let mut b = d
+        .batches
+        .shift_remove(&batch_id)
+        .ok_or_else(ApiError::not_found)?;
     b.cancelled = true;
     Ok(no_content())
 }
@@ -159,24 +195,39 @@ pub async fn results(State(sim): State<AppState>, Path(file): Path<String>) -> R
     let token = file.trim_end_matches(".tar.gz");
     let link = {
         let links = sim.result_links.lock();
-        links.get(token).map(|l| (l.account_id.clone(), l.batch_id.clone(), l.expires))
+        links
+            .get(token)
+            .map(|l| (l.account_id.clone(), l.batch_id.clone(), l.expires))
     };
     let Some((account_id, batch_id, expires)) = link else {
-        return (StatusCode::NOT_FOUND, "NoSuchKey: The specified key does not exist.").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "NoSuchKey: The specified key does not exist.",
+        )
+            .into_response();
     };
     if Instant::now() > expires {
         return (StatusCode::FORBIDDEN, "ExpiredToken: Request has expired.").into_response();
     }
-    let data = sim
-        .account(&account_id)
-        .and_then(|a| a.data.lock().batches.get(&batch_id).and_then(|b| b.results.clone()));
+    let data = sim.account(&account_id).and_then(|a| {
+        a.data
+            .lock()
+            .batches
+            .get(&batch_id)
+            .and_then(|b| b.results.clone())
+    });
     match data {
         Some(bytes) => {
             let mut r = Body::from(bytes.as_ref().clone()).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, "application/x-gzip".parse().unwrap());
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, "application/x-gzip".parse().unwrap());
             r
         }
-        None => (StatusCode::NOT_FOUND, "NoSuchKey: The specified key does not exist.").into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "NoSuchKey: The specified key does not exist.",
+        )
+            .into_response(),
     }
 }
 
@@ -189,14 +240,22 @@ fn start_runner(sim: AppState, account: Arc<Account>) {
         loop {
             let next = {
                 let d = account.data.lock();
-                d.batches.values().find(|b| b.status != "finished").map(|b| b.id.clone())
+                d.batches
+                    .values()
+                    .find(|b| b.status != "finished")
+                    .map(|b| b.id.clone())
             };
             match next {
                 Some(id) => run_batch(&sim, &account, &id).await,
                 None => {
                     account.batch_runner.store(false, Ordering::SeqCst);
                     // A batch submitted between the check and the flag must not wait forever.
-                    let more = account.data.lock().batches.values().any(|b| b.status != "finished");
+                    let more = account
+                        .data
+                        .lock()
+                        .batches
+                        .values()
+                        .any(|b| b.status != "finished");
                     if !more || account.batch_runner.swap(true, Ordering::SeqCst) {
                         return;
                     }
@@ -225,7 +284,13 @@ async fn run_batch(sim: &AppState, account: &Arc<Account>, id: &str) {
         return;
     }
     tokio::time::sleep(pause).await;
-    let Some(ops) = account.data.lock().batches.get(id).map(|b| b.operations.clone()) else {
+    let Some(ops) = account
+        .data
+        .lock()
+        .batches
+        .get(id)
+        .map(|b| b.operations.clone())
+    else {
         return;
     };
     if !set_status(account, id, "started") {
@@ -292,7 +357,11 @@ async fn run_operation(router: &axum::Router, account: &Arc<Account>, op: &Value
             uri.push_str(&qs);
         }
     }
-    let body = op.get("body").and_then(Value::as_str).unwrap_or("").to_string();
+    let body = op
+        .get("body")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let req = Request::builder()
         .method(method)
         .uri(&uri)
@@ -300,14 +369,21 @@ async fn run_operation(router: &axum::Router, account: &Arc<Account>, op: &Value
         .extension(Internal(account.clone()))
         .body(Body::from(body));
     let Ok(req) = req else {
-        return (404, ApiError::not_found().body(&crate::error::request_id()).to_string());
+        return (
+            404,
+            ApiError::not_found()
+                .body(&crate::error::request_id())
+                .to_string(),
+        );
     };
     let resp = match router.clone().oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
     let status = resp.status().as_u16();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 

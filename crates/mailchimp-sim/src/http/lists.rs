@@ -46,7 +46,10 @@ fn str_field(o: &Map<String, Value>, k: &str, errors: &mut Vec<FieldError>) -> O
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
-            errors.push(FieldError::new(k, "Schema describes string, another type found instead"));
+            errors.push(FieldError::new(
+                k,
+                "Schema describes string, another type found instead",
+            ));
             None
         }
     }
@@ -57,7 +60,10 @@ fn bool_field(o: &Map<String, Value>, k: &str, errors: &mut Vec<FieldError>) -> 
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => {
-            errors.push(FieldError::new(k, "Schema describes boolean, another type found instead"));
+            errors.push(FieldError::new(
+                k,
+                "Schema describes boolean, another type found instead",
+            ));
             None
         }
     }
@@ -66,11 +72,20 @@ fn bool_field(o: &Map<String, Value>, k: &str, errors: &mut Vec<FieldError>) -> 
 /// Applies the fields of a create or update body to `info`; `create` demands the required ones.
 fn apply_list_body(info: &mut ListInfo, body: &Value, create: bool) -> ApiResult<()> {
     let Value::Object(o) = body else {
-        return Err(ApiError::schema(vec![FieldError::new("", "Schema describes object")]));
+        return Err(ApiError::schema(vec![FieldError::new(
+            "",
+            "Schema describes object",
+        )]));
     };
     let mut errors = Vec::new();
     if create {
-        for k in ["name", "contact", "permission_reminder", "campaign_defaults", "email_type_option"] {
+        for k in [
+            "name",
+            "contact",
+            "permission_reminder",
+            "campaign_defaults",
+            "email_type_option",
+        ] {
             if o.get(k).is_none_or(Value::is_null) {
                 errors.push(FieldError::new(k, "This value should not be blank."));
             }
@@ -86,13 +101,31 @@ fn apply_list_body(info: &mut ListInfo, body: &Value, create: bool) -> ApiResult
         match c.as_object() {
             Some(obj) => {
                 for k in ["company", "address1", "city", "country"] {
-                    if obj.get(k).and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
-                        errors.push(FieldError::new(format!("contact.{k}"), "This value should not be blank."));
+                    if obj
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .is_none_or(|s| s.trim().is_empty())
+                    {
+                        errors.push(FieldError::new(
+                            format!("contact.{k}"),
+                            "This value should not be blank.",
+                        ));
+                    }
+                }
+                for k in ["address2", "state", "zip", "phone"] {
+                    if obj.get(k).is_some_and(|v| !v.is_null() && !v.is_string()) {
+                        errors.push(FieldError::new(
+                            format!("contact.{k}"),
+                            "Schema describes string, another type found instead",
+                        ));
                     }
                 }
                 info.contact = c.clone();
             }
-            None => errors.push(FieldError::new("contact", "Schema describes object, another type found instead")),
+            None => errors.push(FieldError::new(
+                "contact",
+                "Schema describes object, another type found instead",
+            )),
         }
     }
     if let Some(c) = o.get("campaign_defaults").filter(|c| !c.is_null()) {
@@ -100,12 +133,18 @@ fn apply_list_body(info: &mut ListInfo, body: &Value, create: bool) -> ApiResult
             Some(obj) => {
                 for k in ["from_name", "from_email", "subject", "language"] {
                     if obj.get(k).and_then(Value::as_str).is_none() {
-                        errors.push(FieldError::new(format!("campaign_defaults.{k}"), "This value should not be blank."));
+                        errors.push(FieldError::new(
+                            format!("campaign_defaults.{k}"),
+                            "This value should not be blank.",
+                        ));
                     }
                 }
                 info.campaign_defaults = c.clone();
             }
-            None => errors.push(FieldError::new("campaign_defaults", "Schema describes object, another type found instead")),
+            None => errors.push(FieldError::new(
+                "campaign_defaults",
+                "Schema describes object, another type found instead",
+            )),
         }
     }
     if let Some(v) = str_field(o, "permission_reminder", &mut errors) {
@@ -131,7 +170,10 @@ fn apply_list_body(info: &mut ListInfo, body: &Value, create: bool) -> ApiResult
     }
     if let Some(v) = str_field(o, "visibility", &mut errors) {
         if v != "pub" && v != "prv" {
-            errors.push(FieldError::new("visibility", "Value is not one of enum values: pub, prv"));
+            errors.push(FieldError::new(
+                "visibility",
+                "Value is not one of enum values: pub, prv",
+            ));
         }
         info.visibility = v;
     }
@@ -167,7 +209,11 @@ pub fn create_list(account: &Account, body: &Value) -> ApiResult<Value> {
     Ok(out)
 }
 
-pub async fn create(Extension(account): Extension<Arc<Account>>, q: Query, body: Bytes) -> ApiResult<Response> {
+pub async fn create(
+    Extension(account): Extension<Arc<Account>>,
+    q: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
     let body = body_json(&body)?;
     Ok(reply(&q, create_list(&account, &body)?))
 }
@@ -202,7 +248,9 @@ pub async fn delete(
     Path(list_id): Path<String>,
 ) -> ApiResult<Response> {
     let mut d = account.data.lock();
-    d.lists.shift_remove(&list_id).ok_or_else(ApiError::not_found)?;
+    d.lists
+        .shift_remove(&list_id)
+        .ok_or_else(ApiError::not_found)?;
     Ok(no_content())
 }
 
@@ -215,7 +263,9 @@ pub fn room(sim: &Sim, d: &AccountData) -> (Option<u64>, Option<u64>) {
 /// Counts a refused write that would have broken a compliance rule.
 pub fn count_refusal(sim: &Sim, title: &str) {
     if title == "Member In Compliance State" || title == "Forgotten Email Not Subscribed" {
-        sim.counters.compliance_refusals.fetch_add(1, Ordering::Relaxed);
+        sim.counters
+            .compliance_refusals
+            .fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -238,12 +288,18 @@ pub async fn batch_upsert(
 ) -> ApiResult<Response> {
     let body = body_json(&body)?;
     let Some(items) = body.get("members").and_then(Value::as_array) else {
-        return Err(ApiError::schema(vec![FieldError::new("members", "This value should not be blank.")]));
+        return Err(ApiError::schema(vec![FieldError::new(
+            "members",
+            "This value should not be blank.",
+        )]));
     };
     if items.len() > MAX_BATCH_MEMBERS {
         return Err(ApiError::schema(vec![FieldError::new(
             "members",
-            format!("Schema describes array, maximum {MAX_BATCH_MEMBERS} items, {} found instead", items.len()),
+            format!(
+                "Schema describes array, maximum {MAX_BATCH_MEMBERS} items, {} found instead",
+                items.len()
+            ),
         )]));
     }
     let mut errors = Vec::new();
@@ -251,7 +307,10 @@ pub async fn batch_upsert(
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
-            errors.push(FieldError::new("update_existing", "Schema describes boolean, another type found instead"));
+            errors.push(FieldError::new(
+                "update_existing",
+                "Schema describes boolean, another type found instead",
+            ));
             false
         }
     };
@@ -259,7 +318,10 @@ pub async fn batch_upsert(
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
-            errors.push(FieldError::new("sync_tags", "Schema describes boolean, another type found instead"));
+            errors.push(FieldError::new(
+                "sync_tags",
+                "Schema describes boolean, another type found instead",
+            ));
             false
         }
     };
@@ -268,8 +330,17 @@ pub async fn batch_upsert(
     }
     let skip_dupes = flag(&q, "skip_duplicate_check");
     let settings = sim.settings.read().clone();
-    let mode = WriteMode::Batch { update_existing, sync_tags };
-    let statuses = [Status::Subscribed, Status::Unsubscribed, Status::Cleaned, Status::Pending, Status::Transactional];
+    let mode = WriteMode::Batch {
+        update_existing,
+        sync_tags,
+    };
+    let statuses = [
+        Status::Subscribed,
+        Status::Unsubscribed,
+        Status::Cleaned,
+        Status::Pending,
+        Status::Transactional,
+    ];
 
     let mut guard = account.data.lock();
     let (mut room, limit) = room(&sim, &guard);
@@ -286,7 +357,12 @@ pub async fn batch_upsert(
     let mut seen = HashSet::new();
     let (mut created, mut updated, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     for item in items {
-        let email = item.get("email_address").and_then(Value::as_str).unwrap_or("").trim().to_string();
+        let email = item
+            .get("email_address")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim()
+            .to_string();
         let input = match MemberInput::from_json(item, &statuses) {
             Ok(i) => i,
             Err(fe) => {

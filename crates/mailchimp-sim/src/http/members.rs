@@ -56,7 +56,9 @@ pub async fn list_members(
     let by_change = since.is_some()
         || before.is_some()
         || q.get("sort_field").is_some_and(|f| f == "last_changed");
-    let desc = q.get("sort_dir").is_some_and(|d| d.eq_ignore_ascii_case("DESC"));
+    let desc = q
+        .get("sort_dir")
+        .is_some_and(|d| d.eq_ignore_ascii_case("DESC"));
     let d = account.data.lock();
     let list = d.lists.get(&list_id).ok_or_else(ApiError::not_found)?;
     let keep = |k: &Key| {
@@ -72,11 +74,21 @@ pub async fn list_members(
         } else {
             range.filter(|k| keep(k)).collect()
         };
-        (matching.len(), matching.into_iter().skip(offset).take(count).copied().collect())
+        (
+            matching.len(),
+            matching
+                .into_iter()
+                .skip(offset)
+                .take(count)
+                .copied()
+                .collect(),
+        )
     } else if status.is_none() && !vip_only {
         let end = (offset + count).min(list.members.len());
         let page = if offset < end {
-            (offset..end).map(|i| *list.members.get_index(i).unwrap().0).collect()
+            (offset..end)
+                .map(|i| *list.members.get_index(i).unwrap().0)
+                .collect()
         } else {
             Vec::new()
         };
@@ -119,17 +131,33 @@ fn write_one(
     list_id: &str,
     key: Option<Key>,
     body: &Bytes,
-    statuses: &[Status],
     mode: WriteMode,
     q: &std::collections::HashMap<String, String>,
 ) -> ApiResult<Response> {
     let body = body_json(body)?;
+    // PATCH takes no `transactional`.
+    let statuses = if mode == WriteMode::Update {
+        &WRITABLE[..4]
+    } else {
+        &WRITABLE[..]
+    };
     let input = MemberInput::from_json(&body, statuses).map_err(ApiError::schema)?;
-    if mode != WriteMode::Update && input.email_address.as_deref().is_none_or(|e| e.trim().is_empty()) {
-        return Err(ApiError::schema(vec![FieldError::new("email_address", "This value should not be blank.")]));
+    if mode != WriteMode::Update
+        && input
+            .email_address
+            .as_deref()
+            .is_none_or(|e| e.trim().is_empty())
+    {
+        return Err(ApiError::schema(vec![FieldError::new(
+            "email_address",
+            "This value should not be blank.",
+        )]));
     }
     if mode == WriteMode::Create && input.status.is_none() {
-        return Err(ApiError::schema(vec![FieldError::new("status", "This value should not be blank.")]));
+        return Err(ApiError::schema(vec![FieldError::new(
+            "status",
+            "This value should not be blank.",
+        )]));
     }
     let settings = sim.settings.read().clone();
     let mut guard = account.data.lock();
@@ -163,7 +191,7 @@ pub async fn create(
     q: Query,
     body: Bytes,
 ) -> ApiResult<Response> {
-    write_one(&sim, &account, &list_id, None, &body, &WRITABLE, WriteMode::Create, &q)
+    write_one(&sim, &account, &list_id, None, &body, WriteMode::Create, &q)
 }
 
 pub async fn upsert(
@@ -174,7 +202,15 @@ pub async fn upsert(
     body: Bytes,
 ) -> ApiResult<Response> {
     let key = path_key(&hash)?;
-    write_one(&sim, &account, &list_id, Some(key), &body, &WRITABLE, WriteMode::Upsert, &q)
+    write_one(
+        &sim,
+        &account,
+        &list_id,
+        Some(key),
+        &body,
+        WriteMode::Upsert,
+        &q,
+    )
 }
 
 pub async fn update(
@@ -185,7 +221,15 @@ pub async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let key = path_key(&hash)?;
-    write_one(&sim, &account, &list_id, Some(key), &body, &WRITABLE[..4], WriteMode::Update, &q)
+    write_one(
+        &sim,
+        &account,
+        &list_id,
+        Some(key),
+        &body,
+        WriteMode::Update,
+        &q,
+    )
 }
 
 pub async fn archive(

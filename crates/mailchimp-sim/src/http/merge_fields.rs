@@ -69,7 +69,10 @@ fn apply(f: &mut MergeField, o: &Map<String, Value>, errors: &mut Vec<FieldError
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
-            errors.push(FieldError::new(k, "Schema describes string, another type found instead"));
+            errors.push(FieldError::new(
+                k,
+                "Schema describes string, another type found instead",
+            ));
             None
         }
     };
@@ -77,7 +80,10 @@ fn apply(f: &mut MergeField, o: &Map<String, Value>, errors: &mut Vec<FieldError
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => {
-            errors.push(FieldError::new(k, "Schema describes boolean, another type found instead"));
+            errors.push(FieldError::new(
+                k,
+                "Schema describes boolean, another type found instead",
+            ));
             None
         }
     };
@@ -113,7 +119,10 @@ fn apply(f: &mut MergeField, o: &Map<String, Value>, errors: &mut Vec<FieldError
             f.default_country = v as u32;
         }
         if let Some(v) = opts.get("choices").and_then(Value::as_array) {
-            f.choices = v.iter().filter_map(|c| c.as_str().map(String::from)).collect();
+            f.choices = v
+                .iter()
+                .filter_map(|c| c.as_str().map(String::from))
+                .collect();
         }
     }
 }
@@ -126,10 +135,17 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let body = body_json(&body)?;
     let Value::Object(o) = &body else {
-        return Err(ApiError::schema(vec![FieldError::new("", "Schema describes object")]));
+        return Err(ApiError::schema(vec![FieldError::new(
+            "",
+            "Schema describes object",
+        )]));
     };
     let mut errors = Vec::new();
-    let name = o.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = o
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if name.trim().is_empty() {
         errors.push(FieldError::new("name", "This value should not be blank."));
     }
@@ -148,13 +164,21 @@ pub async fn create(
     };
     let mut d = account.data.lock();
     let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
-    let tag = match o.get("tag").and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty()) {
+    let tag = match o
+        .get("tag")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         Some(t) => {
             let t = t.to_uppercase();
             if !rules::valid_merge_tag(&t) {
                 errors.push(FieldError::new("tag", "Merge tags are at most 10 characters: letters, digits and underscores, starting with a letter."));
             } else if list.merge_field_by_tag(&t).is_some() || t == "EMAIL" {
-                errors.push(FieldError::new("tag", format!("A merge field with the tag \"{t}\" already exists.")));
+                errors.push(FieldError::new(
+                    "tag",
+                    format!("A merge field with the tag \"{t}\" already exists."),
+                ));
             }
             t
         }
@@ -184,14 +208,21 @@ pub async fn create(
             MergeType::Birthday => "MM/DD".into(),
             _ => String::new(),
         },
-        phone_format: if ty == MergeType::Phone { "none".into() } else { String::new() },
+        phone_format: if ty == MergeType::Phone {
+            "none".into()
+        } else {
+            String::new()
+        },
         default_country: if ty == MergeType::Address { 164 } else { 0 },
         size: 25,
         choices: Vec::new(),
     };
     apply(&mut f, o, &mut errors);
     if matches!(ty, MergeType::Radio | MergeType::Dropdown) && f.choices.is_empty() {
-        errors.push(FieldError::new("options.choices", "Radio and dropdown fields need at least one choice."));
+        errors.push(FieldError::new(
+            "options.choices",
+            "Radio and dropdown fields need at least one choice.",
+        ));
     }
     if !errors.is_empty() {
         return Err(ApiError::schema(errors));
@@ -210,18 +241,31 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let body = body_json(&body)?;
     let Value::Object(o) = &body else {
-        return Err(ApiError::schema(vec![FieldError::new("", "Schema describes object")]));
+        return Err(ApiError::schema(vec![FieldError::new(
+            "",
+            "Schema describes object",
+        )]));
     };
     let id: u32 = merge_id.parse().map_err(|_| ApiError::not_found())?;
     let mut d = account.data.lock();
     let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
-    let new_tag = o.get("tag").and_then(Value::as_str).map(|t| t.trim().to_uppercase());
+    let new_tag = o
+        .get("tag")
+        .and_then(Value::as_str)
+        .map(|t| t.trim().to_uppercase());
     let mut errors = Vec::new();
     if let Some(t) = &new_tag {
         if !rules::valid_merge_tag(t) {
             errors.push(FieldError::new("tag", "Merge tags are at most 10 characters: letters, digits and underscores, starting with a letter."));
-        } else if list.merge_fields.iter().any(|f| f.tag == *t && f.merge_id != id) {
-            errors.push(FieldError::new("tag", format!("A merge field with the tag \"{t}\" already exists.")));
+        } else if list
+            .merge_fields
+            .iter()
+            .any(|f| f.tag == *t && f.merge_id != id)
+        {
+            errors.push(FieldError::new(
+                "tag",
+                format!("A merge field with the tag \"{t}\" already exists."),
+            ));
         }
     }
     let f = list
@@ -231,8 +275,13 @@ pub async fn update(
         .ok_or_else(ApiError::not_found)?;
     let mut updated = f.clone();
     apply(&mut updated, o, &mut errors);
-    if o.get("type").is_some_and(|t| t.as_str() != Some(f.ty.as_str())) {
-        errors.push(FieldError::new("type", "The type of a merge field cannot be changed."));
+    if o.get("type")
+        .is_some_and(|t| t.as_str() != Some(f.ty.as_str()))
+    {
+        errors.push(FieldError::new(
+            "type",
+            "The type of a merge field cannot be changed.",
+        ));
     }
     if !errors.is_empty() {
         return Err(ApiError::schema(errors));

@@ -113,6 +113,9 @@ pub fn router(sim: AppState) -> Router {
             "/3.0/batches/{batch_id}",
             get(batches::get_one).delete(batches::delete),
         )
+        // A known resource asked with a method it lacks: a problem document, and the
+        // `Allow` header axum adds.
+        .method_not_allowed_fallback(api_method_not_allowed)
         .route_layer(middleware::from_fn_with_state(sim.clone(), api_gate))
         .fallback(api_not_found);
 
@@ -134,6 +137,15 @@ async fn api_not_found(uri: Uri) -> Response {
     ApiError::not_found().into_response()
 }
 
+async fn api_method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method Not Allowed",
+        "The requested method and resource are not compatible. See the Allow header for this resource's available methods.",
+    )
+    .into_response()
+}
+
 /// The credential a request carries: HTTP Basic (any user name, the key as password),
 /// `Bearer <key or token>`, or `OAuth <token>`.
 pub fn credential(headers: &HeaderMap) -> Option<String> {
@@ -142,7 +154,9 @@ pub fn credential(headers: &HeaderMap) -> Option<String> {
     let rest = rest.trim();
     match scheme.to_ascii_lowercase().as_str() {
         "basic" => {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()?;
             let text = String::from_utf8(decoded).ok()?;
             let (_, key) = text.split_once(':')?;
             Some(key.to_string())
@@ -219,7 +233,9 @@ async fn gated(sim: &AppState, mut req: Request, next: Next) -> Response {
         drop(slot);
         return ApiError::too_many_requests(limit).into_response();
     }
-    sim.counters.max_in_flight.fetch_max(now_in, Ordering::Relaxed);
+    sim.counters
+        .max_in_flight
+        .fetch_max(now_in, Ordering::Relaxed);
 
     let faults = &settings.faults;
     let burst = account

@@ -20,7 +20,10 @@ const CODE_TTL: Duration = Duration::from_secs(600);
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/oauth2/authorize", get(authorize_page).post(authorize_submit))
+        .route(
+            "/oauth2/authorize",
+            get(authorize_page).post(authorize_submit),
+        )
         .route("/oauth2/token", axum::routing::post(token))
         .route("/oauth2/metadata", get(metadata).post(metadata_form))
 }
@@ -46,27 +49,38 @@ fn check_client(sim: &AppState, p: &HashMap<String, String>) -> Result<(), Strin
     let redirect = p.get("redirect_uri").map(String::as_str).unwrap_or("");
     let oauth = sim.oauth.lock();
     let Some(client) = oauth.clients.iter().find(|c| c.client_id == client_id) else {
-        return Err(format!("Invalid client_id \"{client_id}\": no app is registered with it."));
+        return Err(format!(
+            "Invalid client_id \"{client_id}\": no app is registered with it."
+        ));
     };
     if redirect.is_empty() {
         return Err("The redirect_uri parameter is missing.".into());
     }
     if let Some(registered) = &client.redirect_uri {
         if !redirect.starts_with(registered.as_str()) {
-            return Err(format!("The redirect_uri {redirect} does not match the app's registered redirect URI."));
+            return Err(format!(
+                "The redirect_uri {redirect} does not match the app's registered redirect URI."
+            ));
         }
     }
     Ok(())
 }
 
-async fn authorize_page(State(sim): State<AppState>, Query(p): Query<HashMap<String, String>>) -> Response {
+async fn authorize_page(
+    State(sim): State<AppState>,
+    Query(p): Query<HashMap<String, String>>,
+) -> Response {
     if p.get("response_type").map(String::as_str) != Some("code") {
         return error_page("response_type must be \"code\".");
     }
     if let Err(e) = check_client(&sim, &p) {
         return error_page(&e);
     }
-    let login = sim.accounts().first().map(|a| a.login.clone()).unwrap_or_default();
+    let login = sim
+        .accounts()
+        .first()
+        .map(|a| a.login.clone())
+        .unwrap_or_default();
     let hidden = |k: &str| {
         format!(
             "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
@@ -87,13 +101,18 @@ async fn authorize_page(State(sim): State<AppState>, Query(p): Query<HashMap<Str
     .into_response()
 }
 
-async fn authorize_submit(State(sim): State<AppState>, Form(p): Form<HashMap<String, String>>) -> Response {
+async fn authorize_submit(
+    State(sim): State<AppState>,
+    Form(p): Form<HashMap<String, String>>,
+) -> Response {
     if let Err(e) = check_client(&sim, &p) {
         return error_page(&e);
     }
     let username = p.get("username").map(String::as_str).unwrap_or("");
     let Some(account) = sim.account_by_login(username) else {
-        return error_page(&format!("Sorry, we couldn't find an account with the username \"{username}\"."));
+        return error_page(&format!(
+            "Sorry, we couldn't find an account with the username \"{username}\"."
+        ));
     };
     let code = random_hex(16);
     let redirect_uri = p["redirect_uri"].clone();
@@ -118,13 +137,20 @@ async fn authorize_submit(State(sim): State<AppState>, Form(p): Form<HashMap<Str
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    json_response(status, &json!({"error": error, "error_description": description}))
+    json_response(
+        status,
+        &json!({"error": error, "error_description": description}),
+    )
 }
 
 async fn token(State(sim): State<AppState>, Form(p): Form<HashMap<String, String>>) -> Response {
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     if get("grant_type") != "authorization_code" {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be authorization_code");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be authorization_code",
+        );
     }
     let mut oauth = sim.oauth.lock();
     let client_ok = oauth
@@ -132,28 +158,46 @@ async fn token(State(sim): State<AppState>, Form(p): Form<HashMap<String, String
         .iter()
         .any(|c| c.client_id == get("client_id") && c.client_secret == get("client_secret"));
     if !client_ok {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client_id or client_secret");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Invalid client_id or client_secret",
+        );
     }
     let Some(pending) = oauth.codes.remove(get("code")) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid authorization code");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Invalid authorization code",
+        );
     };
     if pending.issued.elapsed() > CODE_TTL
         || pending.client_id != get("client_id")
         || pending.redirect_uri != get("redirect_uri")
     {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid authorization code");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "Invalid authorization code",
+        );
     }
     drop(oauth);
     let token = random_hex(16);
     sim.add_credential(token.clone(), &pending.account_id);
-    json_response(StatusCode::OK, &json!({"access_token": token, "expires_in": 0, "scope": null}))
+    json_response(
+        StatusCode::OK,
+        &json!({"access_token": token, "expires_in": 0, "scope": null}),
+    )
 }
 
 fn metadata_for(sim: &AppState, headers: &HeaderMap, token: Option<String>) -> Response {
     let Some(account) = token.and_then(|t| sim.account_for(&t)) else {
         return json_response(StatusCode::OK, &json!({"error": "invalid_token"}));
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
     let origin = format!("http://{host}");
     json_response(
         StatusCode::OK,
@@ -175,7 +219,11 @@ async fn metadata(State(sim): State<AppState>, headers: HeaderMap) -> Response {
     metadata_for(&sim, &headers, token)
 }
 
-async fn metadata_form(State(sim): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn metadata_form(
+    State(sim): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let form_token = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "oauth_token")
         .map(|(_, v)| v.into_owned());

@@ -32,11 +32,60 @@ fn emails(v: Option<&Value>, field: &str) -> ApiResult<Vec<String>> {
             .iter()
             .map(|e| {
                 e.as_str().map(String::from).ok_or_else(|| {
-                    ApiError::schema(vec![FieldError::new(field, "Each item must be an email address string")])
+                    ApiError::schema(vec![FieldError::new(
+                        field,
+                        "Each item must be an email address string",
+                    )])
                 })
             })
             .collect(),
-        Some(_) => Err(ApiError::schema(vec![FieldError::new(field, "Schema describes array, another type found instead")])),
+        Some(_) => Err(ApiError::schema(vec![FieldError::new(
+            field,
+            "Schema describes array, another type found instead",
+        )])),
+    }
+}
+
+/// Checks the `options` of a saved segment as the spec types them (`match` one of any, all;
+/// `conditions` an array of condition objects), so that what is stored can be answered back.
+fn check_options(v: Option<&Value>) -> ApiResult<()> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let Some(o) = v.as_object() else {
+        return Err(ApiError::schema(vec![FieldError::new(
+            "options",
+            "Schema describes object, another type found instead",
+        )]));
+    };
+    let mut errors = Vec::new();
+    match o.get("match") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(m)) if m == "any" || m == "all" => {}
+        Some(_) => errors.push(FieldError::new(
+            "options.match",
+            "Value is not one of enum values: any, all",
+        )),
+    }
+    match o.get("conditions") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(cs)) => {
+            if cs.iter().any(|c| !c.is_object()) {
+                errors.push(FieldError::new(
+                    "options.conditions",
+                    "Each condition must be an object",
+                ));
+            }
+        }
+        Some(_) => errors.push(FieldError::new(
+            "options.conditions",
+            "Schema describes array, another type found instead",
+        )),
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::schema(errors))
     }
 }
 
@@ -59,7 +108,12 @@ pub async fn list_all(
             Some(_) => false,
         })
         .collect();
-    let page: Vec<Value> = matching.iter().skip(offset).take(count).map(|s| render::segment(list, s)).collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(count)
+        .map(|s| render::segment(list, s))
+        .collect();
     Ok(reply(
         &q,
         json!({"segments": page, "list_id": list_id, "total_items": matching.len(), "_links": []}),
@@ -79,32 +133,58 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let body = body_json(&body)?;
-    let name = body.get("name").and_then(Value::as_str).unwrap_or("").trim().to_string();
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim()
+        .to_string();
     if name.is_empty() {
-        return Err(ApiError::schema(vec![FieldError::new("name", "This value should not be blank.")]));
+        return Err(ApiError::schema(vec![FieldError::new(
+            "name",
+            "This value should not be blank.",
+        )]));
     }
     let static_emails = body.get("static_segment").filter(|v| !v.is_null());
     let options = body.get("options").filter(|v| !v.is_null());
+    check_options(options)?;
     if static_emails.is_some() && options.is_some() {
         return Err(ApiError::invalid_resource("You can't provide both static_segment and options: a segment is either static (a tag) or saved."));
     }
     if static_emails.is_none() && options.is_none() {
-        return Err(ApiError::schema(vec![FieldError::new("static_segment", "Provide static_segment (an array of emails, possibly empty) or options (conditions).")]));
+        return Err(ApiError::schema(vec![FieldError::new(
+            "static_segment",
+            "Provide static_segment (an array of emails, possibly empty) or options (conditions).",
+        )]));
     }
     let emails = emails(static_emails, "static_segment")?;
     let mut guard = account.data.lock();
     let d = &mut *guard;
     let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
     if name_taken(list, &name, None) {
-        return Err(ApiError::invalid_resource(format!("A tag or segment named \"{name}\" already exists in this audience.")));
+        return Err(ApiError::invalid_resource(format!(
+            "A tag or segment named \"{name}\" already exists in this audience."
+        )));
     }
     let now = now_micros();
     let id = d.next_segment_id;
     d.next_segment_id += 1;
-    let kind = if options.is_some() { SegmentKind::Saved } else { SegmentKind::Static };
+    let kind = if options.is_some() {
+        SegmentKind::Saved
+    } else {
+        SegmentKind::Static
+    };
     list.segments.insert(
         id,
-        Segment { id, name, kind, options: options.cloned().unwrap_or(Value::Null), created_at: now, updated_at: now, members: IndexSet::new() },
+        Segment {
+            id,
+            name,
+            kind,
+            options: options.cloned().unwrap_or(Value::Null),
+            created_at: now,
+            updated_at: now,
+            members: IndexSet::new(),
+        },
     );
     for e in emails {
         let k = rules::hash_key(&e);
@@ -135,6 +215,7 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let id = segment_id(&seg)?;
     let body = body_json(&body)?;
+    check_options(body.get("options"))?;
     let mut d = account.data.lock();
     let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
     let kind = list.segments.get(&id).ok_or_else(ApiError::not_found)?.kind;
@@ -142,18 +223,28 @@ pub async fn update(
     if let Some(name) = body.get("name").and_then(Value::as_str) {
         let name = name.trim();
         if name.is_empty() {
-            return Err(ApiError::schema(vec![FieldError::new("name", "This value should not be blank.")]));
+            return Err(ApiError::schema(vec![FieldError::new(
+                "name",
+                "This value should not be blank.",
+            )]));
         }
         if name_taken(list, name, Some(id)) {
-            return Err(ApiError::invalid_resource(format!("A tag or segment named \"{name}\" already exists in this audience.")));
+            return Err(ApiError::invalid_resource(format!(
+                "A tag or segment named \"{name}\" already exists in this audience."
+            )));
         }
         list.segments[&id].name = name.to_string();
     }
     if let Some(v) = body.get("static_segment").filter(|v| !v.is_null()) {
         if kind != SegmentKind::Static {
-            return Err(ApiError::invalid_resource("static_segment applies only to static segments (tags)."));
+            return Err(ApiError::invalid_resource(
+                "static_segment applies only to static segments (tags).",
+            ));
         }
-        let wanted: Vec<Key> = emails(Some(v), "static_segment")?.iter().map(|e| rules::hash_key(e)).collect();
+        let wanted: Vec<Key> = emails(Some(v), "static_segment")?
+            .iter()
+            .map(|e| rules::hash_key(e))
+            .collect();
         let current: Vec<Key> = list.segments[&id].members.iter().copied().collect();
         for k in current.into_iter().filter(|k| !wanted.contains(k)) {
             list.remove_tag(k, id, now);
@@ -166,7 +257,9 @@ pub async fn update(
     }
     if let Some(o) = body.get("options").filter(|v| !v.is_null()) {
         if kind != SegmentKind::Saved {
-            return Err(ApiError::invalid_resource("options apply only to saved segments."));
+            return Err(ApiError::invalid_resource(
+                "options apply only to saved segments.",
+            ));
         }
         list.segments[&id].options = o.clone();
     }
@@ -207,7 +300,9 @@ pub async fn batch_members(
     let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
     let seg = list.segments.get(&id).ok_or_else(ApiError::not_found)?;
     if seg.kind != SegmentKind::Static {
-        return Err(ApiError::invalid_resource("Members can only be added to or removed from static segments (tags)."));
+        return Err(ApiError::invalid_resource(
+            "Members can only be added to or removed from static segments (tags).",
+        ));
     }
     let now = now_micros();
     let (mut added, mut removed, mut missing) = (Vec::new(), Vec::new(), Vec::new());
@@ -232,7 +327,9 @@ pub async fn batch_members(
     let errors = if missing.is_empty() {
         vec![]
     } else {
-        vec![json!({"email_addresses": missing, "error": "Email addresses are not members of this audience"})]
+        vec![
+            json!({"email_addresses": missing, "error": "Email addresses are not members of this audience"}),
+        ]
     };
     let out = json!({
         "members_added": added.iter().map(|k| render::member(list, k)).collect::<Vec<_>>(),
@@ -245,7 +342,8 @@ pub async fn batch_members(
     });
     drop(d);
     let mut resp = reply(&q, out);
-    resp.extensions_mut().insert(Items(to_add.len() + to_remove.len()));
+    resp.extensions_mut()
+        .insert(Items(to_add.len() + to_remove.len()));
     Ok(resp.into_response())
 }
 
@@ -266,9 +364,21 @@ pub async fn members(
         Status::Unsubscribed => super::flag(&q, "include_unsubscribed"),
         _ => true,
     };
-    let matching: Vec<&Key> = s.members.iter().filter(|k| list.members.get(*k).is_some_and(|m| include(m.status))).collect();
-    let page: Vec<Value> = matching.iter().skip(offset).take(count).map(|k| render::member(list, k)).collect();
-    Ok(reply(&q, json!({"members": page, "total_items": matching.len(), "_links": []})))
+    let matching: Vec<&Key> = s
+        .members
+        .iter()
+        .filter(|k| list.members.get(*k).is_some_and(|m| include(m.status)))
+        .collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(count)
+        .map(|k| render::member(list, k))
+        .collect();
+    Ok(reply(
+        &q,
+        json!({"members": page, "total_items": matching.len(), "_links": []}),
+    ))
 }
 
 pub async fn add_member(
@@ -280,17 +390,24 @@ pub async fn add_member(
     let id = segment_id(&seg)?;
     let body = body_json(&body)?;
     let Some(email) = body.get("email_address").and_then(Value::as_str) else {
-        return Err(ApiError::schema(vec![FieldError::new("email_address", "This value should not be blank.")]));
+        return Err(ApiError::schema(vec![FieldError::new(
+            "email_address",
+            "This value should not be blank.",
+        )]));
     };
     let mut d = account.data.lock();
     let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
     let s = list.segments.get(&id).ok_or_else(ApiError::not_found)?;
     if s.kind != SegmentKind::Static {
-        return Err(ApiError::invalid_resource("Members can only be added to static segments (tags)."));
+        return Err(ApiError::invalid_resource(
+            "Members can only be added to static segments (tags).",
+        ));
     }
     let k = rules::hash_key(email);
     if !list.members.contains_key(&k) {
-        return Err(ApiError::invalid_resource(format!("{email} is not a member of this audience.")));
+        return Err(ApiError::invalid_resource(format!(
+            "{email} is not a member of this audience."
+        )));
     }
     list.add_tag(k, id, now_micros());
     Ok(reply(&q, render::member(list, &k)))
@@ -340,11 +457,18 @@ pub async fn member_tags(
     let tags: Vec<Value> = m
         .tags
         .iter()
-        .filter_map(|(id, at)| list.segments.get(id).map(|s| json!({"id": s.id, "name": s.name, "date_added": format_time(*at)})))
+        .filter_map(|(id, at)| {
+            list.segments
+                .get(id)
+                .map(|s| json!({"id": s.id, "name": s.name, "date_added": format_time(*at)}))
+        })
         .collect();
     let total = tags.len();
     let page: Vec<Value> = tags.into_iter().skip(offset).take(count).collect();
-    Ok(reply(&q, json!({"tags": page, "total_items": total, "_links": []})))
+    Ok(reply(
+        &q,
+        json!({"tags": page, "total_items": total, "_links": []}),
+    ))
 }
 
 /// `POST .../members/{hash}/tags`: names with `active` are added (created when missing),
@@ -357,17 +481,30 @@ pub async fn set_member_tags(
     let k = path_key(&hash)?;
     let body = body_json(&body)?;
     let Some(tags) = body.get("tags").and_then(Value::as_array) else {
-        return Err(ApiError::schema(vec![FieldError::new("tags", "This value should not be blank.")]));
+        return Err(ApiError::schema(vec![FieldError::new(
+            "tags",
+            "This value should not be blank.",
+        )]));
     };
     let mut changes = Vec::new();
     for t in tags {
-        let name = t.get("name").and_then(Value::as_str).map(str::trim).unwrap_or("");
+        let name = t
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or("");
         let status = t.get("status").and_then(Value::as_str).unwrap_or("");
         if name.is_empty() {
-            return Err(ApiError::schema(vec![FieldError::new("tags.name", "This value should not be blank.")]));
+            return Err(ApiError::schema(vec![FieldError::new(
+                "tags.name",
+                "This value should not be blank.",
+            )]));
         }
         if status != "active" && status != "inactive" {
-            return Err(ApiError::schema(vec![FieldError::new("tags.status", "Value is not one of enum values: inactive, active")]));
+            return Err(ApiError::schema(vec![FieldError::new(
+                "tags.status",
+                "Value is not one of enum values: inactive, active",
+            )]));
         }
         changes.push((name.to_string(), status == "active"));
     }

@@ -151,7 +151,10 @@ pub enum WriteMode {
     /// `PATCH /lists/{id}/members/{hash}`: update only.
     Update,
     /// One item of `POST /lists/{id}`.
-    Batch { update_existing: bool, sync_tags: bool },
+    Batch {
+        update_existing: bool,
+        sync_tags: bool,
+    },
 }
 
 /// What a write may carry, already type-checked.
@@ -176,14 +179,20 @@ impl MemberInput {
     pub fn from_json(v: &Value, statuses: &[Status]) -> Result<MemberInput, Vec<FieldError>> {
         let mut errors = Vec::new();
         let Value::Object(o) = v else {
-            return Err(vec![FieldError::new("", "Schema describes object, NULL found instead")]);
+            return Err(vec![FieldError::new(
+                "",
+                "Schema describes object, NULL found instead",
+            )]);
         };
         let mut text = |k: &str| -> Option<String> {
             match o.get(k) {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(_) => {
-                    errors.push(FieldError::new(k, "Schema describes string, another type found instead"));
+                    errors.push(FieldError::new(
+                        k,
+                        "Schema describes string, another type found instead",
+                    ));
                     None
                 }
             }
@@ -251,7 +260,10 @@ impl MemberInput {
                 Some(names)
             }
             Some(_) => {
-                errors.push(FieldError::new("tags", "Schema describes array, another type found instead"));
+                errors.push(FieldError::new(
+                    "tags",
+                    "Schema describes array, another type found instead",
+                ));
                 None
             }
         };
@@ -259,7 +271,10 @@ impl MemberInput {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
             Some(_) => {
-                errors.push(FieldError::new("vip", "Schema describes boolean, another type found instead"));
+                errors.push(FieldError::new(
+                    "vip",
+                    "Schema describes boolean, another type found instead",
+                ));
                 None
             }
         };
@@ -370,7 +385,11 @@ fn default_merge_fields() -> Vec<MergeField> {
         display_order: id + 1,
         help_text: String::new(),
         date_format: String::new(),
-        phone_format: if ty == MergeType::Phone { "none".into() } else { String::new() },
+        phone_format: if ty == MergeType::Phone {
+            "none".into()
+        } else {
+            String::new()
+        },
         default_country: if ty == MergeType::Address { 164 } else { 0 },
         size: 25,
         choices: Vec::new(),
@@ -504,7 +523,10 @@ impl List {
     /// Archives a member (`DELETE .../members/{hash}`).
     pub fn archive(&mut self, key: Key, now: i64) -> Result<(), ApiError> {
         let m = self.members.get_mut(&key).ok_or_else(ApiError::not_found)?;
-        if matches!(m.status, Status::Pending | Status::Cleaned | Status::Archived) {
+        if matches!(
+            m.status,
+            Status::Pending | Status::Cleaned | Status::Archived
+        ) {
             return Err(ApiError::method_not_allowed(
                 "This list member cannot be removed. Can not archive a contact that is bounced, pending or archived",
                 "GET, PUT",
@@ -518,7 +540,10 @@ impl List {
 
     /// Deletes a member for good (`actions/delete-permanent`): it can never come back.
     pub fn delete_permanent(&mut self, key: Key) -> Result<(), ApiError> {
-        let m = self.members.shift_remove(&key).ok_or_else(ApiError::not_found)?;
+        let m = self
+            .members
+            .shift_remove(&key)
+            .ok_or_else(ApiError::not_found)?;
         self.changed.remove(&(m.last_changed, key));
         for (seg, _) in m.tags {
             if let Some(s) = self.segments.get_mut(&seg) {
@@ -560,7 +585,10 @@ impl List {
         if let Some(input) = input {
             for (tag, value) in input {
                 let Some(f) = self.merge_field_by_tag(&tag.to_uppercase()) else {
-                    errors.push(FieldError::new(tag, "This merge field does not exist in the audience"));
+                    errors.push(FieldError::new(
+                        tag,
+                        "This merge field does not exist in the audience",
+                    ));
                     continue;
                 };
                 match rules::normalise_merge_value(f.ty, value, &f.date_format, &f.choices) {
@@ -583,7 +611,8 @@ impl List {
             }
         }
         if !errors.is_empty() {
-            let mut e = MemberError::new("Invalid Resource", "Your merge fields were invalid.".into());
+            let mut e =
+                MemberError::new("Invalid Resource", "Your merge fields were invalid.".into());
             e.field_errors = errors;
             return Err(e);
         }
@@ -607,7 +636,8 @@ impl List {
             (Some(p), Some(b), WriteMode::Upsert) if p != b && !self.members.contains_key(&p) => {
                 return Err(MemberError::new(
                     "Invalid Resource",
-                    "The email address in the body does not match the subscriber hash in the URL.".into(),
+                    "The email address in the body does not match the subscriber hash in the URL."
+                        .into(),
                 ));
             }
             (Some(p), _, _) => p,
@@ -617,7 +647,10 @@ impl List {
                     "Invalid Resource",
                     "The resource submitted could not be validated. For field-specific details, see the 'errors' array.".into(),
                 );
-                e.field_errors = vec![FieldError::new("email_address", "This value should not be blank.")];
+                e.field_errors = vec![FieldError::new(
+                    "email_address",
+                    "This value should not be blank.",
+                )];
                 return Err(e);
             }
         };
@@ -640,7 +673,10 @@ impl List {
         if mode == WriteMode::Update {
             return Err(MemberError {
                 status: StatusCode::NOT_FOUND,
-                ..MemberError::new("Resource Not Found", "The requested resource could not be found.".into())
+                ..MemberError::new(
+                    "Resource Not Found",
+                    "The requested resource could not be found.".into(),
+                )
             });
         }
         let email = email.unwrap_or_default();
@@ -649,7 +685,11 @@ impl List {
             _ => input.status,
         };
         let Some(status) = status else {
-            let field = if mode == WriteMode::Upsert { "status_if_new" } else { "status" };
+            let field = if mode == WriteMode::Upsert {
+                "status_if_new"
+            } else {
+                "status"
+            };
             let mut e = MemberError::new(
                 "Invalid Resource",
                 "The resource submitted could not be validated. For field-specific details, see the 'errors' array.".into(),
@@ -679,7 +719,8 @@ impl List {
                 ));
             }
         }
-        let merge = self.check_merge(input.merge_fields.as_ref(), &[], ctx.skip_merge_validation)?;
+        let merge =
+            self.check_merge(input.merge_fields.as_ref(), &[], ctx.skip_merge_validation)?;
         if let Some(room) = ctx.room.as_mut() {
             *room -= 1;
         }
@@ -698,10 +739,13 @@ impl List {
             ip_signup: input.ip_signup.clone().unwrap_or_default(),
             timestamp_signup: input.timestamp_signup.clone().unwrap_or_default(),
             ip_opt: input.ip_opt.clone().unwrap_or_default(),
-            timestamp_opt: input
-                .timestamp_opt
-                .clone()
-                .unwrap_or_else(|| if status == Status::Subscribed { format_time(now) } else { String::new() }),
+            timestamp_opt: input.timestamp_opt.clone().unwrap_or_else(|| {
+                if status == Status::Subscribed {
+                    format_time(now)
+                } else {
+                    String::new()
+                }
+            }),
             unsubscribe_reason: String::new(),
             source: "API - Generic",
             last_changed: now,
@@ -736,10 +780,15 @@ impl List {
             WriteMode::Create => {
                 return Err(MemberError::new(
                     "Member Exists",
-                    format!("{shown} is already a list member. Use PUT to insert or update list members."),
+                    format!(
+                    "{shown} is already a list member. Use PUT to insert or update list members."
+                ),
                 ))
             }
-            WriteMode::Batch { update_existing: false, .. } => {
+            WriteMode::Batch {
+                update_existing: false,
+                ..
+            } => {
                 let mut e = MemberError::new(
                     "Member Exists",
                     format!("{shown} is already a list member, do you want to update? please provide update_existing:true in the request body"),

@@ -24,7 +24,9 @@ pub fn valid_api_key(key: &str) -> bool {
         return false;
     };
     hex.len() == 32
-        && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        && hex
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         && valid_dc(dc)
 }
 

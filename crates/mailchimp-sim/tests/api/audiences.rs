@@ -29,20 +29,53 @@ async fn audience_lifecycle_and_stats() {
     let missing = env.post("/lists", json!({"name": "No contact"})).await;
     assert_eq!(missing.status, 400);
     assert_eq!(missing.body["title"], "Invalid Resource");
-    let fields: Vec<&str> = missing.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-    assert!(fields.contains(&"contact") && fields.contains(&"permission_reminder"), "{fields:?}");
+    let fields: Vec<&str> = missing.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"contact") && fields.contains(&"permission_reminder"),
+        "{fields:?}"
+    );
 
     let members = format!("/lists/{id}/members");
-    for (email, status) in [("ana@posta.ro", "subscribed"), ("ion@posta.ro", "subscribed"), ("eva@posta.ro", "unsubscribed"), ("dan@posta.ro", "cleaned")] {
-        let a = env.post(&members, json!({"email_address": email, "status": status})).await;
+    for (email, status) in [
+        ("ana@posta.ro", "subscribed"),
+        ("ion@posta.ro", "subscribed"),
+        ("eva@posta.ro", "unsubscribed"),
+        ("dan@posta.ro", "cleaned"),
+    ] {
+        let a = env
+            .post(&members, json!({"email_address": email, "status": status}))
+            .await;
         assert_eq!(a.status, 200, "{}", a.body);
     }
     let got = env.get(&format!("/lists/{id}")).await;
     let stats = &got.body["stats"];
-    assert_eq!((stats["member_count"].as_u64(), stats["unsubscribe_count"].as_u64(), stats["cleaned_count"].as_u64()), (Some(2), Some(1), Some(1)));
+    assert_eq!(
+        (
+            stats["member_count"].as_u64(),
+            stats["unsubscribe_count"].as_u64(),
+            stats["cleaned_count"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
 
-    let patched = env.patch(&format!("/lists/{id}"), json!({"name": "Clienti fideli", "double_optin": false})).await;
-    assert_eq!((patched.body["name"].as_str(), patched.body["double_optin"].as_bool()), (Some("Clienti fideli"), Some(false)));
+    let patched = env
+        .patch(
+            &format!("/lists/{id}"),
+            json!({"name": "Clienti fideli", "double_optin": false}),
+        )
+        .await;
+    assert_eq!(
+        (
+            patched.body["name"].as_str(),
+            patched.body["double_optin"].as_bool()
+        ),
+        (Some("Clienti fideli"), Some(false))
+    );
 
     let all = env.get("/lists").await;
     assert_eq!(all.body["total_items"], 2);

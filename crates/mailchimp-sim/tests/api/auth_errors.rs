@@ -8,9 +8,27 @@ use serde_json::json;
 async fn every_credential_scheme_reaches_the_account() {
     let env = common::start().await;
     let url = env.url("/");
-    let basic = env.http.get(&url).basic_auth("any-name-at-all", Some(&env.key)).send().await.unwrap();
-    let bearer = env.http.get(&url).bearer_auth(&env.key).send().await.unwrap();
-    let oauth = env.http.get(&url).header("Authorization", format!("OAuth {}", env.key)).send().await.unwrap();
+    let basic = env
+        .http
+        .get(&url)
+        .basic_auth("any-name-at-all", Some(&env.key))
+        .send()
+        .await
+        .unwrap();
+    let bearer = env
+        .http
+        .get(&url)
+        .bearer_auth(&env.key)
+        .send()
+        .await
+        .unwrap();
+    let oauth = env
+        .http
+        .get(&url)
+        .header("Authorization", format!("OAuth {}", env.key))
+        .send()
+        .await
+        .unwrap();
     for resp in [basic, bearer, oauth] {
         let a = answer(resp).await;
         assert_eq!(a.status, 200, "{}", a.body);
@@ -48,11 +66,20 @@ async fn errors_are_problem_documents_with_a_request_id() {
     let env = common::start().await;
     let a = env.get("/lists/nosuchlist").await;
     assert_eq!(a.status, 404);
-    assert_eq!(a.headers["content-type"], "application/problem+json; charset=utf-8");
-    assert_eq!(a.body["type"], "https://mailchimp.com/developer/marketing/docs/errors/");
+    assert_eq!(
+        a.headers["content-type"],
+        "application/problem+json; charset=utf-8"
+    );
+    assert_eq!(
+        a.body["type"],
+        "https://mailchimp.com/developer/marketing/docs/errors/"
+    );
     assert_eq!(a.body["title"], "Resource Not Found");
     assert_eq!(a.body["status"], 404);
-    assert_eq!(a.body["detail"], "The requested resource could not be found.");
+    assert_eq!(
+        a.body["detail"],
+        "The requested resource could not be found."
+    );
     let id = a.headers["x-request-id"].to_str().unwrap();
     assert_eq!(a.body["instance"], id);
 
@@ -93,7 +120,11 @@ async fn x_trigger_error_forces_the_named_error() {
             .await
             .unwrap();
         let a = answer(resp).await;
-        assert_eq!((a.status, a.body["title"].as_str().unwrap()), (status, title), "{name}");
+        assert_eq!(
+            (a.status, a.body["title"].as_str().unwrap()),
+            (status, title),
+            "{name}"
+        );
     }
 }
 
@@ -102,13 +133,30 @@ async fn accounts_never_see_each_other() {
     let env = common::start().await;
     let other = env.sim.add_account();
     env.add_member("ana@posta.ro", "subscribed").await;
-    let theirs = env.call_as(&other, Method::GET, &format!("/lists/{}", env.list_id), None).await;
+    let theirs = env
+        .call_as(
+            &other,
+            Method::GET,
+            &format!("/lists/{}", env.list_id),
+            None,
+        )
+        .await;
     assert_eq!(theirs.status, 404);
-    let theirs = env.call_as(&other, Method::GET, &env.members_path(), None).await;
+    let theirs = env
+        .call_as(&other, Method::GET, &env.members_path(), None)
+        .await;
     assert_eq!(theirs.status, 404);
     let lists = env.call_as(&other, Method::GET, "/lists", None).await;
     assert_eq!(lists.body["total_items"], 0);
     // A revoked key stops working at once.
-    assert_eq!(env.admin(Method::POST, "/revoke", Some(json!({"credential": other}))).await.status, 204);
-    assert_eq!(env.call_as(&other, Method::GET, "/ping", None).await.status, 401);
+    assert_eq!(
+        env.admin(Method::POST, "/revoke", Some(json!({"credential": other})))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        env.call_as(&other, Method::GET, "/ping", None).await.status,
+        401
+    );
 }

@@ -17,13 +17,29 @@ async fn creates_updates_and_reports_each_failed_member() {
         ]}))
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!((r.body["total_created"].as_u64(), r.body["total_updated"].as_u64(), r.body["error_count"].as_u64()), (Some(1), Some(0), Some(3)));
+    assert_eq!(
+        (
+            r.body["total_created"].as_u64(),
+            r.body["total_updated"].as_u64(),
+            r.body["error_count"].as_u64()
+        ),
+        (Some(1), Some(0), Some(3))
+    );
     let errors = r.body["errors"].as_array().unwrap();
     assert_eq!(errors[0]["email_address"], "existing@posta.ro");
     assert_eq!(errors[0]["error_code"], "ERROR_CONTACT_EXISTS");
     assert_eq!(errors[0]["error"], "existing@posta.ro is already a list member, do you want to update? please provide update_existing:true in the request body");
-    assert_eq!(errors[1]["error"], "fake@example.com looks fake or invalid, please enter a real email address.");
-    assert_eq!((errors[1]["error_code"].as_str(), errors[1]["field"].as_str()), (Some("ERROR_GENERIC"), Some("email_address")));
+    assert_eq!(
+        errors[1]["error"],
+        "fake@example.com looks fake or invalid, please enter a real email address."
+    );
+    assert_eq!(
+        (
+            errors[1]["error_code"].as_str(),
+            errors[1]["field"].as_str()
+        ),
+        (Some("ERROR_GENERIC"), Some("email_address"))
+    );
     assert_eq!(errors[2]["error"], "Please provide a valid email address.");
 
     let r = env
@@ -31,19 +47,39 @@ async fn creates_updates_and_reports_each_failed_member() {
             {"email_address": "existing@posta.ro", "status": "subscribed", "merge_fields": {"LNAME": "Vechi"}},
         ]}))
         .await;
-    assert_eq!((r.body["total_updated"].as_u64(), r.body["error_count"].as_u64()), (Some(1), Some(0)));
-    assert_eq!(r.body["updated_members"][0]["merge_fields"]["LNAME"], "Vechi");
+    assert_eq!(
+        (
+            r.body["total_updated"].as_u64(),
+            r.body["error_count"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert_eq!(
+        r.body["updated_members"][0]["merge_fields"]["LNAME"],
+        "Vechi"
+    );
 }
 
 #[tokio::test]
 async fn more_than_500_members_are_refused_whole() {
     let env = common::start().await;
-    let members: Vec<_> = (0..501).map(|i| json!({"email_address": format!("m{i}@posta.ro"), "status": "subscribed"})).collect();
-    let r = env.post(&format!("/lists/{}", env.list_id), json!({"members": members})).await;
+    let members: Vec<_> = (0..501)
+        .map(|i| json!({"email_address": format!("m{i}@posta.ro"), "status": "subscribed"}))
+        .collect();
+    let r = env
+        .post(
+            &format!("/lists/{}", env.list_id),
+            json!({"members": members}),
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.body["title"], "Invalid Resource");
     assert_eq!(r.body["errors"][0]["field"], "members");
-    assert_eq!(env.sim.list_view(&env.list_id).unwrap().member_count, 0, "nothing half-applied");
+    assert_eq!(
+        env.sim.list_view(&env.list_id).unwrap().member_count,
+        0,
+        "nothing half-applied"
+    );
 }
 
 #[tokio::test]
@@ -56,19 +92,43 @@ async fn tags_sync_tags_and_duplicates() {
             {"email_address": "ANA@posta.ro", "status": "subscribed", "tags": ["Other"]},
         ]}))
         .await;
-    assert_eq!(r.body["error_count"], 1, "a duplicate address is refused without skip_duplicate_check");
+    assert_eq!(
+        r.body["error_count"], 1,
+        "a duplicate address is refused without skip_duplicate_check"
+    );
     let r = env
-        .post(&format!("{path}?skip_duplicate_check=true"), json!({"update_existing": true, "members": [
-            {"email_address": "ana@posta.ro", "status": "subscribed", "tags": ["Cluj"]},
-            {"email_address": "ana@posta.ro", "status": "subscribed", "tags": ["Ignored"]},
-        ]}))
+        .post(
+            &format!("{path}?skip_duplicate_check=true"),
+            json!({"update_existing": true, "members": [
+                {"email_address": "ana@posta.ro", "status": "subscribed", "tags": ["Cluj"]},
+                {"email_address": "ana@posta.ro", "status": "subscribed", "tags": ["Ignored"]},
+            ]}),
+        )
         .await;
-    assert_eq!((r.body["error_count"].as_u64(), r.body["total_updated"].as_u64()), (Some(0), Some(1)), "the first appearance wins");
-    let tags = |env: &common::Env| env.sim.list_view(&env.list_id).unwrap().members[0].tags.clone();
-    assert_eq!(tags(&env), vec!["Brasov", "Cluj", "VIP"], "without sync_tags, tags are added");
-    env.post(&path, json!({"update_existing": true, "sync_tags": true, "members": [
-        {"email_address": "ana@posta.ro", "status": "subscribed", "tags": ["Cluj"]},
-    ]}))
+    assert_eq!(
+        (
+            r.body["error_count"].as_u64(),
+            r.body["total_updated"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "the first appearance wins"
+    );
+    let tags = |env: &common::Env| {
+        env.sim.list_view(&env.list_id).unwrap().members[0]
+            .tags
+            .clone()
+    };
+    assert_eq!(
+        tags(&env),
+        vec!["Brasov", "Cluj", "VIP"],
+        "without sync_tags, tags are added"
+    );
+    env.post(
+        &path,
+        json!({"update_existing": true, "sync_tags": true, "members": [
+            {"email_address": "ana@posta.ro", "status": "subscribed", "tags": ["Cluj"]},
+        ]}),
+    )
     .await;
     assert_eq!(tags(&env), vec!["Cluj"], "sync_tags replaces them");
 }
@@ -77,9 +137,18 @@ async fn tags_sync_tags_and_duplicates() {
 async fn compliance_and_required_fields_in_a_batch() {
     let env = common::start().await;
     let path = format!("/lists/{}", env.list_id);
-    let required = env.post(&format!("/lists/{}/merge-fields", env.list_id), json!({"name": "City", "tag": "CITY", "type": "text", "required": true})).await;
+    let required = env
+        .post(
+            &format!("/lists/{}/merge-fields", env.list_id),
+            json!({"name": "City", "tag": "CITY", "type": "text", "required": true}),
+        )
+        .await;
     assert_eq!(required.status, 200, "{}", required.body);
-    env.post(&format!("{path}/members?skip_merge_validation=true"), json!({"email_address": "left@posta.ro", "status": "unsubscribed"})).await;
+    env.post(
+        &format!("{path}/members?skip_merge_validation=true"),
+        json!({"email_address": "left@posta.ro", "status": "unsubscribed"}),
+    )
+    .await;
     let r = env
         .post(&path, json!({"update_existing": true, "members": [
             {"email_address": "left@posta.ro", "status": "subscribed", "merge_fields": {"CITY": "Iasi"}},
@@ -89,8 +158,19 @@ async fn compliance_and_required_fields_in_a_batch() {
     let errors = r.body["errors"].as_array().unwrap();
     assert_eq!(errors[0]["error"], "left@posta.ro is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed.");
     assert_eq!(errors[1]["error"], "Your merge fields were invalid.");
-    assert_eq!((errors[1]["field"].as_str(), errors[1]["field_message"].as_str()), (Some("CITY"), Some("Please enter a value")));
-    let r = env.post(&format!("{path}?skip_merge_validation=true"), json!({"members": [{"email_address": "nocity@posta.ro", "status": "subscribed"}]})).await;
+    assert_eq!(
+        (
+            errors[1]["field"].as_str(),
+            errors[1]["field_message"].as_str()
+        ),
+        (Some("CITY"), Some("Please enter a value"))
+    );
+    let r = env
+        .post(
+            &format!("{path}?skip_merge_validation=true"),
+            json!({"members": [{"email_address": "nocity@posta.ro", "status": "subscribed"}]}),
+        )
+        .await;
     assert_eq!(r.body["total_created"], 1);
 
     // The lenient mode some reports describe: the status stays, the rest is updated.

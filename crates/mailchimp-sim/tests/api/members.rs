@@ -11,17 +11,36 @@ async fn post_creates_and_refuses_an_existing_member() {
     let path = env.members_path();
     let a = env.post(&path, json!({"email_address": "Ana.Pop@Posta.ro", "status": "subscribed", "merge_fields": {"FNAME": "Ana"}})).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.body["id"], mailchimp_sim::subscriber_hash("ana.pop@posta.ro"));
+    assert_eq!(
+        a.body["id"],
+        mailchimp_sim::subscriber_hash("ana.pop@posta.ro")
+    );
     assert_eq!(a.body["status"], "subscribed");
     assert_eq!(a.body["merge_fields"]["FNAME"], "Ana");
 
-    let again = env.post(&path, json!({"email_address": "ana.pop@posta.ro", "status": "subscribed"})).await;
+    let again = env
+        .post(
+            &path,
+            json!({"email_address": "ana.pop@posta.ro", "status": "subscribed"}),
+        )
+        .await;
     assert_eq!(again.status, 400);
     assert_eq!(again.body["title"], "Member Exists");
-    assert_eq!(again.body["detail"], "ana.pop@posta.ro is already a list member. Use PUT to insert or update list members.");
+    assert_eq!(
+        again.body["detail"],
+        "ana.pop@posta.ro is already a list member. Use PUT to insert or update list members."
+    );
 
-    let no_status = env.post(&path, json!({"email_address": "ion@posta.ro"})).await;
-    assert_eq!((no_status.status, no_status.body["errors"][0]["field"].as_str()), (400, Some("status")));
+    let no_status = env
+        .post(&path, json!({"email_address": "ion@posta.ro"}))
+        .await;
+    assert_eq!(
+        (
+            no_status.status,
+            no_status.body["errors"][0]["field"].as_str()
+        ),
+        (400, Some("status"))
+    );
 }
 
 #[tokio::test]
@@ -29,18 +48,45 @@ async fn put_upserts_with_status_if_new_and_keeps_existing_status() {
     let env = common::start().await;
     let hash = mailchimp_sim::subscriber_hash("ion@posta.ro");
     let path = format!("{}/{hash}", env.members_path());
-    let created = env.put(&path, json!({"email_address": "ion@posta.ro", "status_if_new": "pending"})).await;
-    assert_eq!((created.status, created.body["status"].as_str()), (200, Some("pending")));
+    let created = env
+        .put(
+            &path,
+            json!({"email_address": "ion@posta.ro", "status_if_new": "pending"}),
+        )
+        .await;
+    assert_eq!(
+        (created.status, created.body["status"].as_str()),
+        (200, Some("pending"))
+    );
     // status_if_new does not touch an existing member.
     let again = env.put(&path, json!({"email_address": "ion@posta.ro", "status_if_new": "subscribed", "merge_fields": {"LNAME": "Ionescu"}})).await;
-    assert_eq!((again.body["status"].as_str(), again.body["merge_fields"]["LNAME"].as_str()), (Some("pending"), Some("Ionescu")));
+    assert_eq!(
+        (
+            again.body["status"].as_str(),
+            again.body["merge_fields"]["LNAME"].as_str()
+        ),
+        (Some("pending"), Some("Ionescu"))
+    );
     // Creating needs status_if_new.
     let other = mailchimp_sim::subscriber_hash("eva@posta.ro");
-    let refused = env.put(&format!("{}/{other}", env.members_path()), json!({"email_address": "eva@posta.ro"})).await;
-    assert_eq!((refused.status, refused.body["errors"][0]["field"].as_str()), (400, Some("status_if_new")));
+    let refused = env
+        .put(
+            &format!("{}/{other}", env.members_path()),
+            json!({"email_address": "eva@posta.ro"}),
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.body["errors"][0]["field"].as_str()),
+        (400, Some("status_if_new"))
+    );
     // The path segment also takes the address itself.
-    let by_email = env.get(&format!("{}/ION@posta.ro", env.members_path())).await;
-    assert_eq!((by_email.status, by_email.body["id"].as_str()), (200, Some(hash.as_str())));
+    let by_email = env
+        .get(&format!("{}/ION@posta.ro", env.members_path()))
+        .await;
+    assert_eq!(
+        (by_email.status, by_email.body["id"].as_str()),
+        (200, Some(hash.as_str()))
+    );
 }
 
 #[tokio::test]
@@ -48,11 +94,34 @@ async fn patch_updates_and_unknown_members_are_404() {
     let env = common::start().await;
     let hash = env.add_member("dan@posta.ro", "subscribed").await;
     let path = format!("{}/{hash}", env.members_path());
-    let a = env.patch(&path, json!({"merge_fields": {"FNAME": "Dan"}, "vip": true})).await;
-    assert_eq!((a.body["merge_fields"]["FNAME"].as_str(), a.body["vip"].as_bool()), (Some("Dan"), Some(true)));
+    let a = env
+        .patch(
+            &path,
+            json!({"merge_fields": {"FNAME": "Dan"}, "vip": true}),
+        )
+        .await;
+    assert_eq!(
+        (
+            a.body["merge_fields"]["FNAME"].as_str(),
+            a.body["vip"].as_bool()
+        ),
+        (Some("Dan"), Some(true))
+    );
     let transactional = env.patch(&path, json!({"status": "transactional"})).await;
-    assert_eq!(transactional.status, 400, "PATCH takes no transactional status");
-    let missing = env.patch(&format!("{}/{}", env.members_path(), mailchimp_sim::subscriber_hash("nobody@posta.ro")), json!({"vip": true})).await;
+    assert_eq!(
+        transactional.status, 400,
+        "PATCH takes no transactional status"
+    );
+    let missing = env
+        .patch(
+            &format!(
+                "{}/{}",
+                env.members_path(),
+                mailchimp_sim::subscriber_hash("nobody@posta.ro")
+            ),
+            json!({"vip": true}),
+        )
+        .await;
     assert_eq!(missing.status, 404);
 }
 
@@ -61,37 +130,76 @@ async fn unsubscribed_and_cleaned_members_are_never_resubscribed() {
     let env = common::start().await;
     let path = env.members_path();
     let unsub = env.add_member("eva@posta.ro", "subscribed").await;
-    let a = env.patch(&format!("{path}/{unsub}"), json!({"status": "unsubscribed"})).await;
+    let a = env
+        .patch(
+            &format!("{path}/{unsub}"),
+            json!({"status": "unsubscribed"}),
+        )
+        .await;
     assert_eq!(a.body["status"], "unsubscribed");
     for body in [
         json!({"status": "subscribed"}),
         json!({"email_address": "eva@posta.ro", "status": "subscribed", "status_if_new": "subscribed"}),
     ] {
-        let method = if body.get("email_address").is_some() { Method::PUT } else { Method::PATCH };
-        let r = env.call(method, &format!("{path}/{unsub}"), Some(body)).await;
+        let method = if body.get("email_address").is_some() {
+            Method::PUT
+        } else {
+            Method::PATCH
+        };
+        let r = env
+            .call(method, &format!("{path}/{unsub}"), Some(body))
+            .await;
         assert_eq!(r.status, 400);
         assert_eq!(r.body["title"], "Member In Compliance State");
         assert_eq!(r.body["detail"], "eva@posta.ro is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed.");
     }
     // A re-opt-in through pending is allowed, as on Mailchimp.
-    let pending = env.patch(&format!("{path}/{unsub}"), json!({"status": "pending"})).await;
+    let pending = env
+        .patch(&format!("{path}/{unsub}"), json!({"status": "pending"}))
+        .await;
     assert_eq!(pending.body["status"], "pending");
 
     // A bounce, which only Mailchimp can cause, through the admin API.
     let cleaned = env.add_member("bounce@posta.ro", "subscribed").await;
-    assert_eq!(env.admin(Method::POST, &format!("/lists/{}/members/{cleaned}/status", env.list_id), Some(json!({"status": "cleaned"}))).await.status, 204);
-    let r = env.patch(&format!("{path}/{cleaned}"), json!({"status": "subscribed"})).await;
+    assert_eq!(
+        env.admin(
+            Method::POST,
+            &format!("/lists/{}/members/{cleaned}/status", env.list_id),
+            Some(json!({"status": "cleaned"}))
+        )
+        .await
+        .status,
+        204
+    );
+    let r = env
+        .patch(
+            &format!("{path}/{cleaned}"),
+            json!({"status": "subscribed"}),
+        )
+        .await;
     assert_eq!(r.body["title"], "Member In Compliance State");
 
     // Archiving does not launder an unsubscribe.
     let gone = env.add_member("gone@posta.ro", "subscribed").await;
-    env.patch(&format!("{path}/{gone}"), json!({"status": "unsubscribed"})).await;
+    env.patch(&format!("{path}/{gone}"), json!({"status": "unsubscribed"}))
+        .await;
     assert_eq!(env.delete(&format!("{path}/{gone}")).await.status, 204);
-    let r = env.put(&format!("{path}/{gone}"), json!({"email_address": "gone@posta.ro", "status": "subscribed"})).await;
+    let r = env
+        .put(
+            &format!("{path}/{gone}"),
+            json!({"email_address": "gone@posta.ro", "status": "subscribed"}),
+        )
+        .await;
     assert_eq!(r.body["title"], "Member In Compliance State");
 
     let view = env.sim.list_view(&env.list_id).unwrap();
-    let status = |e: &str| view.members.iter().find(|m| m.email_address == e).unwrap().status;
+    let status = |e: &str| {
+        view.members
+            .iter()
+            .find(|m| m.email_address == e)
+            .unwrap()
+            .status
+    };
     assert_eq!(status("eva@posta.ro"), mailchimp_sim::Status::Pending);
     assert_eq!(status("bounce@posta.ro"), mailchimp_sim::Status::Cleaned);
     assert_eq!(status("gone@posta.ro"), mailchimp_sim::Status::Archived);
@@ -113,9 +221,19 @@ async fn archive_rules_and_unarchiving() {
         assert_eq!(r.headers["allow"], "GET, PUT");
     }
     // PUT with only status_if_new leaves an archived member archived; `status` brings it back.
-    let stays = env.put(&format!("{path}/{sub}"), json!({"email_address": "sub@posta.ro", "status_if_new": "subscribed"})).await;
+    let stays = env
+        .put(
+            &format!("{path}/{sub}"),
+            json!({"email_address": "sub@posta.ro", "status_if_new": "subscribed"}),
+        )
+        .await;
     assert_eq!(stays.body["status"], "archived");
-    let back = env.put(&format!("{path}/{sub}"), json!({"email_address": "sub@posta.ro", "status": "subscribed"})).await;
+    let back = env
+        .put(
+            &format!("{path}/{sub}"),
+            json!({"email_address": "sub@posta.ro", "status": "subscribed"}),
+        )
+        .await;
     assert_eq!(back.body["status"], "subscribed");
 }
 
@@ -124,37 +242,81 @@ async fn permanently_deleted_contacts_cannot_come_back() {
     let env = common::start().await;
     let path = env.members_path();
     let hash = env.add_member("forget.me@posta.ro", "subscribed").await;
-    let r = env.post(&format!("{path}/{hash}/actions/delete-permanent"), json!({})).await;
+    let r = env
+        .post(
+            &format!("{path}/{hash}/actions/delete-permanent"),
+            json!({}),
+        )
+        .await;
     assert_eq!(r.status, 204);
     assert_eq!(env.get(&format!("{path}/{hash}")).await.status, 404);
     for status in ["subscribed", "pending"] {
-        let r = env.put(&format!("{path}/{hash}"), json!({"email_address": "forget.me@posta.ro", "status_if_new": status})).await;
+        let r = env
+            .put(
+                &format!("{path}/{hash}"),
+                json!({"email_address": "forget.me@posta.ro", "status_if_new": status}),
+            )
+            .await;
         assert_eq!(r.status, 400);
         assert_eq!(r.body["title"], "Forgotten Email Not Subscribed");
         assert_eq!(r.body["detail"], "forget.me@posta.ro was permanently deleted and cannot be re-imported. The contact must re-subscribe to get back on the list.");
     }
-    let r = env.post(&path, json!({"email_address": "Forget.Me@posta.ro", "status": "subscribed"})).await;
+    let r = env
+        .post(
+            &path,
+            json!({"email_address": "Forget.Me@posta.ro", "status": "subscribed"}),
+        )
+        .await;
     assert_eq!(r.body["title"], "Forgotten Email Not Subscribed");
-    assert_eq!(env.sim.list_view(&env.list_id).unwrap().forgotten, vec![hash]);
+    assert_eq!(
+        env.sim.list_view(&env.list_id).unwrap().forgotten,
+        vec![hash]
+    );
 }
 
 #[tokio::test]
 async fn fake_looking_and_invalid_addresses_are_refused() {
     let env = common::start().await;
     let path = env.members_path();
-    let fake = env.post(&path, json!({"email_address": "someone@example.com", "status": "subscribed"})).await;
+    let fake = env
+        .post(
+            &path,
+            json!({"email_address": "someone@example.com", "status": "subscribed"}),
+        )
+        .await;
     assert_eq!(fake.status, 400);
     assert_eq!(fake.body["title"], "Invalid Resource");
-    assert_eq!(fake.body["detail"], "someone@example.com looks fake or invalid, please enter a real email address.");
-    let invalid = env.post(&path, json!({"email_address": "no-at-sign.posta.ro", "status": "subscribed"})).await;
-    assert_eq!(invalid.body["detail"], "Please provide a valid email address.");
+    assert_eq!(
+        fake.body["detail"],
+        "someone@example.com looks fake or invalid, please enter a real email address."
+    );
+    let invalid = env
+        .post(
+            &path,
+            json!({"email_address": "no-at-sign.posta.ro", "status": "subscribed"}),
+        )
+        .await;
+    assert_eq!(
+        invalid.body["detail"],
+        "Please provide a valid email address."
+    );
     // The refused domains are a setting.
     let mut s = env.sim.settings();
     s.refused_domains = vec!["posta.ro".into()];
     env.sim.set_settings(s).unwrap();
-    let now_refused = env.post(&path, json!({"email_address": "ana@posta.ro", "status": "subscribed"})).await;
+    let now_refused = env
+        .post(
+            &path,
+            json!({"email_address": "ana@posta.ro", "status": "subscribed"}),
+        )
+        .await;
     assert_eq!(now_refused.status, 400);
-    let now_fine = env.post(&path, json!({"email_address": "someone@example.com", "status": "subscribed"})).await;
+    let now_fine = env
+        .post(
+            &path,
+            json!({"email_address": "someone@example.com", "status": "subscribed"}),
+        )
+        .await;
     assert_eq!(now_fine.status, 200);
 }
 
@@ -167,12 +329,25 @@ async fn the_account_contact_limit_is_enforced() {
     env.add_member("a@posta.ro", "subscribed").await;
     let b = env.add_member("b@posta.ro", "subscribed").await;
     let path = env.members_path();
-    let r = env.post(&path, json!({"email_address": "c@posta.ro", "status": "subscribed"})).await;
+    let r = env
+        .post(
+            &path,
+            json!({"email_address": "c@posta.ro", "status": "subscribed"}),
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.body["detail"], "c@posta.ro could not be added: the account has reached its limit of 2 contacts. Upgrade your plan or archive contacts to add more.");
     // Archived contacts do not count.
     env.delete(&format!("{path}/{b}")).await;
-    assert_eq!(env.post(&path, json!({"email_address": "c@posta.ro", "status": "subscribed"})).await.status, 200);
+    assert_eq!(
+        env.post(
+            &path,
+            json!({"email_address": "c@posta.ro", "status": "subscribed"})
+        )
+        .await
+        .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -180,39 +355,82 @@ async fn paging_filters_and_field_selection() {
     let env = common::start().await;
     let members: Vec<_> = (0..1200).map(|i| json!({"email_address": format!("client{i:04}@posta.ro"), "status": if i % 4 == 0 { "unsubscribed" } else { "subscribed" }})).collect();
     for chunk in members.chunks(500) {
-        let r = env.post(&format!("/lists/{}", env.list_id), json!({"members": chunk})).await;
+        let r = env
+            .post(
+                &format!("/lists/{}", env.list_id),
+                json!({"members": chunk}),
+            )
+            .await;
         assert_eq!(r.body["error_count"], 0, "{}", r.body["errors"]);
     }
     let path = env.members_path();
     let big = env.get(&format!("{path}?count=3000")).await;
-    assert_eq!(big.body["members"].as_array().unwrap().len(), 1000, "count is capped at 1000");
+    assert_eq!(
+        big.body["members"].as_array().unwrap().len(),
+        1000,
+        "count is capped at 1000"
+    );
     assert_eq!(big.body["total_items"], 1200);
     let default = env.get(&path).await;
     assert_eq!(default.body["members"].as_array().unwrap().len(), 10);
     let tail = env.get(&format!("{path}?count=1000&offset=1000")).await;
     assert_eq!(tail.body["members"].as_array().unwrap().len(), 200);
-    let unsub = env.get(&format!("{path}?status=unsubscribed&count=1000")).await;
+    let unsub = env
+        .get(&format!("{path}?status=unsubscribed&count=1000"))
+        .await;
     assert_eq!(unsub.body["total_items"], 300);
-    assert!(unsub.body["members"].as_array().unwrap().iter().all(|m| m["status"] == "unsubscribed"));
+    assert!(unsub.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["status"] == "unsubscribed"));
 
-    let slim = env.get(&format!("{path}?count=2&fields=members.id,members.status,total_items")).await;
-    assert_eq!(slim.body.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["members", "total_items"]);
+    let slim = env
+        .get(&format!(
+            "{path}?count=2&fields=members.id,members.status,total_items"
+        ))
+        .await;
+    assert_eq!(
+        slim.body.as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec!["members", "total_items"]
+    );
     assert_eq!(slim.body["members"][0].as_object().unwrap().len(), 2);
-    let no_links = env.get(&format!("{path}?count=1&exclude_fields=_links,members._links")).await;
-    assert!(no_links.body.get("_links").is_none() && no_links.body["members"][0].get("_links").is_none());
+    let no_links = env
+        .get(&format!(
+            "{path}?count=1&exclude_fields=_links,members._links"
+        ))
+        .await;
+    assert!(
+        no_links.body.get("_links").is_none()
+            && no_links.body["members"][0].get("_links").is_none()
+    );
 
     // since_last_changed returns exactly what changed at or after the given time. The PATCH
     // comes more than a second after the batch writes, so its (second-resolution) time is a
     // cut-off between them.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let changed = mailchimp_sim::subscriber_hash("client0007@posta.ro");
-    let patched = env.patch(&format!("{path}/{changed}"), json!({"status": "unsubscribed"})).await;
-    let cutoff = patched.body["last_changed"].as_str().unwrap().replace('+', "%2B");
-    let since = env.get(&format!("{path}?since_last_changed={cutoff}&count=1000")).await;
+    let patched = env
+        .patch(
+            &format!("{path}/{changed}"),
+            json!({"status": "unsubscribed"}),
+        )
+        .await;
+    let cutoff = patched.body["last_changed"]
+        .as_str()
+        .unwrap()
+        .replace('+', "%2B");
+    let since = env
+        .get(&format!("{path}?since_last_changed={cutoff}&count=1000"))
+        .await;
     assert_eq!(since.body["total_items"], 1, "{}", since.body);
     assert_eq!(since.body["members"][0]["id"], changed);
-    let before = env.get(&format!("{path}?before_last_changed={cutoff}&count=1")).await;
+    let before = env
+        .get(&format!("{path}?before_last_changed={cutoff}&count=1"))
+        .await;
     assert_eq!(before.body["total_items"], 1199);
-    let bad = env.get(&format!("{path}?since_last_changed=yesterday")).await;
+    let bad = env
+        .get(&format!("{path}?since_last_changed=yesterday"))
+        .await;
     assert_eq!(bad.status, 400);
 }

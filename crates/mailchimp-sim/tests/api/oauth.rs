@@ -12,22 +12,38 @@ async fn authorize_exchange_metadata_and_call_the_api() {
         .admin(Method::POST, "/oauth-clients", Some(json!({"client_id": "segsync", "client_secret": "s3cret", "redirect_uri": "http://127.0.0.1:9999/oauth/callback"})))
         .await;
     assert_eq!(r.status, 204);
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let redirect = "http://127.0.0.1:9999/oauth/callback";
 
     let page = no_redirects
         .get(format!("{base}/oauth2/authorize"))
-        .query(&[("response_type", "code"), ("client_id", "segsync"), ("redirect_uri", redirect), ("state", "xyz")])
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", "segsync"),
+            ("redirect_uri", redirect),
+            ("state", "xyz"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("id=\"allow\"") && html.contains("sim_user_1"), "{html}");
+    assert!(
+        html.contains("id=\"allow\"") && html.contains("sim_user_1"),
+        "{html}"
+    );
 
     let approve = no_redirects
         .post(format!("{base}/oauth2/authorize"))
-        .form(&[("client_id", "segsync"), ("redirect_uri", redirect), ("state", "xyz"), ("username", "sim_user_1")])
+        .form(&[
+            ("client_id", "segsync"),
+            ("redirect_uri", redirect),
+            ("state", "xyz"),
+            ("username", "sim_user_1"),
+        ])
         .send()
         .await
         .unwrap();
@@ -48,29 +64,68 @@ async fn authorize_exchange_metadata_and_call_the_api() {
         ])
     };
     let wrong_secret = answer(token_form("nope", code.clone()).send().await.unwrap()).await;
-    assert_eq!((wrong_secret.status, wrong_secret.body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (wrong_secret.status, wrong_secret.body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     let token = answer(token_form("s3cret", code.clone()).send().await.unwrap()).await;
     assert_eq!(token.status, 200, "{}", token.body);
     let access = token.body["access_token"].as_str().unwrap().to_string();
-    assert_eq!(token.body["expires_in"], 0, "Mailchimp tokens do not expire");
+    assert_eq!(
+        token.body["expires_in"], 0,
+        "Mailchimp tokens do not expire"
+    );
     let reused = answer(token_form("s3cret", code).send().await.unwrap()).await;
     assert_eq!(reused.body["error"], "invalid_grant", "a code is used once");
 
-    let meta = answer(no_redirects.get(format!("{base}/oauth2/metadata")).header("Authorization", format!("OAuth {access}")).send().await.unwrap()).await;
+    let meta = answer(
+        no_redirects
+            .get(format!("{base}/oauth2/metadata"))
+            .header("Authorization", format!("OAuth {access}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(meta.body["dc"], "us1");
     assert_eq!(meta.body["api_endpoint"], base);
     assert_eq!(meta.body["login"]["login_name"], "sim_user_1");
-    let bad = answer(no_redirects.get(format!("{base}/oauth2/metadata")).header("Authorization", "OAuth nope").send().await.unwrap()).await;
-    assert_eq!((bad.status, bad.body["error"].as_str()), (200, Some("invalid_token")));
+    let bad = answer(
+        no_redirects
+            .get(format!("{base}/oauth2/metadata"))
+            .header("Authorization", "OAuth nope")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (bad.status, bad.body["error"].as_str()),
+        (200, Some("invalid_token"))
+    );
 
     // The token works on the API like the account's key.
     let with_token = env.call_as(&access, Method::GET, "/", None).await;
     let with_key = env.get("/").await;
     assert_eq!(with_token.body["account_id"], with_key.body["account_id"]);
-    assert_eq!(env.call_as(&access, Method::GET, &format!("/lists/{}", env.list_id), None).await.status, 200);
+    assert_eq!(
+        env.call_as(
+            &access,
+            Method::GET,
+            &format!("/lists/{}", env.list_id),
+            None
+        )
+        .await
+        .status,
+        200
+    );
     // Revoked, it stops at once.
-    env.admin(Method::POST, "/revoke", Some(json!({"credential": access}))).await;
-    assert_eq!(env.call_as(&access, Method::GET, "/", None).await.status, 401);
+    env.admin(Method::POST, "/revoke", Some(json!({"credential": access})))
+        .await;
+    assert_eq!(
+        env.call_as(&access, Method::GET, "/", None).await.status,
+        401
+    );
 }
 
 #[tokio::test]
@@ -84,7 +139,11 @@ async fn authorize_refuses_unknown_apps_and_foreign_redirects() {
     ] {
         let r = reqwest::Client::new()
             .get(format!("{base}/oauth2/authorize"))
-            .query(&[("response_type", "code"), ("client_id", client), ("redirect_uri", redirect)])
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", client),
+                ("redirect_uri", redirect),
+            ])
             .send()
             .await
             .unwrap();

@@ -2,6 +2,8 @@
 //! small client that speaks to it as Mailchimp clients do (HTTP Basic, JSON bodies).
 #![allow(dead_code)]
 
+pub mod spec;
+
 use mailchimp_sim::{RunningSim, SimConfig};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -19,10 +21,17 @@ pub async fn start() -> Env {
 }
 
 pub async fn start_with(config: SimConfig) -> Env {
-    let sim = RunningSim::start(config, "127.0.0.1:0").await.expect("simulator starts");
+    let sim = RunningSim::start(config, "127.0.0.1:0")
+        .await
+        .expect("simulator starts");
     let key = sim.add_account();
     let list_id = sim.create_list(&key, "Newsletter", false);
-    Env { sim, key, list_id, http: reqwest::Client::new() }
+    Env {
+        sim,
+        key,
+        list_id,
+        http: reqwest::Client::new(),
+    }
 }
 
 /// An answer: status, headers and the body parsed as JSON (Null when empty).
@@ -42,8 +51,17 @@ impl Env {
         self.call_as(&self.key, method, path, body).await
     }
 
-    pub async fn call_as(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut req = self.http.request(method, self.url(path)).basic_auth("anystring", Some(key));
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .basic_auth("anystring", Some(key));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -68,7 +86,9 @@ impl Env {
 
     /// `/_sim{path}`: the admin API.
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut req = self.http.request(method, format!("{}/_sim{}", self.sim.base_url(), path));
+        let mut req = self
+            .http
+            .request(method, format!("{}/_sim{}", self.sim.base_url(), path));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -97,6 +117,14 @@ pub async fn answer(resp: reqwest::Response) -> Answer {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.expect("body arrives");
-    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
-    Answer { status, headers, body }
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
 }
