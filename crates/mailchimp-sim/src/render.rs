@@ -1,87 +1,229 @@
 //! How resources look on the wire: members, audiences, merge fields, segments, in the shapes
 //! of the spec's schemas, and the `fields` / `exclude_fields` filters every endpoint takes.
 
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
 use crate::rules::{MergeType, Status};
-use crate::store::list::{format_time, Key, List, MergeField, Segment, SegmentKind};
+use crate::store::list::{format_time, Key, List, Member, MergeField, Segment, SegmentKind};
 
 fn link(rel: &str, href: String, method: &str) -> Value {
     json!({"rel": rel, "href": href, "method": method})
 }
 
-/// A member as `GET /lists/{id}/members/{hash}` returns it.
-pub fn member(list: &List, key: &Key) -> Value {
-    let m = &list.members[key];
-    let hash = hex::encode(key);
-    let mut merge = Map::new();
-    for f in &list.merge_fields {
-        let v = m
+/// A member as `GET /lists/{id}/members/{hash}` returns it, serialised straight from the
+/// store: building a JSON tree per member was most of the cost of a 500-member answer.
+pub struct MemberDoc<'a> {
+    list: &'a List,
+    key: &'a Key,
+    m: &'a Member,
+}
+
+/// A member's answer, borrowing from the audience.
+pub fn member<'a>(list: &'a List, key: &'a Key) -> MemberDoc<'a> {
+    MemberDoc {
+        list,
+        key,
+        m: &list.members[key],
+    }
+}
+
+/// The members `keys` for top-level field `name` of an answer, or none when the request's
+/// `fields` / `exclude_fields` leave that field out: rendering them is most of the work.
+pub fn members_for<'a>(
+    list: &'a List,
+    keys: &'a [Key],
+    q: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> Vec<MemberDoc<'a>> {
+    if field_wanted(q, name) {
+        keys.iter().map(|k| member(list, k)).collect()
+    } else {
+        Vec::new()
+    }
+}
+
+impl MemberDoc<'_> {
+    /// The same answer as a JSON tree, for callers that take it apart.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a member serialises")
+    }
+
+    fn merge_value(&self, f: &MergeField) -> Option<&Value> {
+        self.m
             .merge
             .iter()
             .find(|(id, _)| *id == f.merge_id)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| Value::String(String::new()));
-        merge.insert(f.tag.clone(), v);
+            .map(|(_, v)| v)
     }
-    let text = |tag: &str| {
-        merge
-            .get(tag)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let full_name = format!("{} {}", text("FNAME"), text("LNAME"))
-        .trim()
-        .to_string();
-    let tags: Vec<Value> = m
-        .tags
-        .iter()
-        .filter_map(|(id, _)| list.segments.get(id))
-        .map(|s| json!({"id": s.id, "name": s.name}))
-        .collect();
-    let self_href = format!("/3.0/lists/{}/members/{hash}", list.id);
-    json!({
-        "id": hash,
-        "email_address": m.email,
-        "unique_email_id": &hash[..10],
-        "contact_id": hash,
-        "full_name": full_name,
-        "web_id": m.web_id,
-        "email_type": m.email_type,
-        "status": m.status.as_str(),
-        "unsubscribe_reason": m.unsubscribe_reason,
-        "consents_to_one_to_one_messaging": true,
-        "sms_phone_number": "",
-        "sms_subscription_status": "",
-        "sms_subscription_last_updated": "",
-        "merge_fields": merge,
-        "interests": {},
-        "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
-        "ip_signup": m.ip_signup,
-        "timestamp_signup": m.timestamp_signup,
-        "ip_opt": m.ip_opt,
-        "timestamp_opt": m.timestamp_opt,
-        "member_rating": 2,
-        "last_changed": format_time(m.last_changed),
-        "language": m.language,
-        "vip": m.vip,
-        "email_client": "",
-        "location": {"latitude": 0, "longitude": 0, "gmtoff": 0, "dstoff": 0,
-                     "country_code": "", "timezone": "", "region": ""},
-        "marketing_permissions": [],
-        "source": m.source,
-        "tags_count": tags.len(),
-        "tags": tags,
-        "list_id": list.id,
-        "_links": [
-            link("self", self_href.clone(), "GET"),
-            link("parent", format!("/3.0/lists/{}/members", list.id), "GET"),
-            link("update", self_href.clone(), "PATCH"),
-            link("upsert", self_href.clone(), "PUT"),
-            link("delete", self_href, "DELETE"),
-        ],
-    })
+}
+
+/// `merge_fields`: every field of the audience, "" when the member has no value.
+struct MergeDoc<'a>(&'a MemberDoc<'a>);
+
+impl Serialize for MergeDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.list.merge_fields.len()))?;
+        for f in &self.0.list.merge_fields {
+            match self.0.merge_value(f) {
+                Some(v) => map.serialize_entry(&f.tag, v)?,
+                None => map.serialize_entry(&f.tag, "")?,
+            }
+        }
+        map.end()
+    }
+}
+
+struct TagsDoc<'a>(&'a MemberDoc<'a>);
+
+impl Serialize for TagsDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let list = self.0.list;
+        let tags = self
+            .0
+            .m
+            .tags
+            .iter()
+            .filter_map(|(id, _)| list.segments.get(id));
+        s.collect_seq(tags.map(|t| TagRef {
+            id: t.id,
+            name: &t.name,
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct TagRef<'a> {
+    id: u32,
+    name: &'a str,
+}
+
+struct LinksDoc<'a> {
+    list_id: &'a str,
+    hash: &'a str,
+}
+
+impl Serialize for LinksDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Link<'a> {
+            rel: &'static str,
+            href: std::fmt::Arguments<'a>,
+            method: &'static str,
+        }
+        let (l, h) = (self.list_id, self.hash);
+        let mut seq = s.serialize_seq(Some(5))?;
+        for (rel, method) in [
+            ("self", "GET"),
+            ("update", "PATCH"),
+            ("upsert", "PUT"),
+            ("delete", "DELETE"),
+        ] {
+            seq.serialize_element(&Link {
+                rel,
+                href: format_args!("/3.0/lists/{l}/members/{h}"),
+                method,
+            })?;
+        }
+        seq.serialize_element(&Link {
+            rel: "parent",
+            href: format_args!("/3.0/lists/{l}/members"),
+            method: "GET",
+        })?;
+        seq.end()
+    }
+}
+
+impl Serialize for MemberDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.m;
+        let hash = hex::encode(self.key);
+        let text = |tag: &str| {
+            self.list
+                .merge_field_by_tag(tag)
+                .and_then(|f| self.merge_value(f))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        };
+        let full_name = format!("{} {}", text("FNAME"), text("LNAME"));
+        let tags_count = m
+            .tags
+            .iter()
+            .filter(|(id, _)| self.list.segments.contains_key(id))
+            .count();
+        let mut map = s.serialize_map(Some(36))?;
+        map.serialize_entry("id", &hash)?;
+        map.serialize_entry("email_address", &m.email)?;
+        map.serialize_entry("unique_email_id", &hash[..10])?;
+        map.serialize_entry("contact_id", &hash)?;
+        map.serialize_entry("full_name", full_name.trim())?;
+        map.serialize_entry("web_id", &m.web_id)?;
+        map.serialize_entry("email_type", &m.email_type)?;
+        map.serialize_entry("status", m.status.as_str())?;
+        map.serialize_entry("unsubscribe_reason", &m.unsubscribe_reason)?;
+        map.serialize_entry("consents_to_one_to_one_messaging", &true)?;
+        map.serialize_entry("sms_phone_number", "")?;
+        map.serialize_entry("sms_subscription_status", "")?;
+        map.serialize_entry("sms_subscription_last_updated", "")?;
+        map.serialize_entry("merge_fields", &MergeDoc(self))?;
+        map.serialize_entry("interests", &EmptyObject)?;
+        map.serialize_entry(
+            "stats",
+            &Stats {
+                avg_open_rate: 0,
+                avg_click_rate: 0,
+            },
+        )?;
+        map.serialize_entry("ip_signup", &m.ip_signup)?;
+        map.serialize_entry("timestamp_signup", &m.timestamp_signup)?;
+        map.serialize_entry("ip_opt", &m.ip_opt)?;
+        map.serialize_entry("timestamp_opt", &m.timestamp_opt)?;
+        map.serialize_entry("member_rating", &2)?;
+        map.serialize_entry("last_changed", &format_time(m.last_changed))?;
+        map.serialize_entry("language", &m.language)?;
+        map.serialize_entry("vip", &m.vip)?;
+        map.serialize_entry("email_client", "")?;
+        map.serialize_entry("location", &Location::default())?;
+        map.serialize_entry("marketing_permissions", &[(); 0])?;
+        map.serialize_entry("source", m.source)?;
+        map.serialize_entry("tags_count", &tags_count)?;
+        map.serialize_entry("tags", &TagsDoc(self))?;
+        map.serialize_entry("list_id", &self.list.id)?;
+        map.serialize_entry(
+            "_links",
+            &LinksDoc {
+                list_id: &self.list.id,
+                hash: &hash,
+            },
+        )?;
+        map.end()
+    }
+}
+
+struct EmptyObject;
+
+impl Serialize for EmptyObject {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_map(Some(0))?.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Stats {
+    avg_open_rate: u8,
+    avg_click_rate: u8,
+}
+
+#[derive(Serialize, Default)]
+struct Location {
+    latitude: u8,
+    longitude: u8,
+    gmtoff: u8,
+    dstoff: u8,
+    country_code: &'static str,
+    timezone: &'static str,
+    region: &'static str,
 }
 
 /// The string fields `keys` of `v` (a stored request object), "" for those it lacks: the
@@ -214,6 +356,23 @@ pub fn segment(list: &List, s: &Segment) -> Value {
         v["options"] = s.options.clone();
     }
     v
+}
+
+/// Whether the answer keeps top-level field `name` under the request's `fields` /
+/// `exclude_fields`, so that a handler can skip building what would be filtered out.
+pub fn field_wanted(q: &std::collections::HashMap<String, String>, name: &str) -> bool {
+    let listed = |s: &str| {
+        s.split(',')
+            .map(str::trim)
+            .any(|p| p == name || p.starts_with(&format!("{name}.")))
+    };
+    if let Some(f) = q.get("fields").filter(|f| !f.trim().is_empty()) {
+        return listed(f);
+    }
+    if let Some(x) = q.get("exclude_fields").filter(|x| !x.trim().is_empty()) {
+        return !x.split(',').map(str::trim).any(|p| p == name);
+    }
+    true
 }
 
 /// Applies `fields` or `exclude_fields` (comma lists in dot notation) to a response body.

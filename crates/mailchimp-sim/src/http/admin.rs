@@ -208,7 +208,7 @@ pub fn list_view(sim: &Sim, list_id: &str, members: bool) -> Option<ListView> {
         list.members
             .keys()
             .map(|k| {
-                let full = render::member(list, k);
+                let full = render::member(list, k).to_value();
                 let m = &list.members[k];
                 let mut tags: Vec<String> = m
                     .tags

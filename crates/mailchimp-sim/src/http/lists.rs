@@ -12,10 +12,11 @@ use serde_json::{json, Map, Value};
 
 use super::{body_json, flag, no_content, paging, reply, AppState, Items, Query};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::render;
+use crate::render::{self, MemberDoc};
 use crate::rules::{self, Status};
 use crate::store::list::{now_micros, List, ListInfo, MemberInput, WriteCtx, WriteMode, Written};
 use crate::store::{random_hex, Account, AccountData, Sim};
+use serde::Serialize;
 
 /// Members one batch upsert may carry.
 pub const MAX_BATCH_MEMBERS: usize = 500;
@@ -402,19 +403,27 @@ pub async fn batch_upsert(
             }
         }
     }
-    let new_members: Vec<Value> = created.iter().map(|k| render::member(list, k)).collect();
-    let updated_members: Vec<Value> = updated.iter().map(|k| render::member(list, k)).collect();
-    let out = json!({
-        "new_members": new_members,
-        "updated_members": updated_members,
-        "errors": failed,
-        "total_created": created.len(),
-        "total_updated": updated.len(),
-        "error_count": failed.len(),
-        "_links": [{"rel": "self", "href": format!("/3.0/lists/{list_id}"), "method": "GET"}],
-    });
-    drop(guard);
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        new_members: Vec<MemberDoc<'a>>,
+        updated_members: Vec<MemberDoc<'a>>,
+        errors: Vec<Value>,
+        total_created: usize,
+        total_updated: usize,
+        error_count: usize,
+        _links: Value,
+    }
+    let out = Answer {
+        new_members: render::members_for(list, &created, &q, "new_members"),
+        updated_members: render::members_for(list, &updated, &q, "updated_members"),
+        total_created: created.len(),
+        total_updated: updated.len(),
+        error_count: failed.len(),
+        errors: failed,
+        _links: json!([{"rel": "self", "href": format!("/3.0/lists/{list_id}"), "method": "GET"}]),
+    };
     let mut resp = reply(&q, out);
+    drop(guard);
     resp.extensions_mut().insert(Items(items.len()));
     Ok(resp.into_response())
 }

@@ -12,10 +12,11 @@ use serde_json::{json, Value};
 use super::lists::{count_refusal, count_written, room};
 use super::{body_json, flag, no_content, paging, reply, AppState, Query};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::render;
+use crate::render::{self, MemberDoc};
 use crate::rules::{self, Status};
 use crate::store::list::{now_micros, parse_time, Key, MemberInput, WriteCtx, WriteMode};
 use crate::store::Account;
+use serde::Serialize;
 
 const WRITABLE: [Status; 5] = [
     Status::Subscribed,
@@ -98,15 +99,24 @@ pub async fn list_members(
         let total = list.members.keys().filter(|k| keep(k)).count();
         (total, matching.skip(offset).take(count).copied().collect())
     };
-    let members: Vec<Value> = page.iter().map(|k| render::member(list, k)).collect();
+    let members: Vec<MemberDoc> = page.iter().map(|k| render::member(list, k)).collect();
+    #[derive(Serialize)]
+    struct Page<'a> {
+        members: Vec<MemberDoc<'a>>,
+        list_id: &'a str,
+        total_items: usize,
+        _links: Value,
+    }
+    let links =
+        json!([{"rel": "self", "href": format!("/3.0/lists/{list_id}/members"), "method": "GET"}]);
     Ok(reply(
         &q,
-        json!({
-            "members": members,
-            "list_id": list_id,
-            "total_items": total,
-            "_links": [{"rel": "self", "href": format!("/3.0/lists/{list_id}/members"), "method": "GET"}],
-        }),
+        Page {
+            members,
+            list_id: &list_id,
+            total_items: total,
+            _links: links,
+        },
     ))
 }
 

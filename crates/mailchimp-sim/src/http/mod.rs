@@ -295,18 +295,31 @@ async fn gated(sim: &AppState, mut req: Request, next: Next) -> Response {
 /// The query string as a map (the last value of a repeated name wins).
 pub type Query = axum::extract::Query<HashMap<String, String>>;
 
-/// A JSON answer with `fields` / `exclude_fields` applied.
-pub fn reply(q: &HashMap<String, String>, body: Value) -> Response {
+/// A JSON answer with `fields` / `exclude_fields` applied. Without them the body is
+/// serialised as it is, which for typed answers skips building a JSON tree.
+pub fn reply<T: serde::Serialize>(q: &HashMap<String, String>, body: T) -> Response {
+    let fields = q.get("fields").filter(|f| !f.trim().is_empty());
+    let exclude = q.get("exclude_fields").filter(|f| !f.trim().is_empty());
+    if fields.is_none() && exclude.is_none() {
+        return json_bytes(
+            StatusCode::OK,
+            serde_json::to_vec(&body).expect("JSON serialises"),
+        );
+    }
+    let tree = serde_json::to_value(&body).expect("JSON serialises");
     let body = render::filter_fields(
-        body,
-        q.get("fields").map(String::as_str),
-        q.get("exclude_fields").map(String::as_str),
+        tree,
+        fields.map(String::as_str),
+        exclude.map(String::as_str),
     );
     json_response(StatusCode::OK, &body)
 }
 
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).expect("JSON serialises");
+    json_bytes(status, serde_json::to_vec(body).expect("JSON serialises"))
+}
+
+fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     let mut r = (status, bytes).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

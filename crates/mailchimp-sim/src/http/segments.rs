@@ -13,10 +13,11 @@ use serde_json::{json, Value};
 use super::members::path_key;
 use super::{body_json, no_content, paging, reply, Items, Query};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::render;
+use crate::render::{self, MemberDoc};
 use crate::rules::{self, Status};
 use crate::store::list::{format_time, now_micros, Key, List, Segment, SegmentKind};
 use crate::store::Account;
+use serde::Serialize;
 
 /// Emails one segment batch may add, and remove.
 pub const MAX_SEGMENT_BATCH: usize = 500;
@@ -331,17 +332,27 @@ pub async fn batch_members(
             json!({"email_addresses": missing, "error": "Email addresses are not members of this audience"}),
         ]
     };
-    let out = json!({
-        "members_added": added.iter().map(|k| render::member(list, k)).collect::<Vec<_>>(),
-        "members_removed": removed.iter().map(|k| render::member(list, k)).collect::<Vec<_>>(),
-        "total_added": added.len(),
-        "total_removed": removed.len(),
-        "error_count": missing.len(),
-        "errors": errors,
-        "_links": [],
-    });
-    drop(d);
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        members_added: Vec<MemberDoc<'a>>,
+        members_removed: Vec<MemberDoc<'a>>,
+        total_added: usize,
+        total_removed: usize,
+        error_count: usize,
+        errors: Vec<Value>,
+        _links: [(); 0],
+    }
+    let out = Answer {
+        members_added: render::members_for(list, &added, &q, "members_added"),
+        members_removed: render::members_for(list, &removed, &q, "members_removed"),
+        total_added: added.len(),
+        total_removed: removed.len(),
+        error_count: missing.len(),
+        errors,
+        _links: [],
+    };
     let mut resp = reply(&q, out);
+    drop(d);
     resp.extensions_mut()
         .insert(Items(to_add.len() + to_remove.len()));
     Ok(resp.into_response())
@@ -369,15 +380,25 @@ pub async fn members(
         .iter()
         .filter(|k| list.members.get(*k).is_some_and(|m| include(m.status)))
         .collect();
-    let page: Vec<Value> = matching
+    let page: Vec<MemberDoc> = matching
         .iter()
         .skip(offset)
         .take(count)
         .map(|k| render::member(list, k))
         .collect();
+    #[derive(Serialize)]
+    struct Page<'a> {
+        members: Vec<MemberDoc<'a>>,
+        total_items: usize,
+        _links: [(); 0],
+    }
     Ok(reply(
         &q,
-        json!({"members": page, "total_items": matching.len(), "_links": []}),
+        Page {
+            members: page,
+            total_items: matching.len(),
+            _links: [],
+        },
     ))
 }
 
