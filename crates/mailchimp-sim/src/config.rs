@@ -68,6 +68,8 @@ pub struct Faults {
     pub burst_429_rate: f64,
     /// How many consecutive requests of the account a 429 burst refuses.
     pub burst_429_len: u32,
+    /// Burst 429s come with no body, as Mailchimp sometimes answers under heavy load.
+    pub bodyless_429: bool,
     /// Share of requests (0..1) that are answered late, after `slow_ms` more milliseconds.
     pub slow_rate: f64,
     pub slow_ms: u64,
@@ -84,6 +86,7 @@ impl Default for Faults {
             error_5xx_rate: 0.0,
             burst_429_rate: 0.0,
             burst_429_len: 5,
+            bodyless_429: false,
             slow_rate: 0.0,
             slow_ms: 0,
             drop_rate: 0.0,

@@ -65,6 +65,9 @@ struct Args {
     /// Length of a 429 burst, in requests.
     #[arg(long, default_value_t = 5)]
     burst_429_len: u32,
+    /// Send burst 429s with no body, as Mailchimp sometimes does under heavy load.
+    #[arg(long)]
+    bodyless_429: bool,
     /// Share (0..1) of requests answered late by --slow-ms.
     #[arg(long, default_value_t = 0.0)]
     slow_rate: f64,
@@ -120,6 +123,7 @@ fn config(args: &Args) -> Result<SimConfig, String> {
             error_5xx_rate: args.error_5xx_rate,
             burst_429_rate: args.burst_429_rate,
             burst_429_len: args.burst_429_len,
+            bodyless_429: args.bodyless_429,
             slow_rate: args.slow_rate,
             slow_ms: args.slow_ms,
             drop_rate: args.drop_rate,

@@ -249,7 +249,9 @@ async fn gated(sim: &AppState, mut req: Request, next: Next) -> Response {
                 .store(faults.burst_429_len.saturating_sub(1), Ordering::SeqCst);
         }
         sim.counters.injected_429.fetch_add(1, Ordering::Relaxed);
-        return ApiError::too_many_requests(limit).into_response();
+        let mut e = ApiError::too_many_requests(limit);
+        e.bodyless = faults.bodyless_429;
+        return e.into_response();
     }
     if faults.error_5xx_rate > 0.0 && sim.roll() < faults.error_5xx_rate {
         sim.counters.injected_5xx.fetch_add(1, Ordering::Relaxed);

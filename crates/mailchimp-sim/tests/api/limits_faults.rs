@@ -117,6 +117,18 @@ async fn injected_5xx_and_429_bursts() {
     );
     let c = env.sim.counters();
     assert_eq!((c.injected_5xx, c.injected_429), (1, 3));
+    env.admin(
+        Method::PATCH,
+        "/settings",
+        Some(json!({"faults": {"burst_429_rate": 1.0, "bodyless_429": true}})),
+    )
+    .await;
+    let bare = env.get("/ping").await;
+    assert_eq!(
+        (bare.status, bare.body.is_null()),
+        (429, true),
+        "a bodyless 429 under load"
+    );
 
     let bad = env
         .admin(
