@@ -1,0 +1,21 @@
+//! segsync's pure core: the domain's words, normalisation of profile rows, the diff against
+//! what was delivered, and the plan of Mailchimp requests. Nothing here does I/O, so every
+//! rule is tested with case tables and property tests.
+//!
+//! - [`model`]: member keys, statuses, tag sets, desired members, snapshot entries.
+//! - [`normalize`]: addresses, merge values by type, duplicate merging, refused rows.
+//! - [`diff`]: desired vs snapshot vs audience, with Mailchimp's rules.
+//! - [`plan`]: requests in phases, and how acknowledgements move the snapshot.
+
+pub mod diff;
+pub mod model;
+pub mod normalize;
+pub mod plan;
+
+pub use diff::{diff, Diff, DiffOptions, Skip, TagChange, Upsert};
+pub use model::{
+    fingerprint, Desired, MemberKey, MergeValues, NewStatus, RemovalPolicy, SnapshotEntry, Status,
+    TagSet,
+};
+pub use normalize::{check_email, format_value, Collector, FieldSpec, MergeKind, RecordError, Row};
+pub use plan::{plan, Op, Plan, PlanSummary, BATCH};

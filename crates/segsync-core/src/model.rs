@@ -1,0 +1,193 @@
+//! The words of the domain: member keys, statuses, tag sets, what an export wants Mailchimp
+//! to hold, and what its snapshot says was delivered.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A member's identity in an audience: the MD5 of the lower-cased address (Mailchimp's
+/// subscriber hash), kept as its 16 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberKey(pub [u8; 16]);
+
+impl MemberKey {
+    /// The key of an address (normalised or not: it is lower-cased here).
+    pub fn of(email: &str) -> MemberKey {
+        MemberKey(Md5::digest(email.trim().to_lowercase().as_bytes()).into())
+    }
+
+    pub fn from_hex(s: &str) -> Option<MemberKey> {
+        let mut b = [0u8; 16];
+        hex::decode_to_slice(s, &mut b).ok()?;
+        Some(MemberKey(b))
+    }
+
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for MemberKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.hex())
+    }
+}
+
+impl fmt::Display for MemberKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.hex())
+    }
+}
+
+/// A member's status in Mailchimp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Subscribed,
+    Unsubscribed,
+    Cleaned,
+    Pending,
+    Transactional,
+    Archived,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Subscribed => "subscribed",
+            Status::Unsubscribed => "unsubscribed",
+            Status::Cleaned => "cleaned",
+            Status::Pending => "pending",
+            Status::Transactional => "transactional",
+            Status::Archived => "archived",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "subscribed" => Status::Subscribed,
+            "unsubscribed" => Status::Unsubscribed,
+            "cleaned" => Status::Cleaned,
+            "pending" => Status::Pending,
+            "transactional" => Status::Transactional,
+            "archived" => Status::Archived,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The status a new member gets (`--status-if-new`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NewStatus {
+    #[default]
+    Subscribed,
+    Pending,
+    Transactional,
+}
+
+impl NewStatus {
+    pub fn status(self) -> Status {
+        match self {
+            NewStatus::Subscribed => Status::Subscribed,
+            NewStatus::Pending => Status::Pending,
+            NewStatus::Transactional => Status::Transactional,
+        }
+    }
+}
+
+/// What happens to a member this export added or tagged once it leaves every chosen segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RemovalPolicy {
+    /// Remove the export's tags; the member stays in the audience.
+    #[default]
+    Untag,
+    /// Remove the tags and archive the member.
+    Archive,
+    /// Remove the tags and unsubscribe the member.
+    Unsubscribe,
+}
+
+/// The export's tags a member carries, as bits over the export's tag list (at most 64).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TagSet(pub u64);
+
+impl TagSet {
+    pub const MAX: usize = 64;
+
+    pub fn with(self, i: usize) -> TagSet {
+        TagSet(self.0 | (1 << i))
+    }
+    pub fn contains(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    pub fn union(self, o: TagSet) -> TagSet {
+        TagSet(self.0 | o.0)
+    }
+    pub fn minus(self, o: TagSet) -> TagSet {
+        TagSet(self.0 & !o.0)
+    }
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..Self::MAX).filter(move |i| self.contains(*i))
+    }
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+}
+
+/// Merge-field values by tag (FNAME, LNAME, ...), already formatted for Mailchimp.
+pub type MergeValues = BTreeMap<String, Value>;
+
+/// A stable fingerprint of what is sent for a member's content, so an unchanged member costs
+/// nothing on the next run.
+pub fn fingerprint(merge: &MergeValues) -> u64 {
+    let mut h = Md5::new();
+    for (k, v) in merge {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.to_string().as_bytes());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+/// What the export wants Mailchimp to hold for one address, after normalisation and the
+/// merging of duplicate profiles.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// The address as it will be sent: trimmed and lower-cased.
+    pub email: String,
+    pub merge: MergeValues,
+    pub tags: TagSet,
+}
+
+/// What the export knows of one member: what it last delivered and the status Mailchimp
+/// last told it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotEntry {
+    pub email: String,
+    /// Fingerprint of the merge values this export last delivered; `None` if it never sent
+    /// this member's content.
+    pub fingerprint: Option<u64>,
+    /// The export's tags this export put on the member.
+    pub tags: TagSet,
+    /// The status Mailchimp last reported (or that this export's own writes produced).
+    pub status: Status,
+    /// The export created or tagged this member: only such members are ever untagged,
+    /// archived or unsubscribed by it.
+    pub owned: bool,
+}

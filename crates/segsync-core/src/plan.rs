@@ -1,0 +1,233 @@
+//! The plan: a diff grouped into Mailchimp requests, and how each acknowledged request moves
+//! the snapshot forward. Pure: the executor sends the requests and calls back here.
+//!
+//! Phases run in order, each after the previous one finished: member upserts (creates with
+//! `update_existing: false`, so a member that appeared meanwhile is reported instead of
+//! overwritten, then updates carrying each member's own status), then tag membership, then
+//! removals (archives and unsubscribes).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::diff::{Diff, Upsert};
+use crate::model::{MemberKey, SnapshotEntry, Status, TagSet};
+
+/// Members per batch upsert, and emails per side of a tag request (Mailchimp's limits).
+pub const BATCH: usize = 500;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// `POST /lists/{id}` with at most 500 members.
+    Upsert {
+        update_existing: bool,
+        items: Vec<Upsert>,
+    },
+    /// `POST /lists/{id}/segments/{tag}` with at most 500 adds and 500 removes.
+    Tag {
+        tag: usize,
+        add: Vec<(MemberKey, String)>,
+        remove: Vec<(MemberKey, String)>,
+    },
+    /// `DELETE /lists/{id}/members/{hash}`.
+    Archive { key: MemberKey, email: String },
+}
+
+impl Op {
+    pub fn endpoint(&self) -> &'static str {
+        match self {
+            Op::Upsert { .. } => "POST /lists/{list_id}",
+            Op::Tag { .. } => "POST /lists/{list_id}/segments/{segment_id}",
+            Op::Archive { .. } => "DELETE /lists/{list_id}/members/{subscriber_hash}",
+        }
+    }
+
+    /// Members this request carries.
+    pub fn size(&self) -> usize {
+        match self {
+            Op::Upsert { items, .. } => items.len(),
+            Op::Tag { add, remove, .. } => add.len() + remove.len(),
+            Op::Archive { .. } => 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Upserts, then tags, then removals; each phase's requests may run concurrently.
+    pub phases: Vec<Vec<Op>>,
+}
+
+/// Counts a plan is summarised with (`segsync plan`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PlanSummary {
+    pub creates: usize,
+    pub updates: usize,
+    pub tag_adds: usize,
+    pub tag_removes: usize,
+    pub archives: usize,
+    pub unsubscribes: usize,
+    pub requests: usize,
+    pub requests_by_endpoint: Vec<(String, usize)>,
+}
+
+impl Plan {
+    pub fn requests(&self) -> usize {
+        self.phases.iter().map(Vec::len).sum()
+    }
+
+    pub fn ops(&self) -> impl Iterator<Item = &Op> {
+        self.phases.iter().flatten()
+    }
+
+    pub fn summary(&self) -> PlanSummary {
+        let mut s = PlanSummary {
+            requests: self.requests(),
+            ..Default::default()
+        };
+        let mut by: Vec<(String, usize)> = Vec::new();
+        for op in self.ops() {
+            match op {
+                Op::Upsert {
+                    update_existing: false,
+                    items,
+                } => s.creates += items.len(),
+                Op::Upsert { items, .. } => {
+                    for i in items {
+                        if i.merge.is_some() {
+                            s.updates += 1;
+                        } else {
+                            s.unsubscribes += 1;
+                        }
+                    }
+                }
+                Op::Tag { add, remove, .. } => {
+                    s.tag_adds += add.len();
+                    s.tag_removes += remove.len();
+                }
+                Op::Archive { .. } => s.archives += 1,
+            }
+            match by.iter_mut().find(|(e, _)| e == op.endpoint()) {
+                Some((_, n)) => *n += 1,
+                None => by.push((op.endpoint().to_string(), 1)),
+            }
+        }
+        s.requests_by_endpoint = by;
+        s
+    }
+}
+
+fn upserts(items: Vec<Upsert>, update_existing: bool) -> Vec<Op> {
+    items
+        .chunks(BATCH)
+        .map(|c| Op::Upsert {
+            update_existing,
+            items: c.to_vec(),
+        })
+        .collect()
+}
+
+/// Groups a diff into requests.
+pub fn plan(diff: &Diff) -> Plan {
+    let mut first = upserts(diff.creates.clone(), false);
+    first.extend(upserts(diff.updates.clone(), true));
+
+    let mut tags = Vec::new();
+    let all: TagSet = diff
+        .tag_changes
+        .iter()
+        .fold(TagSet::default(), |acc, c| acc.union(c.add).union(c.remove));
+    for tag in all.iter() {
+        let add: Vec<(MemberKey, String)> = diff
+            .tag_changes
+            .iter()
+            .filter(|c| c.add.contains(tag))
+            .map(|c| (c.key, c.email.clone()))
+            .collect();
+        let remove: Vec<(MemberKey, String)> = diff
+            .tag_changes
+            .iter()
+            .filter(|c| c.remove.contains(tag))
+            .map(|c| (c.key, c.email.clone()))
+            .collect();
+        let chunks = add.len().max(remove.len()).div_ceil(BATCH);
+        for i in 0..chunks {
+            let part = |v: &Vec<(MemberKey, String)>| {
+                v.iter()
+                    .skip(i * BATCH)
+                    .take(BATCH)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            tags.push(Op::Tag {
+                tag,
+                add: part(&add),
+                remove: part(&remove),
+            });
+        }
+    }
+
+    let mut last = upserts(diff.unsubscribes.clone(), true);
+    last.extend(diff.archives.iter().map(|(key, email)| Op::Archive {
+        key: *key,
+        email: email.clone(),
+    }));
+
+    Plan {
+        phases: vec![first, tags, last]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect(),
+    }
+}
+
+/// The snapshot moves forward only for what Mailchimp acknowledged.
+pub fn acknowledge_upsert(
+    snapshot: &mut HashMap<MemberKey, SnapshotEntry>,
+    item: &Upsert,
+    status: Status,
+    created: bool,
+) {
+    let e = snapshot.entry(item.key).or_insert_with(|| SnapshotEntry {
+        email: item.email.clone(),
+        fingerprint: None,
+        tags: TagSet::default(),
+        status,
+        owned: false,
+    });
+    e.status = status;
+    if item.fingerprint.is_some() {
+        e.fingerprint = item.fingerprint;
+    }
+    e.owned |= created;
+}
+
+/// A tag added to (or removed from) a member; a member the export tagged is its own.
+pub fn acknowledge_tag(
+    snapshot: &mut HashMap<MemberKey, SnapshotEntry>,
+    key: MemberKey,
+    email: &str,
+    tag: usize,
+    added: bool,
+    status: Status,
+) {
+    let e = snapshot.entry(key).or_insert_with(|| SnapshotEntry {
+        email: email.to_string(),
+        fingerprint: None,
+        tags: TagSet::default(),
+        status,
+        owned: false,
+    });
+    if added {
+        e.tags = e.tags.with(tag);
+        e.owned = true;
+    } else {
+        e.tags = e.tags.minus(TagSet::default().with(tag));
+    }
+}
+
+pub fn acknowledge_archive(snapshot: &mut HashMap<MemberKey, SnapshotEntry>, key: MemberKey) {
+    if let Some(e) = snapshot.get_mut(&key) {
+        e.status = Status::Archived;
+    }
+}

@@ -1,0 +1,263 @@
+//! Applying a plan to a faithful model of the audience yields the desired state, never
+//! resubscribes anyone, never touches what the export does not own, and a second diff after
+//! it is empty.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use segsync_core::plan::{acknowledge_archive, acknowledge_tag, acknowledge_upsert};
+use segsync_core::*;
+use serde_json::json;
+
+#[derive(Clone, Debug, PartialEq)]
+struct Member {
+    status: Status,
+    merge: MergeValues,
+    tags: TagSet,
+}
+
+type Audience = HashMap<MemberKey, Member>;
+
+fn email(i: usize) -> String {
+    format!("client{i}@posta.ro")
+}
+
+/// Runs a plan against the model as Mailchimp and segsync's executor would, updating the
+/// snapshot for every acknowledged write.
+fn execute(plan: &Plan, audience: &mut Audience, snapshot: &mut HashMap<MemberKey, SnapshotEntry>) {
+    for op in plan.ops() {
+        match op {
+            Op::Upsert {
+                update_existing,
+                items,
+            } => {
+                for item in items {
+                    let existing = audience.get(&item.key).cloned();
+                    match existing {
+                        None => {
+                            audience.insert(
+                                item.key,
+                                Member {
+                                    status: item.status,
+                                    merge: item.merge.clone().unwrap_or_default(),
+                                    tags: TagSet::default(),
+                                },
+                            );
+                            acknowledge_upsert(snapshot, item, item.status, true);
+                        }
+                        Some(m) => {
+                            // A create that meets an existing member: the executor learns its
+                            // status and sends the update with it.
+                            let status = if *update_existing {
+                                item.status
+                            } else {
+                                m.status
+                            };
+                            if matches!(m.status, Status::Unsubscribed | Status::Cleaned)
+                                && status == Status::Subscribed
+                            {
+                                continue; // Mailchimp refuses: Member In Compliance State.
+                            }
+                            let e = audience.get_mut(&item.key).unwrap();
+                            e.status = status;
+                            if let Some(merge) = &item.merge {
+                                e.merge.extend(merge.clone());
+                            }
+                            acknowledge_upsert(snapshot, item, status, false);
+                        }
+                    }
+                }
+            }
+            Op::Tag { tag, add, remove } => {
+                for (key, mail) in add {
+                    if let Some(m) = audience.get_mut(key) {
+                        m.tags = m.tags.with(*tag);
+                        acknowledge_tag(snapshot, *key, mail, *tag, true, m.status);
+                    }
+                }
+                for (key, mail) in remove {
+                    if let Some(m) = audience.get_mut(key) {
+                        m.tags = m.tags.minus(TagSet::default().with(*tag));
+                        acknowledge_tag(snapshot, *key, mail, *tag, false, m.status);
+                    }
+                }
+            }
+            Op::Archive { key, .. } => {
+                let m = audience.get_mut(key).unwrap();
+                assert!(
+                    !matches!(
+                        m.status,
+                        Status::Pending | Status::Cleaned | Status::Archived
+                    ),
+                    "planned a refused archive"
+                );
+                m.status = Status::Archived;
+                acknowledge_archive(snapshot, *key);
+            }
+        }
+    }
+}
+
+fn status_strategy() -> impl Strategy<Value = Status> {
+    prop_oneof![
+        Just(Status::Subscribed),
+        Just(Status::Unsubscribed),
+        Just(Status::Cleaned),
+        Just(Status::Pending),
+        Just(Status::Transactional),
+        Just(Status::Archived),
+    ]
+}
+
+/// A desired state over a pool of 40 addresses: (address, first name, tags).
+fn desired_strategy() -> impl Strategy<Value = HashMap<MemberKey, Desired>> {
+    proptest::collection::hash_map(0usize..40, (0usize..3, 0u64..8), 0..30).prop_map(|m| {
+        m.into_iter()
+            .map(|(i, (name, tags))| {
+                let mut merge = MergeValues::new();
+                merge.insert("FNAME".into(), json!(["Ana", "Ion", ""][name]));
+                (
+                    MemberKey::of(&email(i)),
+                    Desired {
+                        email: email(i),
+                        merge,
+                        tags: TagSet(tags),
+                    },
+                )
+            })
+            .collect()
+    })
+}
+
+fn audience_strategy() -> impl Strategy<Value = Audience> {
+    proptest::collection::hash_map(0usize..40, status_strategy(), 0..15).prop_map(|m| {
+        m.into_iter()
+            .map(|(i, status)| {
+                (
+                    MemberKey::of(&email(i)),
+                    Member {
+                        status,
+                        merge: MergeValues::new(),
+                        tags: TagSet::default(),
+                    },
+                )
+            })
+            .collect()
+    })
+}
+
+fn statuses(a: &Audience) -> HashMap<MemberKey, Status> {
+    a.iter().map(|(k, m)| (*k, m.status)).collect()
+}
+
+fn check(
+    desired: &HashMap<MemberKey, Desired>,
+    before: &Audience,
+    after: &Audience,
+    snapshot: &HashMap<MemberKey, SnapshotEntry>,
+) {
+    for (k, d) in desired {
+        let was = before.get(k).map(|m| m.status);
+        if was == Some(Status::Archived) {
+            assert_eq!(
+                after[k].status,
+                Status::Archived,
+                "archived contacts stay archived"
+            );
+            continue;
+        }
+        let m = &after[k];
+        assert_eq!(m.merge, d.merge, "{}: merge fields as desired", d.email);
+        assert_eq!(m.tags, d.tags, "{}: tags as desired", d.email);
+    }
+    for (k, b) in before {
+        let a = &after[k];
+        if matches!(
+            b.status,
+            Status::Unsubscribed | Status::Cleaned | Status::Archived
+        ) {
+            assert_ne!(a.status, Status::Subscribed, "never resubscribed");
+        }
+        let owned = snapshot.get(k).is_some_and(|e| e.owned);
+        if !desired.contains_key(k) && !owned {
+            assert_eq!(a, b, "a member the export does not own is untouched");
+        }
+        if !desired.contains_key(k) {
+            assert!(
+                a.tags.is_empty(),
+                "a member that left every segment has none of the export's tags"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn plans_reach_the_desired_state(
+        start in audience_strategy(),
+        first in desired_strategy(),
+        second in desired_strategy(),
+        user_unsubscribes in proptest::collection::vec(0usize..40, 0..5),
+        removal in prop_oneof![Just(RemovalPolicy::Untag), Just(RemovalPolicy::Archive), Just(RemovalPolicy::Unsubscribe)],
+        status_if_new in prop_oneof![Just(NewStatus::Subscribed), Just(NewStatus::Pending), Just(NewStatus::Transactional)],
+    ) {
+        let opts = DiffOptions { status_if_new, removal };
+        let mut audience = start.clone();
+        let mut snapshot = HashMap::new();
+
+        // First run: the audience is read whole.
+        let p = plan(&diff(&first, &snapshot, &statuses(&audience), opts));
+        let before = audience.clone();
+        execute(&p, &mut audience, &mut snapshot);
+        check(&first, &before, &audience, &snapshot);
+
+        // People unsubscribe in Mailchimp between runs; the run learns it.
+        for i in user_unsubscribes {
+            if let Some(m) = audience.get_mut(&MemberKey::of(&email(i))) {
+                if m.status == Status::Subscribed {
+                    m.status = Status::Unsubscribed;
+                }
+            }
+        }
+        let p = plan(&diff(&second, &snapshot, &statuses(&audience), opts));
+        let before = audience.clone();
+        execute(&p, &mut audience, &mut snapshot);
+        check(&second, &before, &audience, &snapshot);
+
+        // Nothing changed: nothing to send.
+        let again = diff(&second, &snapshot, &statuses(&audience), opts);
+        prop_assert!(again.is_empty(), "a re-run without change sends nothing: {again:?}");
+        prop_assert_eq!(plan(&again).requests(), 0);
+    }
+}
+
+#[test]
+fn requests_are_grouped_by_mailchimps_limits() {
+    let desired: HashMap<MemberKey, Desired> = (0..1201)
+        .map(|i| {
+            (
+                MemberKey::of(&email(i)),
+                Desired {
+                    email: email(i),
+                    merge: MergeValues::new(),
+                    tags: TagSet(0b11),
+                },
+            )
+        })
+        .collect();
+    let p = plan(&diff(
+        &desired,
+        &HashMap::new(),
+        &HashMap::new(),
+        DiffOptions::default(),
+    ));
+    let s = p.summary();
+    assert_eq!((s.creates, s.tag_adds, s.requests), (1201, 2402, 3 + 3 + 3));
+    assert!(p.ops().all(|op| match op {
+        Op::Upsert { items, .. } => items.len() <= BATCH,
+        Op::Tag { add, remove, .. } => add.len() <= BATCH && remove.len() <= BATCH,
+        Op::Archive { .. } => true,
+    }));
+}
