@@ -266,6 +266,9 @@ async fn gated(sim: &AppState, mut req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
 
     let items = resp.extensions().get::<Items>().map_or(1, |i| i.0.max(1));
+    sim.counters
+        .items
+        .fetch_add(items as u64, Ordering::Relaxed);
     let mut wait = settings.latency.for_items(items);
     if slow {
         sim.counters.slowed.fetch_add(1, Ordering::Relaxed);

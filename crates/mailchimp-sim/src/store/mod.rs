@@ -131,6 +131,7 @@ pub struct Counters {
     pub max_in_flight: AtomicUsize,
     pub members_created: AtomicU64,
     pub members_updated: AtomicU64,
+    pub items: AtomicU64,
 }
 
 /// A snapshot of the counters, as `GET /_sim/counters` serves it.
@@ -155,6 +156,10 @@ pub struct CountersView {
     pub max_in_flight: usize,
     pub members_created: u64,
     pub members_updated: u64,
+    /// Items over all requests, as the latency model counts them (members of a batch upsert
+    /// or segment batch, 1 for any other request): the modelled time of the requests seen is
+    /// `requests x base_ms + items x per_item_ms`.
+    pub items: u64,
 }
 
 impl Counters {
@@ -174,6 +179,7 @@ impl Counters {
             max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
             members_created: l(&self.members_created),
             members_updated: l(&self.members_updated),
+            items: l(&self.items),
         }
     }
 
@@ -191,6 +197,7 @@ impl Counters {
             &self.compliance_refusals,
             &self.members_created,
             &self.members_updated,
+            &self.items,
         ] {
             a.store(0, Ordering::Relaxed);
         }

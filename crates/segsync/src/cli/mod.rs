@@ -1,0 +1,910 @@
+//! The `segsync` command line: one function per subcommand, human output by default, `--json`
+//! for scripts, and exit codes scripts can trust.
+//!
+//! | exit | meaning |
+//! | --- | --- |
+//! | 0 | done; every record delivered |
+//! | 1 | failed (Mailchimp unreachable, credential rejected, limit exceeded, another run active) |
+//! | 2 | bad usage or configuration (nothing was done) |
+//! | 3 | done, with records that could not be sent (see `segsync runs errors RUN`) |
+
+mod demo;
+pub mod progress;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+use segsync_core::{NewStatus, RemovalPolicy};
+
+use crate::engine::{self, RunError, RunSettings};
+use crate::home::Home;
+use crate::mailchimp::{self, Client, ClientConfig, Credential};
+use crate::state::{ConnectionRecord, ExportConfig, FieldMap, Outcome, SegmentTag};
+use crate::PRIVACY_STATEMENT;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_RECORD_ERRORS: i32 = 3;
+
+/// Export segments of customer profiles to Mailchimp audiences.
+#[derive(Parser, Debug)]
+#[command(name = "segsync", version)]
+pub struct Cli {
+    /// Folder holding profiles, state and the master key (else SEGSYNC_HOME, else the
+    /// platform's data folder).
+    #[arg(long, global = true)]
+    pub home: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the whole flow against a built-in Mailchimp simulator, offline.
+    Demo(DemoArgs),
+    /// Import and inspect customer profiles.
+    #[command(subcommand)]
+    Profiles(ProfilesCmd),
+    /// Define segments: SQL predicates over the profiles.
+    #[command(subcommand)]
+    Segments(SegmentsCmd),
+    /// Mailchimp connections (admin).
+    #[command(subcommand)]
+    Connection(ConnectionCmd),
+    /// Exports: a connection, an audience, a field mapping and segments.
+    #[command(subcommand)]
+    Export(ExportCmd),
+    /// Show what a run of EXPORT would do, without sending anything.
+    Plan(PlanArgs),
+    /// Run EXPORT now.
+    Run(RunArgs),
+    /// The history of runs: `runs [EXPORT]`, `runs show RUN`, `runs errors RUN --csv`.
+    Runs(RunsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the demo's home folder here instead of a temporary one.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Per-request latency of the built-in simulator, in milliseconds.
+    #[arg(long, default_value_t = 40.0)]
+    pub latency_ms: f64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfilesCmd {
+    /// Load a CSV, NDJSON or Parquet file into the profile store, replacing what was there
+    /// (atomically: a failed import changes nothing).
+    Import {
+        path: PathBuf,
+        /// The column that identifies a profile.
+        #[arg(long)]
+        key: String,
+        /// csv, ndjson or parquet (default: from the file's extension).
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// The columns and their types, and the number of profiles.
+    Show,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SegmentsCmd {
+    /// Add a segment; the predicate is checked against the profiles.
+    Add {
+        name: String,
+        /// A SQL boolean expression over the profile columns, e.g. "lifetime_value > 500 AND country = 'RO'".
+        #[arg(long = "where")]
+        predicate: String,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    /// How many profiles a segment holds, and a few of them.
+    Preview {
+        name: String,
+        #[arg(long, default_value_t = 5)]
+        sample: usize,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConnectionCmd {
+    /// Add a Mailchimp connection. The credential is read from an environment variable or a
+    /// file (never from the command line), checked with Mailchimp, and stored encrypted.
+    Add(ConnectionAdd),
+    List,
+    /// Check a connection's credential with Mailchimp.
+    Test {
+        name: String,
+    },
+    /// Remove a connection and wipe its secret; exports on it stop running.
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectionAdd {
+    pub name: String,
+    /// Environment variable holding the API key.
+    #[arg(long, group = "credential")]
+    pub api_key_env: Option<String>,
+    /// File holding the API key.
+    #[arg(long, group = "credential")]
+    pub api_key_file: Option<PathBuf>,
+    /// Environment variable holding an OAuth access token.
+    #[arg(long, group = "credential")]
+    pub oauth_token_env: Option<String>,
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// API root (default: https://<dc>.api.mailchimp.com/3.0 from the key).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Agree to the data privacy and compliance statement (required).
+    #[arg(long)]
+    pub accept_privacy_terms: bool,
+    /// Let contributors use this connection for exports (default: admins only).
+    #[arg(long)]
+    pub share_with_contributors: bool,
+    /// The user exports on this connection run as (default: the current user).
+    #[arg(long)]
+    pub export_user: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
+pub enum ExportCmd {
+    /// Configure an export; the audience and the mapping are checked with Mailchimp.
+    Add(ExportAdd),
+    List,
+    Show {
+        name: String,
+    },
+    /// Remove an export and its snapshot (its run history stays).
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ExportAdd {
+    pub name: String,
+    #[arg(long)]
+    pub connection: String,
+    /// The Mailchimp audience (list) id.
+    #[arg(long)]
+    pub audience: String,
+    /// The profile column holding the email address.
+    #[arg(long)]
+    pub email_field: String,
+    #[arg(long)]
+    pub first_name: Option<String>,
+    #[arg(long)]
+    pub last_name: Option<String>,
+    /// Another merge field: TAG=COLUMN (repeatable).
+    #[arg(long = "merge", value_name = "TAG=COLUMN")]
+    pub merge: Vec<String>,
+    /// A segment to send (repeatable); its members get a tag named after it.
+    #[arg(long = "segment", required = true)]
+    pub segments: Vec<String>,
+    /// Tag name for a segment: SEGMENT=TAGNAME (repeatable).
+    #[arg(long = "tag", value_name = "SEGMENT=TAGNAME")]
+    pub tags: Vec<String>,
+    #[arg(long, default_value = "subscribed", value_parser = ["subscribed", "pending", "transactional"])]
+    pub status_if_new: String,
+    #[arg(long, default_value = "untag", value_parser = ["untag", "archive", "unsubscribe"])]
+    pub removal: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_profiles: u64,
+    /// Create mapped merge fields the audience lacks (as text fields).
+    #[arg(long)]
+    pub create_merge_fields: bool,
+    /// A column with each profile's last update, to choose among duplicate addresses.
+    #[arg(long)]
+    pub updated_at_field: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    pub export: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    pub export: String,
+    /// Print the run summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Requests in flight (Mailchimp allows 10 per user).
+    #[arg(long, default_value_t = 10)]
+    pub max_in_flight: usize,
+    /// Seconds before a Mailchimp request times out.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// No progress display.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunsArgs {
+    /// `show RUN`, `errors RUN`, or an export name (or nothing) for the history.
+    pub args: Vec<String>,
+    /// With `errors`: every refused record as CSV (profile_key,email,reason).
+    #[arg(long)]
+    pub csv: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+/// A failure with its exit code.
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: EXIT_FAILED,
+            error: e.into(),
+        }
+    }
+}
+
+fn usage(e: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EXIT_USAGE,
+        error: e.into(),
+    }
+}
+
+fn run_failure(e: RunError) -> Failure {
+    let code = match e {
+        RunError::Config(_) => EXIT_USAGE,
+        _ => EXIT_FAILED,
+    };
+    Failure {
+        code,
+        error: e.into(),
+    }
+}
+
+/// Runs the parsed command line; returns the exit code.
+pub async fn main(cli: Cli) -> Result<i32, Failure> {
+    if let Command::Demo(args) = &cli.command {
+        return demo::run(args).await;
+    }
+    let home = Home::resolve(cli.home.clone()).map_err(usage)?;
+    match cli.command {
+        Command::Demo(_) => unreachable!("handled above"),
+        Command::Profiles(cmd) => profiles(&home, cmd),
+        Command::Segments(cmd) => segments(&home, cmd),
+        Command::Connection(cmd) => connection(&home, cmd).await,
+        Command::Export(cmd) => export(&home, cmd).await,
+        Command::Plan(args) => plan(&home, args).await,
+        Command::Run(args) => run(&home, args).await,
+        Command::Runs(args) => runs(&home, args),
+    }
+}
+
+fn profiles(home: &Home, cmd: ProfilesCmd) -> Result<i32, Failure> {
+    let store = home.profiles()?;
+    match cmd {
+        ProfilesCmd::Import { path, key, format } => {
+            let format = match format.as_deref() {
+                None => None,
+                Some(f) => Some(match f.to_ascii_lowercase().as_str() {
+                    "csv" => crate::profiles::Format::Csv,
+                    "ndjson" | "jsonl" => crate::profiles::Format::Ndjson,
+                    "parquet" => crate::profiles::Format::Parquet,
+                    _ => {
+                        return Err(usage(anyhow!(
+                            "--format must be csv, ndjson or parquet, not {f}"
+                        )))
+                    }
+                }),
+            };
+            let report = store.import(&path, format, &key).map_err(usage)?;
+            println!(
+                "imported {} profiles from {} in {:.1}s",
+                report.rows,
+                path.display(),
+                report.duration.as_secs_f64()
+            );
+            for c in &report.columns {
+                println!("  {:<24} {}", c.name, c.kind.as_str());
+            }
+        }
+        ProfilesCmd::Show => {
+            let columns = store.columns()?;
+            if columns.is_empty() {
+                println!("no profiles yet: `segsync profiles import FILE --key COLUMN`");
+                return Ok(EXIT_OK);
+            }
+            println!(
+                "{} profiles, key column {}",
+                store.row_count()?,
+                store.key_column()?.unwrap_or_default()
+            );
+            for c in &columns {
+                println!("  {:<24} {}", c.name, c.kind.as_str());
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn segments(home: &Home, cmd: SegmentsCmd) -> Result<i32, Failure> {
+    let state = home.state()?;
+    match cmd {
+        SegmentsCmd::Add { name, predicate } => {
+            if name.trim().is_empty() {
+                return Err(usage(anyhow!("a segment needs a name")));
+            }
+            let store = home.profiles()?;
+            store
+                .check_predicate(&predicate)
+                .map_err(|e| usage(anyhow!("segment \"{name}\" refused: {e}")))?;
+            state.add_segment(&name, &predicate).map_err(usage)?;
+            let p = store.preview(&predicate, 0).map_err(usage)?;
+            println!("segment \"{name}\" added: {} profiles match", p.count);
+        }
+        SegmentsCmd::List => {
+            for s in state.segments()? {
+                println!("{:<24} {}", s.name, s.predicate);
+            }
+        }
+        SegmentsCmd::Show { name } => {
+            let s = state.segment(&name).map_err(usage)?;
+            println!(
+                "name:      {}\npredicate: {}\ncreated:   {}",
+                s.name, s.predicate, s.created_at
+            );
+        }
+        SegmentsCmd::Preview { name, sample } => {
+            let s = state.segment(&name).map_err(usage)?;
+            let p = home
+                .profiles()?
+                .preview(&s.predicate, sample)
+                .map_err(usage)?;
+            println!("segment \"{name}\": {} profiles", p.count);
+            for row in &p.sample {
+                println!("  {}", serde_json::to_string(row).unwrap_or_default());
+            }
+        }
+        SegmentsCmd::Remove { name } => {
+            state.remove_segment(&name).map_err(usage)?;
+            println!("segment \"{name}\" removed");
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Reads a credential from where the flags say; never from the command line itself.
+fn read_secret(args: &ConnectionAdd) -> Result<(SecretString, &'static str), Failure> {
+    if let Some(var) = &args.api_key_env {
+        let v = std::env::var(var)
+            .map_err(|_| usage(anyhow!("--api-key-env {var}: the variable is not set")))?;
+        return Ok((SecretString::from(v.trim().to_string()), "api_key"));
+    }
+    if let Some(path) = &args.api_key_file {
+        let v = std::fs::read_to_string(path)
+            .map_err(|e| usage(anyhow!("--api-key-file {}: {e}", path.display())))?;
+        return Ok((SecretString::from(v.trim().to_string()), "api_key"));
+    }
+    if let Some(var) = &args.oauth_token_env {
+        let v = std::env::var(var)
+            .map_err(|_| usage(anyhow!("--oauth-token-env {var}: the variable is not set")))?;
+        return Ok((SecretString::from(v.trim().to_string()), "oauth"));
+    }
+    Err(usage(anyhow!("give the credential with --api-key-env VAR, --api-key-file PATH or --oauth-token-env VAR (never on the command line)")))
+}
+
+fn current_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+async fn connection(home: &Home, cmd: ConnectionCmd) -> Result<i32, Failure> {
+    let state = home.state()?;
+    match cmd {
+        ConnectionCmd::Add(args) => {
+            if !args.accept_privacy_terms {
+                return Err(usage(anyhow!("{PRIVACY_STATEMENT}\n\nTo agree, add the connection again with --accept-privacy-terms.")));
+            }
+            let (secret, kind) = read_secret(&args)?;
+            let credential = if kind == "oauth" {
+                Credential::oauth_token(secret.clone())
+            } else {
+                Credential::api_key(secret.clone())
+            }
+            .map_err(usage)?;
+            let base_url = match &args.base_url {
+                Some(u) => url::Url::parse(u).map_err(|e| usage(anyhow!("--base-url {u}: {e}")))?,
+                None => mailchimp::default_base_url(&credential),
+            };
+            let mut config = ClientConfig::new(credential);
+            config.base_url = base_url.clone();
+            config.timeout = Duration::from_secs(30);
+            let client = Client::new(config).map_err(usage)?;
+            client
+                .ping()
+                .await
+                .map_err(|e| usage(anyhow!("Mailchimp refused the connection: {e}")))?;
+            let sealed = home.master_key()?.seal(&args.name, &secret);
+            let user = current_user();
+            state
+                .add_connection(&ConnectionRecord {
+                    name: args.name.clone(),
+                    display_name: args
+                        .display_name
+                        .clone()
+                        .unwrap_or_else(|| args.name.clone()),
+                    base_url: base_url.to_string(),
+                    credential_kind: kind.to_string(),
+                    sealed_secret: sealed,
+                    consent_by: user.clone(),
+                    consent_at: chrono::Utc::now()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    shared_with_contributors: args.share_with_contributors,
+                    export_user: Some(args.export_user.clone().unwrap_or(user)),
+                    created_at: chrono::Utc::now()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                })
+                .map_err(usage)?;
+            println!(
+                "connection \"{}\" added: the credential works and is stored encrypted",
+                args.name
+            );
+        }
+        ConnectionCmd::List => {
+            for c in state.connections()? {
+                println!(
+                    "{:<16} {:<24} {:<8} {}  (consent: {} at {}; used by: {})",
+                    c.name,
+                    c.display_name,
+                    c.credential_kind,
+                    c.base_url,
+                    c.consent_by,
+                    c.consent_at,
+                    if c.shared_with_contributors {
+                        "admins and contributors"
+                    } else {
+                        "admins"
+                    }
+                );
+            }
+        }
+        ConnectionCmd::Test { name } => match engine::test_connection(&state, home, &name).await {
+            Ok(()) => println!("connection \"{name}\": Mailchimp accepts the credential"),
+            Err(e) => return Err(run_failure(e)),
+        },
+        ConnectionCmd::Remove { name } => {
+            state.remove_connection(&name).map_err(usage)?;
+            let users: Vec<String> = state
+                .exports()?
+                .into_iter()
+                .filter(|e| e.connection == name)
+                .map(|e| e.name)
+                .collect();
+            println!("connection \"{name}\" removed and its secret wiped");
+            if !users.is_empty() {
+                println!(
+                    "these exports will not run until they get a connection again: {}",
+                    users.join(", ")
+                );
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn pair(s: &str, what: &str) -> Result<(String, String), Failure> {
+    s.split_once('=')
+        .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .ok_or_else(|| usage(anyhow!("{what} takes NAME=VALUE, got \"{s}\"")))
+}
+
+async fn export(home: &Home, cmd: ExportCmd) -> Result<i32, Failure> {
+    let mut state = home.state()?;
+    match cmd {
+        ExportCmd::Add(a) => {
+            let mut fields = Vec::new();
+            if let Some(c) = &a.first_name {
+                fields.push(FieldMap {
+                    tag: "FNAME".into(),
+                    column: c.clone(),
+                });
+            }
+            if let Some(c) = &a.last_name {
+                fields.push(FieldMap {
+                    tag: "LNAME".into(),
+                    column: c.clone(),
+                });
+            }
+            for m in &a.merge {
+                let (tag, column) = pair(m, "--merge")?;
+                let tag = tag.to_uppercase();
+                if tag.len() > 10 || !tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(usage(anyhow!(
+                        "--merge {m}: a merge tag is at most 10 letters, digits or underscores"
+                    )));
+                }
+                if fields.iter().any(|f: &FieldMap| f.tag == tag) {
+                    return Err(usage(anyhow!("--merge {m}: {tag} is mapped twice")));
+                }
+                fields.push(FieldMap { tag, column });
+            }
+            let mut tag_names: Vec<(String, String)> = Vec::new();
+            for t in &a.tags {
+                tag_names.push(pair(t, "--tag")?);
+            }
+            let mut segments = Vec::new();
+            for s in &a.segments {
+                state.segment(s).map_err(usage)?;
+                let tag = tag_names
+                    .iter()
+                    .find(|(seg, _)| seg == s)
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_else(|| s.clone());
+                segments.push(SegmentTag {
+                    segment: s.clone(),
+                    tag,
+                });
+            }
+            if let Some((seg, _)) = tag_names.iter().find(|(seg, _)| !a.segments.contains(seg)) {
+                return Err(usage(anyhow!(
+                    "--tag {seg}=...: {seg} is not one of the export's --segment"
+                )));
+            }
+            // Every mapped column must exist in the profiles.
+            let columns = home.profiles()?.columns()?;
+            let known = |c: &str| columns.iter().any(|x| x.name == c);
+            for c in std::iter::once(&a.email_field)
+                .chain(fields.iter().map(|f| &f.column))
+                .chain(a.updated_at_field.iter())
+            {
+                if !known(c) {
+                    let names: Vec<&str> = columns.iter().map(|x| x.name.as_str()).collect();
+                    return Err(usage(anyhow!(
+                        "no profile column \"{c}\" (columns: {})",
+                        names.join(", ")
+                    )));
+                }
+            }
+            let config = ExportConfig {
+                name: a.name.clone(),
+                connection: a.connection.clone(),
+                audience_id: a.audience.clone(),
+                email_field: a.email_field.clone(),
+                fields,
+                segments,
+                status_if_new: match a.status_if_new.as_str() {
+                    "pending" => NewStatus::Pending,
+                    "transactional" => NewStatus::Transactional,
+                    _ => NewStatus::Subscribed,
+                },
+                removal: match a.removal.as_str() {
+                    "archive" => RemovalPolicy::Archive,
+                    "unsubscribe" => RemovalPolicy::Unsubscribe,
+                    _ => RemovalPolicy::Untag,
+                },
+                max_profiles: a.max_profiles,
+                create_merge_fields: a.create_merge_fields,
+                updated_at_field: a.updated_at_field.clone(),
+            };
+            // The audience must exist and the mapping fit it.
+            let client =
+                engine::client_for(&state, home, &config.connection, &RunSettings::default())
+                    .map_err(run_failure)?;
+            let list = client
+                .list(&config.audience_id)
+                .await
+                .map_err(|e| usage(anyhow!("{e}")))?;
+            let merge_fields = client
+                .merge_fields(&config.audience_id)
+                .await
+                .map_err(|e| usage(anyhow!("{e}")))?;
+            for f in &config.fields {
+                if !config.create_merge_fields && !merge_fields.iter().any(|m| m.tag == f.tag) {
+                    let have: Vec<&str> = merge_fields.iter().map(|m| m.tag.as_str()).collect();
+                    return Err(usage(anyhow!(
+                        "audience \"{}\" has no merge field {} (it has {}): add it in Mailchimp, or pass --create-merge-fields",
+                        list.name,
+                        f.tag,
+                        have.join(", ")
+                    )));
+                }
+            }
+            if let Some(m) = merge_fields
+                .iter()
+                .find(|m| m.required && !config.fields.iter().any(|f| f.tag == m.tag))
+            {
+                return Err(usage(anyhow!(
+                    "audience \"{}\" requires merge field {} ({}): map it with --merge {}=COLUMN",
+                    list.name,
+                    m.tag,
+                    m.name,
+                    m.tag
+                )));
+            }
+            state.add_export(&config).map_err(usage)?;
+            println!(
+                "export \"{}\" added: audience \"{}\" ({}), {} segment(s)",
+                config.name,
+                list.name,
+                config.audience_id,
+                config.segments.len()
+            );
+            if list.double_optin && config.status_if_new == NewStatus::Subscribed {
+                println!("note: the audience uses double opt-in; consider --status-if-new pending");
+            }
+        }
+        ExportCmd::List => {
+            for e in state.exports()? {
+                let segs: Vec<&str> = e.segments.iter().map(|s| s.segment.as_str()).collect();
+                println!(
+                    "{:<20} connection {:<12} audience {:<12} segments {}",
+                    e.name,
+                    e.connection,
+                    e.audience_id,
+                    segs.join(", ")
+                );
+            }
+        }
+        ExportCmd::Show { name } => {
+            let e = state.export(&name).map_err(usage)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&e).expect("config serialises")
+            );
+        }
+        ExportCmd::Remove { name } => {
+            state.remove_export(&name).map_err(usage)?;
+            println!("export \"{name}\" removed");
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn plan(home: &Home, args: PlanArgs) -> Result<i32, Failure> {
+    let mut state = home.state()?;
+    let prepared = engine::prepare(home, &mut state, &args.export, &RunSettings::default())
+        .await
+        .map_err(run_failure)?;
+    let report = prepared.report();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
+        return Ok(EXIT_OK);
+    }
+    let s = &report.summary;
+    println!(
+        "plan for export \"{}\" to audience {}",
+        report.export, report.audience
+    );
+    println!(
+        "  profiles read        {:>9}  ({} members, {} duplicate addresses merged)",
+        report.profiles, report.members, report.duplicates
+    );
+    println!("  members to create    {:>9}", s.creates);
+    println!("  members to update    {:>9}", s.updates);
+    println!("  members unchanged    {:>9}", report.unchanged);
+    println!("  tags to add          {:>9}", s.tag_adds);
+    println!("  tags to remove       {:>9}", s.tag_removes);
+    println!("  members to archive   {:>9}", s.archives);
+    println!("  to unsubscribe       {:>9}", s.unsubscribes);
+    println!("  records refused      {:>9}", report.refused.len());
+    println!("  members skipped      {:>9}", report.skipped.len());
+    println!("  Mailchimp requests   {:>9}", s.requests);
+    for (endpoint, n) in &s.requests_by_endpoint {
+        println!("    {n:>6}  {endpoint}");
+    }
+    if !report.merge_fields_to_create.is_empty() {
+        println!(
+            "  merge fields to create: {}",
+            report.merge_fields_to_create.join(", ")
+        );
+    }
+    for e in report.refused.iter().take(20) {
+        println!("  refused {} ({}): {}", e.email, e.profile_key, e.reason);
+    }
+    if report.refused.len() > 20 {
+        println!("  ... and {} more refused", report.refused.len() - 20);
+    }
+    for e in report.skipped.iter().take(10) {
+        println!("  skipped {}: {}", e.email, e.reason);
+    }
+    Ok(EXIT_OK)
+}
+
+fn print_counts(c: &crate::state::RunCounts) {
+    println!(
+        "  created {}, updated {}, unchanged {}, tagged {}, untagged {}, archived {}, unsubscribed {}",
+        c.created, c.updated, c.unchanged, c.tagged, c.untagged, c.archived, c.unsubscribed
+    );
+    println!(
+        "  profiles {}, members {}, duplicates merged {}, refused {}, skipped {}, failed {}; {} requests, {} retries",
+        c.profiles, c.members, c.duplicates, c.refused, c.skipped, c.failed, c.requests, c.retries
+    );
+}
+
+fn exit_for(outcome: Outcome) -> i32 {
+    match outcome {
+        Outcome::Succeeded => EXIT_OK,
+        Outcome::SucceededWithErrors => EXIT_RECORD_ERRORS,
+        _ => EXIT_FAILED,
+    }
+}
+
+async fn run(home: &Home, args: RunArgs) -> Result<i32, Failure> {
+    let settings = RunSettings {
+        trigger: "manual".into(),
+        max_in_flight: args.max_in_flight.max(1),
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        ..Default::default()
+    };
+    let progress = progress::for_terminal(args.quiet || args.json);
+    let report = engine::run(home, &args.export, &settings, progress)
+        .await
+        .map_err(run_failure)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
+    } else {
+        println!(
+            "run {} of export \"{}\": {} in {:.1}s",
+            report.run_id,
+            report.export,
+            report.outcome.as_str(),
+            report.seconds
+        );
+        print_counts(&report.counts);
+        if let Some(e) = &report.error {
+            println!("  error: {e}");
+        }
+        for e in &report.errors_sample {
+            println!(
+                "  not sent {}: {}",
+                if e.email.is_empty() {
+                    &e.profile_key
+                } else {
+                    &e.email
+                },
+                e.reason
+            );
+        }
+        if report.counts.refused + report.counts.failed > report.errors_sample.len() as u64 {
+            println!(
+                "  every record not sent: segsync runs errors {} --csv",
+                report.run_id
+            );
+        }
+    }
+    Ok(exit_for(report.outcome))
+}
+
+fn runs(home: &Home, args: RunsArgs) -> Result<i32, Failure> {
+    let state = home.state()?;
+    let run_id = |s: Option<&String>| -> Result<i64, Failure> {
+        let s = s.ok_or_else(|| usage(anyhow!("which run? `segsync runs` lists them")))?;
+        s.parse()
+            .map_err(|_| usage(anyhow!("a run is a number, not \"{s}\"")))
+    };
+    match args.args.first().map(String::as_str) {
+        Some("show") => {
+            let r = state.run(run_id(args.args.get(1))?).map_err(usage)?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).expect("run serialises")
+                );
+                return Ok(EXIT_OK);
+            }
+            println!(
+                "run {} of export \"{}\" ({}): {}",
+                r.id,
+                r.export,
+                r.trigger,
+                r.outcome.as_str()
+            );
+            println!(
+                "  started {}, finished {}",
+                r.started_at,
+                r.finished_at.as_deref().unwrap_or("-")
+            );
+            print_counts(&r.counts);
+            if let Some(e) = &r.error {
+                println!("  error: {e}");
+            }
+            let errors = state.run_errors(r.id)?;
+            for e in errors.iter().take(20) {
+                println!("  not sent {} ({}): {}", e.email, e.profile_key, e.reason);
+            }
+            if errors.len() > 20 {
+                println!(
+                    "  ... {} in all: segsync runs errors {} --csv",
+                    errors.len(),
+                    r.id
+                );
+            }
+        }
+        Some("errors") => {
+            let id = run_id(args.args.get(1))?;
+            state.run(id).map_err(usage)?;
+            let errors = state.run_errors(id)?;
+            if args.csv {
+                let mut w = csv::Writer::from_writer(std::io::stdout());
+                w.write_record(["profile_key", "email", "reason"])
+                    .context("writing CSV")?;
+                for e in &errors {
+                    w.write_record([&e.profile_key, &e.email, &e.reason])
+                        .context("writing CSV")?;
+                }
+                w.flush().context("writing CSV")?;
+            } else if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&errors).expect("errors serialise")
+                );
+            } else {
+                for e in &errors {
+                    println!("{}\t{}\t{}", e.profile_key, e.email, e.reason);
+                }
+            }
+        }
+        other => {
+            if args.args.len() > 1 {
+                return Err(usage(anyhow!(
+                    "usage: segsync runs [EXPORT] | runs show RUN | runs errors RUN [--csv]"
+                )));
+            }
+            let list = state.runs(other, args.limit)?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).expect("runs serialise")
+                );
+                return Ok(EXIT_OK);
+            }
+            println!(
+                "{:>5}  {:<20} {:<22} {:<22} {:>8} {:>8} {:>8}",
+                "run", "export", "started", "outcome", "created", "updated", "errors"
+            );
+            for r in list {
+                println!(
+                    "{:>5}  {:<20} {:<22} {:<22} {:>8} {:>8} {:>8}",
+                    r.id,
+                    r.export,
+                    r.started_at,
+                    r.outcome.as_str(),
+                    r.counts.created,
+                    r.counts.updated,
+                    r.counts.refused + r.counts.failed
+                );
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,881 @@
+//! One run of an export, top to bottom: read the profiles (every segment in one pass),
+//! normalise, learn what changed in the audience, diff, plan, then send the plan with up to
+//! 10 requests in flight, checkpointing the snapshot after every acknowledged request, and
+//! report. `segsync plan` stops after the plan; `segsync run` goes on.
+//!
+//! Crash safety comes from the order of things: the snapshot only moves for what Mailchimp
+//! acknowledged, creates are sent with `update_existing: false` (a member created by a request
+//! whose answer was lost comes back as "exists" and is then updated, never duplicated), and a
+//! new run recomputes the diff from the snapshot, so it sends exactly what is left.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use secrecy::SecretString;
+use segsync_core::plan::{acknowledge_archive, acknowledge_tag, acknowledge_upsert};
+use segsync_core::{
+    diff, plan, Collector, DiffOptions, FieldSpec, MemberKey, MergeKind, Op, Plan, PlanSummary,
+    RecordError, Row, SnapshotEntry, Status, TagSet, Upsert,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::home::Home;
+use crate::mailchimp::{self, Client, ClientConfig, Credential, MemberStatus, UpsertItem};
+use crate::state::{ExportConfig, Outcome, RunCounts, StateStore};
+
+/// Why a run could not go on. Per-record problems are not errors: they are reported.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The export, its connection or its mapping is not usable as configured.
+    #[error("{0}")]
+    Config(String),
+    /// More members than the export allows; nothing was sent.
+    #[error("{0}")]
+    Limit(String),
+    /// Another run of the same export holds its lock.
+    #[error("export \"{0}\" is already running (another segsync process holds its lock); wait for it to finish")]
+    Busy(String),
+    #[error(transparent)]
+    Mailchimp(Box<mailchimp::Error>),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<mailchimp::Error> for RunError {
+    fn from(e: mailchimp::Error) -> Self {
+        RunError::Mailchimp(Box::new(e))
+    }
+}
+
+impl From<crate::state::StateError> for RunError {
+    fn from(e: crate::state::StateError) -> Self {
+        match e {
+            crate::state::StateError::NotFound(m) | crate::state::StateError::Conflict(m) => {
+                RunError::Config(m)
+            }
+            other => RunError::Other(other.into()),
+        }
+    }
+}
+
+/// What a progress display is told. Implemented by the CLI (a bar on a terminal, plain lines
+/// elsewhere).
+pub trait Progress: Send + Sync {
+    /// The client's live counters (requests in flight), once the client exists.
+    fn attach(&self, _stats: Arc<mailchimp::ClientStats>) {}
+    /// A new phase with `total` members to go (or 0 when unknown).
+    fn phase(&self, name: &str, total: u64);
+    /// `n` more members done in the current phase.
+    fn advance(&self, n: u64);
+    fn finish(&self);
+}
+
+/// A progress that shows nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn phase(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// How a run is told to behave from outside its configuration.
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    pub trigger: String,
+    pub max_in_flight: usize,
+    pub timeout: Duration,
+    pub retry: mailchimp::RetryPolicy,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            trigger: "manual".into(),
+            max_in_flight: 10,
+            timeout: Duration::from_secs(120),
+            retry: mailchimp::RetryPolicy::default(),
+        }
+    }
+}
+
+/// Everything up to the plan: what `segsync plan` shows and `segsync run` sends.
+pub struct Prepared {
+    pub export: ExportConfig,
+    pub client: Client,
+    pub tag_names: Vec<String>,
+    pub tag_bits: Vec<usize>,
+    pub fields_to_create: Vec<String>,
+    pub specs: Vec<FieldSpec>,
+    pub plan: Plan,
+    pub refused: Vec<RecordError>,
+    pub skipped: Vec<segsync_core::Skip>,
+    pub counts: RunCounts,
+    pub snapshot: HashMap<MemberKey, SnapshotEntry>,
+    /// When the audience was read (minus a safety margin), for the next run's
+    /// `since_last_changed`.
+    pub audience_read_at: chrono::DateTime<chrono::Utc>,
+    /// Profile key of each address, for error reports.
+    pub profile_of: HashMap<MemberKey, String>,
+    pub audience_name: String,
+}
+
+/// What `segsync plan` prints.
+#[derive(Debug, Serialize)]
+pub struct PlanReport {
+    pub export: String,
+    pub audience: String,
+    pub profiles: u64,
+    pub members: u64,
+    pub duplicates: u64,
+    pub unchanged: u64,
+    pub merge_fields_to_create: Vec<String>,
+    pub summary: PlanSummary,
+    pub refused: Vec<RecordError>,
+    pub skipped: Vec<RecordError>,
+}
+
+impl Prepared {
+    pub fn report(&self) -> PlanReport {
+        PlanReport {
+            export: self.export.name.clone(),
+            audience: format!("{} ({})", self.audience_name, self.export.audience_id),
+            profiles: self.counts.profiles,
+            members: self.counts.members,
+            duplicates: self.counts.duplicates,
+            unchanged: self.counts.unchanged,
+            merge_fields_to_create: self.fields_to_create.clone(),
+            summary: self.plan.summary(),
+            refused: self.refused.clone(),
+            skipped: self
+                .skipped
+                .iter()
+                .map(|s| RecordError {
+                    profile_key: String::new(),
+                    email: s.email.clone(),
+                    reason: s.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The report of a finished run.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub run_id: i64,
+    pub export: String,
+    pub outcome: Outcome,
+    pub counts: RunCounts,
+    pub seconds: f64,
+    pub error: Option<String>,
+    pub errors_sample: Vec<RecordError>,
+}
+
+fn to_status(s: &MemberStatus) -> Status {
+    Status::parse(s.as_str()).unwrap_or(Status::Subscribed)
+}
+
+fn to_member_status(s: Status) -> MemberStatus {
+    MemberStatus::from(s.as_str().to_string())
+}
+
+fn merge_kind(t: &mailchimp::MergeFieldType) -> MergeKind {
+    MergeKind::parse(t.as_str()).unwrap_or(MergeKind::Text)
+}
+
+/// Builds the Mailchimp client of a stored connection.
+pub fn client_for(
+    state: &StateStore,
+    home: &Home,
+    connection: &str,
+    settings: &RunSettings,
+) -> Result<Client, RunError> {
+    let c = state.connection(connection).map_err(|e| match e {
+        crate::state::StateError::NotFound(_) => {
+            RunError::Config(format!("connection \"{connection}\" was removed: add it again with `segsync connection add`, or point the export at another one"))
+        }
+        other => other.into(),
+    })?;
+    let secret: SecretString = home
+        .master_key()?
+        .open(&c.name, &c.sealed_secret)
+        .map_err(anyhow::Error::from)?;
+    let credential = if c.credential_kind == "oauth" {
+        Credential::oauth_token(secret)?
+    } else {
+        Credential::api_key(secret)?
+    };
+    let mut config = ClientConfig::new(credential);
+    config.base_url = url::Url::parse(&c.base_url)
+        .map_err(|e| RunError::Config(format!("connection {connection}: bad base URL: {e}")))?;
+    config.max_in_flight = settings.max_in_flight;
+    config.timeout = settings.timeout;
+    config.retry = settings.retry.clone();
+    Ok(Client::new(config)?)
+}
+
+/// Reads, normalises, learns the audience, diffs and plans. Sends no write.
+pub async fn prepare(
+    home: &Home,
+    state: &mut StateStore,
+    export_name: &str,
+    settings: &RunSettings,
+) -> Result<Prepared, RunError> {
+    let export = state.export(export_name)?;
+    let client = client_for(state, home, &export.connection, settings)?;
+    let list = client.list(&export.audience_id).await?;
+
+    // The mapping, checked against the audience's merge fields before anything is read.
+    let fields = client.merge_fields(&export.audience_id).await?;
+    let mut specs = Vec::new();
+    let mut to_create = Vec::new();
+    for m in &export.fields {
+        match fields.iter().find(|f| f.tag == m.tag) {
+            Some(f) => specs.push(FieldSpec {
+                tag: f.tag.clone(),
+                kind: merge_kind(&f.r#type),
+                required: f.required,
+                date_format: f.date_format.clone().unwrap_or_default(),
+                choices: f.choices.clone(),
+            }),
+            None if export.create_merge_fields => {
+                to_create.push(m.tag.clone());
+                specs.push(FieldSpec {
+                    tag: m.tag.clone(),
+                    kind: MergeKind::Text,
+                    required: false,
+                    date_format: String::new(),
+                    choices: vec![],
+                });
+            }
+            None => {
+                let have: Vec<&str> = fields.iter().map(|f| f.tag.as_str()).collect();
+                return Err(RunError::Config(format!(
+                    "audience {} has no merge field {} (it has {}): add it in Mailchimp, or re-create the export with --create-merge-fields",
+                    export.audience_id,
+                    m.tag,
+                    have.join(", ")
+                )));
+            }
+        }
+    }
+    if let Some(f) = fields
+        .iter()
+        .find(|f| f.required && !export.fields.iter().any(|m| m.tag == f.tag))
+    {
+        return Err(RunError::Config(format!(
+            "audience {} requires merge field {} ({}), which the export does not map: add --merge {}=COLUMN",
+            export.audience_id, f.tag, f.name, f.tag
+        )));
+    }
+
+    // One pass over the profiles evaluates every chosen segment.
+    let tag_names: Vec<String> = export.segments.iter().map(|s| s.tag.clone()).collect();
+    let tag_bits = state.tag_bits(&export.name, &tag_names)?;
+    let mut predicates = Vec::new();
+    for s in &export.segments {
+        predicates.push(state.segment(&s.segment)?.predicate);
+    }
+    let mut columns = vec![export.email_field.clone()];
+    columns.extend(export.fields.iter().map(|f| f.column.clone()));
+    if let Some(u) = &export.updated_at_field {
+        columns.push(u.clone());
+    }
+    let profiles = home.profiles()?;
+    let mut collector = Collector::new(specs.clone());
+    let mut profile_of: HashMap<MemberKey, String> = HashMap::new();
+    let n_fields = export.fields.len();
+    let has_updated = export.updated_at_field.is_some();
+    profiles
+        .select(
+            &columns,
+            &predicates,
+            |row| -> Result<(), std::convert::Infallible> {
+                let mut tags = TagSet::default();
+                for (i, inside) in row.in_segment.iter().enumerate() {
+                    if *inside {
+                        tags = tags.with(tag_bits[i]);
+                    }
+                }
+                let field_refs: Vec<&Value> = row.values[1..1 + n_fields].iter().collect();
+                let updated_at = if has_updated {
+                    row.values.get(1 + n_fields)
+                } else {
+                    None
+                };
+                if let Value::String(e) = &row.values[0] {
+                    profile_of
+                        .entry(MemberKey::of(e.as_str()))
+                        .or_insert_with(|| row.key.clone());
+                }
+                collector.add(Row {
+                    profile_key: &row.key,
+                    email: &row.values[0],
+                    fields: &field_refs,
+                    tags,
+                    updated_at,
+                });
+                Ok(())
+            },
+        )
+        .map_err(|e| RunError::Config(format!("reading the profiles: {e}")))?;
+    let rows = collector.rows;
+    let (desired, refused, duplicates) = collector.finish();
+    if desired.len() as u64 > export.max_profiles {
+        return Err(RunError::Limit(format!(
+            "export \"{}\" selects {} members, more than its limit of {}: nothing was sent (raise --max-profiles or narrow the segments)",
+            export.name,
+            desired.len(),
+            export.max_profiles
+        )));
+    }
+
+    // What the audience says now: everything on the first run, the changes since the last
+    // read afterwards (a margin covers clock skew and second-resolution timestamps).
+    let snapshot = state.snapshot(&export.name)?;
+    let read_at = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let since = match state.audience_read_at(&export.name)? {
+        Some(t) if !snapshot.is_empty() => chrono::DateTime::parse_from_rfc3339(&t)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc)),
+        _ => None,
+    };
+    let members = client.members(&export.audience_id, since).await?;
+    let audience: HashMap<MemberKey, Status> = members
+        .iter()
+        .filter_map(|m| MemberKey::from_hex(&m.hash).map(|k| (k, to_status(&m.status))))
+        .collect();
+
+    let d = diff(
+        &desired,
+        &snapshot,
+        &audience,
+        DiffOptions {
+            status_if_new: export.status_if_new,
+            removal: export.removal,
+        },
+    );
+    let plan = plan(&d);
+    let counts = RunCounts {
+        profiles: rows,
+        members: desired.len() as u64,
+        duplicates,
+        refused: refused.len() as u64,
+        unchanged: d.unchanged,
+        skipped: d.skipped.len() as u64,
+        ..Default::default()
+    };
+    // Statuses learned from the audience become part of the snapshot as the run proceeds.
+    let mut snapshot = snapshot;
+    for (k, s) in &audience {
+        if let Some(e) = snapshot.get_mut(k) {
+            e.status = *s;
+        }
+    }
+    Ok(Prepared {
+        export,
+        client,
+        tag_names,
+        tag_bits,
+        fields_to_create: to_create,
+        specs,
+        plan,
+        refused,
+        skipped: d.skipped,
+        counts,
+        snapshot,
+        audience_read_at: read_at,
+        profile_of,
+        audience_name: list.name,
+    })
+}
+
+/// The answer to one request, handled by the run loop.
+enum Done {
+    Upsert {
+        items: Vec<Upsert>,
+        creates: bool,
+        result: Result<mailchimp::BatchOutcome, mailchimp::Error>,
+    },
+    Tag {
+        tag: usize,
+        add: Vec<(MemberKey, String)>,
+        remove: Vec<(MemberKey, String)>,
+        result: Result<mailchimp::TagOutcome, mailchimp::Error>,
+    },
+    Archive {
+        key: MemberKey,
+        email: String,
+        result: Result<mailchimp::Archived, mailchimp::Error>,
+    },
+}
+
+/// Runs export `name`: takes its lock, records the run, prepares and sends the plan.
+pub async fn run(
+    home: &Home,
+    name: &str,
+    settings: &RunSettings,
+    progress: Arc<dyn Progress>,
+) -> Result<RunReport, RunError> {
+    let _lock = home
+        .lock_export(name)?
+        .ok_or_else(|| RunError::Busy(name.to_string()))?;
+    let mut state = home.state()?;
+    state.export(name)?;
+    state.interrupt_stale_runs(name)?;
+    let run_id = state.start_run(name, &settings.trigger)?;
+    let started = Instant::now();
+    let result = async {
+        progress.phase("reading profiles and the audience", 0);
+        let prepared = prepare(home, &mut state, name, settings).await?;
+        progress.attach(prepared.client.stats());
+        execute(&mut state, run_id, prepared, progress.clone()).await
+    }
+    .await;
+    progress.finish();
+    match result {
+        Ok(mut report) => {
+            report.seconds = started.elapsed().as_secs_f64();
+            Ok(report)
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            state.finish_run(run_id, Outcome::Failed, &RunCounts::default(), Some(&msg))?;
+            Err(e)
+        }
+    }
+}
+
+/// Sends a prepared plan, phase by phase, checkpointing after every acknowledged request.
+pub async fn execute(
+    state: &mut StateStore,
+    run_id: i64,
+    mut p: Prepared,
+    progress: Arc<dyn Progress>,
+) -> Result<RunReport, RunError> {
+    let export = p.export.clone();
+    let list_id = export.audience_id.clone();
+    let client = p.client.clone();
+    let mut counts = p.counts.clone();
+    let mut errors: Vec<RecordError> = std::mem::take(&mut p.refused);
+    state.add_run_errors(run_id, &errors)?;
+    let mut fatal: Option<String> = None;
+
+    for tag in &p.fields_to_create {
+        client
+            .create_merge_field(&list_id, tag, tag, mailchimp::MergeFieldType::Text)
+            .await?;
+    }
+    // Tag ids in the audience, created when missing (only if this plan tags anyone).
+    let mut tag_ids: HashMap<usize, u64> = HashMap::new();
+    if p.plan.ops().any(|op| matches!(op, Op::Tag { .. })) {
+        let existing = client.tags(&list_id).await?;
+        for (name, bit) in p.tag_names.iter().zip(&p.tag_bits) {
+            let id = match existing.iter().find(|(_, n)| n == name) {
+                Some((id, _)) => *id,
+                None => client.create_tag(&list_id, name).await?,
+            };
+            tag_ids.insert(*bit, id);
+        }
+        // Tags named in the snapshot but no longer chosen still need removing.
+        let names = state.tag_names(&export.name)?;
+        for (bit, name) in names {
+            if let std::collections::hash_map::Entry::Vacant(v) = tag_ids.entry(bit) {
+                if let Some((id, _)) = existing.iter().find(|(_, n)| *n == name) {
+                    v.insert(*id);
+                }
+            }
+        }
+    }
+
+    let mut failed_emails: HashSet<String> = HashSet::new();
+    let phases = std::mem::take(&mut p.plan.phases);
+    let snapshot = &mut p.snapshot;
+    let profile_of = &p.profile_of;
+    let key_of = |email: &str| {
+        profile_of
+            .get(&MemberKey::of(email))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut queue: Vec<Vec<Op>> = phases;
+    let mut phase_index = 0;
+    while phase_index < queue.len() {
+        let ops: Vec<Op> = std::mem::take(&mut queue[phase_index])
+            .into_iter()
+            .filter_map(|op| match op {
+                // Members whose upsert failed are not in the audience: leave them out of tags.
+                Op::Tag { tag, add, remove } => {
+                    let add: Vec<_> = add
+                        .into_iter()
+                        .filter(|(_, e)| !failed_emails.contains(e))
+                        .collect();
+                    (!add.is_empty() || !remove.is_empty()).then_some(Op::Tag { tag, add, remove })
+                }
+                other => Some(other),
+            })
+            .collect();
+        let total: u64 = ops.iter().map(|o| o.size() as u64).sum();
+        let name = match ops.first() {
+            Some(Op::Upsert { .. }) => "sending members",
+            Some(Op::Tag { .. }) => "tagging",
+            Some(Op::Archive { .. }) => "removing",
+            None => "",
+        };
+        if !ops.is_empty() {
+            progress.phase(name, total);
+        }
+        let mut exists_again: Vec<Upsert> = Vec::new();
+        let requests = stream::iter(ops.into_iter().map(|op| {
+            let client = client.clone();
+            let list_id = list_id.clone();
+            let tag_ids = tag_ids.clone();
+            async move {
+                match op {
+                    Op::Upsert {
+                        update_existing,
+                        items,
+                    } => {
+                        let wire: Vec<UpsertItem> = items
+                            .iter()
+                            .map(|u| UpsertItem {
+                                email: u.email.clone(),
+                                status: to_member_status(u.status),
+                                merge_fields: u
+                                    .merge
+                                    .clone()
+                                    .map(|m| m.into_iter().collect())
+                                    .unwrap_or_default(),
+                            })
+                            .collect();
+                        let result = client.batch_upsert(&list_id, &wire, update_existing).await;
+                        Done::Upsert {
+                            items,
+                            creates: !update_existing,
+                            result,
+                        }
+                    }
+                    Op::Tag { tag, add, remove } => {
+                        let id = tag_ids.get(&tag).copied();
+                        let adds: Vec<String> = add.iter().map(|(_, e)| e.clone()).collect();
+                        let removes: Vec<String> = remove.iter().map(|(_, e)| e.clone()).collect();
+                        let result = match id {
+                            Some(id) => {
+                                client
+                                    .update_tag_members(&list_id, id, &adds, &removes)
+                                    .await
+                            }
+                            // The tag is gone from the audience: nothing to remove.
+                            None => Ok(mailchimp::TagOutcome::default()),
+                        };
+                        Done::Tag {
+                            tag,
+                            add,
+                            remove,
+                            result,
+                        }
+                    }
+                    Op::Archive { key, email } => {
+                        let result = client.archive(&list_id, &email).await;
+                        Done::Archive { key, email, result }
+                    }
+                }
+            }
+        }))
+        .buffer_unordered(export_in_flight(&client));
+        tokio::pin!(requests);
+        while let Some(done) = requests.next().await {
+            let mut touched: Vec<MemberKey> = Vec::new();
+            let mut new_errors: Vec<RecordError> = Vec::new();
+            let advanced: u64;
+            match done {
+                Done::Upsert {
+                    items,
+                    creates,
+                    result,
+                } => {
+                    advanced = items.len() as u64;
+                    match result {
+                        Ok(outcome) => {
+                            let by_email: HashMap<String, &Upsert> =
+                                items.iter().map(|u| (u.email.clone(), u)).collect();
+                            for a in &outcome.accepted {
+                                if let Some(u) = by_email.get(&a.email.to_lowercase()) {
+                                    acknowledge_upsert(
+                                        snapshot,
+                                        u,
+                                        to_status(&a.status),
+                                        a.created,
+                                    );
+                                    touched.push(u.key);
+                                    if a.created {
+                                        counts.created += 1;
+                                    } else if u.merge.is_none() {
+                                        counts.unsubscribed += 1;
+                                    } else {
+                                        counts.updated += 1;
+                                    }
+                                }
+                            }
+                            for f in &outcome.failed {
+                                let email = f.email.to_lowercase();
+                                match by_email.get(&email) {
+                                    Some(u) if creates && f.contact_exists => {
+                                        // On the audience after all (added meanwhile, or by
+                                        // a request of ours whose answer was lost): update it
+                                        // with its own status.
+                                        let u = (*u).clone();
+                                        if outcome.replayed {
+                                            snapshot.entry(u.key).or_insert_with(|| {
+                                                SnapshotEntry {
+                                                    email: u.email.clone(),
+                                                    fingerprint: None,
+                                                    tags: TagSet::default(),
+                                                    status: Status::Subscribed,
+                                                    owned: true,
+                                                }
+                                            });
+                                        }
+                                        exists_again.push(u);
+                                    }
+                                    _ => {
+                                        failed_emails.insert(email.clone());
+                                        let reason = match &f.field {
+                                            Some(field) if !field.is_empty() => format!(
+                                                "Mailchimp: {} ({field}: {})",
+                                                f.message,
+                                                f.field_message.clone().unwrap_or_default()
+                                            ),
+                                            _ => format!("Mailchimp: {}", f.message),
+                                        };
+                                        new_errors.push(RecordError {
+                                            profile_key: key_of(&email),
+                                            email,
+                                            reason,
+                                        });
+                                    }
+                                }
+                            }
+                            for email in &outcome.unanswered {
+                                failed_emails.insert(email.to_lowercase());
+                                new_errors.push(RecordError {
+                                    profile_key: key_of(email),
+                                    email: email.clone(),
+                                    reason: "Mailchimp's answer did not mention this member; it will be sent again on the next run".into(),
+                                });
+                            }
+                        }
+                        Err(e) => {
+                            if matches!(e, mailchimp::Error::CredentialRejected) {
+                                return Err(e.into());
+                            }
+                            for u in &items {
+                                failed_emails.insert(u.email.clone());
+                                new_errors.push(RecordError {
+                                    profile_key: key_of(&u.email),
+                                    email: u.email.clone(),
+                                    reason: format!("not sent: {e}"),
+                                });
+                            }
+                            fatal.get_or_insert_with(|| e.to_string());
+                        }
+                    }
+                }
+                Done::Tag {
+                    tag,
+                    add,
+                    remove,
+                    result,
+                } => {
+                    advanced = (add.len() + remove.len()) as u64;
+                    match result {
+                        Ok(outcome) => {
+                            let missing: HashSet<String> = outcome
+                                .not_members
+                                .iter()
+                                .map(|e| e.to_lowercase())
+                                .collect();
+                            for (key, email) in &add {
+                                if missing.contains(email) {
+                                    new_errors.push(RecordError {
+                                        profile_key: key_of(email),
+                                        email: email.clone(),
+                                        reason: "not tagged: the address is not a member of the audience".into(),
+                                    });
+                                    continue;
+                                }
+                                let status =
+                                    snapshot.get(key).map_or(Status::Subscribed, |e| e.status);
+                                acknowledge_tag(snapshot, *key, email, tag, true, status);
+                                touched.push(*key);
+                                counts.tagged += 1;
+                            }
+                            for (key, email) in &remove {
+                                let status =
+                                    snapshot.get(key).map_or(Status::Subscribed, |e| e.status);
+                                acknowledge_tag(snapshot, *key, email, tag, false, status);
+                                touched.push(*key);
+                                counts.untagged += 1;
+                            }
+                        }
+                        Err(e) => {
+                            if matches!(e, mailchimp::Error::CredentialRejected) {
+                                return Err(e.into());
+                            }
+                            for (_, email) in add.iter().chain(&remove) {
+                                new_errors.push(RecordError {
+                                    profile_key: key_of(email),
+                                    email: email.clone(),
+                                    reason: format!("tag not changed: {e}"),
+                                });
+                            }
+                            fatal.get_or_insert_with(|| e.to_string());
+                        }
+                    }
+                }
+                Done::Archive { key, email, result } => {
+                    advanced = 1;
+                    match result {
+                        Ok(_) => {
+                            acknowledge_archive(snapshot, key);
+                            touched.push(key);
+                            counts.archived += 1;
+                        }
+                        Err(e)
+                            if e.is_permanent()
+                                && !matches!(e, mailchimp::Error::CredentialRejected) =>
+                        {
+                            new_errors.push(RecordError {
+                                profile_key: key_of(&email),
+                                email,
+                                reason: format!("not archived: {e}"),
+                            });
+                        }
+                        Err(e) => {
+                            if matches!(e, mailchimp::Error::CredentialRejected) {
+                                return Err(e.into());
+                            }
+                            new_errors.push(RecordError {
+                                profile_key: key_of(&email),
+                                email,
+                                reason: format!("not archived: {e}"),
+                            });
+                            fatal.get_or_insert_with(|| e.to_string());
+                        }
+                    }
+                }
+            }
+            // The checkpoint: this request's acknowledged members, in one transaction.
+            let entries: Vec<(MemberKey, SnapshotEntry)> = touched
+                .iter()
+                .filter_map(|k| snapshot.get(k).map(|e| (*k, e.clone())))
+                .collect();
+            state.save_snapshot(&export.name, &entries)?;
+            counts.failed += new_errors.len() as u64;
+            state.add_run_errors(run_id, &new_errors)?;
+            errors.extend(new_errors);
+            progress.advance(advanced);
+        }
+
+        // Members that turned out to exist: learn each one's status, then update it.
+        if !exists_again.is_empty() {
+            let statuses = stream::iter(exists_again.into_iter().map(|u| {
+                let client = client.clone();
+                let list_id = list_id.clone();
+                async move {
+                    let m = client.member(&list_id, &u.email).await;
+                    (u, m)
+                }
+            }))
+            .buffer_unordered(export_in_flight(&client))
+            .collect::<Vec<_>>()
+            .await;
+            let mut retry = Vec::new();
+            for (mut u, m) in statuses {
+                match m {
+                    Ok(Some(state_now)) if to_status(&state_now.status) != Status::Archived => {
+                        u.status = to_status(&state_now.status);
+                        retry.push(u);
+                    }
+                    Ok(Some(_)) => {
+                        failed_emails.insert(u.email.clone());
+                        let e = RecordError {
+                            profile_key: key_of(&u.email),
+                            email: u.email.clone(),
+                            reason: "archived in Mailchimp: not brought back".into(),
+                        };
+                        state.add_run_errors(run_id, std::slice::from_ref(&e))?;
+                        counts.skipped += 1;
+                    }
+                    Ok(None) | Err(_) => {
+                        failed_emails.insert(u.email.clone());
+                        let e = RecordError {
+                            profile_key: key_of(&u.email),
+                            email: u.email.clone(),
+                            reason: "Mailchimp said the member exists but could not return it"
+                                .into(),
+                        };
+                        state.add_run_errors(run_id, std::slice::from_ref(&e))?;
+                        counts.failed += 1;
+                        errors.push(e);
+                    }
+                }
+            }
+            if !retry.is_empty() {
+                let ops: Vec<Op> = retry
+                    .chunks(segsync_core::BATCH)
+                    .map(|c| Op::Upsert {
+                        update_existing: true,
+                        items: c.to_vec(),
+                    })
+                    .collect();
+                queue.insert(phase_index + 1, ops);
+            }
+        }
+        state.update_run_counts(run_id, &counts)?;
+        phase_index += 1;
+    }
+
+    let stats = client.stats().snapshot();
+    counts.requests = stats.requests_sent;
+    counts.retries = stats.retries.total();
+    let outcome = if fatal.is_some() {
+        Outcome::Failed
+    } else if errors.is_empty() {
+        Outcome::Succeeded
+    } else {
+        Outcome::SucceededWithErrors
+    };
+    if fatal.is_none() {
+        state.set_audience_read_at(
+            &export.name,
+            &p.audience_read_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )?;
+    }
+    state.finish_run(run_id, outcome, &counts, fatal.as_deref())?;
+    Ok(RunReport {
+        run_id,
+        export: export.name.clone(),
+        outcome,
+        counts,
+        seconds: 0.0,
+        error: fatal,
+        errors_sample: errors.into_iter().take(10).collect(),
+    })
+}
+
+fn export_in_flight(client: &Client) -> usize {
+    client.max_in_flight().max(1)
+}
+
+/// Checks a connection's credential with `GET /ping`.
+pub async fn test_connection(state: &StateStore, home: &Home, name: &str) -> Result<(), RunError> {
+    let client = client_for(state, home, name, &RunSettings::default())?;
+    client.ping().await?;
+    Ok(())
+}

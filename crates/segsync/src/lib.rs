@@ -1,0 +1,23 @@
+//! segsync: exports segments of customer profiles to Mailchimp audiences.
+//!
+//! - [`profiles`]: the embedded profile store (imports CSV, NDJSON, Parquet into SQLite) and
+//!   segment predicates evaluated over it.
+//! - [`mailchimp`]: the Mailchimp Marketing API client (limits, retries, typed calls).
+//! - [`state`]: connections, segments, exports, snapshots and runs (SQLite).
+//! - [`secrets`]: credentials sealed at rest under a master key.
+//! - [`engine`]: one run of an export: read, normalise, diff, plan, send, checkpoint, report.
+//! - [`cli`]: the `segsync` command line; [`home`]: where it keeps everything.
+
+pub mod cli;
+pub mod engine;
+pub mod home;
+pub mod mailchimp;
+pub mod profiles;
+pub mod secrets;
+pub mod state;
+
+/// The data privacy and compliance statement a connection's creator agrees to.
+pub const PRIVACY_STATEMENT: &str = "Data privacy and compliance: when you let segsync send data to Mailchimp, you allow data, \
+including potentially sensitive data such as personal data, to leave the systems segsync reads it from. segsync \
+transfers such data at your instruction, but you are responsible for making sure that Mailchimp meets any privacy or \
+security obligations you have. An admin can remove the connection at any time to stop sending data.";

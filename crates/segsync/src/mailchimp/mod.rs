@@ -1,0 +1,41 @@
+//! The Mailchimp Marketing API client segsync's engine talks through.
+//!
+//! - [`config`]: the credential (API key or OAuth token, never shown), base URL and limits.
+//! - [`service`]: the request stack every call goes through, outermost first: concurrency
+//!   limit (10 in flight, Mailchimp's per-user cap), retry, timeout, HTTP.
+//! - [`retry`]: the retry decision ([`retry::decide`]) apart from the backoff mechanics.
+//! - [`error`]: one [`Error`] type, each kind retryable or permanent, messages that say what
+//!   to do next.
+//! - [`stats`]: live counters (requests, in flight, retries by cause and endpoint) that a
+//!   progress bar reads without locks.
+//! - [`types`]: what the calls take and give.
+//! - [`client`]: the typed calls ([`Client`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), segsync::mailchimp::Error> {
+//! use segsync::mailchimp::{Client, ClientConfig, Credential};
+//! let key = std::env::var("MAILCHIMP_API_KEY").unwrap_or_default();
+//! let client = Client::new(ClientConfig::new(Credential::api_key(key)?))?;
+//! client.ping().await?;
+//! let audience = client.list("a1b2c3d4e5").await?;
+//! println!("{} has {} subscribed members", audience.name, audience.member_count);
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod retry;
+pub mod service;
+pub mod stats;
+pub mod types;
+
+pub use client::{Client, MAX_BATCH_MEMBERS, MAX_TAG_CHANGES, PAGE_SIZE};
+pub use config::{default_base_url, ClientConfig, Credential, RetryPolicy};
+pub use error::{Error, FieldError, Problem};
+pub use retry::RetryCause;
+pub use stats::{ClientStats, Endpoint, EndpointStats, RetryCounts, StatsSnapshot};
+pub use types::{
+    subscriber_hash, AcceptedMember, Archived, BatchOutcome, ListInfo, MemberFailure, MemberState,
+    MemberStatus, MergeFieldInfo, MergeFieldType, NewMergeField, TagOutcome, UpsertItem,
+};

@@ -1,0 +1,254 @@
+//! The request stack every call goes through, outermost layer first:
+//!
+//! 1. **concurrency limit**: a semaphore of `max_in_flight` permits (Mailchimp allows 10
+//!    connections per user), taken before the first attempt and held until the last byte of
+//!    the final answer, retries and waits included, so the client never has more requests
+//!    open than Mailchimp allows and waits in turn (the semaphore is fair) when it has;
+//! 2. **retry**: [`retry::run`], which asks [`retry::decide`] after each failure;
+//! 3. **timeout**: each attempt, from sending to the last byte of the answer;
+//! 4. **HTTP**: reqwest, with the credential in a sensitive `Authorization` header, no
+//!    redirects followed (Mailchimp's API does not redirect; following one could carry the
+//!    credential elsewhere).
+//!
+//! There is no rate layer: Mailchimp publishes no per-second quota, only the in-flight cap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use secrecy::zeroize::Zeroizing;
+use secrecy::ExposeSecret;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use super::config::{ClientConfig, Credential, RetryPolicy};
+use super::error::Error;
+use super::retry::{self, Attempts};
+use super::stats::{ClientStats, Endpoint};
+
+/// The HTTP Basic user name sent with API keys (Mailchimp ignores it; it names the tool).
+pub const BASIC_USER: &str = "segsync";
+
+/// One request to make, kept whole so that a retry sends the same bytes.
+pub(crate) struct Call {
+    pub endpoint: Endpoint,
+    pub method: Method,
+    /// Path segments under the base URL, each percent-encoded on its own.
+    pub path: Vec<String>,
+    pub query: Vec<(&'static str, String)>,
+    /// A JSON body, encoded once.
+    pub body: Option<Bytes>,
+}
+
+impl Call {
+    pub fn new(endpoint: Endpoint, method: Method, path: Vec<String>) -> Call {
+        Call {
+            endpoint,
+            method,
+            path,
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn query(mut self, name: &'static str, value: impl Into<String>) -> Call {
+        self.query.push((name, value.into()));
+        self
+    }
+
+    pub fn json(mut self, body: &impl serde::Serialize) -> Call {
+        self.body = Some(Bytes::from(
+            serde_json::to_vec(body).expect("request bodies serialise"),
+        ));
+        self
+    }
+}
+
+/// A success answer.
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+pub(crate) struct Service {
+    http: reqwest::Client,
+    base: Url,
+    /// `Basic ...` or `Bearer ...`, marked sensitive.
+    auth: HeaderValue,
+    limit: Semaphore,
+    max_in_flight: usize,
+    timeout: Duration,
+    retry: RetryPolicy,
+    stats: Arc<ClientStats>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("base_url", &self.base.as_str())
+            .field("authorization", &format_args!("<redacted>"))
+            .field("max_in_flight", &self.max_in_flight)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+fn authorization(credential: &Credential) -> Result<HeaderValue, Error> {
+    let text = Zeroizing::new(match credential {
+        Credential::ApiKey { key, .. } => {
+            let pair = Zeroizing::new(format!("{BASIC_USER}:{}", key.expose_secret()));
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
+            )
+        }
+        Credential::OAuthToken(token) => format!("Bearer {}", token.expose_secret()),
+    });
+    let mut value = HeaderValue::from_str(&text).map_err(|_| {
+        Error::InvalidCredential(
+            "the credential has characters that cannot be sent in an HTTP header".into(),
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+impl Service {
+    pub fn new(config: &ClientConfig) -> Result<Service, Error> {
+        config.validate()?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("segsync/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(config.max_in_flight)
+            .build()
+            .map_err(|e| Error::InvalidConfig(format!("the HTTP client could not start: {e}")))?;
+        let mut base = config.base_url.clone();
+        if base.path().ends_with('/') {
+            let trimmed = base.path().trim_end_matches('/').to_string();
+            base.set_path(&trimmed);
+        }
+        Ok(Service {
+            http,
+            base,
+            auth: authorization(&config.credential)?,
+            limit: Semaphore::new(config.max_in_flight),
+            max_in_flight: config.max_in_flight,
+            timeout: config.timeout,
+            retry: config.retry.clone(),
+            stats: Arc::new(ClientStats::default()),
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<ClientStats> {
+        &self.stats
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    fn url(&self, call: &Call) -> Url {
+        let mut url = self.base.clone();
+        {
+            let mut segments = url
+                .path_segments_mut()
+                .expect("the base URL was checked to be a base");
+            segments.pop_if_empty();
+            for p in &call.path {
+                segments.push(p);
+            }
+        }
+        if !call.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        url
+    }
+
+    /// Sends `call` through the stack. Also tells how the attempts went, success or not.
+    pub async fn send(&self, call: &Call) -> (Result<Answer, Error>, Attempts) {
+        let endpoint = call.endpoint;
+        self.stats.call_started(endpoint);
+        let _permit = {
+            let _waiting = self.stats.waiting_guard();
+            self.limit
+                .acquire()
+                .await
+                .expect("the semaphore is never closed")
+        };
+        let url = self.url(call);
+        let (result, attempts) = retry::run(
+            &self.retry,
+            |n| self.attempt(call, &url, n),
+            |cause, n, wait, error| {
+                self.stats.retried(endpoint, cause);
+                tracing::debug!(
+                    endpoint = endpoint.as_str(),
+                    cause = cause.as_str(),
+                    retry = n,
+                    wait_ms = wait.as_millis() as u64,
+                    %error,
+                    "Mailchimp request failed, retrying"
+                );
+            },
+        )
+        .await;
+        if let Err(e) = &result {
+            self.stats.call_failed(endpoint);
+            tracing::debug!(endpoint = endpoint.as_str(), attempts = attempts.count, error = %e, "Mailchimp request failed");
+        }
+        (result, attempts)
+    }
+
+    /// One attempt, bounded by the timeout; a non-success status becomes an error.
+    async fn attempt(&self, call: &Call, url: &Url, n: u32) -> Result<Answer, Error> {
+        let endpoint = call.endpoint.as_str();
+        let _on_wire = self.stats.sending(call.endpoint);
+        tracing::trace!(endpoint, attempt = n, "Mailchimp request");
+        let mut req = self
+            .http
+            .request(call.method.clone(), url.clone())
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(ACCEPT, "application/json");
+        if let Some(body) = &call.body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        let exchange = async {
+            let resp = req.send().await?;
+            let status = resp.status();
+            // The whole body is read inside the timeout: an answer that stops halfway is a
+            // failed attempt, not a success with a truncated body.
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>((status, body))
+        };
+        let (status, body) = match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => {
+                return Err(Error::Timeout {
+                    endpoint,
+                    timeout: self.timeout,
+                    attempts: 1,
+                })
+            }
+            Ok(Err(e)) => return Err(Error::from_transport(endpoint, self.timeout, e)),
+            Ok(Ok(answer)) => answer,
+        };
+        tracing::trace!(
+            endpoint,
+            attempt = n,
+            status = status.as_u16(),
+            "Mailchimp answer"
+        );
+        if status.is_success() {
+            Ok(Answer { status, body })
+        } else {
+            Err(Error::from_answer(endpoint, status, &body))
+        }
+    }
+}

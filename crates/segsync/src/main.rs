@@ -1,0 +1,20 @@
+//! `segsync`: parse, dispatch, map the outcome to an exit code (see `cli` for the codes).
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("SEGSYNC_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = segsync::cli::Cli::parse();
+    let code = match segsync::cli::main(cli).await {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("segsync: {:#}", f.error);
+            f.code
+        }
+    };
+    std::process::exit(code);
+}

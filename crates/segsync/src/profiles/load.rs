@@ -1,0 +1,219 @@
+//! The write side of an import: a new table filled in one transaction, then swapped in.
+
+use super::error::{ImportError, Location, ProfileError};
+use super::infer::ColumnType;
+use super::{quote_ident, Column, Format, META_TABLE, PROFILES_TABLE};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, Statement, ToSql, TransactionBehavior};
+use std::borrow::Cow;
+use std::path::Path;
+
+/// The table that an import fills before it becomes `profiles`.
+const NEW_TABLE: &str = "segsync_profiles_import";
+/// Keys seen so far in an import, with where each was first seen (a temporary table, so that
+/// duplicate detection needs no memory proportional to the file).
+const KEYS_TABLE: &str = "segsync_import_keys";
+/// SQLite's default limit on the number of columns of a table.
+pub(crate) const MAX_COLUMNS: usize = 2000;
+
+/// One value to store.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(Cow<'a, str>),
+}
+
+impl ToSql for Cell<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Cell::Null => ValueRef::Null,
+            Cell::Int(i) => ValueRef::Integer(*i),
+            Cell::Real(f) => ValueRef::Real(*f),
+            Cell::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+/// The columns of a file about to be imported.
+#[derive(Debug, Clone)]
+pub(crate) struct Schema {
+    pub columns: Vec<Column>,
+    /// Index of the key column in `columns`.
+    pub key: usize,
+}
+
+/// Why one row could not be stored.
+pub(crate) enum RowError {
+    Duplicate { key: String, first: Location },
+    Sql(rusqlite::Error),
+}
+
+/// Inserts rows into the new table.
+pub(crate) struct Loader<'c> {
+    insert: Statement<'c>,
+    key_put: Statement<'c>,
+    key_get: Statement<'c>,
+    key: usize,
+    ncols: usize,
+    rows_unit: fn(u64) -> Location,
+    pub rows: u64,
+}
+
+impl Loader<'_> {
+    /// Stores one row (`cells` in the schema's column order; the key cell is non-empty text).
+    pub fn add(&mut self, location: Location, cells: &[Cell<'_>]) -> Result<(), RowError> {
+        debug_assert_eq!(cells.len(), self.ncols);
+        let key = &cells[self.key];
+        self.key_put
+            .raw_bind_parameter(1, key)
+            .map_err(RowError::Sql)?;
+        self.key_put
+            .raw_bind_parameter(2, location.number() as i64)
+            .map_err(RowError::Sql)?;
+        if self.key_put.raw_execute().map_err(RowError::Sql)? == 0 {
+            self.key_get
+                .raw_bind_parameter(1, key)
+                .map_err(RowError::Sql)?;
+            let first: i64 = {
+                let mut rows = self.key_get.raw_query();
+                match rows.next().map_err(RowError::Sql)? {
+                    Some(row) => row.get(0).map_err(RowError::Sql)?,
+                    None => 0,
+                }
+            };
+            let key = match key {
+                Cell::Text(s) => s.to_string(),
+                other => format!("{other:?}"),
+            };
+            return Err(RowError::Duplicate {
+                key,
+                first: (self.rows_unit)(first as u64),
+            });
+        }
+        for (i, cell) in cells.iter().enumerate() {
+            self.insert
+                .raw_bind_parameter(i + 1, cell)
+                .map_err(RowError::Sql)?;
+        }
+        self.insert.raw_execute().map_err(RowError::Sql)?;
+        self.rows += 1;
+        Ok(())
+    }
+}
+
+/// What the import records about itself in the meta table.
+pub(crate) struct ImportMeta<'a> {
+    pub file: &'a Path,
+    pub format: Format,
+    pub key_column: &'a str,
+}
+
+/// Creates the new table, lets `fill` stream the rows into it, then swaps it in for `profiles`
+/// and records the key column, all in one transaction: on any error nothing is changed.
+/// Returns the number of rows stored.
+pub(crate) fn replace_profiles<F>(
+    conn: &mut Connection,
+    store: &Path,
+    schema: &Schema,
+    meta: &ImportMeta<'_>,
+    fill: F,
+) -> Result<u64, ImportError>
+where
+    F: FnOnce(&mut Loader<'_>) -> Result<(), ImportError>,
+{
+    let sql_err = |source: rusqlite::Error| {
+        ImportError::Store(ProfileError::Sqlite {
+            path: store.to_path_buf(),
+            source,
+        })
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_err)?;
+    let defs: Vec<String> = schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let not_null = if i == schema.key { " NOT NULL" } else { "" };
+            format!("{} {}{not_null}", quote_ident(&c.name), c.kind.sql_decl())
+        })
+        .collect();
+    tx.execute_batch(&format!(
+        "DROP TABLE IF EXISTS main.{NEW_TABLE};
+         CREATE TABLE main.{NEW_TABLE} ({});
+         DROP TABLE IF EXISTS temp.{KEYS_TABLE};
+         CREATE TEMP TABLE {KEYS_TABLE} (key TEXT PRIMARY KEY, pos INTEGER NOT NULL) WITHOUT ROWID;",
+        defs.join(", ")
+    ))
+    .map_err(sql_err)?;
+    let rows = {
+        let placeholders = vec!["?"; schema.columns.len()].join(", ");
+        let mut loader = Loader {
+            insert: tx
+                .prepare(&format!(
+                    "INSERT INTO main.{NEW_TABLE} VALUES ({placeholders})"
+                ))
+                .map_err(sql_err)?,
+            key_put: tx
+                .prepare(&format!(
+                    "INSERT INTO temp.{KEYS_TABLE} (key, pos) VALUES (?1, ?2) ON CONFLICT DO NOTHING"
+                ))
+                .map_err(sql_err)?,
+            key_get: tx
+                .prepare(&format!(
+                    "SELECT pos FROM temp.{KEYS_TABLE} WHERE key = ?1"
+                ))
+                .map_err(sql_err)?,
+            key: schema.key,
+            ncols: schema.columns.len(),
+            rows_unit: match meta.format {
+                Format::Parquet => Location::Row,
+                Format::Csv | Format::Ndjson => Location::Line,
+            },
+            rows: 0,
+        };
+        fill(&mut loader)?;
+        loader.rows
+    };
+    let mut set_meta = tx
+        .prepare(&format!(
+            "INSERT INTO main.{META_TABLE} (name, value) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        ))
+        .map_err(sql_err)?;
+    for (name, value) in [
+        ("key_column", meta.key_column.to_string()),
+        ("source_file", meta.file.display().to_string()),
+        ("source_format", meta.format.to_string()),
+        ("imported_at", chrono::Utc::now().to_rfc3339()),
+        ("rows", rows.to_string()),
+    ] {
+        set_meta.execute((name, value)).map_err(sql_err)?;
+    }
+    drop(set_meta);
+    tx.execute_batch(&format!(
+        "DROP TABLE temp.{KEYS_TABLE};
+         DROP TABLE IF EXISTS main.{PROFILES_TABLE};
+         ALTER TABLE main.{NEW_TABLE} RENAME TO {PROFILES_TABLE};"
+    ))
+    .map_err(sql_err)?;
+    tx.commit().map_err(sql_err)?;
+    // Fold the (large) write-ahead log back into the database and truncate it now, unless a
+    // reader is busy (then SQLite's automatic checkpoints do it later); failure loses nothing.
+    let checkpoint = conn
+        .busy_timeout(std::time::Duration::ZERO)
+        .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())));
+    if let Err(e) = checkpoint {
+        tracing::debug!(error = %e, "checkpoint after import skipped");
+    }
+    if let Err(e) = conn.busy_timeout(super::WRITER_BUSY_TIMEOUT) {
+        tracing::debug!(error = %e, "restoring the busy timeout failed");
+    }
+    Ok(rows)
+}
+
+/// The type of the key column: always text, whatever the file says.
+pub(crate) const KEY_TYPE: ColumnType = ColumnType::Text;
