@@ -18,15 +18,45 @@ pub struct MemberDoc<'a> {
     list: &'a List,
     key: &'a Key,
     m: &'a Member,
+    /// Only these top-level fields (from `fields=members.x,...`), or all.
+    only: Option<&'a [String]>,
 }
 
 /// A member's answer, borrowing from the audience.
 pub fn member<'a>(list: &'a List, key: &'a Key) -> MemberDoc<'a> {
+    member_only(list, key, None)
+}
+
+/// A member's answer with only the top-level fields `only`, when given.
+pub fn member_only<'a>(list: &'a List, key: &'a Key, only: Option<&'a [String]>) -> MemberDoc<'a> {
     MemberDoc {
         list,
         key,
         m: &list.members[key],
+        only,
     }
+}
+
+/// The member fields `fields=` asks of the members under `name` (`members.id,members.status`
+/// gives `[id, status]`), or `None` when it asks for whole members or sets no `fields`.
+pub fn member_projection(
+    q: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> Option<Vec<String>> {
+    let fields = q.get("fields").filter(|f| !f.trim().is_empty())?;
+    let mut keys = Vec::new();
+    for path in fields.split(',').map(str::trim) {
+        if path == name {
+            return None;
+        }
+        if let Some(rest) = path.strip_prefix(name).and_then(|r| r.strip_prefix('.')) {
+            let key = rest.split('.').next().unwrap_or(rest).to_string();
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    Some(keys)
 }
 
 /// The members `keys` for top-level field `name` of an answer, or none when the request's
@@ -152,51 +182,59 @@ impl Serialize for MemberDoc<'_> {
             .iter()
             .filter(|(id, _)| self.list.segments.contains_key(id))
             .count();
-        let mut map = s.serialize_map(Some(36))?;
-        map.serialize_entry("id", &hash)?;
-        map.serialize_entry("email_address", &m.email)?;
-        map.serialize_entry("unique_email_id", &hash[..10])?;
-        map.serialize_entry("contact_id", &hash)?;
-        map.serialize_entry("full_name", full_name.trim())?;
-        map.serialize_entry("web_id", &m.web_id)?;
-        map.serialize_entry("email_type", &m.email_type)?;
-        map.serialize_entry("status", m.status.as_str())?;
-        map.serialize_entry("unsubscribe_reason", &m.unsubscribe_reason)?;
-        map.serialize_entry("consents_to_one_to_one_messaging", &true)?;
-        map.serialize_entry("sms_phone_number", "")?;
-        map.serialize_entry("sms_subscription_status", "")?;
-        map.serialize_entry("sms_subscription_last_updated", "")?;
-        map.serialize_entry("merge_fields", &MergeDoc(self))?;
-        map.serialize_entry("interests", &EmptyObject)?;
-        map.serialize_entry(
+        let mut map = s.serialize_map(None)?;
+        let wants = |k: &str| self.only.is_none_or(|only| only.iter().any(|o| o == k));
+        macro_rules! entry {
+            ($k:expr, $v:expr $(,)?) => {
+                if wants($k) {
+                    map.serialize_entry($k, $v)?;
+                }
+            };
+        }
+        entry!("id", &hash);
+        entry!("email_address", &m.email);
+        entry!("unique_email_id", &hash[..10]);
+        entry!("contact_id", &hash);
+        entry!("full_name", full_name.trim());
+        entry!("web_id", &m.web_id);
+        entry!("email_type", &m.email_type);
+        entry!("status", m.status.as_str());
+        entry!("unsubscribe_reason", &m.unsubscribe_reason);
+        entry!("consents_to_one_to_one_messaging", &true);
+        entry!("sms_phone_number", "");
+        entry!("sms_subscription_status", "");
+        entry!("sms_subscription_last_updated", "");
+        entry!("merge_fields", &MergeDoc(self));
+        entry!("interests", &EmptyObject);
+        entry!(
             "stats",
             &Stats {
                 avg_open_rate: 0,
                 avg_click_rate: 0,
             },
-        )?;
-        map.serialize_entry("ip_signup", &m.ip_signup)?;
-        map.serialize_entry("timestamp_signup", &m.timestamp_signup)?;
-        map.serialize_entry("ip_opt", &m.ip_opt)?;
-        map.serialize_entry("timestamp_opt", &m.timestamp_opt)?;
-        map.serialize_entry("member_rating", &2)?;
-        map.serialize_entry("last_changed", &format_time(m.last_changed))?;
-        map.serialize_entry("language", &m.language)?;
-        map.serialize_entry("vip", &m.vip)?;
-        map.serialize_entry("email_client", "")?;
-        map.serialize_entry("location", &Location::default())?;
-        map.serialize_entry("marketing_permissions", &[(); 0])?;
-        map.serialize_entry("source", m.source)?;
-        map.serialize_entry("tags_count", &tags_count)?;
-        map.serialize_entry("tags", &TagsDoc(self))?;
-        map.serialize_entry("list_id", &self.list.id)?;
-        map.serialize_entry(
+        );
+        entry!("ip_signup", &m.ip_signup);
+        entry!("timestamp_signup", &m.timestamp_signup);
+        entry!("ip_opt", &m.ip_opt);
+        entry!("timestamp_opt", &m.timestamp_opt);
+        entry!("member_rating", &2);
+        entry!("last_changed", &format_time(m.last_changed));
+        entry!("language", &m.language);
+        entry!("vip", &m.vip);
+        entry!("email_client", "");
+        entry!("location", &Location::default());
+        entry!("marketing_permissions", &[(); 0]);
+        entry!("source", m.source);
+        entry!("tags_count", &tags_count);
+        entry!("tags", &TagsDoc(self));
+        entry!("list_id", &self.list.id);
+        entry!(
             "_links",
             &LinksDoc {
                 list_id: &self.list.id,
                 hash: &hash,
             },
-        )?;
+        );
         map.end()
     }
 }

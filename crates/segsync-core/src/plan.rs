@@ -118,19 +118,21 @@ impl Plan {
 }
 
 fn upserts(items: Vec<Upsert>, update_existing: bool) -> Vec<Op> {
-    items
-        .chunks(BATCH)
-        .map(|c| Op::Upsert {
+    let mut ops = Vec::with_capacity(items.len().div_ceil(BATCH));
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        ops.push(Op::Upsert {
             update_existing,
-            items: c.to_vec(),
-        })
-        .collect()
+            items: items.by_ref().take(BATCH).collect(),
+        });
+    }
+    ops
 }
 
-/// Groups a diff into requests.
-pub fn plan(diff: &Diff) -> Plan {
-    let mut first = upserts(diff.creates.clone(), false);
-    first.extend(upserts(diff.updates.clone(), true));
+/// Groups a diff into requests, consuming it (members are moved, not copied).
+pub fn plan(diff: Diff) -> Plan {
+    let mut first = upserts(diff.creates, false);
+    first.extend(upserts(diff.updates, true));
 
     let mut tags = Vec::new();
     let all: TagSet = diff
@@ -151,27 +153,22 @@ pub fn plan(diff: &Diff) -> Plan {
             .map(|c| (c.key, c.email.clone()))
             .collect();
         let chunks = add.len().max(remove.len()).div_ceil(BATCH);
-        for i in 0..chunks {
-            let part = |v: &Vec<(MemberKey, String)>| {
-                v.iter()
-                    .skip(i * BATCH)
-                    .take(BATCH)
-                    .cloned()
-                    .collect::<Vec<_>>()
-            };
+        let (mut add, mut remove) = (add.into_iter(), remove.into_iter());
+        for _ in 0..chunks {
             tags.push(Op::Tag {
                 tag,
-                add: part(&add),
-                remove: part(&remove),
+                add: add.by_ref().take(BATCH).collect(),
+                remove: remove.by_ref().take(BATCH).collect(),
             });
         }
     }
 
-    let mut last = upserts(diff.unsubscribes.clone(), true);
-    last.extend(diff.archives.iter().map(|(key, email)| Op::Archive {
-        key: *key,
-        email: email.clone(),
-    }));
+    let mut last = upserts(diff.unsubscribes, true);
+    last.extend(
+        diff.archives
+            .into_iter()
+            .map(|(key, email)| Op::Archive { key, email }),
+    );
 
     Plan {
         phases: vec![first, tags, last]

@@ -208,7 +208,7 @@ proptest! {
         let mut snapshot = HashMap::new();
 
         // First run: the audience is read whole.
-        let p = plan(&diff(&first, &snapshot, &statuses(&audience), opts));
+        let p = plan(diff(&first, &snapshot, &statuses(&audience), opts));
         let before = audience.clone();
         execute(&p, &mut audience, &mut snapshot);
         check(&first, &before, &audience, &snapshot);
@@ -221,7 +221,7 @@ proptest! {
                 }
             }
         }
-        let p = plan(&diff(&second, &snapshot, &statuses(&audience), opts));
+        let p = plan(diff(&second, &snapshot, &statuses(&audience), opts));
         let before = audience.clone();
         execute(&p, &mut audience, &mut snapshot);
         check(&second, &before, &audience, &snapshot);
@@ -229,7 +229,7 @@ proptest! {
         // Nothing changed: nothing to send.
         let again = diff(&second, &snapshot, &statuses(&audience), opts);
         prop_assert!(again.is_empty(), "a re-run without change sends nothing: {again:?}");
-        prop_assert_eq!(plan(&again).requests(), 0);
+        prop_assert_eq!(plan(again).requests(), 0);
     }
 }
 
@@ -247,7 +247,7 @@ fn requests_are_grouped_by_mailchimps_limits() {
             )
         })
         .collect();
-    let p = plan(&diff(
+    let p = plan(diff(
         &desired,
         &HashMap::new(),
         &HashMap::new(),

@@ -225,6 +225,7 @@ pub async fn prepare(
     export_name: &str,
     settings: &RunSettings,
 ) -> Result<Prepared, RunError> {
+    let t = Instant::now();
     let export = state.export(export_name)?;
     let client = client_for(state, home, &export.connection, settings)?;
     let list = client.list(&export.audience_id).await?;
@@ -325,6 +326,7 @@ pub async fn prepare(
         .map_err(|e| RunError::Config(format!("reading the profiles: {e}")))?;
     let rows = collector.rows;
     let (desired, refused, duplicates) = collector.finish();
+    tracing::debug!(rows, members = desired.len(), elapsed = ?t.elapsed(), "profiles read");
     if desired.len() as u64 > export.max_profiles {
         return Err(RunError::Limit(format!(
             "export \"{}\" selects {} members, more than its limit of {}: nothing was sent (raise --max-profiles or narrow the segments)",
@@ -344,13 +346,15 @@ pub async fn prepare(
             .map(|t| t.with_timezone(&chrono::Utc)),
         _ => None,
     };
+    let snapshot_loaded = t.elapsed();
     let members = client.members(&export.audience_id, since).await?;
+    tracing::debug!(changed = members.len(), ?since, ?snapshot_loaded, elapsed = ?t.elapsed(), "audience read");
     let audience: HashMap<MemberKey, Status> = members
         .iter()
         .filter_map(|m| MemberKey::from_hex(&m.hash).map(|k| (k, to_status(&m.status))))
         .collect();
 
-    let d = diff(
+    let mut d = diff(
         &desired,
         &snapshot,
         &audience,
@@ -359,14 +363,18 @@ pub async fn prepare(
             removal: export.removal,
         },
     );
-    let plan = plan(&d);
+    let (unchanged, skipped) = (d.unchanged, std::mem::take(&mut d.skipped));
+    let members = desired.len() as u64;
+    drop(desired);
+    let plan = plan(d);
+    tracing::debug!(requests = plan.requests(), elapsed = ?t.elapsed(), "planned");
     let counts = RunCounts {
         profiles: rows,
-        members: desired.len() as u64,
+        members,
         duplicates,
         refused: refused.len() as u64,
-        unchanged: d.unchanged,
-        skipped: d.skipped.len() as u64,
+        unchanged,
+        skipped: skipped.len() as u64,
         ..Default::default()
     };
     // Statuses learned from the audience become part of the snapshot as the run proceeds.
@@ -385,7 +393,7 @@ pub async fn prepare(
         specs,
         plan,
         refused,
-        skipped: d.skipped,
+        skipped,
         counts,
         snapshot,
         audience_read_at: read_at,

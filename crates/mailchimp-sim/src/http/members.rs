@@ -99,7 +99,13 @@ pub async fn list_members(
         let total = list.members.keys().filter(|k| keep(k)).count();
         (total, matching.skip(offset).take(count).copied().collect())
     };
-    let members: Vec<MemberDoc> = page.iter().map(|k| render::member(list, k)).collect();
+    // Render only the member fields `fields=` keeps: paging with a slim projection is what
+    // sync tools do, and building whole members to drop most of them was most of the cost.
+    let projection = render::member_projection(&q, "members");
+    let members: Vec<MemberDoc> = page
+        .iter()
+        .map(|k| render::member_only(list, k, projection.as_deref()))
+        .collect();
     #[derive(Serialize)]
     struct Page<'a> {
         members: Vec<MemberDoc<'a>>,
