@@ -8,6 +8,7 @@ a few addresses repeated in another case (duplicates to merge), and a few invali
 import csv
 import os
 import random
+import unicodedata
 
 rng = random.Random(20261122)
 first = {
@@ -38,11 +39,10 @@ domains = {
     "DE": ["web.de", "gmx.de", "t-online.de"],
     "ES": ["telefonica.net", "gmail.com", "hotmail.es"],
 }
-ascii_map = str.maketrans("ăâîșțşţĂÂÎȘȚéèêëàäöüßçñíóúáïôÉÈÖÜÄÑÍÓÚÁ'", "aaisttsAAISTeeeeaaousnnioaaioEEOUANIOUAx")
-
-
 def ascii(s):
-    return s.translate(ascii_map).replace("ß", "ss").replace("x", "").lower()
+    """The name as people write it in an address: no accents, no apostrophes, lower case."""
+    plain = unicodedata.normalize("NFKD", s.replace("ß", "ss"))
+    return "".join(c for c in plain if c.isascii() and c.isalnum()).lower()
 
 
 rows = []

@@ -473,6 +473,9 @@ pub async fn execute(
     state.add_run_errors(run_id, &errors)?;
     let mut fatal: Option<String> = None;
 
+    if !p.fields_to_create.is_empty() || p.plan.ops().any(|op| matches!(op, Op::Tag { .. })) {
+        progress.phase("preparing the audience's merge fields and tags", 0);
+    }
     for tag in &p.fields_to_create {
         client
             .create_merge_field(&list_id, tag, tag, mailchimp::MergeFieldType::Text)
@@ -482,12 +485,22 @@ pub async fn execute(
     let mut tag_ids: HashMap<usize, u64> = HashMap::new();
     if p.plan.ops().any(|op| matches!(op, Op::Tag { .. })) {
         let existing = client.tags(&list_id).await?;
-        for (name, bit) in p.tag_names.iter().zip(&p.tag_bits) {
-            let id = match existing.iter().find(|(_, n)| n == name) {
-                Some((id, _)) => *id,
-                None => client.create_tag(&list_id, name).await?,
-            };
-            tag_ids.insert(*bit, id);
+        let created = futures_util::future::join_all(p.tag_names.iter().zip(&p.tag_bits).map(
+            |(name, bit)| {
+                let (client, list_id, existing) = (&client, &list_id, &existing);
+                async move {
+                    let id = match existing.iter().find(|(_, n)| n == name) {
+                        Some((id, _)) => *id,
+                        None => client.create_tag(list_id, name).await?,
+                    };
+                    Ok::<_, mailchimp::Error>((*bit, id))
+                }
+            },
+        ))
+        .await;
+        for r in created {
+            let (bit, id) = r?;
+            tag_ids.insert(bit, id);
         }
         // Tags named in the snapshot but no longer chosen still need removing.
         let names = state.tag_names(&export.name)?;
@@ -652,6 +665,16 @@ pub async fn execute(
                                     }
                                     _ => {
                                         failed_emails.insert(email.clone());
+                                        if let Some(u) = by_email.get(&email) {
+                                            if forgotten(&f.message) {
+                                                // Permanently deleted in Mailchimp: gone for
+                                                // good, unless the person signs up again (the
+                                                // audience would then report them). Remember
+                                                // it, so that no later run asks again.
+                                                acknowledge_forgotten(snapshot, u);
+                                                touched.push(u.key);
+                                            }
+                                        }
                                         let reason = match &f.field {
                                             Some(field) if !field.is_empty() => format!(
                                                 "Mailchimp: {} ({field}: {})",
@@ -875,6 +898,29 @@ pub async fn execute(
         error: fatal,
         errors_sample: errors.into_iter().take(10).collect(),
     })
+}
+
+/// Whether a refused upsert says the address was permanently deleted from the audience
+/// (Mailchimp: "x was permanently deleted and cannot be re-imported. The contact must
+/// re-subscribe to get back on the list.").
+fn forgotten(message: &str) -> bool {
+    message.contains("permanently deleted")
+}
+
+/// Records a permanently deleted contact as out of the audience (archived, as Mailchimp
+/// lists it to no one), without tags or delivered content: later runs skip it instead of
+/// asking Mailchimp again, and it is sent afresh if the audience ever reports it back.
+fn acknowledge_forgotten(snapshot: &mut HashMap<MemberKey, SnapshotEntry>, u: &Upsert) {
+    let e = snapshot.entry(u.key).or_insert_with(|| SnapshotEntry {
+        email: u.email.clone(),
+        fingerprint: None,
+        tags: TagSet::default(),
+        status: Status::Archived,
+        owned: false,
+    });
+    e.status = Status::Archived;
+    e.fingerprint = None;
+    e.tags = TagSet::default();
 }
 
 fn export_in_flight(client: &Client) -> usize {

@@ -609,10 +609,22 @@ impl StateStore {
 
     // --- runs ---
 
+    /// Exports that have a run still marked `running` (alive, or left so by a process that
+    /// died).
+    pub fn exports_with_running_runs(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT DISTINCT export FROM runs WHERE outcome = 'running'")?;
+        let rows = st
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(rows)
+    }
+
     /// Marks runs left `running` by a process that died as interrupted.
     pub fn interrupt_stale_runs(&self, export: &str) -> Result<usize> {
         Ok(self.conn.execute(
-            "UPDATE runs SET outcome = 'interrupted', finished_at = COALESCE(finished_at, ?2), error = COALESCE(error, 'the process stopped before the run finished; the next run resumed from its checkpoint') WHERE export = ?1 AND outcome = 'running'",
+            "UPDATE runs SET outcome = 'interrupted', finished_at = COALESCE(finished_at, ?2), error = COALESCE(error, 'the process stopped before the run finished; the next run resumes from its checkpoint') WHERE export = ?1 AND outcome = 'running'",
             params![export, now()],
         )?)
     }

@@ -807,6 +807,13 @@ async fn run(home: &Home, args: RunArgs) -> Result<i32, Failure> {
 
 fn runs(home: &Home, args: RunsArgs) -> Result<i32, Failure> {
     let state = home.state()?;
+    // A run whose process died (kill -9, a crash, a power cut) is still marked running;
+    // when nobody holds its export's lock, it is over: show it as interrupted.
+    for export in state.exports_with_running_runs()? {
+        if let Some(_lock) = home.lock_export(&export)? {
+            state.interrupt_stale_runs(&export)?;
+        }
+    }
     let run_id = |s: Option<&String>| -> Result<i64, Failure> {
         let s = s.ok_or_else(|| usage(anyhow!("which run? `segsync runs` lists them")))?;
         s.parse()

@@ -37,13 +37,6 @@ impl Bar {
             stats: OnceLock::new(),
         }
     }
-
-    fn in_flight(&self) -> String {
-        self.stats
-            .get()
-            .map(|s| format!(" | {} in flight", s.in_flight()))
-            .unwrap_or_default()
-    }
 }
 
 impl Progress for Bar {
@@ -58,11 +51,22 @@ impl Progress for Bar {
             );
             self.bar.set_length(0);
         } else {
-            self.bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg:<18} [{bar:30}] {pos}/{len} members | {per_sec} | ETA {eta}{prefix}")
-                    .expect("template")
-                    .progress_chars("=> "),
+            let mut style = ProgressStyle::with_template(
+                "{spinner} {msg:<18} [{bar:30}] {pos}/{len} members | {per_sec} | ETA {eta}{inflight}",
+            )
+            .expect("template")
+            .progress_chars("=> ");
+            // Read at every redraw, so the count moves while requests wait for answers.
+            let stats = self.stats.get().cloned();
+            style = style.with_key(
+                "inflight",
+                move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    if let Some(s) = &stats {
+                        let _ = write!(w, " | {} in flight", s.in_flight());
+                    }
+                },
             );
+            self.bar.set_style(style);
             self.bar.set_length(total);
         }
         self.bar.set_position(0);
@@ -71,7 +75,6 @@ impl Progress for Bar {
     }
 
     fn advance(&self, n: u64) {
-        self.bar.set_prefix(self.in_flight());
         self.bar.inc(n);
     }
 

@@ -1,0 +1,228 @@
+//! Mailchimp's compliance rules: whoever unsubscribed (before segsync came, or between two
+//! runs) or bounced stays so, and segsync never even asks Mailchimp to resubscribe them.
+
+use mailchimp_sim::Status;
+use serde_json::json;
+
+use crate::common::*;
+
+const GONE_BEFORE: &str = "ioana.dubois@gmail.com"; // unsubscribed before the first run
+const BOUNCED: &str = "mihai.nowak@yahoo.ro"; // cleaned before the first run
+const GONE_BETWEEN: &str = "zoe.muller@web.de"; // added by segsync, unsubscribes after run 1
+
+#[test]
+fn unsubscribed_members_stay_unsubscribed_and_segsync_never_asks_otherwise() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    let mut profiles = vec![
+        Profile::new(
+            "C001",
+            "ana.popescu@gmail.com",
+            "Ana",
+            "Popescu",
+            "Cluj-Napoca",
+            "RO",
+            820.0,
+        ),
+        Profile::new("C002", GONE_BEFORE, "Ioana", "Dubois", "Iași", "RO", 40.0),
+        Profile::new("C003", BOUNCED, "Mihai", "Nowak", "Lyon", "FR", 760.0),
+        Profile::new(
+            "C004",
+            GONE_BETWEEN,
+            "Zoë",
+            "Müller",
+            "München",
+            "DE",
+            610.0,
+        ),
+        Profile::new(
+            "C005",
+            "raul.lopez@outlook.com",
+            "Raúl",
+            "López",
+            "Sevilla",
+            "ES",
+            990.0,
+        ),
+    ];
+    // Before segsync: one person unsubscribed, one address bounced.
+    sim.add_member(
+        &list,
+        GONE_BEFORE,
+        "unsubscribed",
+        json!({"FNAME": "Ioana"}),
+        &[],
+    );
+    sim.add_member(&list, BOUNCED, "subscribed", json!({"FNAME": "Mihai"}), &[]);
+    sim.force_status(&list, BOUNCED, "cleaned");
+    s.setup(&list, &profiles, &[]);
+
+    s.run_export(0);
+    let v = sim.view(&list);
+    let gone = member(&v, GONE_BEFORE);
+    assert_eq!(
+        gone.status,
+        Status::Unsubscribed,
+        "unsubscribed before the first run: still unsubscribed"
+    );
+    assert_eq!(
+        (gone.tags.clone(), merge(gone, "CITY")),
+        (vec!["romania".to_string()], "Iași".to_string()),
+        "tagged and updated all the same"
+    );
+    assert_eq!(
+        member(&v, BOUNCED).status,
+        Status::Cleaned,
+        "a bounced address is not resubscribed"
+    );
+    assert_eq!(member(&v, GONE_BETWEEN).status, Status::Subscribed);
+    assert_eq!(
+        sim.counters().compliance_refusals,
+        0,
+        "segsync never asked to resubscribe anyone"
+    );
+
+    // Between runs, someone unsubscribes in Mailchimp; then profiles change, the three
+    // people above included, so the next run has to write them.
+    sim.force_status(&list, GONE_BETWEEN, "unsubscribed");
+    for p in &mut profiles {
+        p.city = format!("{} (nou)", p.city);
+    }
+    profiles[1].ltv = 990.0; // GONE_BEFORE joins "High value"
+    s.import(&profiles);
+
+    let out = s.run_export(0);
+    assert!(out.stdout.contains("updated 5"), "{}", out.stdout);
+    let v = sim.view(&list);
+    for p in &profiles {
+        assert_eq!(
+            merge(member(&v, &p.email), "CITY"),
+            p.city,
+            "{} updated",
+            p.email
+        );
+    }
+    assert_eq!(
+        member(&v, GONE_BETWEEN).status,
+        Status::Unsubscribed,
+        "unsubscribed in Mailchimp between runs: still unsubscribed"
+    );
+    assert_eq!(member(&v, GONE_BEFORE).status, Status::Unsubscribed);
+    assert_eq!(member(&v, GONE_BEFORE).tags, [HIGH_VALUE_TAG, "romania"]);
+    assert_eq!(member(&v, BOUNCED).status, Status::Cleaned);
+    assert_eq!(
+        member(&v, "ana.popescu@gmail.com").status,
+        Status::Subscribed
+    );
+    assert_eq!(
+        sim.counters().compliance_refusals,
+        0,
+        "segsync never asked to resubscribe anyone"
+    );
+
+    // And the next run, with nothing changed, writes nothing.
+    let writes = sim.counters().writes;
+    s.run_export(0);
+    assert_eq!(sim.counters().writes, writes);
+    assert_eq!(sim.counters().compliance_refusals, 0);
+}
+
+/// A contact archived in Mailchimp is not brought back; one permanently deleted there cannot
+/// be (Mailchimp refuses). segsync cannot know of a deletion before it asks once (Mailchimp
+/// lists no deleted contacts), reports Mailchimp's refusal, and never asks again.
+#[test]
+fn contacts_archived_or_deleted_in_mailchimp_are_not_brought_back() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    let archived = "ana.popescu@gmail.com";
+    let deleted = "helene.rousseau@orange.fr";
+    let mut profiles = vec![
+        Profile::new(
+            "C001",
+            archived,
+            "Ana",
+            "Popescu",
+            "Cluj-Napoca",
+            "RO",
+            820.0,
+        ),
+        Profile::new("C002", deleted, "Hélène", "Rousseau", "Lyon", "FR", 640.0),
+        Profile::new(
+            "C003",
+            "stefan.gheorghiu@yahoo.ro",
+            "Ștefan",
+            "Gheorghiu",
+            "Iași",
+            "RO",
+            45.0,
+        ),
+    ];
+    s.setup(&list, &profiles, &[]);
+    s.run_export(0);
+
+    let (code, body) = sim.api("DELETE", &format!("/lists/{list}/members/{archived}"), None);
+    assert_eq!(code, 204, "{body}");
+    let (code, body) = sim.api(
+        "POST",
+        &format!("/lists/{list}/members/{deleted}/actions/delete-permanent"),
+        None,
+    );
+    assert_eq!(code, 204, "{body}");
+    for p in &mut profiles {
+        p.city = format!("{} (nou)", p.city);
+    }
+    s.import(&profiles);
+
+    s.run_export(3);
+    let v = sim.view(&list);
+    assert_eq!(
+        member(&v, archived).status,
+        Status::Archived,
+        "not unarchived"
+    );
+    assert_eq!(
+        merge(member(&v, archived), "CITY"),
+        "Cluj-Napoca",
+        "not written at all"
+    );
+    assert!(find(&v, deleted).is_none(), "not re-imported");
+    assert_eq!(
+        merge(member(&v, "stefan.gheorghiu@yahoo.ro"), "CITY"),
+        "Iași (nou)"
+    );
+    let errors = s.errors_csv(2);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (errors[0].0.as_str(), errors[0].1.as_str()),
+        ("C002", deleted)
+    );
+    assert!(
+        errors[0].2.contains("permanently deleted"),
+        "Mailchimp's reason: {}",
+        errors[0].2
+    );
+    let run = s.show_json(2);
+    assert_eq!(
+        (
+            count(&run, "skipped"),
+            count(&run, "failed"),
+            count(&run, "updated")
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        sim.counters().compliance_refusals,
+        1,
+        "the one ask segsync could not avoid"
+    );
+
+    // From now on, segsync knows: it asks no more, and has nothing to send.
+    let writes = sim.counters().writes;
+    let out = s.run_export(0);
+    assert_eq!(sim.counters().writes, writes, "{}", out.stdout);
+    assert_eq!(sim.counters().compliance_refusals, 1, "never asks again");
+    assert!(find(&sim.view(&list), deleted).is_none());
+    assert_eq!(count(&s.show_json(3), "skipped"), 2);
+}

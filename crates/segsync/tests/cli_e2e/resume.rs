@@ -1,0 +1,182 @@
+//! Crash safety: `kill -9` in the middle of a run, then `segsync run` again, ends with the
+//! audience an uninterrupted run makes, every member created exactly once.
+
+use std::time::Duration;
+
+use mailchimp_sim::Status;
+
+use crate::common::*;
+
+const PROFILES: usize = 3000;
+
+/// Requests take 50 ms plus 1 ms per member they carry: a batch of 500 takes over half a
+/// second, so a run with one request in flight is easily caught between two batches.
+fn slow(sim: &Sim) {
+    sim.settings(|st| {
+        st.latency.base_ms = 50.0;
+        st.latency.per_item_ms = 1.0;
+    });
+}
+
+/// What one uninterrupted run of the standard export of `profiles` leaves in a fresh
+/// audience (a fresh simulator and home, the same latency).
+fn uninterrupted(profiles: &[Profile]) -> Holding {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    s.setup(&list, profiles, &[]);
+    slow(&sim);
+    s.run_export(0);
+    assert_eq!(
+        sim.counters().members_created,
+        expected(profiles, Status::Subscribed).len() as u64
+    );
+    holding(&sim.view(&list), FIELDS)
+}
+
+const TAG_ENDPOINT: &str = "POST /3.0/lists/{list_id}/segments/{segment_id}";
+
+#[test]
+fn kill_9_while_tagging_then_resume_ends_as_an_uninterrupted_run() {
+    let profiles = people(PROFILES);
+    let want = expected(&profiles, Status::Subscribed);
+    let total = want.len() as u64;
+    let reference = uninterrupted(&profiles);
+    assert_eq!(reference, want);
+
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    s.setup(&list, &profiles, &[]);
+    slow(&sim);
+    let args = ["run", EXPORT, "--quiet", "--max-in-flight", "1"];
+    let mut child = s.spawn(&args);
+    let tag_requests = |sim: &Sim| {
+        sim.counters()
+            .by_endpoint
+            .get(TAG_ENDPOINT)
+            .copied()
+            .unwrap_or(0)
+    };
+    wait_until("the run is tagging", Duration::from_secs(120), || {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be interrupted"
+        );
+        tag_requests(&sim) > 0
+    });
+    child.kill().expect("kill -9");
+    s.wait(&args, child);
+    assert_eq!(
+        sim.counters().members_created,
+        total,
+        "every member was sent before the kill"
+    );
+    let tagged_before: usize = sim.view(&list).tags.iter().map(|t| t.member_count).sum();
+    let tags_wanted: usize = want.values().map(|(_, _, t)| t.len()).sum();
+    assert!(
+        tagged_before < tags_wanted,
+        "interrupted while tagging: {tagged_before} of {tags_wanted}"
+    );
+
+    s.run_export(0);
+    assert_eq!(
+        holding(&sim.view(&list), FIELDS),
+        reference,
+        "the same audience as an uninterrupted run"
+    );
+    let c = sim.counters();
+    assert_eq!(c.members_created, total);
+    assert_eq!(c.compliance_refusals, 0);
+    assert_eq!(s.listed_outcome(1), "interrupted");
+    assert_eq!(s.listed_outcome(2), "succeeded");
+    let run = s.show_json(2);
+    assert_eq!(
+        (count(&run, "created"), count(&run, "updated")),
+        (0, 0),
+        "members were delivered and checkpointed before the kill: {run}"
+    );
+
+    sim.settings(|st| st.latency = Default::default());
+    let writes = sim.counters().writes;
+    s.run_export(0);
+    assert_eq!(sim.counters().writes, writes);
+}
+
+#[test]
+fn kill_9_mid_run_then_resume_ends_as_an_uninterrupted_run() {
+    let profiles = people(PROFILES);
+    let want = expected(&profiles, Status::Subscribed);
+    let total = want.len() as u64;
+    assert!(total > 1500, "several batches of 500: {total}");
+
+    // The reference: a fresh simulator and home, one run, no interruption.
+    let reference = uninterrupted(&profiles);
+    assert_eq!(reference, want);
+
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    s.setup(&list, &profiles, &[]);
+    slow(&sim);
+
+    // One request in flight, so batches land one after the other.
+    let args = ["run", EXPORT, "--quiet", "--max-in-flight", "1"];
+    let mut child = s.spawn(&args);
+    wait_until(
+        "some members are created, not all",
+        Duration::from_secs(120),
+        || {
+            let created = sim.counters().members_created;
+            assert!(
+                created < total,
+                "the run finished before it could be interrupted"
+            );
+            created > 0
+        },
+    );
+    child.kill().expect("kill -9"); // SIGKILL on Unix
+    let killed = s.wait(&args, child);
+    assert_ne!(killed.code, 0, "the run was killed");
+    // Right after the crash, the history already tells the truth.
+    assert_eq!(
+        s.listed_outcome(1),
+        "interrupted",
+        "a dead run is not shown as running"
+    );
+    let created_before = sim.counters().members_created;
+    assert!(
+        created_before > 0 && created_before < total,
+        "interrupted mid-run: {created_before} of {total}"
+    );
+
+    let out = s.run_export(0);
+    assert!(
+        out.stdout
+            .contains("run 2 of export \"newsletter\": succeeded"),
+        "{}",
+        out.stdout
+    );
+
+    assert_eq!(
+        holding(&sim.view(&list), FIELDS),
+        reference,
+        "the same audience as an uninterrupted run"
+    );
+    let c = sim.counters();
+    assert_eq!(
+        c.members_created, total,
+        "every member created exactly once over both runs"
+    );
+    assert_eq!(c.compliance_refusals, 0);
+    assert_eq!(s.listed_outcome(1), "interrupted");
+    assert_eq!(s.listed_outcome(2), "succeeded");
+    let first = s.show(1);
+    assert!(first.contains("interrupted"), "{first}");
+
+    // The checkpoint was true: nothing is left to send.
+    sim.settings(|st| st.latency = Default::default());
+    let writes = sim.counters().writes;
+    s.run_export(0);
+    assert_eq!(sim.counters().writes, writes);
+}
