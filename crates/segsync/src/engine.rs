@@ -338,7 +338,7 @@ pub async fn prepare(
 
     // What the audience says now: everything on the first run, the changes since the last
     // read afterwards (a margin covers clock skew and second-resolution timestamps).
-    let snapshot = state.snapshot(&export.name)?;
+    let mut snapshot = state.snapshot(&export.name)?;
     let read_at = chrono::Utc::now() - chrono::Duration::minutes(10);
     let since = match state.audience_read_at(&export.name)? {
         Some(t) if !snapshot.is_empty() => chrono::DateTime::parse_from_rfc3339(&t)
@@ -354,6 +354,20 @@ pub async fn prepare(
         .filter_map(|m| MemberKey::from_hex(&m.hash).map(|k| (k, to_status(&m.status))))
         .collect();
 
+    // What the audience said is true now: keep it, so that a member who unsubscribed in
+    // Mailchimp is never sent back as subscribed by a later run, even one that does not
+    // read that change again.
+    let learned: Vec<(MemberKey, SnapshotEntry)> = audience
+        .iter()
+        .filter_map(|(k, s)| {
+            let e = snapshot.get_mut(k)?;
+            (e.status != *s).then(|| {
+                e.status = *s;
+                (*k, e.clone())
+            })
+        })
+        .collect();
+    state.save_snapshot(&export.name, &learned)?;
     let mut d = diff(
         &desired,
         &snapshot,
@@ -377,13 +391,6 @@ pub async fn prepare(
         skipped: skipped.len() as u64,
         ..Default::default()
     };
-    // Statuses learned from the audience become part of the snapshot as the run proceeds.
-    let mut snapshot = snapshot;
-    for (k, s) in &audience {
-        if let Some(e) = snapshot.get_mut(k) {
-            e.status = *s;
-        }
-    }
     Ok(Prepared {
         export,
         client,
@@ -451,8 +458,10 @@ pub async fn run(
             Ok(report)
         }
         Err(e) => {
+            // Keep what the run did before it failed (saved after every phase).
             let msg = e.to_string();
-            state.finish_run(run_id, Outcome::Failed, &RunCounts::default(), Some(&msg))?;
+            let counts = state.run(run_id).map(|r| r.counts).unwrap_or_default();
+            state.finish_run(run_id, Outcome::Failed, &counts, Some(&msg))?;
             Err(e)
         }
     }

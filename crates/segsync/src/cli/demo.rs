@@ -94,7 +94,7 @@ fn show_audience(sim: &RunningSim, list_id: &str) {
     };
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
     for m in &view.members {
-        *by_status.entry(m.status.as_str_lower()).or_default() += 1;
+        *by_status.entry(m.status.as_str()).or_default() += 1;
     }
     println!(
         "audience \"{}\" ({}) holds {} contacts:",
@@ -135,27 +135,10 @@ fn show_audience(sim: &RunningSim, list_id: &str) {
         println!(
             "  {:<38} {:<12} {:<24} tags: {}",
             m.email_address,
-            m.status.as_str_lower(),
+            m.status.as_str(),
             name.trim(),
             m.tags.join(", ")
         );
-    }
-}
-
-trait StatusName {
-    fn as_str_lower(&self) -> &'static str;
-}
-
-impl StatusName for Status {
-    fn as_str_lower(&self) -> &'static str {
-        match self {
-            Status::Subscribed => "subscribed",
-            Status::Unsubscribed => "unsubscribed",
-            Status::Cleaned => "cleaned",
-            Status::Pending => "pending",
-            Status::Transactional => "transactional",
-            Status::Archived => "archived",
-        }
     }
 }
 

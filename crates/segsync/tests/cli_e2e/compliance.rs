@@ -226,3 +226,52 @@ fn contacts_archived_or_deleted_in_mailchimp_are_not_brought_back() {
     assert!(find(&sim.view(&list), deleted).is_none());
     assert_eq!(count(&s.show_json(3), "skipped"), 2);
 }
+
+/// An unsubscribe that one run learns is remembered: a later run that does not read that
+/// change again (it happened before the last read) still never sends the member back as
+/// subscribed.
+#[test]
+fn a_learned_unsubscribe_is_remembered_by_later_runs() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    let mut profiles = people(6);
+    s.setup(&list, &profiles, &[]);
+    s.run_export(0);
+    let leaving = profiles[0].email.clone();
+    sim.force_status(&list, &leaving, "unsubscribed");
+
+    // Nothing changed in the profiles: the run only learns the unsubscribe.
+    let writes = sim.counters().writes;
+    s.run_export(0);
+    assert_eq!(
+        sim.counters().writes,
+        writes,
+        "learning writes nothing to Mailchimp"
+    );
+
+    // A day later: the audience has not changed since the last read, so the next run reads
+    // nothing, while the profile of the person who left changes.
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let db = rusqlite::Connection::open(s.home().join("state.sqlite")).unwrap();
+    db.execute("UPDATE sync_marks SET audience_read_at = ?1", [&tomorrow])
+        .unwrap();
+    drop(db);
+    profiles[0].city = "Sibiu".into();
+    s.import(&profiles);
+    s.run_export(0);
+
+    let v = sim.view(&list);
+    assert_eq!(
+        merge(member(&v, &leaving), "CITY"),
+        "Sibiu",
+        "the change was sent"
+    );
+    assert_eq!(member(&v, &leaving).status, Status::Unsubscribed);
+    assert_eq!(
+        sim.counters().compliance_refusals,
+        0,
+        "segsync never asked to resubscribe"
+    );
+}
