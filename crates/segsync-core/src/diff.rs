@@ -3,8 +3,10 @@
 //!
 //! Rules (design.md section 3): new members get the export's `status_if_new`; existing
 //! members keep their status (so unsubscribed, cleaned and archived contacts are never
-//! resubscribed); unchanged members cost nothing; only members this export created or tagged
-//! are ever untagged, archived or unsubscribed.
+//! resubscribed); unchanged members cost nothing; a member that leaves every segment loses
+//! the tags this export put on it, and is archived or unsubscribed (by the removal policy)
+//! only if this export added it: a contact that came from elsewhere (a signup form, another
+//! tool) and was merely tagged is never removed.
 
 use std::collections::HashMap;
 
@@ -56,9 +58,10 @@ pub struct Diff {
     /// Members in the audience whose content changed (or was never sent by this export).
     pub updates: Vec<Upsert>,
     pub tag_changes: Vec<TagChange>,
-    /// Owned members that left every segment, to archive.
+    /// Members this export added that left every segment, to archive.
     pub archives: Vec<(MemberKey, String)>,
-    /// Owned members that left every segment, to unsubscribe (status-only upserts).
+    /// Members this export added that left every segment, to unsubscribe (status-only
+    /// upserts).
     pub unsubscribes: Vec<Upsert>,
     pub skipped: Vec<Skip>,
     /// Desired members that need no write at all.
@@ -142,7 +145,7 @@ pub fn diff(
 
     let mut gone: Vec<(&MemberKey, &SnapshotEntry)> = snapshot
         .iter()
-        .filter(|(k, e)| e.owned && !desired.contains_key(k))
+        .filter(|(k, e)| (e.owned || !e.tags.is_empty()) && !desired.contains_key(k))
         .collect();
     gone.sort_by_key(|(k, _)| **k);
     for (key, entry) in gone {
@@ -155,7 +158,13 @@ pub fn diff(
                 remove: entry.tags,
             });
         }
-        match opts.removal {
+        // Only a member this export added is ever removed from the audience.
+        let removal = if entry.owned {
+            opts.removal
+        } else {
+            RemovalPolicy::Untag
+        };
+        match removal {
             RemovalPolicy::Untag => {}
             RemovalPolicy::Archive => match status {
                 Status::Subscribed | Status::Unsubscribed | Status::Transactional => {

@@ -105,7 +105,8 @@ impl NewStatus {
     }
 }
 
-/// What happens to a member this export added or tagged once it leaves every chosen segment.
+/// What happens to a member once it leaves every chosen segment. Whatever the policy, only a
+/// member this export added is archived or unsubscribed; one it only tagged is untagged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RemovalPolicy {
@@ -187,7 +188,8 @@ pub struct SnapshotEntry {
     pub tags: TagSet,
     /// The status Mailchimp last reported (or that this export's own writes produced).
     pub status: Status,
-    /// The export created or tagged this member: only such members are ever untagged,
-    /// archived or unsubscribed by it.
+    /// The export created this member: only such members are ever archived or unsubscribed
+    /// by it (a member it only tagged loses its tags when it leaves every segment, nothing
+    /// more).
     pub owned: bool,
 }

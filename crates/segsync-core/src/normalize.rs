@@ -16,7 +16,12 @@ pub fn check_email(raw: &str) -> Result<String, String> {
     if email.is_empty() {
         return Err("no email address".into());
     }
-    let invalid = |why: &str| Err(format!("invalid email address \"{}\": {why}", raw.trim()));
+    let invalid = |why: &str| {
+        Err(format!(
+            "invalid email address {}: {why}",
+            shown(raw.trim())
+        ))
+    };
     if email.len() > 254 {
         return invalid("longer than 254 characters");
     }
@@ -51,6 +56,32 @@ pub fn check_email(raw: &str) -> Result<String, String> {
         return invalid("bad top-level domain");
     }
     Ok(email)
+}
+
+/// `"value"` for a reason: control characters escaped (`\n`, `\u{1b}`), so that a reason
+/// stays one printable line, and cut after 100 characters, so that it stays short.
+fn shown(s: &str) -> String {
+    const MAX: usize = 100;
+    let mut out = String::from("\"");
+    let mut chars = s.chars();
+    for c in chars.by_ref().take(MAX) {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    if chars.next().is_some() {
+        out.push('…');
+    }
+    out.push('"');
+    out
 }
 
 /// A Mailchimp merge-field type, as the audience declares it.
@@ -140,8 +171,15 @@ pub fn format_value(spec: &FieldSpec, v: &Value) -> Result<Option<Value>, String
         return Ok(None);
     }
     let shown = || match v {
-        Value::String(s) => format!("\"{s}\""),
-        other => other.to_string(),
+        Value::String(s) => shown(s),
+        // Numbers, booleans, arrays, objects: JSON, which escapes control characters itself.
+        other => {
+            let json = other.to_string();
+            match json.char_indices().nth(100) {
+                Some((at, _)) => format!("{}…", &json[..at]),
+                None => json,
+            }
+        }
     };
     let out = match spec.kind {
         MergeKind::Text | MergeKind::Phone | MergeKind::Zip => Value::String(truncate(
@@ -416,6 +454,28 @@ mod tests {
             check_email("x@@y.ro"),
             Err("invalid email address \"x@@y.ro\": bad local part".into())
         );
+    }
+
+    #[test]
+    fn reasons_show_values_escaped_and_cut() {
+        assert_eq!(
+            check_email("bad\u{1b}[31m@gmail.com"),
+            Err(
+                "invalid email address \"bad\\u{1b}[31m@gmail.com\": contains spaces or control characters"
+                    .into()
+            )
+        );
+        let long = format!("{}@gmail.com", "a".repeat(300));
+        let reason = check_email(&long).unwrap_err();
+        assert!(
+            reason.contains(&format!("\"{}…\"", "a".repeat(100))),
+            "{reason}"
+        );
+        let n = spec("LTV", MergeKind::Number);
+        let reason = format_value(&n, &json!("x".repeat(5000))).unwrap_err();
+        assert_eq!(reason, format!("\"{}…\" is not a number", "x".repeat(100)));
+        let reason = format_value(&n, &json!({ "a": "line\nbreak" })).unwrap_err();
+        assert_eq!(reason, "{\"a\":\"line\\nbreak\"} is not a number");
     }
 
     fn spec(tag: &str, kind: MergeKind) -> FieldSpec {

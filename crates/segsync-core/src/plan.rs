@@ -199,7 +199,8 @@ pub fn acknowledge_upsert(
     e.owned |= created;
 }
 
-/// A tag added to (or removed from) a member; a member the export tagged is its own.
+/// A tag added to (or removed from) a member. Tagging does not make a member the export's
+/// own: only a member it created is ever archived or unsubscribed by it.
 pub fn acknowledge_tag(
     snapshot: &mut HashMap<MemberKey, SnapshotEntry>,
     key: MemberKey,
@@ -217,7 +218,6 @@ pub fn acknowledge_tag(
     });
     if added {
         e.tags = e.tags.with(tag);
-        e.owned = true;
     } else {
         e.tags = e.tags.minus(TagSet::default().with(tag));
     }

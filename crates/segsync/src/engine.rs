@@ -6,7 +6,11 @@
 //! Crash safety comes from the order of things: the snapshot only moves for what Mailchimp
 //! acknowledged, creates are sent with `update_existing: false` (a member created by a request
 //! whose answer was lost comes back as "exists" and is then updated, never duplicated), and a
-//! new run recomputes the diff from the snapshot, so it sends exactly what is left.
+//! new run recomputes the diff from the snapshot, so it sends exactly what is left. Creates
+//! are recorded as intents before they are sent, so that the members a killed run created
+//! without checkpointing them are still known as the export's own (only those are ever
+//! archived or unsubscribed by it). `SEGSYNC_CRASH_AFTER_ACK` is a test hook (see
+//! [`CRASH_AFTER_ACK_ENV`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -354,10 +358,28 @@ pub async fn prepare(
         .filter_map(|m| MemberKey::from_hex(&m.hash).map(|k| (k, to_status(&m.status))))
         .collect();
 
+    // Members a run created without living to checkpoint them (killed between Mailchimp's
+    // write and the answer): the audience shows them now, and their intent says they are
+    // this export's own. Their content is sent again (fingerprint unknown).
+    let mut adopted: Vec<(MemberKey, SnapshotEntry)> = Vec::new();
+    for (k, email) in state.create_intents(&export.name)? {
+        if let (None, Some(status)) = (snapshot.get(&k), audience.get(&k)) {
+            let e = SnapshotEntry {
+                email,
+                fingerprint: None,
+                tags: TagSet::default(),
+                status: *status,
+                owned: true,
+            };
+            snapshot.insert(k, e.clone());
+            adopted.push((k, e));
+        }
+    }
+
     // What the audience said is true now: keep it, so that a member who unsubscribed in
     // Mailchimp is never sent back as subscribed by a later run, even one that does not
     // read that change again.
-    let learned: Vec<(MemberKey, SnapshotEntry)> = audience
+    let mut learned: Vec<(MemberKey, SnapshotEntry)> = audience
         .iter()
         .filter_map(|(k, s)| {
             let e = snapshot.get_mut(k)?;
@@ -367,6 +389,7 @@ pub async fn prepare(
             })
         })
         .collect();
+    learned.extend(adopted);
     state.save_snapshot(&export.name, &learned)?;
     let mut d = diff(
         &desired,
@@ -532,10 +555,23 @@ pub async fn execute(
             .cloned()
             .unwrap_or_default()
     };
-    let mut queue: Vec<Vec<Op>> = phases;
+    // Each phase with its round: requests that failed transiently after all their retries
+    // (Mailchimp having a bad minute) go again in a later round, up to REQUEUE_ROUNDS times,
+    // before their members are reported as not sent.
+    let mut queue: Vec<(Vec<Op>, u32)> = phases.into_iter().map(|p| (p, 0)).collect();
     let mut phase_index = 0;
+    // Members of re-queued creates: an earlier attempt may have created them.
+    let mut maybe_applied: HashSet<MemberKey> = HashSet::new();
+    let crash_after_ack = crash_after_ack();
+    // Every member this run creates changed after this (prepare's read, minus a margin).
+    let changed_since = p.audience_read_at;
+    let mut answered: u64 = 0;
+    // Members a replayed create made (its first attempt was applied, its answer lost): they
+    // count as created, and the update that follows (sent to be safe) not as an update.
+    let mut created_by_replay: HashSet<MemberKey> = HashSet::new();
     while phase_index < queue.len() {
-        let ops: Vec<Op> = std::mem::take(&mut queue[phase_index])
+        let (ops, round) = std::mem::take(&mut queue[phase_index]);
+        let ops: Vec<Op> = ops
             .into_iter()
             .filter_map(|op| match op {
                 // Members whose upsert failed are not in the audience: leave them out of tags.
@@ -559,7 +595,24 @@ pub async fn execute(
         if !ops.is_empty() {
             progress.phase(name, total);
         }
+        let creating: Vec<(MemberKey, &str)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Upsert {
+                    update_existing: false,
+                    items,
+                } => Some(items),
+                _ => None,
+            })
+            .flatten()
+            .map(|u| (u.key, u.email.as_str()))
+            .collect();
+        if !creating.is_empty() {
+            state.record_create_intents(&export.name, &creating)?;
+        }
+        drop(creating);
         let mut exists_again: Vec<Upsert> = Vec::new();
+        let mut requeue: Vec<Op> = Vec::new();
         let requests = stream::iter(ops.into_iter().map(|op| {
             let client = client.clone();
             let list_id = list_id.clone();
@@ -619,7 +672,12 @@ pub async fn execute(
         .buffer_unordered(export_in_flight(&client));
         tokio::pin!(requests);
         while let Some(done) = requests.next().await {
+            answered += 1;
+            if crash_after_ack == Some(answered) {
+                crash_now();
+            }
             let mut touched: Vec<MemberKey> = Vec::new();
+            let mut not_ours: Vec<MemberKey> = Vec::new();
             let mut new_errors: Vec<RecordError> = Vec::new();
             let advanced: u64;
             match done {
@@ -644,6 +702,8 @@ pub async fn execute(
                                     touched.push(u.key);
                                     if a.created {
                                         counts.created += 1;
+                                    } else if created_by_replay.remove(&u.key) {
+                                        // Counted when its create was found applied.
                                     } else if u.merge.is_none() {
                                         counts.unsubscribed += 1;
                                     } else {
@@ -655,11 +715,17 @@ pub async fn execute(
                                 let email = f.email.to_lowercase();
                                 match by_email.get(&email) {
                                     Some(u) if creates && f.contact_exists => {
+                                        let replayed =
+                                            outcome.replayed || maybe_applied.contains(&u.key);
                                         // On the audience after all (added meanwhile, or by
                                         // a request of ours whose answer was lost): update it
                                         // with its own status.
                                         let u = (*u).clone();
-                                        if outcome.replayed {
+                                        if !replayed {
+                                            not_ours.push(u.key);
+                                        } else {
+                                            counts.created += 1;
+                                            created_by_replay.insert(u.key);
                                             snapshot.entry(u.key).or_insert_with(|| {
                                                 SnapshotEntry {
                                                     email: u.email.clone(),
@@ -708,6 +774,16 @@ pub async fn execute(
                                     reason: "Mailchimp's answer did not mention this member; it will be sent again on the next run".into(),
                                 });
                             }
+                        }
+                        Err(e) if e.is_retryable() && round < REQUEUE_ROUNDS => {
+                            tracing::debug!(error = %e, round, "batch upsert re-queued");
+                            if creates {
+                                maybe_applied.extend(items.iter().map(|u| u.key));
+                            }
+                            requeue.push(Op::Upsert {
+                                update_existing: !creates,
+                                items,
+                            });
                         }
                         Err(e) => {
                             if matches!(e, mailchimp::Error::CredentialRejected) {
@@ -762,6 +838,10 @@ pub async fn execute(
                                 counts.untagged += 1;
                             }
                         }
+                        Err(e) if e.is_retryable() && round < REQUEUE_ROUNDS => {
+                            tracing::debug!(error = %e, round, "tag update re-queued");
+                            requeue.push(Op::Tag { tag, add, remove });
+                        }
                         Err(e) => {
                             if matches!(e, mailchimp::Error::CredentialRejected) {
                                 return Err(e.into());
@@ -815,15 +895,57 @@ pub async fn execute(
                 .filter_map(|k| snapshot.get(k).map(|e| (*k, e.clone())))
                 .collect();
             state.save_snapshot(&export.name, &entries)?;
+            if !not_ours.is_empty() {
+                state.forget_create_intents(&export.name, &not_ours)?;
+            }
             counts.failed += new_errors.len() as u64;
             state.add_run_errors(run_id, &new_errors)?;
             errors.extend(new_errors);
             progress.advance(advanced);
         }
 
-        // Members that turned out to exist: learn each one's status, then update it.
-        if !exists_again.is_empty() {
-            let statuses = stream::iter(exists_again.into_iter().map(|u| {
+        if !requeue.is_empty() {
+            queue.insert(phase_index + 1, (requeue, round + 1));
+        }
+
+        // Members that turned out to exist: learn each one's status, then update it. Many
+        // of them (batches replayed after a lost answer) are learned from one read of the
+        // audience's changes since this run began; the others one by one.
+        let mut retry = Vec::new();
+        let mut learned: Vec<(Upsert, Option<Status>)> = Vec::new();
+        if exists_again.len() > MANY_TO_LOOK_UP {
+            match client.members(&list_id, Some(changed_since)).await {
+                Ok(recent) => {
+                    let now: HashMap<MemberKey, Status> = recent
+                        .iter()
+                        .filter_map(|m| {
+                            MemberKey::from_hex(&m.hash).map(|k| (k, to_status(&m.status)))
+                        })
+                        .collect();
+                    let (found, rest): (Vec<Upsert>, Vec<Upsert>) =
+                        std::mem::take(&mut exists_again)
+                            .into_iter()
+                            .partition(|u| now.contains_key(&u.key));
+                    learned.extend(found.into_iter().map(|u| {
+                        let status = now[&u.key];
+                        (u, Some(status))
+                    }));
+                    exists_again = rest;
+                }
+                Err(mailchimp::Error::CredentialRejected) => {
+                    return Err(mailchimp::Error::CredentialRejected.into())
+                }
+                // Asked one by one instead.
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading the audience's recent changes failed")
+                }
+            }
+        }
+        let mut lookup_round = 0;
+        while !exists_again.is_empty() {
+            let last = lookup_round == REQUEUE_ROUNDS;
+            lookup_round += 1;
+            let statuses = stream::iter(std::mem::take(&mut exists_again).into_iter().map(|u| {
                 let client = client.clone();
                 let list_id = list_id.clone();
                 async move {
@@ -831,55 +953,65 @@ pub async fn execute(
                     (u, m)
                 }
             }))
-            .buffer_unordered(export_in_flight(&client))
-            .collect::<Vec<_>>()
-            .await;
-            let mut retry = Vec::new();
-            for (mut u, m) in statuses {
+            .buffer_unordered(export_in_flight(&client));
+            tokio::pin!(statuses);
+            while let Some((u, m)) = statuses.next().await {
                 match m {
-                    Ok(Some(state_now)) if to_status(&state_now.status) != Status::Archived => {
-                        u.status = to_status(&state_now.status);
-                        retry.push(u);
+                    Err(mailchimp::Error::CredentialRejected) => {
+                        return Err(mailchimp::Error::CredentialRejected.into())
                     }
-                    Ok(Some(_)) => {
-                        failed_emails.insert(u.email.clone());
-                        let e = RecordError {
-                            profile_key: key_of(&u.email),
-                            email: u.email.clone(),
-                            reason: "archived in Mailchimp: not brought back".into(),
-                        };
-                        state.add_run_errors(run_id, std::slice::from_ref(&e))?;
-                        counts.skipped += 1;
-                    }
-                    Ok(None) | Err(_) => {
-                        failed_emails.insert(u.email.clone());
-                        let e = RecordError {
-                            profile_key: key_of(&u.email),
-                            email: u.email.clone(),
-                            reason: "Mailchimp said the member exists but could not return it"
-                                .into(),
-                        };
-                        state.add_run_errors(run_id, std::slice::from_ref(&e))?;
-                        counts.failed += 1;
-                        errors.push(e);
-                    }
+                    // Asked again in the next round.
+                    Err(e) if e.is_retryable() && !last => exists_again.push(u),
+                    Ok(Some(m)) => learned.push((u, Some(to_status(&m.status)))),
+                    Ok(None) | Err(_) => learned.push((u, None)),
                 }
             }
-            if !retry.is_empty() {
-                let ops: Vec<Op> = retry
-                    .chunks(segsync_core::BATCH)
-                    .map(|c| Op::Upsert {
-                        update_existing: true,
-                        items: c.to_vec(),
-                    })
-                    .collect();
-                queue.insert(phase_index + 1, ops);
+        }
+        for (mut u, status) in learned {
+            match status {
+                Some(Status::Archived) => {
+                    failed_emails.insert(u.email.clone());
+                    let e = RecordError {
+                        profile_key: key_of(&u.email),
+                        email: u.email.clone(),
+                        reason: "archived in Mailchimp: not brought back".into(),
+                    };
+                    state.add_run_errors(run_id, std::slice::from_ref(&e))?;
+                    counts.skipped += 1;
+                }
+                Some(status) => {
+                    u.status = status;
+                    retry.push(u);
+                }
+                None => {
+                    failed_emails.insert(u.email.clone());
+                    let e = RecordError {
+                        profile_key: key_of(&u.email),
+                        email: u.email.clone(),
+                        reason: "Mailchimp said the member exists but could not return it".into(),
+                    };
+                    state.add_run_errors(run_id, std::slice::from_ref(&e))?;
+                    counts.failed += 1;
+                    errors.push(e);
+                }
             }
+        }
+        if !retry.is_empty() {
+            let ops: Vec<Op> = retry
+                .chunks(segsync_core::BATCH)
+                .map(|c| Op::Upsert {
+                    update_existing: true,
+                    items: c.to_vec(),
+                })
+                .collect();
+            queue.insert(phase_index + 1, (ops, 0));
         }
         state.update_run_counts(run_id, &counts)?;
         phase_index += 1;
     }
 
+    // Every create was answered (acknowledged, or refused): the intents are spent.
+    state.clear_create_intents(&export.name)?;
     let stats = client.stats().snapshot();
     counts.requests = stats.requests_sent;
     counts.retries = stats.retries.total();
@@ -931,6 +1063,34 @@ fn acknowledge_forgotten(snapshot: &mut HashMap<MemberKey, SnapshotEntry>, u: &U
     e.fingerprint = None;
     e.tags = TagSet::default();
 }
+
+/// The test hook `SEGSYNC_CRASH_AFTER_ACK=N`: inert unless the variable is set. When it is,
+/// the process kills itself (SIGKILL; abort elsewhere) right after the Nth answered request of
+/// the run's send phases, before that answer is checkpointed: the one moment a crash is most
+/// likely to lose or duplicate work. Used by the crash torture (`tests/cli_e2e/torture.rs`,
+/// `examples/torture.rs`); no user has a reason to set it.
+pub const CRASH_AFTER_ACK_ENV: &str = "SEGSYNC_CRASH_AFTER_ACK";
+
+fn crash_after_ack() -> Option<u64> {
+    std::env::var(CRASH_AFTER_ACK_ENV).ok()?.trim().parse().ok()
+}
+
+fn crash_now() -> ! {
+    #[cfg(unix)]
+    // SAFETY: kill(2) on our own pid; it does not return.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    std::process::abort()
+}
+
+/// Above this many members met again ("exists") in a phase, their statuses are read from
+/// the audience's recent changes (a few pages) rather than asked one by one.
+const MANY_TO_LOOK_UP: usize = 10;
+
+/// How many more times a request that failed transiently after all its retries is sent
+/// (after the other requests of its phase) before its members are reported as not sent.
+const REQUEUE_ROUNDS: u32 = 2;
 
 fn export_in_flight(client: &Client) -> usize {
     client.max_in_flight().max(1)

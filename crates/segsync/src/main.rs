@@ -1,5 +1,7 @@
 //! `segsync`: parse, dispatch, map the outcome to an exit code (see `cli` for the codes).
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 #[tokio::main]
@@ -7,6 +9,9 @@ async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("SEGSYNC_LOG"))
         .with_writer(std::io::stderr)
+        // Colours on a terminal only: a log kept in a file or piped to a collector stays
+        // plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = segsync::cli::Cli::parse();
     let code = match segsync::cli::main(cli).await {

@@ -69,6 +69,12 @@ CREATE TABLE IF NOT EXISTS snapshot (
     owned INTEGER NOT NULL,
     PRIMARY KEY (export, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS create_intents (
+    export TEXT NOT NULL,
+    key BLOB NOT NULL,
+    email TEXT NOT NULL,
+    PRIMARY KEY (export, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sync_marks (
     export TEXT PRIMARY KEY,
     audience_read_at TEXT NOT NULL
@@ -470,6 +476,7 @@ impl StateStore {
         tx.execute("DELETE FROM snapshot WHERE export = ?1", [name])?;
         tx.execute("DELETE FROM export_tags WHERE export = ?1", [name])?;
         tx.execute("DELETE FROM sync_marks WHERE export = ?1", [name])?;
+        tx.execute("DELETE FROM create_intents WHERE export = ?1", [name])?;
         tx.commit()?;
         Ok(())
     }
@@ -584,6 +591,71 @@ impl StateStore {
             }
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    // --- create intents: members a run is about to create ---
+    //
+    // Written before a run sends its creates, cleared when the run ends. If the process dies
+    // after Mailchimp created a member but before the answer was checkpointed, the next run
+    // finds the member in the audience and, through its intent, knows this export added it
+    // (so that `--removal archive|unsubscribe` may one day remove it, as if nothing had
+    // crashed), instead of taking it for a contact from elsewhere.
+
+    /// Records that the export is about to create these members (key, address).
+    pub fn record_create_intents(
+        &mut self,
+        export: &str,
+        members: &[(MemberKey, &str)],
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO create_intents (export, key, email) VALUES (?1, ?2, ?3)",
+            )?;
+            for (k, email) in members {
+                st.execute(params![export, &k.0[..], email])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Members a run of the export meant to create, and did not see through (key, address).
+    pub fn create_intents(&self, export: &str) -> Result<Vec<(MemberKey, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT key, email FROM create_intents WHERE export = ?1")?;
+        let mut rows = st.query([export])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let key: Vec<u8> = r.get(0)?;
+            let key: [u8; 16] = key
+                .try_into()
+                .map_err(|_| StateError::Corrupt("create intent key".into()))?;
+            out.push((MemberKey(key), r.get(1)?));
+        }
+        Ok(out)
+    }
+
+    /// Drops the intents of members found to exist already, added by someone else: not the
+    /// export's own, whatever happens next.
+    pub fn forget_create_intents(&mut self, export: &str, keys: &[MemberKey]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st =
+                tx.prepare_cached("DELETE FROM create_intents WHERE export = ?1 AND key = ?2")?;
+            for k in keys {
+                st.execute(params![export, &k.0[..]])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn clear_create_intents(&self, export: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM create_intents WHERE export = ?1", [export])?;
         Ok(())
     }
 

@@ -801,7 +801,34 @@ fn csv_unbalanced_quote() {
     assert_eq!(
         import_error(&store, &file, "id"),
         format!(
-            "{}:3: expected 3 fields, found 2 (the record runs from line 3 to line 6: an unbalanced quote?)",
+            "{}:3: column \"name\": unbalanced quote: the quoted field that starts on this line is never closed (it would run to the end of the file, line 5)",
+            file.display()
+        )
+    );
+    // A quote closed further down: the record spans lines and has the wrong number of fields.
+    let file = write(
+        &dir,
+        "late-quote.csv",
+        "id,name,city\nC1,Ana,Cluj\nC2,\"Ion,Iasi\nC3,Zoe\",Arad,X\nC4,Dan,Brasov\n",
+    );
+    assert_eq!(
+        import_error(&store, &file, "id"),
+        format!(
+            "{}:3: expected 3 fields, found 4 (the record runs from line 3 to line 4: an unbalanced quote?)",
+            file.display()
+        )
+    );
+    // The last record's quote left open, with as many fields as the header: refused, not
+    // imported with the rest of the file in one field.
+    let file = write(
+        &dir,
+        "eof-quote.csv",
+        "id,name,city\nC1,Ana,Cluj\nC2,Ion,\"Iasi\nC3,Zoe,Arad\n",
+    );
+    assert_eq!(
+        import_error(&store, &file, "id"),
+        format!(
+            "{}:3: column \"city\": unbalanced quote: the quoted field that starts on this line is never closed (it would run to the end of the file, line 4)",
             file.display()
         )
     );

@@ -279,7 +279,7 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
         export: "newsletter".into(),
         json: false,
         max_in_flight: 10,
-        timeout: 30,
+        timeout: 30.0,
         quiet: false,
     };
     title("segsync run newsletter");

@@ -230,9 +230,9 @@ pub struct RunArgs {
     /// Requests in flight (Mailchimp allows 10 per user).
     #[arg(long, default_value_t = 10)]
     pub max_in_flight: usize,
-    /// Seconds before a Mailchimp request times out.
-    #[arg(long, default_value_t = 120)]
-    pub timeout: u64,
+    /// Seconds before a Mailchimp request times out (fractions allowed: 0.5).
+    #[arg(long, default_value_t = 120.0, value_parser = positive_seconds)]
+    pub timeout: f64,
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,
@@ -249,6 +249,21 @@ pub struct RunsArgs {
     pub json: bool,
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+}
+
+/// A number of seconds above zero (`120`, `0.5`), no more than a day.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a number of seconds"))?;
+    if (0.001..=86_400.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{s} seconds: give at least 0.001 and at most 86400"
+        ))
+    }
 }
 
 /// A failure with its exit code.
@@ -353,15 +368,16 @@ fn segments(home: &Home, cmd: SegmentsCmd) -> Result<i32, Failure> {
     let state = home.state()?;
     match cmd {
         SegmentsCmd::Add { name, predicate } => {
-            if name.trim().is_empty() {
-                return Err(usage(anyhow!("a segment needs a name")));
-            }
+            check_name("segment", &name)?;
             let store = home.profiles()?;
-            store
-                .check_predicate(&predicate)
-                .map_err(|e| usage(anyhow!("segment \"{name}\" refused: {e}")))?;
+            // Checked, then counted, and only then saved: a predicate that fails or runs
+            // out of time while counting is refused and leaves nothing behind.
+            let refused = |e: crate::profiles::PredicateError| {
+                usage(anyhow!("segment \"{name}\" refused: {e}"))
+            };
+            store.check_predicate(&predicate).map_err(refused)?;
+            let p = store.preview(&predicate, 0).map_err(refused)?;
             state.add_segment(&name, &predicate).map_err(usage)?;
-            let p = store.preview(&predicate, 0).map_err(usage)?;
             println!("segment \"{name}\" added: {} profiles match", p.count);
         }
         SegmentsCmd::List => {
@@ -425,6 +441,10 @@ async fn connection(home: &Home, cmd: ConnectionCmd) -> Result<i32, Failure> {
     let state = home.state()?;
     match cmd {
         ConnectionCmd::Add(args) => {
+            check_name("connection", &args.name)?;
+            if let Some(d) = &args.display_name {
+                check_name("display", d)?;
+            }
             if !args.accept_privacy_terms {
                 return Err(usage(anyhow!("{PRIVACY_STATEMENT}\n\nTo agree, add the connection again with --accept-privacy-terms.")));
             }
@@ -515,6 +535,51 @@ async fn connection(home: &Home, cmd: ConnectionCmd) -> Result<i32, Failure> {
     Ok(EXIT_OK)
 }
 
+/// Refuses a name (of a segment, export, connection or tag) that is empty, longer than 100
+/// characters, padded with spaces, or holds a control character (a newline, an escape
+/// sequence that would play tricks on a terminal): such names are mistakes or attacks.
+fn check_name(what: &str, name: &str) -> Result<(), Failure> {
+    let bad = |why: String| Err(usage(anyhow!("{what} name {name:?} refused: {why}")));
+    if name.trim().is_empty() {
+        return Err(usage(anyhow!("a {what} name cannot be empty")));
+    }
+    if let Some((i, c)) = name.chars().enumerate().find(|(_, c)| c.is_control()) {
+        return bad(format!(
+            "it holds a control character (U+{:04X} at character {})",
+            c as u32,
+            i + 1
+        ));
+    }
+    if name.trim() != name {
+        return bad("it starts or ends with a space".into());
+    }
+    let n = name.chars().count();
+    if n > 100 {
+        return bad(format!("it is {n} characters long (at most 100)"));
+    }
+    Ok(())
+}
+
+/// A value from the data (an address, a key, a reason) as one printable line for a terminal:
+/// control characters escaped (`\n`, `\u{1b}`), cut after 200 characters. `--csv` and
+/// `--json` give the values as they are.
+fn printable(s: &str) -> String {
+    const MAX: usize = 200;
+    let mut out = String::with_capacity(s.len().min(MAX + 8));
+    let mut chars = s.chars();
+    for c in chars.by_ref().take(MAX) {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    if chars.next().is_some() {
+        out.push('…');
+    }
+    out
+}
+
 fn pair(s: &str, what: &str) -> Result<(String, String), Failure> {
     s.split_once('=')
         .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
@@ -526,6 +591,7 @@ async fn export(home: &Home, cmd: ExportCmd) -> Result<i32, Failure> {
     let mut state = home.state()?;
     match cmd {
         ExportCmd::Add(a) => {
+            check_name("export", &a.name)?;
             let mut fields = Vec::new();
             if let Some(c) = &a.first_name {
                 fields.push(FieldMap {
@@ -554,7 +620,9 @@ async fn export(home: &Home, cmd: ExportCmd) -> Result<i32, Failure> {
             }
             let mut tag_names: Vec<(String, String)> = Vec::new();
             for t in &a.tags {
-                tag_names.push(pair(t, "--tag")?);
+                let (segment, tag) = pair(t, "--tag")?;
+                check_name("tag", &tag)?;
+                tag_names.push((segment, tag));
             }
             let mut segments = Vec::new();
             for s in &a.segments {
@@ -574,6 +642,8 @@ async fn export(home: &Home, cmd: ExportCmd) -> Result<i32, Failure> {
                     "--tag {seg}=...: {seg} is not one of the export's --segment"
                 )));
             }
+            // The connection must exist (the client, below, would call it removed).
+            state.connection(&a.connection).map_err(usage)?;
             // Every mapped column must exist in the profiles.
             let columns = home.profiles()?.columns()?;
             let known = |c: &str| columns.iter().any(|x| x.name == c);
@@ -726,13 +796,22 @@ async fn plan(home: &Home, args: PlanArgs) -> Result<i32, Failure> {
         );
     }
     for e in report.refused.iter().take(20) {
-        println!("  refused {} ({}): {}", e.email, e.profile_key, e.reason);
+        println!(
+            "  refused {} ({}): {}",
+            printable(&e.email),
+            printable(&e.profile_key),
+            printable(&e.reason)
+        );
     }
     if report.refused.len() > 20 {
         println!("  ... and {} more refused", report.refused.len() - 20);
     }
     for e in report.skipped.iter().take(10) {
-        println!("  skipped {}: {}", e.email, e.reason);
+        println!(
+            "  skipped {}: {}",
+            printable(&e.email),
+            printable(&e.reason)
+        );
     }
     Ok(EXIT_OK)
 }
@@ -760,7 +839,7 @@ async fn run(home: &Home, args: RunArgs) -> Result<i32, Failure> {
     let settings = RunSettings {
         trigger: "manual".into(),
         max_in_flight: args.max_in_flight.max(1),
-        timeout: Duration::from_secs(args.timeout.max(1)),
+        timeout: Duration::from_secs_f64(args.timeout),
         ..Default::default()
     };
     let progress = progress::for_terminal(args.quiet || args.json);
@@ -787,12 +866,12 @@ async fn run(home: &Home, args: RunArgs) -> Result<i32, Failure> {
         for e in &report.errors_sample {
             println!(
                 "  not sent {}: {}",
-                if e.email.is_empty() {
+                printable(if e.email.is_empty() {
                     &e.profile_key
                 } else {
                     &e.email
-                },
-                e.reason
+                }),
+                printable(&e.reason)
             );
         }
         if report.counts.refused + report.counts.failed > report.errors_sample.len() as u64 {
@@ -847,7 +926,12 @@ fn runs(home: &Home, args: RunsArgs) -> Result<i32, Failure> {
             }
             let errors = state.run_errors(r.id)?;
             for e in errors.iter().take(20) {
-                println!("  not sent {} ({}): {}", e.email, e.profile_key, e.reason);
+                println!(
+                    "  not sent {} ({}): {}",
+                    printable(&e.email),
+                    printable(&e.profile_key),
+                    printable(&e.reason)
+                );
             }
             if errors.len() > 20 {
                 println!(
@@ -877,7 +961,12 @@ fn runs(home: &Home, args: RunsArgs) -> Result<i32, Failure> {
                 );
             } else {
                 for e in &errors {
-                    println!("{}\t{}\t{}", e.profile_key, e.email, e.reason);
+                    println!(
+                        "{}\t{}\t{}",
+                        printable(&e.profile_key),
+                        printable(&e.email),
+                        printable(&e.reason)
+                    );
                 }
             }
         }

@@ -131,6 +131,14 @@ fn store_rows(file: &Path, schema: &Schema, loader: &mut Loader<'_>) -> Result<(
                     format!("duplicate key {} (first {})", quoted(&key), first.phrase()),
                 ))
             }
+            Err(RowError::Nul { column }) => {
+                return Err(ImportError::input(
+                    file,
+                    Some(Location::Line(line)),
+                    Some(&schema.columns[column].name),
+                    load::NUL_MESSAGE,
+                ))
+            }
             Err(RowError::Sql(e)) => return Err(loader_failed(file, line, e)),
         }
     }
@@ -179,6 +187,8 @@ struct Input<'f> {
     record: ByteRecord,
     /// Number of fields of the header.
     width: usize,
+    /// The header's column names, once read.
+    names: Vec<String>,
 }
 
 impl<'f> Input<'f> {
@@ -195,6 +205,7 @@ impl<'f> Input<'f> {
                 inner: f,
                 read: 0,
                 record_start: record_start.clone(),
+                quotes: QuoteTracker::default(),
             });
         Ok(Input {
             file,
@@ -202,6 +213,7 @@ impl<'f> Input<'f> {
             record_start,
             record: ByteRecord::new(),
             width: 0,
+            names: Vec::new(),
         })
     }
 
@@ -235,6 +247,31 @@ impl<'f> Input<'f> {
                     ),
                 )
             }
+            csv::ErrorKind::Io(io)
+                if io
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<UnclosedQuote>())
+                    .is_some() =>
+            {
+                let open = io
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<UnclosedQuote>())
+                    .expect("checked above");
+                let column = self.names.get(open.field).map(String::as_str);
+                let field = match column {
+                    Some(_) => "field".to_string(),
+                    None => format!("field {}", open.field + 1),
+                };
+                ImportError::input(
+                    self.file,
+                    Some(Location::Line(open.line)),
+                    column,
+                    format!(
+                        "unbalanced quote: the quoted {field} that starts on this line is never closed (it would run to the end of the file, line {})",
+                        open.last_line
+                    ),
+                )
+            }
             csv::ErrorKind::Io(source) => ImportError::Io {
                 file: self.file.to_path_buf(),
                 source,
@@ -265,10 +302,14 @@ impl<'f> Input<'f> {
             } else {
                 raw
             };
+            let at = Some(Location::Line(line));
+            if i == 0 && (raw.starts_with(b"\xFF\xFE") || raw.starts_with(b"\xFE\xFF")) {
+                return Err(ImportError::input(self.file, at, None, UTF16));
+            }
             let name = std::str::from_utf8(raw).map_err(|e| {
                 ImportError::input(
                     self.file,
-                    Some(Location::Line(line)),
+                    at,
                     None,
                     format!(
                         "column {} of the header: {}",
@@ -277,7 +318,28 @@ impl<'f> Input<'f> {
                     ),
                 )
             })?;
+            if name.contains('\0') {
+                return Err(ImportError::input(
+                    self.file,
+                    at,
+                    None,
+                    format!(
+                        "column {} of the header holds NUL bytes: is the file UTF-16? It must be UTF-8",
+                        i + 1
+                    ),
+                ));
+            }
             names.push(name.to_string());
+        }
+        if let [only] = names.as_slice() {
+            if only.contains('\t') {
+                return Err(ImportError::input(
+                    self.file,
+                    Some(Location::Line(line)),
+                    None,
+                    "the header has a single column holding tabs: the file seems to use tabs as its delimiter, but CSV files must use ','",
+                ));
+            }
         }
         if names.len() == 1 && names[0].is_empty() {
             return Err(ImportError::input(
@@ -289,6 +351,7 @@ impl<'f> Input<'f> {
         }
         check_column_names(self.file, Some(Location::Line(line)), &names)?;
         self.width = names.len();
+        self.names = names.clone();
         Ok(names)
     }
 
@@ -337,6 +400,10 @@ impl<'f> Input<'f> {
     }
 }
 
+/// The message for a file that starts with a UTF-16 byte order mark.
+pub(crate) const UTF16: &str =
+    "the file is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8";
+
 /// "invalid UTF-8 (byte 0xE9 at offset 3 of the value); ..." (`of` names what `raw` is).
 pub(crate) fn utf8_message(raw: &[u8], e: &std::str::Utf8Error, of: &str) -> String {
     let at = e.valid_up_to();
@@ -358,12 +425,105 @@ impl std::fmt::Display for RecordTooLong {
 
 impl std::error::Error for RecordTooLong {}
 
+/// The marker error of a file that ends inside a quoted field: the csv reader would silently
+/// take everything from the opening quote to the end of the file as one field.
+#[derive(Debug)]
+struct UnclosedQuote {
+    /// The line on which the quoted field starts (1-based).
+    line: u64,
+    /// The field's index in its record (0-based).
+    field: usize,
+    /// The last line of the file.
+    last_line: u64,
+}
+
+impl std::fmt::Display for UnclosedQuote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unclosed quote on line {}", self.line)
+    }
+}
+
+impl std::error::Error for UnclosedQuote {}
+
+/// Follows the quoting of the bytes read, as the csv reader (`csv_core`, with its defaults:
+/// `,`, `"`, doubled quotes, CR/LF/CRLF terminators) sees them, to tell at the end of the file
+/// whether a quoted field was left open.
+#[derive(Debug, Default)]
+struct QuoteTracker {
+    state: QuoteState,
+    /// Line being read (0-based count of `\n` seen).
+    newlines: u64,
+    field: usize,
+    open_line: u64,
+    open_field: usize,
+    /// Whether the last byte seen was `\n`.
+    at_line_end: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    #[default]
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A `"` inside a quoted field: the field's end, or the first half of a doubled quote.
+    QuoteInQuoted,
+}
+
+impl QuoteTracker {
+    fn feed(&mut self, bytes: &[u8]) {
+        use QuoteState::*;
+        if let Some(&last) = bytes.last() {
+            self.at_line_end = last == b'\n';
+        }
+        for &b in bytes {
+            self.state = match (self.state, b) {
+                (Quoted, b'"') => QuoteInQuoted,
+                (Quoted, b'\n') => {
+                    self.newlines += 1;
+                    Quoted
+                }
+                (Quoted, _) => Quoted,
+                (QuoteInQuoted, b'"') => Quoted,
+                (FieldStart, b'"') => {
+                    self.open_line = self.newlines + 1;
+                    self.open_field = self.field;
+                    Quoted
+                }
+                (_, b',') => {
+                    self.field += 1;
+                    FieldStart
+                }
+                (_, b'\n' | b'\r') => {
+                    if b == b'\n' {
+                        self.newlines += 1;
+                    }
+                    self.field = 0;
+                    FieldStart
+                }
+                _ => Unquoted,
+            };
+        }
+    }
+
+    /// At the end of the file: the quoted field left open, if any.
+    fn unclosed(&self) -> Option<UnclosedQuote> {
+        (self.state == QuoteState::Quoted).then(|| UnclosedQuote {
+            line: self.open_line,
+            field: self.open_field,
+            last_line: self.newlines + u64::from(!self.at_line_end),
+        })
+    }
+}
+
 /// The file, refusing to deliver more than [`MAX_RECORD_BYTES`] past the current record's
-/// start, so that an unbalanced quote cannot pull the whole file into one field in memory.
+/// start, so that an unbalanced quote cannot pull the whole file into one field in memory,
+/// and refusing to end inside a quoted field.
 struct Guarded {
     inner: File,
     read: u64,
     record_start: Rc<StdCell<u64>>,
+    quotes: QuoteTracker,
 }
 
 impl Read for Guarded {
@@ -372,7 +532,53 @@ impl Read for Guarded {
             return Err(io::Error::new(io::ErrorKind::InvalidData, RecordTooLong));
         }
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if let Some(open) = self.quotes.unclosed() {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, open));
+            }
+        }
+        // The csv reader skips a UTF-8 byte order mark at the start; so does the tracker.
+        let skip = if self.read == 0 && buf[..n].starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
+        self.quotes.feed(&buf[skip..n]);
         self.read += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unclosed(bytes: &[u8]) -> Option<(u64, usize, u64)> {
+        let mut t = QuoteTracker::default();
+        // Fed in small pieces, as reads deliver them.
+        for piece in bytes.chunks(3) {
+            t.feed(piece);
+        }
+        t.unclosed().map(|u| (u.line, u.field, u.last_line))
+    }
+
+    #[test]
+    fn quote_tracker_follows_the_csv_reader() {
+        for ok in [
+            &b"a,b\n1,2\n"[..],
+            b"a,b\r\n\"x, y\",\"say \"\"hi\"\"\"\r\n",
+            b"a,b\n\"multi\nline\",2\n",
+            b"a,b\n5'11\",x\n",     // a quote inside an unquoted field is literal
+            b"a,b\n\"q\"after,x\n", // text after a closing quote joins the field
+            b"a,b\n\"\",\"\"\n",    // empty quoted fields
+            b"a,b\n1,\"2\"",        // no newline at the end
+            b"",
+        ] {
+            assert_eq!(unclosed(ok), None, "{:?}", String::from_utf8_lossy(ok));
+        }
+        assert_eq!(unclosed(b"a,b\n1,\"2\n3,4\n"), Some((2, 1, 3)));
+        assert_eq!(unclosed(b"a,b\n1,2\n\"x"), Some((3, 0, 3)));
+        assert_eq!(unclosed(b"a,b\n1,\"say \"\"hi\"\"\n"), Some((2, 1, 2)));
+        assert_eq!(unclosed(b"a,b\r\n1,\"2\r\n3,4"), Some((2, 1, 3)));
     }
 }

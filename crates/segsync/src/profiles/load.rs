@@ -46,9 +46,21 @@ pub(crate) struct Schema {
 
 /// Why one row could not be stored.
 pub(crate) enum RowError {
-    Duplicate { key: String, first: Location },
+    Duplicate {
+        key: String,
+        first: Location,
+    },
+    /// Text holding a NUL character (SQLite's text functions would stop at it): never in a
+    /// real value, nearly always a binary or UTF-16 file.
+    Nul {
+        column: usize,
+    },
     Sql(rusqlite::Error),
 }
+
+/// The message for [`RowError::Nul`].
+pub(crate) const NUL_MESSAGE: &str =
+    "the value holds a NUL character (\\0), which text cannot hold: is the file binary or UTF-16?";
 
 /// Inserts rows into the new table.
 pub(crate) struct Loader<'c> {
@@ -65,6 +77,12 @@ impl Loader<'_> {
     /// Stores one row (`cells` in the schema's column order; the key cell is non-empty text).
     pub fn add(&mut self, location: Location, cells: &[Cell<'_>]) -> Result<(), RowError> {
         debug_assert_eq!(cells.len(), self.ncols);
+        if let Some(column) = cells
+            .iter()
+            .position(|c| matches!(c, Cell::Text(t) if t.as_bytes().contains(&0)))
+        {
+            return Err(RowError::Nul { column });
+        }
         let key = &cells[self.key];
         self.key_put
             .raw_bind_parameter(1, key)

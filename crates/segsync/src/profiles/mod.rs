@@ -26,6 +26,7 @@
 
 mod csv_input;
 mod error;
+mod fuzz;
 mod infer;
 mod load;
 mod ndjson_input;
@@ -33,6 +34,7 @@ mod parquet_input;
 mod predicate;
 
 pub use error::{ImportError, InputError, Location, PredicateError, ProfileError, SelectError};
+pub use fuzz::{fuzz_import, fuzz_predicate, FUZZ_KEY};
 pub use infer::ColumnType;
 
 use error::{list, quoted};

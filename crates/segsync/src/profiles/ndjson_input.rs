@@ -4,11 +4,11 @@
 //! from an object is NULL there. Two streaming passes, as for CSV: the first checks every line
 //! and infers the column types, the second converts and stores.
 
-use super::csv_input::{utf8_message, MAX_RECORD_BYTES};
+use super::csv_input::{utf8_message, MAX_RECORD_BYTES, UTF16};
 use super::error::{quoted, ImportError, Location};
 use super::infer::{self, ColumnType};
 use super::load::{self, Cell, ImportMeta, Loader, RowError, Schema};
-use super::{check_column_names, key_index, Column, Format};
+use super::{key_index, Column, Format};
 use rusqlite::Connection;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
@@ -76,11 +76,23 @@ impl Columns {
                 format!("too many columns (at most {})", load::MAX_COLUMNS),
             ));
         }
-        check_column_names(
-            file,
-            Some(Location::Line(line)),
-            std::slice::from_ref(&name.to_string()),
-        )?;
+        // A key names a column: the rules of check_column_names, said of a key.
+        if name.is_empty() {
+            return Err(ImportError::input(
+                file,
+                Some(Location::Line(line)),
+                None,
+                "an empty key (\"\") cannot name a column",
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(ImportError::input(
+                file,
+                Some(Location::Line(line)),
+                None,
+                format!("key {} contains a control character", quoted(name)),
+            ));
+        }
         self.names.push(name.to_string());
         self.types.push(None);
         self.first_line.push(line);
@@ -153,6 +165,8 @@ fn classify(value: &Value) -> Option<ColumnType> {
         Value::Null => return None,
         Value::Bool(_) => ColumnType::Boolean,
         Value::Number(n) if n.is_i64() => ColumnType::Integer,
+        // An integer too large for 64 bits: an identifier, kept exact as text (as in CSV).
+        Value::Number(n) if n.is_u64() => ColumnType::Text,
         Value::Number(_) => ColumnType::Real,
         Value::String(s) if s.is_empty() => return None,
         Value::String(s) => infer::classify_json_string(s),
@@ -241,6 +255,14 @@ fn store_rows(file: &Path, schema: &Schema, loader: &mut Loader<'_>) -> Result<(
                     Some(Location::Line(line)),
                     Some(key_name),
                     format!("duplicate key {} (first {})", quoted(&key), first.phrase()),
+                ))
+            }
+            Err(RowError::Nul { column }) => {
+                return Err(ImportError::input(
+                    file,
+                    Some(Location::Line(line)),
+                    Some(&schema.columns[column].name),
+                    load::NUL_MESSAGE,
                 ))
             }
             Err(RowError::Sql(e)) => {
@@ -336,6 +358,9 @@ impl<'f> Input<'f> {
             let mut bytes: &[u8] = &self.buf;
             if line == 1 {
                 bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+                if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+                    return Err(err(UTF16.to_string()));
+                }
             }
             let text =
                 std::str::from_utf8(bytes).map_err(|e| err(utf8_message(bytes, &e, "line")))?;

@@ -38,16 +38,19 @@ pub(crate) fn import(
     file: &Path,
     key_column: &str,
 ) -> Result<(u64, Vec<Column>), ImportError> {
-    let f = File::open(file).map_err(|source| ImportError::Io {
+    let io_error = |source| ImportError::Io {
         file: file.to_path_buf(),
         source,
-    })?;
+    };
+    let f = File::open(file).map_err(io_error)?;
+    let file_len = f.metadata().map_err(io_error)?.len();
     // The footer parser may panic on a damaged file: that is an error here, not a crash.
-    let opened = catch_unwind(AssertUnwindSafe(|| SerializedFileReader::new(f)));
-    let reader = match opened {
+    let reader = match quietly(|| SerializedFileReader::new(f)) {
         Ok(Ok(reader)) => Ok(reader),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(panic) => Err(panic_message(&*panic).to_string()),
+        Err(panic) => Err(format!(
+            "the file is damaged (the Parquet reader failed: {panic})"
+        )),
     }
     .map_err(|e| {
         ImportError::input(
@@ -57,6 +60,7 @@ pub(crate) fn import(
             format!("not a readable Parquet file: {e}"),
         )
     })?;
+    check_chunks(file, &reader, file_len)?;
     let (schema, conversions) = read_schema(file, &reader, key_column)?;
     let meta = ImportMeta {
         file,
@@ -64,22 +68,95 @@ pub(crate) fn import(
         key_column,
     };
     let rows = load::replace_profiles(conn, store, &schema, &meta, |loader| {
-        // The record API panics on a few type combinations that `read_schema` refuses first;
-        // this turns anything it missed into an error rather than a crash.
+        // The record API panics on a few type combinations that `read_schema` refuses first,
+        // and on damaged pages (definition levels beyond the schema's, found by fuzzing):
+        // this turns them into an error rather than a crash.
         let mut row = 0u64;
-        match catch_unwind(AssertUnwindSafe(|| {
-            store_rows(file, &reader, &schema, &conversions, loader, &mut row)
-        })) {
-            Ok(result) => result,
-            Err(panic) => Err(ImportError::input(
-                file,
-                Some(Location::Row(row + 1)),
-                None,
-                format!("the Parquet reader failed: {}", panic_message(&*panic)),
-            )),
+        match quietly(|| store_rows(file, &reader, &schema, &conversions, loader, &mut row)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => {
+                return Err(ImportError::input(
+                    file,
+                    Some(Location::Row(row + 1)),
+                    None,
+                    format!("the file is damaged (the Parquet reader failed: {panic})"),
+                ))
+            }
         }
+        // The rows read must be the rows the footer announces: fewer (even none, found by
+        // fuzzing) means damaged row groups, and must not replace the profiles.
+        let announced = reader.metadata().file_metadata().num_rows();
+        if i64::try_from(loader.rows) != Ok(announced) {
+            return Err(ImportError::input(
+                file,
+                None,
+                None,
+                format!(
+                    "the file is damaged: its footer announces {announced} rows, but {} could be read",
+                    loader.rows
+                ),
+            ));
+        }
+        Ok(())
     })?;
     Ok((rows, schema.columns))
+}
+
+/// Runs `f`; a panic in it (the parquet crate asserts on some damaged files) becomes its
+/// message, without the panic hook printing "thread 'main' panicked" and a backtrace on the
+/// user's terminal. Panics elsewhere, and on other threads, are reported as before.
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    thread_local! {
+        static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result.map_err(|panic| panic_message(&*panic).to_string())
+}
+
+/// Refuses column chunks whose byte range is negative or past the end of the file (the
+/// reader would assert on the first, and read garbage or fail late on the second).
+fn check_chunks(
+    file: &Path,
+    reader: &SerializedFileReader<File>,
+    file_len: u64,
+) -> Result<(), ImportError> {
+    let metadata = reader.metadata();
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        for chunk in group.columns() {
+            let start = chunk
+                .dictionary_page_offset()
+                .unwrap_or_else(|| chunk.data_page_offset());
+            let len = chunk.compressed_size();
+            let end = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(len).ok())
+                .and_then(|(s, l)| s.checked_add(l));
+            if end.is_none_or(|end| end > file_len) {
+                return Err(ImportError::input(
+                    file,
+                    None,
+                    Some(&chunk.column_path().string()),
+                    format!(
+                        "not a readable Parquet file: its chunk in row group {} is at byte {start} and {len} bytes long, in a file of {file_len} bytes",
+                        g + 1
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
@@ -283,6 +360,14 @@ fn store_rows(
                     at,
                     Some(key_name),
                     format!("duplicate key {} (first {})", quoted(&key), first.phrase()),
+                ))
+            }
+            Err(RowError::Nul { column }) => {
+                return Err(ImportError::input(
+                    file,
+                    at,
+                    Some(&schema.columns[column].name),
+                    load::NUL_MESSAGE,
                 ))
             }
             Err(RowError::Sql(e)) => {

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 /// SQLite virtual machine steps between two looks at the clock.
 const PROGRESS_STEPS: i32 = 1000;
 
+/// The longest string, blob or row a predicate query may handle (SQLITE_LIMIT_LENGTH).
+const MAX_VALUE_BYTES: i32 = 2 * super::csv_input::MAX_RECORD_BYTES as i32;
+
 /// Checks the predicate's text without SQLite: one expression, not several statements, and
 /// no parenthesis that closes the `WHERE (...)` it is put in.
 pub(crate) fn scan(predicate: &str) -> Result<(), PredicateError> {
@@ -194,8 +197,17 @@ impl Guarded {
         }
     }
 
-    /// Installs the authorizer and the deadline; from here on only predicate queries are prepared.
+    /// Installs the authorizer, the deadline and the size limit; from here on only predicate
+    /// queries are prepared.
     pub(crate) fn guard(&self) {
+        // No string or blob a predicate makes (`randomblob(1e9)`, `zeroblob(...)`) may be
+        // bigger than twice the longest record an import accepts.
+        if let Err(e) = self.conn.set_limit(
+            rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+            MAX_VALUE_BYTES,
+        ) {
+            tracing::warn!(error = %e, "cannot limit the length of values in predicate queries");
+        }
         let denied = self.denied.clone();
         self.conn
             .authorizer(Some(move |ctx: AuthContext<'_>| match allowed(&ctx) {
@@ -218,6 +230,18 @@ impl Guarded {
                 }
             }),
         );
+    }
+
+    /// Compiles a query built around predicates, which must not hold SQL parameters (`?`,
+    /// `?1`, `:name`, `@name`, `$name`): nothing would bind them but the query's own.
+    pub(crate) fn prepare_predicate(&self, sql: &str) -> Result<Statement<'_>, PredicateError> {
+        let stmt = self.prepare(sql)?;
+        if stmt.parameter_count() > 0 {
+            return Err(PredicateError::NotAllowed(
+                "SQL parameters (?, ?1, :name, @name, $name)".to_string(),
+            ));
+        }
+        Ok(stmt)
     }
 
     /// Compiles a query built around predicates.
@@ -320,7 +344,7 @@ pub(crate) fn check(store: &Path, predicate: &str, limit: Duration) -> Result<()
         return Err(PredicateError::NoProfiles);
     }
     g.guard();
-    g.prepare(&format!(
+    g.prepare_predicate(&format!(
         "SELECT 1 FROM {PROFILES_TABLE} WHERE {}",
         wrap(predicate)
     ))?;
@@ -340,7 +364,7 @@ pub(crate) fn preview(
         return Err(PredicateError::NoProfiles);
     }
     g.guard();
-    let mut count = g.prepare(&format!(
+    let mut count = g.prepare_predicate(&format!(
         "SELECT count(*) FROM {PROFILES_TABLE} WHERE {}",
         wrap(predicate)
     ))?;
@@ -428,7 +452,7 @@ where
     g.guard();
     for (index, predicate) in predicates.iter().enumerate() {
         let checked = scan(predicate).and_then(|()| {
-            g.prepare(&format!(
+            g.prepare_predicate(&format!(
                 "SELECT 1 FROM {PROFILES_TABLE} WHERE {}",
                 wrap(predicate)
             ))

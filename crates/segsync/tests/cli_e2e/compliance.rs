@@ -275,3 +275,196 @@ fn a_learned_unsubscribe_is_remembered_by_later_runs() {
         "segsync never asked to resubscribe"
     );
 }
+
+/// The statuses of the listed addresses, in order.
+fn statuses(sim: &Sim, list: &str, emails: &[&str]) -> Vec<Status> {
+    let v = sim.view(list);
+    emails.iter().map(|e| member(&v, e).status).collect()
+}
+
+fn in_romania(id: &str, email: &str, first: &str, city: &str) -> Profile {
+    Profile::new(id, email, first, "Popa", city, "RO", 50.0)
+}
+
+/// Double opt-in: `--status-if-new pending` sends only new members to pending; contacts
+/// already in the audience keep their status whatever it is, through updates; a pending
+/// member who confirms is never sent back to pending.
+#[test]
+fn pending_for_new_members_never_touches_the_status_of_existing_ones() {
+    let sim = Sim::start();
+    let list = sim.new_list("Double opt-in");
+    let s = Session::new(&sim);
+    let (subscribed, unsubscribed, transactional, cleaned) = (
+        "ana.subscribed@gmail.com",
+        "ion.unsubscribed@yahoo.ro",
+        "eva.transactional@outlook.com",
+        "dan.cleaned@web.de",
+    );
+    let (new1, new2) = ("mara.new@proton.me", "radu.new@libero.it");
+    let all = [subscribed, unsubscribed, transactional, cleaned, new1, new2];
+    sim.add_member(&list, subscribed, "subscribed", json!({}), &[]);
+    sim.add_member(&list, unsubscribed, "unsubscribed", json!({}), &[]);
+    sim.add_member(&list, transactional, "transactional", json!({}), &[]);
+    sim.add_member(&list, cleaned, "subscribed", json!({}), &[]);
+    sim.force_status(&list, cleaned, "cleaned");
+    let mut profiles: Vec<Profile> = all
+        .iter()
+        .enumerate()
+        .map(|(i, e)| in_romania(&format!("C{i}"), e, "Ana", "Cluj-Napoca"))
+        .collect();
+    s.setup(&list, &profiles, &["--status-if-new", "pending"]);
+
+    s.run_export(0);
+    use Status::*;
+    assert_eq!(
+        statuses(&sim, &list, &all),
+        [
+            Subscribed,
+            Unsubscribed,
+            Transactional,
+            Cleaned,
+            Pending,
+            Pending
+        ]
+    );
+    assert!(all
+        .iter()
+        .all(|e| member(&sim.view(&list), e).tags == ["romania"]));
+
+    // One new member confirms; then every profile changes, so every member is written.
+    sim.force_status(&list, new1, "subscribed");
+    for p in &mut profiles {
+        p.city = "Brașov".into();
+    }
+    s.import(&profiles);
+    let out = s.run_export(0);
+    assert!(out.stdout.contains("updated 6"), "{}", out.stdout);
+    assert_eq!(
+        statuses(&sim, &list, &all),
+        [
+            Subscribed,
+            Unsubscribed,
+            Transactional,
+            Cleaned,
+            Subscribed,
+            Pending
+        ],
+        "nobody's status changed: existing members keep theirs, the confirmed one stays subscribed"
+    );
+    let v = sim.view(&list);
+    assert!(all.iter().all(|e| merge(member(&v, e), "CITY") == "Brașov"));
+    assert_eq!(sim.counters().compliance_refusals, 0);
+}
+
+/// `--status-if-new transactional` (profiles without marketing consent): new members are
+/// transactional and stay so through updates, and leaving every segment under
+/// `--removal unsubscribe` does not turn a transactional contact into an unsubscribed one.
+#[test]
+fn transactional_members_stay_transactional() {
+    let sim = Sim::start();
+    let list = sim.new_list("Receipts");
+    let s = Session::new(&sim);
+    let (stays, leaves) = ("ana.receipts@gmail.com", "ion.receipts@yahoo.ro");
+    let mut profiles = vec![
+        in_romania("C1", stays, "Ana", "Iași"),
+        in_romania("C2", leaves, "Ion", "Iași"),
+    ];
+    s.setup(
+        &list,
+        &profiles,
+        &[
+            "--status-if-new",
+            "transactional",
+            "--removal",
+            "unsubscribe",
+        ],
+    );
+    s.run_export(0);
+    assert_eq!(
+        statuses(&sim, &list, &[stays, leaves]),
+        [Status::Transactional, Status::Transactional]
+    );
+
+    profiles[0].city = "Sibiu".into();
+    profiles[1].country = "PL".into(); // leaves the only segment
+    s.import(&profiles);
+    s.run_export(0);
+    let v = sim.view(&list);
+    let (a, b) = (member(&v, stays), member(&v, leaves));
+    assert_eq!(
+        (a.status, merge(a, "CITY")),
+        (Status::Transactional, "Sibiu".to_string())
+    );
+    assert_eq!(
+        (b.status, b.tags.is_empty()),
+        (Status::Transactional, true),
+        "untagged, still transactional"
+    );
+    assert_eq!(sim.counters().compliance_refusals, 0);
+}
+
+/// A member segsync added that bounces (cleaned) stays cleaned through later updates and is
+/// not archived when it leaves (Mailchimp cannot archive a cleaned contact: it is only
+/// untagged); an address permanently deleted before segsync ever ran is refused once by
+/// Mailchimp and never asked for again.
+#[test]
+fn cleaned_and_permanently_deleted_contacts_are_never_re_added() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    let (bounces, deleted, other) = (
+        "mihai.bounces@yahoo.ro",
+        "lea.forgotten@orange.fr",
+        "ana.stays@gmail.com",
+    );
+    sim.add_member(&list, deleted, "subscribed", json!({}), &[]);
+    let (code, body) = sim.api(
+        "POST",
+        &format!("/lists/{list}/members/{deleted}/actions/delete-permanent"),
+        None,
+    );
+    assert_eq!(code, 204, "{body}");
+    let mut profiles = vec![
+        in_romania("C1", bounces, "Mihai", "Iași"),
+        in_romania("C2", deleted, "Léa", "Iași"),
+        in_romania("C3", other, "Ana", "Iași"),
+    ];
+    s.setup(&list, &profiles, &["--removal", "archive"]);
+
+    s.run_export(3);
+    assert!(find(&sim.view(&list), deleted).is_none(), "not re-added");
+    assert_eq!(
+        sim.counters().compliance_refusals,
+        1,
+        "Mailchimp refused once"
+    );
+    let errors = s.errors_csv(1);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].2.contains("permanently deleted"), "{errors:?}");
+
+    // The address bounces; its profile changes: it is updated, and stays cleaned.
+    sim.force_status(&list, bounces, "cleaned");
+    for p in &mut profiles {
+        p.city = "Sibiu".into();
+    }
+    s.import(&profiles);
+    s.run_export(0);
+    let v = sim.view(&list);
+    assert_eq!(member(&v, bounces).status, Status::Cleaned);
+    assert_eq!(merge(member(&v, bounces), "CITY"), "Sibiu");
+    assert!(find(&v, deleted).is_none(), "still not re-added");
+
+    // It leaves the segment: untagged only, never archived nor resubscribed.
+    profiles[0].country = "FR".into();
+    s.import(&profiles);
+    s.run_export(0);
+    let v = sim.view(&list);
+    let b = member(&v, bounces);
+    assert_eq!((b.status, b.tags.is_empty()), (Status::Cleaned, true));
+    assert!(find(&v, deleted).is_none());
+    assert_eq!(
+        sim.counters().compliance_refusals,
+        1,
+        "segsync never asked again for the deleted address"
+    );
+}

@@ -19,3 +19,5 @@ mod membership;
 mod records;
 mod resume;
 mod secrets;
+mod soak;
+mod torture;

@@ -315,3 +315,55 @@ fn removal_unsubscribe_unsubscribes_members_that_left_every_segment_and_nobody_e
     s.run_export(0);
     assert_eq!(sim.counters().writes, writes);
 }
+
+/// A contact that joined from elsewhere (a signup form), was in a segment (so the export
+/// tagged it) and then left every segment: under `--removal archive` or `unsubscribe` it only
+/// loses the export's tag. The export did not add it, so it never archives or unsubscribes it.
+#[test]
+fn a_contact_the_export_only_tagged_is_never_archived_or_unsubscribed() {
+    const W: &str = "mara.signup@proton.me"; // from the signup form, in "romania"
+    for removal in ["archive", "unsubscribe"] {
+        let sim = Sim::start();
+        let list = sim.new_list("Newsletter");
+        let s = Session::new(&sim);
+        sim.add_member(
+            &list,
+            W,
+            "subscribed",
+            json!({"FNAME": "Mara"}),
+            &["Website"],
+        );
+        let mut cast = Cast::before();
+        cast.profiles
+            .push(Profile::new("C008", W, "Mara", "Dinu", "Sibiu", "RO", 40.0));
+        s.setup(&list, &cast.profiles, &["--removal", removal]);
+        s.run_export(0);
+        assert_eq!(tags(&sim.view(&list), W), ["Website", "romania"]);
+
+        // W moves abroad (leaves "romania"), and so does B, whom the export added.
+        cast.set(W, |p| p.country = "AT".into());
+        cast.set(B, |p| p.ltv = 50.0);
+        s.import(&cast.profiles);
+        s.run_export(0);
+        let v = sim.view(&list);
+        let w = member(&v, W);
+        assert_eq!(
+            (w.status, w.tags.clone()),
+            (Status::Subscribed, vec!["Website".to_string()]),
+            "--removal {removal}: only the export's tag is taken back"
+        );
+        let b = member(&v, B).status;
+        let want = if removal == "archive" {
+            Status::Archived
+        } else {
+            Status::Unsubscribed
+        };
+        assert_eq!(
+            b, want,
+            "--removal {removal} applies to B, whom the export added"
+        );
+        let run = s.show_json(2);
+        assert_eq!(count(&run, "archived") + count(&run, "unsubscribed"), 1);
+        assert_eq!(sim.counters().compliance_refusals, 0);
+    }
+}

@@ -180,3 +180,64 @@ fn kill_9_mid_run_then_resume_ends_as_an_uninterrupted_run() {
     s.run_export(0);
     assert_eq!(sim.counters().writes, writes);
 }
+
+/// A run that tried to create a contact which turned out to be there already, from
+/// elsewhere, and was killed after updating it (through the engine's test hook, right after
+/// that update's answer, before its checkpoint): the next run does not take that contact for
+/// one the export created, so `--removal archive` never archives it when it leaves.
+#[test]
+fn a_contact_from_elsewhere_met_by_a_killed_run_is_not_taken_for_the_exports_own() {
+    const X: &str = "mara.signup@proton.me";
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    sim.add_member(&list, X, "subscribed", serde_json::json!({}), &["Website"]);
+    let mut profiles = people(20);
+    s.setup(&list, &profiles, &["--removal", "archive"]);
+    s.run_export(0);
+
+    // X's profile arrives; the audience has not changed since the last read (as far as the
+    // next run's `since_last_changed` tells), so the run believes X is new and tries to
+    // create it: Mailchimp says it exists, segsync updates it, and dies right then.
+    let read_at = |when: chrono::DateTime<chrono::Utc>| {
+        let db = rusqlite::Connection::open(s.home().join("state.sqlite")).unwrap();
+        db.execute(
+            "UPDATE sync_marks SET audience_read_at = ?1",
+            [when.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)],
+        )
+        .unwrap();
+    };
+    read_at(chrono::Utc::now() + chrono::Duration::days(1));
+    profiles.push(Profile::new("C9", X, "Mara", "Dinu", "Sibiu", "RO", 40.0));
+    s.import(&profiles);
+    let args = ["run", EXPORT, "--quiet"];
+    let mut c = s.command(&args);
+    c.env("SEGSYNC_CRASH_AFTER_ACK", "2"); // the create ("exists"), then the update
+    let killed = s.run_command(&args, c);
+    assert_ne!(killed.code, 0, "{}", killed.text());
+    assert_eq!(
+        merge(member(&sim.view(&list), X), "CITY"),
+        "Sibiu",
+        "updated"
+    );
+
+    // The next run sees X changed, and sends it its tag; X is still not the export's.
+    read_at(chrono::Utc::now() - chrono::Duration::days(1));
+    s.run_export(0);
+    assert_eq!(tags(&sim.view(&list), X), ["Website", "romania"]);
+    profiles.last_mut().unwrap().country = "AT".into();
+    s.import(&profiles);
+    s.run_export(0);
+    let v = sim.view(&list);
+    let x = member(&v, X);
+    assert_eq!(
+        (x.status, x.tags.clone()),
+        (Status::Subscribed, vec!["Website".to_string()]),
+        "untagged, never archived"
+    );
+    assert_eq!(sim.counters().compliance_refusals, 0);
+}
+
+fn tags(view: &mailchimp_sim::ListView, email: &str) -> Vec<String> {
+    member(view, email).tags.clone()
+}

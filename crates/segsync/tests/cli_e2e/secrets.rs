@@ -1,8 +1,13 @@
 //! The API key is a secret: after it goes in through an environment variable it never shows
-//! again, in any output of a whole session (debug logs included) or in any file of the home
-//! folder; the master key that seals it is 32 bytes that only the owner can read.
+//! again, in any output of a whole session (debug logs included), in the process list or the
+//! environment of a run in flight, in run reports, in any file of the home folder or any
+//! value of its SQLite files; the master key that seals it is 32 bytes that only the owner
+//! can read and that show nowhere else.
 
 use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
 
 use crate::common::*;
 
@@ -19,6 +24,85 @@ fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The command line of every process (what `ps -eo args` lists), and the environment of
+/// segsync's own process `pid`: none holds the key. Processes that end meanwhile are skipped.
+/// Tells whether `pid` was seen running segsync's run.
+fn no_key_in_processes(key: &str, pid: u32) -> bool {
+    let mut seen_ours = false;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name();
+        let Some(p) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        assert!(
+            !contains(&cmdline, key.as_bytes()),
+            "process {p} has the key on its command line: {}",
+            String::from_utf8_lossy(&cmdline).replace('\0', " ")
+        );
+        if p == pid.to_string() {
+            seen_ours = String::from_utf8_lossy(&cmdline).contains("newsletter");
+            if let Ok(env) = std::fs::read(entry.path().join("environ")) {
+                assert!(
+                    !contains(&env, key.as_bytes()),
+                    "the run's environment holds the key"
+                );
+            }
+        }
+    }
+    if let Ok(ps) = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+    {
+        assert!(
+            !contains(&ps.stdout, key.as_bytes()),
+            "`ps -eo args` shows the key"
+        );
+    }
+    seen_ours
+}
+
+/// Every value of every table of a SQLite file, as bytes, with its table's name.
+fn sqlite_values(path: &Path) -> Vec<(String, Vec<u8>)> {
+    use rusqlite::types::ValueRef;
+    let db = rusqlite::Connection::open(path).unwrap();
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut out = Vec::new();
+    for t in tables {
+        let mut st = db
+            .prepare(&format!("SELECT * FROM \"{}\"", t.replace('"', "\"\"")))
+            .unwrap();
+        let n = st.column_count();
+        let mut rows = st.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            for i in 0..n {
+                let bytes = match r.get_ref(i).unwrap() {
+                    ValueRef::Text(b) | ValueRef::Blob(b) => b.to_vec(),
+                    other => format!("{other:?}").into_bytes(),
+                };
+                out.push((t.clone(), bytes));
+            }
+        }
+    }
+    assert!(!out.is_empty(), "{} has rows", path.display());
+    out
 }
 
 #[test]
@@ -47,6 +131,42 @@ fn the_api_key_never_shows_in_output_or_in_the_home_folder() {
     s.ok(&["plan", EXPORT, "--json"]);
     s.expect(3, &["run", EXPORT]);
     s.expect(3, &["run", EXPORT, "--json"]);
+    let key = sim.key.clone();
+    let hex_part = key.split('-').next().unwrap().to_string();
+    assert_eq!(hex_part.len(), 32);
+
+    // A run in flight (its profiles changed, Mailchimp slow): neither the process list, as
+    // `ps -eo args` shows it, nor the run's own environment holds the key.
+    let mut changed = profiles.clone();
+    for p in &mut changed {
+        p.city = "Oradea".into();
+    }
+    s.import(&changed);
+    sim.settings(|st| st.latency.base_ms = 150.0);
+    let args = ["run", EXPORT];
+    let mut child = s.spawn(&args);
+    let pid = child.id();
+    let writes = sim.counters().writes;
+    let mut seen = 0;
+    wait_until(
+        "the run sends its first write",
+        Duration::from_secs(120),
+        || {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it was seen in flight"
+            );
+            seen += usize::from(no_key_in_processes(&hex_part, pid));
+            sim.counters().writes > writes
+        },
+    );
+    seen += usize::from(no_key_in_processes(&hex_part, pid));
+    assert!(
+        seen > 0,
+        "segsync run (pid {pid}) was seen in the process list"
+    );
+    assert_eq!(s.wait(&args, child).code, 3);
+    sim.settings(|st| st.latency = Default::default());
     s.ok(&["runs"]);
     s.ok(&["runs", "show", "1"]);
     s.ok(&["runs", "show", "1", "--json"]);
@@ -98,14 +218,23 @@ fn the_api_key_never_shows_in_output_or_in_the_home_folder() {
     assert!(!failed.stderr.is_empty());
     s.ok(&["connection", "remove", "again"]);
 
+    // The run reports, every one of them.
+    for run in 1..=4 {
+        let run = run.to_string();
+        for report in [
+            s.ok(&["runs", "show", &run, "--json"]).stdout,
+            s.ok(&["runs", "errors", &run, "--csv"]).stdout,
+        ] {
+            assert!(!report.contains(&hex_part), "run {run}'s report: {report}");
+        }
+    }
+
     let transcript = s.transcript();
     assert!(
         transcript.contains("DEBUG") && transcript.contains("TRACE"),
         "verbose logs were on:\n{transcript}"
     );
-    let key = sim.key.as_str();
-    let hex_part = key.split('-').next().unwrap();
-    assert_eq!(hex_part.len(), 32);
+    let hex_part = hex_part.as_str();
     assert!(
         !transcript.contains(hex_part),
         "the API key shows in the output:\n{transcript}"
@@ -137,6 +266,44 @@ fn the_api_key_never_shows_in_output_or_in_the_home_folder() {
             "the API key is in {} as UTF-16",
             f.display()
         );
+    }
+
+    // The SQLite files, read as SQL: no value of any table holds the key in clear.
+    for db in ["state.sqlite", "profiles.sqlite"] {
+        for (table, value) in sqlite_values(&s.path(db)) {
+            assert!(
+                !contains(&value, hex_part.as_bytes()),
+                "the API key is in {db}, table {table}, in clear"
+            );
+        }
+    }
+
+    // The master key itself (32 bytes in HOME/master.key) shows nowhere else, in any form.
+    let master_bytes = std::fs::read(s.path("master.key")).unwrap();
+    let master_hex = hex(&master_bytes);
+    let master_b64 = base64::engine::general_purpose::STANDARD.encode(&master_bytes);
+    for form in [&master_hex, &master_hex.to_uppercase(), &master_b64] {
+        assert!(
+            !transcript.contains(form.as_str()),
+            "the master key shows in the output"
+        );
+    }
+    for f in all
+        .iter()
+        .filter(|f| f.file_name().unwrap() != "master.key")
+    {
+        let bytes = std::fs::read(f).unwrap();
+        for form in [
+            &master_bytes[..],
+            master_hex.as_bytes(),
+            master_b64.as_bytes(),
+        ] {
+            assert!(
+                !contains(&bytes, form),
+                "the master key is in {}",
+                f.display()
+            );
+        }
     }
 
     let master = s.path("master.key");

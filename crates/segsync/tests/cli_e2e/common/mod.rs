@@ -420,8 +420,21 @@ pub struct Session {
     env: Mutex<Vec<(String, String)>>,
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_segsync")
+static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Where the `segsync` binary is: Cargo tells integration tests; the example binaries that
+/// reuse this module (`examples/torture.rs`, `examples/soak.rs`) set it with [`set_bin`].
+pub fn bin() -> PathBuf {
+    BIN.get()
+        .cloned()
+        .or_else(|| option_env!("CARGO_BIN_EXE_segsync").map(PathBuf::from))
+        .expect(
+            "the segsync binary: cargo sets CARGO_BIN_EXE_segsync for tests; examples call set_bin",
+        )
+}
+
+pub fn set_bin(path: PathBuf) {
+    BIN.set(path).expect("set_bin is called once, first");
 }
 
 impl Session {
