@@ -16,15 +16,7 @@ fn unsubscribed_members_stay_unsubscribed_and_segsync_never_asks_otherwise() {
     let list = sim.new_list("Newsletter");
     let s = Session::new(&sim);
     let mut profiles = vec![
-        Profile::new(
-            "C001",
-            "ana.popescu@gmail.com",
-            "Ana",
-            "Popescu",
-            "Cluj-Napoca",
-            "RO",
-            820.0,
-        ),
+        ana(),
         Profile::new("C002", GONE_BEFORE, "Ioana", "Dubois", "Iași", "RO", 40.0),
         Profile::new("C003", BOUNCED, "Mihai", "Nowak", "Lyon", "FR", 760.0),
         Profile::new(
@@ -149,15 +141,7 @@ fn contacts_archived_or_deleted_in_mailchimp_are_not_brought_back() {
             820.0,
         ),
         Profile::new("C002", deleted, "Hélène", "Rousseau", "Lyon", "FR", 640.0),
-        Profile::new(
-            "C003",
-            "stefan.gheorghiu@yahoo.ro",
-            "Ștefan",
-            "Gheorghiu",
-            "Iași",
-            "RO",
-            45.0,
-        ),
+        stefan(),
     ];
     s.setup(&list, &profiles, &[]);
     s.run_export(0);

@@ -8,33 +8,9 @@ use crate::common::*;
 /// capitals (sent lower-cased).
 fn five() -> Vec<Profile> {
     vec![
-        Profile::new(
-            "C001",
-            "ana.popescu@gmail.com",
-            "Ana",
-            "Popescu",
-            "Cluj-Napoca",
-            "RO",
-            820.0,
-        ),
-        Profile::new(
-            "C002",
-            "helene.rousseau@orange.fr",
-            "Hélène",
-            "Rousseau",
-            "Lyon",
-            "FR",
-            640.0,
-        ),
-        Profile::new(
-            "C003",
-            "stefan.gheorghiu@yahoo.ro",
-            "Ștefan",
-            "Gheorghiu",
-            "Iași",
-            "RO",
-            45.0,
-        ),
+        ana(),
+        helene(),
+        stefan(),
         Profile::new(
             "C004",
             "matteo.bianchi+news@libero.it",

@@ -137,33 +137,9 @@ fn plan_prints_the_counts_and_sends_nothing() {
     let list = sim.new_list("Newsletter");
     let s = Session::new(&sim);
     let mut profiles = vec![
-        Profile::new(
-            "C001",
-            "ana.popescu@gmail.com",
-            "Ana",
-            "Popescu",
-            "Cluj-Napoca",
-            "RO",
-            820.0,
-        ),
-        Profile::new(
-            "C002",
-            "helene.rousseau@orange.fr",
-            "Hélène",
-            "Rousseau",
-            "Lyon",
-            "FR",
-            640.0,
-        ),
-        Profile::new(
-            "C003",
-            "stefan.gheorghiu@yahoo.ro",
-            "Ștefan",
-            "Gheorghiu",
-            "Iași",
-            "RO",
-            45.0,
-        ),
+        ana(),
+        helene(),
+        stefan(),
         Profile::new(
             "C004",
             "matteo.bianchi@libero.it",

@@ -196,24 +196,8 @@ fn invalid_emails_are_reported_and_the_others_delivered() {
     let list = sim.new_list("Newsletter");
     let s = Session::new(&sim);
     let good = vec![
-        Profile::new(
-            "C001",
-            "ana.popescu@gmail.com",
-            "Ana",
-            "Popescu",
-            "Cluj-Napoca",
-            "RO",
-            820.0,
-        ),
-        Profile::new(
-            "C002",
-            "helene.rousseau@orange.fr",
-            "Hélène",
-            "Rousseau",
-            "Lyon",
-            "FR",
-            640.0,
-        ),
+        ana(),
+        helene(),
         Profile::new(
             "C003",
             "ioana.pop+promo@yahoo.ro",
@@ -341,26 +325,7 @@ fn an_address_mailchimp_refuses_is_reported_with_mailchimps_reason() {
     let sim = Sim::start();
     let list = sim.new_list("Newsletter");
     let s = Session::new(&sim);
-    let good = vec![
-        Profile::new(
-            "C001",
-            "ana.popescu@gmail.com",
-            "Ana",
-            "Popescu",
-            "Cluj-Napoca",
-            "RO",
-            820.0,
-        ),
-        Profile::new(
-            "C002",
-            "helene.rousseau@orange.fr",
-            "Hélène",
-            "Rousseau",
-            "Lyon",
-            "FR",
-            640.0,
-        ),
-    ];
+    let good = vec![ana(), helene()];
     let fake = Profile::new(
         "C003",
         "jean.dupont@example.com",

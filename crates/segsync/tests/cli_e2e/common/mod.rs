@@ -339,6 +339,45 @@ const PLACES: &[(&str, &str)] = &[
     ("Sevilla", "ES"),
 ];
 
+/// The customer C001, a Romanian big spender, who appears in several scenarios.
+pub fn ana() -> Profile {
+    Profile::new(
+        "C001",
+        "ana.popescu@gmail.com",
+        "Ana",
+        "Popescu",
+        "Cluj-Napoca",
+        "RO",
+        820.0,
+    )
+}
+
+/// The customer C002, a French big spender, who appears in several scenarios.
+pub fn helene() -> Profile {
+    Profile::new(
+        "C002",
+        "helene.rousseau@orange.fr",
+        "Hélène",
+        "Rousseau",
+        "Lyon",
+        "FR",
+        640.0,
+    )
+}
+
+/// The customer C003, a Romanian small spender, who appears in several scenarios.
+pub fn stefan() -> Profile {
+    Profile::new(
+        "C003",
+        "stefan.gheorghiu@yahoo.ro",
+        "Ștefan",
+        "Gheorghiu",
+        "Iași",
+        "RO",
+        45.0,
+    )
+}
+
 /// `n` deterministic, realistic profiles (customer ids C00000..): accented names, real-world
 /// domains, a few countries, lifetime values spread over 0..1000.
 pub fn people(n: usize) -> Vec<Profile> {
