@@ -189,15 +189,19 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
 
     title("segsync profiles import demo-profiles.csv --key customer_id");
     let csv = root.join("demo-profiles.csv");
-    std::fs::write(&csv, SAMPLE).context("writing the sample")?;
-    super::profiles(
-        &home,
-        ProfilesCmd::Import {
-            path: csv.clone(),
-            key: "customer_id".into(),
-            format: None,
-        },
-    )?;
+    // Writes the profiles to the demo's CSV and imports it, as `segsync profiles import` does.
+    let import = |text: &str| -> Result<i32, Failure> {
+        std::fs::write(&csv, text).context("writing the sample profiles")?;
+        super::profiles(
+            &home,
+            ProfilesCmd::Import {
+                path: csv.clone(),
+                key: "customer_id".into(),
+                format: None,
+            },
+        )
+    };
+    import(SAMPLE)?;
 
     title("segsync segments add ...");
     for (name, predicate) in [
@@ -287,15 +291,7 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
     let after_first = sim.counters();
 
     title("Some profiles change (new city, lower spend, 25 new customers); segsync profiles import again");
-    std::fs::write(&csv, changed_sample(SAMPLE)).context("writing the changed sample")?;
-    super::profiles(
-        &home,
-        ProfilesCmd::Import {
-            path: csv.clone(),
-            key: "customer_id".into(),
-            format: None,
-        },
-    )?;
+    import(&changed_sample(SAMPLE))?;
 
     title("segsync run newsletter (only the change is sent)");
     let second = super::run(&home, run_args()).await?;
