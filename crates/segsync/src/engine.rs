@@ -13,6 +13,8 @@
 //! [`CRASH_AFTER_ACK_ENV`]).
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,6 +88,45 @@ impl Progress for Silent {
     fn finish(&self) {}
 }
 
+/// Why a run was asked to stop before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Someone pressed "Cancel": the run ends as cancelled.
+    Cancelled,
+    /// The server is shutting down: the run ends as interrupted and the next start resumes it.
+    Shutdown,
+}
+
+/// Asks a run to stop at its next checkpoint: no new request is sent, the requests in flight
+/// are answered and checkpointed, and the run ends with what Mailchimp acknowledged.
+#[derive(Clone, Default)]
+pub struct StopSignal(Arc<AtomicU8>);
+
+impl StopSignal {
+    pub fn stop(&self, reason: StopReason) {
+        let v = match reason {
+            StopReason::Cancelled => 1,
+            StopReason::Shutdown => 2,
+        };
+        // The first reason given wins.
+        let _ = self.0.compare_exchange(0, v, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub fn reason(&self) -> Option<StopReason> {
+        match self.0.load(Ordering::SeqCst) {
+            1 => Some(StopReason::Cancelled),
+            2 => Some(StopReason::Shutdown),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for StopSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StopSignal({:?})", self.reason())
+    }
+}
+
 /// How a run is told to behave from outside its configuration.
 #[derive(Clone, Debug)]
 pub struct RunSettings {
@@ -93,6 +134,7 @@ pub struct RunSettings {
     pub max_in_flight: usize,
     pub timeout: Duration,
     pub retry: mailchimp::RetryPolicy,
+    pub stop: StopSignal,
 }
 
 impl Default for RunSettings {
@@ -102,6 +144,7 @@ impl Default for RunSettings {
             max_in_flight: 10,
             timeout: Duration::from_secs(120),
             retry: mailchimp::RetryPolicy::default(),
+            stop: StopSignal::default(),
         }
     }
 }
@@ -452,6 +495,69 @@ enum Done {
     },
 }
 
+/// A run that has begun: its export's lock is held and its row recorded as running.
+pub struct StartedRun {
+    pub run_id: i64,
+    pub export: String,
+    _lock: File,
+    state: StateStore,
+    started: Instant,
+}
+
+/// Begins a run of export `name`: takes its lock (another run of it, in this process or
+/// another, makes this [`RunError::Busy`]), marks runs a dead process left running as
+/// interrupted, and records the new run. [`StartedRun::finish`] does the work.
+pub fn start(home: &Home, name: &str, trigger: &str) -> Result<StartedRun, RunError> {
+    let lock = home
+        .lock_export(name)?
+        .ok_or_else(|| RunError::Busy(name.to_string()))?;
+    let state = home.state()?;
+    state.export(name)?;
+    state.interrupt_stale_runs(name)?;
+    let run_id = state.start_run(name, trigger)?;
+    Ok(StartedRun {
+        run_id,
+        export: name.to_string(),
+        _lock: lock,
+        state,
+        started: Instant::now(),
+    })
+}
+
+impl StartedRun {
+    /// Prepares and sends the plan, then records how the run ended (failures too).
+    pub async fn finish(
+        mut self,
+        home: &Home,
+        settings: &RunSettings,
+        progress: Arc<dyn Progress>,
+    ) -> Result<RunReport, RunError> {
+        let (run_id, name) = (self.run_id, self.export.clone());
+        let state = &mut self.state;
+        let result = async {
+            progress.phase("reading profiles and the audience", 0);
+            let prepared = prepare(home, state, &name, settings).await?;
+            progress.attach(prepared.client.stats());
+            execute(state, run_id, prepared, progress.clone(), &settings.stop).await
+        }
+        .await;
+        progress.finish();
+        match result {
+            Ok(mut report) => {
+                report.seconds = self.started.elapsed().as_secs_f64();
+                Ok(report)
+            }
+            Err(e) => {
+                // Keep what the run did before it failed (saved after every phase).
+                let msg = e.to_string();
+                let counts = state.run(run_id).map(|r| r.counts).unwrap_or_default();
+                state.finish_run(run_id, Outcome::Failed, &counts, Some(&msg))?;
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Runs export `name`: takes its lock, records the run, prepares and sends the plan.
 pub async fn run(
     home: &Home,
@@ -459,35 +565,9 @@ pub async fn run(
     settings: &RunSettings,
     progress: Arc<dyn Progress>,
 ) -> Result<RunReport, RunError> {
-    let _lock = home
-        .lock_export(name)?
-        .ok_or_else(|| RunError::Busy(name.to_string()))?;
-    let mut state = home.state()?;
-    state.export(name)?;
-    state.interrupt_stale_runs(name)?;
-    let run_id = state.start_run(name, &settings.trigger)?;
-    let started = Instant::now();
-    let result = async {
-        progress.phase("reading profiles and the audience", 0);
-        let prepared = prepare(home, &mut state, name, settings).await?;
-        progress.attach(prepared.client.stats());
-        execute(&mut state, run_id, prepared, progress.clone()).await
-    }
-    .await;
-    progress.finish();
-    match result {
-        Ok(mut report) => {
-            report.seconds = started.elapsed().as_secs_f64();
-            Ok(report)
-        }
-        Err(e) => {
-            // Keep what the run did before it failed (saved after every phase).
-            let msg = e.to_string();
-            let counts = state.run(run_id).map(|r| r.counts).unwrap_or_default();
-            state.finish_run(run_id, Outcome::Failed, &counts, Some(&msg))?;
-            Err(e)
-        }
-    }
+    start(home, name, &settings.trigger)?
+        .finish(home, settings, progress)
+        .await
 }
 
 /// Sends a prepared plan, phase by phase, checkpointing after every acknowledged request.
@@ -496,6 +576,7 @@ pub async fn execute(
     run_id: i64,
     mut p: Prepared,
     progress: Arc<dyn Progress>,
+    stop: &StopSignal,
 ) -> Result<RunReport, RunError> {
     let export = p.export.clone();
     let list_id = export.audience_id.clone();
@@ -570,6 +651,9 @@ pub async fn execute(
     // count as created, and the update that follows (sent to be safe) not as an update.
     let mut created_by_replay: HashSet<MemberKey> = HashSet::new();
     while phase_index < queue.len() {
+        if let Some(reason) = stop.reason() {
+            return stopped(state, run_id, &export.name, &client, counts, errors, reason);
+        }
         let (ops, round) = std::mem::take(&mut queue[phase_index]);
         let ops: Vec<Op> = ops
             .into_iter()
@@ -613,7 +697,8 @@ pub async fn execute(
         drop(creating);
         let mut exists_again: Vec<Upsert> = Vec::new();
         let mut requeue: Vec<Op> = Vec::new();
-        let requests = stream::iter(ops.into_iter().map(|op| {
+        // A stop request ends the phase early: what is not yet sent stays for the next run.
+        let requests = stream::iter(ops.into_iter().take_while(|_| stop.reason().is_none()).map(|op| {
             let client = client.clone();
             let list_id = list_id.clone();
             let tag_ids = tag_ids.clone();
@@ -904,6 +989,10 @@ pub async fn execute(
             progress.advance(advanced);
         }
 
+        if let Some(reason) = stop.reason() {
+            state.update_run_counts(run_id, &counts)?;
+            return stopped(state, run_id, &export.name, &client, counts, errors, reason);
+        }
         if !requeue.is_empty() {
             queue.insert(phase_index + 1, (requeue, round + 1));
         }
@@ -1037,6 +1126,43 @@ pub async fn execute(
         counts,
         seconds: 0.0,
         error: fatal,
+        errors_sample: errors.into_iter().take(10).collect(),
+    })
+}
+
+/// Ends a run that was asked to stop: every answer received is checkpointed already; the
+/// next run diffs from that snapshot and sends what is left. The audience mark is not moved,
+/// so the next run reads everything that changed since the last complete run.
+fn stopped(
+    state: &StateStore,
+    run_id: i64,
+    export: &str,
+    client: &Client,
+    mut counts: RunCounts,
+    errors: Vec<RecordError>,
+    reason: StopReason,
+) -> Result<RunReport, RunError> {
+    let stats = client.stats().snapshot();
+    counts.requests = stats.requests_sent;
+    counts.retries = stats.retries.total();
+    let (outcome, msg) = match reason {
+        StopReason::Cancelled => (
+            Outcome::Cancelled,
+            "cancelled: what Mailchimp acknowledged is kept; the next run sends the rest",
+        ),
+        StopReason::Shutdown => (
+            Outcome::Interrupted,
+            "the server shut down: the run resumes from its checkpoint when it starts again",
+        ),
+    };
+    state.finish_run(run_id, outcome, &counts, Some(msg))?;
+    Ok(RunReport {
+        run_id,
+        export: export.to_string(),
+        outcome,
+        counts,
+        seconds: 0.0,
+        error: Some(msg.to_string()),
         errors_sample: errors.into_iter().take(10).collect(),
     })
 }

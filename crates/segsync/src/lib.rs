@@ -6,13 +6,19 @@
 //! - [`state`]: connections, segments, exports, snapshots and runs (SQLite).
 //! - [`secrets`]: credentials sealed at rest under a master key.
 //! - [`engine`]: one run of an export: read, normalise, diff, plan, send, checkpoint, report.
+//! - [`ops`]: the operations people perform (checked, role-gated, audited), shared by the
+//!   command line, the server and `segsync apply`.
+//! - [`schedule`]: cron schedules of exports; [`server`]: `segsync serve` (REST API, web UI,
+//!   scheduler, metrics).
 //! - [`cli`]: the `segsync` command line; [`home`]: where it keeps everything.
 
 pub mod cli;
 pub mod engine;
 pub mod home;
 pub mod mailchimp;
+pub mod ops;
 pub mod profiles;
+pub mod schedule;
 pub mod secrets;
 pub mod state;
 

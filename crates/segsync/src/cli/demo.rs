@@ -264,6 +264,9 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
             max_profiles: 1_000_000,
             create_merge_fields: true,
             updated_at_field: Some("updated_at".into()),
+            cron: None,
+            timezone: "UTC".into(),
+            after_refresh: false,
         }),
     )
     .await?;

@@ -21,8 +21,8 @@ use segsync_core::{NewStatus, RemovalPolicy};
 
 use crate::engine::{self, RunError, RunSettings};
 use crate::home::Home;
-use crate::mailchimp::{self, Client, ClientConfig, Credential};
-use crate::state::{ConnectionRecord, ExportConfig, FieldMap, Outcome, SegmentTag};
+use crate::ops::{self, Actor};
+use crate::state::{FieldMap, Outcome, Schedule};
 use crate::PRIVACY_STATEMENT;
 
 pub const EXIT_OK: i32 = 0;
@@ -212,6 +212,15 @@ pub struct ExportAdd {
     /// A column with each profile's last update, to choose among duplicate addresses.
     #[arg(long)]
     pub updated_at_field: Option<String>,
+    /// Run on this cron schedule under `segsync serve` ("0 6 * * *": every day at 06:00).
+    #[arg(long, conflicts_with = "after_refresh")]
+    pub cron: Option<String>,
+    /// The time zone of --cron (an IANA name).
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+    /// Run after every profile import under `segsync serve`.
+    #[arg(long)]
+    pub after_refresh: bool,
 }
 
 #[derive(Args, Debug)]
@@ -284,6 +293,17 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 fn usage(e: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: EXIT_USAGE,
+        error: e.into(),
+    }
+}
+
+fn op_failure(e: ops::OpError) -> Failure {
+    let code = match e {
+        ops::OpError::Mailchimp(_) | ops::OpError::Internal(_) => EXIT_FAILED,
+        _ => EXIT_USAGE,
+    };
+    Failure {
+        code,
         error: e.into(),
     }
 }
@@ -368,17 +388,8 @@ fn segments(home: &Home, cmd: SegmentsCmd) -> Result<i32, Failure> {
     let state = home.state()?;
     match cmd {
         SegmentsCmd::Add { name, predicate } => {
-            check_name("segment", &name)?;
-            let store = home.profiles()?;
-            // Checked, then counted, and only then saved: a predicate that fails or runs
-            // out of time while counting is refused and leaves nothing behind.
-            let refused = |e: crate::profiles::PredicateError| {
-                usage(anyhow!("segment \"{name}\" refused: {e}"))
-            };
-            store.check_predicate(&predicate).map_err(refused)?;
-            let p = store.preview(&predicate, 0).map_err(refused)?;
-            state.add_segment(&name, &predicate).map_err(usage)?;
-            println!("segment \"{name}\" added: {} profiles match", p.count);
+            let count = ops::add_segment(home, &Actor::cli(), &name, &predicate).map_err(op_failure)?;
+            println!("segment \"{name}\" added: {count} profiles match");
         }
         SegmentsCmd::List => {
             for s in state.segments()? {
@@ -404,7 +415,7 @@ fn segments(home: &Home, cmd: SegmentsCmd) -> Result<i32, Failure> {
             }
         }
         SegmentsCmd::Remove { name } => {
-            state.remove_segment(&name).map_err(usage)?;
+            ops::remove_segment(home, &Actor::cli(), &name).map_err(op_failure)?;
             println!("segment \"{name}\" removed");
         }
     }
@@ -431,63 +442,29 @@ fn read_secret(args: &ConnectionAdd) -> Result<(SecretString, &'static str), Fai
     Err(usage(anyhow!("give the credential with --api-key-env VAR, --api-key-file PATH or --oauth-token-env VAR (never on the command line)")))
 }
 
-fn current_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 async fn connection(home: &Home, cmd: ConnectionCmd) -> Result<i32, Failure> {
     let state = home.state()?;
     match cmd {
         ConnectionCmd::Add(args) => {
-            check_name("connection", &args.name)?;
-            if let Some(d) = &args.display_name {
-                check_name("display", d)?;
-            }
             if !args.accept_privacy_terms {
                 return Err(usage(anyhow!("{PRIVACY_STATEMENT}\n\nTo agree, add the connection again with --accept-privacy-terms.")));
             }
             let (secret, kind) = read_secret(&args)?;
-            let credential = if kind == "oauth" {
-                Credential::oauth_token(secret.clone())
-            } else {
-                Credential::api_key(secret.clone())
-            }
-            .map_err(usage)?;
-            let base_url = match &args.base_url {
-                Some(u) => url::Url::parse(u).map_err(|e| usage(anyhow!("--base-url {u}: {e}")))?,
-                None => mailchimp::default_base_url(&credential),
-            };
-            let mut config = ClientConfig::new(credential);
-            config.base_url = base_url.clone();
-            config.timeout = Duration::from_secs(30);
-            let client = Client::new(config).map_err(usage)?;
-            client
-                .ping()
-                .await
-                .map_err(|e| usage(anyhow!("Mailchimp refused the connection: {e}")))?;
-            let sealed = home.master_key()?.seal(&args.name, &secret);
-            let user = current_user();
-            state
-                .add_connection(&ConnectionRecord {
+            ops::add_connection(
+                home,
+                &Actor::cli(),
+                ops::NewConnection {
                     name: args.name.clone(),
-                    display_name: args
-                        .display_name
-                        .clone()
-                        .unwrap_or_else(|| args.name.clone()),
-                    base_url: base_url.to_string(),
-                    credential_kind: kind.to_string(),
-                    sealed_secret: sealed,
-                    consent_by: user.clone(),
-                    consent_at: chrono::Utc::now()
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    shared_with_contributors: args.share_with_contributors,
-                    export_user: Some(args.export_user.clone().unwrap_or(user)),
-                    created_at: chrono::Utc::now()
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                })
-                .map_err(usage)?;
+                    display_name: args.display_name.clone(),
+                    credential: ops::CredentialInput { secret, kind },
+                    base_url: args.base_url.clone(),
+                    accept_privacy_terms: true,
+                    share_with_contributors: args.share_with_contributors,
+                    export_user: args.export_user.clone(),
+                },
+            )
+            .await
+            .map_err(op_failure)?;
             println!(
                 "connection \"{}\" added: the credential works and is stored encrypted",
                 args.name
@@ -516,13 +493,7 @@ async fn connection(home: &Home, cmd: ConnectionCmd) -> Result<i32, Failure> {
             Err(e) => return Err(run_failure(e)),
         },
         ConnectionCmd::Remove { name } => {
-            state.remove_connection(&name).map_err(usage)?;
-            let users: Vec<String> = state
-                .exports()?
-                .into_iter()
-                .filter(|e| e.connection == name)
-                .map(|e| e.name)
-                .collect();
+            let users = ops::remove_connection(home, &Actor::cli(), &name).map_err(op_failure)?;
             println!("connection \"{name}\" removed and its secret wiped");
             if !users.is_empty() {
                 println!(
@@ -533,31 +504,6 @@ async fn connection(home: &Home, cmd: ConnectionCmd) -> Result<i32, Failure> {
         }
     }
     Ok(EXIT_OK)
-}
-
-/// Refuses a name (of a segment, export, connection or tag) that is empty, longer than 100
-/// characters, padded with spaces, or holds a control character (a newline, an escape
-/// sequence that would play tricks on a terminal): such names are mistakes or attacks.
-fn check_name(what: &str, name: &str) -> Result<(), Failure> {
-    let bad = |why: String| Err(usage(anyhow!("{what} name {name:?} refused: {why}")));
-    if name.trim().is_empty() {
-        return Err(usage(anyhow!("a {what} name cannot be empty")));
-    }
-    if let Some((i, c)) = name.chars().enumerate().find(|(_, c)| c.is_control()) {
-        return bad(format!(
-            "it holds a control character (U+{:04X} at character {})",
-            c as u32,
-            i + 1
-        ));
-    }
-    if name.trim() != name {
-        return bad("it starts or ends with a space".into());
-    }
-    let n = name.chars().count();
-    if n > 100 {
-        return bad(format!("it is {n} characters long (at most 100)"));
-    }
-    Ok(())
 }
 
 /// A value from the data (an address, a key, a reason) as one printable line for a terminal:
@@ -587,135 +533,78 @@ fn pair(s: &str, what: &str) -> Result<(String, String), Failure> {
         .ok_or_else(|| usage(anyhow!("{what} takes NAME=VALUE, got \"{s}\"")))
 }
 
+/// The export the flags of `segsync export add` describe.
+fn export_input(a: ExportAdd) -> Result<ops::ExportInput, Failure> {
+    let mut merge = Vec::new();
+    for m in &a.merge {
+        let (tag, column) = pair(m, "--merge")?;
+        merge.push(FieldMap { tag, column });
+    }
+    let mut tags: Vec<(String, String)> = Vec::new();
+    for t in &a.tags {
+        tags.push(pair(t, "--tag")?);
+    }
+    if let Some((seg, _)) = tags.iter().find(|(seg, _)| !a.segments.contains(seg)) {
+        return Err(usage(anyhow!(
+            "--tag {seg}=...: {seg} is not one of the export's --segment"
+        )));
+    }
+    let segments = a
+        .segments
+        .iter()
+        .map(|s| ops::SegmentChoice {
+            segment: s.clone(),
+            tag: tags.iter().find(|(seg, _)| seg == s).map(|(_, t)| t.clone()),
+        })
+        .collect();
+    let schedule = match (&a.cron, a.after_refresh) {
+        (Some(cron), _) => Schedule::Cron {
+            cron: cron.clone(),
+            timezone: a.timezone.clone(),
+        },
+        (None, true) => Schedule::AfterRefresh,
+        (None, false) => Schedule::Manual,
+    };
+    Ok(ops::ExportInput {
+        name: a.name,
+        connection: a.connection,
+        audience: a.audience,
+        email_field: a.email_field,
+        first_name: a.first_name,
+        last_name: a.last_name,
+        merge,
+        segments,
+        status_if_new: match a.status_if_new.as_str() {
+            "pending" => NewStatus::Pending,
+            "transactional" => NewStatus::Transactional,
+            _ => NewStatus::Subscribed,
+        },
+        removal: match a.removal.as_str() {
+            "archive" => RemovalPolicy::Archive,
+            "unsubscribe" => RemovalPolicy::Unsubscribe,
+            _ => RemovalPolicy::Untag,
+        },
+        max_profiles: a.max_profiles,
+        create_merge_fields: a.create_merge_fields,
+        updated_at_field: a.updated_at_field,
+        schedule,
+        paused: false,
+    })
+}
+
 async fn export(home: &Home, cmd: ExportCmd) -> Result<i32, Failure> {
-    let mut state = home.state()?;
+    let state = home.state()?;
     match cmd {
         ExportCmd::Add(a) => {
-            check_name("export", &a.name)?;
-            let mut fields = Vec::new();
-            if let Some(c) = &a.first_name {
-                fields.push(FieldMap {
-                    tag: "FNAME".into(),
-                    column: c.clone(),
-                });
-            }
-            if let Some(c) = &a.last_name {
-                fields.push(FieldMap {
-                    tag: "LNAME".into(),
-                    column: c.clone(),
-                });
-            }
-            for m in &a.merge {
-                let (tag, column) = pair(m, "--merge")?;
-                let tag = tag.to_uppercase();
-                if tag.len() > 10 || !tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(usage(anyhow!(
-                        "--merge {m}: a merge tag is at most 10 letters, digits or underscores"
-                    )));
-                }
-                if fields.iter().any(|f: &FieldMap| f.tag == tag) {
-                    return Err(usage(anyhow!("--merge {m}: {tag} is mapped twice")));
-                }
-                fields.push(FieldMap { tag, column });
-            }
-            let mut tag_names: Vec<(String, String)> = Vec::new();
-            for t in &a.tags {
-                let (segment, tag) = pair(t, "--tag")?;
-                check_name("tag", &tag)?;
-                tag_names.push((segment, tag));
-            }
-            let mut segments = Vec::new();
-            for s in &a.segments {
-                state.segment(s).map_err(usage)?;
-                let tag = tag_names
-                    .iter()
-                    .find(|(seg, _)| seg == s)
-                    .map(|(_, t)| t.clone())
-                    .unwrap_or_else(|| s.clone());
-                segments.push(SegmentTag {
-                    segment: s.clone(),
-                    tag,
-                });
-            }
-            if let Some((seg, _)) = tag_names.iter().find(|(seg, _)| !a.segments.contains(seg)) {
-                return Err(usage(anyhow!(
-                    "--tag {seg}=...: {seg} is not one of the export's --segment"
-                )));
-            }
-            // The connection must exist (the client, below, would call it removed).
-            state.connection(&a.connection).map_err(usage)?;
-            // Every mapped column must exist in the profiles.
-            let columns = home.profiles()?.columns()?;
-            let known = |c: &str| columns.iter().any(|x| x.name == c);
-            for c in std::iter::once(&a.email_field)
-                .chain(fields.iter().map(|f| &f.column))
-                .chain(a.updated_at_field.iter())
-            {
-                if !known(c) {
-                    let names: Vec<&str> = columns.iter().map(|x| x.name.as_str()).collect();
-                    return Err(usage(anyhow!(
-                        "no profile column \"{c}\" (columns: {})",
-                        names.join(", ")
-                    )));
-                }
-            }
-            let config = ExportConfig {
-                name: a.name.clone(),
-                connection: a.connection.clone(),
-                audience_id: a.audience.clone(),
-                email_field: a.email_field.clone(),
-                fields,
-                segments,
-                status_if_new: match a.status_if_new.as_str() {
-                    "pending" => NewStatus::Pending,
-                    "transactional" => NewStatus::Transactional,
-                    _ => NewStatus::Subscribed,
-                },
-                removal: match a.removal.as_str() {
-                    "archive" => RemovalPolicy::Archive,
-                    "unsubscribe" => RemovalPolicy::Unsubscribe,
-                    _ => RemovalPolicy::Untag,
-                },
-                max_profiles: a.max_profiles,
-                create_merge_fields: a.create_merge_fields,
-                updated_at_field: a.updated_at_field.clone(),
-            };
-            // The audience must exist and the mapping fit it.
-            let client =
-                engine::client_for(&state, home, &config.connection, &RunSettings::default())
-                    .map_err(run_failure)?;
-            let list = client
+            let input = export_input(a)?;
+            let config = ops::save_export(home, &Actor::cli(), input, ops::SaveMode::Create)
+                .await
+                .map_err(op_failure)?;
+            let list = engine::client_for(&state, home, &config.connection, &RunSettings::default())
+                .map_err(run_failure)?
                 .list(&config.audience_id)
                 .await
                 .map_err(|e| usage(anyhow!("{e}")))?;
-            let merge_fields = client
-                .merge_fields(&config.audience_id)
-                .await
-                .map_err(|e| usage(anyhow!("{e}")))?;
-            for f in &config.fields {
-                if !config.create_merge_fields && !merge_fields.iter().any(|m| m.tag == f.tag) {
-                    let have: Vec<&str> = merge_fields.iter().map(|m| m.tag.as_str()).collect();
-                    return Err(usage(anyhow!(
-                        "audience \"{}\" has no merge field {} (it has {}): add it in Mailchimp, or pass --create-merge-fields",
-                        list.name,
-                        f.tag,
-                        have.join(", ")
-                    )));
-                }
-            }
-            if let Some(m) = merge_fields
-                .iter()
-                .find(|m| m.required && !config.fields.iter().any(|f| f.tag == m.tag))
-            {
-                return Err(usage(anyhow!(
-                    "audience \"{}\" requires merge field {} ({}): map it with --merge {}=COLUMN",
-                    list.name,
-                    m.tag,
-                    m.name,
-                    m.tag
-                )));
-            }
-            state.add_export(&config).map_err(usage)?;
             println!(
                 "export \"{}\" added: audience \"{}\" ({}), {} segment(s)",
                 config.name,
@@ -747,7 +636,7 @@ async fn export(home: &Home, cmd: ExportCmd) -> Result<i32, Failure> {
             );
         }
         ExportCmd::Remove { name } => {
-            state.remove_export(&name).map_err(usage)?;
+            ops::remove_export(home, &Actor::cli(), &name).map_err(op_failure)?;
             println!("export \"{name}\" removed");
         }
     }

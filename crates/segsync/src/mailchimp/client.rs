@@ -129,6 +129,30 @@ impl Client {
         }
     }
 
+    /// `GET /lists`, every page: the audiences the credential can see.
+    pub async fn lists(&self) -> Result<Vec<ListInfo>, Error> {
+        let mut out = Vec::new();
+        let fields: String = LIST_FIELDS
+            .split(',')
+            .map(|f| format!("lists.{f}"))
+            .chain(std::iter::once("total_items".to_string()))
+            .collect::<Vec<_>>()
+            .join(",");
+        loop {
+            let call = Call::new(Endpoint::ListLists, Method::GET, path(&["lists"]))
+                .query("count", PAGE_SIZE.to_string())
+                .query("offset", out.len().to_string())
+                .query("fields", fields.clone())
+                .query("include_total_contacts", "true");
+            let page: WireListPage = self.get(call).await?;
+            let n = page.lists.len();
+            out.extend(page.lists.into_iter().map(ListInfo::from));
+            if n == 0 || out.len() as u64 >= page.total_items {
+                return Ok(out);
+            }
+        }
+    }
+
     /// `GET /lists/{list_id}`: the audience's name, double opt-in and counts.
     pub async fn list(&self, list_id: &str) -> Result<ListInfo, Error> {
         check_list_id(list_id)?;

@@ -12,6 +12,7 @@ use super::retry::RetryCause;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Ping,
+    ListLists,
     GetList,
     ListMergeFields,
     CreateMergeField,
@@ -26,8 +27,9 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 12] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Ping,
+        Endpoint::ListLists,
         Endpoint::GetList,
         Endpoint::ListMergeFields,
         Endpoint::CreateMergeField,
@@ -45,6 +47,7 @@ impl Endpoint {
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::Ping => "GET /ping",
+            Endpoint::ListLists => "GET /lists",
             Endpoint::GetList => "GET /lists/{list_id}",
             Endpoint::ListMergeFields => "GET /lists/{list_id}/merge-fields",
             Endpoint::CreateMergeField => "POST /lists/{list_id}/merge-fields",

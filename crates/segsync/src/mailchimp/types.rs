@@ -295,6 +295,14 @@ pub(crate) struct WireList {
     pub stats: WireListStats,
 }
 
+#[derive(Deserialize)]
+pub(crate) struct WireListPage {
+    #[serde(default)]
+    pub lists: Vec<WireList>,
+    #[serde(default)]
+    pub total_items: u64,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct WireListStats {

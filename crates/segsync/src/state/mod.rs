@@ -3,6 +3,9 @@
 //! file (`state.sqlite` in the home folder), apart from the profiles, so that segment
 //! predicates can never read it.
 //!
+//! People (users, API tokens, sessions), the audit log and installation settings are in
+//! [`people`].
+//!
 //! Contract: the snapshot moves forward only for what Mailchimp acknowledged, one transaction
 //! per acknowledged request, so a crash at any moment leaves a snapshot that is true.
 
@@ -14,6 +17,9 @@ use segsync_core::{
     MemberKey, NewStatus, RecordError, RemovalPolicy, SnapshotEntry, Status, TagSet,
 };
 use serde::{Deserialize, Serialize};
+
+mod people;
+pub use people::{AuditEntry, Role, SessionRecord, TokenRecord, UserRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -90,6 +96,44 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_export ON runs (export, id);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash BLOB PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oauth_flows (
+    state TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    request TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS run_errors (
     run_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -100,7 +144,7 @@ CREATE TABLE IF NOT EXISTS run_errors (
 );
 "#;
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -169,6 +213,25 @@ pub struct ExportConfig {
     pub create_merge_fields: bool,
     /// A column telling when a profile was last updated, to pick among duplicate addresses.
     pub updated_at_field: Option<String>,
+    /// When the server runs it by itself.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// A paused export keeps its configuration but its schedule does not fire.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// When `segsync serve` runs an export by itself (besides "Run now").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    /// Only when someone asks.
+    #[default]
+    Manual,
+    /// On a cron schedule (`0 6 * * *`, five or six fields) in a time zone (`Europe/Paris`).
+    Cron { cron: String, timezone: String },
+    /// After every profile import or refresh ("runs with each scheduled refresh").
+    AfterRefresh,
 }
 
 /// What a run did, counted.
@@ -199,6 +262,8 @@ pub enum Outcome {
     SucceededWithErrors,
     Failed,
     Interrupted,
+    /// Stopped by someone before the end; what was acknowledged is kept.
+    Cancelled,
 }
 
 impl Outcome {
@@ -209,6 +274,7 @@ impl Outcome {
             Outcome::SucceededWithErrors => "succeeded_with_errors",
             Outcome::Failed => "failed",
             Outcome::Interrupted => "interrupted",
+            Outcome::Cancelled => "cancelled",
         }
     }
     fn parse(s: &str) -> Outcome {
@@ -217,6 +283,7 @@ impl Outcome {
             "succeeded" => Outcome::Succeeded,
             "succeeded_with_errors" => Outcome::SucceededWithErrors,
             "interrupted" => Outcome::Interrupted,
+            "cancelled" => Outcome::Cancelled,
             _ => Outcome::Failed,
         }
     }
@@ -235,7 +302,7 @@ pub struct RunRecord {
 }
 
 pub struct StateStore {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 fn status_text(s: Status) -> &'static str {
@@ -320,6 +387,22 @@ impl StateStore {
         Ok(rows)
     }
 
+    /// Changes what may change of a connection after its creation: its display name, who may
+    /// use it, the export user, and (on re-authentication) its credential and API root.
+    pub fn update_connection(&self, c: &ConnectionRecord) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE connections SET display_name = ?2, base_url = ?3, credential_kind = ?4, sealed_secret = ?5, consent_by = ?6, consent_at = ?7, shared_with_contributors = ?8, export_user = ?9 WHERE name = ?1",
+            params![c.name, c.display_name, c.base_url, c.credential_kind, c.sealed_secret, c.consent_by, c.consent_at, c.shared_with_contributors, c.export_user],
+        )?;
+        if n == 0 {
+            return Err(StateError::NotFound(format!(
+                "no connection named \"{}\"",
+                c.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Removes a connection and its sealed secret; the exports on it stop running.
     pub fn remove_connection(&self, name: &str) -> Result<()> {
         // Overwrite before deleting, so the sealed secret does not linger in free pages.
@@ -393,6 +476,17 @@ impl StateStore {
         Ok(rows)
     }
 
+    pub fn set_segment_predicate(&self, name: &str, predicate: &str) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE segments SET predicate = ?2 WHERE name = ?1",
+            params![name, predicate],
+        )?;
+        if n == 0 {
+            return Err(StateError::NotFound(format!("no segment named \"{name}\"")));
+        }
+        Ok(())
+    }
+
     pub fn remove_segment(&self, name: &str) -> Result<()> {
         let users: Vec<String> = self
             .exports()?
@@ -464,6 +558,26 @@ impl StateStore {
                     .map_err(|e| StateError::Corrupt(format!("export {n}: {e}")))
             })
             .collect()
+    }
+
+    /// Replaces an export's configuration. Pointing it at another connection or audience
+    /// starts it afresh there: its snapshot, tag dictionary and marks belong to the old
+    /// audience and are dropped.
+    pub fn replace_export(&mut self, e: &ExportConfig) -> Result<()> {
+        let old = self.export(&e.name)?;
+        let config = serde_json::to_string(e).expect("config serialises");
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE exports SET config = ?2 WHERE name = ?1",
+            params![e.name, config],
+        )?;
+        if old.connection != e.connection || old.audience_id != e.audience_id {
+            for table in ["snapshot", "export_tags", "sync_marks", "create_intents"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE export = ?1"), [&e.name])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Removes an export with its snapshot and tag dictionary (its run history stays).
