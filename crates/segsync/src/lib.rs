@@ -20,6 +20,7 @@ pub mod ops;
 pub mod profiles;
 pub mod schedule;
 pub mod secrets;
+pub mod server;
 pub mod state;
 
 /// The data privacy and compliance statement a connection's creator agrees to.

@@ -8,6 +8,7 @@
 //! | 2 | bad usage or configuration (nothing was done) |
 //! | 3 | done, with records that could not be sent (see `segsync runs errors RUN`) |
 
+mod admin;
 mod demo;
 pub mod progress;
 
@@ -64,6 +65,11 @@ pub enum Command {
     Run(RunArgs),
     /// The history of runs: `runs [EXPORT]`, `runs show RUN`, `runs errors RUN --csv`.
     Runs(RunsArgs),
+    /// Serve the REST API, the web UI, the scheduler and metrics.
+    Serve(admin::ServeArgs),
+    /// Users of `segsync serve` and their API tokens.
+    #[command(subcommand)]
+    User(admin::UserCmd),
 }
 
 #[derive(Args, Debug)]
@@ -334,6 +340,8 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
         Command::Plan(args) => plan(&home, args).await,
         Command::Run(args) => run(&home, args).await,
         Command::Runs(args) => runs(&home, args),
+        Command::Serve(args) => admin::serve(&home, args).await,
+        Command::User(cmd) => admin::user(&home, cmd),
     }
 }
 

@@ -1,0 +1,201 @@
+//! `segsync serve` and `segsync user ...`: the server and its people.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{op_failure, usage, Failure, EXIT_OK};
+use crate::engine::RunSettings;
+use crate::home::Home;
+use crate::ops::{self, Actor};
+use crate::server::{self, OAuthApp, ServeConfig};
+use crate::state::Role;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// The URL people reach the server at, if not http://LISTEN (behind a proxy, with TLS).
+    #[arg(long)]
+    pub public_url: Option<url::Url>,
+    /// Mailchimp's OAuth2 login server ("Authenticate with Mailchimp").
+    #[arg(long, default_value = "https://login.mailchimp.com/")]
+    pub oauth_login_url: url::Url,
+    /// The client id of this installation's Mailchimp OAuth2 app.
+    #[arg(long, env = "SEGSYNC_OAUTH_CLIENT_ID")]
+    pub oauth_client_id: Option<String>,
+    /// The environment variable holding the app's client secret (never on the command line).
+    #[arg(long, default_value = "SEGSYNC_OAUTH_CLIENT_SECRET")]
+    pub oauth_client_secret_env: String,
+    /// Mark the session cookie Secure (on by default when --public-url is https).
+    #[arg(long)]
+    pub secure_cookies: bool,
+    /// Seconds before a Mailchimp request times out.
+    #[arg(long, default_value_t = 120.0)]
+    pub timeout: f64,
+    /// How often the scheduler looks at the clock, in seconds.
+    #[arg(long, default_value_t = 0.5)]
+    pub scheduler_tick: f64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a user of `segsync serve` (the first one must be an admin). The password comes
+    /// from --password-env, --password-file or standard input, never the command line.
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["admin", "contributor", "viewer"])]
+        role: String,
+        #[arg(long, group = "password")]
+        password_env: Option<String>,
+        #[arg(long, group = "password")]
+        password_file: Option<PathBuf>,
+    },
+    List,
+    /// Change a user's role.
+    Role {
+        name: String,
+        #[arg(value_parser = ["admin", "contributor", "viewer"])]
+        role: String,
+    },
+    /// Set a user's password (same sources as `add`); their sessions end.
+    Password {
+        name: String,
+        #[arg(long, group = "password")]
+        password_env: Option<String>,
+        #[arg(long, group = "password")]
+        password_file: Option<PathBuf>,
+    },
+    Remove {
+        name: String,
+    },
+    /// Create an API token for scripts; it is printed once and stored hashed.
+    Token {
+        name: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+}
+
+fn read_password(env: Option<String>, file: Option<PathBuf>) -> Result<SecretString, Failure> {
+    let text = if let Some(var) = env {
+        std::env::var(&var)
+            .map_err(|_| usage(anyhow!("--password-env {var}: the variable is not set")))?
+    } else if let Some(path) = file {
+        std::fs::read_to_string(&path)
+            .map_err(|e| usage(anyhow!("--password-file {}: {e}", path.display())))?
+    } else {
+        eprintln!("password (one line on standard input):");
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| usage(anyhow!("reading the password: {e}")))?;
+        s
+    };
+    let line = text.lines().next().unwrap_or("").to_string();
+    Ok(SecretString::from(line))
+}
+
+fn role(s: &str) -> Role {
+    Role::parse(s).expect("clap allows only known roles")
+}
+
+pub fn user(home: &Home, cmd: UserCmd) -> Result<i32, Failure> {
+    let actor = Actor::cli();
+    match cmd {
+        UserCmd::Add {
+            name,
+            role: r,
+            password_env,
+            password_file,
+        } => {
+            let password = read_password(password_env, password_file)?;
+            let u = ops::add_user(home, &actor, &name, role(&r), &password).map_err(op_failure)?;
+            println!("user \"{}\" added ({})", u.name, u.role.as_str());
+        }
+        UserCmd::List => {
+            for u in home.state()?.users()? {
+                println!("{:<24} {:<12} since {}", u.name, u.role.as_str(), u.created_at);
+            }
+        }
+        UserCmd::Role { name, role: r } => {
+            let u = ops::set_role(home, &actor, &name, role(&r)).map_err(op_failure)?;
+            println!("user \"{}\" is now {}", u.name, u.role.as_str());
+        }
+        UserCmd::Password {
+            name,
+            password_env,
+            password_file,
+        } => {
+            let password = read_password(password_env, password_file)?;
+            ops::set_password(home, &actor, &name, &password).map_err(op_failure)?;
+            println!("password of \"{name}\" changed; their sessions ended");
+        }
+        UserCmd::Remove { name } => {
+            ops::remove_user(home, &actor, &name).map_err(op_failure)?;
+            println!("user \"{name}\" removed, with their sessions and API tokens");
+        }
+        UserCmd::Token { name, label } => {
+            let (id, token) = ops::create_token(home, &actor, &name, &label).map_err(op_failure)?;
+            eprintln!("API token {id} for \"{name}\" (shown once; send it as Authorization: Bearer ...):");
+            println!("{}", token.expose_secret());
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn serve(home: &Home, args: ServeArgs) -> Result<i32, Failure> {
+    let oauth = match args.oauth_client_id {
+        Some(client_id) => {
+            let secret = std::env::var(&args.oauth_client_secret_env).map_err(|_| {
+                usage(anyhow!(
+                    "--oauth-client-id is set but {} (the client secret) is not",
+                    args.oauth_client_secret_env
+                ))
+            })?;
+            Some(OAuthApp {
+                login_url: args.oauth_login_url,
+                client_id,
+                client_secret: SecretString::from(secret),
+            })
+        }
+        None => None,
+    };
+    if !(0.01..=60.0).contains(&args.scheduler_tick) {
+        return Err(usage(anyhow!("--scheduler-tick takes 0.01 to 60 seconds")));
+    }
+    if !(0.001..=86_400.0).contains(&args.timeout) {
+        return Err(usage(anyhow!("--timeout takes 0.001 to 86400 seconds")));
+    }
+    let secure = args.secure_cookies
+        || args
+            .public_url
+            .as_ref()
+            .is_some_and(|u| u.scheme() == "https");
+    let mut config = ServeConfig::new(args.listen);
+    config.public_url = args.public_url;
+    config.oauth = oauth;
+    config.secure_cookies = secure;
+    config.scheduler_tick = Duration::from_secs_f64(args.scheduler_tick);
+    config.run_settings = RunSettings {
+        timeout: Duration::from_secs_f64(args.timeout),
+        ..Default::default()
+    };
+    let users = home.state()?.users()?;
+    let server = server::Server::bind(home.clone(), config)
+        .await
+        .map_err(usage)?;
+    // The first line on standard output: scripts and tests read the address from it.
+    println!("segsync serve: listening on http://{}", server.local_addr);
+    if users.is_empty() {
+        println!("no users yet: add the first admin with `segsync user add NAME --role admin`");
+    }
+    server.run(server::shutdown_signal()).await?;
+    println!("segsync serve: stopped");
+    Ok(EXIT_OK)
+}

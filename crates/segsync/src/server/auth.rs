@@ -1,0 +1,274 @@
+//! Who is asking: a browser session (cookie, with a CSRF token for every change) or an API
+//! token (`Authorization: Bearer sst_...`, for scripts). Both are stored only as SHA-256
+//! hashes; passwords as argon2id hashes.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::ops::{self, Actor};
+use crate::state::Role;
+
+pub const SESSION_COOKIE: &str = "segsync_session";
+/// The header that carries the CSRF token of a cookie session on API changes.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+const SESSION_HOURS: i64 = 12;
+
+/// How the caller proved who they are.
+#[derive(Clone, Debug)]
+pub enum Via {
+    /// A browser session: changes must carry its CSRF token.
+    Session { csrf: String },
+    /// An API token.
+    Token,
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Authed {
+    pub actor: Actor,
+    pub via: Via,
+}
+
+impl Authed {
+    /// The CSRF token to put in forms (empty for token callers, who need none).
+    pub fn csrf(&self) -> &str {
+        match &self.via {
+            Via::Session { csrf } => csrf,
+            Via::Token => "",
+        }
+    }
+
+    /// Checks the CSRF token a form or header sent, for a cookie session.
+    pub fn check_csrf(&self, sent: &str) -> Result<(), ApiError> {
+        match &self.via {
+            Via::Token => Ok(()),
+            Via::Session { csrf } if constant_time_eq(csrf.as_bytes(), sent.as_bytes()) => Ok(()),
+            Via::Session { .. } => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "the form's security token is missing or stale: reload the page and try again",
+            )),
+        }
+    }
+
+    pub fn require(&self, role: Role, what: &str) -> Result<(), ApiError> {
+        ops::require(&self.actor, role, what).map_err(ApiError::from)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Finds the caller from the headers, if any: an API token first, then the session cookie.
+pub fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Option<Authed>, ApiError> {
+    let state = app.home.state().map_err(ApiError::internal)?;
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let text = auth.to_str().unwrap_or("");
+        let token = text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "the Authorization header takes \"Bearer <API token>\"",
+                )
+            })?;
+        let user = state
+            .token_user(&ops::token_hash(token))
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "the API token is unknown or revoked",
+                )
+            })?;
+        return Ok(Some(Authed {
+            actor: Actor {
+                name: user.name,
+                role: user.role,
+            },
+            via: Via::Token,
+        }));
+    }
+    if let Some(id) = cookie_value(headers, SESSION_COOKIE) {
+        if let Some(s) = state
+            .session(&ops::token_hash(id))
+            .map_err(ApiError::internal)?
+        {
+            return Ok(Some(Authed {
+                actor: Actor {
+                    name: s.user.name,
+                    role: s.user.role,
+                },
+                via: Via::Session { csrf: s.csrf },
+            }));
+        }
+    }
+    Ok(None)
+}
+
+fn unsafe_method(m: &Method) -> bool {
+    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// For the JSON API: a caller, or 401. A cookie session's changes must carry the CSRF token
+/// in `X-CSRF-Token`.
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let authed = authenticate(app, &parts.headers)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "log in (POST /api/login) or send an API token (Authorization: Bearer ...)",
+            )
+        })?;
+        if unsafe_method(&parts.method) && parts.uri.path().starts_with("/api/") {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            authed.check_csrf(sent)?;
+        }
+        Ok(authed)
+    }
+}
+
+/// Opens a session for `user` after checking the password; the cookie to set and the CSRF
+/// token. The same message for an unknown user and a wrong password.
+pub fn login(app: &AppState, name: &str, password: &SecretString) -> Result<(HeaderValue, String, Actor), ApiError> {
+    let state = app.home.state().map_err(ApiError::internal)?;
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "wrong user name or password",
+        )
+    };
+    let hash = state
+        .password_hash(name)
+        .map_err(ApiError::internal)?
+        .ok_or_else(refused)?;
+    if !ops::verify_password(&hash, password) {
+        tracing::info!(user = name, "login refused");
+        return Err(refused());
+    }
+    let user = state.user(name).map_err(ApiError::internal)?;
+    let id = ops::new_token_value("");
+    let csrf = ops::new_token_value("");
+    let expires = chrono::Utc::now() + chrono::Duration::hours(SESSION_HOURS);
+    state
+        .add_session(
+            &ops::token_hash(&id),
+            name,
+            &csrf,
+            &expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+        .map_err(ApiError::internal)?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        SESSION_HOURS * 3600,
+        if app.config.secure_cookies { "; Secure" } else { "" }
+    );
+    Ok((
+        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+        csrf,
+        Actor {
+            name: user.name,
+            role: user.role,
+        },
+    ))
+}
+
+/// Ends the session of the request's cookie; the cookie that clears it.
+pub fn logout(app: &AppState, headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
+    if let Some(id) = cookie_value(headers, SESSION_COOKIE) {
+        app.home
+            .state()
+            .map_err(ApiError::internal)?
+            .remove_session(&ops::token_hash(id))
+            .map_err(ApiError::internal)?;
+    }
+    Ok(HeaderValue::from_static(
+        "segsync_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+    ))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct LoginRequest {
+    pub name: String,
+    /// Never logged, never stored in clear.
+    #[schema(format = Password)]
+    pub password: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LoginAnswer {
+    pub name: String,
+    pub role: Role,
+    /// Send it back in `X-CSRF-Token` with every change made with the session cookie.
+    pub csrf_token: String,
+}
+
+/// Logs in: sets the session cookie and returns the CSRF token.
+#[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginRequest,
+    responses((status = 200, body = LoginAnswer), (status = 401, body = super::ErrorBody)))]
+pub async fn api_login(State(app): State<AppState>, Json(req): Json<LoginRequest>) -> Result<Response, ApiError> {
+    let password = SecretString::from(req.password);
+    let (cookie, csrf, actor) = login(&app, &req.name, &password)?;
+    let mut r = Json(LoginAnswer {
+        name: actor.name,
+        role: actor.role,
+        csrf_token: csrf,
+    })
+    .into_response();
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(r)
+}
+
+/// Logs out: ends the session of the cookie.
+#[utoipa::path(post, path = "/api/logout", tag = "session", responses((status = 204)))]
+pub async fn api_logout(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let cookie = logout(&app, &headers)?;
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(r)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    pub name: String,
+    pub role: Role,
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/api/me", tag = "session", responses((status = 200, body = WhoAmI), (status = 401, body = super::ErrorBody)))]
+pub async fn api_me(who: Authed) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        name: who.actor.name,
+        role: who.actor.role,
+    })
+}

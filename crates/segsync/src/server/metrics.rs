@@ -1,0 +1,227 @@
+//! Prometheus metrics at `/metrics`: runs by outcome, records sent and refused, Mailchimp
+//! requests by endpoint and retries by cause, runs in progress, and the latency of the
+//! server's own requests by route.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::runs::{Event, RunEnded};
+use super::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    export: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecordLabels {
+    export: String,
+    /// `sent` (created, updated), `refused` (bad record), `failed` (Mailchimp said no).
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    /// `429`, `5xx`, `timeout`, `connection`.
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+/// The server's metric families.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    runs: Family<RunLabels, Counter>,
+    records: Family<RecordLabels, Counter>,
+    mailchimp_requests: Family<EndpointLabels, Counter>,
+    mailchimp_retries: Family<RetryLabels, Counter>,
+    runs_active: Gauge,
+    http: Family<HttpLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("segsync");
+        let runs = Family::<RunLabels, Counter>::default();
+        registry.register("runs", "Runs finished, by export and outcome", runs.clone());
+        let records = Family::<RecordLabels, Counter>::default();
+        registry.register(
+            "records",
+            "Records of finished runs: sent to Mailchimp, refused before sending, failed in Mailchimp",
+            records.clone(),
+        );
+        let mailchimp_requests = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "mailchimp_requests",
+            "HTTP requests sent to Mailchimp, retries included, by endpoint",
+            mailchimp_requests.clone(),
+        );
+        let mailchimp_retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "mailchimp_retries",
+            "Mailchimp requests retried, by cause (429, 5xx, timeout, connection)",
+            mailchimp_retries.clone(),
+        );
+        let runs_active = Gauge::default();
+        registry.register("runs_active", "Runs in progress", runs_active.clone());
+        let http = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.5, 12))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Latency of the server's HTTP requests, by method, route and status",
+            http.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            runs,
+            records,
+            mailchimp_requests,
+            mailchimp_retries,
+            runs_active,
+            http,
+        }
+    }
+
+    fn run_started(&self) {
+        self.runs_active.inc();
+    }
+
+    fn run_ended(&self, r: &RunEnded) {
+        self.runs_active.dec();
+        self.runs
+            .get_or_create(&RunLabels {
+                export: r.export.clone(),
+                outcome: r.outcome.as_str().to_string(),
+            })
+            .inc();
+        let c = &r.counts;
+        for (result, n) in [
+            ("sent", c.created + c.updated),
+            ("refused", c.refused),
+            ("failed", c.failed),
+        ] {
+            self.records
+                .get_or_create(&RecordLabels {
+                    export: r.export.clone(),
+                    result: result.into(),
+                })
+                .inc_by(n);
+        }
+        if let Some(s) = &r.client {
+            for e in &s.by_endpoint {
+                self.mailchimp_requests
+                    .get_or_create(&EndpointLabels {
+                        endpoint: e.endpoint.as_str().to_string(),
+                    })
+                    .inc_by(e.requests);
+            }
+            for (cause, n) in [
+                ("429", s.retries.too_many_requests),
+                ("5xx", s.retries.server_error),
+                ("timeout", s.retries.timeout),
+                ("connection", s.retries.connection),
+            ] {
+                self.mailchimp_retries
+                    .get_or_create(&RetryLabels {
+                        cause: cause.into(),
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String does not fail");
+        out
+    }
+}
+
+/// Follows the runs' events into the counters.
+pub fn spawn_listener(app: &AppState) {
+    let mut events = app.runs.subscribe();
+    let app = app.clone();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(Event::RunStarted { .. }) => app.metrics.run_started(),
+                Ok(Event::RunEnded(r)) => app.metrics.run_ended(&r),
+                Ok(Event::ProfilesRefreshed) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "metrics missed run events")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// Times every request, labelled by its route pattern (not its path: no ids in labels).
+pub async fn track_requests(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let t = Instant::now();
+    let response = next.run(req).await;
+    app.metrics
+        .http
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .observe(t.elapsed().as_secs_f64());
+    response
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}

@@ -1,0 +1,286 @@
+//! `segsync serve`: the REST API (`/api`, described at `/api/openapi.json`), the web UI of
+//! the seed's flow (`/`), "Authenticate with Mailchimp" (`/oauth/mailchimp/...`), the
+//! scheduler, alerts, health (`/healthz`, `/readyz`) and Prometheus metrics (`/metrics`).
+//!
+//! Runs go through the same engine as `segsync run` ([`runs::RunManager`]); every change
+//! goes through [`crate::ops`], so the CLI, the API, the UI and `segsync apply` check, refuse
+//! and audit alike.
+//!
+//! - [`auth`]: sessions, API tokens, CSRF.
+//! - [`api`]: the JSON endpoints; [`openapi`]: their description.
+//! - [`ui`]: the server-rendered pages.
+//! - [`oauth`]: the OAuth2 authorization-code flow with Mailchimp's login server.
+//! - [`scheduler`]: cron and after-refresh triggers; [`alerts`]: webhook and e-mail alerts.
+//! - [`metrics`]: the Prometheus registry.
+
+pub mod alerts;
+pub mod api;
+pub mod auth;
+pub mod metrics;
+pub mod oauth;
+pub mod openapi;
+pub mod runs;
+pub mod scheduler;
+pub mod ui;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::engine::RunSettings;
+use crate::home::Home;
+use crate::ops::OpError;
+
+/// The Mailchimp OAuth2 app of this installation ("Authenticate with Mailchimp").
+#[derive(Clone)]
+pub struct OAuthApp {
+    /// Mailchimp's login server: `https://login.mailchimp.com` (the simulator's in tests).
+    pub login_url: url::Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+impl std::fmt::Debug for OAuthApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthApp")
+            .field("login_url", &self.login_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How the server is set up.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    /// The address people reach the server at (for OAuth redirects and links in alerts);
+    /// by default `http://` + the listen address.
+    pub public_url: Option<url::Url>,
+    pub oauth: Option<OAuthApp>,
+    /// Mark the session cookie `Secure` (on by default when the public URL is https).
+    pub secure_cookies: bool,
+    /// The template of every run (timeout, retries, requests in flight).
+    pub run_settings: RunSettings,
+    /// How often the scheduler looks at the clock.
+    pub scheduler_tick: Duration,
+}
+
+impl ServeConfig {
+    pub fn new(listen: SocketAddr) -> ServeConfig {
+        ServeConfig {
+            listen,
+            public_url: None,
+            oauth: None,
+            secure_cookies: false,
+            run_settings: RunSettings::default(),
+            scheduler_tick: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct Shared {
+    pub home: Home,
+    pub config: ServeConfig,
+    /// The address actually bound (the listen address with its port resolved).
+    pub local_addr: SocketAddr,
+    pub runs: runs::RunManager,
+    pub metrics: metrics::Metrics,
+}
+
+pub type AppState = Arc<Shared>;
+
+impl Shared {
+    /// The public base URL, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.config.public_url {
+            Some(u) => u.as_str().trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.local_addr),
+        }
+    }
+}
+
+/// The body of every error answer of the API.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: `invalid`, `not_found`, `conflict`, `forbidden`, `unauthenticated`,
+    /// `csrf`, `mailchimp`, `internal`.
+    pub error: String,
+    /// What was wrong, for a person.
+    pub message: String,
+}
+
+/// An error answer: a status and a message a person can act on.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that is not the caller's: logged, answered without details.
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed; its log says why",
+        )
+    }
+}
+
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+            OpError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
+            OpError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            OpError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            OpError::Mailchimp(m) => ApiError::new(StatusCode::BAD_GATEWAY, "mailchimp", m),
+            OpError::Internal(e) => ApiError::internal(format!("{e:#}")),
+        }
+    }
+}
+
+impl From<crate::state::StateError> for ApiError {
+    fn from(e: crate::state::StateError) -> Self {
+        OpError::from(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.code.to_string(),
+                message: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the state store answers.
+async fn readyz(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
+    match app.home.state().and_then(|s| Ok(s.integrity_check()?)) {
+        Ok(_) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "the state store does not answer").into_response()
+        }
+    }
+}
+
+/// Every route of the server.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(api::routes())
+        .merge(openapi::routes())
+        .merge(oauth::routes())
+        .merge(metrics::routes())
+        .merge(ui::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            metrics::track_requests,
+        ))
+        .with_state(app)
+}
+
+/// A server that is listening: its address, and the future that serves until `shutdown`
+/// resolves, then stops the runs at their next checkpoint and returns.
+pub struct Server {
+    pub local_addr: SocketAddr,
+    pub app: AppState,
+    listener: tokio::net::TcpListener,
+}
+
+impl Server {
+    /// Binds the listen address and prepares the shared state.
+    pub async fn bind(home: Home, config: ServeConfig) -> anyhow::Result<Server> {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        // The state store is created (and migrated) before the first request.
+        home.state()?;
+        let runs = runs::RunManager::new(home.clone(), config.run_settings.clone());
+        let app = Arc::new(Shared {
+            home,
+            config,
+            local_addr,
+            runs,
+            metrics: metrics::Metrics::new(),
+        });
+        Ok(Server {
+            local_addr,
+            app,
+            listener,
+        })
+    }
+
+    /// Serves until `shutdown`; then lets running exports reach their next checkpoint.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let app = self.app.clone();
+        metrics::spawn_listener(&app);
+        alerts::spawn(&app);
+        let scheduler = scheduler::spawn(&app);
+        let resumed = app.runs.resume_interrupted().await;
+        if !resumed.is_empty() {
+            tracing::info!(exports = ?resumed, "resumed interrupted runs");
+        }
+        axum::serve(self.listener, router(app.clone()))
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        scheduler.abort();
+        tracing::info!("shutting down: running exports stop at their next checkpoint");
+        app.runs.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
