@@ -109,7 +109,9 @@ impl StopSignal {
             StopReason::Shutdown => 2,
         };
         // The first reason given wins.
-        let _ = self.0.compare_exchange(0, v, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self
+            .0
+            .compare_exchange(0, v, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     pub fn reason(&self) -> Option<StopReason> {
@@ -698,62 +700,66 @@ pub async fn execute(
         let mut exists_again: Vec<Upsert> = Vec::new();
         let mut requeue: Vec<Op> = Vec::new();
         // A stop request ends the phase early: what is not yet sent stays for the next run.
-        let requests = stream::iter(ops.into_iter().take_while(|_| stop.reason().is_none()).map(|op| {
-            let client = client.clone();
-            let list_id = list_id.clone();
-            let tag_ids = tag_ids.clone();
-            async move {
-                match op {
-                    Op::Upsert {
-                        update_existing,
-                        items,
-                    } => {
-                        let wire: Vec<UpsertItem> = items
-                            .iter()
-                            .map(|u| UpsertItem {
-                                email: u.email.clone(),
-                                status: to_member_status(u.status),
-                                merge_fields: u
-                                    .merge
-                                    .clone()
-                                    .map(|m| m.into_iter().collect())
-                                    .unwrap_or_default(),
-                            })
-                            .collect();
-                        let result = client.batch_upsert(&list_id, &wire, update_existing).await;
-                        Done::Upsert {
+        let requests = stream::iter(ops.into_iter().take_while(|_| stop.reason().is_none()).map(
+            |op| {
+                let client = client.clone();
+                let list_id = list_id.clone();
+                let tag_ids = tag_ids.clone();
+                async move {
+                    match op {
+                        Op::Upsert {
+                            update_existing,
                             items,
-                            creates: !update_existing,
-                            result,
-                        }
-                    }
-                    Op::Tag { tag, add, remove } => {
-                        let id = tag_ids.get(&tag).copied();
-                        let adds: Vec<String> = add.iter().map(|(_, e)| e.clone()).collect();
-                        let removes: Vec<String> = remove.iter().map(|(_, e)| e.clone()).collect();
-                        let result = match id {
-                            Some(id) => {
-                                client
-                                    .update_tag_members(&list_id, id, &adds, &removes)
-                                    .await
+                        } => {
+                            let wire: Vec<UpsertItem> = items
+                                .iter()
+                                .map(|u| UpsertItem {
+                                    email: u.email.clone(),
+                                    status: to_member_status(u.status),
+                                    merge_fields: u
+                                        .merge
+                                        .clone()
+                                        .map(|m| m.into_iter().collect())
+                                        .unwrap_or_default(),
+                                })
+                                .collect();
+                            let result =
+                                client.batch_upsert(&list_id, &wire, update_existing).await;
+                            Done::Upsert {
+                                items,
+                                creates: !update_existing,
+                                result,
                             }
-                            // The tag is gone from the audience: nothing to remove.
-                            None => Ok(mailchimp::TagOutcome::default()),
-                        };
-                        Done::Tag {
-                            tag,
-                            add,
-                            remove,
-                            result,
                         }
-                    }
-                    Op::Archive { key, email } => {
-                        let result = client.archive(&list_id, &email).await;
-                        Done::Archive { key, email, result }
+                        Op::Tag { tag, add, remove } => {
+                            let id = tag_ids.get(&tag).copied();
+                            let adds: Vec<String> = add.iter().map(|(_, e)| e.clone()).collect();
+                            let removes: Vec<String> =
+                                remove.iter().map(|(_, e)| e.clone()).collect();
+                            let result = match id {
+                                Some(id) => {
+                                    client
+                                        .update_tag_members(&list_id, id, &adds, &removes)
+                                        .await
+                                }
+                                // The tag is gone from the audience: nothing to remove.
+                                None => Ok(mailchimp::TagOutcome::default()),
+                            };
+                            Done::Tag {
+                                tag,
+                                add,
+                                remove,
+                                result,
+                            }
+                        }
+                        Op::Archive { key, email } => {
+                            let result = client.archive(&list_id, &email).await;
+                            Done::Archive { key, email, result }
+                        }
                     }
                 }
-            }
-        }))
+            },
+        ))
         .buffer_unordered(export_in_flight(&client));
         tokio::pin!(requests);
         while let Some(done) = requests.next().await {

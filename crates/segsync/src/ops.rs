@@ -108,7 +108,11 @@ pub fn require(actor: &Actor, role: Role, what: &str) -> OpResult<()> {
 /// 100 characters, padded with spaces, or holds a control character (a newline, an escape
 /// sequence that would play tricks on a terminal): such names are mistakes or attacks.
 pub fn check_name(what: &str, name: &str) -> OpResult<()> {
-    let bad = |why: String| Err(OpError::Invalid(format!("{what} name {name:?} refused: {why}")));
+    let bad = |why: String| {
+        Err(OpError::Invalid(format!(
+            "{what} name {name:?} refused: {why}"
+        )))
+    };
     if name.trim().is_empty() {
         return Err(OpError::Invalid(format!("a {what} name cannot be empty")));
     }
@@ -129,7 +133,13 @@ pub fn check_name(what: &str, name: &str) -> OpResult<()> {
     Ok(())
 }
 
-fn audit(state: &StateStore, actor: &Actor, action: &str, target: &str, detail: &str) -> OpResult<()> {
+fn audit(
+    state: &StateStore,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> OpResult<()> {
     state.audit(&actor.name, action, target, detail)?;
     Ok(())
 }
@@ -214,7 +224,10 @@ pub struct NewConnection {
 }
 
 /// Builds a client for a credential and checks it with `GET /ping`.
-async fn checked_client(credential: &CredentialInput, base_url: Option<&str>) -> OpResult<url::Url> {
+async fn checked_client(
+    credential: &CredentialInput,
+    base_url: Option<&str>,
+) -> OpResult<url::Url> {
     let c = if credential.kind == "oauth" {
         Credential::oauth_token(credential.secret.clone())
     } else {
@@ -239,7 +252,11 @@ async fn checked_client(credential: &CredentialInput, base_url: Option<&str>) ->
 }
 
 /// Adds a connection: consent recorded, credential checked with Mailchimp, sealed, audited.
-pub async fn add_connection(home: &Home, actor: &Actor, input: NewConnection) -> OpResult<ConnectionView> {
+pub async fn add_connection(
+    home: &Home,
+    actor: &Actor,
+    input: NewConnection,
+) -> OpResult<ConnectionView> {
     require(actor, Role::Admin, "adding a connection")?;
     check_name("connection", &input.name)?;
     if let Some(d) = &input.display_name {
@@ -333,11 +350,18 @@ pub async fn update_connection(
     {
         what.push(format!(
             "used by {}",
-            if s { "admins and contributors" } else { "admins" }
+            if s {
+                "admins and contributors"
+            } else {
+                "admins"
+            }
         ));
         c.shared_with_contributors = s;
     }
-    if let Some(u) = change.export_user.filter(|u| Some(u) != c.export_user.as_ref()) {
+    if let Some(u) = change
+        .export_user
+        .filter(|u| Some(u) != c.export_user.as_ref())
+    {
         check_name("export user", &u)?;
         what.push(format!("export user {u}"));
         c.export_user = Some(u);
@@ -405,7 +429,11 @@ pub async fn test_connection(home: &Home, actor: &Actor, name: &str) -> OpResult
 }
 
 /// The audiences a connection can see: (id, name, member count).
-pub async fn audiences(home: &Home, actor: &Actor, connection: &str) -> OpResult<Vec<mailchimp::ListInfo>> {
+pub async fn audiences(
+    home: &Home,
+    actor: &Actor,
+    connection: &str,
+) -> OpResult<Vec<mailchimp::ListInfo>> {
     let state = home.state()?;
     let c = state.connection(connection)?;
     if !can_use(actor, &c) {
@@ -578,7 +606,12 @@ pub fn check_schedule(s: &Schedule) -> OpResult<()> {
 
 /// Checks an export against the segments, the profiles and the audience in Mailchimp, then
 /// saves it. Contributors may only use connections shared with contributors.
-pub async fn save_export(home: &Home, actor: &Actor, input: ExportInput, mode: SaveMode) -> OpResult<ExportConfig> {
+pub async fn save_export(
+    home: &Home,
+    actor: &Actor,
+    input: ExportInput,
+    mode: SaveMode,
+) -> OpResult<ExportConfig> {
     require(actor, Role::Contributor, "configuring an export")?;
     check_name("export", &input.name)?;
     let mut state = home.state()?;
@@ -666,7 +699,9 @@ pub async fn save_export(home: &Home, actor: &Actor, input: ExportInput, mode: S
     }
     let mut segments: Vec<SegmentTag> = Vec::new();
     for s in &input.segments {
-        state.segment(&s.segment).map_err(|e| OpError::Invalid(e.to_string()))?;
+        state
+            .segment(&s.segment)
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
         let tag = s.tag.clone().unwrap_or_else(|| s.segment.clone());
         check_name("tag", &tag)?;
         if segments.iter().any(|x| x.segment == s.segment) {
@@ -784,10 +819,16 @@ fn segment_names(e: &ExportConfig) -> String {
 pub fn describe_change(old: &ExportConfig, new: &ExportConfig) -> String {
     let mut what = Vec::new();
     if old.connection != new.connection {
-        what.push(format!("connection {} -> {}", old.connection, new.connection));
+        what.push(format!(
+            "connection {} -> {}",
+            old.connection, new.connection
+        ));
     }
     if old.audience_id != new.audience_id {
-        what.push(format!("audience {} -> {}", old.audience_id, new.audience_id));
+        what.push(format!(
+            "audience {} -> {}",
+            old.audience_id, new.audience_id
+        ));
     }
     if old.email_field != new.email_field || old.fields != new.fields {
         what.push("field mapping".into());
@@ -796,7 +837,10 @@ pub fn describe_change(old: &ExportConfig, new: &ExportConfig) -> String {
         what.push(format!("segments {}", segment_names(new)));
     }
     if old.schedule != new.schedule {
-        what.push(format!("schedule {}", crate::schedule::describe(&new.schedule)));
+        what.push(format!(
+            "schedule {}",
+            crate::schedule::describe(&new.schedule)
+        ));
     }
     if old.paused != new.paused {
         what.push(if new.paused { "paused" } else { "resumed" }.into());
@@ -824,7 +868,11 @@ pub fn set_paused(home: &Home, actor: &Actor, name: &str, paused: bool) -> OpRes
         audit(
             &state,
             actor,
-            if paused { "export.pause" } else { "export.resume" },
+            if paused {
+                "export.pause"
+            } else {
+                "export.resume"
+            },
             name,
             "",
         )?;
@@ -854,7 +902,13 @@ pub fn remove_export(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
     let e = state.export(name)?;
     check_export_access(&state, actor, &e)?;
     state.remove_export(name)?;
-    audit(&state, actor, "export.remove", name, "snapshot dropped; run history kept")?;
+    audit(
+        &state,
+        actor,
+        "export.remove",
+        name,
+        "snapshot dropped; run history kept",
+    )?;
     Ok(())
 }
 
@@ -896,7 +950,13 @@ fn check_password(password: &SecretString) -> OpResult<()> {
 }
 
 /// Adds a user. The very first user of an installation must be an admin.
-pub fn add_user(home: &Home, actor: &Actor, name: &str, role: Role, password: &SecretString) -> OpResult<UserRecord> {
+pub fn add_user(
+    home: &Home,
+    actor: &Actor,
+    name: &str,
+    role: Role,
+    password: &SecretString,
+) -> OpResult<UserRecord> {
     require(actor, Role::Admin, "adding a user")?;
     check_name("user", name)?;
     if name.starts_with("cli:") {
@@ -908,12 +968,17 @@ pub fn add_user(home: &Home, actor: &Actor, name: &str, role: Role, password: &S
     let state = home.state()?;
     if role != Role::Admin && state.count_admins()? == 0 {
         return Err(OpError::Invalid(
-            "the first user must be an admin (--role admin): only admins can add the others"
-                .into(),
+            "the first user must be an admin (--role admin): only admins can add the others".into(),
         ));
     }
     state.add_user(name, role, &hash_password(password)?)?;
-    audit(&state, actor, "user.add", name, &format!("role {}", role.as_str()))?;
+    audit(
+        &state,
+        actor,
+        "user.add",
+        name,
+        &format!("role {}", role.as_str()),
+    )?;
     Ok(state.user(name)?)
 }
 
@@ -927,19 +992,36 @@ pub fn set_role(home: &Home, actor: &Actor, name: &str, role: Role) -> OpResult<
         )));
     }
     state.set_role(name, role)?;
-    audit(&state, actor, "user.role", name, &format!("{} -> {}", u.role.as_str(), role.as_str()))?;
+    audit(
+        &state,
+        actor,
+        "user.role",
+        name,
+        &format!("{} -> {}", u.role.as_str(), role.as_str()),
+    )?;
     Ok(state.user(name)?)
 }
 
 /// Sets a password: admins for anyone, everyone for themselves.
-pub fn set_password(home: &Home, actor: &Actor, name: &str, password: &SecretString) -> OpResult<()> {
+pub fn set_password(
+    home: &Home,
+    actor: &Actor,
+    name: &str,
+    password: &SecretString,
+) -> OpResult<()> {
     if actor.name != name {
         require(actor, Role::Admin, "setting another user's password")?;
     }
     check_password(password)?;
     let state = home.state()?;
     state.set_password_hash(name, &hash_password(password)?)?;
-    audit(&state, actor, "user.password", name, "password changed; sessions ended")?;
+    audit(
+        &state,
+        actor,
+        "user.password",
+        name,
+        "password changed; sessions ended",
+    )?;
     Ok(())
 }
 
@@ -953,7 +1035,13 @@ pub fn remove_user(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
         )));
     }
     state.remove_user(name)?;
-    audit(&state, actor, "user.remove", name, "sessions and API tokens revoked")?;
+    audit(
+        &state,
+        actor,
+        "user.remove",
+        name,
+        "sessions and API tokens revoked",
+    )?;
     Ok(())
 }
 
@@ -977,7 +1065,12 @@ pub fn new_token_value(prefix: &str) -> String {
 
 /// Creates an API token for `user` (admins for anyone, everyone for themselves). The value
 /// is returned once; only its hash is stored.
-pub fn create_token(home: &Home, actor: &Actor, user: &str, label: &str) -> OpResult<(i64, SecretString)> {
+pub fn create_token(
+    home: &Home,
+    actor: &Actor,
+    user: &str,
+    label: &str,
+) -> OpResult<(i64, SecretString)> {
     if actor.name != user {
         require(actor, Role::Admin, "creating a token for another user")?;
     }
@@ -986,7 +1079,13 @@ pub fn create_token(home: &Home, actor: &Actor, user: &str, label: &str) -> OpRe
     state.user(user)?;
     let value = new_token_value("sst_");
     let id = state.add_token(user, label, &token_hash(&value))?;
-    audit(&state, actor, "token.create", user, &format!("token {id} \"{label}\""))?;
+    audit(
+        &state,
+        actor,
+        "token.create",
+        user,
+        &format!("token {id} \"{label}\""),
+    )?;
     Ok((id, SecretString::from(value)))
 }
 
@@ -1001,7 +1100,13 @@ pub fn revoke_token(home: &Home, actor: &Actor, id: i64) -> OpResult<()> {
         require(actor, Role::Admin, "revoking another user's token")?;
     }
     state.revoke_token(id)?;
-    audit(&state, actor, "token.revoke", &t.user, &format!("token {id} \"{}\"", t.label))?;
+    audit(
+        &state,
+        actor,
+        "token.revoke",
+        &t.user,
+        &format!("token {id} \"{}\"", t.label),
+    )?;
     Ok(())
 }
 
@@ -1024,7 +1129,11 @@ fn parse_format(f: Option<&str>) -> OpResult<Option<crate::profiles::Format>> {
 
 /// Imports the profiles from a file the server can read, replacing what was there
 /// (atomically), and remembers it as the source that "refresh" reads again.
-pub fn import_profiles(home: &Home, actor: &Actor, source: &ProfileSource) -> OpResult<crate::profiles::ImportReport> {
+pub fn import_profiles(
+    home: &Home,
+    actor: &Actor,
+    source: &ProfileSource,
+) -> OpResult<crate::profiles::ImportReport> {
     require(actor, Role::Admin, "importing profiles from a file")?;
     let report = import_quietly(home, source)?;
     let state = home.state()?;
@@ -1086,9 +1195,7 @@ pub fn profile_source(home: &Home) -> OpResult<Option<ProfileSource>> {
 pub fn refresh_profiles(home: &Home, actor: &Actor) -> OpResult<crate::profiles::ImportReport> {
     require(actor, Role::Contributor, "refreshing the profiles")?;
     let source = profile_source(home)?.ok_or_else(|| {
-        OpError::Invalid(
-            "no profile source to refresh: an admin imports a file first".into(),
-        )
+        OpError::Invalid("no profile source to refresh: an admin imports a file first".into())
     })?;
     let report = import_quietly(home, &source)?;
     let state = home.state()?;

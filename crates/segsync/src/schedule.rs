@@ -18,7 +18,9 @@ impl CronSchedule {
     /// time zone name (`UTC`, `Europe/Bucharest`).
     pub fn parse(expr: &str, timezone: &str) -> Result<CronSchedule, String> {
         let tz: Tz = timezone.trim().parse().map_err(|_| {
-            format!("unknown time zone \"{timezone}\" (use an IANA name such as UTC or Europe/Paris)")
+            format!(
+                "unknown time zone \"{timezone}\" (use an IANA name such as UTC or Europe/Paris)"
+            )
         })?;
         let cron = croner::Cron::new(expr.trim())
             .with_seconds_optional()

@@ -120,7 +120,12 @@ pub fn user(home: &Home, cmd: UserCmd) -> Result<i32, Failure> {
         }
         UserCmd::List => {
             for u in home.state()?.users()? {
-                println!("{:<24} {:<12} since {}", u.name, u.role.as_str(), u.created_at);
+                println!(
+                    "{:<24} {:<12} since {}",
+                    u.name,
+                    u.role.as_str(),
+                    u.created_at
+                );
             }
         }
         UserCmd::Role { name, role: r } => {
@@ -142,7 +147,9 @@ pub fn user(home: &Home, cmd: UserCmd) -> Result<i32, Failure> {
         }
         UserCmd::Token { name, label } => {
             let (id, token) = ops::create_token(home, &actor, &name, &label).map_err(op_failure)?;
-            eprintln!("API token {id} for \"{name}\" (shown once; send it as Authorization: Bearer ...):");
+            eprintln!(
+                "API token {id} for \"{name}\" (shown once; send it as Authorization: Bearer ...):"
+            );
             println!("{}", token.expose_secret());
         }
     }

@@ -396,7 +396,8 @@ fn segments(home: &Home, cmd: SegmentsCmd) -> Result<i32, Failure> {
     let state = home.state()?;
     match cmd {
         SegmentsCmd::Add { name, predicate } => {
-            let count = ops::add_segment(home, &Actor::cli(), &name, &predicate).map_err(op_failure)?;
+            let count =
+                ops::add_segment(home, &Actor::cli(), &name, &predicate).map_err(op_failure)?;
             println!("segment \"{name}\" added: {count} profiles match");
         }
         SegmentsCmd::List => {
@@ -562,7 +563,10 @@ fn export_input(a: ExportAdd) -> Result<ops::ExportInput, Failure> {
         .iter()
         .map(|s| ops::SegmentChoice {
             segment: s.clone(),
-            tag: tags.iter().find(|(seg, _)| seg == s).map(|(_, t)| t.clone()),
+            tag: tags
+                .iter()
+                .find(|(seg, _)| seg == s)
+                .map(|(_, t)| t.clone()),
         })
         .collect();
     let schedule = match (&a.cron, a.after_refresh) {
@@ -608,11 +612,12 @@ async fn export(home: &Home, cmd: ExportCmd) -> Result<i32, Failure> {
             let config = ops::save_export(home, &Actor::cli(), input, ops::SaveMode::Create)
                 .await
                 .map_err(op_failure)?;
-            let list = engine::client_for(&state, home, &config.connection, &RunSettings::default())
-                .map_err(run_failure)?
-                .list(&config.audience_id)
-                .await
-                .map_err(|e| usage(anyhow!("{e}")))?;
+            let list =
+                engine::client_for(&state, home, &config.connection, &RunSettings::default())
+                    .map_err(run_failure)?
+                    .list(&config.audience_id)
+                    .await
+                    .map_err(|e| usage(anyhow!("{e}")))?;
             println!(
                 "export \"{}\" added: audience \"{}\" ({}), {} segment(s)",
                 config.name,

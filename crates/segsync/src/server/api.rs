@@ -39,7 +39,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/tokens", get(list_tokens).post(create_token))
         .route("/api/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/api/connections", get(list_connections).post(add_connection))
+        .route(
+            "/api/connections",
+            get(list_connections).post(add_connection),
+        )
         .route(
             "/api/connections/{name}",
             get(get_connection)
@@ -84,7 +87,10 @@ fn state_of(app: &AppState) -> ApiResult<crate::state::StateStore> {
 /// Every user (admins).
 #[utoipa::path(get, path = "/api/users", tag = "users",
     responses((status = 200, body = [UserRecord]), (status = 403, body = ErrorBody)))]
-pub async fn list_users(State(app): State<AppState>, who: Authed) -> ApiResult<Json<Vec<UserRecord>>> {
+pub async fn list_users(
+    State(app): State<AppState>,
+    who: Authed,
+) -> ApiResult<Json<Vec<UserRecord>>> {
     who.require(Role::Admin, "listing users")?;
     Ok(Json(state_of(&app)?.users()?))
 }
@@ -101,8 +107,18 @@ pub struct NewUser {
 /// Adds a user (admins).
 #[utoipa::path(post, path = "/api/users", tag = "users", request_body = NewUser,
     responses((status = 201, body = UserRecord), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn add_user(State(app): State<AppState>, who: Authed, Json(u): Json<NewUser>) -> ApiResult<(StatusCode, Json<UserRecord>)> {
-    let user = ops::add_user(&app.home, &who.actor, &u.name, u.role, &SecretString::from(u.password))?;
+pub async fn add_user(
+    State(app): State<AppState>,
+    who: Authed,
+    Json(u): Json<NewUser>,
+) -> ApiResult<(StatusCode, Json<UserRecord>)> {
+    let user = ops::add_user(
+        &app.home,
+        &who.actor,
+        &u.name,
+        u.role,
+        &SecretString::from(u.password),
+    )?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -117,7 +133,12 @@ pub struct UserChange {
 #[utoipa::path(patch, path = "/api/users/{name}", tag = "users", request_body = UserChange,
     params(("name" = String, Path)),
     responses((status = 200, body = UserRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn change_user(State(app): State<AppState>, who: Authed, Path(name): Path<String>, Json(c): Json<UserChange>) -> ApiResult<Json<UserRecord>> {
+pub async fn change_user(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+    Json(c): Json<UserChange>,
+) -> ApiResult<Json<UserRecord>> {
     if c.role.is_none() && c.password.is_none() {
         who.require(Role::Admin, "changing a user")?;
     }
@@ -133,7 +154,11 @@ pub async fn change_user(State(app): State<AppState>, who: Authed, Path(name): P
 /// Removes a user, their sessions and tokens (admins).
 #[utoipa::path(delete, path = "/api/users/{name}", tag = "users", params(("name" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn remove_user(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn remove_user(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     ops::remove_user(&app.home, &who.actor, &name)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -141,7 +166,10 @@ pub async fn remove_user(State(app): State<AppState>, who: Authed, Path(name): P
 /// API tokens: the caller's own (admins: everyone's). Values are never shown again.
 #[utoipa::path(get, path = "/api/tokens", tag = "users",
     responses((status = 200, body = [crate::state::TokenRecord])))]
-pub async fn list_tokens(State(app): State<AppState>, who: Authed) -> ApiResult<Json<Vec<crate::state::TokenRecord>>> {
+pub async fn list_tokens(
+    State(app): State<AppState>,
+    who: Authed,
+) -> ApiResult<Json<Vec<crate::state::TokenRecord>>> {
     let user = (who.actor.role != Role::Admin).then_some(who.actor.name.as_str());
     Ok(Json(state_of(&app)?.tokens(user)?))
 }
@@ -165,7 +193,11 @@ pub struct CreatedToken {
 /// Creates an API token.
 #[utoipa::path(post, path = "/api/tokens", tag = "users", request_body = NewToken,
     responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody)))]
-pub async fn create_token(State(app): State<AppState>, who: Authed, Json(t): Json<NewToken>) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+pub async fn create_token(
+    State(app): State<AppState>,
+    who: Authed,
+    Json(t): Json<NewToken>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     use secrecy::ExposeSecret;
     let user = t.user.unwrap_or_else(|| who.actor.name.clone());
     let (id, token) = ops::create_token(&app.home, &who.actor, &user, &t.label)?;
@@ -183,7 +215,11 @@ pub async fn create_token(State(app): State<AppState>, who: Authed, Json(t): Jso
 /// Revokes an API token (one's own; admins: anyone's).
 #[utoipa::path(delete, path = "/api/tokens/{id}", tag = "users", params(("id" = i64, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn revoke_token(State(app): State<AppState>, who: Authed, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn revoke_token(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     ops::revoke_token(&app.home, &who.actor, id)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -193,7 +229,10 @@ pub async fn revoke_token(State(app): State<AppState>, who: Authed, Path(id): Pa
 /// The connections the caller may see (admins: all; others: those shared with contributors).
 #[utoipa::path(get, path = "/api/connections", tag = "connections",
     responses((status = 200, body = [ConnectionView])))]
-pub async fn list_connections(State(app): State<AppState>, who: Authed) -> ApiResult<Json<Vec<ConnectionView>>> {
+pub async fn list_connections(
+    State(app): State<AppState>,
+    who: Authed,
+) -> ApiResult<Json<Vec<ConnectionView>>> {
     Ok(Json(ops::connections(&state_of(&app)?, &who.actor)?))
 }
 
@@ -218,7 +257,11 @@ pub struct NewConnection {
 /// encrypted; it is never shown again.
 #[utoipa::path(post, path = "/api/connections", tag = "connections", request_body = NewConnection,
     responses((status = 201, body = ConnectionView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
-pub async fn add_connection(State(app): State<AppState>, who: Authed, Json(c): Json<NewConnection>) -> ApiResult<(StatusCode, Json<ConnectionView>)> {
+pub async fn add_connection(
+    State(app): State<AppState>,
+    who: Authed,
+    Json(c): Json<NewConnection>,
+) -> ApiResult<(StatusCode, Json<ConnectionView>)> {
     let view = ops::add_connection(
         &app.home,
         &who.actor,
@@ -242,7 +285,11 @@ pub async fn add_connection(State(app): State<AppState>, who: Authed, Json(c): J
 /// One connection (admins; others only a shared one).
 #[utoipa::path(get, path = "/api/connections/{name}", tag = "connections", params(("name" = String, Path)),
     responses((status = 200, body = ConnectionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get_connection(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<Json<ConnectionView>> {
+pub async fn get_connection(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ConnectionView>> {
     Ok(Json(ops::connection(&state_of(&app)?, &who.actor, &name)?))
 }
 
@@ -260,7 +307,12 @@ pub struct ConnectionChange {
 /// Changes a connection (admins).
 #[utoipa::path(patch, path = "/api/connections/{name}", tag = "connections", params(("name" = String, Path)), request_body = ConnectionChange,
     responses((status = 200, body = ConnectionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn change_connection(State(app): State<AppState>, who: Authed, Path(name): Path<String>, Json(c): Json<ConnectionChange>) -> ApiResult<Json<ConnectionView>> {
+pub async fn change_connection(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+    Json(c): Json<ConnectionChange>,
+) -> ApiResult<Json<ConnectionView>> {
     let view = ops::update_connection(
         &app.home,
         &who.actor,
@@ -289,7 +341,11 @@ pub struct Removed {
 /// Removes a connection and wipes its secret (admins); its exports stop at once.
 #[utoipa::path(delete, path = "/api/connections/{name}", tag = "connections", params(("name" = String, Path)),
     responses((status = 200, body = Removed), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn remove_connection(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<Json<Removed>> {
+pub async fn remove_connection(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Removed>> {
     let stopped = ops::remove_connection(&app.home, &who.actor, &name)?;
     for e in &stopped {
         app.runs.cancel(e);
@@ -308,7 +364,11 @@ pub struct Ok_ {
 /// Checks a connection's credential with Mailchimp.
 #[utoipa::path(post, path = "/api/connections/{name}/test", tag = "connections", params(("name" = String, Path)),
     responses((status = 200, body = Ok_), (status = 403, body = ErrorBody), (status = 502, body = ErrorBody)))]
-pub async fn test_connection(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<Json<Ok_>> {
+pub async fn test_connection(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Ok_>> {
     who.require(Role::Contributor, "testing a connection")?;
     ops::test_connection(&app.home, &who.actor, &name).await?;
     Ok(Json(Ok_ {
@@ -328,7 +388,11 @@ pub struct Audience {
 /// The audiences a connection can see (to choose an export's audience).
 #[utoipa::path(get, path = "/api/connections/{name}/audiences", tag = "connections", params(("name" = String, Path)),
     responses((status = 200, body = [Audience]), (status = 403, body = ErrorBody), (status = 502, body = ErrorBody)))]
-pub async fn audiences(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<Json<Vec<Audience>>> {
+pub async fn audiences(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<Audience>>> {
     who.require(Role::Contributor, "listing a connection's audiences")?;
     let lists = ops::audiences(&app.home, &who.actor, &name).await?;
     Ok(Json(
@@ -377,9 +441,14 @@ fn segment_view(app: &AppState, s: crate::state::SegmentRecord) -> SegmentView {
 
 /// Segments with their member counts.
 #[utoipa::path(get, path = "/api/segments", tag = "segments", responses((status = 200, body = [SegmentView])))]
-pub async fn list_segments(State(app): State<AppState>, _who: Authed) -> ApiResult<Json<Vec<SegmentView>>> {
+pub async fn list_segments(
+    State(app): State<AppState>,
+    _who: Authed,
+) -> ApiResult<Json<Vec<SegmentView>>> {
     let segs = state_of(&app)?.segments()?;
-    Ok(Json(segs.into_iter().map(|s| segment_view(&app, s)).collect()))
+    Ok(Json(
+        segs.into_iter().map(|s| segment_view(&app, s)).collect(),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -392,7 +461,11 @@ pub struct NewSegment {
 /// Adds a segment (contributors); the predicate is checked and counted first.
 #[utoipa::path(post, path = "/api/segments", tag = "segments", request_body = NewSegment,
     responses((status = 201, body = SegmentView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn add_segment(State(app): State<AppState>, who: Authed, Json(s): Json<NewSegment>) -> ApiResult<(StatusCode, Json<SegmentView>)> {
+pub async fn add_segment(
+    State(app): State<AppState>,
+    who: Authed,
+    Json(s): Json<NewSegment>,
+) -> ApiResult<(StatusCode, Json<SegmentView>)> {
     let count = ops::add_segment(&app.home, &who.actor, &s.name, &s.predicate)?;
     let rec = state_of(&app)?.segment(&s.name)?;
     Ok((
@@ -427,7 +500,12 @@ pub struct SegmentPreview {
 /// personal data; viewers get the count only).
 #[utoipa::path(get, path = "/api/segments/{name}", tag = "segments", params(("name" = String, Path), PreviewParams),
     responses((status = 200, body = SegmentPreview), (status = 404, body = ErrorBody)))]
-pub async fn get_segment(State(app): State<AppState>, who: Authed, Path(name): Path<String>, Query(q): Query<PreviewParams>) -> ApiResult<Json<SegmentPreview>> {
+pub async fn get_segment(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+    Query(q): Query<PreviewParams>,
+) -> ApiResult<Json<SegmentPreview>> {
     let s = state_of(&app)?.segment(&name)?;
     let sample = if who.actor.role >= Role::Contributor {
         q.sample.unwrap_or(5).min(100)
@@ -457,7 +535,12 @@ pub struct SegmentChange {
 /// Changes a segment's predicate (contributors).
 #[utoipa::path(put, path = "/api/segments/{name}", tag = "segments", params(("name" = String, Path)), request_body = SegmentChange,
     responses((status = 200, body = SegmentView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn change_segment(State(app): State<AppState>, who: Authed, Path(name): Path<String>, Json(c): Json<SegmentChange>) -> ApiResult<Json<SegmentView>> {
+pub async fn change_segment(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+    Json(c): Json<SegmentChange>,
+) -> ApiResult<Json<SegmentView>> {
     let count = ops::update_segment(&app.home, &who.actor, &name, &c.predicate)?;
     let rec = state_of(&app)?.segment(&name)?;
     Ok(Json(SegmentView {
@@ -472,7 +555,11 @@ pub async fn change_segment(State(app): State<AppState>, who: Authed, Path(name)
 /// Removes a segment no export uses (contributors).
 #[utoipa::path(delete, path = "/api/segments/{name}", tag = "segments", params(("name" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn remove_segment(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn remove_segment(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     ops::remove_segment(&app.home, &who.actor, &name)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -533,12 +620,20 @@ pub struct ImportAnswer {
 #[utoipa::path(post, path = "/api/profiles/import", tag = "profiles", params(ImportParams),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, body = ImportAnswer), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn import_profiles(State(app): State<AppState>, who: Authed, Query(q): Query<ImportParams>, body: Body) -> ApiResult<Json<ImportAnswer>> {
+pub async fn import_profiles(
+    State(app): State<AppState>,
+    who: Authed,
+    Query(q): Query<ImportParams>,
+    body: Body,
+) -> ApiResult<Json<ImportAnswer>> {
     who.require(Role::Admin, "importing profiles")?;
-    let key = q
-        .key
-        .clone()
-        .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "give the key column: ?key=COLUMN"))?;
+    let key = q.key.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "give the key column: ?key=COLUMN",
+        )
+    })?;
     let report = if let Some(path) = q.path.clone() {
         let source = ProfileSource {
             path,
@@ -558,12 +653,22 @@ pub async fn import_profiles(State(app): State<AppState>, who: Authed, Query(q):
             )
         })?;
         let dir = app.home.root().join("uploads");
-        tokio::fs::create_dir_all(&dir).await.map_err(ApiError::internal)?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(ApiError::internal)?;
         let file = dir.join(format!("upload-{}.{format}", ops::new_token_value("")));
-        let mut out = tokio::fs::File::create(&file).await.map_err(ApiError::internal)?;
+        let mut out = tokio::fs::File::create(&file)
+            .await
+            .map_err(ApiError::internal)?;
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", format!("reading the upload: {e}")))?;
+            let chunk = chunk.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("reading the upload: {e}"),
+                )
+            })?;
             out.write_all(&chunk).await.map_err(ApiError::internal)?;
         }
         out.flush().await.map_err(ApiError::internal)?;
@@ -597,7 +702,10 @@ async fn after_refresh(app: &AppState) -> Vec<String> {
 /// every refresh" start afterwards.
 #[utoipa::path(post, path = "/api/profiles/refresh", tag = "profiles",
     responses((status = 200, body = ImportAnswer), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn refresh_profiles(State(app): State<AppState>, who: Authed) -> ApiResult<Json<ImportAnswer>> {
+pub async fn refresh_profiles(
+    State(app): State<AppState>,
+    who: Authed,
+) -> ApiResult<Json<ImportAnswer>> {
     let (home, actor) = (app.home.clone(), who.actor.clone());
     let report = tokio::task::spawn_blocking(move || ops::refresh_profiles(&home, &actor))
         .await
@@ -628,12 +736,19 @@ pub struct ExportView {
     pub can_edit: bool,
 }
 
-fn export_view(app: &AppState, state: &crate::state::StateStore, who: &Authed, e: ExportConfig) -> ApiResult<ExportView> {
+fn export_view(
+    app: &AppState,
+    state: &crate::state::StateStore,
+    who: &Authed,
+    e: ExportConfig,
+) -> ApiResult<ExportView> {
     let last_run = state.runs(Some(&e.name), 1)?.into_iter().next();
-    let can_edit = who.actor.role >= Role::Contributor && ops::check_export_access(state, &who.actor, &e).is_ok();
+    let can_edit = who.actor.role >= Role::Contributor
+        && ops::check_export_access(state, &who.actor, &e).is_ok();
     Ok(ExportView {
         running: app.runs.running(&e.name),
-        next_run_at: super::scheduler::next_tick(&e).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        next_run_at: super::scheduler::next_tick(&e)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         last_run,
         can_edit,
         config: e,
@@ -642,7 +757,10 @@ fn export_view(app: &AppState, state: &crate::state::StateStore, who: &Authed, e
 
 /// Every export with its state.
 #[utoipa::path(get, path = "/api/exports", tag = "exports", responses((status = 200, body = [ExportView])))]
-pub async fn list_exports(State(app): State<AppState>, who: Authed) -> ApiResult<Json<Vec<ExportView>>> {
+pub async fn list_exports(
+    State(app): State<AppState>,
+    who: Authed,
+) -> ApiResult<Json<Vec<ExportView>>> {
     let state = state_of(&app)?;
     let list = state
         .exports()?
@@ -656,16 +774,27 @@ pub async fn list_exports(State(app): State<AppState>, who: Authed) -> ApiResult
 /// are checked with Mailchimp.
 #[utoipa::path(post, path = "/api/exports", tag = "exports", request_body(content = Object, description = "the export: name, connection, audience, email_field, first_name, last_name, merge [{tag, column}], segments [{segment, tag}], status_if_new, removal, max_profiles, create_merge_fields, updated_at_field, schedule {kind: manual|cron|after_refresh, cron, timezone}, paused"),
     responses((status = 201, body = ExportView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn add_export(State(app): State<AppState>, who: Authed, Json(input): Json<ExportInput>) -> ApiResult<(StatusCode, Json<ExportView>)> {
+pub async fn add_export(
+    State(app): State<AppState>,
+    who: Authed,
+    Json(input): Json<ExportInput>,
+) -> ApiResult<(StatusCode, Json<ExportView>)> {
     let config = ops::save_export(&app.home, &who.actor, input, SaveMode::Create).await?;
     let state = state_of(&app)?;
-    Ok((StatusCode::CREATED, Json(export_view(&app, &state, &who, config)?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(export_view(&app, &state, &who, config)?),
+    ))
 }
 
 /// One export.
 #[utoipa::path(get, path = "/api/exports/{name}", tag = "exports", params(("name" = String, Path)),
     responses((status = 200, body = ExportView), (status = 404, body = ErrorBody)))]
-pub async fn get_export(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<Json<ExportView>> {
+pub async fn get_export(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ExportView>> {
     let state = state_of(&app)?;
     let e = state.export(&name)?;
     Ok(Json(export_view(&app, &state, &who, e)?))
@@ -675,7 +804,12 @@ pub async fn get_export(State(app): State<AppState>, who: Authed, Path(name): Pa
 /// connection starts it afresh there.
 #[utoipa::path(put, path = "/api/exports/{name}", tag = "exports", params(("name" = String, Path)), request_body(content = Object, description = "as for POST /api/exports"),
     responses((status = 200, body = ExportView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn change_export(State(app): State<AppState>, who: Authed, Path(name): Path<String>, Json(mut input): Json<ExportInput>) -> ApiResult<Json<ExportView>> {
+pub async fn change_export(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+    Json(mut input): Json<ExportInput>,
+) -> ApiResult<Json<ExportView>> {
     if input.name != name {
         if input.name.is_empty() {
             input.name = name.clone();
@@ -697,7 +831,11 @@ pub async fn change_export(State(app): State<AppState>, who: Authed, Path(name):
 /// is cancelled, its snapshot is dropped; its run history stays.
 #[utoipa::path(delete, path = "/api/exports/{name}", tag = "exports", params(("name" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn remove_export(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn remove_export(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     ops::remove_export(&app.home, &who.actor, &name)?;
     app.runs.cancel(&name);
     Ok(StatusCode::NO_CONTENT)
@@ -706,7 +844,11 @@ pub async fn remove_export(State(app): State<AppState>, who: Authed, Path(name):
 /// Pauses an export's schedule.
 #[utoipa::path(post, path = "/api/exports/{name}/pause", tag = "exports", params(("name" = String, Path)),
     responses((status = 200, body = ExportView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn pause_export(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<Json<ExportView>> {
+pub async fn pause_export(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ExportView>> {
     let e = ops::set_paused(&app.home, &who.actor, &name, true)?;
     Ok(Json(export_view(&app, &state_of(&app)?, &who, e)?))
 }
@@ -714,7 +856,11 @@ pub async fn pause_export(State(app): State<AppState>, who: Authed, Path(name): 
 /// Resumes an export's schedule.
 #[utoipa::path(post, path = "/api/exports/{name}/resume", tag = "exports", params(("name" = String, Path)),
     responses((status = 200, body = ExportView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn resume_export(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<Json<ExportView>> {
+pub async fn resume_export(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ExportView>> {
     let e = ops::set_paused(&app.home, &who.actor, &name, false)?;
     Ok(Json(export_view(&app, &state_of(&app)?, &who, e)?))
 }
@@ -730,7 +876,11 @@ pub struct StartedRun {
 /// Starts a run now ("Run now"; contributors with access). 409 when it is running already.
 #[utoipa::path(post, path = "/api/exports/{name}/runs", tag = "runs", params(("name" = String, Path)),
     responses((status = 202, body = StartedRun), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn run_export(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<StartedRun>)> {
+pub async fn run_export(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<StartedRun>)> {
     let run_id = start_run(&app, &who, &name).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -751,13 +901,20 @@ pub async fn start_run(app: &AppState, who: &Authed, export: &str) -> ApiResult<
         ops::check_export_access(&state, &who.actor, &e)?;
         state.audit(&who.actor.name, "export.run", export, "run now")?;
     }
-    Ok(app.runs.start(export, &format!("manual:{}", who.actor.name)).await?)
+    Ok(app
+        .runs
+        .start(export, &format!("manual:{}", who.actor.name))
+        .await?)
 }
 
 /// Asks the running run of an export to stop at its next checkpoint.
 #[utoipa::path(post, path = "/api/exports/{name}/cancel", tag = "runs", params(("name" = String, Path)),
     responses((status = 202, body = StartedRun), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn cancel_export(State(app): State<AppState>, who: Authed, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<StartedRun>)> {
+pub async fn cancel_export(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<StartedRun>)> {
     let run_id = cancel(&app, &who, &name)?;
     Ok((
         StatusCode::ACCEPTED,
@@ -776,9 +933,18 @@ pub fn cancel(app: &AppState, who: &Authed, export: &str) -> ApiResult<i64> {
     let e = state.export(export)?;
     ops::check_export_access(&state, &who.actor, &e)?;
     let run_id = app.runs.cancel(export).ok_or_else(|| {
-        ApiError::new(StatusCode::CONFLICT, "conflict", format!("export \"{export}\" is not running"))
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("export \"{export}\" is not running"),
+        )
     })?;
-    state.audit(&who.actor.name, "run.cancel", export, &format!("run {run_id}"))?;
+    state.audit(
+        &who.actor.name,
+        "run.cancel",
+        export,
+        &format!("run {run_id}"),
+    )?;
     Ok(run_id)
 }
 
@@ -791,7 +957,11 @@ pub struct RunsParams {
 
 /// The history of runs, newest first.
 #[utoipa::path(get, path = "/api/runs", tag = "runs", params(RunsParams), responses((status = 200, body = [Object])))]
-pub async fn list_runs(State(app): State<AppState>, _who: Authed, Query(q): Query<RunsParams>) -> ApiResult<Json<Vec<RunRecord>>> {
+pub async fn list_runs(
+    State(app): State<AppState>,
+    _who: Authed,
+    Query(q): Query<RunsParams>,
+) -> ApiResult<Json<Vec<RunRecord>>> {
     let limit = q.limit.unwrap_or(50).min(1000);
     Ok(Json(state_of(&app)?.runs(q.export.as_deref(), limit)?))
 }
@@ -809,7 +979,11 @@ pub struct RunView {
 /// One run, with its live progress while it runs.
 #[utoipa::path(get, path = "/api/runs/{id}", tag = "runs", params(("id" = i64, Path)),
     responses((status = 200, body = RunView), (status = 404, body = ErrorBody)))]
-pub async fn get_run(State(app): State<AppState>, _who: Authed, Path(id): Path<i64>) -> ApiResult<Json<RunView>> {
+pub async fn get_run(
+    State(app): State<AppState>,
+    _who: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<RunView>> {
     let state = state_of(&app)?;
     let run = state.run(id)?;
     let errors = state.run_errors(id)?.len() as u64;
@@ -823,14 +997,20 @@ pub async fn get_run(State(app): State<AppState>, _who: Authed, Path(id): Path<i
 /// Every record a run could not send and why, as CSV (`profile_key,email,reason`).
 #[utoipa::path(get, path = "/api/runs/{id}/errors", tag = "runs", params(("id" = i64, Path)),
     responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = ErrorBody)))]
-pub async fn run_errors(State(app): State<AppState>, _who: Authed, Path(id): Path<i64>) -> ApiResult<Response> {
+pub async fn run_errors(
+    State(app): State<AppState>,
+    _who: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
     let state = state_of(&app)?;
     state.run(id)?;
     let errors = state.run_errors(id)?;
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["profile_key", "email", "reason"]).map_err(ApiError::internal)?;
+    w.write_record(["profile_key", "email", "reason"])
+        .map_err(ApiError::internal)?;
     for e in &errors {
-        w.write_record([&e.profile_key, &e.email, &e.reason]).map_err(ApiError::internal)?;
+        w.write_record([&e.profile_key, &e.email, &e.reason])
+            .map_err(ApiError::internal)?;
     }
     let body = w.into_inner().map_err(ApiError::internal)?;
     Ok((
@@ -849,10 +1029,18 @@ pub async fn run_errors(State(app): State<AppState>, _who: Authed, Path(id): Pat
 /// Asks a running run to stop at its next checkpoint.
 #[utoipa::path(post, path = "/api/runs/{id}/cancel", tag = "runs", params(("id" = i64, Path)),
     responses((status = 202, body = StartedRun), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn cancel_run(State(app): State<AppState>, who: Authed, Path(id): Path<i64>) -> ApiResult<(StatusCode, Json<StartedRun>)> {
+pub async fn cancel_run(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<StartedRun>)> {
     let run = state_of(&app)?.run(id)?;
     if app.runs.progress(id).is_none() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("run {id} is not running")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("run {id} is not running"),
+        ));
     }
     let run_id = cancel(&app, &who, &run.export)?;
     Ok((
@@ -875,7 +1063,13 @@ pub struct AuditParams {
 /// The audit log, newest first (admins): who changed what, when. Never a secret.
 #[utoipa::path(get, path = "/api/audit", tag = "audit", params(AuditParams),
     responses((status = 200, body = [crate::state::AuditEntry]), (status = 403, body = ErrorBody)))]
-pub async fn audit_log(State(app): State<AppState>, who: Authed, Query(q): Query<AuditParams>) -> ApiResult<Json<Vec<crate::state::AuditEntry>>> {
+pub async fn audit_log(
+    State(app): State<AppState>,
+    who: Authed,
+    Query(q): Query<AuditParams>,
+) -> ApiResult<Json<Vec<crate::state::AuditEntry>>> {
     who.require(Role::Admin, "reading the audit log")?;
-    Ok(Json(state_of(&app)?.audit_log(q.limit.unwrap_or(100).min(1000), q.before)?))
+    Ok(Json(
+        state_of(&app)?.audit_log(q.limit.unwrap_or(100).min(1000), q.before)?,
+    ))
 }

@@ -137,7 +137,10 @@ fn unsafe_method(m: &Method) -> bool {
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let authed = authenticate(app, &parts.headers)?.ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -159,7 +162,11 @@ impl FromRequestParts<AppState> for Authed {
 
 /// Opens a session for `user` after checking the password; the cookie to set and the CSRF
 /// token. The same message for an unknown user and a wrong password.
-pub fn login(app: &AppState, name: &str, password: &SecretString) -> Result<(HeaderValue, String, Actor), ApiError> {
+pub fn login(
+    app: &AppState,
+    name: &str,
+    password: &SecretString,
+) -> Result<(HeaderValue, String, Actor), ApiError> {
     let state = app.home.state().map_err(ApiError::internal)?;
     let refused = || {
         ApiError::new(
@@ -191,7 +198,11 @@ pub fn login(app: &AppState, name: &str, password: &SecretString) -> Result<(Hea
     let cookie = format!(
         "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
         SESSION_HOURS * 3600,
-        if app.config.secure_cookies { "; Secure" } else { "" }
+        if app.config.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        }
     );
     Ok((
         HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
@@ -236,7 +247,10 @@ pub struct LoginAnswer {
 /// Logs in: sets the session cookie and returns the CSRF token.
 #[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginRequest,
     responses((status = 200, body = LoginAnswer), (status = 401, body = super::ErrorBody)))]
-pub async fn api_login(State(app): State<AppState>, Json(req): Json<LoginRequest>) -> Result<Response, ApiError> {
+pub async fn api_login(
+    State(app): State<AppState>,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
     let password = SecretString::from(req.password);
     let (cookie, csrf, actor) = login(&app, &req.name, &password)?;
     let mut r = Json(LoginAnswer {
@@ -251,7 +265,10 @@ pub async fn api_login(State(app): State<AppState>, Json(req): Json<LoginRequest
 
 /// Logs out: ends the session of the cookie.
 #[utoipa::path(post, path = "/api/logout", tag = "session", responses((status = 204)))]
-pub async fn api_logout(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn api_logout(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let cookie = logout(&app, &headers)?;
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -189,7 +189,11 @@ async fn readyz(axum::extract::State(app): axum::extract::State<AppState>) -> Re
         Ok(_) => "ready".into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "the state store does not answer").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the state store does not answer",
+            )
+                .into_response()
         }
     }
 }
@@ -244,7 +248,10 @@ impl Server {
     }
 
     /// Serves until `shutdown`; then lets running exports reach their next checkpoint.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let app = self.app.clone();
         metrics::spawn_listener(&app);
         alerts::spawn(&app);

@@ -128,7 +128,11 @@ pub fn begin(app: &AppState, who: &Authed, req: OAuthRequest) -> Result<String, 
 /// Begins "Authenticate with Mailchimp" (admins): returns the URL to send the browser to.
 #[utoipa::path(post, path = "/api/oauth/mailchimp", tag = "connections", request_body = OAuthRequest,
     responses((status = 200, body = OAuthStart), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn api_begin(State(app): State<AppState>, who: Authed, Json(req): Json<OAuthRequest>) -> Result<Json<OAuthStart>, ApiError> {
+pub async fn api_begin(
+    State(app): State<AppState>,
+    who: Authed,
+    Json(req): Json<OAuthRequest>,
+) -> Result<Json<OAuthStart>, ApiError> {
     Ok(Json(OAuthStart {
         authorize_url: begin(&app, &who, req)?,
     }))
@@ -165,11 +169,20 @@ fn http() -> Result<reqwest::Client, ApiError> {
 }
 
 /// Exchanges the code for a token and reads where its account's API lives.
-async fn exchange(app: &AppState, oauth: &OAuthApp, code: &str) -> Result<(SecretString, String), ApiError> {
+async fn exchange(
+    app: &AppState,
+    oauth: &OAuthApp,
+    code: &str,
+) -> Result<(SecretString, String), ApiError> {
     let mailchimp = |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "mailchimp", m);
     let client = http()?;
     let answer = client
-        .post(oauth.login_url.join("oauth2/token").map_err(ApiError::internal)?)
+        .post(
+            oauth
+                .login_url
+                .join("oauth2/token")
+                .map_err(ApiError::internal)?,
+        )
         .form(&[
             ("grant_type", "authorization_code"),
             ("client_id", oauth.client_id.as_str()),
@@ -199,7 +212,12 @@ async fn exchange(app: &AppState, oauth: &OAuthApp, code: &str) -> Result<(Secre
         .map_err(|e| mailchimp(format!("Mailchimp's token answer was unreadable: {e}")))?;
     let token = SecretString::from(token.access_token);
     let meta: Metadata = client
-        .get(oauth.login_url.join("oauth2/metadata").map_err(ApiError::internal)?)
+        .get(
+            oauth
+                .login_url
+                .join("oauth2/metadata")
+                .map_err(ApiError::internal)?,
+        )
         .header("Authorization", format!("OAuth {}", token.expose_secret()))
         .send()
         .await
@@ -208,19 +226,29 @@ async fn exchange(app: &AppState, oauth: &OAuthApp, code: &str) -> Result<(Secre
         .await
         .map_err(|e| mailchimp(format!("Mailchimp's metadata answer was unreadable: {e}")))?;
     if let Some(e) = meta.error {
-        return Err(mailchimp(format!("Mailchimp's metadata endpoint refused the token: {e}")));
+        return Err(mailchimp(format!(
+            "Mailchimp's metadata endpoint refused the token: {e}"
+        )));
     }
     let endpoint = match (meta.api_endpoint, meta.dc) {
         (Some(e), _) => e,
         (None, Some(dc)) => format!("https://{dc}.api.mailchimp.com"),
-        (None, None) => return Err(mailchimp("Mailchimp's metadata named no API endpoint".into())),
+        (None, None) => {
+            return Err(mailchimp(
+                "Mailchimp's metadata named no API endpoint".into(),
+            ))
+        }
     };
     Ok((token, format!("{}/3.0", endpoint.trim_end_matches('/'))))
 }
 
 /// Where Mailchimp sends the admin back: adds (or re-authenticates) the connection, then
 /// shows the connections page.
-async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(p): Query<CallbackParams>) -> Response {
+async fn callback(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<CallbackParams>,
+) -> Response {
     match finish(&app, &headers, p).await {
         Ok(name) => Redirect::to(&format!(
             "/admin/connections?notice={}",
@@ -247,10 +275,17 @@ async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(p): Que
     }
 }
 
-async fn finish(app: &AppState, headers: &HeaderMap, p: CallbackParams) -> Result<String, ApiError> {
+async fn finish(
+    app: &AppState,
+    headers: &HeaderMap,
+    p: CallbackParams,
+) -> Result<String, ApiError> {
     let oauth = app_config(app)?;
     let bad = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid", m.to_string());
-    let flow_id = p.state.as_deref().ok_or_else(|| bad("the callback has no state: start again from Admin > Connections"))?;
+    let flow_id = p
+        .state
+        .as_deref()
+        .ok_or_else(|| bad("the callback has no state: start again from Admin > Connections"))?;
     let state = app.home.state().map_err(ApiError::internal)?;
     let (user, request, created) = state
         .take_oauth_flow(flow_id)
@@ -260,7 +295,9 @@ async fn finish(app: &AppState, headers: &HeaderMap, p: CallbackParams) -> Resul
         .map(|t| chrono::Utc::now().signed_duration_since(t))
         .unwrap_or_default();
     if age > chrono::Duration::minutes(FLOW_TTL_MINUTES) {
-        return Err(bad("this authorization took too long (over 15 minutes): start again"));
+        return Err(bad(
+            "this authorization took too long (over 15 minutes): start again",
+        ));
     }
     if let Some(e) = p.error {
         return Err(ApiError::new(

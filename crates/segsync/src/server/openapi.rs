@@ -58,5 +58,8 @@ impl Modify for Security {
 pub struct ApiDoc;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+    Router::new().route(
+        "/api/openapi.json",
+        get(|| async { Json(ApiDoc::openapi()) }),
+    )
 }

@@ -20,7 +20,11 @@ use crate::state::{Outcome, RunCounts};
 /// What happened, for whoever listens (alerts, metrics, the scheduler).
 #[derive(Clone, Debug)]
 pub enum Event {
-    RunStarted { export: String, run_id: i64, trigger: String },
+    RunStarted {
+        export: String,
+        run_id: i64,
+        trigger: String,
+    },
     RunEnded(RunEnded),
     /// Profiles were imported again: exports that run "after every refresh" go.
     ProfilesRefreshed,
@@ -302,7 +306,10 @@ impl RunManager {
         };
         let mut resumed = Vec::new();
         for e in exports {
-            let last = state.runs(Some(&e.name), 1).ok().and_then(|r| r.into_iter().next());
+            let last = state
+                .runs(Some(&e.name), 1)
+                .ok()
+                .and_then(|r| r.into_iter().next());
             let unfinished = matches!(
                 last.map(|r| r.outcome),
                 Some(Outcome::Interrupted | Outcome::Running)

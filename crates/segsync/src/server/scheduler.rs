@@ -24,7 +24,9 @@ fn next_after(e: &ExportConfig, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         return None;
     }
     match &e.schedule {
-        Schedule::Cron { cron, timezone } => CronSchedule::parse(cron, timezone).ok()?.next_after(t),
+        Schedule::Cron { cron, timezone } => {
+            CronSchedule::parse(cron, timezone).ok()?.next_after(t)
+        }
         _ => None,
     }
 }
@@ -45,7 +47,9 @@ pub async fn run_after_refresh(app: &AppState) -> Vec<String> {
         }
         match app.runs.start(&e.name, "after-refresh").await {
             Ok(_) => started.push(e.name),
-            Err(err) => tracing::warn!(export = %e.name, error = %err, "after-refresh run not started"),
+            Err(err) => {
+                tracing::warn!(export = %e.name, error = %err, "after-refresh run not started")
+            }
         }
     }
     started
@@ -88,7 +92,9 @@ pub fn spawn(app: &AppState) -> JoinHandle<()> {
                 entry.2 = next_after(&e, now);
                 match app.runs.start(&e.name, "schedule").await {
                     Ok(run_id) => tracing::info!(export = %e.name, run_id, "scheduled run started"),
-                    Err(err) => tracing::info!(export = %e.name, error = %err, "scheduled tick skipped"),
+                    Err(err) => {
+                        tracing::info!(export = %e.name, error = %err, "scheduled tick skipped")
+                    }
                 }
             }
         }

@@ -8,7 +8,19 @@ use serde::{Deserialize, Serialize};
 use super::{now, Result, StateError, StateStore};
 
 /// What a user may do, from least to most.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads exports and runs.
@@ -250,11 +262,15 @@ impl StateStore {
 
     // --- sessions ---
 
-    pub fn add_session(&self, id_hash: &[u8], user: &str, csrf: &str, expires_at: &str) -> Result<()> {
-        self.conn.execute(
-            "DELETE FROM sessions WHERE expires_at < ?1",
-            [now()],
-        )?;
+    pub fn add_session(
+        &self,
+        id_hash: &[u8],
+        user: &str,
+        csrf: &str,
+        expires_at: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM sessions WHERE expires_at < ?1", [now()])?;
         self.conn.execute(
             "INSERT INTO sessions (id_hash, user, csrf, expires_at) VALUES (?1, ?2, ?3, ?4)",
             params![id_hash, user, csrf, expires_at],

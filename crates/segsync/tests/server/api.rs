@@ -1,0 +1,96 @@
+//! The REST API end to end: the seed's flow through HTTP, as an admin and a contributor.
+
+use serde_json::json;
+
+use mailchimp_sim::Status;
+
+use crate::common::*;
+use crate::harness::*;
+
+/// Profiles, segments and users: what an installation has before anyone opens the API.
+pub fn installation(sim: &Sim, profiles: &[Profile]) -> Session {
+    let s = Session::new(sim);
+    s.import(profiles);
+    s.segments();
+    add_users(&s);
+    s
+}
+
+#[test]
+fn admin_connects_contributor_exports_and_the_audience_gets_the_segments() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let profiles = people(120);
+    let s = installation(&sim, &profiles);
+    let server = Server::start(&s, &[]);
+    let admin = server.login(ADMIN);
+
+    // Admin > Connections: add Mailchimp with an API key, shared with contributors.
+    let (code, body) = admin.post(
+        "/api/connections",
+        json!({
+            "name": CONNECTION, "display_name": "Mailchimp (simulator)", "api_key": sim.key,
+            "base_url": sim.api_url(), "accept_privacy_terms": true,
+            "share_with_contributors": true
+        }),
+    );
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["consent_by"], ADMIN.0);
+    assert_eq!(body["export_user"], ADMIN.0);
+    assert!(
+        !body.to_string().contains(&sim.key),
+        "the key never comes back: {body}"
+    );
+
+    // Data > Exports, as a contributor with an API token: audiences, then the export.
+    let contributor = server.token_client(CONTRIBUTOR);
+    let (code, audiences) = contributor.get(&format!("/api/connections/{CONNECTION}/audiences"));
+    assert_eq!(code, 200, "{audiences}");
+    assert_eq!(audiences[0]["id"], list.as_str());
+    assert_eq!(audiences[0]["name"], "Newsletter");
+    let (code, body) = contributor.post("/api/exports", export_body(EXPORT, &list));
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["can_edit"], true);
+
+    let (code, started) = contributor.post(&format!("/api/exports/{EXPORT}/runs"), json!({}));
+    assert_eq!(code, 202, "{started}");
+    let run = contributor.wait_run(started["run_id"].as_i64().unwrap());
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    assert_eq!(run["trigger"], format!("manual:{}", CONTRIBUTOR.0));
+
+    let view = sim.view(&list);
+    assert_eq!(
+        holding(&view, &["FNAME", "LNAME", "CITY"]),
+        expected(&profiles, Status::Subscribed)
+    );
+
+    // The audit log tells who did what.
+    let (code, log) = admin.get("/api/audit");
+    assert_eq!(code, 200);
+    let entries: Vec<(String, String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_string(),
+                e["action"].as_str().unwrap().to_string(),
+                e["target"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        (ADMIN.0, "connection.add", CONNECTION),
+        (CONTRIBUTOR.0, "token.create", CONTRIBUTOR.0),
+        (CONTRIBUTOR.0, "export.add", EXPORT),
+        (CONTRIBUTOR.0, "export.run", EXPORT),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()) == want),
+            "{want:?} in the audit log: {entries:?}"
+        );
+    }
+    assert!(!log.to_string().contains(&sim.key));
+}
