@@ -1034,6 +1034,7 @@ pub async fn cancel_run(
     who: Authed,
     Path(id): Path<i64>,
 ) -> ApiResult<(StatusCode, Json<StartedRun>)> {
+    who.require(Role::Contributor, "cancelling a run")?;
     let run = state_of(&app)?.run(id)?;
     if app.runs.progress(id).is_none() {
         return Err(ApiError::new(

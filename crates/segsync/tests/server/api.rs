@@ -93,4 +93,137 @@ fn admin_connects_contributor_exports_and_the_audience_gets_the_segments() {
         );
     }
     assert!(!log.to_string().contains(&sim.key));
+
+    // Prometheus metrics count the run, its records and its Mailchimp requests.
+    let metrics = admin.send(admin.request("GET", "/metrics"));
+    assert_eq!(metrics.status, 200);
+    let sent = expected(&profiles, Status::Subscribed).len();
+    for line in [
+        format!("segsync_runs_total{{export=\"{EXPORT}\",outcome=\"succeeded\"}} 1"),
+        format!("segsync_records_total{{export=\"{EXPORT}\",result=\"sent\"}} {sent}"),
+        format!("segsync_records_total{{export=\"{EXPORT}\",result=\"refused\"}} 0"),
+        "segsync_runs_active 0".to_string(),
+    ] {
+        assert!(
+            metrics.text.lines().any(|l| l == line),
+            "{line} in:\n{}",
+            metrics.text
+        );
+    }
+    let upserts = metrics
+        .text
+        .lines()
+        .find(|l| {
+            l.starts_with("segsync_mailchimp_requests_total{endpoint=\"POST /lists/{list_id}\"}")
+        })
+        .expect("batch upserts counted");
+    assert!(upserts.ends_with(" 1"), "{upserts}");
+    assert!(metrics.text.contains(
+        "segsync_http_request_duration_seconds_count{method=\"POST\",route=\"/api/exports/{name}/runs\",status=\"202\"} 1"
+    ));
+}
+
+#[test]
+fn the_first_user_is_an_admin_and_passwords_never_go_on_the_command_line() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    let out = s.expect(
+        2,
+        &[
+            "user",
+            "add",
+            "carl",
+            "--role",
+            "contributor",
+            "--password-env",
+            "NOPE",
+        ],
+    );
+    assert!(
+        out.stderr
+            .contains("--password-env NOPE: the variable is not set"),
+        "{}",
+        out.stderr
+    );
+    s.set_env("PW", "short");
+    let out = s.expect(
+        2,
+        &[
+            "user",
+            "add",
+            "carl",
+            "--role",
+            "contributor",
+            "--password-env",
+            "PW",
+        ],
+    );
+    assert!(
+        out.stderr.contains("a password has at least 8 characters"),
+        "{}",
+        out.stderr
+    );
+    s.set_env("PW", "long-enough-password");
+    let out = s.expect(
+        2,
+        &[
+            "user",
+            "add",
+            "carl",
+            "--role",
+            "contributor",
+            "--password-env",
+            "PW",
+        ],
+    );
+    assert!(
+        out.stderr.contains("the first user must be an admin"),
+        "{}",
+        out.stderr
+    );
+    s.ok(&[
+        "user",
+        "add",
+        "ada",
+        "--role",
+        "admin",
+        "--password-env",
+        "PW",
+    ]);
+    s.ok(&[
+        "user",
+        "add",
+        "carl",
+        "--role",
+        "contributor",
+        "--password-env",
+        "PW",
+    ]);
+    let out = s.expect(2, &["user", "remove", "ada"]);
+    assert!(
+        out.stderr
+            .contains("ada is the last admin and cannot be removed"),
+        "{}",
+        out.stderr
+    );
+    let listed = s.ok(&["user", "list"]).stdout;
+    assert!(
+        listed.contains("ada") && listed.contains("contributor"),
+        "{listed}"
+    );
+
+    // A token from the command line works against the server; it is printed once.
+    let token = s
+        .ok(&["user", "token", "carl", "--label", "ci"])
+        .stdout
+        .trim()
+        .to_string();
+    assert!(token.starts_with("sst_"), "{token}");
+    let server = Server::start(&s, &[]);
+    let mut c = server.anonymous();
+    c.token = Some(token);
+    let (code, me) = c.get("/api/me");
+    assert_eq!(code, 200);
+    assert_eq!(me["name"], "carl");
+    assert_eq!(me["role"], "contributor");
 }

@@ -193,8 +193,14 @@ impl Client {
     }
 
     pub fn request(&self, method: &str, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.request_url(method, &format!("{}{path}", self.base))
+    }
+
+    /// A request to any URL (another host, a full callback URL), with this client's cookies
+    /// and credentials.
+    pub fn request_url(&self, method: &str, url: &str) -> reqwest::blocking::RequestBuilder {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
-        let mut r = self.http.request(m, format!("{}{path}", self.base));
+        let mut r = self.http.request(m, url);
         if let Some(t) = &self.token {
             r = r.bearer_auth(t);
         }

@@ -9,3 +9,6 @@ mod common;
 mod harness;
 
 mod api;
+mod oauth;
+mod roles;
+mod secrets;
