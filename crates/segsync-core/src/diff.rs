@@ -78,7 +78,166 @@ impl Diff {
     }
 }
 
-/// Computes the writes that bring the audience to `desired`.
+/// What the export wants for one member, as the diff needs it (the merge values themselves
+/// stay with the caller: a streaming caller keeps them on disk).
+#[derive(Clone, Copy, Debug)]
+pub struct Want<'a> {
+    pub email: &'a str,
+    /// [`fingerprint`] of the member's merge values.
+    pub fingerprint: u64,
+    pub tags: TagSet,
+}
+
+/// Receives the diff's decisions, one member at a time, in key order.
+pub trait DiffSink {
+    /// Write the member's content (`create`: a new member with `status`; otherwise an
+    /// existing one keeping `status`).
+    fn upsert(&mut self, key: MemberKey, want: &Want<'_>, status: Status, create: bool);
+    /// A status-only write that unsubscribes a member this export added.
+    fn unsubscribe(&mut self, key: MemberKey, email: &str);
+    fn tags(&mut self, key: MemberKey, email: &str, add: TagSet, remove: TagSet);
+    fn archive(&mut self, key: MemberKey, email: &str);
+    fn skip(&mut self, key: MemberKey, email: &str, reason: String);
+    /// A desired member that needs no write.
+    fn unchanged(&mut self, key: MemberKey);
+}
+
+/// Decides the writes for one member: what the export wants (`None`: it left every
+/// segment), what the export delivered before, and the status the audience reported (which
+/// wins over the snapshot's). Every rule of the diff lives here.
+pub fn decide(
+    key: MemberKey,
+    want: Option<&Want<'_>>,
+    entry: Option<&SnapshotEntry>,
+    audience: Option<Status>,
+    opts: DiffOptions,
+    sink: &mut impl DiffSink,
+) {
+    let status = audience.or_else(|| entry.map(|e| e.status));
+    let had_tags = entry.map_or(TagSet::default(), |e| e.tags);
+    if let Some(want) = want {
+        match status {
+            None => {
+                sink.upsert(key, want, opts.status_if_new.status(), true);
+                if !want.tags.is_empty() {
+                    sink.tags(key, want.email, want.tags, TagSet::default());
+                }
+            }
+            Some(Status::Archived) => sink.skip(
+                key,
+                want.email,
+                "archived in Mailchimp: segsync does not bring archived contacts back (unarchive them in Mailchimp to include them)".into(),
+            ),
+            Some(status) => {
+                let content_changed = entry.and_then(|e| e.fingerprint) != Some(want.fingerprint);
+                if content_changed {
+                    sink.upsert(key, want, status, false);
+                }
+                let (add, remove) = (want.tags.minus(had_tags), had_tags.minus(want.tags));
+                if !add.is_empty() || !remove.is_empty() {
+                    sink.tags(key, want.email, add, remove);
+                } else if !content_changed {
+                    sink.unchanged(key);
+                }
+            }
+        }
+        return;
+    }
+    let Some(entry) = entry else { return };
+    if !entry.owned && entry.tags.is_empty() {
+        return;
+    }
+    let status = status.unwrap_or(entry.status);
+    if !entry.tags.is_empty() {
+        sink.tags(key, &entry.email, TagSet::default(), entry.tags);
+    }
+    // Only a member this export added is ever removed from the audience.
+    let removal = if entry.owned {
+        opts.removal
+    } else {
+        RemovalPolicy::Untag
+    };
+    match removal {
+        RemovalPolicy::Untag => {}
+        RemovalPolicy::Archive => match status {
+            Status::Subscribed | Status::Unsubscribed | Status::Transactional => {
+                sink.archive(key, &entry.email)
+            }
+            Status::Archived => {}
+            Status::Pending | Status::Cleaned => {
+                if !entry.tags.is_empty() {
+                    sink.skip(
+                        key,
+                        &entry.email,
+                        format!("left every segment but Mailchimp cannot archive a {status} contact: untagged only"),
+                    );
+                }
+            }
+        },
+        RemovalPolicy::Unsubscribe => {
+            if matches!(status, Status::Subscribed | Status::Pending) {
+                sink.unsubscribe(key, &entry.email);
+            }
+        }
+    }
+}
+
+/// Builds a [`Diff`] in memory.
+struct Collect<'a> {
+    desired: &'a HashMap<MemberKey, Desired>,
+    d: Diff,
+}
+
+impl DiffSink for Collect<'_> {
+    fn upsert(&mut self, key: MemberKey, want: &Want<'_>, status: Status, create: bool) {
+        let u = Upsert {
+            key,
+            email: want.email.to_string(),
+            status,
+            merge: Some(self.desired[&key].merge.clone()),
+            fingerprint: Some(want.fingerprint),
+        };
+        if create {
+            self.d.creates.push(u)
+        } else {
+            self.d.updates.push(u)
+        }
+    }
+    fn unsubscribe(&mut self, key: MemberKey, email: &str) {
+        self.d.unsubscribes.push(Upsert {
+            key,
+            email: email.to_string(),
+            status: Status::Unsubscribed,
+            merge: None,
+            fingerprint: None,
+        });
+    }
+    fn tags(&mut self, key: MemberKey, email: &str, add: TagSet, remove: TagSet) {
+        self.d.tag_changes.push(TagChange {
+            key,
+            email: email.to_string(),
+            add,
+            remove,
+        });
+    }
+    fn archive(&mut self, key: MemberKey, email: &str) {
+        self.d.archives.push((key, email.to_string()));
+    }
+    fn skip(&mut self, key: MemberKey, email: &str, reason: String) {
+        self.d.skipped.push(Skip {
+            key,
+            email: email.to_string(),
+            reason,
+        });
+    }
+    fn unchanged(&mut self, _: MemberKey) {
+        self.d.unchanged += 1;
+    }
+}
+
+/// Computes the writes that bring the audience to `desired`, in memory: [`decide`] for every
+/// member the export wants or delivered, in key order (so plans are the same from run to
+/// run). A streaming caller calls [`decide`] itself over sorted sources.
 ///
 /// `audience` holds statuses Mailchimp reported for members the snapshot may not know, or
 /// knows with an older status; it wins over the snapshot's status.
@@ -88,111 +247,30 @@ pub fn diff(
     audience: &HashMap<MemberKey, Status>,
     opts: DiffOptions,
 ) -> Diff {
-    let mut d = Diff::default();
-    let status_of = |k: &MemberKey| {
-        audience
-            .get(k)
-            .copied()
-            .or_else(|| snapshot.get(k).map(|e| e.status))
-    };
-
-    // Sorted, so that plans (and their requests) are the same from run to run.
-    let mut keys: Vec<&MemberKey> = desired.keys().collect();
-    keys.sort();
-    for key in keys {
-        let want = &desired[key];
-        let fp = fingerprint(&want.merge);
-        let entry = snapshot.get(key);
-        let had_tags = entry.map_or(TagSet::default(), |e| e.tags);
-        match status_of(key) {
-            None => {
-                d.creates.push(Upsert {
-                    key: *key,
-                    email: want.email.clone(),
-                    status: opts.status_if_new.status(),
-                    merge: Some(want.merge.clone()),
-                    fingerprint: Some(fp),
-                });
-                if !want.tags.is_empty() {
-                    d.tag_changes.push(TagChange { key: *key, email: want.email.clone(), add: want.tags, remove: TagSet::default() });
-                }
-            }
-            Some(Status::Archived) => d.skipped.push(Skip {
-                key: *key,
-                email: want.email.clone(),
-                reason: "archived in Mailchimp: segsync does not bring archived contacts back (unarchive them in Mailchimp to include them)".into(),
-            }),
-            Some(status) => {
-                let content_changed = entry.and_then(|e| e.fingerprint) != Some(fp);
-                if content_changed {
-                    d.updates.push(Upsert {
-                        key: *key,
-                        email: want.email.clone(),
-                        status,
-                        merge: Some(want.merge.clone()),
-                        fingerprint: Some(fp),
-                    });
-                }
-                let (add, remove) = (want.tags.minus(had_tags), had_tags.minus(want.tags));
-                if !add.is_empty() || !remove.is_empty() {
-                    d.tag_changes.push(TagChange { key: *key, email: want.email.clone(), add, remove });
-                } else if !content_changed {
-                    d.unchanged += 1;
-                }
-            }
-        }
-    }
-
-    let mut gone: Vec<(&MemberKey, &SnapshotEntry)> = snapshot
-        .iter()
-        .filter(|(k, e)| (e.owned || !e.tags.is_empty()) && !desired.contains_key(k))
+    let mut keys: Vec<MemberKey> = desired
+        .keys()
+        .chain(snapshot.keys().filter(|k| !desired.contains_key(k)))
+        .copied()
         .collect();
-    gone.sort_by_key(|(k, _)| **k);
-    for (key, entry) in gone {
-        let status = status_of(key).unwrap_or(entry.status);
-        if !entry.tags.is_empty() {
-            d.tag_changes.push(TagChange {
-                key: *key,
-                email: entry.email.clone(),
-                add: TagSet::default(),
-                remove: entry.tags,
-            });
-        }
-        // Only a member this export added is ever removed from the audience.
-        let removal = if entry.owned {
-            opts.removal
-        } else {
-            RemovalPolicy::Untag
-        };
-        match removal {
-            RemovalPolicy::Untag => {}
-            RemovalPolicy::Archive => match status {
-                Status::Subscribed | Status::Unsubscribed | Status::Transactional => {
-                    d.archives.push((*key, entry.email.clone()))
-                }
-                Status::Archived => {}
-                Status::Pending | Status::Cleaned => {
-                    if !entry.tags.is_empty() {
-                        d.skipped.push(Skip {
-                            key: *key,
-                            email: entry.email.clone(),
-                            reason: format!("left every segment but Mailchimp cannot archive a {status} contact: untagged only"),
-                        });
-                    }
-                }
-            },
-            RemovalPolicy::Unsubscribe => {
-                if matches!(status, Status::Subscribed | Status::Pending) {
-                    d.unsubscribes.push(Upsert {
-                        key: *key,
-                        email: entry.email.clone(),
-                        status: Status::Unsubscribed,
-                        merge: None,
-                        fingerprint: None,
-                    });
-                }
-            }
-        }
+    keys.sort_unstable();
+    let mut sink = Collect {
+        desired,
+        d: Diff::default(),
+    };
+    for key in keys {
+        let want = desired.get(&key).map(|w| Want {
+            email: &w.email,
+            fingerprint: fingerprint(&w.merge),
+            tags: w.tags,
+        });
+        decide(
+            key,
+            want.as_ref(),
+            snapshot.get(&key),
+            audience.get(&key).copied(),
+            opts,
+            &mut sink,
+        );
     }
-    d
+    sink.d
 }

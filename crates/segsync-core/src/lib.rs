@@ -12,10 +12,12 @@ pub mod model;
 pub mod normalize;
 pub mod plan;
 
-pub use diff::{diff, Diff, DiffOptions, Skip, TagChange, Upsert};
+pub use diff::{decide, diff, Diff, DiffOptions, DiffSink, Skip, TagChange, Upsert, Want};
 pub use model::{
     fingerprint, Desired, MemberKey, MergeValues, NewStatus, RemovalPolicy, SnapshotEntry, Status,
     TagSet,
 };
-pub use normalize::{check_email, format_value, Collector, FieldSpec, MergeKind, RecordError, Row};
+pub use normalize::{
+    check_email, format_value, newer, Collector, FieldSpec, MergeKind, Normalized, RecordError, Row,
+};
 pub use plan::{plan, Op, Plan, PlanSummary, BATCH};

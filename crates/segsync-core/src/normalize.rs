@@ -314,6 +314,22 @@ struct Entry {
     updated_at: Option<String>,
 }
 
+/// One accepted row: its member and when its profile was last updated (in a form that sorts
+/// as time does).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Normalized {
+    pub key: MemberKey,
+    pub desired: Desired,
+    pub updated_at: Option<String>,
+}
+
+/// Whether a duplicate row updated at `candidate` gives the attributes instead of the one
+/// updated at `current`: the most recently updated profile wins; without a time, the first
+/// one seen keeps them. Tags are always united.
+pub fn newer(candidate: Option<&str>, current: Option<&str>) -> bool {
+    candidate.is_some() && candidate > current
+}
+
 /// Collects the rows of one run into one desired member per address.
 pub struct Collector {
     specs: Vec<FieldSpec>,
@@ -348,15 +364,14 @@ impl Collector {
         &self.specs
     }
 
-    /// Takes one row: refused with its reason, or merged into its address's member.
-    pub fn add(&mut self, row: Row<'_>) {
+    /// Normalises one row: the member it describes, or the reason it is refused. Counts the
+    /// row; does not keep it (a streaming caller merges duplicates itself, by [`newer`]).
+    pub fn normalize(&mut self, row: Row<'_>) -> Result<Normalized, RecordError> {
         self.rows += 1;
-        let refuse = |this: &mut Collector, email: String, reason: String| {
-            this.refused.push(RecordError {
-                profile_key: row.profile_key.to_string(),
-                email,
-                reason,
-            });
+        let refuse = |email: String, reason: String| RecordError {
+            profile_key: row.profile_key.to_string(),
+            email,
+            reason,
         };
         let raw = match row.email {
             Value::String(s) => s.clone(),
@@ -365,7 +380,7 @@ impl Collector {
         };
         let email = match check_email(&raw) {
             Ok(e) => e,
-            Err(reason) => return refuse(self, raw.trim().to_string(), reason),
+            Err(reason) => return Err(refuse(raw.trim().to_string(), reason)),
         };
         let mut merge = MergeValues::new();
         for (spec, v) in self.specs.iter().zip(row.fields) {
@@ -375,7 +390,7 @@ impl Collector {
                 }
                 Ok(None) if spec.required => {
                     let reason = format!("required merge field {} is empty", spec.tag);
-                    return refuse(self, email, reason);
+                    return Err(refuse(email, reason));
                 }
                 // Sent as "" so that a value emptied in the profile is emptied in Mailchimp.
                 Ok(None) => {
@@ -383,34 +398,43 @@ impl Collector {
                 }
                 Err(why) => {
                     let reason = format!("merge field {}: {why}", spec.tag);
-                    return refuse(self, email, reason);
+                    return Err(refuse(email, reason));
                 }
             }
         }
-        let key = MemberKey::of(&email);
-        let updated_at = row.updated_at.and_then(sortable_time);
-        match self.members.get_mut(&key) {
+        Ok(Normalized {
+            key: MemberKey::of(&email),
+            desired: Desired {
+                email,
+                merge,
+                tags: row.tags,
+            },
+            updated_at: row.updated_at.and_then(sortable_time),
+        })
+    }
+
+    /// Takes one row: refused with its reason, or merged into its address's member.
+    pub fn add(&mut self, row: Row<'_>) {
+        let n = match self.normalize(row) {
+            Ok(n) => n,
+            Err(e) => return self.refused.push(e),
+        };
+        match self.members.get_mut(&n.key) {
             None => {
                 self.members.insert(
-                    key,
+                    n.key,
                     Entry {
-                        desired: Desired {
-                            email,
-                            merge,
-                            tags: row.tags,
-                        },
-                        updated_at,
+                        desired: n.desired,
+                        updated_at: n.updated_at,
                     },
                 );
             }
             Some(e) => {
                 self.duplicates += 1;
-                e.desired.tags = e.desired.tags.union(row.tags);
-                // The most recently updated profile gives the attributes; without a time,
-                // the first one seen keeps them.
-                if updated_at.is_some() && updated_at > e.updated_at {
-                    e.desired.merge = merge;
-                    e.updated_at = updated_at;
+                e.desired.tags = e.desired.tags.union(n.desired.tags);
+                if newer(n.updated_at.as_deref(), e.updated_at.as_deref()) {
+                    e.desired.merge = n.desired.merge;
+                    e.updated_at = n.updated_at;
                 }
             }
         }

@@ -117,6 +117,52 @@ impl Plan {
     }
 }
 
+impl PlanSummary {
+    /// The summary of a plan known by its counts (a streaming plan kept on disk): the same
+    /// requests [`plan`] would make, chunk for chunk. `per_tag` holds each tag's adds and
+    /// removes.
+    pub fn from_counts(
+        creates: usize,
+        updates: usize,
+        unsubscribes: usize,
+        per_tag: &[(usize, usize)],
+        archives: usize,
+    ) -> PlanSummary {
+        let upserts = creates.div_ceil(BATCH) + updates.div_ceil(BATCH) + unsubscribes.div_ceil(BATCH);
+        let tags: usize = per_tag
+            .iter()
+            .map(|(a, r)| (*a).max(*r).div_ceil(BATCH))
+            .sum();
+        let mut by = Vec::new();
+        // In the order the phases send them, as Plan::summary lists them.
+        if creates + updates > 0 {
+            by.push(("POST /lists/{list_id}".to_string(), creates.div_ceil(BATCH) + updates.div_ceil(BATCH)));
+        }
+        if tags > 0 {
+            by.push(("POST /lists/{list_id}/segments/{segment_id}".to_string(), tags));
+        }
+        if unsubscribes > 0 {
+            match by.iter_mut().find(|(e, _)| e == "POST /lists/{list_id}") {
+                Some((_, n)) => *n += unsubscribes.div_ceil(BATCH),
+                None => by.push(("POST /lists/{list_id}".to_string(), unsubscribes.div_ceil(BATCH))),
+            }
+        }
+        if archives > 0 {
+            by.push(("DELETE /lists/{list_id}/members/{subscriber_hash}".to_string(), archives));
+        }
+        PlanSummary {
+            creates,
+            updates,
+            tag_adds: per_tag.iter().map(|(a, _)| a).sum(),
+            tag_removes: per_tag.iter().map(|(_, r)| r).sum(),
+            archives,
+            unsubscribes,
+            requests: upserts + tags + archives,
+            requests_by_endpoint: by,
+        }
+    }
+}
+
 fn upserts(items: Vec<Upsert>, update_existing: bool) -> Vec<Op> {
     let mut ops = Vec::with_capacity(items.len().div_ceil(BATCH));
     let mut items = items.into_iter().peekable();

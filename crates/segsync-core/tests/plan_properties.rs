@@ -225,7 +225,25 @@ proptest! {
                 }
             }
         }
-        let p = plan(diff(&second, &snapshot, &statuses(&audience), opts));
+        let d = diff(&second, &snapshot, &statuses(&audience), opts);
+        // A plan known only by its counts (streamed from disk) is summarised the same.
+        let per_tag: Vec<(usize, usize)> = (0..64)
+            .map(|t| {
+                let adds = d.tag_changes.iter().filter(|c| c.add.contains(t)).count();
+                let removes = d.tag_changes.iter().filter(|c| c.remove.contains(t)).count();
+                (adds, removes)
+            })
+            .filter(|(a, r)| a + r > 0)
+            .collect();
+        let counted = PlanSummary::from_counts(
+            d.creates.len(),
+            d.updates.len(),
+            d.unsubscribes.len(),
+            &per_tag,
+            d.archives.len(),
+        );
+        let p = plan(d);
+        prop_assert_eq!(counted, p.summary());
         let before = audience.clone();
         execute(&p, &mut audience, &mut snapshot);
         check(&second, &before, &audience, &snapshot);

@@ -22,15 +22,17 @@ use futures_util::stream::{self, StreamExt};
 use secrecy::SecretString;
 use segsync_core::plan::{acknowledge_archive, acknowledge_tag, acknowledge_upsert};
 use segsync_core::{
-    diff, plan, Collector, DiffOptions, FieldSpec, MemberKey, MergeKind, Op, Plan, PlanSummary,
-    RecordError, Row, SnapshotEntry, Status, TagSet, Upsert,
+    decide, fingerprint, Collector, DiffOptions, DiffSink, FieldSpec, MemberKey, MergeKind,
+    Normalized, Op, PlanSummary, RecordError, Row, SnapshotEntry, Status, TagSet, Upsert, Want,
+    BATCH,
 };
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::home::Home;
 use crate::mailchimp::{self, Client, ClientConfig, Credential, MemberStatus, UpsertItem};
-use crate::state::{ExportConfig, Outcome, RunCounts, StateStore};
+use crate::profiles::SelectError;
+use crate::state::{ExportConfig, Outcome, PlanWriter, RunCounts, StateStore, UpsertPhase};
 
 /// Why a run could not go on. Per-record problems are not errors: they are reported.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +153,13 @@ impl Default for RunSettings {
     }
 }
 
+/// The plan of a prepared run, kept on disk in the run's temporary tables (see
+/// `state::staging`): its counts, and the tags it changes.
+pub struct StagedPlan {
+    pub summary: PlanSummary,
+    pub tag_bits: Vec<usize>,
+}
+
 /// Everything up to the plan: what `segsync plan` shows and `segsync run` sends.
 pub struct Prepared {
     pub export: ExportConfig,
@@ -159,16 +168,13 @@ pub struct Prepared {
     pub tag_bits: Vec<usize>,
     pub fields_to_create: Vec<String>,
     pub specs: Vec<FieldSpec>,
-    pub plan: Plan,
+    pub plan: StagedPlan,
     pub refused: Vec<RecordError>,
     pub skipped: Vec<segsync_core::Skip>,
     pub counts: RunCounts,
-    pub snapshot: HashMap<MemberKey, SnapshotEntry>,
     /// When the audience was read (minus a safety margin), for the next run's
     /// `since_last_changed`.
     pub audience_read_at: chrono::DateTime<chrono::Utc>,
-    /// Profile key of each address, for error reports.
-    pub profile_of: HashMap<MemberKey, String>,
     pub audience_name: String,
 }
 
@@ -197,7 +203,7 @@ impl Prepared {
             duplicates: self.counts.duplicates,
             unchanged: self.counts.unchanged,
             merge_fields_to_create: self.fields_to_create.clone(),
-            summary: self.plan.summary(),
+            summary: self.plan.summary.clone(),
             refused: self.refused.clone(),
             skipped: self
                 .skipped
@@ -323,7 +329,8 @@ pub async fn prepare(
         )));
     }
 
-    // One pass over the profiles evaluates every chosen segment.
+    // One pass over the profiles evaluates every chosen segment. Accepted rows go to the
+    // run's stage on disk (duplicate addresses merged there); memory stays flat.
     let tag_names: Vec<String> = export.segments.iter().map(|s| s.tag.clone()).collect();
     let tag_bits = state.tag_bits(&export.name, &tag_names)?;
     let mut predicates = Vec::new();
@@ -337,126 +344,184 @@ pub async fn prepare(
     }
     let profiles = home.profiles()?;
     let mut collector = Collector::new(specs.clone());
-    let mut profile_of: HashMap<MemberKey, String> = HashMap::new();
     let n_fields = export.fields.len();
     let has_updated = export.updated_at_field.is_some();
-    profiles
-        .select(
-            &columns,
-            &predicates,
-            |row| -> Result<(), std::convert::Infallible> {
-                let mut tags = TagSet::default();
-                for (i, inside) in row.in_segment.iter().enumerate() {
-                    if *inside {
-                        tags = tags.with(tag_bits[i]);
+    state.stage_begin()?;
+    let mut batch: Vec<(Normalized, String, String, u64)> = Vec::with_capacity(STAGE_BATCH);
+    let mut accepted: u64 = 0;
+    {
+        let state = &mut *state;
+        let collector = &mut collector;
+        profiles
+            .select(
+                &columns,
+                &predicates,
+                |row| -> Result<(), crate::state::StateError> {
+                    let mut tags = TagSet::default();
+                    for (i, inside) in row.in_segment.iter().enumerate() {
+                        if *inside {
+                            tags = tags.with(tag_bits[i]);
+                        }
                     }
-                }
-                let field_refs: Vec<&Value> = row.values[1..1 + n_fields].iter().collect();
-                let updated_at = if has_updated {
-                    row.values.get(1 + n_fields)
-                } else {
-                    None
-                };
-                if let Value::String(e) = &row.values[0] {
-                    profile_of
-                        .entry(MemberKey::of(e.as_str()))
-                        .or_insert_with(|| row.key.clone());
-                }
-                collector.add(Row {
-                    profile_key: &row.key,
-                    email: &row.values[0],
-                    fields: &field_refs,
-                    tags,
-                    updated_at,
-                });
-                Ok(())
-            },
-        )
-        .map_err(|e| RunError::Config(format!("reading the profiles: {e}")))?;
+                    let field_refs: Vec<&Value> = row.values[1..1 + n_fields].iter().collect();
+                    let updated_at = if has_updated {
+                        row.values.get(1 + n_fields)
+                    } else {
+                        None
+                    };
+                    let normalized = collector.normalize(Row {
+                        profile_key: &row.key,
+                        email: &row.values[0],
+                        fields: &field_refs,
+                        tags,
+                        updated_at,
+                    });
+                    match normalized {
+                        Ok(n) => {
+                            let merge = serde_json::to_string(&n.desired.merge)
+                                .expect("merge values serialise");
+                            let fp = fingerprint(&n.desired.merge);
+                            batch.push((n, merge, row.key, fp));
+                            accepted += 1;
+                            if batch.len() >= STAGE_BATCH {
+                                state.stage_rows(&batch)?;
+                                batch.clear();
+                            }
+                        }
+                        Err(e) => collector.refused.push(e),
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| match e {
+                SelectError::Callback(e) => RunError::Other(e.into()),
+                other => RunError::Config(format!("reading the profiles: {other}")),
+            })?;
+        state.stage_rows(&batch)?;
+        drop(batch);
+    }
     let rows = collector.rows;
-    let (desired, refused, duplicates) = collector.finish();
-    tracing::debug!(rows, members = desired.len(), elapsed = ?t.elapsed(), "profiles read");
-    if desired.len() as u64 > export.max_profiles {
+    let members = state.staged_count()?;
+    let duplicates = accepted - members;
+    let refused = std::mem::take(&mut collector.refused);
+    tracing::debug!(rows, members, elapsed = ?t.elapsed(), "profiles read");
+    if members > export.max_profiles {
         return Err(RunError::Limit(format!(
             "export \"{}\" selects {} members, more than its limit of {}: nothing was sent (raise --max-profiles or narrow the segments)",
-            export.name,
-            desired.len(),
-            export.max_profiles
+            export.name, members, export.max_profiles
         )));
     }
 
     // What the audience says now: everything on the first run, the changes since the last
-    // read afterwards (a margin covers clock skew and second-resolution timestamps).
-    let mut snapshot = state.snapshot(&export.name)?;
-    let read_at = chrono::Utc::now() - chrono::Duration::minutes(10);
+    // read afterwards. Only each member's status is kept (compact, whatever the audience's
+    // size).
+    let first_run = !state.has_snapshot(&export.name)?;
     let since = match state.audience_read_at(&export.name)? {
-        Some(t) if !snapshot.is_empty() => chrono::DateTime::parse_from_rfc3339(&t)
+        Some(t) if !first_run => chrono::DateTime::parse_from_rfc3339(&t)
             .ok()
             .map(|t| t.with_timezone(&chrono::Utc)),
         _ => None,
     };
-    let snapshot_loaded = t.elapsed();
-    let members = client.members(&export.audience_id, since).await?;
-    tracing::debug!(changed = members.len(), ?since, ?snapshot_loaded, elapsed = ?t.elapsed(), "audience read");
-    let audience: HashMap<MemberKey, Status> = members
-        .iter()
-        .filter_map(|m| MemberKey::from_hex(&m.hash).map(|k| (k, to_status(&m.status))))
-        .collect();
-
-    // Members a run created without living to checkpoint them (killed between Mailchimp's
-    // write and the answer): the audience shows them now, and their intent says they are
-    // this export's own. Their content is sent again (fingerprint unknown).
-    let mut adopted: Vec<(MemberKey, SnapshotEntry)> = Vec::new();
-    for (k, email) in state.create_intents(&export.name)? {
-        if let (None, Some(status)) = (snapshot.get(&k), audience.get(&k)) {
-            let e = SnapshotEntry {
-                email,
-                fingerprint: None,
-                tags: TagSet::default(),
-                status: *status,
-                owned: true,
-            };
-            snapshot.insert(k, e.clone());
-            adopted.push((k, e));
-        }
-    }
+    let local_start = chrono::Utc::now();
+    let mut audience: HashMap<MemberKey, Status> = HashMap::new();
+    let server_time = client
+        .members_each(&export.audience_id, since, |m| {
+            if let Some(k) = MemberKey::from_hex(&m.hash) {
+                audience.insert(k, to_status(&m.status));
+            }
+        })
+        .await?;
+    // The next run reads what changed after this read began, by Mailchimp's own clock when
+    // it tells it (a few seconds of margin for its one-second resolution), else by ours with
+    // a margin for clock skew.
+    let read_at = match server_time {
+        Some(t) => t - chrono::Duration::seconds(AUDIENCE_MARGIN_SECS),
+        None => local_start - chrono::Duration::minutes(10),
+    };
+    tracing::debug!(changed = audience.len(), ?since, elapsed = ?t.elapsed(), "audience read");
 
     // What the audience said is true now: keep it, so that a member who unsubscribed in
-    // Mailchimp is never sent back as subscribed by a later run, even one that does not
-    // read that change again.
-    let mut learned: Vec<(MemberKey, SnapshotEntry)> = audience
-        .iter()
-        .filter_map(|(k, s)| {
-            let e = snapshot.get_mut(k)?;
-            (e.status != *s).then(|| {
+    // Mailchimp is never sent back as subscribed by a later run, even one that does not read
+    // that change again. Members a run created without living to checkpoint them (killed
+    // between Mailchimp's write and the answer) show in the audience now, and their intent
+    // says they are this export's own; their content is sent again (fingerprint unknown).
+    let intents = state.create_intents(&export.name)?;
+    let mut keys: Vec<MemberKey> = if first_run {
+        Vec::new()
+    } else {
+        audience.keys().copied().collect()
+    };
+    keys.extend(intents.iter().map(|(k, _)| *k));
+    let known = state.snapshot_entries(&export.name, &keys)?;
+    let mut learned: Vec<(MemberKey, SnapshotEntry)> = Vec::new();
+    for (k, email) in intents {
+        if let (None, Some(status)) = (known.get(&k), audience.get(&k)) {
+            learned.push((
+                k,
+                SnapshotEntry {
+                    email,
+                    fingerprint: None,
+                    tags: TagSet::default(),
+                    status: *status,
+                    owned: true,
+                },
+            ));
+        }
+    }
+    for (k, e) in &known {
+        if let Some(s) = audience.get(k) {
+            if e.status != *s {
+                let mut e = e.clone();
                 e.status = *s;
-                (*k, e.clone())
-            })
-        })
-        .collect();
-    learned.extend(adopted);
+                learned.push((*k, e));
+            }
+        }
+    }
+    drop(known);
     state.save_snapshot(&export.name, &learned)?;
-    let mut d = diff(
-        &desired,
-        &snapshot,
-        &audience,
-        DiffOptions {
-            status_if_new: export.status_if_new,
-            removal: export.removal,
-        },
-    );
-    let (unchanged, skipped) = (d.unchanged, std::mem::take(&mut d.skipped));
-    let members = desired.len() as u64;
-    drop(desired);
-    let plan = plan(d);
-    tracing::debug!(requests = plan.requests(), elapsed = ?t.elapsed(), "planned");
+    drop(learned);
+
+    // The diff: a merge-join of the stage and the snapshot, in key order, written to the
+    // run's plan on disk.
+    let opts = DiffOptions {
+        status_if_new: export.status_if_new,
+        removal: export.removal,
+    };
+    let mut acc = PlanCounts::default();
+    state.diff_stage(&export.name, |key, want, entry, writer| {
+        let want = want.map(|w| Want {
+            email: &w.email,
+            fingerprint: w.fingerprint,
+            tags: w.tags,
+        });
+        let mut sink = StageSink {
+            writer,
+            acc: &mut acc,
+            error: None,
+        };
+        decide(
+            key,
+            want.as_ref(),
+            entry,
+            audience.get(&key).copied(),
+            opts,
+            &mut sink,
+        );
+        match sink.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    })?;
+    drop(audience);
+    let plan = acc.plan();
+    tracing::debug!(requests = plan.summary.requests, elapsed = ?t.elapsed(), "planned");
     let counts = RunCounts {
         profiles: rows,
         members,
         duplicates,
         refused: refused.len() as u64,
-        unchanged,
-        skipped: skipped.len() as u64,
+        unchanged: acc.unchanged,
+        skipped: acc.skipped.len() as u64,
         ..Default::default()
     };
     Ok(Prepared {
@@ -468,13 +533,256 @@ pub async fn prepare(
         specs,
         plan,
         refused,
-        skipped,
+        skipped: std::mem::take(&mut acc.skipped),
         counts,
-        snapshot,
         audience_read_at: read_at,
-        profile_of,
         audience_name: list.name,
     })
+}
+
+/// Rows staged per transaction while reading the profiles.
+const STAGE_BATCH: usize = 10_000;
+
+/// Seconds subtracted from Mailchimp's clock at the audience read, for the next run's
+/// `since_last_changed` (its timestamps have a one-second resolution).
+const AUDIENCE_MARGIN_SECS: i64 = 5;
+
+/// What the diff wrote, counted.
+#[derive(Default)]
+struct PlanCounts {
+    creates: usize,
+    updates: usize,
+    unsubscribes: usize,
+    archives: usize,
+    /// Adds and removes per tag bit.
+    per_tag: Vec<(usize, usize)>,
+    unchanged: u64,
+    skipped: Vec<segsync_core::Skip>,
+}
+
+impl PlanCounts {
+    fn plan(&self) -> StagedPlan {
+        let bits: Vec<usize> = (0..self.per_tag.len())
+            .filter(|b| self.per_tag[*b] != (0, 0))
+            .collect();
+        let per_tag: Vec<(usize, usize)> = bits.iter().map(|b| self.per_tag[*b]).collect();
+        StagedPlan {
+            summary: PlanSummary::from_counts(
+                self.creates,
+                self.updates,
+                self.unsubscribes,
+                &per_tag,
+                self.archives,
+            ),
+            tag_bits: bits,
+        }
+    }
+
+    fn tag(&mut self, bit: usize, adding: bool) {
+        if self.per_tag.len() <= bit {
+            self.per_tag.resize(bit + 1, (0, 0));
+        }
+        if adding {
+            self.per_tag[bit].0 += 1;
+        } else {
+            self.per_tag[bit].1 += 1;
+        }
+    }
+}
+
+/// Writes the diff's decisions to the run's plan on disk.
+struct StageSink<'s, 'w, 'a> {
+    writer: &'w mut PlanWriter<'a>,
+    acc: &'s mut PlanCounts,
+    error: Option<crate::state::StateError>,
+}
+
+impl StageSink<'_, '_, '_> {
+    fn keep(&mut self, r: Result<(), crate::state::StateError>) {
+        if let Err(e) = r {
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
+impl DiffSink for StageSink<'_, '_, '_> {
+    fn upsert(&mut self, key: MemberKey, want: &Want<'_>, status: Status, create: bool) {
+        let phase = if create {
+            self.acc.creates += 1;
+            UpsertPhase::Create
+        } else {
+            self.acc.updates += 1;
+            UpsertPhase::Update
+        };
+        let r = self
+            .writer
+            .upsert(phase, key, want.email, status, Some(want.fingerprint));
+        self.keep(r);
+    }
+    fn unsubscribe(&mut self, key: MemberKey, email: &str) {
+        self.acc.unsubscribes += 1;
+        let r = self.writer.upsert(
+            UpsertPhase::Unsubscribe,
+            key,
+            email,
+            Status::Unsubscribed,
+            None,
+        );
+        self.keep(r);
+    }
+    fn tags(&mut self, key: MemberKey, email: &str, add: TagSet, remove: TagSet) {
+        for bit in add.iter() {
+            self.acc.tag(bit, true);
+            let r = self.writer.tag(bit, true, key, email);
+            self.keep(r);
+        }
+        for bit in remove.iter() {
+            self.acc.tag(bit, false);
+            let r = self.writer.tag(bit, false, key, email);
+            self.keep(r);
+        }
+    }
+    fn archive(&mut self, key: MemberKey, email: &str) {
+        self.acc.archives += 1;
+        let r = self.writer.archive(key, email);
+        self.keep(r);
+    }
+    fn skip(&mut self, key: MemberKey, email: &str, reason: String) {
+        self.acc.skipped.push(segsync_core::Skip {
+            key,
+            email: email.to_string(),
+            reason,
+        });
+    }
+    fn unchanged(&mut self, _: MemberKey) {
+        self.acc.unchanged += 1;
+    }
+}
+
+/// Where a phase's requests come from: the plan on disk, or requests kept in memory (sent
+/// again after a transient failure, or updates of members met again).
+enum Source {
+    Stored(StoredParts),
+    Memory(std::collections::VecDeque<Op>),
+}
+
+#[derive(Clone, Copy)]
+enum Part {
+    Upserts(UpsertPhase),
+    Tag(usize),
+    Archives,
+}
+
+/// Pages through parts of the plan on disk, one request at a time.
+struct StoredParts {
+    parts: std::collections::VecDeque<Part>,
+    after: i64,
+    after_remove: i64,
+}
+
+impl StoredParts {
+    fn new(parts: impl IntoIterator<Item = Part>) -> StoredParts {
+        StoredParts {
+            parts: parts.into_iter().collect(),
+            after: 0,
+            after_remove: 0,
+        }
+    }
+}
+
+impl Source {
+    /// The next request, or `None` when the phase has no more. Tag additions for members
+    /// whose upsert failed are left out (they are not in the audience).
+    fn next_op(
+        &mut self,
+        state: &StateStore,
+        failed: &HashSet<String>,
+    ) -> Result<Option<Op>, RunError> {
+        let s = match self {
+            Source::Memory(ops) => return Ok(ops.pop_front()),
+            Source::Stored(s) => s,
+        };
+        loop {
+            let Some(part) = s.parts.front().copied() else {
+                return Ok(None);
+            };
+            match part {
+                Part::Upserts(phase) => {
+                    let rows = state.planned_upserts(phase, s.after, BATCH)?;
+                    if let Some(last) = rows.last() {
+                        s.after = last.seq;
+                        let mut items = Vec::with_capacity(rows.len());
+                        for r in rows {
+                            let merge = match r.merge_json {
+                                Some(j) => Some(serde_json::from_str(&j).map_err(|e| {
+                                    RunError::Other(anyhow::anyhow!("a staged member's merge values: {e}"))
+                                })?),
+                                None => None,
+                            };
+                            items.push(Upsert {
+                                key: r.key,
+                                email: r.email,
+                                status: r.status,
+                                merge,
+                                fingerprint: r.fingerprint,
+                            });
+                        }
+                        return Ok(Some(Op::Upsert {
+                            update_existing: phase != UpsertPhase::Create,
+                            items,
+                        }));
+                    }
+                }
+                Part::Tag(bit) => {
+                    let add = state.planned_tags(bit, true, s.after, BATCH)?;
+                    let remove = state.planned_tags(bit, false, s.after_remove, BATCH)?;
+                    if !add.is_empty() || !remove.is_empty() {
+                        if let Some((seq, _, _)) = add.last() {
+                            s.after = *seq;
+                        }
+                        if let Some((seq, _, _)) = remove.last() {
+                            s.after_remove = *seq;
+                        }
+                        let add: Vec<(MemberKey, String)> = add
+                            .into_iter()
+                            .filter(|(_, _, e)| !failed.contains(e))
+                            .map(|(_, k, e)| (k, e))
+                            .collect();
+                        let remove: Vec<(MemberKey, String)> =
+                            remove.into_iter().map(|(_, k, e)| (k, e)).collect();
+                        if add.is_empty() && remove.is_empty() {
+                            continue;
+                        }
+                        return Ok(Some(Op::Tag {
+                            tag: bit,
+                            add,
+                            remove,
+                        }));
+                    }
+                }
+                Part::Archives => {
+                    if let Some((seq, key, email)) =
+                        state.planned_archives(s.after, 1)?.into_iter().next()
+                    {
+                        s.after = seq;
+                        return Ok(Some(Op::Archive { key, email }));
+                    }
+                }
+            }
+            s.parts.pop_front();
+            s.after = 0;
+            s.after_remove = 0;
+        }
+    }
+}
+
+/// The profile key of the profile that gave `email`, for error reports ("" if unknown).
+fn profile_key(state: &StateStore, email: &str) -> String {
+    state
+        .staged_profile_key(&MemberKey::of(email))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// The answer to one request, handled by the run loop.
@@ -587,8 +895,10 @@ pub async fn execute(
     let mut errors: Vec<RecordError> = std::mem::take(&mut p.refused);
     state.add_run_errors(run_id, &errors)?;
     let mut fatal: Option<String> = None;
+    let summary = p.plan.summary.clone();
+    let tagging = summary.tag_adds + summary.tag_removes > 0;
 
-    if !p.fields_to_create.is_empty() || p.plan.ops().any(|op| matches!(op, Op::Tag { .. })) {
+    if !p.fields_to_create.is_empty() || tagging {
         progress.phase("preparing the audience's merge fields and tags", 0);
     }
     for tag in &p.fields_to_create {
@@ -598,7 +908,7 @@ pub async fn execute(
     }
     // Tag ids in the audience, created when missing (only if this plan tags anyone).
     let mut tag_ids: HashMap<usize, u64> = HashMap::new();
-    if p.plan.ops().any(|op| matches!(op, Op::Tag { .. })) {
+    if tagging {
         let existing = client.tags(&list_id).await?;
         let created = futures_util::future::join_all(p.tag_names.iter().zip(&p.tag_bits).map(
             |(name, bit)| {
@@ -629,19 +939,39 @@ pub async fn execute(
     }
 
     let mut failed_emails: HashSet<String> = HashSet::new();
-    let phases = std::mem::take(&mut p.plan.phases);
-    let snapshot = &mut p.snapshot;
-    let profile_of = &p.profile_of;
-    let key_of = |email: &str| {
-        profile_of
-            .get(&MemberKey::of(email))
-            .cloned()
-            .unwrap_or_default()
-    };
     // Each phase with its round: requests that failed transiently after all their retries
     // (Mailchimp having a bad minute) go again in a later round, up to REQUEUE_ROUNDS times,
     // before their members are reported as not sent.
-    let mut queue: Vec<(Vec<Op>, u32)> = phases.into_iter().map(|p| (p, 0)).collect();
+    let mut queue: Vec<(Source, u32, u64)> = Vec::new();
+    if summary.creates + summary.updates > 0 {
+        queue.push((
+            Source::Stored(StoredParts::new([
+                Part::Upserts(UpsertPhase::Create),
+                Part::Upserts(UpsertPhase::Update),
+            ])),
+            0,
+            (summary.creates + summary.updates) as u64,
+        ));
+    }
+    if tagging {
+        queue.push((
+            Source::Stored(StoredParts::new(
+                p.plan.tag_bits.iter().map(|b| Part::Tag(*b)),
+            )),
+            0,
+            (summary.tag_adds + summary.tag_removes) as u64,
+        ));
+    }
+    if summary.unsubscribes + summary.archives > 0 {
+        queue.push((
+            Source::Stored(StoredParts::new([
+                Part::Upserts(UpsertPhase::Unsubscribe),
+                Part::Archives,
+            ])),
+            0,
+            (summary.unsubscribes + summary.archives) as u64,
+        ));
+    }
     let mut phase_index = 0;
     // Members of re-queued creates: an earlier attempt may have created them.
     let mut maybe_applied: HashSet<MemberKey> = HashSet::new();
@@ -652,121 +982,134 @@ pub async fn execute(
     // Members a replayed create made (its first attempt was applied, its answer lost): they
     // count as created, and the update that follows (sent to be safe) not as an update.
     let mut created_by_replay: HashSet<MemberKey> = HashSet::new();
+    // Their snapshot entries until that update is acknowledged.
+    let mut replayed_entries: HashMap<MemberKey, SnapshotEntry> = HashMap::new();
+    let max_in_flight = export_in_flight(&client);
     while phase_index < queue.len() {
         if let Some(reason) = stop.reason() {
             return stopped(state, run_id, &export.name, &client, counts, errors, reason);
         }
-        let (ops, round) = std::mem::take(&mut queue[phase_index]);
-        let ops: Vec<Op> = ops
-            .into_iter()
-            .filter_map(|op| match op {
-                // Members whose upsert failed are not in the audience: leave them out of tags.
-                Op::Tag { tag, add, remove } => {
-                    let add: Vec<_> = add
-                        .into_iter()
-                        .filter(|(_, e)| !failed_emails.contains(e))
-                        .collect();
-                    (!add.is_empty() || !remove.is_empty()).then_some(Op::Tag { tag, add, remove })
-                }
-                other => Some(other),
-            })
-            .collect();
-        let total: u64 = ops.iter().map(|o| o.size() as u64).sum();
-        let name = match ops.first() {
-            Some(Op::Upsert { .. }) => "sending members",
-            Some(Op::Tag { .. }) => "tagging",
-            Some(Op::Archive { .. }) => "removing",
-            None => "",
-        };
-        if !ops.is_empty() {
-            progress.phase(name, total);
-        }
-        let creating: Vec<(MemberKey, &str)> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Upsert {
-                    update_existing: false,
-                    items,
-                } => Some(items),
-                _ => None,
-            })
-            .flatten()
-            .map(|u| (u.key, u.email.as_str()))
-            .collect();
-        if !creating.is_empty() {
-            state.record_create_intents(&export.name, &creating)?;
-        }
-        drop(creating);
+        let (mut source, round, total) = std::mem::replace(
+            &mut queue[phase_index],
+            (Source::Memory(Default::default()), 0, 0),
+        );
         let mut exists_again: Vec<Upsert> = Vec::new();
         let mut requeue: Vec<Op> = Vec::new();
-        // A stop request ends the phase early: what is not yet sent stays for the next run.
-        let requests = stream::iter(ops.into_iter().take_while(|_| stop.reason().is_none()).map(
-            |op| {
-                let client = client.clone();
-                let list_id = list_id.clone();
-                let tag_ids = tag_ids.clone();
-                async move {
-                    match op {
-                        Op::Upsert {
-                            update_existing,
+        let mut phase_named = false;
+        let mut exhausted = false;
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        let send = |op: Op| {
+            let client = client.clone();
+            let list_id = list_id.clone();
+            let tag_ids = tag_ids.clone();
+            async move {
+                match op {
+                    Op::Upsert {
+                        update_existing,
+                        items,
+                    } => {
+                        let wire: Vec<UpsertItem> = items
+                            .iter()
+                            .map(|u| UpsertItem {
+                                email: u.email.clone(),
+                                status: to_member_status(u.status),
+                                merge_fields: u
+                                    .merge
+                                    .clone()
+                                    .map(|m| m.into_iter().collect())
+                                    .unwrap_or_default(),
+                            })
+                            .collect();
+                        let result = client.batch_upsert(&list_id, &wire, update_existing).await;
+                        Done::Upsert {
                             items,
-                        } => {
-                            let wire: Vec<UpsertItem> = items
-                                .iter()
-                                .map(|u| UpsertItem {
-                                    email: u.email.clone(),
-                                    status: to_member_status(u.status),
-                                    merge_fields: u
-                                        .merge
-                                        .clone()
-                                        .map(|m| m.into_iter().collect())
-                                        .unwrap_or_default(),
-                                })
-                                .collect();
-                            let result =
-                                client.batch_upsert(&list_id, &wire, update_existing).await;
-                            Done::Upsert {
-                                items,
-                                creates: !update_existing,
-                                result,
-                            }
-                        }
-                        Op::Tag { tag, add, remove } => {
-                            let id = tag_ids.get(&tag).copied();
-                            let adds: Vec<String> = add.iter().map(|(_, e)| e.clone()).collect();
-                            let removes: Vec<String> =
-                                remove.iter().map(|(_, e)| e.clone()).collect();
-                            let result = match id {
-                                Some(id) => {
-                                    client
-                                        .update_tag_members(&list_id, id, &adds, &removes)
-                                        .await
-                                }
-                                // The tag is gone from the audience: nothing to remove.
-                                None => Ok(mailchimp::TagOutcome::default()),
-                            };
-                            Done::Tag {
-                                tag,
-                                add,
-                                remove,
-                                result,
-                            }
-                        }
-                        Op::Archive { key, email } => {
-                            let result = client.archive(&list_id, &email).await;
-                            Done::Archive { key, email, result }
+                            creates: !update_existing,
+                            result,
                         }
                     }
+                    Op::Tag { tag, add, remove } => {
+                        let id = tag_ids.get(&tag).copied();
+                        let adds: Vec<String> = add.iter().map(|(_, e)| e.clone()).collect();
+                        let removes: Vec<String> = remove.iter().map(|(_, e)| e.clone()).collect();
+                        let result = match id {
+                            Some(id) => {
+                                client
+                                    .update_tag_members(&list_id, id, &adds, &removes)
+                                    .await
+                            }
+                            // The tag is gone from the audience: nothing to remove.
+                            None => Ok(mailchimp::TagOutcome::default()),
+                        };
+                        Done::Tag {
+                            tag,
+                            add,
+                            remove,
+                            result,
+                        }
+                    }
+                    Op::Archive { key, email } => {
+                        let result = client.archive(&list_id, &email).await;
+                        Done::Archive { key, email, result }
+                    }
                 }
-            },
-        ))
-        .buffer_unordered(export_in_flight(&client));
-        tokio::pin!(requests);
-        while let Some(done) = requests.next().await {
+            }
+        };
+        loop {
+            // Keep the requests in flight at the limit; a stop request sends no new one
+            // (what is not sent stays for the next run).
+            while !exhausted && in_flight.len() < max_in_flight && stop.reason().is_none() {
+                match source.next_op(state, &failed_emails)? {
+                    None => exhausted = true,
+                    Some(op) => {
+                        if !phase_named {
+                            let name = match &op {
+                                Op::Upsert { .. } => "sending members",
+                                Op::Tag { .. } => "tagging",
+                                Op::Archive { .. } => "removing",
+                            };
+                            let total = match &source {
+                                Source::Memory(ops) => {
+                                    (ops.iter().map(|o| o.size()).sum::<usize>() + op.size()) as u64
+                                }
+                                Source::Stored(_) => total,
+                            };
+                            progress.phase(name, total);
+                            phase_named = true;
+                        }
+                        if let Op::Upsert {
+                            update_existing: false,
+                            items,
+                        } = &op
+                        {
+                            let creating: Vec<(MemberKey, &str)> =
+                                items.iter().map(|u| (u.key, u.email.as_str())).collect();
+                            state.record_create_intents(&export.name, &creating)?;
+                        }
+                        in_flight.push(send(op));
+                    }
+                }
+            }
+            let Some(done) = in_flight.next().await else {
+                break;
+            };
             answered += 1;
             if crash_after_ack == Some(answered) {
                 crash_now();
             }
+            let involved: Vec<MemberKey> = match &done {
+                Done::Upsert { items, .. } => items.iter().map(|u| u.key).collect(),
+                Done::Tag { add, remove, .. } => {
+                    add.iter().chain(remove.iter()).map(|(k, _)| *k).collect()
+                }
+                Done::Archive { key, .. } => vec![*key],
+            };
+            let mut snap = state.snapshot_entries(&export.name, &involved)?;
+            for k in &involved {
+                if let Some(e) = replayed_entries.get(k) {
+                    snap.entry(*k).or_insert_with(|| e.clone());
+                }
+            }
+            let snapshot = &mut snap;
             let mut touched: Vec<MemberKey> = Vec::new();
             let mut not_ours: Vec<MemberKey> = Vec::new();
             let mut new_errors: Vec<RecordError> = Vec::new();
@@ -791,6 +1134,7 @@ pub async fn execute(
                                         a.created,
                                     );
                                     touched.push(u.key);
+                                    replayed_entries.remove(&u.key);
                                     if a.created {
                                         counts.created += 1;
                                     } else if created_by_replay.remove(&u.key) {
@@ -817,15 +1161,18 @@ pub async fn execute(
                                         } else {
                                             counts.created += 1;
                                             created_by_replay.insert(u.key);
-                                            snapshot.entry(u.key).or_insert_with(|| {
-                                                SnapshotEntry {
-                                                    email: u.email.clone(),
-                                                    fingerprint: None,
-                                                    tags: TagSet::default(),
-                                                    status: Status::Subscribed,
-                                                    owned: true,
-                                                }
-                                            });
+                                            if !snapshot.contains_key(&u.key) {
+                                                replayed_entries.insert(
+                                                    u.key,
+                                                    SnapshotEntry {
+                                                        email: u.email.clone(),
+                                                        fingerprint: None,
+                                                        tags: TagSet::default(),
+                                                        status: Status::Subscribed,
+                                                        owned: true,
+                                                    },
+                                                );
+                                            }
                                         }
                                         exists_again.push(u);
                                     }
@@ -850,7 +1197,7 @@ pub async fn execute(
                                             _ => format!("Mailchimp: {}", f.message),
                                         };
                                         new_errors.push(RecordError {
-                                            profile_key: key_of(&email),
+                                            profile_key: profile_key(state, &email),
                                             email,
                                             reason,
                                         });
@@ -860,7 +1207,7 @@ pub async fn execute(
                             for email in &outcome.unanswered {
                                 failed_emails.insert(email.to_lowercase());
                                 new_errors.push(RecordError {
-                                    profile_key: key_of(email),
+                                    profile_key: profile_key(state, email),
                                     email: email.clone(),
                                     reason: "Mailchimp's answer did not mention this member; it will be sent again on the next run".into(),
                                 });
@@ -883,7 +1230,7 @@ pub async fn execute(
                             for u in &items {
                                 failed_emails.insert(u.email.clone());
                                 new_errors.push(RecordError {
-                                    profile_key: key_of(&u.email),
+                                    profile_key: profile_key(state, &u.email),
                                     email: u.email.clone(),
                                     reason: format!("not sent: {e}"),
                                 });
@@ -909,7 +1256,7 @@ pub async fn execute(
                             for (key, email) in &add {
                                 if missing.contains(email) {
                                     new_errors.push(RecordError {
-                                        profile_key: key_of(email),
+                                        profile_key: profile_key(state, email),
                                         email: email.clone(),
                                         reason: "not tagged: the address is not a member of the audience".into(),
                                     });
@@ -939,7 +1286,7 @@ pub async fn execute(
                             }
                             for (_, email) in add.iter().chain(&remove) {
                                 new_errors.push(RecordError {
-                                    profile_key: key_of(email),
+                                    profile_key: profile_key(state, email),
                                     email: email.clone(),
                                     reason: format!("tag not changed: {e}"),
                                 });
@@ -961,7 +1308,7 @@ pub async fn execute(
                                 && !matches!(e, mailchimp::Error::CredentialRejected) =>
                         {
                             new_errors.push(RecordError {
-                                profile_key: key_of(&email),
+                                profile_key: profile_key(state, &email),
                                 email,
                                 reason: format!("not archived: {e}"),
                             });
@@ -971,7 +1318,7 @@ pub async fn execute(
                                 return Err(e.into());
                             }
                             new_errors.push(RecordError {
-                                profile_key: key_of(&email),
+                                profile_key: profile_key(state, &email),
                                 email,
                                 reason: format!("not archived: {e}"),
                             });
@@ -1000,7 +1347,11 @@ pub async fn execute(
             return stopped(state, run_id, &export.name, &client, counts, errors, reason);
         }
         if !requeue.is_empty() {
-            queue.insert(phase_index + 1, (requeue, round + 1));
+            let size: usize = requeue.iter().map(Op::size).sum();
+            queue.insert(
+                phase_index + 1,
+                (Source::Memory(requeue.into()), round + 1, size as u64),
+            );
         }
 
         // Members that turned out to exist: learn each one's status, then update it. Many
@@ -1009,14 +1360,18 @@ pub async fn execute(
         let mut retry = Vec::new();
         let mut learned: Vec<(Upsert, Option<Status>)> = Vec::new();
         if exists_again.len() > MANY_TO_LOOK_UP {
-            match client.members(&list_id, Some(changed_since)).await {
-                Ok(recent) => {
-                    let now: HashMap<MemberKey, Status> = recent
-                        .iter()
-                        .filter_map(|m| {
-                            MemberKey::from_hex(&m.hash).map(|k| (k, to_status(&m.status)))
-                        })
-                        .collect();
+            let wanted: HashSet<MemberKey> = exists_again.iter().map(|u| u.key).collect();
+            let mut now: HashMap<MemberKey, Status> = HashMap::new();
+            match client
+                .members_each(&list_id, Some(changed_since), |m| {
+                    if let Some(k) = MemberKey::from_hex(&m.hash).filter(|k| wanted.contains(k))
+                    {
+                        now.insert(k, to_status(&m.status));
+                    }
+                })
+                .await
+            {
+                Ok(_) => {
                     let (found, rest): (Vec<Upsert>, Vec<Upsert>) =
                         std::mem::take(&mut exists_again)
                             .into_iter()
@@ -1048,7 +1403,7 @@ pub async fn execute(
                     (u, m)
                 }
             }))
-            .buffer_unordered(export_in_flight(&client));
+            .buffer_unordered(max_in_flight);
             tokio::pin!(statuses);
             while let Some((u, m)) = statuses.next().await {
                 match m {
@@ -1067,7 +1422,7 @@ pub async fn execute(
                 Some(Status::Archived) => {
                     failed_emails.insert(u.email.clone());
                     let e = RecordError {
-                        profile_key: key_of(&u.email),
+                        profile_key: profile_key(state, &u.email),
                         email: u.email.clone(),
                         reason: "archived in Mailchimp: not brought back".into(),
                     };
@@ -1081,7 +1436,7 @@ pub async fn execute(
                 None => {
                     failed_emails.insert(u.email.clone());
                     let e = RecordError {
-                        profile_key: key_of(&u.email),
+                        profile_key: profile_key(state, &u.email),
                         email: u.email.clone(),
                         reason: "Mailchimp said the member exists but could not return it".into(),
                     };
@@ -1092,14 +1447,17 @@ pub async fn execute(
             }
         }
         if !retry.is_empty() {
-            let ops: Vec<Op> = retry
-                .chunks(segsync_core::BATCH)
+            let ops: std::collections::VecDeque<Op> = retry
+                .chunks(BATCH)
                 .map(|c| Op::Upsert {
                     update_existing: true,
                     items: c.to_vec(),
                 })
                 .collect();
-            queue.insert(phase_index + 1, (ops, 0));
+            queue.insert(
+                phase_index + 1,
+                (Source::Memory(ops), 0, retry.len() as u64),
+            );
         }
         state.update_run_counts(run_id, &counts)?;
         phase_index += 1;

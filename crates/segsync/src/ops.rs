@@ -759,7 +759,7 @@ pub async fn save_export(
         if !config.create_merge_fields && !merge_fields.iter().any(|m| m.tag == f.tag) {
             let have: Vec<&str> = merge_fields.iter().map(|m| m.tag.as_str()).collect();
             return Err(OpError::Invalid(format!(
-                "audience \"{}\" has no merge field {} (it has {}): add it in Mailchimp, or let the export create missing merge fields",
+                "audience \"{}\" has no merge field {} (it has {}): add it in Mailchimp, or let the export create missing merge fields (--create-merge-fields)",
                 list.name,
                 f.tag,
                 have.join(", ")
@@ -771,8 +771,8 @@ pub async fn save_export(
         .find(|m| m.required && !config.fields.iter().any(|f| f.tag == m.tag))
     {
         return Err(OpError::Invalid(format!(
-            "audience \"{}\" requires merge field {} ({}): map it to a profile column",
-            list.name, m.tag, m.name
+            "audience \"{}\" requires merge field {} ({}): map it to a profile column (on the command line: --merge {}=COLUMN)",
+            list.name, m.tag, m.name, m.tag
         )));
     }
     match existing {

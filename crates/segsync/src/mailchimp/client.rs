@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures_util::{stream, StreamExt, TryStreamExt};
+use futures_util::{stream, StreamExt};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -262,7 +262,7 @@ impl Client {
         list_id: &str,
         since: Option<&str>,
         offset: usize,
-    ) -> Result<WireMemberPage, Error> {
+    ) -> Result<(WireMemberPage, Option<DateTime<Utc>>), Error> {
         let mut call = Call::new(
             Endpoint::ListMembers,
             Method::GET,
@@ -274,7 +274,9 @@ impl Client {
         if let Some(since) = since {
             call = call.query("since_last_changed", since);
         }
-        self.get(call).await.map_err(audience_404(list_id))
+        let answer = self.send(call).await.map_err(audience_404(list_id))?;
+        let page = decode(Endpoint::ListMembers, &answer)?;
+        Ok((page, answer.date))
     }
 
     /// `GET /lists/{list_id}/members`: every member (or those changed since
@@ -287,39 +289,49 @@ impl Client {
         list_id: &str,
         since_last_changed: Option<DateTime<Utc>>,
     ) -> Result<Vec<MemberState>, Error> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        self.members_each(list_id, since_last_changed, |m| {
+            if seen.insert(m.hash.clone()) {
+                out.push(m);
+            }
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Like [`Client::members`], but hands each member to `f` as its page arrives, so a
+    /// large audience is never held whole (a member shown twice by a shifting page is handed
+    /// twice). Returns Mailchimp's clock when it answered the first page: changes after it
+    /// are not in what was read.
+    pub async fn members_each(
+        &self,
+        list_id: &str,
+        since_last_changed: Option<DateTime<Utc>>,
+        mut f: impl FnMut(MemberState),
+    ) -> Result<Option<DateTime<Utc>>, Error> {
         check_list_id(list_id)?;
         let since = since_last_changed.map(format_time);
         let since = since.as_deref();
-        let first = self.members_page(list_id, since, 0).await?;
+        let (first, date) = self.members_page(list_id, since, 0).await?;
         let mut total = first.total_items as usize;
-        let mut pages = vec![first];
+        first.members.into_iter().map(MemberState::from).for_each(&mut f);
         let mut next = PAGE_SIZE;
         // More pages than the total promised can appear while we read (members added
         // meanwhile): keep going until the latest total is covered.
         while next < total {
             let offsets: Vec<usize> = (next..total).step_by(PAGE_SIZE).collect();
             next = offsets.last().map_or(next, |o| o + PAGE_SIZE);
-            let fetched: Vec<WireMemberPage> = stream::iter(offsets)
+            let mut pages = stream::iter(offsets)
                 .map(|o| self.members_page(list_id, since, o))
-                .buffered(self.max_in_flight())
-                .try_collect()
-                .await?;
-            total = total.max(
-                fetched
-                    .iter()
-                    .map(|p| p.total_items as usize)
-                    .max()
-                    .unwrap_or(0),
-            );
-            pages.extend(fetched);
+                .buffered(self.max_in_flight());
+            while let Some(page) = pages.next().await {
+                let (page, _) = page?;
+                total = total.max(page.total_items as usize);
+                page.members.into_iter().map(MemberState::from).for_each(&mut f);
+            }
         }
-        let mut seen = HashSet::new();
-        Ok(pages
-            .into_iter()
-            .flat_map(|p| p.members)
-            .map(MemberState::from)
-            .filter(|m| seen.insert(m.hash.clone()))
-            .collect())
+        Ok(date)
     }
 
     /// `GET /lists/{list_id}/members/{hash}`: one member, `None` when the address is not on

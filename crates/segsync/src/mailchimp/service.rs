@@ -71,6 +71,8 @@ impl Call {
 pub(crate) struct Answer {
     pub status: StatusCode,
     pub body: Bytes,
+    /// Mailchimp's clock when it answered (the `Date` header), if it said.
+    pub date: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub(crate) struct Service {
@@ -223,12 +225,18 @@ impl Service {
         let exchange = async {
             let resp = req.send().await?;
             let status = resp.status();
+            let date = resp
+                .headers()
+                .get(reqwest::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
             // The whole body is read inside the timeout: an answer that stops halfway is a
             // failed attempt, not a success with a truncated body.
             let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, body))
+            Ok::<_, reqwest::Error>((status, body, date))
         };
-        let (status, body) = match tokio::time::timeout(self.timeout, exchange).await {
+        let (status, body, date) = match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => {
                 return Err(Error::Timeout {
                     endpoint,
@@ -246,7 +254,7 @@ impl Service {
             "Mailchimp answer"
         );
         if status.is_success() {
-            Ok(Answer { status, body })
+            Ok(Answer { status, body, date })
         } else {
             Err(Error::from_answer(endpoint, status, &body))
         }

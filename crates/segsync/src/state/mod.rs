@@ -19,7 +19,9 @@ use segsync_core::{
 use serde::{Deserialize, Serialize};
 
 mod people;
+mod staging;
 pub use people::{AuditEntry, Role, SessionRecord, TokenRecord, UserRecord};
+pub use staging::{PlanWriter, PlannedUpsert, StagedMember, UpsertPhase};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -915,6 +917,33 @@ impl StateStore {
         )?;
         let rows = st
             .query_map([id], |r| {
+                Ok(RecordError {
+                    profile_key: r.get(0)?,
+                    email: r.get(1)?,
+                    reason: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// How many records run `id` could not send (for lists, without reading them all).
+    pub fn run_error_count(&self, id: i64) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM run_errors WHERE run_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// The first `limit` records run `id` could not send, in order (for the web UI's run page).
+    pub fn run_errors_head(&self, id: i64, limit: usize) -> Result<Vec<RecordError>> {
+        let mut st = self.conn.prepare(
+            "SELECT profile_key, email, reason FROM run_errors WHERE run_id = ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = st
+            .query_map(params![id, limit as i64], |r| {
                 Ok(RecordError {
                     profile_key: r.get(0)?,
                     email: r.get(1)?,

@@ -207,6 +207,7 @@ fn a_batch_that_exhausts_its_retries_is_sent_again_later_in_the_run() {
             base_delay: Duration::ZERO,
             max_delay: Duration::ZERO,
         },
+        ..Default::default()
     };
     let home = segsync::home::Home::at(s.home().to_path_buf()).unwrap();
     let report = tokio::runtime::Runtime::new()

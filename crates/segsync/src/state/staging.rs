@@ -1,0 +1,378 @@
+//! A run's working set on disk, so that memory stays flat however many profiles there are:
+//! the desired members (one row per address, duplicates merged as they arrive) and the plan
+//! the diff produced, in temporary tables of the state store's connection. SQLite keeps them
+//! in a temporary file with a bounded page cache and drops them when the connection closes;
+//! a crash loses nothing, because the next run recomputes them.
+//!
+//! The diff is a merge-join of the desired members and the snapshot, both read in key
+//! order; the executor then pages through the plan 500 members at a time.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, OptionalExtension};
+use segsync_core::{MemberKey, Normalized, SnapshotEntry, Status, TagSet};
+
+use super::{Result, StateError, StateStore};
+
+const TEMP_SCHEMA: &str = r#"
+PRAGMA temp.cache_size = -32768;
+CREATE TEMP TABLE IF NOT EXISTS staged (
+    key BLOB PRIMARY KEY,
+    email TEXT NOT NULL,
+    merge TEXT NOT NULL,
+    fp INTEGER NOT NULL,
+    tags INTEGER NOT NULL,
+    updated_at TEXT,
+    profile_key TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS plan_upsert (
+    seq INTEGER PRIMARY KEY,
+    phase INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    email TEXT NOT NULL,
+    status TEXT NOT NULL,
+    fp INTEGER
+);
+CREATE INDEX IF NOT EXISTS temp.plan_upsert_by_phase ON plan_upsert (phase, seq);
+CREATE TEMP TABLE IF NOT EXISTS plan_tag (
+    bit INTEGER NOT NULL,
+    adding INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    email TEXT NOT NULL,
+    PRIMARY KEY (bit, adding, seq)
+) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS plan_archive (
+    seq INTEGER PRIMARY KEY,
+    key BLOB NOT NULL,
+    email TEXT NOT NULL
+);
+DELETE FROM temp.staged;
+DELETE FROM temp.plan_upsert;
+DELETE FROM temp.plan_tag;
+DELETE FROM temp.plan_archive;
+"#;
+
+/// Which upserts a plan page holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpsertPhase {
+    /// New members (`update_existing: false`).
+    Create = 0,
+    /// Content of existing members, each with its own status.
+    Update = 1,
+    /// Status-only writes that unsubscribe members this export added.
+    Unsubscribe = 2,
+}
+
+/// One planned upsert, with the merge values (JSON) of its member when it carries content.
+#[derive(Clone, Debug)]
+pub struct PlannedUpsert {
+    pub seq: i64,
+    pub key: MemberKey,
+    pub email: String,
+    pub status: Status,
+    pub fingerprint: Option<u64>,
+    pub merge_json: Option<String>,
+}
+
+fn key_of(bytes: Vec<u8>) -> rusqlite::Result<MemberKey> {
+    let arr: [u8; 16] = bytes.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Blob,
+            "a member key is 16 bytes".into(),
+        )
+    })?;
+    Ok(MemberKey(arr))
+}
+
+fn status_of(text: &str) -> rusqlite::Result<Status> {
+    Status::parse(text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown status {text:?}").into(),
+        )
+    })
+}
+
+/// Writes plan rows during the diff.
+pub struct PlanWriter<'a> {
+    upsert: rusqlite::CachedStatement<'a>,
+    tag: rusqlite::CachedStatement<'a>,
+    archive: rusqlite::CachedStatement<'a>,
+    seq: i64,
+}
+
+impl PlanWriter<'_> {
+    pub fn upsert(
+        &mut self,
+        phase: UpsertPhase,
+        key: MemberKey,
+        email: &str,
+        status: Status,
+        fingerprint: Option<u64>,
+    ) -> Result<()> {
+        self.seq += 1;
+        self.upsert.execute(params![
+            self.seq,
+            phase as i64,
+            &key.0[..],
+            email,
+            status.as_str(),
+            fingerprint.map(|f| f as i64)
+        ])?;
+        Ok(())
+    }
+
+    pub fn tag(&mut self, bit: usize, adding: bool, key: MemberKey, email: &str) -> Result<()> {
+        self.seq += 1;
+        self.tag
+            .execute(params![bit as i64, adding, self.seq, &key.0[..], email])?;
+        Ok(())
+    }
+
+    pub fn archive(&mut self, key: MemberKey, email: &str) -> Result<()> {
+        self.seq += 1;
+        self.archive
+            .execute(params![self.seq, &key.0[..], email])?;
+        Ok(())
+    }
+}
+
+/// A desired member as the diff reads it back from the stage.
+pub struct StagedMember {
+    pub key: MemberKey,
+    pub email: String,
+    pub fingerprint: u64,
+    pub tags: TagSet,
+}
+
+impl StateStore {
+    /// Empties (creating if needed) the run's temporary tables.
+    pub fn stage_begin(&self) -> Result<()> {
+        self.conn.execute_batch(TEMP_SCHEMA)?;
+        Ok(())
+    }
+
+    /// Adds accepted rows to the stage, merging duplicates of an address as the in-memory
+    /// collector does: tags united; the most recently updated profile gives the attributes
+    /// (without a time, the first one seen keeps them); the first profile's key is kept for
+    /// error reports.
+    pub fn stage_rows(&mut self, rows: &[(Normalized, String, String, u64)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO temp.staged (key, email, merge, fp, tags, updated_at, profile_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (key) DO UPDATE SET
+                   tags = staged.tags | excluded.tags,
+                   merge = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.merge ELSE staged.merge END,
+                   fp = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.fp ELSE staged.fp END,
+                   updated_at = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.updated_at ELSE staged.updated_at END",
+            )?;
+            for (n, merge_json, profile_key, fp) in rows {
+                st.execute(params![
+                    &n.key.0[..],
+                    n.desired.email,
+                    merge_json,
+                    *fp as i64,
+                    n.desired.tags.0 as i64,
+                    n.updated_at,
+                    profile_key
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Distinct addresses staged.
+    pub fn staged_count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM temp.staged", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+
+    /// The key of the (first) profile that gave address `key`, for error reports.
+    pub fn staged_profile_key(&self, key: &MemberKey) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT profile_key FROM temp.staged WHERE key = ?1")?
+            .query_row([&key.0[..]], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The merge-join of the stage and `export`'s snapshot, in key order: `f` gets each key
+    /// with what the export wants (if it does) and what it delivered (if anything), and
+    /// writes the plan through the [`PlanWriter`]. One transaction.
+    pub fn diff_stage<F>(&mut self, export: &str, mut f: F) -> Result<()>
+    where
+        F: FnMut(
+            MemberKey,
+            Option<&StagedMember>,
+            Option<&SnapshotEntry>,
+            &mut PlanWriter<'_>,
+        ) -> Result<()>,
+    {
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut want_st = tx.prepare(
+                "SELECT key, email, fp, tags FROM temp.staged ORDER BY key",
+            )?;
+            let mut snap_st = tx.prepare(
+                "SELECT key, email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1 ORDER BY key",
+            )?;
+            let mut wants = want_st.query_map([], |r| {
+                Ok(StagedMember {
+                    key: key_of(r.get(0)?)?,
+                    email: r.get(1)?,
+                    fingerprint: r.get::<_, i64>(2)? as u64,
+                    tags: TagSet(r.get::<_, i64>(3)? as u64),
+                })
+            })?;
+            let mut snaps = snap_st.query_map([export], |r| {
+                let status: String = r.get(4)?;
+                Ok((
+                    key_of(r.get(0)?)?,
+                    SnapshotEntry {
+                        email: r.get(1)?,
+                        fingerprint: r.get::<_, Option<i64>>(2)?.map(|f| f as u64),
+                        tags: TagSet(r.get::<_, i64>(3)? as u64),
+                        status: status_of(&status)?,
+                        owned: r.get(5)?,
+                    },
+                ))
+            })?;
+            let mut writer = PlanWriter {
+                upsert: tx.prepare_cached("INSERT INTO temp.plan_upsert (seq, phase, key, email, status, fp) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?,
+                tag: tx.prepare_cached("INSERT INTO temp.plan_tag (bit, adding, seq, key, email) VALUES (?1, ?2, ?3, ?4, ?5)")?,
+                archive: tx.prepare_cached("INSERT INTO temp.plan_archive (seq, key, email) VALUES (?1, ?2, ?3)")?,
+                seq: 0,
+            };
+            let mut want = wants.next().transpose()?;
+            let mut snap = snaps.next().transpose()?;
+            loop {
+                let (w, s) = match (&want, &snap) {
+                    (None, None) => break,
+                    (Some(w), None) => (Some(w), None),
+                    (None, Some(s)) => (None, Some(s)),
+                    (Some(w), Some(s)) => match w.key.cmp(&s.0) {
+                        std::cmp::Ordering::Less => (Some(w), None),
+                        std::cmp::Ordering::Greater => (None, Some(s)),
+                        std::cmp::Ordering::Equal => (Some(w), Some(s)),
+                    },
+                };
+                let key = w.map(|w| w.key).or(s.map(|s| s.0)).expect("one side");
+                f(key, w, s.map(|s| &s.1), &mut writer)?;
+                let (took_w, took_s) = (w.is_some(), s.is_some());
+                if took_w {
+                    want = wants.next().transpose()?;
+                }
+                if took_s {
+                    snap = snaps.next().transpose()?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The next page of planned upserts of `phase` after `after`, with their merge values.
+    pub fn planned_upserts(&self, phase: UpsertPhase, after: i64, limit: usize) -> Result<Vec<PlannedUpsert>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT p.seq, p.key, p.email, p.status, p.fp, CASE WHEN p.fp IS NULL THEN NULL ELSE s.merge END
+             FROM temp.plan_upsert p LEFT JOIN temp.staged s ON s.key = p.key
+             WHERE p.phase = ?1 AND p.seq > ?2 ORDER BY p.seq LIMIT ?3",
+        )?;
+        let rows = st
+            .query_map(params![phase as i64, after, limit as i64], |r| {
+                let status: String = r.get(3)?;
+                Ok(PlannedUpsert {
+                    seq: r.get(0)?,
+                    key: key_of(r.get(1)?)?,
+                    email: r.get(2)?,
+                    status: status_of(&status)?,
+                    fingerprint: r.get::<_, Option<i64>>(4)?.map(|f| f as u64),
+                    merge_json: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The tags with planned changes, in order.
+    pub fn planned_tag_bits(&self) -> Result<Vec<usize>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT DISTINCT bit FROM temp.plan_tag ORDER BY bit")?;
+        let rows = st
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows.into_iter().map(|b| b as usize).collect())
+    }
+
+    /// The next page of addresses to add to (or remove from) tag `bit`, after `after`.
+    pub fn planned_tags(&self, bit: usize, adding: bool, after: i64, limit: usize) -> Result<Vec<(i64, MemberKey, String)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, key, email FROM temp.plan_tag WHERE bit = ?1 AND adding = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+        )?;
+        let rows = st
+            .query_map(params![bit as i64, adding, after, limit as i64], |r| {
+                Ok((r.get(0)?, key_of(r.get(1)?)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The next page of planned archives after `after`.
+    pub fn planned_archives(&self, after: i64, limit: usize) -> Result<Vec<(i64, MemberKey, String)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, key, email FROM temp.plan_archive WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = st
+            .query_map(params![after, limit as i64], |r| {
+                Ok((r.get(0)?, key_of(r.get(1)?)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The snapshot entries of `keys` that exist.
+    pub fn snapshot_entries(&self, export: &str, keys: &[MemberKey]) -> Result<HashMap<MemberKey, SnapshotEntry>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1 AND key = ?2",
+        )?;
+        let mut out = HashMap::with_capacity(keys.len());
+        for k in keys {
+            let e = st
+                .query_row(params![export, &k.0[..]], |r| {
+                    let status: String = r.get(3)?;
+                    Ok(SnapshotEntry {
+                        email: r.get(0)?,
+                        fingerprint: r.get::<_, Option<i64>>(1)?.map(|f| f as u64),
+                        tags: TagSet(r.get::<_, i64>(2)? as u64),
+                        status: status_of(&status)?,
+                        owned: r.get(4)?,
+                    })
+                })
+                .optional()?;
+            if let Some(e) = e {
+                out.insert(*k, e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `export` has a snapshot at all (a first run reads the whole audience).
+    pub fn has_snapshot(&self, export: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM snapshot WHERE export = ?1)",
+                [export],
+                |r| r.get(0),
+            )
+            .map_err(StateError::from)?)
+    }
+}
