@@ -128,7 +128,8 @@ impl PlanSummary {
         per_tag: &[(usize, usize)],
         archives: usize,
     ) -> PlanSummary {
-        let upserts = creates.div_ceil(BATCH) + updates.div_ceil(BATCH) + unsubscribes.div_ceil(BATCH);
+        let upserts =
+            creates.div_ceil(BATCH) + updates.div_ceil(BATCH) + unsubscribes.div_ceil(BATCH);
         let tags: usize = per_tag
             .iter()
             .map(|(a, r)| (*a).max(*r).div_ceil(BATCH))
@@ -136,19 +137,31 @@ impl PlanSummary {
         let mut by = Vec::new();
         // In the order the phases send them, as Plan::summary lists them.
         if creates + updates > 0 {
-            by.push(("POST /lists/{list_id}".to_string(), creates.div_ceil(BATCH) + updates.div_ceil(BATCH)));
+            by.push((
+                "POST /lists/{list_id}".to_string(),
+                creates.div_ceil(BATCH) + updates.div_ceil(BATCH),
+            ));
         }
         if tags > 0 {
-            by.push(("POST /lists/{list_id}/segments/{segment_id}".to_string(), tags));
+            by.push((
+                "POST /lists/{list_id}/segments/{segment_id}".to_string(),
+                tags,
+            ));
         }
         if unsubscribes > 0 {
             match by.iter_mut().find(|(e, _)| e == "POST /lists/{list_id}") {
                 Some((_, n)) => *n += unsubscribes.div_ceil(BATCH),
-                None => by.push(("POST /lists/{list_id}".to_string(), unsubscribes.div_ceil(BATCH))),
+                None => by.push((
+                    "POST /lists/{list_id}".to_string(),
+                    unsubscribes.div_ceil(BATCH),
+                )),
             }
         }
         if archives > 0 {
-            by.push(("DELETE /lists/{list_id}/members/{subscriber_hash}".to_string(), archives));
+            by.push((
+                "DELETE /lists/{list_id}/members/{subscriber_hash}".to_string(),
+                archives,
+            ));
         }
         PlanSummary {
             creates,

@@ -715,7 +715,9 @@ impl Source {
                         for r in rows {
                             let merge = match r.merge_json {
                                 Some(j) => Some(serde_json::from_str(&j).map_err(|e| {
-                                    RunError::Other(anyhow::anyhow!("a staged member's merge values: {e}"))
+                                    RunError::Other(anyhow::anyhow!(
+                                        "a staged member's merge values: {e}"
+                                    ))
                                 })?),
                                 None => None,
                             };
@@ -1364,8 +1366,7 @@ pub async fn execute(
             let mut now: HashMap<MemberKey, Status> = HashMap::new();
             match client
                 .members_each(&list_id, Some(changed_since), |m| {
-                    if let Some(k) = MemberKey::from_hex(&m.hash).filter(|k| wanted.contains(k))
-                    {
+                    if let Some(k) = MemberKey::from_hex(&m.hash).filter(|k| wanted.contains(k)) {
                         now.insert(k, to_status(&m.status));
                     }
                 })

@@ -315,7 +315,11 @@ impl Client {
         let since = since.as_deref();
         let (first, date) = self.members_page(list_id, since, 0).await?;
         let mut total = first.total_items as usize;
-        first.members.into_iter().map(MemberState::from).for_each(&mut f);
+        first
+            .members
+            .into_iter()
+            .map(MemberState::from)
+            .for_each(&mut f);
         let mut next = PAGE_SIZE;
         // More pages than the total promised can appear while we read (members added
         // meanwhile): keep going until the latest total is covered.
@@ -328,7 +332,10 @@ impl Client {
             while let Some(page) = pages.next().await {
                 let (page, _) = page?;
                 total = total.max(page.total_items as usize);
-                page.members.into_iter().map(MemberState::from).for_each(&mut f);
+                page.members
+                    .into_iter()
+                    .map(MemberState::from)
+                    .for_each(&mut f);
             }
         }
         Ok(date)

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rusqlite::{params, OptionalExtension};
 use segsync_core::{MemberKey, Normalized, SnapshotEntry, Status, TagSet};
 
-use super::{Result, StateError, StateStore};
+use super::{Result, StateStore};
 
 const TEMP_SCHEMA: &str = r#"
 PRAGMA temp.cache_size = -32768;
@@ -134,8 +134,7 @@ impl PlanWriter<'_> {
 
     pub fn archive(&mut self, key: MemberKey, email: &str) -> Result<()> {
         self.seq += 1;
-        self.archive
-            .execute(params![self.seq, &key.0[..], email])?;
+        self.archive.execute(params![self.seq, &key.0[..], email])?;
         Ok(())
     }
 }
@@ -190,8 +189,9 @@ impl StateStore {
     pub fn staged_count(&self) -> Result<u64> {
         Ok(self
             .conn
-            .query_row("SELECT COUNT(*) FROM temp.staged", [], |r| r.get::<_, i64>(0))?
-            as u64)
+            .query_row("SELECT COUNT(*) FROM temp.staged", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
     }
 
     /// The key of the (first) profile that gave address `key`, for error reports.
@@ -217,9 +217,8 @@ impl StateStore {
     {
         let tx = self.conn.unchecked_transaction()?;
         {
-            let mut want_st = tx.prepare(
-                "SELECT key, email, fp, tags FROM temp.staged ORDER BY key",
-            )?;
+            let mut want_st =
+                tx.prepare("SELECT key, email, fp, tags FROM temp.staged ORDER BY key")?;
             let mut snap_st = tx.prepare(
                 "SELECT key, email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1 ORDER BY key",
             )?;
@@ -279,7 +278,12 @@ impl StateStore {
     }
 
     /// The next page of planned upserts of `phase` after `after`, with their merge values.
-    pub fn planned_upserts(&self, phase: UpsertPhase, after: i64, limit: usize) -> Result<Vec<PlannedUpsert>> {
+    pub fn planned_upserts(
+        &self,
+        phase: UpsertPhase,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<PlannedUpsert>> {
         let mut st = self.conn.prepare_cached(
             "SELECT p.seq, p.key, p.email, p.status, p.fp, CASE WHEN p.fp IS NULL THEN NULL ELSE s.merge END
              FROM temp.plan_upsert p LEFT JOIN temp.staged s ON s.key = p.key
@@ -313,7 +317,13 @@ impl StateStore {
     }
 
     /// The next page of addresses to add to (or remove from) tag `bit`, after `after`.
-    pub fn planned_tags(&self, bit: usize, adding: bool, after: i64, limit: usize) -> Result<Vec<(i64, MemberKey, String)>> {
+    pub fn planned_tags(
+        &self,
+        bit: usize,
+        adding: bool,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, MemberKey, String)>> {
         let mut st = self.conn.prepare_cached(
             "SELECT seq, key, email FROM temp.plan_tag WHERE bit = ?1 AND adding = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
         )?;
@@ -326,7 +336,11 @@ impl StateStore {
     }
 
     /// The next page of planned archives after `after`.
-    pub fn planned_archives(&self, after: i64, limit: usize) -> Result<Vec<(i64, MemberKey, String)>> {
+    pub fn planned_archives(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, MemberKey, String)>> {
         let mut st = self.conn.prepare_cached(
             "SELECT seq, key, email FROM temp.plan_archive WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
@@ -339,7 +353,11 @@ impl StateStore {
     }
 
     /// The snapshot entries of `keys` that exist.
-    pub fn snapshot_entries(&self, export: &str, keys: &[MemberKey]) -> Result<HashMap<MemberKey, SnapshotEntry>> {
+    pub fn snapshot_entries(
+        &self,
+        export: &str,
+        keys: &[MemberKey],
+    ) -> Result<HashMap<MemberKey, SnapshotEntry>> {
         let mut st = self.conn.prepare_cached(
             "SELECT email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1 AND key = ?2",
         )?;
@@ -366,13 +384,10 @@ impl StateStore {
 
     /// Whether `export` has a snapshot at all (a first run reads the whole audience).
     pub fn has_snapshot(&self, export: &str) -> Result<bool> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM snapshot WHERE export = ?1)",
-                [export],
-                |r| r.get(0),
-            )
-            .map_err(StateError::from)?)
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM snapshot WHERE export = ?1)",
+            [export],
+            |r| r.get(0),
+        )?)
     }
 }
