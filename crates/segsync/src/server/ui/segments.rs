@@ -1,0 +1,416 @@
+//! Data > Segments: the segments with their member counts, a segment's preview (a sample of
+//! its profiles for contributors and admins; the count only for viewers), adding, changing
+//! and removing one (contributors), with the predicate's error shown by the form.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::layout::{self, csrf, Nav, Page};
+use super::{num, redirect_notice, seg, state_of, when, FormData, OrPage, PageResult, User};
+use crate::ops;
+use crate::server::auth::Authed;
+use crate::server::{ApiError, AppState};
+use crate::state::{Role, SegmentRecord};
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+/// Rows shown in a segment's preview.
+const SAMPLE_ROWS: usize = 10;
+
+/// Each segment with its member count now (or why it cannot be counted), counted off the
+/// async runtime (a predicate may take seconds over a million profiles).
+pub async fn counted(
+    app: &AppState,
+    segments: Vec<SegmentRecord>,
+) -> Result<Vec<(SegmentRecord, Result<u64, String>)>, ApiError> {
+    let home = app.home.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = home.profiles().map_err(|e| e.to_string());
+        segments
+            .into_iter()
+            .map(|s| {
+                let count = match &store {
+                    Ok(p) => p
+                        .preview(&s.predicate, 0)
+                        .map(|p| p.count)
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.clone()),
+                };
+                (s, count)
+            })
+            .collect()
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
+/// The profile columns (empty before the first import).
+pub async fn columns(app: &AppState) -> Result<Vec<crate::profiles::Column>, ApiError> {
+    let home = app.home.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<_> { Ok(home.profiles()?.columns()?) })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+fn count_cell(c: &Result<u64, String>) -> Markup {
+    match c {
+        Ok(n) => html! { (num(*n)) },
+        Err(e) => html! { span class="badge badge-error" title=(e) { "cannot count" } },
+    }
+}
+
+/// What the add form holds.
+#[derive(Default)]
+struct AddForm {
+    name: String,
+    predicate: String,
+}
+
+async fn list_page(
+    app: &AppState,
+    who: &Authed,
+    add: &AddForm,
+    notice: Option<String>,
+    error: Option<(StatusCode, String)>,
+) -> PageResult {
+    let segments = state_of(app).and_then(|s| Ok(s.segments()?)).or_page(who)?;
+    let rows = counted(app, segments).await.or_page(who)?;
+    let can_change = who.actor.role >= Role::Contributor;
+    let cols = if can_change {
+        columns(app).await.or_page(who)?
+    } else {
+        vec![]
+    };
+    let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
+    let body = html! {
+        div class="toolbar" {
+            p class="muted" { "Segments are SQL conditions over the customer profiles. Exports send their members to Mailchimp, each segment as a tag." }
+        }
+        @if rows.is_empty() {
+            div class="card empty" { p { "No segment yet." } }
+        } @else {
+            div class="card table-wrap" {
+                table id="segments" {
+                    thead { tr { th { "Segment" } th { "Condition" } th class="num" { "Members" } th { "Added" } } }
+                    tbody {
+                        @for (s, c) in &rows {
+                            tr data-segment=(s.name) {
+                                td { a href=(format!("/segments/{}", seg(&s.name))) { strong { (s.name) } } }
+                                td { code { (s.predicate) } }
+                                td class="num" { (count_cell(c)) }
+                                td class="muted small" { (when(&s.created_at)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if can_change {
+            div class="card" id="add-segment" {
+                h2 { "Add segment" }
+                @if let Some((_, e)) = &error {
+                    div class="flash flash-error" role="alert" id="segment-error" { (e) }
+                }
+                form method="post" action="/segments" {
+                    (csrf(who))
+                    div class="field" {
+                        label for="seg-name" { "Name" }
+                        input id="seg-name" name="name" type="text" value=(add.name) required placeholder="high_value";
+                    }
+                    div class="field" {
+                        label for="seg-predicate" { "Condition" }
+                        textarea id="seg-predicate" name="predicate" required placeholder="lifetime_value > 500 AND country = 'RO'" { (add.predicate) }
+                        span class="hint" { "A SQL boolean expression over the profile columns. It is checked and counted before it is saved." }
+                    }
+                    @if !cols.is_empty() {
+                        p class="small muted" {
+                            "Columns: "
+                            @for (i, c) in cols.iter().enumerate() {
+                                @if i > 0 { " " }
+                                code title=(c.kind.as_str()) { (c.name) }
+                            }
+                        }
+                    }
+                    button type="submit" class="btn btn-primary" { "Add segment" }
+                }
+            }
+        }
+    };
+    let page = Page::new(Some(who), Nav::Segments, "Segments")
+        .notice(notice)
+        .render(body);
+    Ok((status, page).into_response())
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    User(who): User,
+    Query(q): Query<NoticeQuery>,
+) -> PageResult {
+    list_page(&app, &who, &AddForm::default(), q.notice, None).await
+}
+
+pub async fn add(State(app): State<AppState>, User(who): User, form: FormData) -> PageResult {
+    form.check_csrf(&who).or_page(&who)?;
+    let add = AddForm {
+        name: form.text("name"),
+        predicate: form.text("predicate"),
+    };
+    let (home, actor, name, predicate) = (
+        app.home.clone(),
+        who.actor.clone(),
+        add.name.clone(),
+        add.predicate.clone(),
+    );
+    let result =
+        tokio::task::spawn_blocking(move || ops::add_segment(&home, &actor, &name, &predicate))
+            .await
+            .map_err(ApiError::internal)
+            .or_page(&who)?;
+    match result {
+        Ok(count) => Ok(redirect_notice(
+            &format!("/segments/{}", seg(&add.name)),
+            &format!(
+                "Segment \"{}\" added: {} profiles match.",
+                add.name,
+                num(count)
+            ),
+        )),
+        Err(e) => {
+            let e = ApiError::from(e);
+            if e.status == StatusCode::FORBIDDEN {
+                return Err(super::error_page(Some(&who), &e));
+            }
+            Err(
+                match list_page(&app, &who, &add, None, Some((e.status, e.message))).await {
+                    Ok(r) | Err(r) => r,
+                },
+            )
+        }
+    }
+}
+
+async fn show_page(
+    app: &AppState,
+    who: &Authed,
+    name: &str,
+    notice: Option<String>,
+    edit: Option<(String, StatusCode, String)>,
+) -> PageResult {
+    let state = state_of(app).or_page(who)?;
+    let s = state.segment(name).or_page(who)?;
+    let used: Vec<String> = state
+        .exports()
+        .or_page(who)?
+        .into_iter()
+        .filter(|e| e.segments.iter().any(|x| x.segment == s.name))
+        .map(|e| e.name)
+        .collect();
+    drop(state);
+    let can_change = who.actor.role >= Role::Contributor;
+    // The sample holds personal data: contributors and admins only.
+    let sample = if can_change { SAMPLE_ROWS } else { 0 };
+    let (home, predicate) = (app.home.clone(), s.predicate.clone());
+    let preview = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        home.profiles()
+            .map_err(|e| e.to_string())?
+            .preview(&predicate, sample)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(ApiError::internal)
+    .or_page(who)?;
+    let base = format!("/segments/{}", seg(&s.name));
+    let status = edit.as_ref().map_or(StatusCode::OK, |(_, st, _)| *st);
+    let body = html! {
+        div class="card" {
+            div class="card-head" {
+                h2 { "Condition" }
+                @if can_change {
+                    a class="btn btn-secondary btn-small" href=(format!("{base}/remove")) { "Remove" }
+                }
+            }
+            p { code id="predicate" { (s.predicate) } }
+            div class="stats" {
+                div class="stat" {
+                    div class="v" id="member-count" {
+                        @match &preview { Ok(p) => (num(p.count)), Err(_) => "—" }
+                    }
+                    div class="k" { "profiles match" }
+                }
+                div class="stat" {
+                    div class="v" { (used.len()) }
+                    div class="k" { "exports use it" }
+                }
+            }
+            @if let Err(e) = &preview {
+                div class="flash flash-error" role="alert" { "This segment cannot be counted now: " (e) }
+            }
+            @if !used.is_empty() {
+                p class="small muted" {
+                    "Used by "
+                    @for (i, e) in used.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        a href=(format!("/exports/{}", seg(e))) { (e) }
+                    }
+                }
+            }
+        }
+        @if let Ok(p) = &preview {
+            @if can_change {
+                div class="card" {
+                    h2 { "Sample" }
+                    @if p.sample.is_empty() {
+                        p class="muted" { "No profile matches." }
+                    } @else {
+                        p class="muted small" { "The first " (p.sample.len()) " of " (num(p.count)) " profiles." }
+                        div class="table-wrap" {
+                            table id="sample" {
+                                thead { tr { @for c in &p.columns { th { (c) } } } }
+                                tbody {
+                                    @for row in &p.sample {
+                                        tr { @for c in &p.columns { td { (cell(row.get(c))) } } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            } @else {
+                p class="muted small" { "Viewers see the count only: the profiles hold personal data." }
+            }
+        }
+        @if can_change {
+            div class="card" {
+                h2 { "Change the condition" }
+                @if let Some((_, _, e)) = &edit {
+                    div class="flash flash-error" role="alert" id="segment-error" { (e) }
+                }
+                form method="post" action=(base) {
+                    (csrf(who))
+                    div class="field" {
+                        label for="seg-predicate" { "Condition" }
+                        textarea id="seg-predicate" name="predicate" required {
+                            (edit.as_ref().map_or(s.predicate.as_str(), |(p, _, _)| p.as_str()))
+                        }
+                    }
+                    button type="submit" class="btn btn-primary" { "Save condition" }
+                }
+            }
+        }
+    };
+    let page = Page::new(Some(who), Nav::Segments, format!("Segment {}", s.name))
+        .notice(notice)
+        .render(body);
+    Ok((status, page).into_response())
+}
+
+fn cell(v: Option<&serde_json::Value>) -> Markup {
+    match v {
+        None | Some(serde_json::Value::Null) => html! { span class="muted" { "—" } },
+        Some(serde_json::Value::String(s)) => html! { (s) },
+        Some(other) => html! { (other.to_string()) },
+    }
+}
+
+pub async fn show(
+    State(app): State<AppState>,
+    User(who): User,
+    Path(name): Path<String>,
+    Query(q): Query<NoticeQuery>,
+) -> PageResult {
+    show_page(&app, &who, &name, q.notice, None).await
+}
+
+/// Changes the predicate (checked and counted first).
+pub async fn change(
+    State(app): State<AppState>,
+    User(who): User,
+    Path(name): Path<String>,
+    form: FormData,
+) -> PageResult {
+    form.check_csrf(&who).or_page(&who)?;
+    let predicate = form.text("predicate");
+    let (home, actor, n, p) = (
+        app.home.clone(),
+        who.actor.clone(),
+        name.clone(),
+        predicate.clone(),
+    );
+    let result = tokio::task::spawn_blocking(move || ops::update_segment(&home, &actor, &n, &p))
+        .await
+        .map_err(ApiError::internal)
+        .or_page(&who)?;
+    match result {
+        Ok(count) => Ok(redirect_notice(
+            &format!("/segments/{}", seg(&name)),
+            &format!("Condition saved: {} profiles match.", num(count)),
+        )),
+        Err(e) => {
+            let e = ApiError::from(e);
+            if e.status == StatusCode::FORBIDDEN || e.status == StatusCode::NOT_FOUND {
+                return Err(super::error_page(Some(&who), &e));
+            }
+            Err(
+                match show_page(
+                    &app,
+                    &who,
+                    &name,
+                    None,
+                    Some((predicate, e.status, e.message)),
+                )
+                .await
+                {
+                    Ok(r) | Err(r) => r,
+                },
+            )
+        }
+    }
+}
+
+pub async fn remove_confirm(
+    State(app): State<AppState>,
+    User(who): User,
+    Path(name): Path<String>,
+) -> PageResult {
+    who.require(Role::Contributor, "removing a segment")
+        .or_page(&who)?;
+    let s = state_of(&app)
+        .and_then(|st| Ok(st.segment(&name)?))
+        .or_page(&who)?;
+    let body = html! {
+        div class="card" {
+            p class="lead" { "Remove segment " strong { (s.name) } "?" }
+            p { "Its condition is forgotten. A segment that an export sends cannot be removed: take it out of the export first." }
+            div class="actions" {
+                (layout::post_button(&who, &format!("/segments/{}/remove", seg(&s.name)), "Remove segment", "btn-danger"))
+                a class="btn btn-secondary" href=(format!("/segments/{}", seg(&s.name))) { "Cancel" }
+            }
+        }
+    };
+    Ok(Page::new(Some(&who), Nav::Segments, "Remove segment")
+        .render(body)
+        .into_response())
+}
+
+pub async fn remove(
+    State(app): State<AppState>,
+    User(who): User,
+    Path(name): Path<String>,
+    form: FormData,
+) -> Response {
+    if let Err(e) = form.check_csrf(&who) {
+        return super::error_page(Some(&who), &e);
+    }
+    match ops::remove_segment(&app.home, &who.actor, &name) {
+        Ok(()) => redirect_notice("/segments", &format!("Segment \"{name}\" removed.")),
+        Err(e) => super::error_page(Some(&who), &e.into()),
+    }
+}

@@ -1,0 +1,236 @@
+//! Admin > Users: the people who log in, their roles; add, change role, set a password,
+//! remove. Every change through [`crate::ops`] (which keeps at least one admin).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::html;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::layout::{self, csrf, Nav, Page};
+use super::{redirect_notice, seg, state_of, when, Admin, FormData, OrPage, PageResult};
+use crate::ops;
+use crate::server::auth::Authed;
+use crate::server::{ApiError, AppState};
+use crate::state::Role;
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+const ROLES: [(Role, &str); 3] = [
+    (Role::Viewer, "reads segments, exports and runs"),
+    (
+        Role::Contributor,
+        "also segments and exports on shared connections",
+    ),
+    (Role::Admin, "everything: connections, users"),
+];
+
+/// The add form as it was filled (never the password).
+#[derive(Default)]
+struct AddForm {
+    name: String,
+    role: Option<Role>,
+}
+
+fn page(
+    app: &AppState,
+    who: &Authed,
+    add: &AddForm,
+    notice: Option<String>,
+    error: Option<(StatusCode, String)>,
+) -> PageResult {
+    let users = state_of(app).and_then(|s| Ok(s.users()?)).or_page(who)?;
+    let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
+    let body = html! {
+        div class="card table-wrap" {
+            table id="users" {
+                thead { tr { th { "Name" } th { "Role" } th { "Since" } th { "Password" } th {} } }
+                tbody {
+                    @for u in &users {
+                        @let base = format!("/admin/users/{}", seg(&u.name));
+                        tr data-user=(u.name) {
+                            td { strong { (u.name) } @if u.name == who.actor.name { " " span class="badge badge-muted" { "you" } } }
+                            td {
+                                form method="post" action=(format!("{base}/role")) class="actions" {
+                                    (csrf(who))
+                                    select name="role" aria-label=(format!("Role of {}", u.name)) {
+                                        @for (r, _) in ROLES {
+                                            option value=(r.as_str()) selected[r == u.role] { (r.as_str()) }
+                                        }
+                                    }
+                                    button type="submit" class="btn btn-secondary btn-small" { "Change" }
+                                }
+                            }
+                            td class="muted small" { (when(&u.created_at)) }
+                            td {
+                                form method="post" action=(format!("{base}/password")) class="actions" autocomplete="off" {
+                                    (csrf(who))
+                                    input type="password" name="password" autocomplete="new-password" placeholder="new password" aria-label=(format!("New password of {}", u.name));
+                                    button type="submit" class="btn btn-secondary btn-small" { "Set" }
+                                }
+                            }
+                            td { a class="btn btn-secondary btn-small" href=(format!("{base}/remove")) { "Remove" } }
+                        }
+                    }
+                }
+            }
+        }
+        div class="card" {
+            h2 { "Add user" }
+            form method="post" action="/admin/users" autocomplete="off" {
+                (csrf(who))
+                div class="grid2" {
+                    div class="field" {
+                        label for="new-name" { "User name" }
+                        input id="new-name" name="name" type="text" value=(add.name) required;
+                    }
+                    div class="field" {
+                        label for="new-password" { "Password" }
+                        input id="new-password" name="password" type="password" autocomplete="new-password" required;
+                        span class="hint" { "At least 8 characters." }
+                    }
+                }
+                fieldset {
+                    legend { "Role" }
+                    @for (r, what) in ROLES {
+                        label class="check" {
+                            input type="radio" name="role" value=(r.as_str()) checked[add.role.unwrap_or(Role::Contributor) == r];
+                            span { (r.as_str()) span class="hint" { (what) } }
+                        }
+                    }
+                }
+                button type="submit" class="btn btn-primary" { "Add user" }
+            }
+        }
+    };
+    let page = Page::new(Some(who), Nav::Users, "Users")
+        .notice(notice)
+        .error(error.map(|(_, m)| m))
+        .render(body);
+    Ok((status, page).into_response())
+}
+
+/// A refusal on the users page (a 403 page when forbidden).
+fn refused(app: &AppState, who: &Authed, add: &AddForm, e: ApiError) -> Response {
+    if e.status == StatusCode::FORBIDDEN {
+        return super::error_page(Some(who), &e);
+    }
+    match page(app, who, add, None, Some((e.status, e.message))) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+fn role_of(form: &FormData) -> Result<Role, ApiError> {
+    let r = form.text("role");
+    Role::parse(&r).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("unknown role \"{r}\": choose admin, contributor or viewer"),
+        )
+    })
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Admin(who): Admin,
+    Query(q): Query<NoticeQuery>,
+) -> PageResult {
+    page(&app, &who, &AddForm::default(), q.notice, None)
+}
+
+pub async fn add(State(app): State<AppState>, Admin(who): Admin, form: FormData) -> PageResult {
+    form.check_csrf(&who).or_page(&who)?;
+    let mut add = AddForm {
+        name: form.text("name"),
+        role: None,
+    };
+    let role = role_of(&form).map_err(|e| refused(&app, &who, &add, e))?;
+    add.role = Some(role);
+    let password = SecretString::from(form.get("password").unwrap_or("").to_string());
+    match ops::add_user(&app.home, &who.actor, &add.name, role, &password) {
+        Ok(u) => Ok(redirect_notice(
+            "/admin/users",
+            &format!("User \"{}\" added ({}).", u.name, u.role.as_str()),
+        )),
+        Err(e) => Err(refused(&app, &who, &add, e.into())),
+    }
+}
+
+pub async fn role(
+    State(app): State<AppState>,
+    Admin(who): Admin,
+    Path(name): Path<String>,
+    form: FormData,
+) -> PageResult {
+    form.check_csrf(&who).or_page(&who)?;
+    let none = AddForm::default();
+    let role = role_of(&form).map_err(|e| refused(&app, &who, &none, e))?;
+    match ops::set_role(&app.home, &who.actor, &name, role) {
+        Ok(u) => Ok(redirect_notice(
+            "/admin/users",
+            &format!("\"{}\" is now {}.", u.name, u.role.as_str()),
+        )),
+        Err(e) => Err(refused(&app, &who, &none, e.into())),
+    }
+}
+
+pub async fn password(
+    State(app): State<AppState>,
+    Admin(who): Admin,
+    Path(name): Path<String>,
+    form: FormData,
+) -> PageResult {
+    form.check_csrf(&who).or_page(&who)?;
+    let password = SecretString::from(form.get("password").unwrap_or("").to_string());
+    match ops::set_password(&app.home, &who.actor, &name, &password) {
+        Ok(()) => Ok(redirect_notice(
+            "/admin/users",
+            &format!("Password of \"{name}\" changed; their sessions ended."),
+        )),
+        Err(e) => Err(refused(&app, &who, &AddForm::default(), e.into())),
+    }
+}
+
+pub async fn remove_confirm(
+    State(app): State<AppState>,
+    Admin(who): Admin,
+    Path(name): Path<String>,
+) -> PageResult {
+    let u = state_of(&app)
+        .and_then(|s| Ok(s.user(&name)?))
+        .or_page(&who)?;
+    let body = html! {
+        div class="card" {
+            p class="lead" { "Remove user " strong { (u.name) } " (" (u.role.as_str()) ")?" }
+            p { "Their sessions and API tokens are revoked at once. The audit log keeps what they did." }
+            div class="actions" {
+                (layout::post_button(&who, &format!("/admin/users/{}/remove", seg(&u.name)), "Remove user", "btn-danger"))
+                a class="btn btn-secondary" href="/admin/users" { "Cancel" }
+            }
+        }
+    };
+    Ok(Page::new(Some(&who), Nav::Users, "Remove user")
+        .render(body)
+        .into_response())
+}
+
+pub async fn remove(
+    State(app): State<AppState>,
+    Admin(who): Admin,
+    Path(name): Path<String>,
+    form: FormData,
+) -> PageResult {
+    form.check_csrf(&who).or_page(&who)?;
+    match ops::remove_user(&app.home, &who.actor, &name) {
+        Ok(()) => Ok(redirect_notice(
+            "/admin/users",
+            &format!("User \"{name}\" removed, with their sessions and API tokens."),
+        )),
+        Err(e) => Err(refused(&app, &who, &AddForm::default(), e.into())),
+    }
+}
