@@ -13,6 +13,7 @@
 //! - [`cli`]: the `segsync` command line; [`home`]: where it keeps everything.
 
 pub mod cli;
+pub mod config_file;
 pub mod engine;
 pub mod home;
 pub mod mailchimp;

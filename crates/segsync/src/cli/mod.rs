@@ -9,6 +9,7 @@
 //! | 3 | done, with records that could not be sent (see `segsync runs errors RUN`) |
 
 mod admin;
+mod config;
 mod demo;
 pub mod progress;
 
@@ -70,6 +71,10 @@ pub enum Command {
     /// Users of `segsync serve` and their API tokens.
     #[command(subcommand)]
     User(admin::UserCmd),
+    /// Create or update connections, segments and exports from a TOML file (config as code).
+    Apply(config::ApplyArgs),
+    /// Write the current configuration in the format of `apply`, without secrets.
+    Dump(config::DumpArgs),
 }
 
 #[derive(Args, Debug)]
@@ -342,6 +347,8 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
         Command::Runs(args) => runs(&home, args),
         Command::Serve(args) => admin::serve(&home, args).await,
         Command::User(cmd) => admin::user(&home, cmd),
+        Command::Apply(args) => config::apply(&home, args).await,
+        Command::Dump(args) => config::dump(&home, args),
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod common;
 
+mod apply;
 mod compliance;
 mod faults;
 mod first_run;
