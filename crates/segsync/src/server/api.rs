@@ -836,9 +836,24 @@ pub async fn remove_export(
     who: Authed,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ops::remove_export(&app.home, &who.actor, &name)?;
-    app.runs.cancel(&name);
+    remove_export_now(&app, &who, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes an export once its run (if any) has stopped, keeping the scheduler from starting
+/// one meanwhile, so that nothing writes for an export that is gone; shared with the web UI.
+pub async fn remove_export_now(app: &AppState, who: &Authed, name: &str) -> ApiResult<()> {
+    who.require(Role::Contributor, "removing an export")?;
+    {
+        let state = state_of(app)?;
+        ops::check_export_access(&state, &who.actor, &state.export(name)?)?;
+    }
+    let _held = app
+        .runs
+        .hold_and_stop(name, std::time::Duration::from_secs(30))
+        .await;
+    ops::remove_export(&app.home, &who.actor, name)?;
+    Ok(())
 }
 
 /// Pauses an export's schedule.

@@ -21,6 +21,7 @@ pub mod oauth;
 pub mod openapi;
 pub mod runs;
 pub mod scheduler;
+pub mod settings;
 pub mod ui;
 
 use std::future::Future;
@@ -204,6 +205,7 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api::routes())
+        .merge(settings::routes())
         .merge(openapi::routes())
         .merge(oauth::routes())
         .merge(metrics::routes())
@@ -260,6 +262,13 @@ impl Server {
         if !resumed.is_empty() {
             tracing::info!(exports = ?resumed, "resumed interrupted runs");
         }
+        // At the signal, runs stop starting and head for their checkpoint while the HTTP
+        // requests in progress drain.
+        let runs = app.runs.clone();
+        let shutdown = async move {
+            shutdown.await;
+            runs.begin_shutdown();
+        };
         axum::serve(self.listener, router(app.clone()))
             .with_graceful_shutdown(shutdown)
             .await?;

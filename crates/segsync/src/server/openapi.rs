@@ -6,7 +6,7 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, auth, oauth, AppState};
+use super::{api, auth, oauth, settings, AppState};
 
 struct Security;
 
@@ -53,6 +53,7 @@ impl Modify for Security {
         api::pause_export, api::resume_export, api::run_export, api::cancel_export,
         api::list_runs, api::get_run, api::run_errors, api::cancel_run,
         api::audit_log,
+        settings::get_alerts, settings::put_alerts, settings::test_alerts,
     )
 )]
 pub struct ApiDoc;

@@ -2,13 +2,15 @@
 //! profile refresh, through the same [`RunManager::start`](super::runs::RunManager::start)
 //! as "Run now". Missed ticks are skipped, not piled up (after downtime an export runs at its
 //! next tick, once); a tick that finds the export still running is skipped; paused and
-//! removed exports do not fire.
+//! removed exports do not fire. A refresh that finds an after-refresh export running queues
+//! one more run after it (the running one read the old profiles).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 
+use super::runs::Started;
 use super::AppState;
 use crate::schedule::CronSchedule;
 use crate::state::{ExportConfig, Schedule};
@@ -31,7 +33,8 @@ fn next_after(e: &ExportConfig, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     }
 }
 
-/// Starts the exports that run after every refresh (not paused); the ones started.
+/// Starts the exports that run after every refresh (not paused); the ones started. One
+/// that is running already gets another run queued behind it.
 pub async fn run_after_refresh(app: &AppState) -> Vec<String> {
     let exports = match app.home.state().and_then(|s| Ok(s.exports()?)) {
         Ok(e) => e,
@@ -45,8 +48,19 @@ pub async fn run_after_refresh(app: &AppState) -> Vec<String> {
         if e.paused || e.schedule != Schedule::AfterRefresh {
             continue;
         }
-        match app.runs.start(&e.name, "after-refresh").await {
-            Ok(_) => started.push(e.name),
+        if let Some(why) = not_runnable(app, &e.name, &e.schedule) {
+            tracing::info!(export = %e.name, why, "after-refresh run not started");
+            continue;
+        }
+        match app.runs.start_or_queue(&e.name, "after-refresh").await {
+            Ok(Started::Now(run_id)) => {
+                tracing::info!(export = %e.name, run_id, "after-refresh run started");
+                started.push(e.name)
+            }
+            Ok(Started::Queued) => tracing::info!(
+                export = %e.name,
+                "export is running: an after-refresh run starts when it ends"
+            ),
             Err(err) => {
                 tracing::warn!(export = %e.name, error = %err, "after-refresh run not started")
             }
@@ -55,41 +69,129 @@ pub async fn run_after_refresh(app: &AppState) -> Vec<String> {
     started
 }
 
+/// What the scheduler remembers of an export between two looks at the clock.
+struct Due {
+    schedule: Schedule,
+    paused: bool,
+    /// The next tick, `None` when it never fires (manual, after-refresh, paused, invalid).
+    at: Option<DateTime<Utc>>,
+    /// Why its last due tick did not start it (said once, not at every tick).
+    skipped: Option<&'static str>,
+}
+
+impl Due {
+    fn of(e: &ExportConfig, now: DateTime<Utc>) -> Due {
+        if let Schedule::Cron { cron, timezone } = &e.schedule {
+            if let Err(why) = CronSchedule::parse(cron, timezone) {
+                // Said once per schedule seen, not at every look at the clock.
+                tracing::warn!(export = %e.name, error = %why, "the export's schedule does not parse: it never fires");
+            }
+        }
+        Due {
+            schedule: e.schedule.clone(),
+            paused: e.paused,
+            at: next_after(e, now),
+            skipped: None,
+        }
+    }
+}
+
+/// Why a due export does not start now, if it does not: it was paused, removed or given
+/// another schedule since the exports were read (checked again right before the start), or
+/// its connection was removed (it stops running until it gets one again).
+fn not_runnable(app: &AppState, name: &str, schedule: &Schedule) -> Option<&'static str> {
+    let state = match app.home.state() {
+        Ok(s) => s,
+        Err(_) => return Some("the state store does not answer"),
+    };
+    match state.export(name) {
+        Ok(e) if e.paused => Some("paused"),
+        Ok(e) if &e.schedule != schedule => Some("its schedule changed"),
+        Ok(e) => match state.connection(&e.connection) {
+            Err(crate::state::StateError::NotFound(_)) => Some("its connection was removed"),
+            _ => None,
+        },
+        Err(_) => Some("removed"),
+    }
+}
+
+/// Whether `name` is not configured any more (read afresh: it may have been added since the
+/// exports were listed).
+fn export_gone(app: &AppState, name: &str) -> bool {
+    matches!(
+        app.home.state().map(|s| s.export(name)),
+        Ok(Err(crate::state::StateError::NotFound(_)))
+    )
+}
+
 /// Looks at the clock every `scheduler_tick` and fires what is due.
 pub fn spawn(app: &AppState) -> JoinHandle<()> {
     let app = app.clone();
     tokio::spawn(async move {
         // Each export's next tick, computed from the moment its schedule was first seen (so
         // ticks missed while the server was down are skipped) and recomputed when the
-        // schedule changes.
-        let mut due: HashMap<String, (Schedule, bool, Option<DateTime<Utc>>)> = HashMap::new();
+        // schedule changes or it is paused or resumed.
+        let mut due: HashMap<String, Due> = HashMap::new();
         let mut interval = tokio::time::interval(app.config.scheduler_tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut store_failing = false;
         loop {
             interval.tick().await;
             let now = Utc::now();
             let exports = match app.home.state().and_then(|s| Ok(s.exports()?)) {
-                Ok(e) => e,
+                Ok(e) => {
+                    if store_failing {
+                        tracing::info!("scheduler: the state store answers again");
+                        store_failing = false;
+                    }
+                    e
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "scheduler: reading exports");
+                    // Once, not at every tick.
+                    if !store_failing {
+                        tracing::error!(error = %e, "scheduler: reading exports (retrying at every tick)");
+                        store_failing = true;
+                    }
                     continue;
                 }
             };
-            // Removed exports are forgotten at once.
+            // Removed exports are forgotten at once, and a run of one removed by another
+            // process (`segsync export remove`, `segsync apply`) is stopped.
             due.retain(|name, _| exports.iter().any(|e| &e.name == name));
+            for r in app.runs.all_running() {
+                if !r.stopping
+                    && !exports.iter().any(|e| e.name == r.export)
+                    && export_gone(&app, &r.export)
+                {
+                    tracing::info!(export = %r.export, run_id = r.run_id, "the export was removed: stopping its run");
+                    app.runs.cancel(&r.export);
+                }
+            }
             for e in exports {
                 let entry = due
                     .entry(e.name.clone())
-                    .or_insert_with(|| (e.schedule.clone(), e.paused, next_after(&e, now)));
-                if entry.0 != e.schedule || entry.1 != e.paused {
-                    *entry = (e.schedule.clone(), e.paused, next_after(&e, now));
+                    .or_insert_with(|| Due::of(&e, now));
+                if entry.schedule != e.schedule || entry.paused != e.paused {
+                    *entry = Due::of(&e, now);
                 }
-                let Some(at) = entry.2 else { continue };
+                let Some(at) = entry.at else { continue };
                 if at > now {
                     continue;
                 }
                 // Due: the next tick is counted from now, so a late check fires once.
-                entry.2 = next_after(&e, now);
+                entry.at = next_after(&e, now);
+                if let Some(r) = app.runs.running(&e.name) {
+                    tracing::info!(export = %e.name, run_id = r.run_id, "scheduled tick skipped: the export is still running");
+                    continue;
+                }
+                if let Some(why) = not_runnable(&app, &e.name, &e.schedule) {
+                    if entry.skipped != Some(why) {
+                        tracing::info!(export = %e.name, why, "scheduled tick skipped (said once)");
+                        entry.skipped = Some(why);
+                    }
+                    continue;
+                }
+                entry.skipped = None;
                 match app.runs.start(&e.name, "schedule").await {
                     Ok(run_id) => tracing::info!(export = %e.name, run_id, "scheduled run started"),
                     Err(err) => {

@@ -8,7 +8,11 @@
 mod common;
 mod harness;
 
+mod alerts;
 mod api;
+mod browser;
 mod oauth;
 mod roles;
+mod schedule;
 mod secrets;
+mod shutdown;

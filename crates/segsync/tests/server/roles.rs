@@ -309,6 +309,30 @@ fn cases(who: &str, sim: &Sim, list: &str, profiles_csv: &str, admin_token_id: i
             409,
         ),
         case("GET", "/api/audit", "/api/audit", None, Admin, 200),
+        case(
+            "GET",
+            "/api/settings/alerts",
+            "/api/settings/alerts",
+            None,
+            Admin,
+            200,
+        ),
+        case(
+            "PUT",
+            "/api/settings/alerts",
+            "/api/settings/alerts",
+            Some(json!({})),
+            Admin,
+            200,
+        ),
+        case(
+            "POST",
+            "/api/settings/alerts/test",
+            "/api/settings/alerts/test",
+            None,
+            Admin,
+            200,
+        ),
         case("POST", "/api/logout", "/api/logout", None, Anyone, 204),
         // Last: it logs the client in.
         case(

@@ -469,8 +469,9 @@ pub async fn remove(
     form: FormData,
 ) -> PageResult {
     form.check_csrf(&who).or_page(&who)?;
-    ops::remove_export(&app.home, &who.actor, &name).or_page(&who)?;
-    app.runs.cancel(&name);
+    api::remove_export_now(&app, &who, &name)
+        .await
+        .or_page(&who)?;
     Ok(redirect_notice(
         "/exports",
         &format!("Export \"{name}\" removed; its run history is kept."),
