@@ -227,3 +227,88 @@ fn the_first_user_is_an_admin_and_passwords_never_go_on_the_command_line() {
     assert_eq!(me["name"], "carl");
     assert_eq!(me["role"], "contributor");
 }
+
+#[test]
+fn cancel_stops_a_run_at_its_checkpoint_and_the_next_run_sends_the_rest() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let profiles = people(12_000);
+    let s = installation(&sim, &profiles);
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let (code, body) = ada.post(
+        "/api/connections",
+        json!({"name": CONNECTION, "api_key": sim.key, "base_url": sim.api_url(),
+               "accept_privacy_terms": true}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = ada.post("/api/exports", export_body(EXPORT, &list));
+    assert_eq!(code, 201, "{body}");
+
+    // Slow enough to be caught while sending.
+    sim.settings(|st| {
+        st.latency.base_ms = 200.0;
+        st.latency.per_item_ms = 2.0;
+    });
+    let (code, started) = ada.post(&format!("/api/exports/{EXPORT}/runs"), json!({}));
+    assert_eq!(code, 202, "{started}");
+    let id = started["run_id"].as_i64().unwrap();
+    wait_for(60, "the run to send members", || {
+        let (_, r) = ada.get(&format!("/api/runs/{id}"));
+        (r["progress"]["phase"] == "sending members" && sim.counters().members_created > 0)
+            .then_some(())
+    });
+    // Running: a second start is refused, the progress shows.
+    let (code, body) = ada.post(&format!("/api/exports/{EXPORT}/runs"), json!({}));
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("already running"),
+        "{body}"
+    );
+    let (code, body) = ada.post(&format!("/api/runs/{id}/cancel"), json!({}));
+    assert_eq!(code, 202, "{body}");
+    let run = ada.wait_run(id);
+    assert_eq!(run["outcome"], "cancelled", "{run}");
+    let created = run["counts"]["created"].as_u64().unwrap();
+    assert_eq!(
+        created,
+        sim.counters().members_created,
+        "what Mailchimp created is what the run counted: it stopped at a checkpoint"
+    );
+    let wanted = expected(&profiles, Status::Subscribed).len() as u64;
+    assert!(
+        created < wanted,
+        "cancelled before the end ({created} of {wanted})"
+    );
+
+    sim.settings(|st| {
+        st.latency.base_ms = 0.0;
+        st.latency.per_item_ms = 0.0;
+    });
+    let (code, started) = ada.post(&format!("/api/exports/{EXPORT}/runs"), json!({}));
+    assert_eq!(code, 202, "{started}");
+    let run = ada.wait_run(started["run_id"].as_i64().unwrap());
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    assert_eq!(run["counts"]["created"].as_u64().unwrap(), wanted - created);
+    assert_eq!(
+        sim.counters().members_created,
+        wanted,
+        "nobody created twice"
+    );
+    assert_eq!(
+        holding(&sim.view(&list), &["FNAME", "LNAME", "CITY"]),
+        expected(&profiles, Status::Subscribed)
+    );
+    // The history tells both.
+    let (_, runs) = ada.get(&format!("/api/runs?export={EXPORT}"));
+    let outcomes: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["succeeded", "cancelled"]);
+}
