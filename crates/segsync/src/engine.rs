@@ -273,6 +273,41 @@ pub fn client_for(
     Ok(Client::new(config)?)
 }
 
+/// What is wrong with mapping the merge tags `tags` onto an audience (named `audience`) that
+/// has `merge_fields`: a tag it lacks (unless the export creates missing fields), a required
+/// field left unmapped. One message per problem; none when the mapping fits. Checked when an
+/// export is saved, when a file is applied, and again before every run (the audience may
+/// have changed in Mailchimp meanwhile).
+pub fn mapping_problems(
+    audience: &str,
+    tags: &[&str],
+    create_missing: bool,
+    merge_fields: &[mailchimp::MergeFieldInfo],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !create_missing {
+        for t in tags {
+            if !merge_fields.iter().any(|m| m.tag == *t) {
+                let have: Vec<&str> = merge_fields.iter().map(|m| m.tag.as_str()).collect();
+                problems.push(format!(
+                    "audience \"{audience}\" has no merge field {t} (it has {}): add it in Mailchimp, or let the export create missing merge fields (create_merge_fields; on the command line --create-merge-fields)",
+                    have.join(", ")
+                ));
+            }
+        }
+    }
+    for m in merge_fields
+        .iter()
+        .filter(|m| m.required && !tags.contains(&m.tag.as_str()))
+    {
+        problems.push(format!(
+            "audience \"{audience}\" requires merge field {} ({}): map it to a profile column (on the command line: --merge {}=COLUMN)",
+            m.tag, m.name, m.tag
+        ));
+    }
+    problems
+}
+
 /// Reads, normalises, learns the audience, diffs and plans. Sends no write.
 pub async fn prepare(
     home: &Home,
@@ -287,46 +322,36 @@ pub async fn prepare(
 
     // The mapping, checked against the audience's merge fields before anything is read.
     let fields = client.merge_fields(&export.audience_id).await?;
+    let tags: Vec<&str> = export.fields.iter().map(|m| m.tag.as_str()).collect();
+    if let Some(problem) = mapping_problems(&list.name, &tags, export.create_merge_fields, &fields)
+        .into_iter()
+        .next()
+    {
+        return Err(RunError::Config(problem));
+    }
     let mut specs = Vec::new();
     let mut to_create = Vec::new();
     for m in &export.fields {
-        match fields.iter().find(|f| f.tag == m.tag) {
-            Some(f) => specs.push(FieldSpec {
+        specs.push(match fields.iter().find(|f| f.tag == m.tag) {
+            Some(f) => FieldSpec {
                 tag: f.tag.clone(),
                 kind: merge_kind(&f.r#type),
                 required: f.required,
                 date_format: f.date_format.clone().unwrap_or_default(),
                 choices: f.choices.clone(),
-            }),
-            None if export.create_merge_fields => {
+            },
+            // Created as a text field before the first write (the mapping allows it).
+            None => {
                 to_create.push(m.tag.clone());
-                specs.push(FieldSpec {
+                FieldSpec {
                     tag: m.tag.clone(),
                     kind: MergeKind::Text,
                     required: false,
                     date_format: String::new(),
                     choices: vec![],
-                });
+                }
             }
-            None => {
-                let have: Vec<&str> = fields.iter().map(|f| f.tag.as_str()).collect();
-                return Err(RunError::Config(format!(
-                    "audience {} has no merge field {} (it has {}): add it in Mailchimp, or re-create the export with --create-merge-fields",
-                    export.audience_id,
-                    m.tag,
-                    have.join(", ")
-                )));
-            }
-        }
-    }
-    if let Some(f) = fields
-        .iter()
-        .find(|f| f.required && !export.fields.iter().any(|m| m.tag == f.tag))
-    {
-        return Err(RunError::Config(format!(
-            "audience {} requires merge field {} ({}), which the export does not map: add --merge {}=COLUMN",
-            export.audience_id, f.tag, f.name, f.tag
-        )));
+        });
     }
 
     // One pass over the profiles evaluates every chosen segment. Accepted rows go to the

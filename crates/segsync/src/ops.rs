@@ -755,25 +755,13 @@ pub async fn save_export(
         .merge_fields(&config.audience_id)
         .await
         .map_err(|e| OpError::Invalid(e.to_string()))?;
-    for f in &config.fields {
-        if !config.create_merge_fields && !merge_fields.iter().any(|m| m.tag == f.tag) {
-            let have: Vec<&str> = merge_fields.iter().map(|m| m.tag.as_str()).collect();
-            return Err(OpError::Invalid(format!(
-                "audience \"{}\" has no merge field {} (it has {}): add it in Mailchimp, or let the export create missing merge fields (--create-merge-fields)",
-                list.name,
-                f.tag,
-                have.join(", ")
-            )));
-        }
-    }
-    if let Some(m) = merge_fields
-        .iter()
-        .find(|m| m.required && !config.fields.iter().any(|f| f.tag == m.tag))
+    let tags: Vec<&str> = config.fields.iter().map(|f| f.tag.as_str()).collect();
+    if let Some(problem) =
+        engine::mapping_problems(&list.name, &tags, config.create_merge_fields, &merge_fields)
+            .into_iter()
+            .next()
     {
-        return Err(OpError::Invalid(format!(
-            "audience \"{}\" requires merge field {} ({}): map it to a profile column (on the command line: --merge {}=COLUMN)",
-            list.name, m.tag, m.name, m.tag
-        )));
+        return Err(OpError::Invalid(problem));
     }
     match existing {
         None => {

@@ -588,32 +588,11 @@ async fn preflight(
         tags.extend(input.first_name.iter().map(|_| "FNAME".to_string()));
         tags.extend(input.last_name.iter().map(|_| "LNAME".to_string()));
         tags.extend(input.merge.iter().map(|m| m.tag.trim().to_uppercase()));
-        if !input.create_merge_fields {
-            for t in &tags {
-                if !merge_fields.iter().any(|m| &m.tag == t) {
-                    let have: Vec<&str> = merge_fields.iter().map(|m| m.tag.as_str()).collect();
-                    problems.push(source.problem(
-                        st.blame.clone(),
-                        format!(
-                            "{what}: audience \"{}\" has no merge field {t} (it has {}): add it in Mailchimp, or set create_merge_fields = true",
-                            list.name,
-                            have.join(", ")
-                        ),
-                    ));
-                }
-            }
-        }
-        if let Some(m) = merge_fields
-            .iter()
-            .find(|m| m.required && !tags.contains(&m.tag))
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        for p in
+            engine::mapping_problems(&list.name, &tags, input.create_merge_fields, &merge_fields)
         {
-            problems.push(source.problem(
-                st.blame.clone(),
-                format!(
-                    "{what}: audience \"{}\" requires merge field {} ({}): map it to a profile column",
-                    list.name, m.tag, m.name
-                ),
-            ));
+            problems.push(source.problem(st.blame.clone(), format!("{what}: {p}")));
         }
     }
     (problems, mailchimp_failed)
