@@ -557,24 +557,24 @@ pub async fn remove_confirm(
         .filter(|(conn, _)| *conn == c.name)
         .map(|(_, e)| e)
         .collect();
-    let body = html! {
-        div class="card" {
-            p class="lead" { "Remove connection " strong { (c.display_name) } " (" code { (c.name) } ")?" }
-            p { "Its credential is wiped at once. Mailchimp keeps the audiences and contacts." }
-            @if !used.is_empty() {
-                div class="flash flash-warn" {
+    Ok(layout::removal_page(
+        &who,
+        layout::Removal {
+            nav: Nav::Connections,
+            what: "connection",
+            object: html! { strong { (c.display_name) } " (" code { (c.name) } ")" },
+            consequences:
+                "Its credential is wiped at once. Mailchimp keeps the audiences and contacts.",
+            warning: (!used.is_empty()).then(|| {
+                html! {
                     "These exports use it and stop (a running one is cancelled): " (used.join(", "))
                 }
-            }
-            div class="actions" {
-                (layout::post_button(&who, &format!("/admin/connections/{}/remove", seg(&c.name)), "Remove connection", "btn-danger"))
-                a class="btn btn-secondary" href=(format!("/admin/connections/{}", seg(&c.name))) { "Cancel" }
-            }
-        }
-    };
-    Ok(Page::new(Some(&who), Nav::Connections, "Remove connection")
-        .render(body)
-        .into_response())
+            }),
+            action: format!("/admin/connections/{}/remove", seg(&c.name)),
+            back: format!("/admin/connections/{}", seg(&c.name)),
+        },
+    )
+    .into_response())
 }
 
 pub async fn remove(

@@ -447,19 +447,19 @@ pub async fn remove_confirm(
             .or_page(&who)?;
         ops::check_export_access(&state, &who.actor, &e).or_page(&who)?;
     }
-    let body = html! {
-        div class="card" {
-            p class="lead" { "Remove export " strong { (e.name) } "?" }
-            p { "Its schedule stops at once and a running run is cancelled. Mailchimp keeps the members it sent; the run history stays here." }
-            div class="actions" {
-                (layout::post_button(&who, &format!("/exports/{}/remove", seg(&e.name)), "Remove export", "btn-danger"))
-                a class="btn btn-secondary" href=(format!("/exports/{}", seg(&e.name))) { "Cancel" }
-            }
-        }
-    };
-    Ok(Page::new(Some(&who), Nav::Exports, "Remove export")
-        .render(body)
-        .into_response())
+    Ok(layout::removal_page(
+        &who,
+        layout::Removal {
+            nav: Nav::Exports,
+            what: "export",
+            object: html! { strong { (e.name) } },
+            consequences: "Its schedule stops at once and a running run is cancelled. Mailchimp keeps the members it sent; the run history stays here.",
+            warning: None,
+            action: format!("/exports/{}/remove", seg(&e.name)),
+            back: format!("/exports/{}", seg(&e.name)),
+        },
+    )
+    .into_response())
 }
 
 pub async fn remove(

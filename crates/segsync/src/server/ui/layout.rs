@@ -177,6 +177,43 @@ pub fn post_button(who: &Authed, action: &str, label: &str, class: &str) -> Mark
 }
 
 /// A run's outcome as a coloured badge.
+/// What a removal confirmation page says and where its buttons go.
+pub struct Removal<'a> {
+    pub nav: Nav,
+    /// "connection", "export", "segment", "user".
+    pub what: &'a str,
+    /// The object as the question names it (already marked up: name, code, role).
+    pub object: Markup,
+    /// What removing it does.
+    pub consequences: &'a str,
+    /// A warning shown above the buttons, if any.
+    pub warning: Option<Markup>,
+    /// Where the confirming form posts.
+    pub action: String,
+    /// Where "Cancel" goes back to.
+    pub back: String,
+}
+
+/// The page that asks "Remove X?" before a removal, with the removing button (a CSRF-checked
+/// form) and Cancel.
+pub fn removal_page(who: &Authed, r: Removal<'_>) -> Markup {
+    let label = format!("Remove {}", r.what);
+    let body = maud::html! {
+        div class="card" {
+            p class="lead" { (label) " " (r.object) "?" }
+            p { (r.consequences) }
+            @if let Some(w) = r.warning {
+                div class="flash flash-warn" { (w) }
+            }
+            div class="actions" {
+                (post_button(who, &r.action, &label, "btn-danger"))
+                a class="btn btn-secondary" href=(r.back) { "Cancel" }
+            }
+        }
+    };
+    Page::new(Some(who), r.nav, label).render(body)
+}
+
 pub fn outcome_badge(o: Outcome) -> Markup {
     let (class, label) = match o {
         Outcome::Running => ("badge-info", "running"),

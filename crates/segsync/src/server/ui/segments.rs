@@ -385,19 +385,19 @@ pub async fn remove_confirm(
     let s = state_of(&app)
         .and_then(|st| Ok(st.segment(&name)?))
         .or_page(&who)?;
-    let body = html! {
-        div class="card" {
-            p class="lead" { "Remove segment " strong { (s.name) } "?" }
-            p { "Its condition is forgotten. A segment that an export sends cannot be removed: take it out of the export first." }
-            div class="actions" {
-                (layout::post_button(&who, &format!("/segments/{}/remove", seg(&s.name)), "Remove segment", "btn-danger"))
-                a class="btn btn-secondary" href=(format!("/segments/{}", seg(&s.name))) { "Cancel" }
-            }
-        }
-    };
-    Ok(Page::new(Some(&who), Nav::Segments, "Remove segment")
-        .render(body)
-        .into_response())
+    Ok(layout::removal_page(
+        &who,
+        layout::Removal {
+            nav: Nav::Segments,
+            what: "segment",
+            object: html! { strong { (s.name) } },
+            consequences: "Its condition is forgotten. A segment that an export sends cannot be removed: take it out of the export first.",
+            warning: None,
+            action: format!("/segments/{}/remove", seg(&s.name)),
+            back: format!("/segments/{}", seg(&s.name)),
+        },
+    )
+    .into_response())
 }
 
 pub async fn remove(

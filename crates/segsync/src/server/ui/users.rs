@@ -204,19 +204,19 @@ pub async fn remove_confirm(
     let u = state_of(&app)
         .and_then(|s| Ok(s.user(&name)?))
         .or_page(&who)?;
-    let body = html! {
-        div class="card" {
-            p class="lead" { "Remove user " strong { (u.name) } " (" (u.role.as_str()) ")?" }
-            p { "Their sessions and API tokens are revoked at once. The audit log keeps what they did." }
-            div class="actions" {
-                (layout::post_button(&who, &format!("/admin/users/{}/remove", seg(&u.name)), "Remove user", "btn-danger"))
-                a class="btn btn-secondary" href="/admin/users" { "Cancel" }
-            }
-        }
-    };
-    Ok(Page::new(Some(&who), Nav::Users, "Remove user")
-        .render(body)
-        .into_response())
+    Ok(layout::removal_page(
+        &who,
+        layout::Removal {
+            nav: Nav::Users,
+            what: "user",
+            object: html! { strong { (u.name) } " (" (u.role.as_str()) ")" },
+            consequences: "Their sessions and API tokens are revoked at once. The audit log keeps what they did.",
+            warning: None,
+            action: format!("/admin/users/{}/remove", seg(&u.name)),
+            back: "/admin/users".to_string(),
+        },
+    )
+    .into_response())
 }
 
 pub async fn remove(
