@@ -631,31 +631,6 @@ pub async fn save_export(
         }
         _ => {}
     }
-    let conn = state.connection(&input.connection).map_err(|_| {
-        OpError::Invalid(format!(
-            "no connection named \"{}\" (an admin adds connections)",
-            input.connection
-        ))
-    })?;
-    if !can_use(actor, &conn) {
-        return Err(OpError::Forbidden(format!(
-            "connection \"{}\" is for admins only: an admin can share it with contributors",
-            input.connection
-        )));
-    }
-    if let Some(old) = &existing {
-        if old.connection != input.connection {
-            let old_conn = state.connection(&old.connection);
-            if let Ok(c) = old_conn {
-                if !can_use(actor, &c) {
-                    return Err(OpError::Forbidden(format!(
-                        "export \"{}\" runs on connection \"{}\", which is for admins only",
-                        old.name, old.connection
-                    )));
-                }
-            }
-        }
-    }
     check_schedule(&input.schedule)?;
 
     let mut fields = Vec::new();
@@ -714,6 +689,32 @@ pub async fn save_export(
             segment: s.segment.clone(),
             tag,
         });
+    }
+    // The connection must exist, and be one the actor may use.
+    let conn = state.connection(&input.connection).map_err(|_| {
+        OpError::Invalid(format!(
+            "no connection named \"{}\" (an admin adds connections; see `segsync connection list`)",
+            input.connection
+        ))
+    })?;
+    if !can_use(actor, &conn) {
+        return Err(OpError::Forbidden(format!(
+            "connection \"{}\" is for admins only: an admin can share it with contributors",
+            input.connection
+        )));
+    }
+    if let Some(old) = &existing {
+        if old.connection != input.connection {
+            let old_conn = state.connection(&old.connection);
+            if let Ok(c) = old_conn {
+                if !can_use(actor, &c) {
+                    return Err(OpError::Forbidden(format!(
+                        "export \"{}\" runs on connection \"{}\", which is for admins only",
+                        old.name, old.connection
+                    )));
+                }
+            }
+        }
     }
     // Every mapped column must exist in the profiles.
     let columns = home.profiles()?.columns().map_err(anyhow::Error::from)?;

@@ -462,6 +462,11 @@ async fn connection(home: &Home, cmd: ConnectionCmd) -> Result<i32, Failure> {
     let state = home.state()?;
     match cmd {
         ConnectionCmd::Add(args) => {
+            // Names first: a bad name is refused before the statement is shown.
+            ops::check_name("connection", &args.name).map_err(op_failure)?;
+            if let Some(d) = &args.display_name {
+                ops::check_name("display", d).map_err(op_failure)?;
+            }
             if !args.accept_privacy_terms {
                 return Err(usage(anyhow!("{PRIVACY_STATEMENT}\n\nTo agree, add the connection again with --accept-privacy-terms.")));
             }
