@@ -3,6 +3,9 @@
 # cargo fuzz (libFuzzer), each target for SECONDS (default 30), and prints what each run did.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: csv ndjson parquet predicate (default all)
+#   scripts/fuzz.sh --runs N [TARGET...]       N inputs per target from a fixed seed: the same
+#                                              inputs every time (CI runs this form, so a red
+#                                              fuzz step is a real, reproducible finding)
 #
 # - Installs cargo-fuzz if missing (`cargo install cargo-fuzz --locked`, about 30 s).
 # - Works on the stable toolchain: RUSTC_BOOTSTRAP=1 lets cargo fuzz pass the nightly-only
@@ -15,8 +18,21 @@
 # - The first build of the targets takes a few minutes (its own target folder, fuzz/target).
 set -euo pipefail
 
-seconds=${1:-30}
-shift || true
+runs=""
+if [ "${1:-}" = "--runs" ]; then
+    runs=${2:-}
+    shift 2 || true
+    case "$runs" in
+    '' | *[!0-9]*)
+        echo "usage: scripts/fuzz.sh --runs N [csv|ndjson|parquet|predicate ...]" >&2
+        exit 2
+        ;;
+    esac
+    seconds=0
+else
+    seconds=${1:-30}
+    shift || true
+fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(csv ndjson parquet predicate)
@@ -73,11 +89,17 @@ for t in "${targets[@]}"; do
     esac
     mkdir -p "artifacts/$t"
     before=$(find "artifacts/$t" -type f | wc -l)
-    echo "fuzz: $t for $seconds s"
+    if [ -n "$runs" ]; then
+        echo "fuzz: $t for $runs inputs from seed 1"
+        budget=(-runs="$runs" -seed=1)
+    else
+        echo "fuzz: $t for $seconds s"
+        budget=(-max_total_time="$seconds")
+    fi
     status=0
     began=$(date +%s)
     cargo fuzz run -a "$t" "corpus/$t" -- \
-        -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+        "${budget[@]}" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
         >"$logs/$t.log" 2>&1 || status=$?
     took=$(($(date +%s) - began))
     stat() { grep -m1 "^stat::$1:" "$logs/$t.log" | awk '{print $2}'; }
@@ -102,7 +124,7 @@ for t in "${targets[@]}"; do
         grep -E -A3 "panicked at|^==[0-9]+==ERROR|^SUMMARY|out-of-memory|ALARM|Failing input" "$logs/$t.log" |
             grep -v "^\s*[0-9]*: \|^\s*at " | head -n 30 || true
     fi
-    line="$t: ${execs:-?} execs in ${took} s of $seconds (${rate:-?}/s), corpus $corpus_size (+${units:-?}), peak RSS ${rss:-?} MB, findings $((after - before)) (copied $new to tests/corpus/fuzz-regressions/$t)"
+    line="$t: ${execs:-?} execs in ${took} s (${rate:-?}/s), corpus $corpus_size (+${units:-?}), peak RSS ${rss:-?} MB, findings $((after - before)) (copied $new to tests/corpus/fuzz-regressions/$t)"
     summary+=("$line")
     echo "fuzz: $line"
 done
