@@ -4,9 +4,11 @@
 //!
 //! Members are keyed by the 16 raw bytes of their subscriber hash and kept in insertion order,
 //! so paging is cheap at a million members; a (last_changed, key) index answers
-//! `since_last_changed` without scanning.
+//! `since_last_changed` without scanning, and the keys of the range last asked are kept
+//! until the index changes, so that paging through a million changes stays cheap too.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use indexmap::{IndexMap, IndexSet};
@@ -123,6 +125,14 @@ pub struct ListInfo {
     pub visibility: String,
 }
 
+/// The keys of one `[since, before)` range of [`List::changed`], as of one generation.
+struct ChangedRange {
+    generation: u64,
+    since: i64,
+    before: i64,
+    keys: Arc<Vec<Key>>,
+}
+
 pub struct List {
     pub id: String,
     pub web_id: u64,
@@ -133,8 +143,11 @@ pub struct List {
     pub members: IndexMap<Key, Member>,
     /// Permanently deleted addresses: they can never be added again.
     pub forgotten: HashSet<Key>,
-    /// (last_changed, key) of every member, for `since_last_changed`.
+    /// (last_changed, key) of every member, for `since_last_changed`. Every change to it
+    /// must bump `changed_generation` (see [`List::changed_between`]).
     pub changed: BTreeSet<(i64, Key)>,
+    changed_generation: u64,
+    changed_range: parking_lot::Mutex<Option<ChangedRange>>,
     pub segments: IndexMap<u32, Segment>,
     pub last_sub_date: Option<i64>,
     pub last_unsub_date: Option<i64>,
@@ -414,6 +427,8 @@ impl List {
             members: IndexMap::new(),
             forgotten: HashSet::new(),
             changed: BTreeSet::new(),
+            changed_generation: 0,
+            changed_range: parking_lot::Mutex::new(None),
             segments: IndexMap::new(),
             last_sub_date: None,
             last_unsub_date: None,
@@ -466,8 +481,34 @@ impl List {
         id
     }
 
+    /// The members whose last change is in `[since, before)` (microseconds), oldest change
+    /// first. The range is computed once per state of the index: the pages of one
+    /// `since_last_changed` read each cost their own size, not the range's.
+    pub fn changed_between(&self, since: i64, before: i64) -> Arc<Vec<Key>> {
+        let mut cached = self.changed_range.lock();
+        if let Some(r) = cached.as_ref().filter(|r| {
+            (r.generation, r.since, r.before) == (self.changed_generation, since, before)
+        }) {
+            return r.keys.clone();
+        }
+        let keys: Arc<Vec<Key>> = Arc::new(
+            self.changed
+                .range((since, [0u8; 16])..(before, [0u8; 16]))
+                .map(|(_, k)| *k)
+                .collect(),
+        );
+        *cached = Some(ChangedRange {
+            generation: self.changed_generation,
+            since,
+            before,
+            keys: keys.clone(),
+        });
+        keys
+    }
+
     fn touch(&mut self, key: Key, now: i64) {
         if let Some(m) = self.members.get_mut(&key) {
+            self.changed_generation += 1;
             self.changed.remove(&(m.last_changed, key));
             // Keep last_changed strictly increasing per member so the index stays exact.
             m.last_changed = now.max(m.last_changed + 1);
@@ -544,6 +585,7 @@ impl List {
             .members
             .shift_remove(&key)
             .ok_or_else(ApiError::not_found)?;
+        self.changed_generation += 1;
         self.changed.remove(&(m.last_changed, key));
         for (seg, _) in m.tags {
             if let Some(s) = self.segments.get_mut(&seg) {
@@ -755,6 +797,7 @@ impl List {
             self.last_sub_date = Some(now);
         }
         self.members.insert(key, member);
+        self.changed_generation += 1;
         self.changed.insert((now, key));
         for name in input.tags.iter().flatten() {
             let seg = self.ensure_tag(name, next_segment_id, now);
@@ -919,6 +962,7 @@ impl List {
     /// Moves a member to the key of its new address, keeping its tags.
     fn rekey(&mut self, old: Key, new: Key) -> Key {
         let m = self.members.shift_remove(&old).expect("member exists");
+        self.changed_generation += 1;
         self.changed.remove(&(m.last_changed, old));
         for (seg, _) in &m.tags {
             if let Some(s) = self.segments.get_mut(seg) {

@@ -132,6 +132,8 @@ pub struct Counters {
     pub members_created: AtomicU64,
     pub members_updated: AtomicU64,
     pub items: AtomicU64,
+    /// Microseconds of in-flight slots held, summed over requests.
+    pub in_flight_micros: AtomicU64,
 }
 
 /// A snapshot of the counters, as `GET /_sim/counters` serves it.
@@ -160,6 +162,11 @@ pub struct CountersView {
     /// or segment batch, 1 for any other request): the modelled time of the requests seen is
     /// `requests x base_ms + items x per_item_ms`.
     pub items: u64,
+    /// The time every admitted request held its in-flight slot (handler and modelled latency),
+    /// summed over requests, in microseconds. The difference between two snapshots divided by
+    /// the wall time between them is the average number of requests in flight over that time.
+    #[serde(default)]
+    pub in_flight_micros: u64,
 }
 
 impl Counters {
@@ -180,6 +187,7 @@ impl Counters {
             members_created: l(&self.members_created),
             members_updated: l(&self.members_updated),
             items: l(&self.items),
+            in_flight_micros: l(&self.in_flight_micros),
         }
     }
 
@@ -198,6 +206,7 @@ impl Counters {
             &self.members_created,
             &self.members_updated,
             &self.items,
+            &self.in_flight_micros,
         ] {
             a.store(0, Ordering::Relaxed);
         }

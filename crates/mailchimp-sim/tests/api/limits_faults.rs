@@ -65,6 +65,44 @@ async fn latency_is_base_plus_per_item() {
 }
 
 #[tokio::test]
+async fn in_flight_time_is_summed_over_requests() {
+    let env = common::start().await;
+    let mut s = env.sim.settings();
+    s.latency.base_ms = 100.0;
+    env.sim.set_settings(s).unwrap();
+    let t = Instant::now();
+    let answers = futures_util::future::join_all((0..5).map(|_| env.get("/ping"))).await;
+    let wall = t.elapsed();
+    assert!(answers.iter().all(|a| a.status == 200));
+    let c = env.sim.counters();
+    // Each of the 5 held its slot at least its 100 ms of latency, and no longer than the wall.
+    assert!(
+        c.in_flight_micros >= 500_000,
+        "5 x 100 ms in flight, counted {} us",
+        c.in_flight_micros
+    );
+    assert!(c.in_flight_micros <= 5 * wall.as_micros() as u64);
+    // A request refused for going over the limit holds no slot: with a limit of 1, two at
+    // once add the time of one, which is at most the wall time.
+    let mut s = env.sim.settings();
+    s.max_in_flight = 1;
+    env.sim.set_settings(s).unwrap();
+    let t = Instant::now();
+    let (a, b) = tokio::join!(env.get("/ping"), env.get("/ping"));
+    let wall = t.elapsed();
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 429]);
+    let added = env.sim.counters().in_flight_micros - c.in_flight_micros;
+    assert!(
+        added >= 100_000 && added <= wall.as_micros() as u64,
+        "{added} us"
+    );
+    env.sim.sim().counters.reset();
+    assert_eq!(env.sim.counters().in_flight_micros, 0);
+}
+
+#[tokio::test]
 async fn injected_5xx_and_429_bursts() {
     let env = common::start().await;
     let r = env

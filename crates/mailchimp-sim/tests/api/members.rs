@@ -429,6 +429,55 @@ async fn paging_filters_and_field_selection() {
         .get(&format!("{path}?before_last_changed={cutoff}&count=1"))
         .await;
     assert_eq!(before.body["total_items"], 1199);
+    // Paging by change: offsets cut the range in change order, and DESC starts at the latest.
+    let from = "2000-01-01T00:00:00%2B00:00";
+    let last_page = env
+        .get(&format!(
+            "{path}?since_last_changed={from}&count=150&offset=1100"
+        ))
+        .await;
+    assert_eq!(last_page.body["total_items"], 1200);
+    let ids = last_page.body["members"].as_array().unwrap();
+    assert_eq!(ids.len(), 100);
+    assert_eq!(ids[99]["id"], changed, "the latest change comes last");
+    let latest = env
+        .get(&format!(
+            "{path}?since_last_changed={from}&sort_field=last_changed&sort_dir=DESC&count=1"
+        ))
+        .await;
+    assert_eq!(latest.body["members"][0]["id"], changed);
+    // A change after a page was served moves its member to the end of the next pages.
+    let other = mailchimp_sim::subscriber_hash("client0008@posta.ro");
+    let r = env
+        .patch(
+            &format!("{path}/{other}"),
+            json!({"merge_fields": {"FNAME": "Ioana"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let again = env
+        .get(&format!(
+            "{path}?since_last_changed={from}&count=150&offset=1100"
+        ))
+        .await;
+    assert_eq!(again.body["total_items"], 1200);
+    let ids = again.body["members"].as_array().unwrap();
+    assert_eq!(
+        (&ids[98]["id"], &ids[99]["id"]),
+        (&json!(changed), &json!(other))
+    );
+    // With a status filter, the same members as without the time filter.
+    let subscribed = |q: String| {
+        let env = &env;
+        async move { env.get(&q).await.body["total_items"].clone() }
+    };
+    assert_eq!(
+        subscribed(format!(
+            "{path}?since_last_changed={from}&status=subscribed&count=1"
+        ))
+        .await,
+        subscribed(format!("{path}?status=subscribed&count=1")).await
+    );
     let bad = env
         .get(&format!("{path}?since_last_changed=yesterday"))
         .await;
