@@ -471,13 +471,8 @@ pub async fn prepare(
     // between Mailchimp's write and the answer) show in the audience now, and their intent
     // says they are this export's own; their content is sent again (fingerprint unknown).
     let intents = state.create_intents(&export.name)?;
-    let mut keys: Vec<MemberKey> = if first_run {
-        Vec::new()
-    } else {
-        audience.keys().copied().collect()
-    };
-    keys.extend(intents.iter().map(|(k, _)| *k));
-    let known = state.snapshot_entries(&export.name, &keys)?;
+    let intent_keys: Vec<MemberKey> = intents.iter().map(|(k, _)| *k).collect();
+    let known = state.snapshot_entries(&export.name, &intent_keys)?;
     let mut learned: Vec<(MemberKey, SnapshotEntry)> = Vec::new();
     for (k, email) in intents {
         if let (None, Some(status)) = (known.get(&k), audience.get(&k)) {
@@ -493,16 +488,20 @@ pub async fn prepare(
             ));
         }
     }
-    for (k, e) in &known {
-        if let Some(s) = audience.get(k) {
-            if e.status != *s {
-                let mut e = e.clone();
-                e.status = *s;
-                learned.push((*k, e));
+    drop(known);
+    // Statuses that changed, compared in chunks (an audience read back whole stays cheap).
+    if !first_run {
+        let keys: Vec<MemberKey> = audience.keys().copied().collect();
+        for chunk in keys.chunks(LEARN_CHUNK) {
+            for (k, mut e) in state.snapshot_entries(&export.name, chunk)? {
+                let s = audience[&k];
+                if e.status != s {
+                    e.status = s;
+                    learned.push((k, e));
+                }
             }
         }
     }
-    drop(known);
     state.save_snapshot(&export.name, &learned)?;
     drop(learned);
 
@@ -564,6 +563,9 @@ pub async fn prepare(
         audience_name: list.name,
     })
 }
+
+/// Snapshot entries compared at once with the statuses the audience reported.
+const LEARN_CHUNK: usize = 10_000;
 
 /// Rows staged per transaction while reading the profiles.
 const STAGE_BATCH: usize = 10_000;
