@@ -1083,41 +1083,47 @@ pub async fn execute(
                 }
             }
         };
-        loop {
-            // Keep the requests in flight at the limit; a stop request sends no new one
-            // (what is not sent stays for the next run).
-            while !exhausted && in_flight.len() < max_in_flight && stop.reason().is_none() {
-                match source.next_op(state, &failed_emails)? {
-                    None => exhausted = true,
-                    Some(op) => {
-                        if !phase_named {
-                            let name = match &op {
-                                Op::Upsert { .. } => "sending members",
-                                Op::Tag { .. } => "tagging",
-                                Op::Archive { .. } => "removing",
-                            };
-                            let total = match &source {
-                                Source::Memory(ops) => {
-                                    (ops.iter().map(|o| o.size()).sum::<usize>() + op.size()) as u64
-                                }
-                                Source::Stored(_) => total,
-                            };
-                            progress.phase(name, total);
-                            phase_named = true;
+        // Keeps the requests in flight at the limit; a stop request sends no new one (what is
+        // not sent stays for the next run).
+        macro_rules! fill {
+            () => {
+                while !exhausted && in_flight.len() < max_in_flight && stop.reason().is_none() {
+                    match source.next_op(state, &failed_emails)? {
+                        None => exhausted = true,
+                        Some(op) => {
+                            if !phase_named {
+                                let name = match &op {
+                                    Op::Upsert { .. } => "sending members",
+                                    Op::Tag { .. } => "tagging",
+                                    Op::Archive { .. } => "removing",
+                                };
+                                let total = match &source {
+                                    Source::Memory(ops) => {
+                                        (ops.iter().map(|o| o.size()).sum::<usize>() + op.size())
+                                            as u64
+                                    }
+                                    Source::Stored(_) => total,
+                                };
+                                progress.phase(name, total);
+                                phase_named = true;
+                            }
+                            if let Op::Upsert {
+                                update_existing: false,
+                                items,
+                            } = &op
+                            {
+                                let creating: Vec<(MemberKey, &str)> =
+                                    items.iter().map(|u| (u.key, u.email.as_str())).collect();
+                                state.record_create_intents(&export.name, &creating)?;
+                            }
+                            in_flight.push(send(op));
                         }
-                        if let Op::Upsert {
-                            update_existing: false,
-                            items,
-                        } = &op
-                        {
-                            let creating: Vec<(MemberKey, &str)> =
-                                items.iter().map(|u| (u.key, u.email.as_str())).collect();
-                            state.record_create_intents(&export.name, &creating)?;
-                        }
-                        in_flight.push(send(op));
                     }
                 }
-            }
+            };
+        }
+        loop {
+            fill!();
             let Some(done) = in_flight.next().await else {
                 break;
             };
@@ -1125,6 +1131,9 @@ pub async fn execute(
             if crash_after_ack == Some(answered) {
                 crash_now();
             }
+            // The next request leaves before this answer's checkpoint is written, so the
+            // checkpoint's work does not cost a slot.
+            fill!();
             let involved: Vec<MemberKey> = match &done {
                 Done::Upsert { items, .. } => items.iter().map(|u| u.key).collect(),
                 Done::Tag { add, remove, .. } => {
