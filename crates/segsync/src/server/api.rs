@@ -645,40 +645,55 @@ pub async fn import_profiles(
             .await
             .map_err(ApiError::internal)??
     } else {
-        let format = q.format.clone().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                "an uploaded file needs ?format=csv|ndjson|parquet",
-            )
-        })?;
+        let format: crate::profiles::Format = q
+            .format
+            .as_deref()
+            .ok_or_else(|| "an uploaded file needs ?format=csv|ndjson|parquet".to_string())
+            .and_then(|f| f.parse())
+            .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m))?;
         let dir = app.home.root().join("uploads");
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(ApiError::internal)?;
-        let file = dir.join(format!("upload-{}.{format}", ops::new_token_value("")));
-        let mut out = tokio::fs::File::create(&file)
-            .await
-            .map_err(ApiError::internal)?;
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid",
-                    format!("reading the upload: {e}"),
+        let file = dir.join(format!(
+            "upload-{}.{}",
+            ops::new_token_value(""),
+            format.as_str()
+        ));
+        // Saved, imported, and removed whatever happens (a broken upload leaves nothing).
+        let result = async {
+            let mut out = tokio::fs::File::create(&file)
+                .await
+                .map_err(ApiError::internal)?;
+            let mut stream = body.into_data_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        format!("reading the upload: {e}"),
+                    )
+                })?;
+                out.write_all(&chunk).await.map_err(ApiError::internal)?;
+            }
+            out.flush().await.map_err(ApiError::internal)?;
+            drop(out);
+            let (home, actor, f) = (app.home.clone(), who.actor.clone(), file.clone());
+            tokio::task::spawn_blocking(move || {
+                ops::import_upload(
+                    &home,
+                    &actor,
+                    &f,
+                    Some(format.as_str()),
+                    &key,
+                    "the uploaded file",
                 )
-            })?;
-            out.write_all(&chunk).await.map_err(ApiError::internal)?;
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
         }
-        out.flush().await.map_err(ApiError::internal)?;
-        drop(out);
-        let (home, actor, f) = (app.home.clone(), who.actor.clone(), file.clone());
-        let result = tokio::task::spawn_blocking(move || {
-            ops::import_upload(&home, &actor, &f, Some(&format), &key, "the uploaded file")
-        })
-        .await
-        .map_err(ApiError::internal)?;
+        .await;
         let _ = tokio::fs::remove_file(&file).await;
         result?
     };

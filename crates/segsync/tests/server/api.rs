@@ -312,3 +312,66 @@ fn cancel_stops_a_run_at_its_checkpoint_and_the_next_run_sends_the_rest() {
         .collect();
     assert_eq!(outcomes, ["succeeded", "cancelled"]);
 }
+
+#[test]
+fn an_admin_uploads_profiles_and_a_broken_upload_changes_nothing() {
+    let sim = Sim::start();
+    let s = installation(&sim, &people(10));
+    let server = Server::start(&s, &[]);
+    let ada = server.token_client(ADMIN);
+    let upload = |query: &str, body: &str| {
+        ada.send(
+            ada.request("POST", &format!("/api/profiles/import?{query}"))
+                .body(body.to_string()),
+        )
+    };
+    let csv = "customer_id,email,first_name,last_name,city,country,lifetime_value,updated_at\n\
+               C1,ana@posta.ro,Ana,Pop,Cluj,RO,700,2026-01-01T00:00:00Z\n\
+               C2,ion@posta.ro,Ion,Rus,Iasi,RO,100,2026-01-01T00:00:00Z\n";
+    let a = upload("format=csv&key=customer_id", csv);
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["rows"], 2);
+    let (_, info) = ada.get("/api/profiles");
+    assert_eq!(info["count"], 2);
+
+    let a = upload("format=../../x&key=customer_id", csv);
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert!(
+        a.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown format"),
+        "{}",
+        a.text
+    );
+    let a = upload(
+        "format=csv&key=customer_id",
+        "customer_id,email\nC1,a@b.ro,extra\n",
+    );
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert!(
+        a.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("the uploaded file"),
+        "{}",
+        a.text
+    );
+    let (_, info) = ada.get("/api/profiles");
+    assert_eq!(info["count"], 2, "a refused file changes nothing");
+    let left: Vec<_> = std::fs::read_dir(s.home().join("uploads"))
+        .unwrap()
+        .collect();
+    assert!(
+        left.is_empty(),
+        "uploads are removed after the import: {left:?}"
+    );
+
+    let contributor = server.token_client(CONTRIBUTOR);
+    let a = contributor.send(
+        contributor
+            .request("POST", "/api/profiles/import?format=csv&key=customer_id")
+            .body(csv.to_string()),
+    );
+    assert_eq!(a.status, 403, "{}", a.text);
+}
