@@ -3,9 +3,9 @@
 # cargo fuzz (libFuzzer), each target for SECONDS (default 30), and prints what each run did.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: csv ndjson parquet predicate (default all)
-#   scripts/fuzz.sh --runs N [TARGET...]       N inputs per target from a fixed seed: the same
-#                                              inputs every time (CI runs this form, so a red
-#                                              fuzz step is a real, reproducible finding)
+#   scripts/fuzz.sh --runs N [TARGET...]       N inputs per target from a fixed seed: for a
+#                                              given build, the same inputs every time (CI
+#                                              runs this form: a red step is a real finding)
 #
 # - Installs cargo-fuzz if missing (`cargo install cargo-fuzz --locked`, about 30 s).
 # - Works on the stable toolchain: RUSTC_BOOTSTRAP=1 lets cargo fuzz pass the nightly-only
