@@ -346,13 +346,19 @@ pub async fn remove_connection(
     who: Authed,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Removed>> {
-    let stopped = ops::remove_connection(&app.home, &who.actor, &name)?;
+    Ok(Json(Removed {
+        stopped_exports: remove_connection_now(&app, &who, &name)?,
+    }))
+}
+
+/// Removes a connection (its secret wiped) and cancels the runs of the exports that used it,
+/// which stop at once; those exports. Shared with the web UI.
+pub fn remove_connection_now(app: &AppState, who: &Authed, name: &str) -> ApiResult<Vec<String>> {
+    let stopped = ops::remove_connection(&app.home, &who.actor, name)?;
     for e in &stopped {
         app.runs.cancel(e);
     }
-    Ok(Json(Removed {
-        stopped_exports: stopped,
-    }))
+    Ok(stopped)
 }
 
 #[derive(Serialize, ToSchema)]

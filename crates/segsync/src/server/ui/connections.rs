@@ -17,7 +17,7 @@ use super::{
 use crate::ops::{self, ConnectionView};
 use crate::server::auth::Authed;
 use crate::server::oauth::{self, OAuthRequest};
-use crate::server::{ApiError, AppState};
+use crate::server::{api, ApiError, AppState};
 use crate::PRIVACY_STATEMENT;
 
 #[derive(Deserialize)]
@@ -584,10 +584,7 @@ pub async fn remove(
     form: FormData,
 ) -> PageResult {
     form.check_csrf(&who).or_page(&who)?;
-    let stopped = ops::remove_connection(&app.home, &who.actor, &name).or_page(&who)?;
-    for e in &stopped {
-        app.runs.cancel(e);
-    }
+    let stopped = api::remove_connection_now(&app, &who, &name).or_page(&who)?;
     let mut notice = format!("Connection \"{name}\" removed; its credential is wiped.");
     if !stopped.is_empty() {
         notice.push_str(&format!(" Exports stopped: {}.", stopped.join(", ")));
