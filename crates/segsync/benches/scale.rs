@@ -638,6 +638,32 @@ struct Seen {
     by_endpoint: BTreeMap<String, u64>,
 }
 
+/// POSTs every body to `url` with the account's key, 10 in flight; each answer's status (0
+/// when there was none).
+fn post_all(
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    bodies: &[bytes::Bytes],
+) -> Vec<u16> {
+    rt.block_on(
+        stream::iter(bodies.iter())
+            .map(|b| async move {
+                http.post(url)
+                    .basic_auth("bench", Some(key))
+                    .header("content-type", "application/json")
+                    .body(b.clone())
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+            .buffer_unordered(10)
+            .collect(),
+    )
+}
+
 fn seen(before: &CountersView, after: &CountersView) -> Seen {
     let mut by_endpoint = BTreeMap::new();
     for (k, v) in &after.by_endpoint {
@@ -1284,24 +1310,7 @@ impl Bench {
         let before = sim.counters();
         let cpu0 = self_cpu();
         let t = Instant::now();
-        let statuses: Vec<u16> = self.rt.block_on(
-            stream::iter(batches.iter())
-                .map(|b| {
-                    let (http, url, key) = (&http, &url, &key);
-                    async move {
-                        http.post(url)
-                            .basic_auth("bench", Some(key))
-                            .header("content-type", "application/json")
-                            .body(b.clone())
-                            .send()
-                            .await
-                            .map(|r| r.status().as_u16())
-                            .unwrap_or(0)
-                    }
-                })
-                .buffer_unordered(10)
-                .collect(),
-        );
+        let statuses = post_all(&self.rt, &http, &url, &key, &batches);
         let wall = t.elapsed().as_secs_f64();
         drop(batches);
         rows.push((
@@ -1343,24 +1352,7 @@ impl Bench {
         let before = sim.counters();
         let cpu0 = self_cpu();
         let t = Instant::now();
-        let statuses: Vec<u16> = self.rt.block_on(
-            stream::iter(adds.iter())
-                .map(|b| {
-                    let (http, url, key) = (&http, &seg_url, &key);
-                    async move {
-                        http.post(url)
-                            .basic_auth("bench", Some(key))
-                            .header("content-type", "application/json")
-                            .body(b.clone())
-                            .send()
-                            .await
-                            .map(|r| r.status().as_u16())
-                            .unwrap_or(0)
-                    }
-                })
-                .buffer_unordered(10)
-                .collect(),
-        );
+        let statuses = post_all(&self.rt, &http, &seg_url, &key, &adds);
         let wall = t.elapsed().as_secs_f64();
         rows.push((
             "mailchimp-sim alone: segment batches (500 additions)",

@@ -1622,10 +1622,3 @@ const REQUEUE_ROUNDS: u32 = 2;
 fn export_in_flight(client: &Client) -> usize {
     client.max_in_flight().max(1)
 }
-
-/// Checks a connection's credential with `GET /ping`.
-pub async fn test_connection(state: &StateStore, home: &Home, name: &str) -> Result<(), RunError> {
-    let client = client_for(state, home, name, &RunSettings::default())?;
-    client.ping().await?;
-    Ok(())
-}

@@ -509,10 +509,12 @@ async fn connection(home: &Home, cmd: ConnectionCmd) -> Result<i32, Failure> {
                 );
             }
         }
-        ConnectionCmd::Test { name } => match engine::test_connection(&state, home, &name).await {
-            Ok(()) => println!("connection \"{name}\": Mailchimp accepts the credential"),
-            Err(e) => return Err(run_failure(e)),
-        },
+        ConnectionCmd::Test { name } => {
+            ops::test_connection(home, &Actor::cli(), &name)
+                .await
+                .map_err(op_failure)?;
+            println!("connection \"{name}\": Mailchimp accepts the credential");
+        }
         ConnectionCmd::Remove { name } => {
             let users = ops::remove_connection(home, &Actor::cli(), &name).map_err(op_failure)?;
             println!("connection \"{name}\" removed and its secret wiped");

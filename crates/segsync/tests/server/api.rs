@@ -127,18 +127,18 @@ fn admin_connects_contributor_exports_and_the_audience_gets_the_segments() {
 fn the_first_user_is_an_admin_and_passwords_never_go_on_the_command_line() {
     let sim = Sim::start();
     let s = Session::new(&sim);
-    let out = s.expect(
-        2,
-        &[
+    let add_carl = |var| {
+        [
             "user",
             "add",
             "carl",
             "--role",
             "contributor",
             "--password-env",
-            "NOPE",
-        ],
-    );
+            var,
+        ]
+    };
+    let out = s.expect(2, &add_carl("NOPE"));
     assert!(
         out.stderr
             .contains("--password-env NOPE: the variable is not set"),
@@ -146,36 +146,14 @@ fn the_first_user_is_an_admin_and_passwords_never_go_on_the_command_line() {
         out.stderr
     );
     s.set_env("PW", "short");
-    let out = s.expect(
-        2,
-        &[
-            "user",
-            "add",
-            "carl",
-            "--role",
-            "contributor",
-            "--password-env",
-            "PW",
-        ],
-    );
+    let out = s.expect(2, &add_carl("PW"));
     assert!(
         out.stderr.contains("a password has at least 8 characters"),
         "{}",
         out.stderr
     );
     s.set_env("PW", "long-enough-password");
-    let out = s.expect(
-        2,
-        &[
-            "user",
-            "add",
-            "carl",
-            "--role",
-            "contributor",
-            "--password-env",
-            "PW",
-        ],
-    );
+    let out = s.expect(2, &add_carl("PW"));
     assert!(
         out.stderr.contains("the first user must be an admin"),
         "{}",
