@@ -1583,11 +1583,13 @@ mod tests {
                 SegmentRecord {
                     name: "romania".into(),
                     predicate: "country = 'RO'".into(),
+                    source: None,
                     created_at: "x".into(),
                 },
                 SegmentRecord {
                     name: "high-value".into(),
                     predicate: "lifetime_value > 500 AND note <> \"a\\b\"".into(),
+                    source: None,
                     created_at: "x".into(),
                 },
             ],

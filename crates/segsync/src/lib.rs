@@ -18,6 +18,7 @@ pub mod engine;
 pub mod home;
 pub mod mailchimp;
 pub mod ops;
+pub mod pg;
 pub mod profiles;
 pub mod schedule;
 pub mod secrets;

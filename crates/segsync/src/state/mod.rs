@@ -1,25 +1,46 @@
 //! The state store: connections (secrets sealed), segments, exports, each export's tag
-//! dictionary and snapshot, and the history of runs with their per-record errors. One SQLite
-//! file (`state.sqlite` in the home folder), apart from the profiles, so that segment
-//! predicates can never read it.
+//! dictionary and snapshot, the history of runs with their per-record errors, people (users,
+//! API tokens, sessions: [`people`]), the audit log, settings, profile sources, leases and the
+//! run queue.
 //!
-//! People (users, API tokens, sessions), the audit log and installation settings are in
-//! [`people`].
+//! Design: every durable operation is a method of one trait, [`StateBackend`], with two
+//! implementations, each with its own ordered migrations (`schema_migrations` records what was
+//! applied):
+//!
+//! - [`sqlite`]: one SQLite file (`state.sqlite` in the home folder), apart from the profiles,
+//!   so that segment predicates can never read it. The default.
+//! - [`postgres`]: a PostgreSQL database shared by several `segsync serve` workers. Its client
+//!   runs on a thread of its own ([`crate::pg::PgThread`]); leases and the run queue use the
+//!   database's clock so that workers on different machines agree.
+//!
+//! [`StateStore`] is the type the rest of the crate holds: it dereferences to the backend, so
+//! `state.add_segment(..)` reaches the trait method, and it owns a run's working set (the
+//! stage and the plan, [`staging`]), which always lives in SQLite: on the SQLite backend in
+//! temporary tables of the state connection itself (the merge-join reads `main.snapshot`
+//! directly), on PostgreSQL in a private scratch SQLite database into which the diff first
+//! streams the export's snapshot in key order.
+//!
+//! [`copy_state`] moves everything from one backend to another ([`copy`]).
 //!
 //! Contract: the snapshot moves forward only for what Mailchimp acknowledged, one transaction
 //! per acknowledged request, so a crash at any moment leaves a snapshot that is true.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
-use segsync_core::{
-    MemberKey, NewStatus, RecordError, RemovalPolicy, SnapshotEntry, Status, TagSet,
-};
+use rusqlite::Connection;
+use segsync_core::{MemberKey, NewStatus, RecordError, RemovalPolicy, SnapshotEntry};
 use serde::{Deserialize, Serialize};
 
+pub mod copy;
+mod msg;
 mod people;
+pub mod postgres;
+mod schema;
+pub mod sqlite;
 mod staging;
+pub use copy::{copy_state, Cell, ColKind, CopyReport, Import, TableDef, TABLES};
 pub use people::{AuditEntry, Role, SessionRecord, TokenRecord, UserRecord};
 pub use staging::{PlanWriter, PlannedUpsert, StagedMember, UpsertPhase};
 
@@ -27,6 +48,12 @@ pub use staging::{PlanWriter, PlannedUpsert, StagedMember, UpsertPhase};
 pub enum StateError {
     #[error("state store: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// PostgreSQL's own message, with the operation that failed (never a password).
+    #[error("state store (PostgreSQL): {0}")]
+    Postgres(String),
+    /// A state store URL that names no backend, or a schema this program cannot use.
+    #[error("state store: {0}")]
+    Config(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -37,117 +64,22 @@ pub enum StateError {
 
 pub type Result<T> = std::result::Result<T, StateError>;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS connections (
-    name TEXT PRIMARY KEY,
-    display_name TEXT NOT NULL,
-    base_url TEXT NOT NULL,
-    credential_kind TEXT NOT NULL,
-    sealed_secret BLOB NOT NULL,
-    consent_by TEXT NOT NULL,
-    consent_at TEXT NOT NULL,
-    shared_with_contributors INTEGER NOT NULL DEFAULT 0,
-    export_user TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS segments (
-    name TEXT PRIMARY KEY,
-    predicate TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS exports (
-    name TEXT PRIMARY KEY,
-    config TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS export_tags (
-    export TEXT NOT NULL,
-    bit INTEGER NOT NULL,
-    tag TEXT NOT NULL,
-    PRIMARY KEY (export, bit),
-    UNIQUE (export, tag)
-);
-CREATE TABLE IF NOT EXISTS snapshot (
-    export TEXT NOT NULL,
-    key BLOB NOT NULL,
-    email TEXT NOT NULL,
-    fingerprint INTEGER,
-    tags INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    owned INTEGER NOT NULL,
-    PRIMARY KEY (export, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS create_intents (
-    export TEXT NOT NULL,
-    key BLOB NOT NULL,
-    email TEXT NOT NULL,
-    PRIMARY KEY (export, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sync_marks (
-    export TEXT PRIMARY KEY,
-    audience_read_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    export TEXT NOT NULL,
-    trigger TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    outcome TEXT NOT NULL,
-    counts TEXT NOT NULL,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_export ON runs (export, id);
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    password_hash TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS api_tokens (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
-    label TEXT NOT NULL,
-    token_hash BLOB NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    last_used_at TEXT
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    id_hash BLOB PRIMARY KEY,
-    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
-    csrf TEXT NOT NULL,
-    expires_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS settings (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS oauth_flows (
-    state TEXT PRIMARY KEY,
-    user TEXT NOT NULL,
-    request TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS run_errors (
-    run_id INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    profile_key TEXT NOT NULL,
-    email TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
-"#;
-
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Milliseconds since the Unix epoch as an RFC 3339 time (lease and queue deadlines).
+pub(crate) fn millis_text(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Rows per batch when a table is streamed.
+pub(crate) const STREAM_BATCH: usize = 2048;
+
+pub(crate) fn ttl_millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 /// A stored Mailchimp connection (its secret sealed).
@@ -183,6 +115,9 @@ pub struct SegmentRecord {
     pub name: String,
     pub predicate: String,
     pub created_at: String,
+    /// The profile source the predicate runs over; `None` is the embedded profile store.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// A profile column sent as a merge field.
@@ -279,7 +214,7 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
         }
     }
-    fn parse(s: &str) -> Outcome {
+    pub(crate) fn parse(s: &str) -> Outcome {
         match s {
             "running" => Outcome::Running,
             "succeeded" => Outcome::Succeeded,
@@ -303,661 +238,448 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
-pub struct StateStore {
-    pub(crate) conn: Connection,
+/// Where the profiles of segments come from, besides the embedded store: a table or a query
+/// of an external database. Its URL (which may hold a password) is sealed like a credential.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProfileSourceRecord {
+    pub name: String,
+    /// The kind of database, e.g. `postgres`.
+    pub kind: String,
+    pub sealed_url: Vec<u8>,
+    /// `table` or `query`.
+    pub relation_kind: String,
+    /// The table's name, or the query's text.
+    pub relation: String,
+    pub key_column: String,
+    /// The column that most likely holds e-mail addresses, if one was recognised.
+    pub email_hint: Option<String>,
+    pub created_at: String,
 }
 
-fn status_text(s: Status) -> &'static str {
-    s.as_str()
-}
-
-impl StateStore {
-    pub fn open(path: &Path) -> Result<StateStore> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-        )?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(StateStore { conn })
+impl std::fmt::Debug for ProfileSourceRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileSourceRecord")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("sealed_url", &"<redacted>")
+            .field("relation_kind", &self.relation_kind)
+            .field("relation", &self.relation)
+            .field("key_column", &self.key_column)
+            .field("email_hint", &self.email_hint)
+            .field("created_at", &self.created_at)
+            .finish()
     }
+}
+
+/// Where a queued run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueState {
+    /// Waiting for a worker.
+    Pending,
+    /// A worker holds it until its lease runs out (then another may take it over).
+    Claimed,
+    /// Finished (kept so that its schedule tick is never queued again).
+    Done,
+}
+
+impl QueueState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Pending => "pending",
+            QueueState::Claimed => "claimed",
+            QueueState::Done => "done",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<QueueState> {
+        match s {
+            "pending" => Ok(QueueState::Pending),
+            "claimed" => Ok(QueueState::Claimed),
+            "done" => Ok(QueueState::Done),
+            other => Err(StateError::Corrupt(format!("run queue state {other:?}"))),
+        }
+    }
+}
+
+/// A run somebody (or a schedule) asked for, waiting for or held by a worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedRun {
+    pub id: i64,
+    pub export: String,
+    pub trigger: String,
+    pub requested_by: String,
+    /// The schedule tick it was queued for (at most one row per export and tick).
+    pub tick: Option<String>,
+    pub requested_at: String,
+    pub state: QueueState,
+    pub worker: Option<String>,
+    /// When the worker's claim runs out (RFC 3339, milliseconds), by the store's clock.
+    pub lease_until: Option<String>,
+    /// The run it became, once done.
+    pub run_id: Option<i64>,
+}
+
+/// What [`migrate`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MigrationReport {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// The schema version before (0: an empty database).
+    pub from_version: u32,
+    /// The schema version after.
+    pub to_version: u32,
+    /// The migrations applied, in order: (version, name).
+    pub applied: Vec<(u32, String)>,
+}
+
+/// Receives a snapshot batch by batch ([`StateBackend::snapshot_in_key_order`]).
+pub type SnapshotSink<'a> = dyn FnMut(&[(MemberKey, SnapshotEntry)]) -> Result<()> + 'a;
+
+/// The durable state: everything that outlives a run. Implemented by [`sqlite::SqliteState`]
+/// and [`postgres::PgState`]; the rest of the crate reaches it through [`StateStore`].
+///
+/// Both implementations return identical records for identical operations, and map errors
+/// identically: a missing record is [`StateError::NotFound`], a duplicate name
+/// [`StateError::Conflict`], with the same messages.
+pub trait StateBackend: Send {
+    /// `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str;
+    /// Where it is: the file, or the URL without its password.
+    fn location(&self) -> String;
+    /// The SQLite connection holding the state itself, when the backend is SQLite (the run's
+    /// working set then lives in its temporary tables).
+    fn sqlite(&self) -> Option<&Connection>;
+    fn sqlite_mut(&mut self) -> Option<&mut Connection>;
+
+    // --- schema ---
+
+    /// The schema version (the highest migration applied; 0 for an empty database).
+    fn schema_version(&self) -> Result<u32>;
+    /// Applies the migrations not applied yet (several processes at once are safe).
+    fn migrate(&mut self) -> Result<MigrationReport>;
 
     // --- connections ---
 
-    pub fn add_connection(&self, c: &ConnectionRecord) -> Result<()> {
-        let r = self.conn.execute(
-            "INSERT INTO connections (name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![c.name, c.display_name, c.base_url, c.credential_kind, c.sealed_secret, c.consent_by, c.consent_at, c.shared_with_contributors, c.export_user, c.created_at],
-        );
-        match r {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(StateError::Conflict(format!(
-                    "a connection named \"{}\" exists already",
-                    c.name
-                )))
-            }
-            other => other.map(|_| ()).map_err(Into::into),
-        }
-    }
-
-    fn connection_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionRecord> {
-        Ok(ConnectionRecord {
-            name: row.get(0)?,
-            display_name: row.get(1)?,
-            base_url: row.get(2)?,
-            credential_kind: row.get(3)?,
-            sealed_secret: row.get(4)?,
-            consent_by: row.get(5)?,
-            consent_at: row.get(6)?,
-            shared_with_contributors: row.get(7)?,
-            export_user: row.get(8)?,
-            created_at: row.get(9)?,
-        })
-    }
-
-    const CONNECTION_COLUMNS: &'static str = "name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at";
-
-    pub fn connection(&self, name: &str) -> Result<ConnectionRecord> {
-        self.conn
-            .query_row(
-                &format!(
-                    "SELECT {} FROM connections WHERE name = ?1",
-                    Self::CONNECTION_COLUMNS
-                ),
-                [name],
-                Self::connection_from_row,
-            )
-            .optional()?
-            .ok_or_else(|| {
-                StateError::NotFound(format!(
-                    "no connection named \"{name}\" (see `segsync connection list`)"
-                ))
-            })
-    }
-
-    pub fn connections(&self) -> Result<Vec<ConnectionRecord>> {
-        let mut st = self.conn.prepare(&format!(
-            "SELECT {} FROM connections ORDER BY name",
-            Self::CONNECTION_COLUMNS
-        ))?;
-        let rows = st
-            .query_map([], Self::connection_from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
-    }
-
+    fn add_connection(&self, c: &ConnectionRecord) -> Result<()>;
+    fn connection(&self, name: &str) -> Result<ConnectionRecord>;
+    fn connections(&self) -> Result<Vec<ConnectionRecord>>;
     /// Changes what may change of a connection after its creation: its display name, who may
     /// use it, the export user, and (on re-authentication) its credential and API root.
-    pub fn update_connection(&self, c: &ConnectionRecord) -> Result<()> {
-        let n = self.conn.execute(
-            "UPDATE connections SET display_name = ?2, base_url = ?3, credential_kind = ?4, sealed_secret = ?5, consent_by = ?6, consent_at = ?7, shared_with_contributors = ?8, export_user = ?9 WHERE name = ?1",
-            params![c.name, c.display_name, c.base_url, c.credential_kind, c.sealed_secret, c.consent_by, c.consent_at, c.shared_with_contributors, c.export_user],
-        )?;
-        if n == 0 {
-            return Err(StateError::NotFound(format!(
-                "no connection named \"{}\"",
-                c.name
-            )));
-        }
-        Ok(())
-    }
-
+    fn update_connection(&self, c: &ConnectionRecord) -> Result<()>;
     /// Removes a connection and its sealed secret; the exports on it stop running.
-    pub fn remove_connection(&self, name: &str) -> Result<()> {
-        // Overwrite before deleting, so the sealed secret does not linger in free pages.
-        self.conn.execute("UPDATE connections SET sealed_secret = zeroblob(length(sealed_secret)) WHERE name = ?1", [name])?;
-        let n = self
-            .conn
-            .execute("DELETE FROM connections WHERE name = ?1", [name])?;
-        if n == 0 {
-            return Err(StateError::NotFound(format!(
-                "no connection named \"{name}\""
-            )));
-        }
-        self.conn
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
-        Ok(())
-    }
+    fn remove_connection(&self, name: &str) -> Result<()>;
 
     // --- segments ---
 
-    pub fn add_segment(&self, name: &str, predicate: &str) -> Result<()> {
-        let r = self.conn.execute(
-            "INSERT INTO segments (name, predicate, created_at) VALUES (?1, ?2, ?3)",
-            params![name, predicate, now()],
-        );
-        match r {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(StateError::Conflict(format!(
-                    "a segment named \"{name}\" exists already (remove it first to change it)"
-                )))
-            }
-            other => other.map(|_| ()).map_err(Into::into),
-        }
+    /// A segment over the embedded profile store.
+    fn add_segment(&self, name: &str, predicate: &str) -> Result<()> {
+        self.add_segment_from(name, predicate, None)
     }
+    /// A segment over `source` (a profile source's name; `None`: the embedded store).
+    fn add_segment_from(&self, name: &str, predicate: &str, source: Option<&str>) -> Result<()>;
+    fn segment(&self, name: &str) -> Result<SegmentRecord>;
+    fn segments(&self) -> Result<Vec<SegmentRecord>>;
+    fn set_segment_predicate(&self, name: &str, predicate: &str) -> Result<()>;
+    /// Refused while an export uses the segment.
+    fn remove_segment(&self, name: &str) -> Result<()>;
 
-    pub fn segment(&self, name: &str) -> Result<SegmentRecord> {
-        self.conn
-            .query_row(
-                "SELECT name, predicate, created_at FROM segments WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok(SegmentRecord {
-                        name: r.get(0)?,
-                        predicate: r.get(1)?,
-                        created_at: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?
-            .ok_or_else(|| {
-                StateError::NotFound(format!(
-                    "no segment named \"{name}\" (see `segsync segments list`)"
-                ))
-            })
-    }
+    // --- profile sources ---
 
-    pub fn segments(&self) -> Result<Vec<SegmentRecord>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT name, predicate, created_at FROM segments ORDER BY name")?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(SegmentRecord {
-                    name: r.get(0)?,
-                    predicate: r.get(1)?,
-                    created_at: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
-    }
-
-    pub fn set_segment_predicate(&self, name: &str, predicate: &str) -> Result<()> {
-        let n = self.conn.execute(
-            "UPDATE segments SET predicate = ?2 WHERE name = ?1",
-            params![name, predicate],
-        )?;
-        if n == 0 {
-            return Err(StateError::NotFound(format!("no segment named \"{name}\"")));
-        }
-        Ok(())
-    }
-
-    pub fn remove_segment(&self, name: &str) -> Result<()> {
-        let users: Vec<String> = self
-            .exports()?
-            .into_iter()
-            .filter(|e| e.segments.iter().any(|s| s.segment == name))
-            .map(|e| e.name)
-            .collect();
-        if !users.is_empty() {
-            return Err(StateError::Conflict(format!(
-                "segment \"{name}\" is used by export(s) {}: remove it from them first",
-                users.join(", ")
-            )));
-        }
-        let n = self
-            .conn
-            .execute("DELETE FROM segments WHERE name = ?1", [name])?;
-        if n == 0 {
-            return Err(StateError::NotFound(format!("no segment named \"{name}\"")));
-        }
-        Ok(())
-    }
+    fn add_profile_source(&self, s: &ProfileSourceRecord) -> Result<()>;
+    fn profile_source(&self, name: &str) -> Result<ProfileSourceRecord>;
+    fn profile_sources(&self) -> Result<Vec<ProfileSourceRecord>>;
+    /// Refused while a segment reads from it.
+    fn remove_profile_source(&self, name: &str) -> Result<()>;
 
     // --- exports ---
 
-    pub fn add_export(&self, e: &ExportConfig) -> Result<()> {
-        let config = serde_json::to_string(e).expect("config serialises");
-        let r = self.conn.execute(
-            "INSERT INTO exports (name, config, created_at) VALUES (?1, ?2, ?3)",
-            params![e.name, config, now()],
-        );
-        match r {
-            Err(rusqlite::Error::SqliteFailure(err, _))
-                if err.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(StateError::Conflict(format!(
-                    "an export named \"{}\" exists already",
-                    e.name
-                )))
-            }
-            other => other.map(|_| ()).map_err(Into::into),
-        }
-    }
-
-    pub fn export(&self, name: &str) -> Result<ExportConfig> {
-        let text: String = self
-            .conn
-            .query_row("SELECT config FROM exports WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .ok_or_else(|| {
-                StateError::NotFound(format!(
-                    "no export named \"{name}\" (see `segsync export list`)"
-                ))
-            })?;
-        serde_json::from_str(&text).map_err(|e| StateError::Corrupt(format!("export {name}: {e}")))
-    }
-
-    pub fn exports(&self) -> Result<Vec<ExportConfig>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT name, config FROM exports ORDER BY name")?;
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter()
-            .map(|(n, c)| {
-                serde_json::from_str(&c)
-                    .map_err(|e| StateError::Corrupt(format!("export {n}: {e}")))
-            })
-            .collect()
-    }
-
+    fn add_export(&self, e: &ExportConfig) -> Result<()>;
+    fn export(&self, name: &str) -> Result<ExportConfig>;
+    fn exports(&self) -> Result<Vec<ExportConfig>>;
     /// Replaces an export's configuration. Pointing it at another connection or audience
     /// starts it afresh there: its snapshot, tag dictionary and marks belong to the old
     /// audience and are dropped.
-    pub fn replace_export(&mut self, e: &ExportConfig) -> Result<()> {
-        let old = self.export(&e.name)?;
-        let config = serde_json::to_string(e).expect("config serialises");
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE exports SET config = ?2 WHERE name = ?1",
-            params![e.name, config],
-        )?;
-        if old.connection != e.connection || old.audience_id != e.audience_id {
-            for table in ["snapshot", "export_tags", "sync_marks", "create_intents"] {
-                tx.execute(&format!("DELETE FROM {table} WHERE export = ?1"), [&e.name])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
+    fn replace_export(&mut self, e: &ExportConfig) -> Result<()>;
     /// Removes an export with its snapshot and tag dictionary (its run history stays).
-    pub fn remove_export(&mut self, name: &str) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        let n = tx.execute("DELETE FROM exports WHERE name = ?1", [name])?;
-        if n == 0 {
-            return Err(StateError::NotFound(format!("no export named \"{name}\"")));
-        }
-        tx.execute("DELETE FROM snapshot WHERE export = ?1", [name])?;
-        tx.execute("DELETE FROM export_tags WHERE export = ?1", [name])?;
-        tx.execute("DELETE FROM sync_marks WHERE export = ?1", [name])?;
-        tx.execute("DELETE FROM create_intents WHERE export = ?1", [name])?;
-        tx.commit()?;
-        Ok(())
-    }
+    fn remove_export(&mut self, name: &str) -> Result<()>;
 
     // --- tag dictionary: the bit each tag name has in the snapshot ---
 
     /// The bit of each tag name for `export`, assigning new bits for new names (never reused).
-    pub fn tag_bits(&mut self, export: &str, tags: &[String]) -> Result<Vec<usize>> {
-        let tx = self.conn.transaction()?;
-        let mut bits = Vec::with_capacity(tags.len());
-        for tag in tags {
-            let bit: Option<i64> = tx
-                .query_row(
-                    "SELECT bit FROM export_tags WHERE export = ?1 AND tag = ?2",
-                    params![export, tag],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let bit = match bit {
-                Some(b) => b,
-                None => {
-                    let next: i64 = tx.query_row(
-                        "SELECT COALESCE(MAX(bit) + 1, 0) FROM export_tags WHERE export = ?1",
-                        [export],
-                        |r| r.get(0),
-                    )?;
-                    if next as usize >= TagSet::MAX {
-                        return Err(StateError::Conflict(format!(
-                            "export \"{export}\" has used {} tag names; create a new export",
-                            TagSet::MAX
-                        )));
-                    }
-                    tx.execute(
-                        "INSERT INTO export_tags (export, bit, tag) VALUES (?1, ?2, ?3)",
-                        params![export, next, tag],
-                    )?;
-                    next
-                }
-            };
-            bits.push(bit as usize);
-        }
-        tx.commit()?;
-        Ok(bits)
-    }
-
+    fn tag_bits(&mut self, export: &str, tags: &[String]) -> Result<Vec<usize>>;
     /// Tag names by bit for `export`.
-    pub fn tag_names(&self, export: &str) -> Result<HashMap<usize, String>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT bit, tag FROM export_tags WHERE export = ?1")?;
-        let rows = st
-            .query_map([export], |r| {
-                Ok((r.get::<_, i64>(0)? as usize, r.get::<_, String>(1)?))
-            })?
-            .collect::<rusqlite::Result<HashMap<_, _>>>()?;
-        Ok(rows)
-    }
+    fn tag_names(&self, export: &str) -> Result<HashMap<usize, String>>;
 
     // --- snapshot ---
 
-    pub fn snapshot(&self, export: &str) -> Result<HashMap<MemberKey, SnapshotEntry>> {
-        let mut st = self.conn.prepare(
-            "SELECT key, email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1",
-        )?;
-        let mut out = HashMap::new();
-        let mut rows = st.query([export])?;
-        while let Some(r) = rows.next()? {
-            let key: Vec<u8> = r.get(0)?;
-            let key: [u8; 16] = key
-                .try_into()
-                .map_err(|_| StateError::Corrupt("snapshot key".into()))?;
-            let status: String = r.get(4)?;
-            let fp: Option<i64> = r.get(2)?;
-            out.insert(
-                MemberKey(key),
-                SnapshotEntry {
-                    email: r.get(1)?,
-                    fingerprint: fp.map(|f| f as u64),
-                    tags: TagSet(r.get::<_, i64>(3)? as u64),
-                    status: Status::parse(&status)
-                        .ok_or_else(|| StateError::Corrupt(format!("snapshot status {status}")))?,
-                    owned: r.get(5)?,
-                },
-            );
-        }
-        Ok(out)
-    }
-
+    fn snapshot(&self, export: &str) -> Result<HashMap<MemberKey, SnapshotEntry>>;
     /// Writes snapshot entries in one transaction: one acknowledged request.
-    pub fn save_snapshot(
-        &mut self,
+    fn save_snapshot(&mut self, export: &str, entries: &[(MemberKey, SnapshotEntry)])
+        -> Result<()>;
+    /// The snapshot entries of `keys` that exist.
+    fn snapshot_entries(
+        &self,
         export: &str,
-        entries: &[(MemberKey, SnapshotEntry)],
-    ) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO snapshot (export, key, email, fingerprint, tags, status, owned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (export, key) DO UPDATE SET email = excluded.email, fingerprint = excluded.fingerprint,
-                   tags = excluded.tags, status = excluded.status, owned = excluded.owned",
-            )?;
-            for (k, e) in entries {
-                st.execute(params![
-                    export,
-                    &k.0[..],
-                    e.email,
-                    e.fingerprint.map(|f| f as i64),
-                    e.tags.0 as i64,
-                    status_text(e.status),
-                    e.owned
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
+        keys: &[MemberKey],
+    ) -> Result<HashMap<MemberKey, SnapshotEntry>>;
+    /// Whether `export` has a snapshot at all (a first run reads the whole audience).
+    fn has_snapshot(&self, export: &str) -> Result<bool>;
+    /// `export`'s snapshot in key order, in batches, without holding it all in memory.
+    fn snapshot_in_key_order(&self, export: &str, sink: &mut SnapshotSink<'_>) -> Result<()>;
 
     // --- create intents: members a run is about to create ---
     //
     // Written before a run sends its creates, cleared when the run ends. If the process dies
     // after Mailchimp created a member but before the answer was checkpointed, the next run
-    // finds the member in the audience and, through its intent, knows this export added it
-    // (so that `--removal archive|unsubscribe` may one day remove it, as if nothing had
-    // crashed), instead of taking it for a contact from elsewhere.
+    // finds the member in the audience and, through its intent, knows this export added it.
 
     /// Records that the export is about to create these members (key, address).
-    pub fn record_create_intents(
-        &mut self,
-        export: &str,
-        members: &[(MemberKey, &str)],
-    ) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO create_intents (export, key, email) VALUES (?1, ?2, ?3)",
-            )?;
-            for (k, email) in members {
-                st.execute(params![export, &k.0[..], email])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
+    fn record_create_intents(&mut self, export: &str, members: &[(MemberKey, &str)]) -> Result<()>;
     /// Members a run of the export meant to create, and did not see through (key, address).
-    pub fn create_intents(&self, export: &str) -> Result<Vec<(MemberKey, String)>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT key, email FROM create_intents WHERE export = ?1")?;
-        let mut rows = st.query([export])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let key: Vec<u8> = r.get(0)?;
-            let key: [u8; 16] = key
-                .try_into()
-                .map_err(|_| StateError::Corrupt("create intent key".into()))?;
-            out.push((MemberKey(key), r.get(1)?));
-        }
-        Ok(out)
-    }
-
-    /// Drops the intents of members found to exist already, added by someone else: not the
-    /// export's own, whatever happens next.
-    pub fn forget_create_intents(&mut self, export: &str, keys: &[MemberKey]) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut st =
-                tx.prepare_cached("DELETE FROM create_intents WHERE export = ?1 AND key = ?2")?;
-            for k in keys {
-                st.execute(params![export, &k.0[..]])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    pub fn clear_create_intents(&self, export: &str) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM create_intents WHERE export = ?1", [export])?;
-        Ok(())
-    }
+    fn create_intents(&self, export: &str) -> Result<Vec<(MemberKey, String)>>;
+    /// Drops the intents of members found to exist already, added by someone else.
+    fn forget_create_intents(&mut self, export: &str, keys: &[MemberKey]) -> Result<()>;
+    fn clear_create_intents(&self, export: &str) -> Result<()>;
 
     /// When the audience was last read, for the next `since_last_changed`.
-    pub fn audience_read_at(&self, export: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT audience_read_at FROM sync_marks WHERE export = ?1",
-                [export],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    pub fn set_audience_read_at(&self, export: &str, at: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO sync_marks (export, audience_read_at) VALUES (?1, ?2) ON CONFLICT (export) DO UPDATE SET audience_read_at = excluded.audience_read_at",
-            params![export, at],
-        )?;
-        Ok(())
-    }
+    fn audience_read_at(&self, export: &str) -> Result<Option<String>>;
+    fn set_audience_read_at(&self, export: &str, at: &str) -> Result<()>;
 
     // --- runs ---
 
     /// Exports that have a run still marked `running` (alive, or left so by a process that
     /// died).
-    pub fn exports_with_running_runs(&self) -> Result<Vec<String>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT DISTINCT export FROM runs WHERE outcome = 'running'")?;
-        let rows = st
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
-        Ok(rows)
-    }
-
+    fn exports_with_running_runs(&self) -> Result<Vec<String>>;
     /// Marks runs left `running` by a process that died as interrupted.
-    pub fn interrupt_stale_runs(&self, export: &str) -> Result<usize> {
-        Ok(self.conn.execute(
-            "UPDATE runs SET outcome = 'interrupted', finished_at = COALESCE(finished_at, ?2), error = COALESCE(error, 'the process stopped before the run finished; the next run resumes from its checkpoint') WHERE export = ?1 AND outcome = 'running'",
-            params![export, now()],
-        )?)
-    }
-
-    pub fn start_run(&self, export: &str, trigger: &str) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO runs (export, trigger, started_at, outcome, counts) VALUES (?1, ?2, ?3, 'running', ?4)",
-            params![export, trigger, now(), serde_json::to_string(&RunCounts::default()).unwrap()],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    pub fn update_run_counts(&self, id: i64, counts: &RunCounts) -> Result<()> {
-        self.conn.execute(
-            "UPDATE runs SET counts = ?2 WHERE id = ?1",
-            params![id, serde_json::to_string(counts).unwrap()],
-        )?;
-        Ok(())
-    }
-
-    pub fn finish_run(
+    fn interrupt_stale_runs(&self, export: &str) -> Result<usize>;
+    fn start_run(&self, export: &str, trigger: &str) -> Result<i64>;
+    fn update_run_counts(&self, id: i64, counts: &RunCounts) -> Result<()>;
+    fn finish_run(
         &self,
         id: i64,
         outcome: Outcome,
         counts: &RunCounts,
         error: Option<&str>,
-    ) -> Result<()> {
-        self.conn.execute(
-            "UPDATE runs SET outcome = ?2, counts = ?3, error = ?4, finished_at = ?5 WHERE id = ?1",
-            params![
-                id,
-                outcome.as_str(),
-                serde_json::to_string(counts).unwrap(),
-                error,
-                now()
-            ],
-        )?;
-        Ok(())
+    ) -> Result<()>;
+    fn add_run_errors(&mut self, id: i64, errors: &[RecordError]) -> Result<()>;
+    fn runs(&self, export: Option<&str>, limit: usize) -> Result<Vec<RunRecord>>;
+    fn run(&self, id: i64) -> Result<RunRecord>;
+    fn run_errors(&self, id: i64) -> Result<Vec<RecordError>>;
+    /// How many records run `id` could not send (for lists, without reading them all).
+    fn run_error_count(&self, id: i64) -> Result<u64>;
+    /// The first `limit` records run `id` could not send, in order (for the web UI's run page).
+    fn run_errors_head(&self, id: i64, limit: usize) -> Result<Vec<RecordError>>;
+    /// "ok" when the store is sound (SQLite: `PRAGMA integrity_check`).
+    fn integrity_check(&self) -> Result<String>;
+
+    // --- leases: one holder at a time for a name, until it expires ---
+
+    /// Takes (or renews) lease `name` for `ttl`: true if it was free, expired, or already
+    /// held by `holder`; false while someone else holds it.
+    fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool>;
+    /// Lets lease `name` go, if `holder` holds it.
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    // --- run queue: runs asked for, taken by one worker each ---
+
+    /// Queues a run; `None` when a run of `export` for the same schedule `tick` was queued
+    /// already (runs without a tick never conflict).
+    fn enqueue_run(
+        &self,
+        export: &str,
+        trigger: &str,
+        requested_by: &str,
+        tick: Option<&str>,
+    ) -> Result<Option<i64>>;
+    /// Takes the oldest pending run (or one whose worker's lease ran out) for `worker`, for
+    /// `ttl`; runs of an export that another worker is running wait.
+    fn claim_queued_run(&self, worker: &str, ttl: Duration) -> Result<Option<QueuedRun>>;
+    /// Extends `worker`'s claim on run `id`; false if it no longer holds it.
+    fn renew_queued_run(&self, id: i64, worker: &str, ttl: Duration) -> Result<bool>;
+    /// Marks queued run `id` done (with the run it became); refused if `worker` does not hold
+    /// it.
+    fn complete_queued_run(&self, id: i64, worker: &str, run_id: Option<i64>) -> Result<()>;
+    /// Pending and claimed runs, oldest first, of `export` or of all.
+    fn queued_runs(&self, export: Option<&str>) -> Result<Vec<QueuedRun>>;
+
+    // --- people (see [`people`]) ---
+
+    fn add_user(&self, name: &str, role: Role, password_hash: &str) -> Result<()>;
+    fn user(&self, name: &str) -> Result<UserRecord>;
+    fn users(&self) -> Result<Vec<UserRecord>>;
+    /// The stored password hash (a PHC string), for verification only.
+    fn password_hash(&self, name: &str) -> Result<Option<String>>;
+    /// A new password ends every session opened with the old one.
+    fn set_password_hash(&self, name: &str, hash: &str) -> Result<()>;
+    fn set_role(&self, name: &str, role: Role) -> Result<()>;
+    /// Removes a user with their sessions and tokens.
+    fn remove_user(&self, name: &str) -> Result<()>;
+    fn count_admins(&self) -> Result<u64>;
+    fn add_token(&self, user: &str, label: &str, token_hash: &[u8]) -> Result<i64>;
+    /// The user a token (by its hash) belongs to; records its use.
+    fn token_user(&self, token_hash: &[u8]) -> Result<Option<UserRecord>>;
+    fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>>;
+    fn revoke_token(&self, id: i64) -> Result<TokenRecord>;
+    fn add_session(&self, id_hash: &[u8], user: &str, csrf: &str, expires_at: &str) -> Result<()>;
+    /// The live session with this hash (expired ones are not returned).
+    fn session(&self, id_hash: &[u8]) -> Result<Option<SessionRecord>>;
+    fn remove_session(&self, id_hash: &[u8]) -> Result<()>;
+    /// Records who did what to what. `detail` must never hold a secret.
+    fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) -> Result<()>;
+    /// The newest entries first, `limit` of them, older than `before` when given.
+    fn audit_log(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>>;
+    fn setting(&self, name: &str) -> Result<Option<String>>;
+    fn set_setting(&self, name: &str, value: Option<&str>) -> Result<()>;
+    fn add_oauth_flow(&self, state: &str, user: &str, request: &str) -> Result<()>;
+    /// Takes (and forgets) a pending flow: its user, its request and when it began. A flow is
+    /// taken once: of two concurrent takers, one gets it.
+    fn take_oauth_flow(&self, state: &str) -> Result<Option<(String, String, String)>>;
+
+    // --- rows, for [`copy_state`] ---
+
+    /// Every row of `table`, in primary-key order, one at a time.
+    fn copy_out(
+        &self,
+        table: &'static TableDef,
+        sink: &mut dyn FnMut(Vec<Cell>) -> Result<()>,
+    ) -> Result<()>;
+    /// The last id handed out by `table`'s id sequence (0 if none), for tables with one.
+    fn sequence_value(&self, table: &'static TableDef) -> Result<i64>;
+    /// Begins writing rows in one transaction: nothing is visible, or kept, until
+    /// [`Import::commit`].
+    fn import(&mut self) -> Result<Box<dyn Import + '_>>;
+}
+
+/// The state store the crate uses: a [`StateBackend`] (through `Deref`) and the run's working
+/// set ([`staging`]).
+pub struct StateStore {
+    backend: Box<dyn StateBackend>,
+    /// The run's working set when the backend has no SQLite connection of its own: a private
+    /// temporary database (on disk, deleted when closed) holding the stage, the plan and a
+    /// copy of the snapshot being diffed.
+    scratch: Option<Connection>,
+}
+
+impl std::ops::Deref for StateStore {
+    type Target = dyn StateBackend;
+    fn deref(&self) -> &Self::Target {
+        &*self.backend
+    }
+}
+
+impl std::ops::DerefMut for StateStore {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut *self.backend
+    }
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("kind", &self.backend.kind())
+            .field("location", &self.backend.location())
+            .finish()
+    }
+}
+
+/// Where a state store is, from its URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl StateUrl {
+    /// `sqlite:PATH`, `sqlite://PATH` (absolute as `sqlite:///abs/path`, or relative), or
+    /// `postgres://...` / `postgresql://...`.
+    pub fn parse(url: &str) -> Result<StateUrl> {
+        if crate::pg::is_postgres_url(url) {
+            return Ok(StateUrl::Postgres(url.to_string()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"));
+        match path {
+            Some(p) if !p.is_empty() => Ok(StateUrl::Sqlite(PathBuf::from(p))),
+            Some(_) => Err(StateError::Config(format!(
+                "the state store URL {} names no file",
+                crate::pg::redact(url)
+            ))),
+            None => Err(StateError::Config(format!(
+                "unknown state store URL {}: use sqlite:PATH or postgres://USER@HOST/DATABASE",
+                crate::pg::redact(url)
+            ))),
+        }
+    }
+}
+
+impl StateStore {
+    /// Opens (creating if needed) the SQLite state file at `path` and applies pending
+    /// migrations.
+    pub fn open(path: &Path) -> Result<StateStore> {
+        let store = StateStore::with_backend(Box::new(sqlite::SqliteState::open(path)?))?;
+        store.migrated()
     }
 
-    pub fn add_run_errors(&mut self, id: i64, errors: &[RecordError]) -> Result<()> {
-        if errors.is_empty() {
-            return Ok(());
+    /// Opens the state store at `url` (see [`StateUrl::parse`]) and applies pending
+    /// migrations.
+    pub fn open_url(url: &str) -> Result<StateStore> {
+        StateStore::open_url_unmigrated(url)?.migrated()
+    }
+
+    /// Applies pending migrations, if any (a cheap version check otherwise).
+    fn migrated(mut self) -> Result<StateStore> {
+        let (current, latest) = (
+            self.backend.schema_version()?,
+            schema::latest(self.backend.kind()),
+        );
+        if current > latest {
+            return Err(schema::too_new(current, latest));
         }
-        let tx = self.conn.transaction()?;
-        {
-            let start: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(seq) + 1, 0) FROM run_errors WHERE run_id = ?1",
-                [id],
-                |r| r.get(0),
-            )?;
-            let mut st = tx.prepare_cached("INSERT INTO run_errors (run_id, seq, profile_key, email, reason) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-            for (i, e) in errors.iter().enumerate() {
-                st.execute(params![
-                    id,
-                    start + i as i64,
-                    e.profile_key,
-                    e.email,
-                    e.reason
-                ])?;
+        if current < latest {
+            self.backend.migrate()?;
+        }
+        Ok(self)
+    }
+
+    fn open_url_unmigrated(url: &str) -> Result<StateStore> {
+        match StateUrl::parse(url)? {
+            StateUrl::Sqlite(path) => {
+                StateStore::with_backend(Box::new(sqlite::SqliteState::open(&path)?))
+            }
+            StateUrl::Postgres(url) => {
+                StateStore::with_backend(Box::new(postgres::PgState::connect(&url)?))
             }
         }
-        tx.commit()?;
-        Ok(())
     }
 
-    fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
-        let counts: String = r.get(6)?;
-        let outcome: String = r.get(5)?;
-        Ok(RunRecord {
-            id: r.get(0)?,
-            export: r.get(1)?,
-            trigger: r.get(2)?,
-            started_at: r.get(3)?,
-            finished_at: r.get(4)?,
-            outcome: Outcome::parse(&outcome),
-            counts: serde_json::from_str(&counts).unwrap_or_default(),
-            error: r.get(7)?,
-        })
+    /// A store over `backend`; a backend without a SQLite connection gets a scratch database
+    /// for the run's working set.
+    pub fn with_backend(backend: Box<dyn StateBackend>) -> Result<StateStore> {
+        let scratch = match backend.sqlite() {
+            Some(_) => None,
+            None => Some(staging::open_scratch()?),
+        };
+        Ok(StateStore { backend, scratch })
     }
 
-    pub fn runs(&self, export: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
-        let mut st = self.conn.prepare(
-            "SELECT id, export, trigger, started_at, finished_at, outcome, counts, error FROM runs WHERE (?1 IS NULL OR export = ?1) ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = st
-            .query_map(params![export, limit as i64], Self::run_from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+    /// The backend itself.
+    pub fn backend(&self) -> &dyn StateBackend {
+        &*self.backend
     }
+}
 
-    pub fn run(&self, id: i64) -> Result<RunRecord> {
-        self.conn
-            .query_row("SELECT id, export, trigger, started_at, finished_at, outcome, counts, error FROM runs WHERE id = ?1", [id], Self::run_from_row)
-            .optional()?
-            .ok_or_else(|| StateError::NotFound(format!("no run {id} (see `segsync runs`)")))
-    }
+/// Applies the pending migrations of the state store at `url` and says what it did.
+pub fn migrate(url: &str) -> Result<MigrationReport> {
+    let mut store = StateStore::open_url_unmigrated(url)?;
+    store.backend.migrate()
+}
 
-    pub fn run_errors(&self, id: i64) -> Result<Vec<RecordError>> {
-        let mut st = self.conn.prepare(
-            "SELECT profile_key, email, reason FROM run_errors WHERE run_id = ?1 ORDER BY seq",
-        )?;
-        let rows = st
-            .query_map([id], |r| {
-                Ok(RecordError {
-                    profile_key: r.get(0)?,
-                    email: r.get(1)?,
-                    reason: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
-    }
-
-    /// How many records run `id` could not send (for lists, without reading them all).
-    pub fn run_error_count(&self, id: i64) -> Result<u64> {
-        let n: i64 = self.conn.query_row(
-            "SELECT count(*) FROM run_errors WHERE run_id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
-    }
-
-    /// The first `limit` records run `id` could not send, in order (for the web UI's run page).
-    pub fn run_errors_head(&self, id: i64, limit: usize) -> Result<Vec<RecordError>> {
-        let mut st = self.conn.prepare(
-            "SELECT profile_key, email, reason FROM run_errors WHERE run_id = ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = st
-            .query_map(params![id, limit as i64], |r| {
-                Ok(RecordError {
-                    profile_key: r.get(0)?,
-                    email: r.get(1)?,
-                    reason: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
-    }
-
-    /// `PRAGMA integrity_check`: "ok" when the file is sound.
-    pub fn integrity_check(&self) -> Result<String> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
-    }
+/// The schema version of the state store at `url`, without changing anything, and the
+/// version this program would bring it to.
+pub fn schema_version(url: &str) -> Result<(u32, u32)> {
+    let store = StateStore::open_url_unmigrated(url)?;
+    let kind = store.backend.kind();
+    Ok((store.backend.schema_version()?, schema::latest(kind)))
 }

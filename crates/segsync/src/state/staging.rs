@@ -1,22 +1,51 @@
 //! A run's working set on disk, so that memory stays flat however many profiles there are:
 //! the desired members (one row per address, duplicates merged as they arrive) and the plan
-//! the diff produced, in temporary tables of the state store's connection. SQLite keeps them
-//! in a temporary file with a bounded page cache and drops them when the connection closes;
-//! a crash loses nothing, because the next run recomputes them.
+//! the diff produced, in temporary tables of a SQLite connection: the state store's own when
+//! the backend is SQLite, else a private scratch database of the [`StateStore`]. SQLite keeps
+//! them in a temporary file with a bounded page cache and drops them when the connection
+//! closes; a crash loses nothing, because the next run recomputes them.
 //!
 //! The diff is a merge-join of the desired members and the snapshot, both read in key
-//! order; the executor then pages through the plan 500 members at a time.
+//! order; the executor then pages through the plan 500 members at a time. On the SQLite
+//! backend it reads `main.snapshot` in place; otherwise the export's snapshot is first
+//! streamed, in key order and in batches, from the backend into the scratch database's own
+//! `snapshot` table, and the same join runs there.
 //!
 //! The temporary tables keep no rollback journal: they are rebuilt from scratch by every run,
 //! so a failed statement has nothing to roll back that matters, and the journal's page copies
 //! were a tenth of the profile pass's time.
 
-use std::collections::HashMap;
-
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use segsync_core::{MemberKey, Normalized, SnapshotEntry, Status, TagSet};
 
 use super::{Result, StateStore};
+
+/// The scratch database's copy of the snapshot being diffed: the same table as the SQLite
+/// backend's, so that the same join reads it.
+const SCRATCH_SCHEMA: &str = r#"
+PRAGMA temp_store = FILE;
+PRAGMA journal_mode = OFF;
+PRAGMA synchronous = OFF;
+PRAGMA cache_size = -32768;
+CREATE TABLE snapshot (
+    export TEXT NOT NULL,
+    key BLOB NOT NULL,
+    email TEXT NOT NULL,
+    fingerprint INTEGER,
+    tags INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    owned INTEGER NOT NULL,
+    PRIMARY KEY (export, key)
+) WITHOUT ROWID;
+"#;
+
+/// A private temporary database on disk (SQLite's empty file name: deleted when closed) for
+/// the working set of a backend that has no SQLite connection of its own.
+pub(super) fn open_scratch() -> Result<Connection> {
+    let conn = Connection::open("")?;
+    conn.execute_batch(SCRATCH_SCHEMA)?;
+    Ok(conn)
+}
 
 const TEMP_SCHEMA: &str = r#"
 PRAGMA temp.cache_size = -32768;
@@ -153,9 +182,62 @@ pub struct StagedMember {
 }
 
 impl StateStore {
+    /// The connection holding the working set.
+    fn stage(&self) -> &Connection {
+        match &self.scratch {
+            Some(c) => c,
+            None => self
+                .backend
+                .sqlite()
+                .expect("a backend without a SQLite connection has a scratch database"),
+        }
+    }
+
+    fn stage_mut(&mut self) -> &mut Connection {
+        match &mut self.scratch {
+            Some(c) => c,
+            None => self
+                .backend
+                .sqlite_mut()
+                .expect("a backend without a SQLite connection has a scratch database"),
+        }
+    }
+
+    /// Copies `export`'s snapshot from the backend into the scratch database, in key order
+    /// (appends to the table's B-tree), batch by batch.
+    fn load_scratch_snapshot(&mut self, export: &str) -> Result<()> {
+        let StateStore { backend, scratch } = self;
+        let Some(scratch) = scratch.as_mut() else {
+            return Ok(());
+        };
+        let tx = scratch.transaction()?;
+        tx.execute("DELETE FROM snapshot", [])?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO snapshot (export, key, email, fingerprint, tags, status, owned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            backend.snapshot_in_key_order(export, &mut |batch| {
+                for (k, e) in batch {
+                    st.execute(params![
+                        export,
+                        &k.0[..],
+                        e.email,
+                        e.fingerprint.map(|f| f as i64),
+                        e.tags.0 as i64,
+                        e.status.as_str(),
+                        e.owned
+                    ])?;
+                }
+                Ok(())
+            })?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Empties (creating if needed) the run's temporary tables.
     pub fn stage_begin(&self) -> Result<()> {
-        self.conn.execute_batch(TEMP_SCHEMA)?;
+        self.stage().execute_batch(TEMP_SCHEMA)?;
         Ok(())
     }
 
@@ -164,7 +246,7 @@ impl StateStore {
     /// (without a time, the first one seen keeps them); the first profile's key is kept for
     /// error reports.
     pub fn stage_rows(&mut self, rows: &[(Normalized, String, String, u64)]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.stage_mut().transaction()?;
         {
             let mut st = tx.prepare_cached(
                 "INSERT INTO temp.staged (key, email, merge, fp, tags, updated_at, profile_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -193,7 +275,7 @@ impl StateStore {
     /// Distinct addresses staged.
     pub fn staged_count(&self) -> Result<u64> {
         Ok(self
-            .conn
+            .stage()
             .query_row("SELECT COUNT(*) FROM temp.staged", [], |r| {
                 r.get::<_, i64>(0)
             })? as u64)
@@ -202,7 +284,7 @@ impl StateStore {
     /// The key of the (first) profile that gave address `key`, for error reports.
     pub fn staged_profile_key(&self, key: &MemberKey) -> Result<Option<String>> {
         Ok(self
-            .conn
+            .stage()
             .prepare_cached("SELECT profile_key FROM temp.staged WHERE key = ?1")?
             .query_row([&key.0[..]], |r| r.get(0))
             .optional()?)
@@ -220,7 +302,8 @@ impl StateStore {
             &mut PlanWriter<'_>,
         ) -> Result<()>,
     {
-        let tx = self.conn.unchecked_transaction()?;
+        self.load_scratch_snapshot(export)?;
+        let tx = self.stage().unchecked_transaction()?;
         {
             let mut want_st =
                 tx.prepare("SELECT key, email, fp, tags FROM temp.staged ORDER BY key")?;
@@ -289,7 +372,7 @@ impl StateStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<PlannedUpsert>> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.stage().prepare_cached(
             "SELECT p.seq, p.key, p.email, p.status, p.fp, CASE WHEN p.fp IS NULL THEN NULL ELSE s.merge END
              FROM temp.plan_upsert p LEFT JOIN temp.staged s ON s.key = p.key
              WHERE p.phase = ?1 AND p.seq > ?2 ORDER BY p.seq LIMIT ?3",
@@ -313,7 +396,7 @@ impl StateStore {
     /// The tags with planned changes, in order.
     pub fn planned_tag_bits(&self) -> Result<Vec<usize>> {
         let mut st = self
-            .conn
+            .stage()
             .prepare("SELECT DISTINCT bit FROM temp.plan_tag ORDER BY bit")?;
         let rows = st
             .query_map([], |r| r.get::<_, i64>(0))?
@@ -329,7 +412,7 @@ impl StateStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, MemberKey, String)>> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.stage().prepare_cached(
             "SELECT seq, key, email FROM temp.plan_tag WHERE bit = ?1 AND adding = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
         )?;
         let rows = st
@@ -346,7 +429,7 @@ impl StateStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<(i64, MemberKey, String)>> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.stage().prepare_cached(
             "SELECT seq, key, email FROM temp.plan_archive WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let rows = st
@@ -355,44 +438,5 @@ impl StateStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
-    }
-
-    /// The snapshot entries of `keys` that exist.
-    pub fn snapshot_entries(
-        &self,
-        export: &str,
-        keys: &[MemberKey],
-    ) -> Result<HashMap<MemberKey, SnapshotEntry>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1 AND key = ?2",
-        )?;
-        let mut out = HashMap::with_capacity(keys.len());
-        for k in keys {
-            let e = st
-                .query_row(params![export, &k.0[..]], |r| {
-                    let status: String = r.get(3)?;
-                    Ok(SnapshotEntry {
-                        email: r.get(0)?,
-                        fingerprint: r.get::<_, Option<i64>>(1)?.map(|f| f as u64),
-                        tags: TagSet(r.get::<_, i64>(2)? as u64),
-                        status: status_of(&status)?,
-                        owned: r.get(4)?,
-                    })
-                })
-                .optional()?;
-            if let Some(e) = e {
-                out.insert(*k, e);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Whether `export` has a snapshot at all (a first run reads the whole audience).
-    pub fn has_snapshot(&self, export: &str) -> Result<bool> {
-        Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM snapshot WHERE export = ?1)",
-            [export],
-            |r| r.get(0),
-        )?)
     }
 }

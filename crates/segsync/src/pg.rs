@@ -1,0 +1,281 @@
+//! PostgreSQL connections for the state store and the PostgreSQL profile source.
+//!
+//! The `postgres` crate's client is blocking and drives its own small runtime, which must not
+//! run on a thread that drives tokio tasks (it would panic). A [`PgThread`] owns one client
+//! on a thread of its own and runs closures there, so that callers (CLI, engine, server
+//! handlers) can use it from anywhere, like a SQLite connection.
+//!
+//! URLs may carry a password. It never appears in errors or `Debug` output: [`redact`] hides
+//! it, and when a URL has none, `PGPASSWORD` from the environment is used, so that the
+//! password need not be on a command line at all.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::thread;
+
+/// A job for the connection's thread.
+type Job = Box<dyn FnOnce(&mut postgres::Client) + Send>;
+
+/// Why a connection could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("not a PostgreSQL URL ({url}): {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot connect to PostgreSQL at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("the PostgreSQL connection to {url} is closed")]
+    Closed { url: String },
+}
+
+/// `url` with its password, if any, replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        // Not a URL: a key=value connection string, or garbage. Keep nothing after a password.
+        Err(_) => match url.find("password") {
+            Some(i) => format!("{}password=***", &url[..i]),
+            None => url.to_string(),
+        },
+    }
+}
+
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The client configuration of `url`, with `PGPASSWORD` as the password when the URL has none.
+pub fn config(url: &str) -> Result<postgres::Config, PgError> {
+    let mut config: postgres::Config =
+        url.parse().map_err(|e: postgres::Error| PgError::BadUrl {
+            url: redact(url),
+            reason: strip_url(&e.to_string(), url),
+        })?;
+    if config.get_password().is_none() {
+        if let Some(pw) = std::env::var_os("PGPASSWORD") {
+            config.password(pw.to_string_lossy().as_bytes());
+        }
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("segsync");
+    }
+    if config.get_connect_timeout().is_none() {
+        // An unreachable host fails in seconds, not after the system's TCP timeout.
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    Ok(config)
+}
+
+/// An error message that might quote the URL, with the URL replaced by its redacted form.
+fn strip_url(message: &str, url: &str) -> String {
+    message.replace(url, &redact(url))
+}
+
+/// Idle connections, for reuse: the state store is opened for every operation of the server
+/// and the CLI, and a new PostgreSQL connection costs a server process and a few milliseconds.
+/// Keyed by the URL as given.
+static IDLE: Mutex<Vec<(String, mpsc::Sender<Job>)>> = Mutex::new(Vec::new());
+/// Idle connections kept per URL; more are closed.
+const MAX_IDLE: usize = 8;
+
+/// One PostgreSQL connection on a thread of its own. Dropped, it goes back to a small pool of
+/// idle connections to the same URL (closed when the pool is full or it broke).
+pub struct PgThread {
+    jobs: Option<mpsc::Sender<Job>>,
+    url: String,
+    /// The URL as given, the pool's key.
+    key: String,
+    /// A call found the connection closed: not to be reused.
+    broken: AtomicBool,
+}
+
+impl Drop for PgThread {
+    fn drop(&mut self) {
+        let Some(jobs) = self.jobs.take() else { return };
+        if self.broken.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.iter().filter(|(k, _)| *k == self.key).count() < MAX_IDLE {
+            idle.push((std::mem::take(&mut self.key), jobs));
+        }
+    }
+}
+
+/// An idle connection to `url` that still answers, if there is one.
+fn reuse(url: &str, shown: &str) -> Option<PgThread> {
+    loop {
+        let jobs = {
+            let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+            let i = idle.iter().position(|(k, _)| k == url)?;
+            idle.swap_remove(i).1
+        };
+        let t = PgThread {
+            jobs: Some(jobs),
+            url: shown.to_string(),
+            key: url.to_string(),
+            broken: AtomicBool::new(false),
+        };
+        // The server may have closed it meanwhile (a restart, an idle timeout).
+        if let Ok(true) = t.call(|c| c.simple_query("SELECT 1").is_ok()) {
+            return Some(t);
+        }
+        t.broken.store(true, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for PgThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgThread").field("url", &self.url).finish()
+    }
+}
+
+impl PgThread {
+    /// Connects to `url` (password from the URL or `PGPASSWORD`); the error names the URL
+    /// without its password.
+    pub fn connect(url: &str) -> Result<PgThread, PgError> {
+        let shown = redact(url);
+        if let Some(t) = reuse(url, &shown) {
+            return Ok(t);
+        }
+        let config = config(url)?;
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), String>>(1);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("segsync-pg".into())
+            .spawn(move || {
+                let mut client = match config.connect(postgres::NoTls) {
+                    Ok(c) => {
+                        let _ = ready_tx.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(error_text(&e)));
+                        return;
+                    }
+                };
+                for job in queue {
+                    job(&mut client);
+                }
+            })
+            .map_err(|e| PgError::Connect {
+                url: shown.clone(),
+                message: format!("cannot start a thread: {e}"),
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(PgThread {
+                jobs: Some(jobs),
+                url: shown,
+                key: url.to_string(),
+                broken: AtomicBool::new(false),
+            }),
+            Ok(Err(message)) => Err(PgError::Connect {
+                url: shown,
+                message: strip_url(&message, url),
+            }),
+            Err(_) => Err(PgError::Closed { url: shown }),
+        }
+    }
+
+    /// The URL without its password.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs `f` on the connection and waits for its answer.
+    pub fn call<R, F>(&self, f: F) -> Result<R, PgError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut postgres::Client) -> R + Send + 'static,
+    {
+        self.submit(f)?.recv().map_err(|_| self.closed())
+    }
+
+    fn closed(&self) -> PgError {
+        self.broken.store(true, Ordering::Relaxed);
+        PgError::Closed {
+            url: self.url.clone(),
+        }
+    }
+
+    /// Keeps this connection out of the pool when it is dropped: for a caller that saw it
+    /// fail (a closed connection answers every call with an error).
+    pub fn discard(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Starts `f` on the connection and returns at once; the answer arrives on the receiver.
+    /// For streaming: `f` may send rows through a channel of its own while the caller reads
+    /// them (when the caller drops its end, `f`'s sends fail and it should stop).
+    pub fn submit<R, F>(&self, f: F) -> Result<mpsc::Receiver<R>, PgError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut postgres::Client) -> R + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let jobs = self.jobs.as_ref().ok_or_else(|| self.closed())?;
+        jobs.send(Box::new(move |client| {
+            if client.is_closed() {
+                // Dropping `tx` unanswered tells the caller the connection is gone.
+                return;
+            }
+            let _ = tx.send(f(client));
+        }))
+        .map_err(|_| self.closed())?;
+        Ok(rx)
+    }
+}
+
+/// PostgreSQL's own words for an error: the server's message (with its detail and hint when
+/// it has them), else the client's.
+pub fn error_text(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = db.message().to_string();
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!(" ({detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                s.push_str(&format!("; hint: {hint}"));
+            }
+            s
+        }
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_the_password_only() {
+        assert_eq!(
+            redact("postgres://ann:s3cret@db.example:5432/segsync"),
+            "postgres://ann:***@db.example:5432/segsync"
+        );
+        assert_eq!(
+            redact("postgres://ann@db.example/segsync"),
+            "postgres://ann@db.example/segsync"
+        );
+        assert_eq!(
+            redact("host=db user=ann password=s3cret dbname=x"),
+            "host=db user=ann password=***"
+        );
+    }
+
+    #[test]
+    fn a_failed_connection_does_not_show_the_password() {
+        let e = PgThread::connect("postgres://ann:s3cret@127.0.0.1:1/nothing").unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("postgres://ann:***@127.0.0.1:1/nothing"),
+            "{text}"
+        );
+    }
+}
