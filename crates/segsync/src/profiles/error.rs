@@ -153,6 +153,10 @@ pub enum PredicateError {
         "not allowed in a segment predicate: {0} (a predicate can only read the profiles table)"
     )]
     NotAllowed(String),
+    /// PostgreSQL refused the predicate or failed running it (a PostgreSQL profile source);
+    /// its message says why (e.g. `column "ltv" does not exist`).
+    #[error("segment predicate rejected by PostgreSQL: {message}")]
+    Postgres { predicate: String, message: String },
     /// The predicate compiled but failed while running (SQLite's message).
     #[error("the predicate failed: {0}")]
     Failed(String),
