@@ -25,6 +25,7 @@
 //! [[segment]]
 //! name = "high-value"
 //! where = "lifetime_value > 500"           # a SQL predicate over the profile columns
+//! # source = "crm"                         # a PostgreSQL profile source (default: imported profiles)
 //!
 //! [[export]]
 //! name = "newsletter"
@@ -202,6 +203,10 @@ pub struct SegmentSpec {
     pub name: Spanned<String>,
     #[serde(rename = "where")]
     pub predicate: Spanned<String>,
+    /// A PostgreSQL profile source (`segsync profiles source add`); absent: the imported
+    /// profiles.
+    #[serde(default)]
+    pub source: Option<Spanned<String>>,
 }
 
 /// One of an export's `segments`.
@@ -552,6 +557,8 @@ pub struct Installation {
     pub exports: Vec<ExportConfig>,
     /// The profile columns (empty: no profiles imported yet).
     pub columns: Vec<String>,
+    /// The columns of each PostgreSQL profile source, by name.
+    pub source_columns: BTreeMap<String, Vec<String>>,
 }
 
 /// How `apply` was asked to behave.
@@ -563,10 +570,14 @@ pub struct Options {
     pub rotate_secrets: bool,
 }
 
+/// Checks a segment's predicate against the profiles of its source (`None`: the imported
+/// ones); the error says why it is refused.
+pub type PredicateCheck<'a> = dyn Fn(&str, Option<&str>) -> Result<(), String> + 'a;
+
 /// The checks the plan needs from outside: predicates against the profile store, and the
 /// stored secret of a connection (to tell whether a rotation changes anything).
 pub struct Checks<'a> {
-    pub predicate: &'a dyn Fn(&str) -> Result<(), String>,
+    pub predicate: &'a PredicateCheck<'a>,
     pub stored_secret: &'a dyn Fn(&str) -> Option<SecretString>,
 }
 
@@ -619,7 +630,8 @@ pub enum Op {
     None,
     AddConnection(Box<ops::NewConnection>),
     UpdateConnection(Box<ops::ConnectionChange>),
-    AddSegment(String),
+    /// The predicate and the profile source.
+    AddSegment(String, Option<String>),
     UpdateSegment(String),
     SaveExport(Box<ExportInput>, ops::SaveMode),
     RemoveExport,
@@ -742,11 +754,16 @@ pub fn plan(
         }
     }
 
-    // Segments.
-    let file_segments: BTreeSet<&str> = file
+    // Segments, with the profile source each reads.
+    let file_segments: BTreeMap<&str, Option<&str>> = file
         .segments
         .iter()
-        .map(|s| s.name.get_ref().as_str())
+        .map(|s| {
+            (
+                s.name.get_ref().as_str(),
+                s.source.as_ref().map(|x| x.get_ref().as_str()),
+            )
+        })
         .collect();
     for s in &file.segments {
         let name = s.name.get_ref();
@@ -755,12 +772,42 @@ pub fn plan(
             continue;
         }
         let predicate = s.predicate.get_ref();
+        let source = s.source.as_ref().map(|x| x.get_ref().as_str());
+        if let Some(src) = &s.source {
+            if !inst.source_columns.contains_key(src.get_ref()) {
+                p.at(
+                    src.span(),
+                    format!(
+                        "segment \"{name}\": no profile source named \"{}\" (an admin adds it with `segsync profiles source add`)",
+                        src.get_ref()
+                    ),
+                );
+                continue;
+            }
+        }
         let current = inst.segments.iter().find(|x| &x.name == name);
+        if let Some(c) = current {
+            if c.source.as_deref() != source {
+                let from = |s: Option<&str>| match s {
+                    Some(src) => format!("profile source \"{src}\""),
+                    None => "the imported profiles".to_string(),
+                };
+                p.at(
+                    s.source.as_ref().map_or(s.name.span(), |x| x.span()),
+                    format!(
+                        "segment \"{name}\" reads {} and the file says {}: a segment keeps its source (remove it, or give the new one another name)",
+                        from(c.source.as_deref()),
+                        from(source)
+                    ),
+                );
+                continue;
+            }
+        }
         if current.is_some_and(|c| &c.predicate == predicate) {
             steps.push(step(Kind::Segment, name, Action::Unchanged, Op::None));
             continue;
         }
-        if let Err(e) = (checks.predicate)(predicate) {
+        if let Err(e) = (checks.predicate)(predicate, source) {
             p.at(
                 s.predicate.span(),
                 format!("segment \"{name}\": invalid predicate: {e}"),
@@ -772,7 +819,7 @@ pub fn plan(
                 Kind::Segment,
                 name,
                 Action::Create,
-                Op::AddSegment(predicate.clone()),
+                Op::AddSegment(predicate.clone(), source.map(str::to_string)),
             ),
             Some(_) => step(
                 Kind::Segment,
@@ -812,7 +859,7 @@ pub fn plan(
 
     // Segments the file does not declare: after the exports (pruned ones used them).
     for s in &inst.segments {
-        if !file_segments.contains(s.name.as_str()) {
+        if !file_segments.contains_key(s.name.as_str()) {
             let (action, op) = if options.prune {
                 (Action::Remove, Op::RemoveSegment)
             } else {
@@ -1182,7 +1229,7 @@ fn plan_export(
     inst: &Installation,
     options: Options,
     file_connections: &BTreeSet<&str>,
-    file_segments: &BTreeSet<&str>,
+    file_segments: &BTreeMap<&str, Option<&str>>,
     p: &mut Problems<'_>,
 ) -> Option<Step> {
     let name = e.name.get_ref();
@@ -1211,13 +1258,50 @@ fn plan_export(
         );
     }
 
+    // The profile source of the export's segments (one for all), and its columns.
+    let source_of = |segment: &str| -> Option<Option<String>> {
+        match file_segments.get(segment) {
+            Some(src) => Some(src.map(str::to_string)),
+            None => inst
+                .segments
+                .iter()
+                .find(|x| x.name == segment)
+                .map(|x| x.source.clone()),
+        }
+    };
+    let sources: BTreeSet<Option<String>> = e
+        .segments
+        .get_ref()
+        .iter()
+        .filter_map(|s| source_of(s.segment.get_ref()))
+        .collect();
+    if sources.len() > 1 {
+        p.at(
+            e.segments.span(),
+            format!("{what}: its segments read different profile sources; an export's segments all come from one source"),
+        );
+    }
+    let source = sources.into_iter().next().flatten();
+    let (known, from) = match &source {
+        None => (&inst.columns, "profiles imported yet".to_string()),
+        Some(src) => match inst.source_columns.get(src) {
+            Some(c) => (c, format!("columns in profile source \"{src}\"")),
+            None => (&inst.columns, format!("profile source \"{src}\"")),
+        },
+    };
+
     // Columns.
     let mut columns: Vec<&Spanned<String>> = vec![&e.email_field];
     columns.extend(e.first_name.iter());
     columns.extend(e.last_name.iter());
     columns.extend(e.merge.iter().flat_map(|m| m.values()));
     columns.extend(e.updated_at_field.iter());
-    if inst.columns.is_empty() {
+    if source.is_some() && known.is_empty() {
+        p.at(
+            e.email_field.span(),
+            format!("{what}: no {from}, so no column can be checked"),
+        );
+    } else if known.is_empty() {
         p.at(
             e.email_field.span(),
             format!("{what}: no profiles imported yet, so no column can be checked: import them first (`segsync profiles import FILE --key COLUMN`)"),
@@ -1225,12 +1309,12 @@ fn plan_export(
     } else {
         for c in columns {
             let col = c.get_ref().trim();
-            if !inst.columns.iter().any(|x| x == col) {
+            if !known.iter().any(|x| x == col) {
                 p.at(
                     c.span(),
                     format!(
                         "{what}: no profile column \"{col}\" (columns: {})",
-                        inst.columns.join(", ")
+                        known.join(", ")
                     ),
                 );
             }
@@ -1274,7 +1358,7 @@ fn plan_export(
     let mut chosen = HashSet::new();
     for s in e.segments.get_ref() {
         let seg = s.segment.get_ref();
-        let in_file = file_segments.contains(seg.as_str());
+        let in_file = file_segments.contains_key(seg.as_str());
         let in_inst = inst.segments.iter().any(|x| &x.name == seg);
         if !in_file && !in_inst {
             p.at(
@@ -1460,6 +1544,9 @@ pub fn render(
         let _ = writeln!(out, "\n[[segment]]");
         let _ = writeln!(out, "name = {}", quote(&s.name));
         let _ = writeln!(out, "where = {}", quote(&s.predicate));
+        if let Some(src) = &s.source {
+            let _ = writeln!(out, "source = {}", quote(src));
+        }
     }
     let mut exports: Vec<&ExportConfig> = exports.iter().collect();
     exports.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1539,10 +1626,10 @@ mod tests {
     }
 
     fn no_checks() -> (
-        impl Fn(&str) -> Result<(), String>,
+        Box<PredicateCheck<'static>>,
         impl Fn(&str) -> Option<SecretString>,
     ) {
-        (|_: &str| Ok(()), |_: &str| None)
+        (Box::new(|_: &str, _: Option<&str>| Ok(())), |_: &str| None)
     }
 
     fn plan_of(text: &str, inst: &Installation, options: Options) -> Result<Plan, Vec<Problem>> {
@@ -1647,6 +1734,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            source_columns: BTreeMap::new(),
         }
     }
 

@@ -13,7 +13,6 @@
 //! [`CRASH_AFTER_ACK_ENV`]).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,6 +96,9 @@ pub enum StopReason {
     Cancelled,
     /// The server is shutting down: the run ends as interrupted and the next start resumes it.
     Shutdown,
+    /// Another worker took the export's lease (this one stalled past it): the run ends as
+    /// interrupted and the other worker's run carries on.
+    LeaseLost,
 }
 
 /// Asks a run to stop at its next checkpoint: no new request is sent, the requests in flight
@@ -109,6 +111,7 @@ impl StopSignal {
         let v = match reason {
             StopReason::Cancelled => 1,
             StopReason::Shutdown => 2,
+            StopReason::LeaseLost => 3,
         };
         // The first reason given wins.
         let _ = self
@@ -120,6 +123,7 @@ impl StopSignal {
         match self.0.load(Ordering::SeqCst) {
             1 => Some(StopReason::Cancelled),
             2 => Some(StopReason::Shutdown),
+            3 => Some(StopReason::LeaseLost),
             _ => None,
         }
     }
@@ -359,15 +363,19 @@ pub async fn prepare(
     let tag_names: Vec<String> = export.segments.iter().map(|s| s.tag.clone()).collect();
     let tag_bits = state.tag_bits(&export.name, &tag_names)?;
     let mut predicates = Vec::new();
+    // Where the profiles are: the source of the export's segments (one for all of them).
+    let mut source: Option<String> = None;
     for s in &export.segments {
-        predicates.push(state.segment(&s.segment)?.predicate);
+        let segment = state.segment(&s.segment)?;
+        source = segment.source;
+        predicates.push(segment.predicate);
     }
     let mut columns = vec![export.email_field.clone()];
     columns.extend(export.fields.iter().map(|f| f.column.clone()));
     if let Some(u) = &export.updated_at_field {
         columns.push(u.clone());
     }
-    let profiles = home.profiles()?;
+    let profiles = home.profiles_of(source.as_deref())?;
     let mut collector = Collector::new(specs.clone());
     let n_fields = export.fields.len();
     let has_updated = export.updated_at_field.is_some();
@@ -838,7 +846,7 @@ enum Done {
 pub struct StartedRun {
     pub run_id: i64,
     pub export: String,
-    _lock: File,
+    lock: crate::home::ExportLock,
     state: StateStore,
     started: Instant,
 }
@@ -857,7 +865,7 @@ pub fn start(home: &Home, name: &str, trigger: &str) -> Result<StartedRun, RunEr
     Ok(StartedRun {
         run_id,
         export: name.to_string(),
-        _lock: lock,
+        lock,
         state,
         started: Instant::now(),
     })
@@ -872,6 +880,20 @@ impl StartedRun {
         progress: Arc<dyn Progress>,
     ) -> Result<RunReport, RunError> {
         let (run_id, name) = (self.run_id, self.export.clone());
+        // A lease lost to another worker (this one stalled past its length) stops the run
+        // at its next checkpoint: the other worker carries on from there.
+        let fence = self.lock.lost_flag().map(|lost| {
+            let stop = settings.stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+                        stop.stop(StopReason::LeaseLost);
+                        return;
+                    }
+                }
+            })
+        });
         let state = &mut self.state;
         let result = async {
             progress.phase("reading profiles and the audience", 0);
@@ -880,6 +902,9 @@ impl StartedRun {
             execute(state, run_id, prepared, progress.clone(), &settings.stop).await
         }
         .await;
+        if let Some(f) = fence {
+            f.abort();
+        }
         progress.finish();
         match result {
             Ok(mut report) => {
@@ -1554,6 +1579,11 @@ fn stopped(
         StopReason::Shutdown => (
             Outcome::Interrupted,
             "the server shut down: the run resumes from its checkpoint when it starts again",
+        ),
+        StopReason::LeaseLost => (
+            Outcome::Interrupted,
+            "another worker took the export over (this one did not renew its lease in time): \
+             it carries on from the last checkpoint",
         ),
     };
     state.finish_run(run_id, outcome, &counts, Some(msg))?;

@@ -23,6 +23,7 @@ pub mod profiles;
 pub mod schedule;
 pub mod secrets;
 pub mod server;
+pub mod sources;
 pub mod state;
 
 /// The data privacy and compliance statement a connection's creator agrees to.

@@ -450,21 +450,47 @@ pub async fn audiences(
 
 // --- segments ---
 
-/// Adds a segment: checked, then counted, and only then saved (a predicate that fails or
-/// runs out of time while counting is refused and leaves nothing behind). Returns its count.
-pub fn add_segment(home: &Home, actor: &Actor, name: &str, predicate: &str) -> OpResult<u64> {
+/// Adds a segment over the imported profiles (`source` None) or a PostgreSQL profile source:
+/// checked where the profiles are (PostgreSQL's own message when it refuses the predicate),
+/// then counted, and only then saved (a predicate that fails or runs out of time while
+/// counting is refused and leaves nothing behind). Returns its count.
+pub fn add_segment(
+    home: &Home,
+    actor: &Actor,
+    name: &str,
+    predicate: &str,
+    source: Option<&str>,
+) -> OpResult<u64> {
     require(actor, Role::Contributor, "adding a segment")?;
     check_name("segment", name)?;
-    let store = home.profiles()?;
+    let count = count_segment(home, name, predicate, source)?;
+    let state = home.state()?;
+    state.add_segment_from(name, predicate, source)?;
+    let detail = match source {
+        Some(src) => format!("{predicate} (profile source {src})"),
+        None => predicate.to_string(),
+    };
+    audit(&state, actor, "segment.add", name, &detail)?;
+    Ok(count)
+}
+
+/// Checks `predicate` where the profiles of `source` are, and counts its members.
+fn count_segment(home: &Home, name: &str, predicate: &str, source: Option<&str>) -> OpResult<u64> {
+    if let Some(src) = source {
+        home.state()?.profile_source(src).map_err(|_| {
+            OpError::Invalid(format!(
+                "segment \"{name}\": no profile source named \"{src}\" (see `segsync profiles source list`)"
+            ))
+        })?;
+    }
+    let store = home
+        .profiles_of(source)
+        .map_err(|e| OpError::Invalid(format!("segment \"{name}\": {e:#}")))?;
     let refused = |e: crate::profiles::PredicateError| {
         OpError::Invalid(format!("segment \"{name}\" refused: {e}"))
     };
     store.check_predicate(predicate).map_err(refused)?;
-    let p = store.preview(predicate, 0).map_err(refused)?;
-    let state = home.state()?;
-    state.add_segment(name, predicate)?;
-    audit(&state, actor, "segment.add", name, predicate)?;
-    Ok(p.count)
+    Ok(store.preview(predicate, 0).map_err(refused)?.count)
 }
 
 /// Changes a segment's predicate (checked and counted first). Returns its new count.
@@ -472,17 +498,12 @@ pub fn update_segment(home: &Home, actor: &Actor, name: &str, predicate: &str) -
     require(actor, Role::Contributor, "changing a segment")?;
     let state = home.state()?;
     let old = state.segment(name)?;
-    let store = home.profiles()?;
-    let refused = |e: crate::profiles::PredicateError| {
-        OpError::Invalid(format!("segment \"{name}\" refused: {e}"))
-    };
-    store.check_predicate(predicate).map_err(refused)?;
-    let p = store.preview(predicate, 0).map_err(refused)?;
+    let count = count_segment(home, name, predicate, old.source.as_deref())?;
     if old.predicate != predicate {
         state.set_segment_predicate(name, predicate)?;
         audit(&state, actor, "segment.update", name, predicate)?;
     }
-    Ok(p.count)
+    Ok(count)
 }
 
 pub fn remove_segment(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
@@ -490,6 +511,103 @@ pub fn remove_segment(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
     let state = home.state()?;
     state.remove_segment(name)?;
     audit(&state, actor, "segment.remove", name, "")?;
+    Ok(())
+}
+
+// --- PostgreSQL profile sources ---
+
+/// A PostgreSQL profile source as an admin describes it.
+#[derive(Clone)]
+pub struct PgSourceInput {
+    pub name: String,
+    /// `postgres://...`; it may hold a password (sealed at rest, never shown).
+    pub url: SecretString,
+    pub relation: crate::profiles::PgRelation,
+    pub key_column: String,
+}
+
+/// Adds a PostgreSQL profile source (admin): connects, checks that the table or query can be
+/// read and has the key column, then saves it with its URL sealed. Returns its columns.
+pub fn add_pg_source(
+    home: &Home,
+    actor: &Actor,
+    input: PgSourceInput,
+) -> OpResult<(crate::sources::SourceView, Vec<crate::profiles::Column>)> {
+    use secrecy::ExposeSecret;
+    require(actor, Role::Admin, "adding a profile source")?;
+    check_name("profile source", &input.name)?;
+    let url = input.url.expose_secret();
+    if !crate::pg::is_postgres_url(url) {
+        return Err(OpError::Invalid(format!(
+            "profile source \"{}\": {} is not a PostgreSQL URL (postgres://USER@HOST:PORT/DB)",
+            input.name,
+            crate::pg::redact(url)
+        )));
+    }
+    let (relation_kind, relation) = match &input.relation {
+        crate::profiles::PgRelation::Table(t) => ("table", t.clone()),
+        crate::profiles::PgRelation::Query(q) => ("query", q.clone()),
+    };
+    let columns = crate::profiles::check_source(url, input.relation.clone(), &input.key_column)
+        .map_err(|e| OpError::Invalid(format!("profile source \"{}\": {e}", input.name)))?;
+    let state = home.state()?;
+    let record = crate::state::ProfileSourceRecord {
+        name: input.name.clone(),
+        kind: "postgres".into(),
+        sealed_url: home
+            .master_key()?
+            .seal(&crate::sources::seal_name(&input.name), &input.url),
+        relation_kind: relation_kind.into(),
+        relation,
+        key_column: input.key_column.clone(),
+        email_hint: columns
+            .iter()
+            .find(|c| c.name.to_ascii_lowercase().contains("email"))
+            .map(|c| c.name.clone()),
+        created_at: crate::state::now(),
+    };
+    state.add_profile_source(&record)?;
+    let view = crate::sources::view(home, &record);
+    audit(
+        &state,
+        actor,
+        "profile_source.add",
+        &input.name,
+        &format!("{} {} {}", view.url, relation_kind, record.relation),
+    )?;
+    Ok((view, columns))
+}
+
+/// The PostgreSQL profile sources, URLs without their password.
+pub fn pg_sources(home: &Home, actor: &Actor) -> OpResult<Vec<crate::sources::SourceView>> {
+    require(actor, Role::Viewer, "listing profile sources")?;
+    let state = home.state()?;
+    Ok(state
+        .profile_sources()?
+        .iter()
+        .map(|r| crate::sources::view(home, r))
+        .collect())
+}
+
+/// Removes a profile source no segment reads.
+pub fn remove_pg_source(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
+    require(actor, Role::Admin, "removing a profile source")?;
+    let state = home.state()?;
+    state.profile_source(name)?;
+    let users: Vec<String> = state
+        .segments()?
+        .into_iter()
+        .filter(|s| s.source.as_deref() == Some(name))
+        .map(|s| s.name)
+        .collect();
+    if !users.is_empty() {
+        return Err(OpError::Conflict(format!(
+            "profile source \"{name}\" is read by segments {}: remove them first",
+            users.join(", ")
+        )));
+    }
+    state.remove_profile_source(name)?;
+    audit(&state, actor, "profile_source.remove", name, "")?;
     Ok(())
 }
 
@@ -673,10 +791,28 @@ pub async fn save_export(
         ));
     }
     let mut segments: Vec<SegmentTag> = Vec::new();
+    // Where the profiles come from: the one source of all the chosen segments.
+    let mut source: Option<(String, Option<String>)> = None;
     for s in &input.segments {
-        state
+        let record = state
             .segment(&s.segment)
             .map_err(|e| OpError::Invalid(e.to_string()))?;
+        match &source {
+            None => source = Some((record.name.clone(), record.source.clone())),
+            Some((first, src)) if *src != record.source => {
+                let from = |s: &Option<String>| match s {
+                    Some(name) => format!("profile source \"{name}\""),
+                    None => "the imported profiles".to_string(),
+                };
+                return Err(OpError::Invalid(format!(
+                    "segments \"{first}\" and \"{}\" read different profiles ({} and {}): an export's segments all come from one source",
+                    record.name,
+                    from(src),
+                    from(&record.source)
+                )));
+            }
+            Some(_) => {}
+        }
         let tag = s.tag.clone().unwrap_or_else(|| s.segment.clone());
         check_name("tag", &tag)?;
         if segments.iter().any(|x| x.segment == s.segment) {
@@ -717,7 +853,11 @@ pub async fn save_export(
         }
     }
     // Every mapped column must exist in the profiles.
-    let columns = home.profiles()?.columns().map_err(anyhow::Error::from)?;
+    let source = source.and_then(|(_, src)| src);
+    let columns = home
+        .profiles_of(source.as_deref())
+        .and_then(|p| p.columns())
+        .map_err(|e| OpError::Invalid(format!("{e:#}")))?;
     let known = |c: &str| columns.iter().any(|x| x.name == c);
     for c in std::iter::once(&input.email_field)
         .chain(fields.iter().map(|f| &f.column))

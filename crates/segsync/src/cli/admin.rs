@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// How often the scheduler looks at the clock, in seconds.
     #[arg(long, default_value_t = 0.5)]
     pub scheduler_tick: f64,
+    /// How many scheduled runs this server takes on at once (the others wait in the queue,
+    /// for this server or another one sharing a PostgreSQL state store).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_runs: u16,
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +193,7 @@ pub async fn serve(home: &Home, args: ServeArgs) -> Result<i32, Failure> {
     config.oauth = oauth;
     config.secure_cookies = secure;
     config.scheduler_tick = Duration::from_secs_f64(args.scheduler_tick);
+    config.max_runs = usize::from(args.max_runs);
     config.run_settings = RunSettings {
         timeout: Duration::from_secs_f64(args.timeout),
         ..Default::default()

@@ -181,6 +181,18 @@ fn installation(home: &Home, state: &StateStore, actor: &Actor) -> Result<Instal
             .into_iter()
             .map(|c| c.name)
             .collect(),
+        source_columns: state
+            .profile_sources()?
+            .into_iter()
+            .map(|r| {
+                let columns = home
+                    .profiles_of(Some(&r.name))
+                    .and_then(|p| p.columns())
+                    .map(|c| c.into_iter().map(|c| c.name).collect())
+                    .unwrap_or_default();
+                (r.name, columns)
+            })
+            .collect(),
     })
 }
 
@@ -202,8 +214,12 @@ pub async fn apply(home: &Home, args: ApplyArgs) -> Result<i32, Failure> {
     let actor = Actor::cli();
     let state = home.state()?;
     let inst = installation(home, &state, &actor)?;
-    let profiles = home.profiles()?;
-    let predicate = |p: &str| profiles.check_predicate(p).map_err(|e| e.to_string());
+    let predicate = |p: &str, source: Option<&str>| {
+        home.profiles_of(source)
+            .map_err(|e| format!("{e:#}"))?
+            .check_predicate(p)
+            .map_err(|e| e.to_string())
+    };
     let master_key = if args.rotate_secrets {
         Some(home.master_key()?)
     } else {
@@ -335,8 +351,10 @@ async fn execute(
             Op::UpdateConnection(c) => ops::update_connection(home, actor, &name, *c)
                 .await
                 .map(|_| None),
-            Op::AddSegment(p) => ops::add_segment(home, actor, &name, &p)
-                .map(|n| Some(format!("{n} profiles match"))),
+            Op::AddSegment(p, source) => {
+                ops::add_segment(home, actor, &name, &p, source.as_deref())
+                    .map(|n| Some(format!("{n} profiles match")))
+            }
             Op::UpdateSegment(p) => ops::update_segment(home, actor, &name, &p)
                 .map(|n| Some(format!("{n} profiles match"))),
             Op::SaveExport(input, mode) => ops::save_export(home, actor, *input, mode)

@@ -215,6 +215,7 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
             SegmentsCmd::Add {
                 name: name.into(),
                 predicate: predicate.into(),
+                source: None,
             },
         )?;
     }

@@ -12,6 +12,7 @@ mod admin;
 mod config;
 mod demo;
 pub mod progress;
+mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +41,11 @@ pub struct Cli {
     /// platform's data folder).
     #[arg(long, global = true)]
     pub home: Option<PathBuf>,
+    /// Where the state store is, if not HOME/state.sqlite: `sqlite:PATH` or
+    /// `postgres://USER@HOST:PORT/DB` (else SEGSYNC_STATE). A password belongs in
+    /// SEGSYNC_STATE or PGPASSWORD, not on the command line, where the process list shows it.
+    #[arg(long, global = true, value_name = "URL")]
+    pub state: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +81,11 @@ pub enum Command {
     Apply(config::ApplyArgs),
     /// Write the current configuration in the format of `apply`, without secrets.
     Dump(config::DumpArgs),
+    /// Bring the state store's schema up to date (opening it does too), and say what it did.
+    Migrate(store::MigrateArgs),
+    /// The state store itself: `state copy --from URL --to URL` moves an installation.
+    #[command(subcommand)]
+    State(store::StateCmd),
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +113,35 @@ pub enum ProfilesCmd {
     },
     /// The columns and their types, and the number of profiles.
     Show,
+    /// Profiles that stay in a PostgreSQL database: segments over them are evaluated there.
+    #[command(subcommand)]
+    Source(SourceCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SourceCmd {
+    /// Add a PostgreSQL table or query as a profile source (admin). The URL's password comes
+    /// from PGPASSWORD or, with `--postgres env:VAR`, the whole URL from VAR: never from the
+    /// command line. Segments then name it: `segments add NAME --where P --source NAME`.
+    Add {
+        name: String,
+        /// postgres://USER@HOST:PORT/DB, or env:VAR for a URL held in VAR.
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+        /// A table or view (schema.table allowed).
+        #[arg(long, group = "relation")]
+        table: Option<String>,
+        /// A SELECT whose rows are the profiles.
+        #[arg(long, group = "relation")]
+        query: Option<String>,
+        /// The column that identifies a profile.
+        #[arg(long)]
+        key: String,
+    },
+    List,
+    Remove {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,6 +152,10 @@ pub enum SegmentsCmd {
         /// A SQL boolean expression over the profile columns, e.g. "lifetime_value > 500 AND country = 'RO'".
         #[arg(long = "where")]
         predicate: String,
+        /// A PostgreSQL profile source (`profiles source add`) instead of the imported
+        /// profiles: the predicate is then PostgreSQL SQL, checked by PostgreSQL.
+        #[arg(long)]
+        source: Option<String>,
     },
     List,
     Show {
@@ -335,7 +379,10 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
     if let Command::Demo(args) = &cli.command {
         return demo::run(args).await;
     }
-    let home = Home::resolve(cli.home.clone()).map_err(usage)?;
+    let mut home = Home::resolve(cli.home.clone()).map_err(usage)?;
+    if let Some(url) = &cli.state {
+        home = home.with_state_url(Some(store::state_flag(url).map_err(usage)?));
+    }
     match cli.command {
         Command::Demo(_) => unreachable!("handled above"),
         Command::Profiles(cmd) => profiles(&home, cmd),
@@ -349,12 +396,18 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
         Command::User(cmd) => admin::user(&home, cmd),
         Command::Apply(args) => config::apply(&home, args).await,
         Command::Dump(args) => config::dump(&home, args),
+        Command::Migrate(args) => store::migrate(&home, args),
+        Command::State(cmd) => store::state(&home, cmd),
     }
 }
 
 fn profiles(home: &Home, cmd: ProfilesCmd) -> Result<i32, Failure> {
+    if let ProfilesCmd::Source(cmd) = cmd {
+        return source(home, cmd);
+    }
     let store = home.profiles()?;
     match cmd {
+        ProfilesCmd::Source(_) => unreachable!("handled above"),
         ProfilesCmd::Import { path, key, format } => {
             let format = match format.as_deref() {
                 None => None,
@@ -399,30 +452,94 @@ fn profiles(home: &Home, cmd: ProfilesCmd) -> Result<i32, Failure> {
     Ok(EXIT_OK)
 }
 
+fn source(home: &Home, cmd: SourceCmd) -> Result<i32, Failure> {
+    match cmd {
+        SourceCmd::Add {
+            name,
+            postgres,
+            table,
+            query,
+            key,
+        } => {
+            let url = store::state_flag(&postgres).map_err(usage)?;
+            let relation = match (table, query) {
+                (Some(t), None) => crate::profiles::PgRelation::Table(t),
+                (None, Some(q)) => crate::profiles::PgRelation::Query(q),
+                _ => {
+                    return Err(usage(anyhow!(
+                        "give the profiles as --table T or --query SQL"
+                    )))
+                }
+            };
+            let (view, columns) = ops::add_pg_source(
+                home,
+                &Actor::cli(),
+                ops::PgSourceInput {
+                    name: name.clone(),
+                    url: SecretString::from(url),
+                    relation,
+                    key_column: key,
+                },
+            )
+            .map_err(op_failure)?;
+            println!(
+                "profile source \"{name}\" added: {} {} at {}, key column {}",
+                view.relation_kind, view.relation, view.url, view.key_column
+            );
+            for c in &columns {
+                println!("  {:<24} {}", c.name, c.kind.as_str());
+            }
+        }
+        SourceCmd::List => {
+            for s in ops::pg_sources(home, &Actor::cli()).map_err(op_failure)? {
+                println!(
+                    "{:<24} {} {} at {} (key {})",
+                    s.name, s.relation_kind, s.relation, s.url, s.key_column
+                );
+            }
+        }
+        SourceCmd::Remove { name } => {
+            ops::remove_pg_source(home, &Actor::cli(), &name).map_err(op_failure)?;
+            println!("profile source \"{name}\" removed");
+        }
+    }
+    Ok(EXIT_OK)
+}
+
 fn segments(home: &Home, cmd: SegmentsCmd) -> Result<i32, Failure> {
     let state = home.state()?;
     match cmd {
-        SegmentsCmd::Add { name, predicate } => {
-            let count =
-                ops::add_segment(home, &Actor::cli(), &name, &predicate).map_err(op_failure)?;
+        SegmentsCmd::Add {
+            name,
+            predicate,
+            source,
+        } => {
+            let count = ops::add_segment(home, &Actor::cli(), &name, &predicate, source.as_deref())
+                .map_err(op_failure)?;
             println!("segment \"{name}\" added: {count} profiles match");
         }
         SegmentsCmd::List => {
             for s in state.segments()? {
-                println!("{:<24} {}", s.name, s.predicate);
+                match &s.source {
+                    Some(src) => println!("{:<24} {} (source {src})", s.name, s.predicate),
+                    None => println!("{:<24} {}", s.name, s.predicate),
+                }
             }
         }
         SegmentsCmd::Show { name } => {
             let s = state.segment(&name).map_err(usage)?;
             println!(
-                "name:      {}\npredicate: {}\ncreated:   {}",
-                s.name, s.predicate, s.created_at
+                "name:      {}\npredicate: {}\nsource:    {}\ncreated:   {}",
+                s.name,
+                s.predicate,
+                s.source.as_deref().unwrap_or("imported profiles"),
+                s.created_at
             );
         }
         SegmentsCmd::Preview { name, sample } => {
             let s = state.segment(&name).map_err(usage)?;
             let p = home
-                .profiles()?
+                .profiles_of(s.source.as_deref())?
                 .preview(&s.predicate, sample)
                 .map_err(usage)?;
             println!("segment \"{name}\": {} profiles", p.count);

@@ -420,6 +420,8 @@ pub async fn audiences(
 pub struct SegmentView {
     pub name: String,
     pub predicate: String,
+    /// The PostgreSQL profile source it reads (absent: the imported profiles).
+    pub source: Option<String>,
     pub created_at: String,
     /// Profiles in the segment now (absent when it cannot be counted, with `error`).
     pub count: Option<u64>,
@@ -429,8 +431,8 @@ pub struct SegmentView {
 fn segment_view(app: &AppState, s: crate::state::SegmentRecord) -> SegmentView {
     let counted = app
         .home
-        .profiles()
-        .map_err(|e| e.to_string())
+        .profiles_of(s.source.as_deref())
+        .map_err(|e| format!("{e:#}"))
         .and_then(|p| p.preview(&s.predicate, 0).map_err(|e| e.to_string()));
     let (count, error) = match counted {
         Ok(p) => (Some(p.count), None),
@@ -439,6 +441,7 @@ fn segment_view(app: &AppState, s: crate::state::SegmentRecord) -> SegmentView {
     SegmentView {
         name: s.name,
         predicate: s.predicate,
+        source: s.source,
         created_at: s.created_at,
         count,
         error,
@@ -462,6 +465,10 @@ pub struct NewSegment {
     pub name: String,
     /// A SQL boolean expression over the profile columns.
     pub predicate: String,
+    /// A PostgreSQL profile source to read instead of the imported profiles (the predicate
+    /// is then checked by PostgreSQL).
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// Adds a segment (contributors); the predicate is checked and counted first.
@@ -472,13 +479,20 @@ pub async fn add_segment(
     who: Authed,
     Json(s): Json<NewSegment>,
 ) -> ApiResult<(StatusCode, Json<SegmentView>)> {
-    let count = ops::add_segment(&app.home, &who.actor, &s.name, &s.predicate)?;
+    let count = ops::add_segment(
+        &app.home,
+        &who.actor,
+        &s.name,
+        &s.predicate,
+        s.source.as_deref(),
+    )?;
     let rec = state_of(&app)?.segment(&s.name)?;
     Ok((
         StatusCode::CREATED,
         Json(SegmentView {
             name: rec.name,
             predicate: rec.predicate,
+            source: rec.source,
             created_at: rec.created_at,
             count: Some(count),
             error: None,
@@ -520,7 +534,7 @@ pub async fn get_segment(
     };
     let p = app
         .home
-        .profiles()
+        .profiles_of(s.source.as_deref())
         .map_err(ApiError::internal)?
         .preview(&s.predicate, sample)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
@@ -552,6 +566,7 @@ pub async fn change_segment(
     Ok(Json(SegmentView {
         name: rec.name,
         predicate: rec.predicate,
+        source: rec.source,
         created_at: rec.created_at,
         count: Some(count),
         error: None,

@@ -73,6 +73,10 @@ pub struct ServeConfig {
     pub run_settings: RunSettings,
     /// How often the scheduler looks at the clock.
     pub scheduler_tick: Duration,
+    /// How many scheduled runs this server takes on at once; further due runs wait in the
+    /// queue for a free slot here or on another server sharing the state store. "Run now"
+    /// is not limited.
+    pub max_runs: usize,
 }
 
 impl ServeConfig {
@@ -84,6 +88,7 @@ impl ServeConfig {
             secure_cookies: false,
             run_settings: RunSettings::default(),
             scheduler_tick: Duration::from_millis(500),
+            max_runs: 8,
         }
     }
 }

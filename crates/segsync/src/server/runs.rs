@@ -389,7 +389,7 @@ impl RunManager {
                 Err(reason) => {
                     let outcome = match reason {
                         StopReason::Cancelled => Outcome::Cancelled,
-                        StopReason::Shutdown => Outcome::Interrupted,
+                        StopReason::Shutdown | StopReason::LeaseLost => Outcome::Interrupted,
                     };
                     me.record_end(run_id, outcome, STOPPED_BEFORE_START);
                     RunEnded {

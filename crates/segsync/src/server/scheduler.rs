@@ -1,6 +1,13 @@
 //! The scheduler: fires exports on their cron schedule (in their time zone) and after every
 //! profile refresh, through the same [`RunManager::start`](super::runs::RunManager::start)
-//! as "Run now". Missed ticks are skipped, not piled up (after downtime an export runs at its
+//! as "Run now".
+//!
+//! Several servers may share one PostgreSQL state store. A due tick goes into the store's
+//! run queue, which holds one row per export and tick whichever worker queues it first;
+//! each worker claims rows (`FOR UPDATE SKIP LOCKED`) and starts them, so a tick runs once.
+//! An export's run holds a lease on it; a run recorded as running whose lease ran out (its
+//! worker died) is taken over by the next worker that looks, and resumes from its
+//! checkpoint. Missed ticks are skipped, not piled up (after downtime an export runs at its
 //! next tick, once); a tick that finds the export still running is skipped; paused and
 //! removed exports do not fire. A refresh that finds an after-refresh export running queues
 //! one more run after it (the running one read the old profiles).
@@ -135,6 +142,7 @@ pub fn spawn(app: &AppState) -> JoinHandle<()> {
         let mut interval = tokio::time::interval(app.config.scheduler_tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut store_failing = false;
+        let mut last_takeover = std::time::Instant::now();
         loop {
             interval.tick().await;
             let now = Utc::now();
@@ -192,13 +200,151 @@ pub fn spawn(app: &AppState) -> JoinHandle<()> {
                     continue;
                 }
                 entry.skipped = None;
-                match app.runs.start(&e.name, "schedule").await {
-                    Ok(run_id) => tracing::info!(export = %e.name, run_id, "scheduled run started"),
-                    Err(err) => {
-                        tracing::info!(export = %e.name, error = %err, "scheduled tick skipped")
-                    }
-                }
+                queue_tick(&app, &e.name, at);
+            }
+            start_queued(&app).await;
+            if last_takeover.elapsed() >= TAKEOVER_EVERY {
+                last_takeover = std::time::Instant::now();
+                take_over(&app).await;
             }
         }
     })
+}
+
+/// Puts an export's due tick in the run queue of the state store. Every worker of a shared
+/// store sees the same tick; the queue keeps one row per export and tick, so it runs once.
+fn queue_tick(app: &AppState, export: &str, at: DateTime<Utc>) {
+    let tick = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let queued = app
+        .home
+        .state()
+        .and_then(|s| Ok(s.enqueue_run(export, "schedule", "scheduler", Some(&tick))?));
+    match queued {
+        Ok(Some(id)) => tracing::debug!(export, tick, id, "scheduled tick queued"),
+        Ok(None) => tracing::debug!(
+            export,
+            tick,
+            "scheduled tick already queued by another worker"
+        ),
+        Err(e) => tracing::warn!(export, tick, error = %e, "scheduled tick not queued"),
+    }
+}
+
+/// How long a claimed queue row stays this worker's before another may claim it: the time
+/// between the claim and the run's start (its export's lease takes over from there).
+const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Starts what the run queue holds, one claimed row at a time (rows claimed by another
+/// worker are skipped, not waited for). A row whose export is running, here or on another
+/// worker, is done without a run: the tick is skipped, as on a single server.
+async fn start_queued(app: &AppState) {
+    let worker = crate::home::worker_id();
+    loop {
+        if busy(app) {
+            return;
+        }
+        let claimed = app
+            .home
+            .state()
+            .and_then(|s| Ok((s.claim_queued_run(worker, CLAIM_TTL)?, s)));
+        let (q, state) = match claimed {
+            Ok((Some(q), state)) => (q, state),
+            Ok((None, _)) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming a queued run (retrying at the next tick)");
+                return;
+            }
+        };
+        let run_id = match not_runnable_now(app, &q.export) {
+            Some(why) => {
+                tracing::info!(export = %q.export, why, "queued run skipped");
+                None
+            }
+            None => match app.runs.start(&q.export, &q.trigger).await {
+                Ok(run_id) => {
+                    tracing::info!(export = %q.export, run_id, trigger = %q.trigger, "queued run started");
+                    Some(run_id)
+                }
+                Err(err) => {
+                    tracing::info!(export = %q.export, error = %err, "queued run skipped");
+                    None
+                }
+            },
+        };
+        if let Err(e) = state.complete_queued_run(q.id, worker, run_id) {
+            tracing::warn!(export = %q.export, error = %e, "marking a queued run done");
+        }
+    }
+}
+
+/// Whether this server runs as many exports as it takes on (`--max-runs`).
+fn busy(app: &AppState) -> bool {
+    app.runs.all_running().len() >= app.config.max_runs
+}
+
+/// Why a queued export does not start now: paused, removed, or without its connection.
+fn not_runnable_now(app: &AppState, name: &str) -> Option<&'static str> {
+    let state = match app.home.state() {
+        Ok(s) => s,
+        Err(_) => return Some("the state store does not answer"),
+    };
+    match state.export(name) {
+        Ok(e) if e.paused => Some("paused"),
+        Ok(e) => match state.connection(&e.connection) {
+            Err(crate::state::StateError::NotFound(_)) => Some("its connection was removed"),
+            _ => None,
+        },
+        Err(_) => Some("removed"),
+    }
+}
+
+/// How often a server looks for runs that another one left unfinished.
+const TAKEOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Resumes the runs that another process left: a run recorded as running whose export's lock
+/// nobody holds (its worker was killed, or lost its machine, and its lease ran out), and a
+/// run interrupted by a worker's shutdown (a rolling restart). The first worker to take the
+/// export's lock resumes it from its checkpoint; the others find it busy.
+async fn take_over(app: &AppState) {
+    let found = app.home.state().and_then(|s| {
+        let mut left: Vec<(String, &'static str)> = s
+            .exports_with_running_runs()?
+            .into_iter()
+            .map(|e| (e, "takeover"))
+            .collect();
+        for e in s.exports()? {
+            let last = s.runs(Some(&e.name), 1)?.into_iter().next();
+            if last.is_some_and(|r| r.outcome == crate::state::Outcome::Interrupted) {
+                left.push((e.name, "resume"));
+            }
+        }
+        Ok(left)
+    });
+    let left = match found {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "looking for runs left by another worker");
+            return;
+        }
+    };
+    for (export, trigger) in left {
+        if busy(app) {
+            return;
+        }
+        if app.runs.running(&export).is_some() {
+            continue;
+        }
+        if not_runnable_now(app, &export).is_some() {
+            continue;
+        }
+        match app.runs.start(&export, trigger).await {
+            Ok(run_id) => {
+                tracing::warn!(export = %export, run_id, trigger, "resuming a run another worker left")
+            }
+            // Alive somewhere: its worker holds the lease.
+            Err(err) => {
+                tracing::trace!(export = %export, error = %err, "run held by another worker")
+            }
+        }
+    }
 }

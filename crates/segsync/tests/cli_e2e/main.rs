@@ -17,6 +17,7 @@ mod first_run;
 mod guards;
 mod incremental;
 mod membership;
+mod postgres;
 mod records;
 mod resume;
 mod secrets;

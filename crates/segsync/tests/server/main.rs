@@ -16,3 +16,4 @@ mod roles;
 mod schedule;
 mod secrets;
 mod shutdown;
+mod workers;

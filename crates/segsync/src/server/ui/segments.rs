@@ -31,11 +31,16 @@ pub async fn counted(
 ) -> Result<Vec<(SegmentRecord, Result<u64, String>)>, ApiError> {
     let home = app.home.clone();
     tokio::task::spawn_blocking(move || {
-        let store = home.profiles().map_err(|e| e.to_string());
+        // One store per source, opened once.
+        let mut stores = std::collections::HashMap::new();
         segments
             .into_iter()
             .map(|s| {
-                let count = match &store {
+                let store = stores.entry(s.source.clone()).or_insert_with(|| {
+                    home.profiles_of(s.source.as_deref())
+                        .map_err(|e| format!("{e:#}"))
+                });
+                let count = match store {
                     Ok(p) => p
                         .preview(&s.predicate, 0)
                         .map(|p| p.count)
@@ -169,11 +174,12 @@ pub async fn add(State(app): State<AppState>, User(who): User, form: FormData) -
         add.name.clone(),
         add.predicate.clone(),
     );
-    let result =
-        tokio::task::spawn_blocking(move || ops::add_segment(&home, &actor, &name, &predicate))
-            .await
-            .map_err(ApiError::internal)
-            .or_page(&who)?;
+    let result = tokio::task::spawn_blocking(move || {
+        ops::add_segment(&home, &actor, &name, &predicate, None)
+    })
+    .await
+    .map_err(ApiError::internal)
+    .or_page(&who)?;
     match result {
         Ok(count) => Ok(redirect_notice(
             &format!("/segments/{}", seg(&add.name)),
@@ -217,10 +223,10 @@ async fn show_page(
     let can_change = who.actor.role >= Role::Contributor;
     // The sample holds personal data: contributors and admins only.
     let sample = if can_change { SAMPLE_ROWS } else { 0 };
-    let (home, predicate) = (app.home.clone(), s.predicate.clone());
+    let (home, predicate, source) = (app.home.clone(), s.predicate.clone(), s.source.clone());
     let preview = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        home.profiles()
-            .map_err(|e| e.to_string())?
+        home.profiles_of(source.as_deref())
+            .map_err(|e| format!("{e:#}"))?
             .preview(&predicate, sample)
             .map_err(|e| e.to_string())
     })

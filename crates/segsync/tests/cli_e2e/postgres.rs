@@ -1,0 +1,220 @@
+//! PostgreSQL as the installation's state store and as a profile source (issue 5), through
+//! the command line: an installation moves from SQLite to PostgreSQL without losing its
+//! snapshot or its history, and profiles that stay in a PostgreSQL table are exported with
+//! their segments evaluated by PostgreSQL.
+
+use mailchimp_sim::Status;
+
+use crate::common::*;
+
+#[test]
+fn an_installation_moves_from_sqlite_to_postgres_and_carries_on_where_it_was() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let mut profiles = people(40);
+    let s = Session::new(&sim);
+    s.setup(&list, &profiles, &[]);
+    s.run_export(0);
+    let want = expected(&profiles, Status::Subscribed);
+    assert_eq!(holding(&sim.view(&list), FIELDS), want);
+
+    // An existing SQLite home is at the latest schema: migrate says so and changes nothing.
+    let out = s.ok(&["migrate"]);
+    assert!(out.stdout.contains("up to date"), "{}", out.text());
+
+    let db = TestDb::create("copy");
+    let sqlite = format!("sqlite:{}", s.home().join("state.sqlite").display());
+    let out = s.ok(&["state", "copy", "--from", &sqlite, "--to", &db.url]);
+    for table in ["connections", "segments", "exports", "snapshot", "runs"] {
+        assert!(out.stdout.contains(table), "{table} copied: {}", out.text());
+    }
+
+    // Copying again into the same database is refused and leaves it as it was.
+    let runs_before: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM runs", &[])
+        .unwrap()
+        .get(0);
+    let out = s.sh(&["state", "copy", "--from", &sqlite, "--to", &db.url]);
+    assert_ne!(out.code, 0, "a second copy is refused: {}", out.text());
+    assert!(
+        out.text().contains("is not empty"),
+        "the refusal says why: {}",
+        out.text()
+    );
+    let runs_after: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM runs", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(runs_before, runs_after);
+
+    // From now on the installation lives in PostgreSQL: its history is there...
+    s.set_env("SEGSYNC_STATE", &db.url);
+    let out = s.ok(&["runs", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(&out.stdout).expect("runs as JSON");
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+
+    // ... and so is its snapshot: after one profile changes, the next run sends that one
+    // change and nothing else, and it is recorded in PostgreSQL.
+    profiles[0].city = "Sibiu".into();
+    s.import(&profiles);
+    let writes_before = sim.counters().writes;
+    let out = s.run_export(0);
+    let writes = sim.counters().writes - writes_before;
+    assert_eq!(
+        writes,
+        1,
+        "one upsert for one changed profile: {}",
+        out.text()
+    );
+    let want = expected(&profiles, Status::Subscribed);
+    assert_eq!(holding(&sim.view(&list), FIELDS), want);
+    let n: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM runs WHERE outcome = 'succeeded'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "both runs are in PostgreSQL's history");
+    // The SQLite file was left as it was: one run.
+    s.set_env("SEGSYNC_STATE", &sqlite);
+    let out = s.ok(&["runs", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(&out.stdout).expect("runs as JSON");
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+}
+
+#[test]
+fn profiles_in_a_postgres_table_are_exported_with_segments_evaluated_by_postgres() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let profiles = people(60);
+    let db = TestDb::create("source");
+    write_pg_table(&db, &profiles);
+    let s = Session::new(&sim);
+
+    // A password on the command line is refused (the process list would show it) ...
+    let with_password = db.url.replace("postgres@", "postgres:s3cret-pw@");
+    let out = s.expect(
+        2,
+        &[
+            "profiles",
+            "source",
+            "add",
+            "crm",
+            "--postgres",
+            &with_password,
+            "--table",
+            "crm.customers",
+            "--key",
+            "customer_id",
+        ],
+    );
+    assert!(out.text().contains("process list"), "{}", out.text());
+    assert!(out.text().contains("postgres:***@"), "{}", out.text());
+    let mut printed = out.text();
+    // ... but it may come in an environment variable (trust auth ignores it here).
+    s.set_env("CRM_URL", &with_password);
+    let out = s.ok(&[
+        "profiles",
+        "source",
+        "add",
+        "crm",
+        "--postgres",
+        "env:CRM_URL",
+        "--table",
+        "crm.customers",
+        "--key",
+        "customer_id",
+    ]);
+    assert!(out.stdout.contains("lifetime_value"), "{}", out.text());
+    printed.push_str(&out.text());
+
+    // A wrong key column is refused with the columns there are.
+    let out = s.expect(
+        2,
+        &[
+            "profiles",
+            "source",
+            "add",
+            "crm2",
+            "--postgres",
+            &db.url,
+            "--table",
+            "crm.customers",
+            "--key",
+            "id",
+        ],
+    );
+    assert!(out.text().contains("customer_id"), "{}", out.text());
+
+    // Segments over the source are checked by PostgreSQL when they are added.
+    let out = s.expect(
+        2,
+        &[
+            "segments", "add", "big", "--where", "ltv > 5", "--source", "crm",
+        ],
+    );
+    assert!(
+        out.text().contains("column \"ltv\" does not exist"),
+        "PostgreSQL's own message: {}",
+        out.text()
+    );
+    let out = s.ok(&[
+        "segments",
+        "add",
+        "high_value",
+        "--where",
+        "lifetime_value >= 500",
+        "--source",
+        "crm",
+    ]);
+    let high = profiles.iter().filter(|p| p.high_value()).count();
+    assert!(
+        out.stdout.contains(&format!("{high} profiles match")),
+        "{}",
+        out.text()
+    );
+    s.ok(&[
+        "segments",
+        "add",
+        "romania",
+        "--where",
+        "country ILIKE 'ro'",
+        "--source",
+        "crm",
+    ]);
+
+    // The standard export, from PostgreSQL: the audience gets exactly the segments.
+    s.connect();
+    s.add_export(&list, &[]);
+    s.run_export(0);
+    assert_eq!(
+        holding(&sim.view(&list), FIELDS),
+        expected(&profiles, Status::Subscribed)
+    );
+
+    // An export cannot mix profiles from two places.
+    s.import(&profiles);
+    s.ok(&["segments", "add", "local_ro", "--where", "country = 'RO'"]);
+    let mut args = s.export_args(&list, &["--segment", "local_ro"]);
+    args[2] = "mixed".into();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = s.expect(2, &args);
+    assert!(out.text().contains("one source"), "{}", out.text());
+
+    // A source that segments read cannot be removed; the password is never shown.
+    let out = s.expect(2, &["profiles", "source", "remove", "crm"]);
+    assert!(out.text().contains("high_value"), "{}", out.text());
+    let out = s.ok(&["profiles", "source", "list"]);
+    assert!(out.stdout.contains("crm.customers"), "{}", out.text());
+    printed.push_str(&out.text());
+    assert!(
+        !printed.contains("s3cret-pw"),
+        "the password never shows: {printed}"
+    );
+    let state = std::fs::read(s.home().join("state.sqlite")).unwrap();
+    assert!(
+        !state.windows(9).any(|w| w == b"s3cret-pw"),
+        "the URL is sealed at rest"
+    );
+}
