@@ -10,51 +10,22 @@ use segsync::profiles::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+#[path = "support/pg.rs"]
+mod pg_support;
+use pg_support::TestDb;
 
-fn server_url() -> String {
-    std::env::var("SEGSYNC_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_SERVER.to_string())
+/// What these tests do with their database.
+trait SourceDb {
+    fn url_with_password(&self, password: &str) -> String;
+    fn exec(&self, sql: &str);
+    fn count(&self, table: &str) -> i64;
+    fn source(&self, relation: PgRelation, key: &str) -> PgSource;
+    fn table(&self, table: &str, key: &str) -> PgSource;
 }
 
-fn admin() -> postgres::Client {
-    let url = server_url();
-    postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable at {}: {e}. These tests need a running PostgreSQL \
-             (set SEGSYNC_TEST_POSTGRES to its URL).",
-            segsync::pg::redact(&url)
-        )
-    })
-}
-
-/// A database of the test's own, dropped (even while connected to) when the test ends.
-struct TestDb {
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    fn new() -> TestDb {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "segsync_pg_source_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        admin()
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-        let mut url = url::Url::parse(&server_url()).unwrap();
-        url.set_path(&format!("/{name}"));
-        TestDb {
-            name,
-            url: url.to_string(),
-        }
-    }
-
+impl SourceDb for TestDb {
     /// This database's URL with `password` in it (trust authentication ignores it).
     fn url_with_password(&self, password: &str) -> String {
         let mut url = url::Url::parse(&self.url).unwrap();
@@ -83,21 +54,6 @@ impl TestDb {
 
     fn table(&self, table: &str, key: &str) -> PgSource {
         self.source(PgRelation::Table(table.into()), key)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let dropped =
-            postgres::Client::connect(&server_url(), postgres::NoTls).and_then(|mut c| {
-                c.batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
-            });
-        if let Err(e) = dropped {
-            eprintln!("cannot drop test database {}: {e}", self.name);
-        }
     }
 }
 
@@ -134,7 +90,7 @@ fn column(name: &str, kind: ColumnType) -> Column {
 
 #[test]
 fn mixed_types_are_described_and_read_as_json() {
-    let db = TestDb::new();
+    let db = TestDb::create("pg_source");
     db.exec(
         "CREATE DOMAIN positive AS integer CHECK (VALUE > 0);
          CREATE TABLE customers (
@@ -277,7 +233,7 @@ fn mixed_types_are_described_and_read_as_json() {
 
 #[test]
 fn a_query_relation_and_a_schema_qualified_table() {
-    let db = TestDb::new();
+    let db = TestDb::create("pg_source");
     db.exec(
         "CREATE SCHEMA crm;
          CREATE TABLE crm.customers (customer_id text PRIMARY KEY, email text, country text);
@@ -355,7 +311,7 @@ fn a_query_relation_and_a_schema_qualified_table() {
 
 #[test]
 fn predicates_are_evaluated_by_postgres() {
-    let db = TestDb::new();
+    let db = TestDb::create("pg_source");
     db.exec(
         "CREATE TABLE people (id text PRIMARY KEY, email text, signed_up date,
                               last_seen timestamptz, attrs jsonb);
@@ -401,7 +357,7 @@ fn predicates_are_evaluated_by_postgres() {
 
 #[test]
 fn a_missing_column_is_reported_in_postgres_words() {
-    let db = TestDb::new();
+    let db = TestDb::create("pg_source");
     db.exec(
         "CREATE TABLE customers (id text, lifetime_value numeric, age int);
          INSERT INTO customers VALUES ('a', 10, 30);",
@@ -472,7 +428,7 @@ fn a_missing_column_is_reported_in_postgres_words() {
 
 #[test]
 fn injection_attempts_are_refused_and_the_table_is_intact() {
-    let db = TestDb::new();
+    let db = TestDb::create("pg_source");
     db.exec(
         "CREATE TABLE customers (id text PRIMARY KEY, email text);
          CREATE SEQUENCE counter;
@@ -530,7 +486,7 @@ fn injection_attempts_are_refused_and_the_table_is_intact() {
 
 #[test]
 fn a_slow_predicate_is_stopped_by_the_statement_timeout() {
-    let db = TestDb::new();
+    let db = TestDb::create("pg_source");
     db.exec(
         "CREATE TABLE customers (id text, email text);
          INSERT INTO customers VALUES ('a', 'a@x'), ('b', 'b@x');",
@@ -575,7 +531,7 @@ fn a_slow_predicate_is_stopped_by_the_statement_timeout() {
 #[test]
 fn a_large_select_streams_every_row() {
     const N: u64 = 200_000;
-    let db = TestDb::new();
+    let db = TestDb::create("pg_source");
     db.exec(&format!(
         "CREATE TABLE big AS
            SELECT g AS id, 'user' || g || '@example.com' AS email, g % 7 AS bucket
@@ -614,7 +570,7 @@ fn a_large_select_streams_every_row() {
 
 #[test]
 fn a_callback_error_stops_the_pass() {
-    let db = TestDb::new();
+    let db = TestDb::create("pg_source");
     db.exec(
         "CREATE TABLE big AS
            SELECT g AS id, 'user' || g || '@example.com' AS email
@@ -658,7 +614,7 @@ fn connection_errors_never_show_the_password() {
     }
     assert!(check_source(url, PgRelation::Table("t".into()), "id").is_err());
 
-    let db = TestDb::new();
+    let db = TestDb::create("pg_source");
     db.exec("CREATE TABLE customers (id text, email text);");
     let url = db.url_with_password("s3cret");
     let source = PgSource::connect(&url, PgRelation::Table("customers".into()), "id").unwrap();
@@ -675,7 +631,7 @@ fn connection_errors_never_show_the_password() {
 
 #[test]
 fn connect_checks_the_relation_and_the_key_column() {
-    let db = TestDb::new();
+    let db = TestDb::create("pg_source");
     db.exec(
         "CREATE SCHEMA crm;
          CREATE TABLE crm.customers (id text, email text, age int);",
@@ -747,7 +703,7 @@ fn connect_checks_the_relation_and_the_key_column() {
 
 #[test]
 fn works_from_inside_a_tokio_runtime() {
-    let db = TestDb::new();
+    let db = TestDb::create("pg_source");
     db.exec(
         "CREATE TABLE customers (id text, vip boolean); INSERT INTO customers VALUES ('a', true);",
     );

@@ -8,7 +8,6 @@
 //! they never skip silently.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use segsync::state::{
@@ -21,8 +20,6 @@ use segsync_core::{
     SnapshotEntry, Status, TagSet,
 };
 use serde_json::json;
-
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -39,56 +36,9 @@ impl Kind {
     }
 }
 
-fn admin() -> postgres::Client {
-    postgres::Client::connect(ADMIN_URL, postgres::NoTls).unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable at {ADMIN_URL} ({e}); the PostgreSQL half of the \
-             state contract needs it (start the server, e.g. `service postgresql start`)"
-        )
-    })
-}
-
-/// A database of its own for one test, dropped when the test ends (passed or failed).
-struct PgDb {
-    name: String,
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-impl PgDb {
-    fn create(test: &str) -> PgDb {
-        let test: String = test.chars().take(30).collect();
-        let name = format!(
-            "segsync_t_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst),
-            test
-        );
-        admin()
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
-        PgDb { name }
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-    }
-
-    fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url(), postgres::NoTls).unwrap()
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(ADMIN_URL, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
+#[path = "support/pg.rs"]
+mod pg_support;
+use pg_support::TestDb as PgDb;
 
 /// Where one test keeps its stores: a temporary folder for SQLite files, databases for
 /// PostgreSQL (all removed at the end).
@@ -129,7 +79,7 @@ impl Env {
             }
             Kind::Postgres => {
                 let db = PgDb::create(self.test);
-                let url = db.url();
+                let url = db.url.clone();
                 self.dbs.borrow_mut().push(db);
                 url
             }
@@ -1271,7 +1221,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
         }
         Kind::Postgres => {
             migrate(&old).unwrap();
-            let db = env.dbs.borrow().last().unwrap().url();
+            let db = env.dbs.borrow().last().unwrap().url.clone();
             let mut c = postgres::Client::connect(&db, postgres::NoTls).unwrap();
             c.batch_execute(BACK_TO_V1_POSTGRES).unwrap();
             1

@@ -24,53 +24,9 @@ pub const EXPORT: &str = "newsletter";
 
 // --- PostgreSQL ---
 
-/// A database of its own on the machine's PostgreSQL, dropped at the end (also on failure).
-/// (`CREATE DATABASE` on PostgreSQL at 127.0.0.1:5432, user postgres, trust auth; a test
-/// fails, never skips, when it is not there.)
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-impl TestDb {
-    pub fn create(what: &str) -> TestDb {
-        let name = format!("segsync_{what}_{}_{}", std::process::id(), rand_suffix());
-        let mut admin = postgres::Client::connect(ADMIN_URL, postgres::NoTls).unwrap_or_else(|e| {
-            panic!("these tests need PostgreSQL at {ADMIN_URL} (user postgres, trust auth): {e}")
-        });
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .expect("create the test database");
-        TestDb {
-            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-            name,
-        }
-    }
-
-    pub fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(ADMIN_URL, postgres::NoTls) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
-/// A number that differs between test databases of one process.
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
+#[path = "../../support/pg.rs"]
+mod pg_support;
+pub use pg_support::TestDb;
 
 /// Writes `profiles` into a new table `crm.customers` of `db`, with the columns of the CSV
 /// the other tests import (lifetime_value as numeric, updated_at as timestamptz).
