@@ -55,7 +55,7 @@ pub async fn run_after_refresh(app: &AppState) -> Vec<String> {
         if e.paused || e.schedule != Schedule::AfterRefresh {
             continue;
         }
-        if let Some(why) = not_runnable(app, &e.name, &e.schedule) {
+        if let Some(why) = not_runnable(app, &e.name, Some(&e.schedule)) {
             tracing::info!(export = %e.name, why, "after-refresh run not started");
             continue;
         }
@@ -105,15 +105,16 @@ impl Due {
 
 /// Why a due export does not start now, if it does not: it was paused, removed or given
 /// another schedule since the exports were read (checked again right before the start), or
-/// its connection was removed (it stops running until it gets one again).
-fn not_runnable(app: &AppState, name: &str, schedule: &Schedule) -> Option<&'static str> {
+/// its connection was removed (it stops running until it gets one again). `schedule`: the
+/// schedule it was found due by (`None`: whatever it is now, for a queued run).
+fn not_runnable(app: &AppState, name: &str, schedule: Option<&Schedule>) -> Option<&'static str> {
     let state = match app.home.state() {
         Ok(s) => s,
         Err(_) => return Some("the state store does not answer"),
     };
     match state.export(name) {
         Ok(e) if e.paused => Some("paused"),
-        Ok(e) if &e.schedule != schedule => Some("its schedule changed"),
+        Ok(e) if schedule.is_some_and(|s| s != &e.schedule) => Some("its schedule changed"),
         Ok(e) => match state.connection(&e.connection) {
             Err(crate::state::StateError::NotFound(_)) => Some("its connection was removed"),
             _ => None,
@@ -192,7 +193,7 @@ pub fn spawn(app: &AppState) -> JoinHandle<()> {
                     tracing::info!(export = %e.name, run_id = r.run_id, "scheduled tick skipped: the export is still running");
                     continue;
                 }
-                if let Some(why) = not_runnable(&app, &e.name, &e.schedule) {
+                if let Some(why) = not_runnable(&app, &e.name, Some(&e.schedule)) {
                     if entry.skipped != Some(why) {
                         tracing::info!(export = %e.name, why, "scheduled tick skipped (said once)");
                         entry.skipped = Some(why);
@@ -255,7 +256,7 @@ async fn start_queued(app: &AppState) {
                 return;
             }
         };
-        let run_id = match not_runnable_now(app, &q.export) {
+        let run_id = match not_runnable(app, &q.export, None) {
             Some(why) => {
                 tracing::info!(export = %q.export, why, "queued run skipped");
                 None
@@ -280,22 +281,6 @@ async fn start_queued(app: &AppState) {
 /// Whether this server runs as many exports as it takes on (`--max-runs`).
 fn busy(app: &AppState) -> bool {
     app.runs.all_running().len() >= app.config.max_runs
-}
-
-/// Why a queued export does not start now: paused, removed, or without its connection.
-fn not_runnable_now(app: &AppState, name: &str) -> Option<&'static str> {
-    let state = match app.home.state() {
-        Ok(s) => s,
-        Err(_) => return Some("the state store does not answer"),
-    };
-    match state.export(name) {
-        Ok(e) if e.paused => Some("paused"),
-        Ok(e) => match state.connection(&e.connection) {
-            Err(crate::state::StateError::NotFound(_)) => Some("its connection was removed"),
-            _ => None,
-        },
-        Err(_) => Some("removed"),
-    }
 }
 
 /// How often a server looks for runs that another one left unfinished.
@@ -334,7 +319,7 @@ async fn take_over(app: &AppState) {
         if app.runs.running(&export).is_some() {
             continue;
         }
-        if not_runnable_now(app, &export).is_some() {
+        if not_runnable(app, &export, None).is_some() {
             continue;
         }
         match app.runs.start(&export, trigger).await {
