@@ -461,7 +461,7 @@ fn source(home: &Home, cmd: SourceCmd) -> Result<i32, Failure> {
             query,
             key,
         } => {
-            let url = store::state_flag(&postgres).map_err(usage)?;
+            let url = store::postgres_flag(&postgres).map_err(usage)?;
             let relation = match (table, query) {
                 (Some(t), None) => crate::profiles::PgRelation::Table(t),
                 (None, Some(q)) => crate::profiles::PgRelation::Query(q),

@@ -35,9 +35,19 @@ pub struct CopyArgs {
     pub json: bool,
 }
 
+/// A state store URL from the command line (`sqlite:PATH`, `postgres://...` or `env:VAR`).
+pub(crate) fn state_flag(value: &str) -> anyhow::Result<String> {
+    url_flag(value, "a state store", true)
+}
+
+/// A PostgreSQL URL from the command line (`postgres://...` or `env:VAR`).
+pub(crate) fn postgres_flag(value: &str) -> anyhow::Result<String> {
+    url_flag(value, "a PostgreSQL database", false)
+}
+
 /// A URL from the command line: `env:VAR` reads it from VAR; a password written on the
 /// command line is refused, because the process list shows it to every user of the machine.
-pub(crate) fn state_flag(value: &str) -> anyhow::Result<String> {
+fn url_flag(value: &str, what: &str, sqlite: bool) -> anyhow::Result<String> {
     if let Some(var) = value.strip_prefix("env:") {
         return std::env::var(var).map_err(|_| {
             anyhow!("environment variable {var} (named by \"env:{var}\") is not set")
@@ -49,14 +59,20 @@ pub(crate) fn state_flag(value: &str) -> anyhow::Result<String> {
                 bail!(
                     "{} carries a password on the command line, where the process list shows it: \
                      put the password in PGPASSWORD, or the whole URL in an environment variable \
-                     and pass env:VAR (or SEGSYNC_STATE)",
+                     and pass env:VAR",
                     crate::pg::redact(value)
                 );
             }
         }
-    } else if !value.starts_with("sqlite:") {
+    } else if !(sqlite && value.starts_with("sqlite:")) {
+        let forms = if sqlite {
+            "sqlite:PATH, postgres://USER@HOST/DB or env:VAR"
+        } else {
+            "postgres://USER@HOST/DB or env:VAR"
+        };
         bail!(
-            "\"{value}\" is not a state store URL: use sqlite:PATH, postgres://USER@HOST/DB or env:VAR"
+            "\"{}\" is not the URL of {what}: use {forms}",
+            crate::pg::redact(value)
         );
     }
     Ok(value.to_string())
