@@ -45,6 +45,9 @@ pub enum RunError {
     /// Another run of the same export holds its lock.
     #[error("export \"{0}\" is already running (another segsync process holds its lock); wait for it to finish")]
     Busy(String),
+    /// A resume found the export's last run finished (another worker carried it on).
+    #[error("export \"{0}\" has no unfinished run to resume")]
+    NothingToResume(String),
     #[error(transparent)]
     Mailchimp(Box<mailchimp::Error>),
     #[error(transparent)]
@@ -842,6 +845,9 @@ enum Done {
     },
 }
 
+/// The triggers of runs that carry on an unfinished one (after a shutdown, or a dead worker's).
+pub const RESUME_TRIGGERS: [&str; 2] = ["resume", "takeover"];
+
 /// A run that has begun: its export's lock is held and its row recorded as running.
 pub struct StartedRun {
     pub run_id: i64,
@@ -860,6 +866,14 @@ pub fn start(home: &Home, name: &str, trigger: &str) -> Result<StartedRun, RunEr
         .ok_or_else(|| RunError::Busy(name.to_string()))?;
     let state = home.state()?;
     state.export(name)?;
+    // A resume decided on before the lock was taken: the run it was for may have been carried
+    // to its end meanwhile (by another worker, which then released the lock).
+    if RESUME_TRIGGERS.contains(&trigger) {
+        let last = state.runs(Some(name), 1)?.into_iter().next();
+        if !last.is_some_and(|r| matches!(r.outcome, Outcome::Running | Outcome::Interrupted)) {
+            return Err(RunError::NothingToResume(name.to_string()));
+        }
+    }
     state.interrupt_stale_runs(name)?;
     let run_id = state.start_run(name, trigger)?;
     Ok(StartedRun {

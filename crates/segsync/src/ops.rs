@@ -81,7 +81,7 @@ impl From<RunError> for OpError {
     fn from(e: RunError) -> Self {
         match e {
             RunError::Config(m) | RunError::Limit(m) => OpError::Invalid(m),
-            RunError::Busy(_) => OpError::Conflict(e.to_string()),
+            RunError::Busy(_) | RunError::NothingToResume(_) => OpError::Conflict(e.to_string()),
             RunError::Mailchimp(m) => OpError::Mailchimp(m.to_string()),
             RunError::Other(e) => OpError::Internal(e),
         }

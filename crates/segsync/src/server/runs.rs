@@ -306,7 +306,9 @@ impl RunManager {
             Err(e) => {
                 self.slots().active.remove(export);
                 return Err(match e {
-                    RunError::Busy(_) => OpError::Conflict(e.to_string()),
+                    RunError::Busy(_) | RunError::NothingToResume(_) => {
+                        OpError::Conflict(e.to_string())
+                    }
                     other => OpError::from(other),
                 });
             }
