@@ -2363,33 +2363,51 @@ struct Pipeline {
 
 impl Pipeline {
     fn json(&self) -> Value {
+        let mut run = run_json(
+            self.run_wall,
+            self.run_cpu,
+            self.run_rss,
+            self.run_requests,
+            self.run_sim_cpu,
+            &self.run_stages,
+        );
+        run["items"] = json!(self.run_items);
         json!({
             "profiles": self.size,
             "members": self.members,
             "import_seconds": self.import_s,
             "import_peak_rss_mb": self.import_rss,
             "segments_add_seconds": self.segments_s,
-            "plan": {
-                "wall_seconds": self.plan_wall,
-                "cpu_seconds": self.plan_cpu,
-                "peak_rss_mb": self.plan_rss,
-                "requests": self.plan_requests,
-                "read_evaluate_seconds": self.stages.read_s(),
-                "audience_read_seconds": self.stages.audience_s(),
-                "diff_plan_seconds": self.stages.diff_plan_s(),
-            },
-            "run_latency_0": {
-                "wall_seconds": self.run_wall,
-                "cpu_seconds": self.run_cpu,
-                "peak_rss_mb": self.run_rss,
-                "requests": self.run_requests,
-                "items": self.run_items,
-                "sim_cpu_seconds": self.run_sim_cpu,
-                "read_evaluate_seconds": self.run_stages.read_s(),
-                "diff_plan_seconds": self.run_stages.diff_plan_s(),
-            },
+            "plan": plan_json(self.plan_wall, self.plan_cpu, self.plan_rss, self.plan_requests, &self.stages),
+            "run_latency_0": run,
         })
     }
+}
+
+/// A `segsync plan` of the local pipeline and pgsource parts, as the JSON report has it.
+fn plan_json(wall: f64, cpu: f64, rss: f64, requests: Option<u64>, stages: &Stages) -> Value {
+    json!({
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "peak_rss_mb": rss,
+        "requests": requests,
+        "read_evaluate_seconds": stages.read_s(),
+        "audience_read_seconds": stages.audience_s(),
+        "diff_plan_seconds": stages.diff_plan_s(),
+    })
+}
+
+/// A `segsync run` at latency 0 of the same parts, as the JSON report has it.
+fn run_json(wall: f64, cpu: f64, rss: f64, requests: u64, sim_cpu: f64, stages: &Stages) -> Value {
+    json!({
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "peak_rss_mb": rss,
+        "requests": requests,
+        "sim_cpu_seconds": sim_cpu,
+        "read_evaluate_seconds": stages.read_s(),
+        "diff_plan_seconds": stages.diff_plan_s(),
+    })
 }
 
 /// One size of `pgsource`: the profiles in PostgreSQL, the segments evaluated there.
@@ -2434,24 +2452,15 @@ impl PgFigures {
                 "select_bench_cpu_seconds": self.alone.select_cpu,
                 "select_rows": self.alone.select_rows,
             },
-            "plan": {
-                "wall_seconds": self.plan_wall,
-                "cpu_seconds": self.plan_cpu,
-                "peak_rss_mb": self.plan_rss,
-                "requests": self.plan_requests,
-                "read_evaluate_seconds": self.stages.read_s(),
-                "audience_read_seconds": self.stages.audience_s(),
-                "diff_plan_seconds": self.stages.diff_plan_s(),
-            },
-            "run_latency_0": {
-                "wall_seconds": self.run_wall,
-                "cpu_seconds": self.run_cpu,
-                "peak_rss_mb": self.run_rss,
-                "requests": self.run_requests,
-                "sim_cpu_seconds": self.run_sim_cpu,
-                "read_evaluate_seconds": self.run_stages.read_s(),
-                "diff_plan_seconds": self.run_stages.diff_plan_s(),
-            },
+            "plan": plan_json(self.plan_wall, self.plan_cpu, self.plan_rss, self.plan_requests, &self.stages),
+            "run_latency_0": run_json(
+                self.run_wall,
+                self.run_cpu,
+                self.run_rss,
+                self.run_requests,
+                self.run_sim_cpu,
+                &self.run_stages,
+            ),
         })
     }
 }
