@@ -1,7 +1,8 @@
 //! One run of an export, top to bottom: read the profiles (every segment in one pass),
 //! normalise, learn what changed in the audience, diff, plan, then send the plan with up to
-//! 10 requests in flight, checkpointing the snapshot after every acknowledged request, and
-//! report. `segsync plan` stops after the plan; `segsync run` goes on.
+//! 10 requests in flight, checkpointing the snapshot for every acknowledged request (on a
+//! thread of its own, see [`checkpoint`]), and report. `segsync plan` stops after the plan;
+//! `segsync run` goes on.
 //!
 //! Crash safety comes from the order of things: the snapshot only moves for what Mailchimp
 //! acknowledged, creates are sent with `update_existing: false` (a member created by a request
@@ -19,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use secrecy::SecretString;
-use segsync_core::plan::{acknowledge_archive, acknowledge_tag, acknowledge_upsert};
 use segsync_core::{
     decide, fingerprint, Collector, DiffOptions, DiffSink, FieldSpec, MemberKey, MergeKind,
     Normalized, Op, PlanSummary, RecordError, Row, SnapshotEntry, Status, TagSet, Upsert, Want,
@@ -32,6 +32,9 @@ use crate::home::Home;
 use crate::mailchimp::{self, Client, ClientConfig, Credential, MemberStatus, UpsertItem};
 use crate::profiles::SelectError;
 use crate::state::{ExportConfig, Outcome, PlanWriter, RunCounts, StateStore, UpsertPhase};
+
+mod checkpoint;
+use checkpoint::{Checkpoints, Fact};
 
 /// Why a run could not go on. Per-record problems are not errors: they are reported.
 #[derive(Debug, thiserror::Error)]
@@ -913,7 +916,16 @@ impl StartedRun {
             progress.phase("reading profiles and the audience", 0);
             let prepared = prepare(home, state, &name, settings).await?;
             progress.attach(prepared.client.stats());
-            execute(state, run_id, prepared, progress.clone(), &settings.stop).await
+            let checkpoint_store = home.state()?;
+            execute(
+                state,
+                checkpoint_store,
+                run_id,
+                prepared,
+                progress.clone(),
+                &settings.stop,
+            )
+            .await
         }
         .await;
         if let Some(f) = fence {
@@ -948,9 +960,12 @@ pub async fn run(
         .await
 }
 
-/// Sends a prepared plan, phase by phase, checkpointing after every acknowledged request.
+/// Sends a prepared plan, phase by phase, handing every acknowledged request's facts to the
+/// checkpoint thread, which writes them through `checkpoint_store` (a second connection to
+/// the same store); each phase ends once they are all written.
 pub async fn execute(
     state: &mut StateStore,
+    checkpoint_store: StateStore,
     run_id: i64,
     mut p: Prepared,
     progress: Arc<dyn Progress>,
@@ -962,6 +977,8 @@ pub async fn execute(
     let mut counts = p.counts.clone();
     let mut errors: Vec<RecordError> = std::mem::take(&mut p.refused);
     state.add_run_errors(run_id, &errors)?;
+    let mut checkpoints = Checkpoints::start(checkpoint_store, export.name.clone(), run_id)
+        .map_err(|e| anyhow::anyhow!("starting the checkpoint thread: {e}"))?;
     let mut fatal: Option<String> = None;
     let summary = p.plan.summary.clone();
     let tagging = summary.tag_adds + summary.tag_removes > 0;
@@ -1050,11 +1067,10 @@ pub async fn execute(
     // Members a replayed create made (its first attempt was applied, its answer lost): they
     // count as created, and the update that follows (sent to be safe) not as an update.
     let mut created_by_replay: HashSet<MemberKey> = HashSet::new();
-    // Their snapshot entries until that update is acknowledged.
-    let mut replayed_entries: HashMap<MemberKey, SnapshotEntry> = HashMap::new();
     let max_in_flight = export_in_flight(&client);
     while phase_index < queue.len() {
         if let Some(reason) = stop.reason() {
+            checkpoints.flush().await?;
             return stopped(state, run_id, &export.name, &client, counts, errors, reason);
         }
         let (mut source, round, total) = std::mem::replace(
@@ -1065,7 +1081,9 @@ pub async fn execute(
         let mut requeue: Vec<Op> = Vec::new();
         let mut phase_named = false;
         let mut exhausted = false;
-        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        // Each request is a task of its own, so that encoding it and decoding its answer run
+        // on any of the runtime's threads, beside this loop; dropped, the set cancels them.
+        let mut in_flight = tokio::task::JoinSet::new();
         let send = |op: Op| {
             let client = client.clone();
             let list_id = list_id.clone();
@@ -1155,7 +1173,7 @@ pub async fn execute(
                                     items.iter().map(|u| (u.key, u.email.as_str())).collect();
                                 state.record_create_intents(&export.name, &creating)?;
                             }
-                            in_flight.push(send(op));
+                            in_flight.spawn(send(op));
                         }
                     }
                 }
@@ -1163,32 +1181,17 @@ pub async fn execute(
         }
         loop {
             fill!();
-            let Some(done) = in_flight.next().await else {
+            let Some(done) = in_flight.join_next().await else {
                 break;
             };
+            let done = done.map_err(|e| anyhow::anyhow!("a request's task failed: {e}"))?;
             answered += 1;
             if crash_after_ack == Some(answered) {
                 crash_now();
             }
-            // The next request leaves before this answer's checkpoint is written, so the
-            // checkpoint's work does not cost a slot.
+            // The next request leaves before this answer is handled.
             fill!();
-            let involved: Vec<MemberKey> = match &done {
-                Done::Upsert { items, .. } => items.iter().map(|u| u.key).collect(),
-                Done::Tag { add, remove, .. } => {
-                    add.iter().chain(remove.iter()).map(|(k, _)| *k).collect()
-                }
-                Done::Archive { key, .. } => vec![*key],
-            };
-            let mut snap = state.snapshot_entries(&export.name, &involved)?;
-            for k in &involved {
-                if let Some(e) = replayed_entries.get(k) {
-                    snap.entry(*k).or_insert_with(|| e.clone());
-                }
-            }
-            let snapshot = &mut snap;
-            let mut touched: Vec<MemberKey> = Vec::new();
-            let mut not_ours: Vec<MemberKey> = Vec::new();
+            let mut answer = checkpoint::Answer::default();
             let mut new_errors: Vec<RecordError> = Vec::new();
             let advanced: u64;
             match done {
@@ -1204,14 +1207,13 @@ pub async fn execute(
                                 items.iter().map(|u| (u.email.clone(), u)).collect();
                             for a in &outcome.accepted {
                                 if let Some(u) = by_email.get(&a.email.to_lowercase()) {
-                                    acknowledge_upsert(
-                                        snapshot,
-                                        u,
-                                        to_status(&a.status),
-                                        a.created,
-                                    );
-                                    touched.push(u.key);
-                                    replayed_entries.remove(&u.key);
+                                    answer.facts.push(Fact::Upserted {
+                                        key: u.key,
+                                        email: u.email.clone(),
+                                        status: to_status(&a.status),
+                                        created: a.created,
+                                        fingerprint: u.fingerprint,
+                                    });
                                     if a.created {
                                         counts.created += 1;
                                     } else if created_by_replay.remove(&u.key) {
@@ -1234,22 +1236,14 @@ pub async fn execute(
                                         // with its own status.
                                         let u = (*u).clone();
                                         if !replayed {
-                                            not_ours.push(u.key);
+                                            answer.not_ours.push(u.key);
                                         } else {
                                             counts.created += 1;
                                             created_by_replay.insert(u.key);
-                                            if !snapshot.contains_key(&u.key) {
-                                                replayed_entries.insert(
-                                                    u.key,
-                                                    SnapshotEntry {
-                                                        email: u.email.clone(),
-                                                        fingerprint: None,
-                                                        tags: TagSet::default(),
-                                                        status: Status::Subscribed,
-                                                        owned: true,
-                                                    },
-                                                );
-                                            }
+                                            answer.facts.push(Fact::Replayed {
+                                                key: u.key,
+                                                email: u.email.clone(),
+                                            });
                                         }
                                         exists_again.push(u);
                                     }
@@ -1257,12 +1251,12 @@ pub async fn execute(
                                         failed_emails.insert(email.clone());
                                         if let Some(u) = by_email.get(&email) {
                                             if forgotten(&f.message) {
-                                                // Permanently deleted in Mailchimp: gone for
-                                                // good, unless the person signs up again (the
-                                                // audience would then report them). Remember
+                                                // Permanently deleted in Mailchimp: remember
                                                 // it, so that no later run asks again.
-                                                acknowledge_forgotten(snapshot, u);
-                                                touched.push(u.key);
+                                                answer.facts.push(Fact::Forgotten {
+                                                    key: u.key,
+                                                    email: u.email.clone(),
+                                                });
                                             }
                                         }
                                         let reason = match &f.field {
@@ -1339,17 +1333,21 @@ pub async fn execute(
                                     });
                                     continue;
                                 }
-                                let status =
-                                    snapshot.get(key).map_or(Status::Subscribed, |e| e.status);
-                                acknowledge_tag(snapshot, *key, email, tag, true, status);
-                                touched.push(*key);
+                                answer.facts.push(Fact::Tagged {
+                                    key: *key,
+                                    email: email.clone(),
+                                    bit: tag,
+                                    added: true,
+                                });
                                 counts.tagged += 1;
                             }
                             for (key, email) in &remove {
-                                let status =
-                                    snapshot.get(key).map_or(Status::Subscribed, |e| e.status);
-                                acknowledge_tag(snapshot, *key, email, tag, false, status);
-                                touched.push(*key);
+                                answer.facts.push(Fact::Tagged {
+                                    key: *key,
+                                    email: email.clone(),
+                                    bit: tag,
+                                    added: false,
+                                });
                                 counts.untagged += 1;
                             }
                         }
@@ -1376,8 +1374,7 @@ pub async fn execute(
                     advanced = 1;
                     match result {
                         Ok(_) => {
-                            acknowledge_archive(snapshot, key);
-                            touched.push(key);
+                            answer.facts.push(Fact::Archived { key });
                             counts.archived += 1;
                         }
                         Err(e)
@@ -1404,20 +1401,16 @@ pub async fn execute(
                     }
                 }
             }
-            // The checkpoint: this request's acknowledged members, in one transaction.
-            let entries: Vec<(MemberKey, SnapshotEntry)> = touched
-                .iter()
-                .filter_map(|k| snapshot.get(k).map(|e| (*k, e.clone())))
-                .collect();
-            state.save_snapshot(&export.name, &entries)?;
-            if !not_ours.is_empty() {
-                state.forget_create_intents(&export.name, &not_ours)?;
-            }
+            // The checkpoint: this answer's acknowledged members, written by the checkpoint
+            // thread (with the answers that arrive while it writes, if any).
             counts.failed += new_errors.len() as u64;
-            state.add_run_errors(run_id, &new_errors)?;
+            answer.errors = new_errors.clone();
             errors.extend(new_errors);
+            checkpoints.record(answer).await?;
             progress.advance(advanced);
         }
+        // The phase's answers are all written before anything reads the store again.
+        checkpoints.flush().await?;
 
         if let Some(reason) = stop.reason() {
             state.update_run_counts(run_id, &counts)?;
@@ -1617,22 +1610,6 @@ fn stopped(
 /// re-subscribe to get back on the list.").
 fn forgotten(message: &str) -> bool {
     message.contains("permanently deleted")
-}
-
-/// Records a permanently deleted contact as out of the audience (archived, as Mailchimp
-/// lists it to no one), without tags or delivered content: later runs skip it instead of
-/// asking Mailchimp again, and it is sent afresh if the audience ever reports it back.
-fn acknowledge_forgotten(snapshot: &mut HashMap<MemberKey, SnapshotEntry>, u: &Upsert) {
-    let e = snapshot.entry(u.key).or_insert_with(|| SnapshotEntry {
-        email: u.email.clone(),
-        fingerprint: None,
-        tags: TagSet::default(),
-        status: Status::Archived,
-        owned: false,
-    });
-    e.status = Status::Archived;
-    e.fingerprint = None;
-    e.tags = TagSet::default();
 }
 
 /// The test hook `SEGSYNC_CRASH_AFTER_ACK=N`: inert unless the variable is set. When it is,

@@ -1,0 +1,305 @@
+//! The run's checkpoints, written on a thread of their own with a connection of their own.
+//!
+//! The sending task hands over what each answer established (the facts) and goes straight
+//! back to keeping requests in flight; this thread moves the snapshot forward for them. When
+//! it keeps up, every answer is one transaction; when answers arrive faster than the disk
+//! takes them, the ones waiting are written together, in one transaction, in the order they
+//! were answered. The snapshot therefore may lag behind Mailchimp by a few answers, never run
+//! ahead of it: a crash in between loses facts the next run learns again (its diff sends
+//! those members once more, idempotent upserts and tag changes; creates are covered by their
+//! intents, recorded before they were sent).
+
+use std::collections::HashMap;
+use std::thread::JoinHandle;
+
+use segsync_core::plan::{acknowledge_archive, acknowledge_tag, acknowledge_upsert};
+use segsync_core::{MemberKey, RecordError, SnapshotEntry, Status, TagSet, Upsert};
+use tokio::sync::{mpsc, oneshot};
+
+use super::RunError;
+use crate::state::{StateError, StateStore};
+
+/// Answers waiting for the thread, at most. Beyond that the sending task waits: the
+/// snapshot never lags further behind than this.
+const WAITING: usize = 64;
+
+/// What Mailchimp acknowledged about one member.
+pub(super) enum Fact {
+    /// Written (created when `created`) with this status and, if it carried content, this
+    /// fingerprint.
+    Upserted {
+        key: MemberKey,
+        email: String,
+        status: Status,
+        created: bool,
+        fingerprint: Option<u64>,
+    },
+    /// A create of this run found the member already there, made by a request of its own
+    /// whose answer was lost: the export's own, until the update that follows says more.
+    /// Kept in memory only, as the base of that member's next fact.
+    Replayed {
+        key: MemberKey,
+        email: String,
+    },
+    Tagged {
+        key: MemberKey,
+        email: String,
+        bit: usize,
+        added: bool,
+    },
+    Archived {
+        key: MemberKey,
+    },
+    /// Permanently deleted in Mailchimp: out of the audience for good, unless the person
+    /// signs up again (the audience would then report them).
+    Forgotten {
+        key: MemberKey,
+        email: String,
+    },
+}
+
+impl Fact {
+    fn key(&self) -> MemberKey {
+        match self {
+            Fact::Upserted { key, .. }
+            | Fact::Replayed { key, .. }
+            | Fact::Tagged { key, .. }
+            | Fact::Archived { key }
+            | Fact::Forgotten { key, .. } => *key,
+        }
+    }
+}
+
+/// Everything one answer taught: its facts, the create intents to drop (members found
+/// to be someone else's), the records it could not send.
+#[derive(Default)]
+pub(super) struct Answer {
+    pub facts: Vec<Fact>,
+    pub not_ours: Vec<MemberKey>,
+    pub errors: Vec<RecordError>,
+}
+
+enum Msg {
+    Answer(Answer),
+    /// Answered once everything sent before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The checkpoint thread of one run. Dropping it writes what it was given, then ends the
+/// thread: a run that fails half-way keeps every acknowledged fact.
+pub(super) struct Checkpoints {
+    tx: Option<mpsc::Sender<Msg>>,
+    thread: Option<JoinHandle<Result<(), StateError>>>,
+}
+
+impl Checkpoints {
+    /// Starts the thread for run `run_id` of `export`, writing through `state` (a store of
+    /// its own, so that its transactions never wait for the sending task's reads).
+    pub fn start(state: StateStore, export: String, run_id: i64) -> std::io::Result<Checkpoints> {
+        let (tx, rx) = mpsc::channel(WAITING);
+        let thread = std::thread::Builder::new()
+            .name("segsync-checkpoints".into())
+            .spawn(move || Writer::new(state, export, run_id).serve(rx))?;
+        Ok(Checkpoints {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands over one answer's facts.
+    pub async fn record(&mut self, answer: Answer) -> Result<(), RunError> {
+        if answer.facts.is_empty() && answer.not_ours.is_empty() && answer.errors.is_empty() {
+            return Ok(());
+        }
+        let sent = match &self.tx {
+            Some(tx) => tx.send(Msg::Answer(answer)).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(self.failure())
+        }
+    }
+
+    /// Waits until everything handed over is written.
+    pub async fn flush(&mut self) -> Result<(), RunError> {
+        let (done, written) = oneshot::channel();
+        let sent = match &self.tx {
+            Some(tx) => tx.send(Msg::Flush(done)).await.is_ok(),
+            None => false,
+        };
+        if sent && written.await.is_ok() {
+            Ok(())
+        } else {
+            Err(self.failure())
+        }
+    }
+
+    /// The error that ended the thread (it only ends early on one).
+    fn failure(&mut self) -> RunError {
+        self.tx = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(e))) => e.into(),
+            Some(Err(_)) => anyhow::anyhow!("the checkpoint thread panicked").into(),
+            Some(Ok(Ok(()))) | None => anyhow::anyhow!("the checkpoint thread has ended").into(),
+        }
+    }
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "writing the run's last checkpoints"),
+                Err(_) => tracing::warn!("the checkpoint thread panicked"),
+            }
+        }
+    }
+}
+
+struct Writer {
+    state: StateStore,
+    export: String,
+    run_id: i64,
+    /// Entries of members created by a replayed request, until a fact of theirs is written.
+    replayed: HashMap<MemberKey, SnapshotEntry>,
+}
+
+impl Writer {
+    fn new(state: StateStore, export: String, run_id: i64) -> Writer {
+        Writer {
+            state,
+            export,
+            run_id,
+            replayed: HashMap::new(),
+        }
+    }
+
+    fn serve(mut self, mut rx: mpsc::Receiver<Msg>) -> Result<(), StateError> {
+        let mut answers = Vec::new();
+        let mut flushes = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            // Whatever else is waiting goes into the same transaction.
+            while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
+                match m {
+                    Msg::Answer(a) => answers.push(a),
+                    Msg::Flush(done) => flushes.push(done),
+                }
+            }
+            self.write(std::mem::take(&mut answers))?;
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+        }
+        Ok(())
+    }
+
+    /// One checkpoint for answers taken in the order they came.
+    fn write(&mut self, answers: Vec<Answer>) -> Result<(), StateError> {
+        if answers.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<MemberKey> = answers
+            .iter()
+            .flat_map(|a| a.facts.iter().map(Fact::key))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut snapshot = self.state.snapshot_entries(&self.export, &keys)?;
+        let mut touched: Vec<MemberKey> = Vec::new();
+        let mut not_ours: Vec<MemberKey> = Vec::new();
+        let mut errors: Vec<RecordError> = Vec::new();
+        for a in answers {
+            for fact in a.facts {
+                let key = fact.key();
+                if !snapshot.contains_key(&key) {
+                    if let Some(e) = self.replayed.get(&key) {
+                        snapshot.insert(key, e.clone());
+                    }
+                }
+                match fact {
+                    Fact::Upserted {
+                        key,
+                        email,
+                        status,
+                        created,
+                        fingerprint,
+                    } => {
+                        let item = Upsert {
+                            key,
+                            email,
+                            status,
+                            merge: None,
+                            fingerprint,
+                        };
+                        acknowledge_upsert(&mut snapshot, &item, status, created);
+                        self.replayed.remove(&key);
+                        touched.push(key);
+                    }
+                    Fact::Replayed { key, email } => {
+                        if !snapshot.contains_key(&key) {
+                            self.replayed.insert(
+                                key,
+                                SnapshotEntry {
+                                    email,
+                                    fingerprint: None,
+                                    tags: TagSet::default(),
+                                    status: Status::Subscribed,
+                                    owned: true,
+                                },
+                            );
+                        }
+                    }
+                    Fact::Tagged {
+                        key,
+                        email,
+                        bit,
+                        added,
+                    } => {
+                        // The status is the entry's own; a member without one was just
+                        // tagged, so it is in the audience, subscribed as far as we know.
+                        acknowledge_tag(&mut snapshot, key, &email, bit, added, Status::Subscribed);
+                        touched.push(key);
+                    }
+                    Fact::Archived { key } => {
+                        acknowledge_archive(&mut snapshot, key);
+                        touched.push(key);
+                    }
+                    Fact::Forgotten { key, email } => {
+                        let e = snapshot.entry(key).or_insert_with(|| SnapshotEntry {
+                            email,
+                            fingerprint: None,
+                            tags: TagSet::default(),
+                            status: Status::Archived,
+                            owned: false,
+                        });
+                        e.status = Status::Archived;
+                        e.fingerprint = None;
+                        e.tags = TagSet::default();
+                        touched.push(key);
+                    }
+                }
+            }
+            not_ours.extend(a.not_ours);
+            errors.extend(a.errors);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let entries: Vec<(MemberKey, SnapshotEntry)> = touched
+            .iter()
+            .filter_map(|k| snapshot.remove(k).map(|e| (*k, e)))
+            .collect();
+        self.state.save_snapshot(&self.export, &entries)?;
+        if !not_ours.is_empty() {
+            self.state.forget_create_intents(&self.export, &not_ours)?;
+        }
+        if !errors.is_empty() {
+            self.state.add_run_errors(self.run_id, &errors)?;
+        }
+        Ok(())
+    }
+}
