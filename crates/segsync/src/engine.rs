@@ -438,6 +438,7 @@ pub async fn prepare(
             })?;
         state.stage_rows(&batch)?;
         drop(batch);
+        state.stage_end()?;
     }
     let rows = collector.rows;
     let members = state.staged_count()?;

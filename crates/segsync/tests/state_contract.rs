@@ -879,6 +879,7 @@ fn stage_and_plan(s: &mut StateStore, export: &str, rows: &StageInput<'_>) -> Pl
     for chunk in staged.chunks(7) {
         s.stage_rows(chunk).unwrap();
     }
+    s.stage_end().unwrap();
     let mut visited = Vec::new();
     s.diff_stage(export, |key, want, snap, w| {
         visited.push((

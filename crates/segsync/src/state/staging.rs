@@ -50,6 +50,15 @@ pub(super) fn open_scratch() -> Result<Connection> {
 const TEMP_SCHEMA: &str = r#"
 PRAGMA temp.cache_size = -32768;
 PRAGMA temp.journal_mode = OFF;
+CREATE TEMP TABLE IF NOT EXISTS staged_raw (
+    key BLOB NOT NULL,
+    email TEXT NOT NULL,
+    merge TEXT NOT NULL,
+    fp INTEGER NOT NULL,
+    tags INTEGER NOT NULL,
+    updated_at TEXT,
+    profile_key TEXT NOT NULL
+);
 CREATE TEMP TABLE IF NOT EXISTS staged (
     key BLOB PRIMARY KEY,
     email TEXT NOT NULL,
@@ -60,14 +69,14 @@ CREATE TEMP TABLE IF NOT EXISTS staged (
     profile_key TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS plan_upsert (
-    seq INTEGER PRIMARY KEY,
     phase INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
     key BLOB NOT NULL,
     email TEXT NOT NULL,
     status TEXT NOT NULL,
-    fp INTEGER
-);
-CREATE INDEX IF NOT EXISTS temp.plan_upsert_by_phase ON plan_upsert (phase, seq);
+    fp INTEGER,
+    PRIMARY KEY (phase, seq)
+) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS plan_tag (
     bit INTEGER NOT NULL,
     adding INTEGER NOT NULL,
@@ -81,6 +90,7 @@ CREATE TEMP TABLE IF NOT EXISTS plan_archive (
     key BLOB NOT NULL,
     email TEXT NOT NULL
 );
+DELETE FROM temp.staged_raw;
 DELETE FROM temp.staged;
 DELETE FROM temp.plan_upsert;
 DELETE FROM temp.plan_tag;
@@ -241,20 +251,15 @@ impl StateStore {
         Ok(())
     }
 
-    /// Adds accepted rows to the stage, merging duplicates of an address as the in-memory
-    /// collector does: tags united; the most recently updated profile gives the attributes
-    /// (without a time, the first one seen keeps them); the first profile's key is kept for
-    /// error reports.
+    /// Adds accepted rows to the stage, in the order they came (appended: the members' keys
+    /// are hashes, and inserting them where they belong, at random places of a tree larger
+    /// than the page cache, was most of the profile pass's time). [`StateStore::stage_end`]
+    /// then sorts them into the keyed table.
     pub fn stage_rows(&mut self, rows: &[(Normalized, String, String, u64)]) -> Result<()> {
         let tx = self.stage_mut().transaction()?;
         {
             let mut st = tx.prepare_cached(
-                "INSERT INTO temp.staged (key, email, merge, fp, tags, updated_at, profile_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (key) DO UPDATE SET
-                   tags = staged.tags | excluded.tags,
-                   merge = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.merge ELSE staged.merge END,
-                   fp = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.fp ELSE staged.fp END,
-                   updated_at = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.updated_at ELSE staged.updated_at END",
+                "INSERT INTO temp.staged_raw (key, email, merge, fp, tags, updated_at, profile_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for (n, merge_json, profile_key, fp) in rows {
                 st.execute(params![
@@ -268,6 +273,29 @@ impl StateStore {
                 ])?;
             }
         }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Moves the staged rows into the keyed stage, sorted by key (SQLite's external sort,
+    /// then appends), merging duplicates of an address as the in-memory collector does: tags
+    /// united; the most recently updated profile gives the attributes (without a time, the
+    /// first one seen keeps them: rows of one key go in the order they came); the first
+    /// profile's key is kept for error reports.
+    pub fn stage_end(&mut self) -> Result<()> {
+        let tx = self.stage_mut().transaction()?;
+        // `WHERE true`: SQLite's grammar needs it between a SELECT and ON CONFLICT.
+        tx.execute(
+            "INSERT INTO temp.staged (key, email, merge, fp, tags, updated_at, profile_key)
+             SELECT key, email, merge, fp, tags, updated_at, profile_key FROM temp.staged_raw WHERE true ORDER BY key, rowid
+             ON CONFLICT (key) DO UPDATE SET
+               tags = staged.tags | excluded.tags,
+               merge = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.merge ELSE staged.merge END,
+               fp = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.fp ELSE staged.fp END,
+               updated_at = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.updated_at ELSE staged.updated_at END",
+            [],
+        )?;
+        tx.execute("DELETE FROM temp.staged_raw", [])?;
         tx.commit()?;
         Ok(())
     }
