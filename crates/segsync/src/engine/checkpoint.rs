@@ -216,10 +216,8 @@ impl Writer {
         for a in answers {
             for fact in a.facts {
                 let key = fact.key();
-                if !snapshot.contains_key(&key) {
-                    if let Some(e) = self.replayed.get(&key) {
-                        snapshot.insert(key, e.clone());
-                    }
+                if let Some(e) = self.replayed.get(&key) {
+                    snapshot.entry(key).or_insert_with(|| e.clone());
                 }
                 match fact {
                     Fact::Upserted {
