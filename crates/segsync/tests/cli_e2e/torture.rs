@@ -477,6 +477,26 @@ impl Torture<'_> {
         end_of(status)
     }
 
+    /// Waits until the simulator has taken what the killed process sent: a request whose
+    /// bytes were all in the socket when the process died still arrives, and is applied, a
+    /// moment later (checked too early, its members were counted as created and not yet
+    /// in the audience's view).
+    fn settle(&self) {
+        let seen = |sim: &Sim| {
+            let c = sim.counters();
+            (c.requests, c.writes, c.members_created, c.members_updated)
+        };
+        let mut last = seen(&self.sim);
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = seen(&self.sim);
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+
     /// Requests Mailchimp has taken and not answered (yet, or ever: a request whose client
     /// died is never counted as answered). The simulator applies a request before it spends
     /// its latency, so the ones a killed process leaves are writes applied whose answers it
@@ -560,6 +580,7 @@ impl Torture<'_> {
             }
             Plan::Import => unreachable!(),
         };
+        self.settle();
         let pending = self.unanswered() - pending0;
         let c1 = self.sim.counters();
         let (u1, t1) = (
@@ -582,7 +603,7 @@ impl Torture<'_> {
             Ended::Finished(code) => {
                 assert!(
                     code == 0 || code == 3,
-                    "a run that was not killed ends well: exit {code}"
+                    "a run that was not killed ends well: exit {code}; the last runs: {runs}"
                 );
                 self.report.runs_finished_first += 1;
                 self.log(format!(
