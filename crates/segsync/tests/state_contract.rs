@@ -138,6 +138,7 @@ contract!(
     migrations,
     copy_both_ways,
     urls,
+    two_connections_write_at_once,
 );
 
 // --- records ---
@@ -1027,6 +1028,40 @@ fn staging_gives_the_same_plan(env: &Env, s: &mut StateStore) {
     s.add_export(&export("f", "main", &[])).unwrap();
     let other = stage_and_plan(s, "f", &second);
     assert_eq!(other.visited.len(), 10);
+}
+
+/// A run writes through two connections at once: its sending task records create intents,
+/// its checkpoint thread saves snapshot entries and the run's errors (a read, then a write).
+/// Neither may fail with "database is locked" for the other: each waits its turn.
+fn two_connections_write_at_once(env: &Env, s: &mut StateStore) {
+    const ROUNDS: u32 = 300;
+    let run = s.start_run("news", "manual").unwrap();
+    let mut other = env.reopen();
+    let checkpoints = std::thread::spawn(move || {
+        for i in 0..ROUNDS {
+            other.save_snapshot("news", &[(key(i), entry(i))]).unwrap();
+            let error = RecordError {
+                profile_key: format!("P{i}"),
+                email: format!("member{i}@example.com"),
+                reason: "refused".into(),
+            };
+            other.add_run_errors(run, &[error]).unwrap();
+        }
+    });
+    for i in 0..ROUNDS {
+        let email = format!("member{}@example.com", ROUNDS + i);
+        s.record_create_intents("news", &[(key(ROUNDS + i), email.as_str())])
+            .unwrap();
+        s.tag_bits("news", &[format!("tag{}", i % 50)]).unwrap();
+    }
+    checkpoints.join().unwrap();
+    assert_eq!(s.run_errors(run).unwrap().len(), ROUNDS as usize);
+    assert_eq!(s.create_intents("news").unwrap().len(), ROUNDS as usize);
+    let keys: Vec<MemberKey> = (0..ROUNDS).map(key).collect();
+    assert_eq!(
+        s.snapshot_entries("news", &keys).unwrap().len(),
+        ROUNDS as usize
+    );
 }
 
 fn leases(env: &Env, s: &mut StateStore) {

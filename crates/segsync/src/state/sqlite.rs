@@ -194,6 +194,17 @@ impl SqliteState {
             path: path.to_path_buf(),
         })
     }
+
+    /// A write transaction that takes the database's write lock when it begins (`BEGIN
+    /// IMMEDIATE`), waiting for it under the busy timeout. A deferred one that reads first
+    /// would have to upgrade its read to a write, and SQLite refuses that at once ("database
+    /// is locked", no waiting) when another connection wrote in between: a run's checkpoint
+    /// thread and its sending task write the same file through two connections.
+    fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    }
 }
 
 impl StateBackend for SqliteState {
@@ -366,7 +377,7 @@ impl StateBackend for SqliteState {
     fn replace_export(&mut self, e: &ExportConfig) -> Result<()> {
         let old = self.export(&e.name)?;
         let config = serde_json::to_string(e).expect("config serialises");
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         tx.execute(
             "UPDATE exports SET config = ?2 WHERE name = ?1",
             params![e.name, config],
@@ -382,7 +393,7 @@ impl StateBackend for SqliteState {
 
     /// Removes an export with its snapshot and tag dictionary (its run history stays).
     fn remove_export(&mut self, name: &str) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         let n = tx.execute("DELETE FROM exports WHERE name = ?1", [name])?;
         if n == 0 {
             return Err(msg::no_export(name));
@@ -399,7 +410,7 @@ impl StateBackend for SqliteState {
 
     /// The bit of each tag name for `export`, assigning new bits for new names (never reused).
     fn tag_bits(&mut self, export: &str, tags: &[String]) -> Result<Vec<usize>> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         let mut bits = Vec::with_capacity(tags.len());
         for tag in tags {
             let bit: Option<i64> = tx
@@ -482,7 +493,7 @@ impl StateBackend for SqliteState {
         export: &str,
         entries: &[(MemberKey, SnapshotEntry)],
     ) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         {
             let mut st = tx.prepare_cached(
                 "INSERT INTO snapshot (export, key, email, fingerprint, tags, status, owned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -515,7 +526,7 @@ impl StateBackend for SqliteState {
 
     /// Records that the export is about to create these members (key, address).
     fn record_create_intents(&mut self, export: &str, members: &[(MemberKey, &str)]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         {
             let mut st = tx.prepare_cached(
                 "INSERT OR IGNORE INTO create_intents (export, key, email) VALUES (?1, ?2, ?3)",
@@ -548,7 +559,7 @@ impl StateBackend for SqliteState {
     /// Drops the intents of members found to exist already, added by someone else: not the
     /// export's own, whatever happens next.
     fn forget_create_intents(&mut self, export: &str, keys: &[MemberKey]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         {
             let mut st =
                 tx.prepare_cached("DELETE FROM create_intents WHERE export = ?1 AND key = ?2")?;
@@ -648,7 +659,7 @@ impl StateBackend for SqliteState {
         if errors.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         {
             let start: i64 = tx.query_row(
                 "SELECT COALESCE(MAX(seq) + 1, 0) FROM run_errors WHERE run_id = ?1",
