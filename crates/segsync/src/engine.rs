@@ -1451,6 +1451,11 @@ pub async fn execute(
                         (u, Some(status))
                     }));
                     exists_again = rest;
+                    tracing::debug!(
+                        learned = learned.len(),
+                        left = exists_again.len(),
+                        "statuses of members met again, from the audience's recent changes"
+                    );
                 }
                 Err(mailchimp::Error::CredentialRejected) => {
                     return Err(mailchimp::Error::CredentialRejected.into())

@@ -131,6 +131,11 @@ pub struct Report {
     pub planted: usize,
     pub seed: u64,
     pub requests: u64,
+    /// The requests by endpoint, as the simulator counted them.
+    pub by_endpoint: BTreeMap<String, u64>,
+    /// Times a run could not read the audience's recent changes to learn the statuses of
+    /// members met again, and asked for them one by one instead (from its debug log).
+    pub lookups_one_by_one: u64,
     /// Faults the simulator injected, by kind.
     pub injected: BTreeMap<&'static str, u64>,
     /// Retries segsync made, by cause (from its debug log).
@@ -178,8 +183,15 @@ impl Report {
         }
         let _ = write!(
             s,
-            "Mailchimp requests {} in {:.1}s",
-            self.requests, self.seconds
+            "Mailchimp requests {} in {:.1}s ({}); recent changes unreadable, members looked up one by one: {} times",
+            self.requests,
+            self.seconds,
+            self.by_endpoint
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.lookups_one_by_one
         );
         s
     }
@@ -201,6 +213,9 @@ fn tally_log(stderr: &str, r: &mut Report) {
         }
         if line.contains("re-queued") {
             r.requeued += 1;
+        }
+        if line.contains("reading the audience's recent changes failed") {
+            r.lookups_one_by_one += 1;
         }
     }
 }
@@ -422,6 +437,12 @@ pub fn run(cfg: &Config) -> Report {
 
     let c = sim.counters();
     r.requests = c.requests - c0.requests;
+    r.by_endpoint = c
+        .by_endpoint
+        .iter()
+        .map(|(k, v)| (k.clone(), v - c0.by_endpoint.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
     r.injected = BTreeMap::from([
         ("5xx", c.injected_5xx),
         ("429 (bursts)", c.injected_429),
