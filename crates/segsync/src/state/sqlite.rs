@@ -1145,18 +1145,25 @@ impl StateBackend for SqliteState {
         export: &str,
         keys: &[MemberKey],
     ) -> Result<HashMap<MemberKey, SnapshotEntry>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1 AND key = ?2",
-        )?;
+        // One read transaction for all the lookups: alone, each would take and release the
+        // file's locks (a run looks up 500 members per answer, and every member the audience
+        // reports on the first re-run).
+        let tx = self.conn.unchecked_transaction()?;
         let mut out = HashMap::with_capacity(keys.len());
-        for k in keys {
-            let e = st
-                .query_row(params![export, &k.0[..]], |r| snapshot_entry(r, 0))
-                .optional()?;
-            if let Some(e) = e {
-                out.insert(*k, e);
+        {
+            let mut st = tx.prepare_cached(
+                "SELECT email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1 AND key = ?2",
+            )?;
+            for k in keys {
+                let e = st
+                    .query_row(params![export, &k.0[..]], |r| snapshot_entry(r, 0))
+                    .optional()?;
+                if let Some(e) = e {
+                    out.insert(*k, e);
+                }
             }
         }
+        tx.commit()?;
         Ok(out)
     }
 
