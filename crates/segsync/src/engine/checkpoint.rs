@@ -93,8 +93,8 @@ pub(super) struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// Starts the thread for run `run_id` of `export`, writing through `state` (a store of
-    /// its own, so that its transactions never wait for the sending task's reads).
+    /// Starts the thread for run `run_id` of `export`, writing through `state`: a connection
+    /// of its own, so that the sending task goes on reading the plan while it writes.
     pub fn start(state: StateStore, export: String, run_id: i64) -> std::io::Result<Checkpoints> {
         let (tx, rx) = mpsc::channel(WAITING);
         let thread = std::thread::Builder::new()
