@@ -26,6 +26,25 @@ fn status_text(s: Status) -> &'static str {
     s.as_str()
 }
 
+/// Runs `st`, an insert into a `snapshot` table (this backend's, or the scratch copy a run
+/// diffs against) with the parameters (export, key, email, fingerprint, tags, status, owned).
+pub(super) fn insert_snapshot_row(
+    st: &mut rusqlite::CachedStatement<'_>,
+    export: &str,
+    key: &MemberKey,
+    e: &SnapshotEntry,
+) -> rusqlite::Result<usize> {
+    st.execute(params![
+        export,
+        &key.0[..],
+        e.email,
+        e.fingerprint.map(|f| f as i64),
+        e.tags.0 as i64,
+        status_text(e.status),
+        e.owned
+    ])
+}
+
 const CONNECTION_COLUMNS: &str = "name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at";
 
 fn connection_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionRecord> {
@@ -501,15 +520,7 @@ impl StateBackend for SqliteState {
                    tags = excluded.tags, status = excluded.status, owned = excluded.owned",
             )?;
             for (k, e) in entries {
-                st.execute(params![
-                    export,
-                    &k.0[..],
-                    e.email,
-                    e.fingerprint.map(|f| f as i64),
-                    e.tags.0 as i64,
-                    status_text(e.status),
-                    e.owned
-                ])?;
+                insert_snapshot_row(&mut st, export, k, e)?;
             }
         }
         tx.commit()?;

@@ -228,15 +228,7 @@ impl StateStore {
             )?;
             backend.snapshot_in_key_order(export, &mut |batch| {
                 for (k, e) in batch {
-                    st.execute(params![
-                        export,
-                        &k.0[..],
-                        e.email,
-                        e.fingerprint.map(|f| f as i64),
-                        e.tags.0 as i64,
-                        e.status.as_str(),
-                        e.owned
-                    ])?;
+                    super::sqlite::insert_snapshot_row(&mut st, export, k, e)?;
                 }
                 Ok(())
             })?;
