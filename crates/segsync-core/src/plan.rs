@@ -287,3 +287,24 @@ pub fn acknowledge_archive(snapshot: &mut HashMap<MemberKey, SnapshotEntry>, key
         e.status = Status::Archived;
     }
 }
+
+/// A contact Mailchimp says was permanently deleted: recorded as out of the audience
+/// (archived, as Mailchimp lists it to no one), without tags or delivered content, so that
+/// later runs skip it instead of asking again, and send it afresh if the audience ever reports
+/// it back.
+pub fn acknowledge_forgotten(
+    snapshot: &mut HashMap<MemberKey, SnapshotEntry>,
+    key: MemberKey,
+    email: &str,
+) {
+    let e = snapshot.entry(key).or_insert_with(|| SnapshotEntry {
+        email: email.to_string(),
+        fingerprint: None,
+        tags: TagSet::default(),
+        status: Status::Archived,
+        owned: false,
+    });
+    e.status = Status::Archived;
+    e.fingerprint = None;
+    e.tags = TagSet::default();
+}

@@ -12,7 +12,9 @@
 use std::collections::HashMap;
 use std::thread::JoinHandle;
 
-use segsync_core::plan::{acknowledge_archive, acknowledge_tag, acknowledge_upsert};
+use segsync_core::plan::{
+    acknowledge_archive, acknowledge_forgotten, acknowledge_tag, acknowledge_upsert,
+};
 use segsync_core::{MemberKey, RecordError, SnapshotEntry, Status, TagSet, Upsert};
 use tokio::sync::{mpsc, oneshot};
 
@@ -268,16 +270,7 @@ impl Writer {
                         touched.push(key);
                     }
                     Fact::Forgotten { key, email } => {
-                        let e = snapshot.entry(key).or_insert_with(|| SnapshotEntry {
-                            email,
-                            fingerprint: None,
-                            tags: TagSet::default(),
-                            status: Status::Archived,
-                            owned: false,
-                        });
-                        e.status = Status::Archived;
-                        e.fingerprint = None;
-                        e.tags = TagSet::default();
+                        acknowledge_forgotten(&mut snapshot, key, &email);
                         touched.push(key);
                     }
                 }
