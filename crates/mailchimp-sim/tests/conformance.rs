@@ -1,6 +1,6 @@
 //! Every `/3.0` endpoint of the simulator, driven through HTTP with realistic data, answers
 //! with bodies that conform to the official Mailchimp Marketing API spec (OpenAPI 3.0.1,
-//! `shared/mailchimp/marketing-openapi.json`): success bodies to the operation's response
+//! `tests/spec/marketing-openapi.json`): success bodies to the operation's response
 //! schema, errors to `ProblemDetailDocument` as `application/problem+json`.
 
 mod common;
@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::spec::{
-    assert_answer_conforms, assert_conforms, assert_problem, response_schema, spec_path_of,
-    to_json_schema, undeclared, validator_for, violations,
+    assert_answer_conforms, assert_conforms, assert_problem, response_schema, spec, spec_path_of,
+    to_json_schema, undeclared, validator_for, violations, SPEC_PATH, SPEC_SHA256,
 };
 use common::{Answer, Env};
 use reqwest::Method;
@@ -1189,6 +1189,23 @@ fn panics(f: impl FnOnce() + std::panic::UnwindSafe) -> Option<String> {
             .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default()
     })
+}
+
+/// The oracle is the spec its provenance note names, byte for byte, and it lives inside the
+/// repository (a clone alone runs these tests).
+#[test]
+fn the_spec_is_the_one_its_provenance_names() {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(SPEC_PATH).expect("the spec is in the repository");
+    assert_eq!(hex_digest(&Sha256::digest(&bytes)), SPEC_SHA256);
+    let provenance = std::fs::read_to_string(SPEC_PATH.replace("marketing-openapi.json", "PROVENANCE.md"))
+        .expect("the spec has a provenance note");
+    assert!(provenance.contains(SPEC_SHA256), "PROVENANCE.md names the checksum");
+    assert_eq!(spec()["info"]["version"], "3.0.85");
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The check is not vacuous: wrong bodies fail it, and say where.

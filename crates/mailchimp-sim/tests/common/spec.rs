@@ -1,7 +1,8 @@
 //! The official Mailchimp Marketing API spec (OpenAPI 3.0.1) as a test oracle: checks that a
 //! response body has the shape the spec gives for its operation and status.
 //!
-//! The spec is read once from `shared/mailchimp/marketing-openapi.json` beside the repository.
+//! The spec is read once from `tests/spec/marketing-openapi.json` in this crate (its provenance,
+//! version, checksum and licence are in `tests/spec/PROVENANCE.md`).
 //! Its schemas are OpenAPI 3.0 schemas, which are close to JSON Schema draft 4 but not equal,
 //! so they are converted before use:
 //! - `nullable: true` becomes a `type` (and `enum`) that also admits `null`;
@@ -22,22 +23,21 @@ use std::sync::{Arc, Mutex, OnceLock};
 use jsonschema::{Draft, Validator};
 use serde_json::{json, Map, Value};
 
-/// Where the spec lives: `shared/` is cloned beside the repository.
+/// Where the spec lives: inside the repository, beside these tests.
 pub const SPEC_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/mailchimp/marketing-openapi.json"
+    "/tests/spec/marketing-openapi.json"
 );
+
+/// The SHA-256 of the spec file as copied from its source (`tests/spec/PROVENANCE.md`).
+pub const SPEC_SHA256: &str = "ab58965d976eb992be3892534f5f2987965c829c1ee0b8c70e0c03a1e63ba815";
 
 /// The spec as published (unconverted).
 pub fn spec() -> &'static Value {
     static SPEC: OnceLock<Value> = OnceLock::new();
     SPEC.get_or_init(|| {
         let text = std::fs::read_to_string(SPEC_PATH).unwrap_or_else(|e| {
-            panic!(
-                "cannot read the Mailchimp OpenAPI spec at {SPEC_PATH}: {e}\n\
-                 The conformance tests need the `shared` directory (shared/mailchimp/marketing-openapi.json) \
-                 cloned beside the repository root."
-            )
+            panic!("cannot read the Mailchimp OpenAPI spec at {SPEC_PATH}: {e}")
         });
         serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("the spec at {SPEC_PATH} is not valid JSON: {e}"))
