@@ -5,12 +5,16 @@
 //! - [`model`]: member keys, statuses, tag sets, desired members, snapshot entries.
 //! - [`normalize`]: addresses, merge values by type, duplicate merging, refused rows.
 //! - [`diff`]: desired vs snapshot vs audience, with Mailchimp's rules.
-//! - [`plan`]: requests in phases, and how acknowledgements move the snapshot.
+//! - [`plan`]: requests in phases, the facts Mailchimp acknowledges, and how they move the
+//!   snapshot.
+//! - [`requests`]: the grouping of planned rows into requests, shared by the tested plan and
+//!   the engine.
 
 pub mod diff;
 pub mod model;
 pub mod normalize;
 pub mod plan;
+pub mod requests;
 
 pub use diff::{decide, diff, Diff, DiffOptions, DiffSink, Skip, TagChange, Upsert, Want};
 pub use model::{
@@ -20,4 +24,5 @@ pub use model::{
 pub use normalize::{
     check_email, format_value, newer, Collector, FieldSpec, MergeKind, Normalized, RecordError, Row,
 };
-pub use plan::{plan, Op, Plan, PlanSummary, BATCH};
+pub use plan::{plan, Fact, Op, Plan, PlanSummary, BATCH};
+pub use requests::{Part, PlannedRows, Requests};

@@ -6,12 +6,14 @@
 //! overwritten, then updates carrying each member's own status), then tag membership, then
 //! removals (archives and unsubscribes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
 
 use serde::Serialize;
 
 use crate::diff::{Diff, Upsert};
 use crate::model::{MemberKey, SnapshotEntry, Status, TagSet};
+use crate::requests::{phases, Part, PlannedMember, PlannedRows, Requests};
 
 /// Members per batch upsert, and emails per side of a tag request (Mailchimp's limits).
 pub const BATCH: usize = 500;
@@ -176,64 +178,135 @@ impl PlanSummary {
     }
 }
 
-fn upserts(items: Vec<Upsert>, update_existing: bool) -> Vec<Op> {
-    let mut ops = Vec::with_capacity(items.len().div_ceil(BATCH));
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        ops.push(Op::Upsert {
-            update_existing,
-            items: items.by_ref().take(BATCH).collect(),
-        });
-    }
-    ops
+/// A diff's rows as the grouping reads them; sequence numbers are positions, from 1.
+struct DiffRows<'a>(&'a Diff);
+
+/// The page of `rows` after sequence number `after`, numbered by position.
+fn page<'a, T: 'a>(
+    rows: impl Iterator<Item = (usize, &'a T)>,
+    after: i64,
+    limit: usize,
+) -> impl Iterator<Item = (i64, &'a T)> {
+    rows.map(|(i, r)| (i as i64 + 1, r))
+        .filter(move |(seq, _)| *seq > after)
+        .take(limit)
 }
 
-/// Groups a diff into requests, consuming it (members are moved, not copied).
-pub fn plan(diff: Diff) -> Plan {
-    let mut first = upserts(diff.creates, false);
-    first.extend(upserts(diff.updates, true));
+impl PlannedRows for DiffRows<'_> {
+    type Error = Infallible;
 
-    let mut tags = Vec::new();
-    let all: TagSet = diff
-        .tag_changes
-        .iter()
-        .fold(TagSet::default(), |acc, c| acc.union(c.add).union(c.remove));
-    for tag in all.iter() {
-        let add: Vec<(MemberKey, String)> = diff
-            .tag_changes
-            .iter()
-            .filter(|c| c.add.contains(tag))
-            .map(|c| (c.key, c.email.clone()))
-            .collect();
-        let remove: Vec<(MemberKey, String)> = diff
-            .tag_changes
-            .iter()
-            .filter(|c| c.remove.contains(tag))
-            .map(|c| (c.key, c.email.clone()))
-            .collect();
-        let chunks = add.len().max(remove.len()).div_ceil(BATCH);
-        let (mut add, mut remove) = (add.into_iter(), remove.into_iter());
-        for _ in 0..chunks {
-            tags.push(Op::Tag {
-                tag,
-                add: add.by_ref().take(BATCH).collect(),
-                remove: remove.by_ref().take(BATCH).collect(),
-            });
-        }
+    fn upserts(
+        &mut self,
+        part: Part,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Upsert)>, Infallible> {
+        let list = match part {
+            Part::Creates => &self.0.creates,
+            Part::Updates => &self.0.updates,
+            Part::Unsubscribes => &self.0.unsubscribes,
+            Part::Tag(_) | Part::Archives => return Ok(Vec::new()),
+        };
+        Ok(page(list.iter().enumerate(), after, limit)
+            .map(|(seq, u)| (seq, u.clone()))
+            .collect())
     }
 
-    let mut last = upserts(diff.unsubscribes, true);
-    last.extend(
-        diff.archives
-            .into_iter()
-            .map(|(key, email)| Op::Archive { key, email }),
-    );
+    fn tags(
+        &mut self,
+        bit: usize,
+        adding: bool,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<PlannedMember>, Infallible> {
+        let changes = self.0.tag_changes.iter().enumerate().filter(|(_, c)| {
+            if adding {
+                c.add.contains(bit)
+            } else {
+                c.remove.contains(bit)
+            }
+        });
+        Ok(page(changes, after, limit)
+            .map(|(seq, c)| (seq, c.key, c.email.clone()))
+            .collect())
+    }
 
+    fn archives(&mut self, after: i64, limit: usize) -> Result<Vec<PlannedMember>, Infallible> {
+        Ok(page(self.0.archives.iter().enumerate(), after, limit)
+            .map(|(seq, (k, e))| (seq, *k, e.clone()))
+            .collect())
+    }
+}
+
+/// Groups a diff into requests, phase by phase, with the same grouping the engine uses
+/// over its staged rows ([`Requests`]).
+pub fn plan(diff: Diff) -> Plan {
+    let bits: Vec<usize> = diff
+        .tag_changes
+        .iter()
+        .fold(TagSet::default(), |acc, c| acc.union(c.add).union(c.remove))
+        .iter()
+        .collect();
+    let mut rows = DiffRows(&diff);
+    let none = HashSet::new();
+    let phases = phases(&bits).map(|parts| {
+        let mut requests = Requests::new(parts);
+        let mut ops = Vec::new();
+        while let Ok(Some(op)) = requests.next(&mut rows, &none) {
+            ops.push(op);
+        }
+        ops
+    });
     Plan {
-        phases: vec![first, tags, last]
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .collect(),
+        phases: phases.into_iter().filter(|p| !p.is_empty()).collect(),
+    }
+}
+
+/// What Mailchimp acknowledged about one member: what a run's checkpoints move the snapshot
+/// forward with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fact {
+    /// Written (created when `created`) with this status and, if it carried content, this
+    /// fingerprint.
+    Upserted {
+        key: MemberKey,
+        email: String,
+        status: Status,
+        created: bool,
+        fingerprint: Option<u64>,
+    },
+    /// A create of this run found the member already there, made by a request of its own
+    /// whose answer was lost: the export's own, until the update that follows says more.
+    Replayed {
+        key: MemberKey,
+        email: String,
+    },
+    Tagged {
+        key: MemberKey,
+        email: String,
+        bit: usize,
+        added: bool,
+    },
+    Archived {
+        key: MemberKey,
+    },
+    /// Permanently deleted in Mailchimp: out of the audience for good, unless the person
+    /// signs up again (the audience would then report them).
+    Forgotten {
+        key: MemberKey,
+        email: String,
+    },
+}
+
+impl Fact {
+    pub fn key(&self) -> MemberKey {
+        match self {
+            Fact::Upserted { key, .. }
+            | Fact::Replayed { key, .. }
+            | Fact::Tagged { key, .. }
+            | Fact::Archived { key }
+            | Fact::Forgotten { key, .. } => *key,
+        }
     }
 }
 
