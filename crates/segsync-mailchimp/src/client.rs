@@ -14,11 +14,11 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::config::ClientConfig;
-use super::error::Error;
-use super::service::{Answer, Call, Service};
-use super::stats::{ClientStats, Endpoint};
-use super::types::*;
+use crate::config::ClientConfig;
+use crate::error::Error;
+use crate::service::{Answer, Call, Service};
+use crate::stats::{ClientStats, Endpoint};
+use crate::types::*;
 
 /// Members one batch upsert takes (Mailchimp's limit).
 pub const MAX_BATCH_MEMBERS: usize = 500;
@@ -411,7 +411,7 @@ impl Client {
         for e in w.errors {
             answered.insert(subscriber_hash(&e.email_address));
             outcome.failed.push(MemberFailure {
-                contact_exists: e.error_code == "ERROR_CONTACT_EXISTS",
+                kind: FailureKind::of(&e.error_code, &e.error),
                 message: e.error,
                 field: e.field.filter(|f| !f.is_empty()),
                 field_message: e.field_message.filter(|f| !f.is_empty()),

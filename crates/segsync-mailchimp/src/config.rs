@@ -11,13 +11,56 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::error::Error;
+use crate::error::Error;
+pub use crate::retry::RetryPolicy;
 
 /// What Mailchimp allows one user to have in flight at once; the 11th request gets 429.
 pub const MAILCHIMP_MAX_IN_FLIGHT: usize = 10;
 
 /// Mailchimp's own per-call timeout, and the official SDKs' default.
 pub const MAILCHIMP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The kind of a stored credential, as a connection records it (`api_key` or `oauth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CredentialKind {
+    /// An API key pasted by an admin.
+    ApiKey,
+    /// An access token from "Authenticate with Mailchimp" (OAuth2).
+    OAuth,
+}
+
+impl CredentialKind {
+    /// The name stored with a connection and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::ApiKey => "api_key",
+            CredentialKind::OAuth => "oauth",
+        }
+    }
+
+    /// The kind a stored name means; `None` for a name no version of segsync wrote.
+    pub fn parse(s: &str) -> Option<CredentialKind> {
+        match s {
+            "api_key" => Some(CredentialKind::ApiKey),
+            "oauth" => Some(CredentialKind::OAuth),
+            _ => None,
+        }
+    }
+
+    /// The credential of this kind made of `secret`, checked for its form.
+    pub fn credential(self, secret: impl Into<SecretString>) -> Result<Credential, Error> {
+        match self {
+            CredentialKind::ApiKey => Credential::api_key(secret),
+            CredentialKind::OAuth => Credential::oauth_token(secret),
+        }
+    }
+}
+
+impl fmt::Display for CredentialKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A credential for one Mailchimp account.
 #[derive(Clone)]
@@ -91,6 +134,14 @@ impl Credential {
         Ok(Credential::OAuthToken(token))
     }
 
+    /// Its kind, as a connection stores it.
+    pub fn kind(&self) -> CredentialKind {
+        match self {
+            Credential::ApiKey { .. } => CredentialKind::ApiKey,
+            Credential::OAuthToken(_) => CredentialKind::OAuth,
+        }
+    }
+
     /// The data center of an API key (`us6`); OAuth tokens carry none.
     pub fn data_center(&self) -> Option<&str> {
         match self {
@@ -135,31 +186,6 @@ pub fn default_base_url(credential: &Credential) -> Url {
     Url::parse(&text).expect("a data center makes a valid host name")
 }
 
-/// How failed requests are retried: up to `max_attempts` in all, waiting a random time
-/// between zero and `min(max_delay, base_delay x 2^(retry-1))` before each retry ("full
-/// jitter", so that clients that failed together do not retry together).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts per request, the first included (1 = never retry).
-    pub max_attempts: u32,
-    /// The cap of the first wait; it doubles with every retry.
-    pub base_delay: Duration,
-    /// No wait is longer than this.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 8 attempts, 250 ms doubling up to 30 s: a 429 burst or a short outage is ridden out
-    /// within about a minute at worst, while a real outage fails the call in reasonable time.
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 8,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(30),
-        }
-    }
-}
-
 /// Everything a [`Client`](super::Client) needs. Build with [`ClientConfig::new`] and change
 /// fields as needed; [`Client::new`](super::Client::new) validates it.
 #[derive(Clone, Debug)]
@@ -188,6 +214,32 @@ impl ClientConfig {
             timeout: MAILCHIMP_TIMEOUT,
             retry: RetryPolicy::default(),
         }
+    }
+
+    /// The configuration of a stored connection: its credential kind, its opened secret and
+    /// its base URL. Every client segsync makes for a connection starts here.
+    pub fn for_connection(
+        kind: CredentialKind,
+        secret: impl Into<SecretString>,
+        base_url: &str,
+    ) -> Result<ClientConfig, Error> {
+        ClientConfig::for_credential(kind, secret, Some(base_url))
+    }
+
+    /// The configuration for a credential of `kind` being added or checked: at `base_url`,
+    /// else the credential's default API root.
+    pub fn for_credential(
+        kind: CredentialKind,
+        secret: impl Into<SecretString>,
+        base_url: Option<&str>,
+    ) -> Result<ClientConfig, Error> {
+        let mut config = ClientConfig::new(kind.credential(secret)?);
+        if let Some(u) = base_url {
+            config.base_url = Url::parse(u).map_err(|e| {
+                Error::InvalidConfig(format!("the Mailchimp base URL {u:?} is not a URL: {e}"))
+            })?;
+        }
+        Ok(config)
     }
 
     /// Checks the settings; the message of an error says which one to fix.

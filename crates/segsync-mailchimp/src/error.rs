@@ -12,8 +12,6 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::retry::{self, Decision, RetryCause};
-
 /// Mailchimp's `application/problem+json` error document (fields missing from a bodyless or
 /// non-JSON answer are filled from the status line).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -216,24 +214,6 @@ impl Error {
             endpoint,
             message: error_chain(e),
             attempts: 1,
-        }
-    }
-
-    /// True when sending the same request again later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(retry::decide(self), Decision::Retry(_))
-    }
-
-    /// True when the request will keep failing until something changes.
-    pub fn is_permanent(&self) -> bool {
-        !self.is_retryable()
-    }
-
-    /// Why a retryable error is retryable; `None` for permanent ones.
-    pub fn retry_cause(&self) -> Option<RetryCause> {
-        match retry::decide(self) {
-            Decision::Retry(c) => Some(c),
-            Decision::GiveUp => None,
         }
     }
 

@@ -1,19 +1,26 @@
-//! The Mailchimp Marketing API client segsync's engine talks through.
+//! segsync's Mailchimp destination: everything that knows Mailchimp's wire format, its limits
+//! and its answers. The engine hands it plan operations and gets back acknowledged facts.
 //!
-//! - [`config`]: the credential (API key or OAuth token, never shown), base URL and limits.
+//! - [`config`]: the credential (API key or OAuth token, never shown, of a [`CredentialKind`]),
+//!   base URL and limits; [`ClientConfig::for_connection`] is the one way from a stored
+//!   connection to a client.
 //! - [`service`]: the request stack every call goes through, outermost first: concurrency
 //!   limit (10 in flight, Mailchimp's per-user cap), retry, timeout, HTTP.
-//! - [`retry`]: the retry decision ([`retry::decide`]) apart from the backoff mechanics.
+//! - [`retry`]: the retry decision ([`retry::decide`]) and policy, apart from the backoff
+//!   mechanics.
 //! - [`error`]: one [`Error`] type, each kind retryable or permanent, messages that say what
 //!   to do next.
 //! - [`stats`]: live counters (requests, in flight, retries by cause and endpoint) that a
 //!   progress bar reads without locks.
 //! - [`types`]: what the calls take and give.
+//! - [`encoder`]: plan operations as request bodies.
+//! - [`sink`]: sends an operation and reads the answer into acknowledged facts, refused
+//!   members, members to update and requests to send again.
 //! - [`client`]: the typed calls ([`Client`]).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), segsync::mailchimp::Error> {
-//! use segsync::mailchimp::{Client, ClientConfig, Credential};
+//! # async fn demo() -> Result<(), segsync_mailchimp::Error> {
+//! use segsync_mailchimp::{Client, ClientConfig, Credential};
 //! let key = std::env::var("MAILCHIMP_API_KEY").unwrap_or_default();
 //! let client = Client::new(ClientConfig::new(Credential::api_key(key)?))?;
 //! client.ping().await?;
@@ -24,18 +31,22 @@
 
 pub mod client;
 pub mod config;
+pub mod encoder;
 pub mod error;
 pub mod retry;
 pub mod service;
+pub mod sink;
 pub mod stats;
 pub mod types;
 
 pub use client::{Client, MAX_BATCH_MEMBERS, MAX_TAG_CHANGES, PAGE_SIZE};
-pub use config::{default_base_url, ClientConfig, Credential, RetryPolicy};
+pub use config::{default_base_url, ClientConfig, Credential, CredentialKind, RetryPolicy};
 pub use error::{Error, FieldError, Problem};
-pub use retry::RetryCause;
+pub use retry::{RetryCause, REQUEUE_ROUNDS};
+pub use sink::{Read, Refused, Sent, Sink, Tally};
 pub use stats::{ClientStats, Endpoint, EndpointStats, RetryCounts, StatsSnapshot};
 pub use types::{
-    subscriber_hash, AcceptedMember, Archived, BatchOutcome, ListInfo, MemberFailure, MemberState,
-    MemberStatus, MergeFieldInfo, MergeFieldType, NewMergeField, TagOutcome, UpsertItem,
+    subscriber_hash, AcceptedMember, Archived, BatchOutcome, FailureKind, ListInfo, MemberFailure,
+    MemberState, MemberStatus, MergeFieldInfo, MergeFieldType, NewMergeField, TagOutcome,
+    UpsertItem,
 };

@@ -12,8 +12,32 @@ use std::time::Duration;
 use rand::Rng;
 use serde::Serialize;
 
-use super::config::RetryPolicy;
-use super::error::Error;
+use crate::error::Error;
+
+/// How failed requests are retried: up to `max_attempts` in all, waiting a random time
+/// between zero and `min(max_delay, base_delay x 2^(retry-1))` before each retry ("full
+/// jitter", so that clients that failed together do not retry together).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included (1 = never retry).
+    pub max_attempts: u32,
+    /// The cap of the first wait; it doubles with every retry.
+    pub base_delay: Duration,
+    /// No wait is longer than this.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 8 attempts, 250 ms doubling up to 30 s: a 429 burst or a short outage is ridden out
+    /// within about a minute at worst, while a real outage fails the call in reasonable time.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
 
 /// Why a request was retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -85,6 +109,38 @@ pub fn decide(e: &Error) -> Decision {
         | Error::Rejected { .. }
         | Error::UnexpectedAnswer { .. }
         | Error::TooManyItems { .. } => Decision::GiveUp,
+    }
+}
+
+/// How many more times a request that failed transiently after all its attempts is sent
+/// (after the other requests of its phase) before its members are reported as not sent.
+pub const REQUEUE_ROUNDS: u32 = 2;
+
+/// Whether a request that failed with `e` after all its attempts, in re-queue round `round`
+/// (0 for its first sending), goes again after the rest of its phase: Mailchimp having a bad
+/// minute is ridden out; a permanent refusal is not.
+pub fn requeue(e: &Error, round: u32) -> bool {
+    e.is_retryable() && round < REQUEUE_ROUNDS
+}
+
+/// The retry decision, asked of an error.
+impl Error {
+    /// True when sending the same request again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(decide(self), Decision::Retry(_))
+    }
+
+    /// True when the request will keep failing until something changes.
+    pub fn is_permanent(&self) -> bool {
+        !self.is_retryable()
+    }
+
+    /// Why a retryable error is retryable; `None` for permanent ones.
+    pub fn retry_cause(&self) -> Option<RetryCause> {
+        match decide(self) {
+            Decision::Retry(c) => Some(c),
+            Decision::GiveUp => None,
+        }
     }
 }
 

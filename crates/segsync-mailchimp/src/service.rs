@@ -24,10 +24,10 @@ use secrecy::ExposeSecret;
 use tokio::sync::Semaphore;
 use url::Url;
 
-use super::config::{ClientConfig, Credential, RetryPolicy};
-use super::error::Error;
-use super::retry::{self, Attempts};
-use super::stats::{ClientStats, Endpoint};
+use crate::config::{ClientConfig, Credential, RetryPolicy};
+use crate::error::Error;
+use crate::retry::{self, Attempts};
+use crate::stats::{ClientStats, Endpoint};
 
 /// The HTTP Basic user name sent with API keys (Mailchimp ignores it; it names the tool).
 pub const BASIC_USER: &str = "segsync";

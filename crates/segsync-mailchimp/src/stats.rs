@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-use super::retry::RetryCause;
+use crate::retry::RetryCause;
 
 /// The Mailchimp endpoints the client calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -237,15 +237,48 @@ pub struct AcceptedMember {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MemberFailure {
     pub email: String,
-    /// `ERROR_CONTACT_EXISTS`: the address is on the audience and `update_existing` was
-    /// false.
-    pub contact_exists: bool,
+    /// Why, as segsync acts on it (read from Mailchimp's code and message once, here).
+    pub kind: FailureKind,
     /// Mailchimp's `error` ("x looks fake or invalid, please enter a real email address.",
     /// "x is in a compliance state ...").
     pub message: String,
     /// The merge field or property at fault, when Mailchimp names one.
     pub field: Option<String>,
     pub field_message: Option<String>,
+}
+
+/// Why Mailchimp refused one member of a batch upsert. Decided once, when the answer is read,
+/// so that nothing downstream reads Mailchimp's messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// `ERROR_CONTACT_EXISTS`: the address is on the audience and `update_existing` was
+    /// false (someone added it meanwhile, or a request of ours whose answer was lost).
+    Exists,
+    /// Permanently deleted from the audience ("Forgotten Email Not Subscribed"): it can
+    /// never be added again by the API.
+    Forgotten,
+    /// Unsubscribed, cleaned or under compliance review ("Member In Compliance State"): it
+    /// cannot be subscribed by the API.
+    Compliance,
+    /// Anything else: an address Mailchimp finds invalid or fake, a merge value it refuses.
+    Invalid,
+}
+
+impl FailureKind {
+    /// The kind of a batch upsert's `errors[]` entry.
+    pub fn of(error_code: &str, message: &str) -> FailureKind {
+        let m = message.to_ascii_lowercase();
+        if error_code == "ERROR_CONTACT_EXISTS" {
+            FailureKind::Exists
+        } else if m.contains("permanently deleted") {
+            FailureKind::Forgotten
+        } else if m.contains("compliance state") {
+            FailureKind::Compliance
+        } else {
+            FailureKind::Invalid
+        }
+    }
 }
 
 /// What a batch upsert did. Every item sent is in exactly one of the three lists.
@@ -259,7 +292,7 @@ pub struct BatchOutcome {
     /// An earlier attempt of this request failed in a way Mailchimp may have applied it
     /// (timeout, broken connection, 5xx) and it was sent again. Members that attempt created
     /// then come back as updated (`created: false`), or, with `update_existing: false`, as
-    /// `contact_exists` failures.
+    /// [`FailureKind::Exists`] failures.
     pub replayed: bool,
 }
 

@@ -10,7 +10,7 @@ use base64::Engine;
 use futures_util::future::join_all;
 use mailchimp_sim::config::{Faults, Latency};
 use mailchimp_sim::{ListView, RunningSim, Settings, SimConfig, Status};
-use segsync::mailchimp::*;
+use segsync_mailchimp::*;
 use serde_json::{json, Map};
 
 /// Retries in tests wait a few milliseconds, not seconds.
@@ -240,7 +240,7 @@ async fn batch_upsert_reports_each_member() {
     assert_eq!(out.failed.len(), 1);
     let fake = &out.failed[0];
     assert_eq!(fake.email, "someone@example.com");
-    assert!(!fake.contact_exists);
+    assert_eq!(fake.kind, FailureKind::Invalid);
     assert!(fake.message.contains("looks fake or invalid"), "{fake:?}");
     let ops = out
         .accepted
@@ -313,7 +313,7 @@ async fn batch_upsert_reports_each_member() {
         .await
         .unwrap();
     assert!(out.accepted.is_empty());
-    assert!(out.failed[0].contact_exists, "{:?}", out.failed);
+    assert_eq!(out.failed[0].kind, FailureKind::Exists, "{:?}", out.failed);
     assert!(out.failed[0].message.contains("update_existing"));
     assert_eq!(
         env.member("person0@segsync-test.dev").merge_fields["FNAME"],

@@ -26,7 +26,7 @@ use super::{usage, Failure, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config_file::{self, Action, ConfigFile, Installation, Op, Plan, Problem, Step};
 use crate::engine::{self, RunSettings};
 use crate::home::Home;
-use crate::mailchimp::{self, Client, ClientConfig, Credential};
+use crate::mailchimp::{self, Client, ClientConfig};
 use crate::ops::{self, Actor};
 use crate::state::StateStore;
 
@@ -478,19 +478,11 @@ fn client_for_secret(
     secret: &SecretString,
     kind: &str,
     base_url: Option<&str>,
-) -> Result<Client, mailchimp::Error> {
-    let credential = if kind == "oauth" {
-        Credential::oauth_token(secret.clone())?
-    } else {
-        Credential::api_key(secret.clone())?
-    };
-    let mut config = ClientConfig::new(credential);
-    if let Some(u) = base_url {
-        config.base_url = url::Url::parse(u)
-            .map_err(|e| mailchimp::Error::InvalidConfig(format!("API root {u}: {e}")))?;
-    }
+) -> Result<Client, Box<mailchimp::Error>> {
+    let kind = mailchimp::CredentialKind::parse(kind).unwrap_or(mailchimp::CredentialKind::ApiKey);
+    let mut config = ClientConfig::for_credential(kind, secret.clone(), base_url)?;
     config.timeout = Duration::from_secs(30);
-    Client::new(config)
+    Ok(Client::new(config)?)
 }
 
 /// Whether a Mailchimp error is the file's to fix (an audience id, a key of the wrong
@@ -537,7 +529,7 @@ async fn preflight(
         let checked = match client_for_secret(secret, kind, base_url.as_deref()) {
             Ok(client) => match client.ping().await {
                 Ok(()) => Ok(client),
-                Err(e) => Err(e),
+                Err(e) => Err(Box::new(e)),
             },
             Err(e) => Err(e),
         };

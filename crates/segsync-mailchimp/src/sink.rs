@@ -1,0 +1,310 @@
+//! The sink: sends one plan operation (built by the [`encoder`](crate::encoder), through the
+//! client's request stack) and reads Mailchimp's answer into what a run acts on:
+//! - the facts Mailchimp acknowledged (the snapshot moves only for those);
+//! - the members it refused, and why, in words a user can act on;
+//! - members a create found already there, to update with their own status;
+//! - the request to send again later (Mailchimp failing transiently, [`retry::requeue`]);
+//! - an error that fails the run, or one that stops it at once (a rejected credential).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use segsync_core::{Fact, MemberKey, Op, Upsert};
+
+use crate::client::Client;
+use crate::encoder::{addresses, core_status, upsert_items};
+use crate::error::Error;
+use crate::retry;
+use crate::types::{Archived, BatchOutcome, FailureKind, MemberFailure, TagOutcome};
+
+/// A request sent, with Mailchimp's answer (after the client's retries).
+pub struct Sent {
+    pub op: Op,
+    pub result: Result<Answer, Error>,
+}
+
+pub enum Answer {
+    Upsert(BatchOutcome),
+    Tag(TagOutcome),
+    Archive(Archived),
+}
+
+/// Sends `op` to audience `list_id`; `segment_ids` maps the export's tag bits to the
+/// audience's tag ids (a tag missing from the audience has nothing to remove).
+pub async fn send(
+    client: Client,
+    list_id: Arc<str>,
+    segment_ids: Arc<HashMap<usize, u64>>,
+    op: Op,
+) -> Sent {
+    let result = match &op {
+        Op::Upsert {
+            update_existing,
+            items,
+        } => client
+            .batch_upsert(&list_id, &upsert_items(items), *update_existing)
+            .await
+            .map(Answer::Upsert),
+        Op::Tag { tag, add, remove } => match segment_ids.get(tag) {
+            Some(id) => client
+                .update_tag_members(&list_id, *id, &addresses(add), &addresses(remove))
+                .await
+                .map(Answer::Tag),
+            None => Ok(Answer::Tag(TagOutcome::default())),
+        },
+        Op::Archive { email, .. } => client.archive(&list_id, email).await.map(Answer::Archive),
+    };
+    Sent { op, result }
+}
+
+/// What one answer did, counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub created: u64,
+    pub updated: u64,
+    pub unsubscribed: u64,
+    pub tagged: u64,
+    pub untagged: u64,
+    pub archived: u64,
+}
+
+/// A member a request did not deliver, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub email: String,
+    pub reason: String,
+}
+
+/// Everything one answer taught.
+#[derive(Default)]
+pub struct Read {
+    pub facts: Vec<Fact>,
+    /// Members this run meant to create that someone else added meanwhile.
+    pub not_ours: Vec<MemberKey>,
+    pub refused: Vec<Refused>,
+    /// Addresses whose upsert was not delivered: their tag additions are not sent.
+    pub undelivered: Vec<String>,
+    pub tally: Tally,
+    /// Members a create found on the audience: to update, each with its own status.
+    pub exists: Vec<Upsert>,
+    /// The request to send again after the rest of its phase.
+    pub again: Option<Op>,
+    /// An error that fails the run; the run still sends the rest.
+    pub failure: Option<Error>,
+}
+
+/// What the sink remembers between the answers of one run.
+#[derive(Default)]
+pub struct Sink {
+    /// Members of re-queued creates: an earlier attempt may have created them.
+    maybe_applied: HashSet<MemberKey>,
+    /// Members a replayed create made (its first attempt applied, its answer lost): counted
+    /// as created, and the update that follows (sent to be safe) not as an update.
+    created_by_replay: HashSet<MemberKey>,
+}
+
+impl Sink {
+    /// Reads the answer to a request sent in re-queue round `round`. A rejected credential
+    /// comes back as the error: the run stops at once, as every further request would fail.
+    pub fn read(&mut self, sent: Sent, round: u32) -> Result<Read, Error> {
+        let mut read = Read::default();
+        let answer = match sent.result {
+            Ok(answer) => answer,
+            Err(Error::CredentialRejected) => return Err(Error::CredentialRejected),
+            // Archives are not re-queued: a contact that could not be archived is reported,
+            // and the next run's diff asks again.
+            Err(e) if retry::requeue(&e, round) && !matches!(sent.op, Op::Archive { .. }) => {
+                self.requeued(&mut read, sent.op, &e, round);
+                return Ok(read);
+            }
+            Err(e) => {
+                not_sent(&mut read, sent.op, e);
+                return Ok(read);
+            }
+        };
+        match (sent.op, answer) {
+            (
+                Op::Upsert {
+                    items,
+                    update_existing,
+                },
+                Answer::Upsert(outcome),
+            ) => self.upserted(&mut read, &items, outcome, !update_existing),
+            (Op::Tag { tag, add, remove }, Answer::Tag(outcome)) => {
+                tagged(&mut read, tag, &add, &remove, &outcome)
+            }
+            (Op::Archive { key, .. }, Answer::Archive(_)) => {
+                read.facts.push(Fact::Archived { key });
+                read.tally.archived += 1;
+            }
+            // [`send`] answers every request with its own kind of answer.
+            _ => unreachable!("an answer of another kind than its request"),
+        }
+        Ok(read)
+    }
+
+    fn requeued(&mut self, read: &mut Read, op: Op, e: &Error, round: u32) {
+        tracing::debug!(error = %e, round, endpoint = op.endpoint(), "request re-queued");
+        if let Op::Upsert {
+            update_existing: false,
+            items,
+        } = &op
+        {
+            self.maybe_applied.extend(items.iter().map(|u| u.key));
+        }
+        read.again = Some(op);
+    }
+
+    fn upserted(
+        &mut self,
+        read: &mut Read,
+        items: &[Upsert],
+        outcome: BatchOutcome,
+        creates: bool,
+    ) {
+        let by_email: HashMap<String, &Upsert> =
+            items.iter().map(|u| (u.email.clone(), u)).collect();
+        for a in &outcome.accepted {
+            let Some(u) = by_email.get(&a.email.to_lowercase()) else {
+                continue;
+            };
+            read.facts.push(Fact::Upserted {
+                key: u.key,
+                email: u.email.clone(),
+                status: core_status(&a.status),
+                created: a.created,
+                fingerprint: u.fingerprint,
+            });
+            if a.created {
+                read.tally.created += 1;
+            } else if self.created_by_replay.remove(&u.key) {
+                // Counted when its create was found applied.
+            } else if u.merge.is_none() {
+                read.tally.unsubscribed += 1;
+            } else {
+                read.tally.updated += 1;
+            }
+        }
+        for f in &outcome.failed {
+            let email = f.email.to_lowercase();
+            match by_email.get(&email) {
+                Some(u) if creates && f.kind == FailureKind::Exists => {
+                    self.met_again(read, u, outcome.replayed)
+                }
+                u => refused(read, u.copied(), email, f),
+            }
+        }
+        for email in &outcome.unanswered {
+            read.undelivered.push(email.to_lowercase());
+            read.refused.push(Refused {
+                email: email.clone(),
+                reason: "Mailchimp's answer did not mention this member; it will be sent again on the next run".into(),
+            });
+        }
+    }
+
+    /// A create found the member on the audience after all: added meanwhile by someone
+    /// else, or by a request of ours whose answer was lost. It is updated with its own status.
+    fn met_again(&mut self, read: &mut Read, u: &Upsert, replayed: bool) {
+        let ours = replayed || self.maybe_applied.contains(&u.key);
+        if ours {
+            read.tally.created += 1;
+            self.created_by_replay.insert(u.key);
+            read.facts.push(Fact::Replayed {
+                key: u.key,
+                email: u.email.clone(),
+            });
+        } else {
+            read.not_ours.push(u.key);
+        }
+        read.exists.push(u.clone());
+    }
+}
+
+/// A member a batch upsert refused (an `ERROR_CONTACT_EXISTS` for an update counts too).
+fn refused(read: &mut Read, u: Option<&Upsert>, email: String, f: &MemberFailure) {
+    read.undelivered.push(email.clone());
+    if let (Some(u), FailureKind::Forgotten) = (u, f.kind) {
+        // Permanently deleted in Mailchimp: remember it, so that no later run asks again.
+        read.facts.push(Fact::Forgotten {
+            key: u.key,
+            email: u.email.clone(),
+        });
+    }
+    let reason = match &f.field {
+        Some(field) if !field.is_empty() => format!(
+            "Mailchimp: {} ({field}: {})",
+            f.message,
+            f.field_message.clone().unwrap_or_default()
+        ),
+        _ => format!("Mailchimp: {}", f.message),
+    };
+    read.refused.push(Refused { email, reason });
+}
+
+fn tagged(
+    read: &mut Read,
+    bit: usize,
+    add: &[(MemberKey, String)],
+    remove: &[(MemberKey, String)],
+    outcome: &TagOutcome,
+) {
+    let missing: HashSet<String> = outcome
+        .not_members
+        .iter()
+        .map(|e| e.to_lowercase())
+        .collect();
+    for (key, email) in add {
+        if missing.contains(email) {
+            read.refused.push(Refused {
+                email: email.clone(),
+                reason: "not tagged: the address is not a member of the audience".into(),
+            });
+            continue;
+        }
+        read.facts.push(Fact::Tagged {
+            key: *key,
+            email: email.clone(),
+            bit,
+            added: true,
+        });
+        read.tally.tagged += 1;
+    }
+    for (key, email) in remove {
+        read.facts.push(Fact::Tagged {
+            key: *key,
+            email: email.clone(),
+            bit,
+            added: false,
+        });
+        read.tally.untagged += 1;
+    }
+}
+
+/// A request that failed for good: its members are reported. A contact Mailchimp cannot
+/// archive (pending, cleaned, already archived: 405) is reported without failing the run;
+/// anything else fails it.
+fn not_sent(read: &mut Read, op: Op, e: Error) {
+    let (emails, words): (Vec<String>, &str) = match &op {
+        Op::Upsert { items, .. } => {
+            let emails: Vec<String> = items.iter().map(|u| u.email.clone()).collect();
+            read.undelivered.extend(emails.iter().cloned());
+            (emails, "not sent")
+        }
+        Op::Tag { add, remove, .. } => (
+            add.iter().chain(remove).map(|(_, e)| e.clone()).collect(),
+            "tag not changed",
+        ),
+        Op::Archive { email, .. } => (vec![email.clone()], "not archived"),
+    };
+    for email in emails {
+        read.refused.push(Refused {
+            email,
+            reason: format!("{words}: {e}"),
+        });
+    }
+    let archive_refused = matches!(op, Op::Archive { .. }) && e.is_permanent();
+    if !archive_refused {
+        read.failure = Some(e);
+    }
+}
