@@ -1198,9 +1198,13 @@ fn the_spec_is_the_one_its_provenance_names() {
     use sha2::{Digest, Sha256};
     let bytes = std::fs::read(SPEC_PATH).expect("the spec is in the repository");
     assert_eq!(hex_digest(&Sha256::digest(&bytes)), SPEC_SHA256);
-    let provenance = std::fs::read_to_string(SPEC_PATH.replace("marketing-openapi.json", "PROVENANCE.md"))
-        .expect("the spec has a provenance note");
-    assert!(provenance.contains(SPEC_SHA256), "PROVENANCE.md names the checksum");
+    let provenance =
+        std::fs::read_to_string(SPEC_PATH.replace("marketing-openapi.json", "PROVENANCE.md"))
+            .expect("the spec has a provenance note");
+    assert!(
+        provenance.contains(SPEC_SHA256),
+        "PROVENANCE.md names the checksum"
+    );
     assert_eq!(spec()["info"]["version"], "3.0.85");
 }
 

@@ -16,7 +16,7 @@ pub mod cli;
 pub mod config_file;
 pub mod engine;
 pub mod home;
-pub mod mailchimp;
+pub use segsync_mailchimp as mailchimp;
 pub mod ops;
 pub mod pg;
 pub mod profiles;

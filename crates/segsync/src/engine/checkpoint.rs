@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use segsync_core::plan::{
     acknowledge_archive, acknowledge_forgotten, acknowledge_tag, acknowledge_upsert,
 };
-use segsync_core::{MemberKey, RecordError, SnapshotEntry, Status, TagSet, Upsert};
+use segsync_core::{Fact, MemberKey, RecordError, SnapshotEntry, Status, TagSet, Upsert};
 use tokio::sync::{mpsc, oneshot};
 
 use super::RunError;
@@ -24,53 +24,6 @@ use crate::state::{StateError, StateStore};
 /// Answers waiting for the thread, at most. Beyond that the sending task waits: the
 /// snapshot never lags further behind than this.
 const WAITING: usize = 64;
-
-/// What Mailchimp acknowledged about one member.
-pub(super) enum Fact {
-    /// Written (created when `created`) with this status and, if it carried content, this
-    /// fingerprint.
-    Upserted {
-        key: MemberKey,
-        email: String,
-        status: Status,
-        created: bool,
-        fingerprint: Option<u64>,
-    },
-    /// A create of this run found the member already there, made by a request of its own
-    /// whose answer was lost: the export's own, until the update that follows says more.
-    /// Kept in memory only, as the base of that member's next fact.
-    Replayed {
-        key: MemberKey,
-        email: String,
-    },
-    Tagged {
-        key: MemberKey,
-        email: String,
-        bit: usize,
-        added: bool,
-    },
-    Archived {
-        key: MemberKey,
-    },
-    /// Permanently deleted in Mailchimp: out of the audience for good, unless the person
-    /// signs up again (the audience would then report them).
-    Forgotten {
-        key: MemberKey,
-        email: String,
-    },
-}
-
-impl Fact {
-    fn key(&self) -> MemberKey {
-        match self {
-            Fact::Upserted { key, .. }
-            | Fact::Replayed { key, .. }
-            | Fact::Tagged { key, .. }
-            | Fact::Archived { key }
-            | Fact::Forgotten { key, .. } => *key,
-        }
-    }
-}
 
 /// Everything one answer taught: its facts, the create intents to drop (members found
 /// to be someone else's), the records it could not send.

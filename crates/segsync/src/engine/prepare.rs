@@ -1,0 +1,564 @@
+//! The first stage of a run: everything up to the plan, sending no write. Reads the
+//! profiles (every chosen segment in one pass) into the run's stage on disk, learns what
+//! changed in the audience, and diffs the stage against the snapshot into the plan, also on
+//! disk. `segsync plan` prints what this returns; `segsync run` sends it.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use segsync_core::{
+    decide, fingerprint, Collector, DiffOptions, DiffSink, FieldSpec, MemberKey, MergeKind,
+    Normalized, PlanSummary, RecordError, Row, SnapshotEntry, Status, TagSet, Want,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{client_for, RunError, RunSettings};
+use crate::home::Home;
+use crate::mailchimp::{self, encoder::core_status, Client};
+use crate::profiles::SelectError;
+use crate::state::{ExportConfig, PlanWriter, RunCounts, StateStore, UpsertPhase};
+
+/// The plan of a prepared run, kept on disk in the run's temporary tables (see
+/// `state::staging`): its counts, and the tags it changes.
+pub struct StagedPlan {
+    pub summary: PlanSummary,
+    pub tag_bits: Vec<usize>,
+}
+
+/// Everything up to the plan: what `segsync plan` shows and `segsync run` sends.
+pub struct Prepared {
+    pub export: ExportConfig,
+    pub client: Client,
+    pub tag_names: Vec<String>,
+    pub tag_bits: Vec<usize>,
+    pub fields_to_create: Vec<String>,
+    pub specs: Vec<FieldSpec>,
+    pub plan: StagedPlan,
+    pub refused: Vec<RecordError>,
+    pub skipped: Vec<segsync_core::Skip>,
+    pub counts: RunCounts,
+    /// When the audience was read (minus a safety margin), for the next run's
+    /// `since_last_changed`.
+    pub audience_read_at: chrono::DateTime<chrono::Utc>,
+    pub audience_name: String,
+}
+
+/// What `segsync plan` prints.
+#[derive(Debug, Serialize)]
+pub struct PlanReport {
+    pub export: String,
+    pub audience: String,
+    pub profiles: u64,
+    pub members: u64,
+    pub duplicates: u64,
+    pub unchanged: u64,
+    pub merge_fields_to_create: Vec<String>,
+    pub summary: PlanSummary,
+    pub refused: Vec<RecordError>,
+    pub skipped: Vec<RecordError>,
+}
+
+impl Prepared {
+    pub fn report(&self) -> PlanReport {
+        PlanReport {
+            export: self.export.name.clone(),
+            audience: format!("{} ({})", self.audience_name, self.export.audience_id),
+            profiles: self.counts.profiles,
+            members: self.counts.members,
+            duplicates: self.counts.duplicates,
+            unchanged: self.counts.unchanged,
+            merge_fields_to_create: self.fields_to_create.clone(),
+            summary: self.plan.summary.clone(),
+            refused: self.refused.clone(),
+            skipped: self
+                .skipped
+                .iter()
+                .map(|s| RecordError {
+                    profile_key: String::new(),
+                    email: s.email.clone(),
+                    reason: s.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What is wrong with mapping the merge tags `tags` onto an audience (named `audience`) that
+/// has `merge_fields`: a tag it lacks (unless the export creates missing fields), a required
+/// field left unmapped. One message per problem; none when the mapping fits. Checked when an
+/// export is saved, when a file is applied, and again before every run (the audience may
+/// have changed in Mailchimp meanwhile).
+pub fn mapping_problems(
+    audience: &str,
+    tags: &[&str],
+    create_missing: bool,
+    merge_fields: &[mailchimp::MergeFieldInfo],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !create_missing {
+        for t in tags {
+            if !merge_fields.iter().any(|m| m.tag == *t) {
+                let have: Vec<&str> = merge_fields.iter().map(|m| m.tag.as_str()).collect();
+                problems.push(format!(
+                    "audience \"{audience}\" has no merge field {t} (it has {}): add it in Mailchimp, or let the export create missing merge fields (create_merge_fields; on the command line --create-merge-fields)",
+                    have.join(", ")
+                ));
+            }
+        }
+    }
+    for m in merge_fields
+        .iter()
+        .filter(|m| m.required && !tags.contains(&m.tag.as_str()))
+    {
+        problems.push(format!(
+            "audience \"{audience}\" requires merge field {} ({}): map it to a profile column (on the command line: --merge {}=COLUMN)",
+            m.tag, m.name, m.tag
+        ));
+    }
+    problems
+}
+
+/// Reads, normalises, learns the audience, diffs and plans. Sends no write.
+pub async fn prepare(
+    home: &Home,
+    state: &mut StateStore,
+    export_name: &str,
+    settings: &RunSettings,
+) -> Result<Prepared, RunError> {
+    let t = Instant::now();
+    let export = state.export(export_name)?;
+    let client = client_for(state, home, &export.connection, settings)?;
+    let list = client.list(&export.audience_id).await?;
+    let fields = client.merge_fields(&export.audience_id).await?;
+    let (specs, to_create) = field_specs(&export, &list.name, &fields)?;
+
+    let tag_names: Vec<String> = export.segments.iter().map(|s| s.tag.clone()).collect();
+    let tag_bits = state.tag_bits(&export.name, &tag_names)?;
+    let staged = stage_profiles(home, state, &export, &specs, &tag_bits)?;
+    tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?t.elapsed(), "profiles read");
+    if staged.members > export.max_profiles {
+        return Err(RunError::Limit(format!(
+            "export \"{}\" selects {} members, more than its limit of {}: nothing was sent (raise --max-profiles or narrow the segments)",
+            export.name, staged.members, export.max_profiles
+        )));
+    }
+
+    let (audience, read_at) = learn_audience(&client, state, &export).await?;
+    let mut acc = diff_into_plan(state, &export, &audience)?;
+    drop(audience);
+    let plan = acc.plan();
+    tracing::debug!(requests = plan.summary.requests, elapsed = ?t.elapsed(), "planned");
+    let counts = RunCounts {
+        profiles: staged.rows,
+        members: staged.members,
+        duplicates: staged.accepted - staged.members,
+        refused: staged.refused.len() as u64,
+        unchanged: acc.unchanged,
+        skipped: acc.skipped.len() as u64,
+        ..Default::default()
+    };
+    Ok(Prepared {
+        export,
+        client,
+        tag_names,
+        tag_bits,
+        fields_to_create: to_create,
+        specs,
+        plan,
+        refused: staged.refused,
+        skipped: std::mem::take(&mut acc.skipped),
+        counts,
+        audience_read_at: read_at,
+        audience_name: list.name,
+    })
+}
+
+fn merge_kind(t: &mailchimp::MergeFieldType) -> MergeKind {
+    MergeKind::parse(t.as_str()).unwrap_or(MergeKind::Text)
+}
+
+/// The mapping, checked against the audience's merge fields before anything is read: how
+/// each mapped field's values are formatted, and the fields to create (as text, before the
+/// first write; the mapping allows it).
+fn field_specs(
+    export: &ExportConfig,
+    audience: &str,
+    fields: &[mailchimp::MergeFieldInfo],
+) -> Result<(Vec<FieldSpec>, Vec<String>), RunError> {
+    let tags: Vec<&str> = export.fields.iter().map(|m| m.tag.as_str()).collect();
+    if let Some(problem) = mapping_problems(audience, &tags, export.create_merge_fields, fields)
+        .into_iter()
+        .next()
+    {
+        return Err(RunError::Config(problem));
+    }
+    let mut specs = Vec::new();
+    let mut to_create = Vec::new();
+    for m in &export.fields {
+        specs.push(match fields.iter().find(|f| f.tag == m.tag) {
+            Some(f) => FieldSpec {
+                tag: f.tag.clone(),
+                kind: merge_kind(&f.r#type),
+                required: f.required,
+                date_format: f.date_format.clone().unwrap_or_default(),
+                choices: f.choices.clone(),
+            },
+            None => {
+                to_create.push(m.tag.clone());
+                FieldSpec {
+                    tag: m.tag.clone(),
+                    kind: MergeKind::Text,
+                    required: false,
+                    date_format: String::new(),
+                    choices: vec![],
+                }
+            }
+        });
+    }
+    Ok((specs, to_create))
+}
+
+/// The profiles, read into the run's stage.
+struct Staged {
+    /// Profile rows read.
+    rows: u64,
+    /// Rows accepted (before duplicate addresses merged).
+    accepted: u64,
+    /// Distinct members staged.
+    members: u64,
+    refused: Vec<RecordError>,
+}
+
+/// One pass over the profiles evaluates every chosen segment. Accepted rows go to the run's
+/// stage on disk (duplicate addresses merged there); memory stays flat.
+fn stage_profiles(
+    home: &Home,
+    state: &mut StateStore,
+    export: &ExportConfig,
+    specs: &[FieldSpec],
+    tag_bits: &[usize],
+) -> Result<Staged, RunError> {
+    let mut predicates = Vec::new();
+    // Where the profiles are: the source of the export's segments (one for all of them).
+    let mut source: Option<String> = None;
+    for s in &export.segments {
+        let segment = state.segment(&s.segment)?;
+        source = segment.source;
+        predicates.push(segment.predicate);
+    }
+    let mut columns = vec![export.email_field.clone()];
+    columns.extend(export.fields.iter().map(|f| f.column.clone()));
+    if let Some(u) = &export.updated_at_field {
+        columns.push(u.clone());
+    }
+    let profiles = home.profiles_of(source.as_deref())?;
+    let mut collector = Collector::new(specs.to_vec());
+    let n_fields = export.fields.len();
+    let has_updated = export.updated_at_field.is_some();
+    state.stage_begin()?;
+    let mut batch: Vec<(Normalized, String, String, u64)> = Vec::with_capacity(STAGE_BATCH);
+    let mut accepted: u64 = 0;
+    {
+        let state = &mut *state;
+        let collector = &mut collector;
+        profiles
+            .select(
+                &columns,
+                &predicates,
+                |row| -> Result<(), crate::state::StateError> {
+                    let mut tags = TagSet::default();
+                    for (i, inside) in row.in_segment.iter().enumerate() {
+                        if *inside {
+                            tags = tags.with(tag_bits[i]);
+                        }
+                    }
+                    let field_refs: Vec<&Value> = row.values[1..1 + n_fields].iter().collect();
+                    let updated_at = if has_updated {
+                        row.values.get(1 + n_fields)
+                    } else {
+                        None
+                    };
+                    let normalized = collector.normalize(Row {
+                        profile_key: &row.key,
+                        email: &row.values[0],
+                        fields: &field_refs,
+                        tags,
+                        updated_at,
+                    });
+                    match normalized {
+                        Ok(n) => {
+                            let merge = serde_json::to_string(&n.desired.merge)
+                                .expect("merge values serialise");
+                            let fp = fingerprint(&n.desired.merge);
+                            batch.push((n, merge, row.key, fp));
+                            accepted += 1;
+                            if batch.len() >= STAGE_BATCH {
+                                state.stage_rows(&batch)?;
+                                batch.clear();
+                            }
+                        }
+                        Err(e) => collector.refused.push(e),
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| match e {
+                SelectError::Callback(e) => RunError::Other(e.into()),
+                other => RunError::Config(format!("reading the profiles: {other}")),
+            })?;
+        state.stage_rows(&batch)?;
+        drop(batch);
+        state.stage_end()?;
+    }
+    Ok(Staged {
+        rows: collector.rows,
+        accepted,
+        members: state.staged_count()?,
+        refused: std::mem::take(&mut collector.refused),
+    })
+}
+
+/// What the audience says now: everything on the first run, the changes since the last
+/// read afterwards. Only each member's status is kept (compact, whatever the audience's
+/// size). Also returns when the next run should read from.
+async fn learn_audience(
+    client: &Client,
+    state: &mut StateStore,
+    export: &ExportConfig,
+) -> Result<(HashMap<MemberKey, Status>, chrono::DateTime<chrono::Utc>), RunError> {
+    let first_run = !state.has_snapshot(&export.name)?;
+    let since = match state.audience_read_at(&export.name)? {
+        Some(t) if !first_run => chrono::DateTime::parse_from_rfc3339(&t)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc)),
+        _ => None,
+    };
+    let local_start = chrono::Utc::now();
+    let mut audience: HashMap<MemberKey, Status> = HashMap::new();
+    let server_time = client
+        .members_each(&export.audience_id, since, |m| {
+            if let Some(k) = MemberKey::from_hex(&m.hash) {
+                audience.insert(k, core_status(&m.status));
+            }
+        })
+        .await?;
+    // The next run reads what changed after this read began, by Mailchimp's own clock when
+    // it tells it (a few seconds of margin for its one-second resolution), else by ours with
+    // a margin for clock skew.
+    let read_at = match server_time {
+        Some(t) => t - chrono::Duration::seconds(AUDIENCE_MARGIN_SECS),
+        None => local_start - chrono::Duration::minutes(10),
+    };
+    tracing::debug!(changed = audience.len(), ?since, "audience read");
+    keep_what_the_audience_said(state, export, &audience, first_run)?;
+    Ok((audience, read_at))
+}
+
+/// What the audience said is true now: keep it, so that a member who unsubscribed in
+/// Mailchimp is never sent back as subscribed by a later run, even one that does not read
+/// that change again. Members a run created without living to checkpoint them (killed
+/// between Mailchimp's write and the answer) show in the audience now, and their intent
+/// says they are this export's own; their content is sent again (fingerprint unknown).
+fn keep_what_the_audience_said(
+    state: &mut StateStore,
+    export: &ExportConfig,
+    audience: &HashMap<MemberKey, Status>,
+    first_run: bool,
+) -> Result<(), RunError> {
+    let intents = state.create_intents(&export.name)?;
+    let intent_keys: Vec<MemberKey> = intents.iter().map(|(k, _)| *k).collect();
+    let known = state.snapshot_entries(&export.name, &intent_keys)?;
+    let mut learned: Vec<(MemberKey, SnapshotEntry)> = Vec::new();
+    for (k, email) in intents {
+        if let (None, Some(status)) = (known.get(&k), audience.get(&k)) {
+            learned.push((
+                k,
+                SnapshotEntry {
+                    email,
+                    fingerprint: None,
+                    tags: TagSet::default(),
+                    status: *status,
+                    owned: true,
+                },
+            ));
+        }
+    }
+    drop(known);
+    // Statuses that changed, compared in chunks (an audience read back whole stays cheap).
+    if !first_run {
+        let keys: Vec<MemberKey> = audience.keys().copied().collect();
+        for chunk in keys.chunks(LEARN_CHUNK) {
+            for (k, mut e) in state.snapshot_entries(&export.name, chunk)? {
+                let s = audience[&k];
+                if e.status != s {
+                    e.status = s;
+                    learned.push((k, e));
+                }
+            }
+        }
+    }
+    state.save_snapshot(&export.name, &learned)?;
+    Ok(())
+}
+
+/// The diff: a merge-join of the stage and the snapshot, in key order, written to the run's
+/// plan on disk, counted.
+fn diff_into_plan(
+    state: &mut StateStore,
+    export: &ExportConfig,
+    audience: &HashMap<MemberKey, Status>,
+) -> Result<PlanCounts, RunError> {
+    let opts = DiffOptions {
+        status_if_new: export.status_if_new,
+        removal: export.removal,
+    };
+    let mut acc = PlanCounts::default();
+    state.diff_stage(&export.name, |key, want, entry, writer| {
+        let want = want.map(|w| Want {
+            email: &w.email,
+            fingerprint: w.fingerprint,
+            tags: w.tags,
+        });
+        let mut sink = StageSink {
+            writer,
+            acc: &mut acc,
+            error: None,
+        };
+        decide(
+            key,
+            want.as_ref(),
+            entry,
+            audience.get(&key).copied(),
+            opts,
+            &mut sink,
+        );
+        match sink.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    })?;
+    Ok(acc)
+}
+
+/// Snapshot entries compared at once with the statuses the audience reported.
+const LEARN_CHUNK: usize = 10_000;
+
+/// Rows staged per transaction while reading the profiles.
+const STAGE_BATCH: usize = 10_000;
+
+/// Seconds subtracted from Mailchimp's clock at the audience read, for the next run's
+/// `since_last_changed` (its timestamps have a one-second resolution).
+const AUDIENCE_MARGIN_SECS: i64 = 5;
+
+/// What the diff wrote, counted.
+#[derive(Default)]
+struct PlanCounts {
+    creates: usize,
+    updates: usize,
+    unsubscribes: usize,
+    archives: usize,
+    /// Adds and removes per tag bit.
+    per_tag: Vec<(usize, usize)>,
+    unchanged: u64,
+    skipped: Vec<segsync_core::Skip>,
+}
+
+impl PlanCounts {
+    fn plan(&self) -> StagedPlan {
+        let bits: Vec<usize> = (0..self.per_tag.len())
+            .filter(|b| self.per_tag[*b] != (0, 0))
+            .collect();
+        let per_tag: Vec<(usize, usize)> = bits.iter().map(|b| self.per_tag[*b]).collect();
+        StagedPlan {
+            summary: PlanSummary::from_counts(
+                self.creates,
+                self.updates,
+                self.unsubscribes,
+                &per_tag,
+                self.archives,
+            ),
+            tag_bits: bits,
+        }
+    }
+
+    fn tag(&mut self, bit: usize, adding: bool) {
+        if self.per_tag.len() <= bit {
+            self.per_tag.resize(bit + 1, (0, 0));
+        }
+        if adding {
+            self.per_tag[bit].0 += 1;
+        } else {
+            self.per_tag[bit].1 += 1;
+        }
+    }
+}
+
+/// Writes the diff's decisions to the run's plan on disk.
+struct StageSink<'s, 'w, 'a> {
+    writer: &'w mut PlanWriter<'a>,
+    acc: &'s mut PlanCounts,
+    error: Option<crate::state::StateError>,
+}
+
+impl StageSink<'_, '_, '_> {
+    fn keep(&mut self, r: Result<(), crate::state::StateError>) {
+        if let Err(e) = r {
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
+impl DiffSink for StageSink<'_, '_, '_> {
+    fn upsert(&mut self, key: MemberKey, want: &Want<'_>, status: Status, create: bool) {
+        let phase = if create {
+            self.acc.creates += 1;
+            UpsertPhase::Create
+        } else {
+            self.acc.updates += 1;
+            UpsertPhase::Update
+        };
+        let r = self
+            .writer
+            .upsert(phase, key, want.email, status, Some(want.fingerprint));
+        self.keep(r);
+    }
+    fn unsubscribe(&mut self, key: MemberKey, email: &str) {
+        self.acc.unsubscribes += 1;
+        let r = self.writer.upsert(
+            UpsertPhase::Unsubscribe,
+            key,
+            email,
+            Status::Unsubscribed,
+            None,
+        );
+        self.keep(r);
+    }
+    fn tags(&mut self, key: MemberKey, email: &str, add: TagSet, remove: TagSet) {
+        for bit in add.iter() {
+            self.acc.tag(bit, true);
+            let r = self.writer.tag(bit, true, key, email);
+            self.keep(r);
+        }
+        for bit in remove.iter() {
+            self.acc.tag(bit, false);
+            let r = self.writer.tag(bit, false, key, email);
+            self.keep(r);
+        }
+    }
+    fn archive(&mut self, key: MemberKey, email: &str) {
+        self.acc.archives += 1;
+        let r = self.writer.archive(key, email);
+        self.keep(r);
+    }
+    fn skip(&mut self, key: MemberKey, email: &str, reason: String) {
+        self.acc.skipped.push(segsync_core::Skip {
+            key,
+            email: email.to_string(),
+            reason,
+        });
+    }
+    fn unchanged(&mut self, _: MemberKey) {
+        self.acc.unchanged += 1;
+    }
+}
