@@ -1,0 +1,317 @@
+//! Mailchimp connections: adding one (consent to the privacy statement, the credential checked
+//! with Mailchimp, then sealed), changing, testing and removing it, and the audiences it sees.
+//! Only admins manage connections; contributors use the ones shared with them.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::{audit, check_name, require, Actor, OpError, OpResult};
+use crate::engine::{self, RunSettings};
+use crate::home::Home;
+use crate::mailchimp::{self, Client, ClientConfig, Credential};
+use crate::state::{ConnectionRecord, Role, StateStore};
+use crate::PRIVACY_STATEMENT;
+
+/// Whether `actor` may run exports on connection `c`.
+pub fn can_use(actor: &Actor, c: &ConnectionRecord) -> bool {
+    actor.role == Role::Admin || (actor.role >= Role::Contributor && c.shared_with_contributors)
+}
+
+/// A connection as anyone may see it: never its secret.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ConnectionView {
+    pub name: String,
+    pub display_name: String,
+    pub base_url: String,
+    /// `api_key` or `oauth`.
+    pub credential_kind: String,
+    pub consent_by: String,
+    pub consent_at: String,
+    pub shared_with_contributors: bool,
+    pub export_user: Option<String>,
+    pub created_at: String,
+}
+
+impl From<&ConnectionRecord> for ConnectionView {
+    fn from(c: &ConnectionRecord) -> Self {
+        ConnectionView {
+            name: c.name.clone(),
+            display_name: c.display_name.clone(),
+            base_url: c.base_url.clone(),
+            credential_kind: c.credential_kind.clone(),
+            consent_by: c.consent_by.clone(),
+            consent_at: c.consent_at.clone(),
+            shared_with_contributors: c.shared_with_contributors,
+            export_user: c.export_user.clone(),
+            created_at: c.created_at.clone(),
+        }
+    }
+}
+
+/// The connections `actor` may see: all for admins, the shared ones for the others.
+pub fn connections(state: &StateStore, actor: &Actor) -> OpResult<Vec<ConnectionView>> {
+    Ok(state
+        .connections()?
+        .iter()
+        .filter(|c| actor.role == Role::Admin || c.shared_with_contributors)
+        .map(ConnectionView::from)
+        .collect())
+}
+
+pub fn connection(state: &StateStore, actor: &Actor, name: &str) -> OpResult<ConnectionView> {
+    let c = state.connection(name)?;
+    if actor.role != Role::Admin && !c.shared_with_contributors {
+        return Err(OpError::Forbidden(format!(
+            "connection \"{name}\" is for admins only"
+        )));
+    }
+    Ok(ConnectionView::from(&c))
+}
+
+/// A credential as given by its owner.
+pub struct CredentialInput {
+    pub secret: SecretString,
+    /// `api_key` or `oauth`.
+    pub kind: &'static str,
+}
+
+/// What it takes to add a connection.
+pub struct NewConnection {
+    pub name: String,
+    pub display_name: Option<String>,
+    pub credential: CredentialInput,
+    /// The API root; by default from the key's data center (or the OAuth metadata).
+    pub base_url: Option<String>,
+    /// The admin agreed to [`PRIVACY_STATEMENT`].
+    pub accept_privacy_terms: bool,
+    pub share_with_contributors: bool,
+    /// Who exports run as; by default the admin who adds it ("Add yourself as export user").
+    pub export_user: Option<String>,
+}
+
+/// Builds a client for a credential and checks it with `GET /ping`.
+async fn checked_client(
+    credential: &CredentialInput,
+    base_url: Option<&str>,
+) -> OpResult<url::Url> {
+    let c = if credential.kind == "oauth" {
+        Credential::oauth_token(credential.secret.clone())
+    } else {
+        Credential::api_key(credential.secret.clone())
+    }
+    .map_err(|e| OpError::Invalid(e.to_string()))?;
+    let base_url = match base_url {
+        Some(u) => {
+            url::Url::parse(u).map_err(|e| OpError::Invalid(format!("API root {u}: {e}")))?
+        }
+        None => mailchimp::default_base_url(&c),
+    };
+    let mut config = ClientConfig::new(c);
+    config.base_url = base_url.clone();
+    config.timeout = Duration::from_secs(30);
+    let client = Client::new(config).map_err(|e| OpError::Invalid(e.to_string()))?;
+    client
+        .ping()
+        .await
+        .map_err(|e| OpError::Mailchimp(format!("Mailchimp refused the connection: {e}")))?;
+    Ok(base_url)
+}
+
+/// Adds a connection: consent recorded, credential checked with Mailchimp, sealed, audited.
+pub async fn add_connection(
+    home: &Home,
+    actor: &Actor,
+    input: NewConnection,
+) -> OpResult<ConnectionView> {
+    require(actor, Role::Admin, "adding a connection")?;
+    check_name("connection", &input.name)?;
+    if let Some(d) = &input.display_name {
+        check_name("display", d)?;
+    }
+    if let Some(u) = &input.export_user {
+        check_name("export user", u)?;
+    }
+    if !input.accept_privacy_terms {
+        return Err(OpError::Invalid(format!(
+            "{PRIVACY_STATEMENT}\n\nThe connection is added only once you agree to this statement."
+        )));
+    }
+    let state = home.state()?;
+    if state.connection(&input.name).is_ok() {
+        return Err(OpError::Conflict(format!(
+            "a connection named \"{}\" exists already",
+            input.name
+        )));
+    }
+    let base_url = checked_client(&input.credential, input.base_url.as_deref()).await?;
+    let sealed = home
+        .master_key()?
+        .seal(&input.name, &input.credential.secret);
+    let at = crate::state::now();
+    let record = ConnectionRecord {
+        name: input.name.clone(),
+        display_name: input.display_name.unwrap_or_else(|| input.name.clone()),
+        base_url: base_url.to_string(),
+        credential_kind: input.credential.kind.to_string(),
+        sealed_secret: sealed,
+        consent_by: actor.user_name().to_string(),
+        consent_at: at.clone(),
+        shared_with_contributors: input.share_with_contributors,
+        export_user: Some(
+            input
+                .export_user
+                .unwrap_or_else(|| actor.user_name().to_string()),
+        ),
+        created_at: at,
+    };
+    state.add_connection(&record)?;
+    audit(
+        &state,
+        actor,
+        "connection.add",
+        &record.name,
+        &format!(
+            "{} credential, {}; consent to the data privacy statement recorded; used by {}",
+            record.credential_kind,
+            record.base_url,
+            if record.shared_with_contributors {
+                "admins and contributors"
+            } else {
+                "admins"
+            }
+        ),
+    )?;
+    Ok(ConnectionView::from(&record))
+}
+
+/// What may change on an existing connection. `None` leaves a field as it is.
+#[derive(Default)]
+pub struct ConnectionChange {
+    pub display_name: Option<String>,
+    pub share_with_contributors: Option<bool>,
+    pub export_user: Option<String>,
+    /// A new credential (re-authentication), checked with Mailchimp before it replaces the old.
+    pub credential: Option<CredentialInput>,
+    pub base_url: Option<String>,
+}
+
+pub async fn update_connection(
+    home: &Home,
+    actor: &Actor,
+    name: &str,
+    change: ConnectionChange,
+) -> OpResult<ConnectionView> {
+    require(actor, Role::Admin, "changing a connection")?;
+    let state = home.state()?;
+    let mut c = state.connection(name)?;
+    let mut what = Vec::new();
+    if let Some(d) = change.display_name.filter(|d| *d != c.display_name) {
+        check_name("display", &d)?;
+        what.push(format!("display name \"{d}\""));
+        c.display_name = d;
+    }
+    if let Some(s) = change
+        .share_with_contributors
+        .filter(|s| *s != c.shared_with_contributors)
+    {
+        what.push(format!(
+            "used by {}",
+            if s {
+                "admins and contributors"
+            } else {
+                "admins"
+            }
+        ));
+        c.shared_with_contributors = s;
+    }
+    if let Some(u) = change
+        .export_user
+        .filter(|u| Some(u) != c.export_user.as_ref())
+    {
+        check_name("export user", &u)?;
+        what.push(format!("export user {u}"));
+        c.export_user = Some(u);
+    }
+    if let Some(cred) = change.credential {
+        let base = checked_client(&cred, change.base_url.as_deref().or(Some(&c.base_url))).await?;
+        c.sealed_secret = home.master_key()?.seal(name, &cred.secret);
+        c.credential_kind = cred.kind.to_string();
+        c.base_url = base.to_string();
+        what.push(format!("new {} credential", cred.kind));
+    } else if let Some(b) = change.base_url.filter(|b| *b != c.base_url) {
+        return Err(OpError::Invalid(format!(
+            "the API root ({b}) changes only with a new credential"
+        )));
+    }
+    if what.is_empty() {
+        return Ok(ConnectionView::from(&c));
+    }
+    state.update_connection(&c)?;
+    audit(&state, actor, "connection.update", name, &what.join("; "))?;
+    Ok(ConnectionView::from(&c))
+}
+
+/// Removes a connection and wipes its secret; returns the exports that used it (they stop).
+pub fn remove_connection(home: &Home, actor: &Actor, name: &str) -> OpResult<Vec<String>> {
+    require(actor, Role::Admin, "removing a connection")?;
+    let state = home.state()?;
+    state.remove_connection(name)?;
+    let users: Vec<String> = state
+        .exports()?
+        .into_iter()
+        .filter(|e| e.connection == name)
+        .map(|e| e.name)
+        .collect();
+    audit(
+        &state,
+        actor,
+        "connection.remove",
+        name,
+        &if users.is_empty() {
+            "secret wiped".to_string()
+        } else {
+            format!("secret wiped; exports stopped: {}", users.join(", "))
+        },
+    )?;
+    Ok(users)
+}
+
+/// Checks a connection's credential with Mailchimp.
+pub async fn test_connection(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
+    let state = home.state()?;
+    let c = state.connection(name)?;
+    if !can_use(actor, &c) {
+        return Err(OpError::Forbidden(format!(
+            "connection \"{name}\" is for admins only"
+        )));
+    }
+    let client = engine::client_for(&state, home, name, &RunSettings::default())?;
+    drop(state);
+    client
+        .ping()
+        .await
+        .map_err(|e| OpError::Mailchimp(format!("connection \"{name}\": {e}")))?;
+    Ok(())
+}
+
+/// The audiences a connection can see: (id, name, member count).
+pub async fn audiences(
+    home: &Home,
+    actor: &Actor,
+    connection: &str,
+) -> OpResult<Vec<mailchimp::ListInfo>> {
+    let state = home.state()?;
+    let c = state.connection(connection)?;
+    if !can_use(actor, &c) {
+        return Err(OpError::Forbidden(format!(
+            "connection \"{connection}\" is for admins only"
+        )));
+    }
+    let client = engine::client_for(&state, home, connection, &RunSettings::default())?;
+    client
+        .lists()
+        .await
+        .map_err(|e| OpError::Mailchimp(e.to_string()))
+}

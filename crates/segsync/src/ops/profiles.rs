@@ -1,0 +1,105 @@
+//! The imported profiles: importing a file (remembered for "refresh") or an upload, and
+//! refreshing from the remembered file.
+
+use serde::{Deserialize, Serialize};
+
+use super::{audit, require, Actor, OpError, OpResult};
+use crate::home::Home;
+use crate::state::Role;
+
+/// Where the profiles were last imported from, for "refresh".
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ProfileSource {
+    pub path: String,
+    /// csv, ndjson or parquet (by default from the extension).
+    pub format: Option<String>,
+    pub key: String,
+}
+
+const PROFILE_SOURCE: &str = "profiles.source";
+
+fn parse_format(f: Option<&str>) -> OpResult<Option<crate::profiles::Format>> {
+    f.map(|f| f.parse().map_err(OpError::Invalid)).transpose()
+}
+
+/// Imports the profiles from a file the server can read, replacing what was there
+/// (atomically), and remembers it as the source that "refresh" reads again.
+pub fn import_profiles(
+    home: &Home,
+    actor: &Actor,
+    source: &ProfileSource,
+) -> OpResult<crate::profiles::ImportReport> {
+    require(actor, Role::Admin, "importing profiles from a file")?;
+    let report = import_quietly(home, source)?;
+    let state = home.state()?;
+    state.set_setting(
+        PROFILE_SOURCE,
+        Some(&serde_json::to_string(source).expect("source serialises")),
+    )?;
+    audit(
+        &state,
+        actor,
+        "profiles.import",
+        &source.path,
+        &format!("{} profiles, key {}", report.rows, source.key),
+    )?;
+    Ok(report)
+}
+
+fn import_quietly(home: &Home, source: &ProfileSource) -> OpResult<crate::profiles::ImportReport> {
+    let format = parse_format(source.format.as_deref())?;
+    home.profiles()?
+        .import(std::path::Path::new(&source.path), format, &source.key)
+        .map_err(|e| OpError::Invalid(e.to_string()))
+}
+
+/// Imports an uploaded file (already saved at `path`); it is not remembered as a source.
+pub fn import_upload(
+    home: &Home,
+    actor: &Actor,
+    path: &std::path::Path,
+    format: Option<&str>,
+    key: &str,
+    label: &str,
+) -> OpResult<crate::profiles::ImportReport> {
+    require(actor, Role::Admin, "importing profiles")?;
+    let report = home
+        .profiles()?
+        .import(path, parse_format(format)?, key)
+        .map_err(|e| OpError::Invalid(e.to_string().replace(&path.display().to_string(), label)))?;
+    let state = home.state()?;
+    audit(
+        &state,
+        actor,
+        "profiles.import",
+        label,
+        &format!("{} profiles, key {key}", report.rows),
+    )?;
+    Ok(report)
+}
+
+/// The remembered profile source, if any.
+pub fn profile_source(home: &Home) -> OpResult<Option<ProfileSource>> {
+    let state = home.state()?;
+    Ok(state
+        .setting(PROFILE_SOURCE)?
+        .and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+/// Imports the remembered source again ("refresh").
+pub fn refresh_profiles(home: &Home, actor: &Actor) -> OpResult<crate::profiles::ImportReport> {
+    require(actor, Role::Contributor, "refreshing the profiles")?;
+    let source = profile_source(home)?.ok_or_else(|| {
+        OpError::Invalid("no profile source to refresh: an admin imports a file first".into())
+    })?;
+    let report = import_quietly(home, &source)?;
+    let state = home.state()?;
+    audit(
+        &state,
+        actor,
+        "profiles.refresh",
+        &source.path,
+        &format!("{} profiles", report.rows),
+    )?;
+    Ok(report)
+}

@@ -1,0 +1,70 @@
+//! Segments: a named predicate over the imported profiles or a PostgreSQL profile source,
+//! checked and counted where the profiles are before anything is saved.
+
+use super::{audit, check_name, require, Actor, OpError, OpResult};
+use crate::home::Home;
+use crate::state::Role;
+
+/// Adds a segment over the imported profiles (`source` None) or a PostgreSQL profile source:
+/// checked where the profiles are (PostgreSQL's own message when it refuses the predicate),
+/// then counted, and only then saved (a predicate that fails or runs out of time while
+/// counting is refused and leaves nothing behind). Returns its count.
+pub fn add_segment(
+    home: &Home,
+    actor: &Actor,
+    name: &str,
+    predicate: &str,
+    source: Option<&str>,
+) -> OpResult<u64> {
+    require(actor, Role::Contributor, "adding a segment")?;
+    check_name("segment", name)?;
+    let count = count_segment(home, name, predicate, source)?;
+    let state = home.state()?;
+    state.add_segment_from(name, predicate, source)?;
+    let detail = match source {
+        Some(src) => format!("{predicate} (profile source {src})"),
+        None => predicate.to_string(),
+    };
+    audit(&state, actor, "segment.add", name, &detail)?;
+    Ok(count)
+}
+
+/// Checks `predicate` where the profiles of `source` are, and counts its members.
+fn count_segment(home: &Home, name: &str, predicate: &str, source: Option<&str>) -> OpResult<u64> {
+    if let Some(src) = source {
+        home.state()?.profile_source(src).map_err(|_| {
+            OpError::Invalid(format!(
+                "segment \"{name}\": no profile source named \"{src}\" (see `segsync profiles source list`)"
+            ))
+        })?;
+    }
+    let store = home
+        .profiles_of(source)
+        .map_err(|e| OpError::Invalid(format!("segment \"{name}\": {e:#}")))?;
+    let refused = |e: crate::profiles::PredicateError| {
+        OpError::Invalid(format!("segment \"{name}\" refused: {e}"))
+    };
+    store.check_predicate(predicate).map_err(refused)?;
+    Ok(store.preview(predicate, 0).map_err(refused)?.count)
+}
+
+/// Changes a segment's predicate (checked and counted first). Returns its new count.
+pub fn update_segment(home: &Home, actor: &Actor, name: &str, predicate: &str) -> OpResult<u64> {
+    require(actor, Role::Contributor, "changing a segment")?;
+    let state = home.state()?;
+    let old = state.segment(name)?;
+    let count = count_segment(home, name, predicate, old.source.as_deref())?;
+    if old.predicate != predicate {
+        state.set_segment_predicate(name, predicate)?;
+        audit(&state, actor, "segment.update", name, predicate)?;
+    }
+    Ok(count)
+}
+
+pub fn remove_segment(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
+    require(actor, Role::Contributor, "removing a segment")?;
+    let state = home.state()?;
+    state.remove_segment(name)?;
+    audit(&state, actor, "segment.remove", name, "")?;
+    Ok(())
+}
