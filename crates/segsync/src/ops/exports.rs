@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{audit, can_use, check_name, require, Actor, OpError, OpResult};
 use crate::engine::{self, RunSettings};
 use crate::home::Home;
+use crate::mailchimp::Client;
 use crate::state::{ExportConfig, FieldMap, Role, Schedule, SegmentTag, StateStore};
 
 /// An export as a person or a file describes it; [`save_export`] checks it and turns it into
@@ -130,24 +131,71 @@ pub async fn save_export(
     require(actor, Role::Contributor, "configuring an export")?;
     check_name("export", &input.name)?;
     let mut state = home.state()?;
-    let existing = state.export(&input.name).ok();
+    let existing = existing_export(&state, &input.name, mode)?;
+    let config = checked_config(home, &state, actor, &input, existing.as_ref())?;
+    let client = engine::client_for(&state, home, &config.connection, &RunSettings::default())?;
+    let audience = audience_name(&client, &config).await?;
+    save_and_audit(&mut state, actor, existing, &config, &audience)?;
+    Ok(config)
+}
+
+/// The export `name` as saved now (None if there is none), refused when `mode` expects the
+/// other case.
+fn existing_export(
+    state: &StateStore,
+    name: &str,
+    mode: SaveMode,
+) -> OpResult<Option<ExportConfig>> {
+    let existing = state.export(name).ok();
     match (mode, &existing) {
         (SaveMode::Create, Some(_)) => {
             return Err(OpError::Conflict(format!(
                 "an export named \"{}\" exists already",
-                input.name
+                name
             )))
         }
         (SaveMode::Replace, None) => {
-            return Err(OpError::NotFound(format!(
-                "no export named \"{}\"",
-                input.name
-            )))
+            return Err(OpError::NotFound(format!("no export named \"{}\"", name)))
         }
         _ => {}
     }
-    check_schedule(&input.schedule)?;
+    Ok(existing)
+}
 
+/// Makes every check that needs no call to Mailchimp, then builds the configuration. Their
+/// order decides which refusal an input with several mistakes gets.
+fn checked_config(
+    home: &Home,
+    state: &StateStore,
+    actor: &Actor,
+    input: &ExportInput,
+    existing: Option<&ExportConfig>,
+) -> OpResult<ExportConfig> {
+    check_schedule(&input.schedule)?;
+    let fields = field_maps(input)?;
+    let (segments, source) = segment_tags(state, input)?;
+    check_connection(state, actor, input, existing)?;
+    check_columns(home, source.as_deref(), input, &fields)?;
+    Ok(ExportConfig {
+        name: input.name.clone(),
+        connection: input.connection.clone(),
+        audience_id: input.audience.trim().to_string(),
+        email_field: input.email_field.clone(),
+        fields,
+        segments,
+        status_if_new: input.status_if_new,
+        removal: input.removal,
+        max_profiles: input.max_profiles,
+        create_merge_fields: input.create_merge_fields,
+        updated_at_field: input.updated_at_field.clone(),
+        schedule: input.schedule.clone(),
+        paused: input.paused,
+    })
+}
+
+/// The merge fields an export maps: first name, last name, then the others, each tag well
+/// formed and mapped once.
+fn field_maps(input: &ExportInput) -> OpResult<Vec<FieldMap>> {
     let mut fields = Vec::new();
     if let Some(c) = &input.first_name {
         fields.push(FieldMap {
@@ -182,6 +230,15 @@ pub async fn save_export(
             column: m.column.trim().to_string(),
         });
     }
+    Ok(fields)
+}
+
+/// The segments an export sends with their tags, and the profile source they all read (None
+/// for the imported profiles).
+fn segment_tags(
+    state: &StateStore,
+    input: &ExportInput,
+) -> OpResult<(Vec<SegmentTag>, Option<String>)> {
     if input.segments.is_empty() {
         return Err(OpError::Invalid(
             "an export sends at least one segment".into(),
@@ -223,7 +280,17 @@ pub async fn save_export(
             tag,
         });
     }
-    // The connection must exist, and be one the actor may use.
+    Ok((segments, source.and_then(|(_, src)| src)))
+}
+
+/// Refuses a connection that does not exist or that `actor` may not use, on either side of
+/// a move: a contributor cannot take an export away from a connection kept for admins.
+fn check_connection(
+    state: &StateStore,
+    actor: &Actor,
+    input: &ExportInput,
+    existing: Option<&ExportConfig>,
+) -> OpResult<()> {
     let conn = state.connection(&input.connection).map_err(|_| {
         OpError::Invalid(format!(
             "no connection named \"{}\" (an admin adds connections; see `segsync connection list`)",
@@ -236,23 +303,24 @@ pub async fn save_export(
             input.connection
         )));
     }
-    if let Some(old) = &existing {
+    if let Some(old) = existing {
         if old.connection != input.connection {
-            let old_conn = state.connection(&old.connection);
-            if let Ok(c) = old_conn {
-                if !can_use(actor, &c) {
-                    return Err(OpError::Forbidden(format!(
-                        "export \"{}\" runs on connection \"{}\", which is for admins only",
-                        old.name, old.connection
-                    )));
-                }
-            }
+            check_export_access(state, actor, old)?;
         }
     }
-    // Every mapped column must exist in the profiles.
-    let source = source.and_then(|(_, src)| src);
+    Ok(())
+}
+
+/// Refuses a mapped column (the email column, a merge field's, the updated-at field) that
+/// the profiles of `source` do not have.
+fn check_columns(
+    home: &Home,
+    source: Option<&str>,
+    input: &ExportInput,
+    fields: &[FieldMap],
+) -> OpResult<()> {
     let columns = home
-        .profiles_of(source.as_deref())
+        .profiles_of(source)
         .and_then(|p| p.columns())
         .map_err(|e| OpError::Invalid(format!("{e:#}")))?;
     let known = |c: &str| columns.iter().any(|x| x.name == c);
@@ -268,23 +336,12 @@ pub async fn save_export(
             )));
         }
     }
-    let config = ExportConfig {
-        name: input.name.clone(),
-        connection: input.connection.clone(),
-        audience_id: input.audience.trim().to_string(),
-        email_field: input.email_field.clone(),
-        fields,
-        segments,
-        status_if_new: input.status_if_new,
-        removal: input.removal,
-        max_profiles: input.max_profiles,
-        create_merge_fields: input.create_merge_fields,
-        updated_at_field: input.updated_at_field.clone(),
-        schedule: input.schedule.clone(),
-        paused: input.paused,
-    };
-    // The audience must exist and the mapping fit it.
-    let client = engine::client_for(&state, home, &config.connection, &RunSettings::default())?;
+    Ok(())
+}
+
+/// The audience's name, once Mailchimp has shown that the audience exists and that the
+/// mapping fits its merge fields.
+async fn audience_name(client: &Client, config: &ExportConfig) -> OpResult<String> {
     let list = client
         .list(&config.audience_id)
         .await
@@ -301,36 +358,49 @@ pub async fn save_export(
     {
         return Err(OpError::Invalid(problem));
     }
+    Ok(list.name)
+}
+
+/// Saves the export, new or in place of the old one, and audits it. An export saved unchanged
+/// is neither written nor audited, so that saving the same configuration again (`apply` run
+/// twice, a form saved untouched) leaves the audit log as it was.
+fn save_and_audit(
+    state: &mut StateStore,
+    actor: &Actor,
+    existing: Option<ExportConfig>,
+    config: &ExportConfig,
+    audience: &str,
+) -> OpResult<()> {
     match existing {
         None => {
-            state.add_export(&config)?;
+            state.add_export(config)?;
             audit(
-                &state,
+                state,
                 actor,
                 "export.add",
                 &config.name,
                 &format!(
                     "connection {}, audience {} ({}), segments {}",
                     config.connection,
-                    list.name,
+                    audience,
                     config.audience_id,
-                    segment_names(&config)
+                    segment_names(config)
                 ),
             )?;
         }
-        Some(old) if old == config => {}
+        Some(old) if old == *config => {}
         Some(old) => {
-            state.replace_export(&config)?;
+            state.replace_export(config)?;
             audit(
-                &state,
+                state,
                 actor,
                 "export.update",
                 &config.name,
-                &describe_change(&old, &config),
+                &describe_change(&old, config),
             )?;
         }
     }
-    Ok(config)
+    Ok(())
 }
 
 fn segment_names(e: &ExportConfig) -> String {
