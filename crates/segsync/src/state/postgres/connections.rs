@@ -1,0 +1,84 @@
+//! Connections to Mailchimp accounts, with their sealed secrets on PostgreSQL: the [`ConnectionStore`](crate::state::ConnectionStore) of [`PgState`](super::PgState).
+
+use super::*;
+use crate::state::stores::*;
+
+impl ConnectionStore for PgState {
+    fn add_connection(&self, c: &ConnectionRecord) -> Result<()> {
+        self.execute_unique(
+            "add a connection",
+            "INSERT INTO connections (name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            params![
+                c.name.clone(),
+                c.display_name.clone(),
+                c.base_url.clone(),
+                c.credential_kind.clone(),
+                c.sealed_secret.clone(),
+                c.consent_by.clone(),
+                c.consent_at.clone(),
+                c.shared_with_contributors,
+                c.export_user.clone(),
+                c.created_at.clone()
+            ],
+            msg::connection_exists(&c.name),
+        )?;
+        Ok(())
+    }
+
+    fn connection(&self, name: &str) -> Result<ConnectionRecord> {
+        self.query_opt(
+            "read a connection",
+            format!("SELECT {CONNECTION_COLUMNS} FROM connections WHERE name = $1"),
+            params![name.to_string()],
+        )?
+        .map(|r| connection_row(&r))
+        .transpose()?
+        .ok_or_else(|| msg::no_connection_listed(name))
+    }
+
+    fn connections(&self) -> Result<Vec<ConnectionRecord>> {
+        self.query(
+            "list connections",
+            format!("SELECT {CONNECTION_COLUMNS} FROM connections ORDER BY name"),
+            params![],
+        )?
+        .iter()
+        .map(connection_row)
+        .collect()
+    }
+
+    fn update_connection(&self, c: &ConnectionRecord) -> Result<()> {
+        let n = self.execute(
+            "update a connection",
+            "UPDATE connections SET display_name = $2, base_url = $3, credential_kind = $4, sealed_secret = $5, consent_by = $6, consent_at = $7, shared_with_contributors = $8, export_user = $9 WHERE name = $1",
+            params![
+                c.name.clone(),
+                c.display_name.clone(),
+                c.base_url.clone(),
+                c.credential_kind.clone(),
+                c.sealed_secret.clone(),
+                c.consent_by.clone(),
+                c.consent_at.clone(),
+                c.shared_with_contributors,
+                c.export_user.clone()
+            ],
+        )?;
+        if n == 0 {
+            return Err(msg::no_connection(&c.name));
+        }
+        Ok(())
+    }
+
+    fn remove_connection(&self, name: &str) -> Result<()> {
+        let n = self.execute(
+            "remove a connection",
+            "DELETE FROM connections WHERE name = $1",
+            params![name.to_string()],
+        )?;
+        if n == 0 {
+            return Err(msg::no_connection(name));
+        }
+        Ok(())
+    }
+}
