@@ -4,16 +4,27 @@
 //! profiles, runs again (only the change is sent), and shows what Mailchimp holds.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Args;
 use mailchimp_sim::{RunningSim, SimConfig, Status};
 
 use super::{
-    ConnectionAdd, ConnectionCmd, DemoArgs, ExportAdd, ExportCmd, Failure, PlanArgs, ProfilesCmd,
-    RunArgs, SegmentsCmd, EXIT_OK,
+    ConnectionAdd, ConnectionCmd, ExportAdd, ExportCmd, Failure, PlanArgs, ProfilesCmd, RunArgs,
+    SegmentsCmd, EXIT_OK,
 };
 use crate::home::Home;
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the demo's home folder here instead of a temporary one.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Per-request latency of the built-in simulator, in milliseconds.
+    #[arg(long, default_value_t = 40.0)]
+    pub latency_ms: f64,
+}
 
 const SAMPLE: &str = include_str!("../../data/demo-profiles.csv");
 
@@ -192,7 +203,7 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
     // Writes the profiles to the demo's CSV and imports it, as `segsync profiles import` does.
     let import = |text: &str| -> Result<i32, Failure> {
         std::fs::write(&csv, text).context("writing the sample profiles")?;
-        super::profiles(
+        super::profiles::profiles(
             &home,
             ProfilesCmd::Import {
                 path: csv.clone(),
@@ -210,7 +221,7 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
         ("recent-buyers", "last_order_date >= '2026-07-01'"),
     ] {
         println!("$ segsync segments add {name} --where \"{predicate}\"");
-        super::segments(
+        super::segments::segments(
             &home,
             SegmentsCmd::Add {
                 name: name.into(),
@@ -223,7 +234,7 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
     title("segsync connection add demo --api-key-file KEYFILE --accept-privacy-terms");
     let key_file = root.join("demo-api-key");
     write_private(&key_file, &key).context("writing the demo key file")?;
-    super::connection(
+    super::connection::connection(
         &home,
         ConnectionCmd::Add(ConnectionAdd {
             name: "demo".into(),
@@ -241,7 +252,7 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
     std::fs::remove_file(&key_file).ok();
 
     title("segsync export add newsletter ...");
-    super::export(
+    super::export::export(
         &home,
         ExportCmd::Add(ExportAdd {
             name: "newsletter".into(),
@@ -273,7 +284,7 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
     .await?;
 
     title("segsync plan newsletter");
-    super::plan(
+    super::plan::plan(
         &home,
         PlanArgs {
             export: "newsletter".into(),
@@ -291,14 +302,14 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
         quiet: false,
     };
     title("segsync run newsletter");
-    let first = super::run(&home, run_args()).await?;
+    let first = super::run::run(&home, run_args()).await?;
     let after_first = sim.counters();
 
     title("Some profiles change (new city, lower spend, 25 new customers); segsync profiles import again");
     import(&changed_sample(SAMPLE))?;
 
     title("segsync run newsletter (only the change is sent)");
-    let second = super::run(&home, run_args()).await?;
+    let second = super::run::run(&home, run_args()).await?;
     let after_second = sim.counters();
     println!(
         "Mailchimp write requests: first run {}, second run {}",
@@ -307,7 +318,7 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
     );
 
     title("segsync runs");
-    super::runs(
+    super::runs::runs(
         &home,
         super::RunsArgs {
             args: vec![],
