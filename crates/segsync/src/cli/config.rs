@@ -311,10 +311,23 @@ async fn execute(
 ) -> Result<i32, Failure> {
     let s = summary(&plan);
     let anything = plan.changes_anything();
+    let (reports, failure) = apply_steps(home, actor, args, plan.steps).await;
+    report_outcome(args, label, s, anything, reports, failure)
+}
+
+/// Makes each step's change, printing a line per step as it is done, until one fails; the
+/// steps after it are reported as not applied. Returns the report of every step and the
+/// failure (the step, the message), if any.
+async fn apply_steps(
+    home: &Home,
+    actor: &Actor,
+    args: &ApplyArgs,
+    steps: Vec<Step>,
+) -> (Vec<StepReport>, Option<(String, String)>) {
     let mut reports: Vec<StepReport> = Vec::new();
     let mut failure: Option<(String, String)> = None;
     let mut stdout = std::io::stdout();
-    for st in plan.steps {
+    for st in steps {
         let Step {
             kind,
             name,
@@ -345,24 +358,7 @@ async fn execute(
             });
             continue;
         }
-        let result: Result<Option<String>, ops::OpError> = match op {
-            Op::None => Ok(None),
-            Op::AddConnection(c) => ops::add_connection(home, actor, *c).await.map(|_| None),
-            Op::UpdateConnection(c) => ops::update_connection(home, actor, &name, *c)
-                .await
-                .map(|_| None),
-            Op::AddSegment(p, source) => {
-                ops::add_segment(home, actor, &name, &p, source.as_deref())
-                    .map(|n| Some(format!("{n} profiles match")))
-            }
-            Op::UpdateSegment(p) => ops::update_segment(home, actor, &name, &p)
-                .map(|n| Some(format!("{n} profiles match"))),
-            Op::SaveExport(input, mode) => ops::save_export(home, actor, *input, mode)
-                .await
-                .map(|_| None),
-            Op::RemoveExport => ops::remove_export(home, actor, &name).map(|_| None),
-            Op::RemoveSegment => ops::remove_segment(home, actor, &name).map(|_| None),
-        };
+        let result = perform(home, actor, &name, op).await;
         let changed = matches!(action, Action::Create | Action::Update | Action::Remove);
         match result {
             Ok(extra) => {
@@ -406,7 +402,45 @@ async fn execute(
             }
         }
     }
+    (reports, failure)
+}
 
+/// One step's change through ops; for a segment, how many profiles it matches.
+async fn perform(
+    home: &Home,
+    actor: &Actor,
+    name: &str,
+    op: Op,
+) -> Result<Option<String>, ops::OpError> {
+    match op {
+        Op::None => Ok(None),
+        Op::AddConnection(c) => ops::add_connection(home, actor, *c).await.map(|_| None),
+        Op::UpdateConnection(c) => ops::update_connection(home, actor, name, *c)
+            .await
+            .map(|_| None),
+        Op::AddSegment(p, source) => ops::add_segment(home, actor, name, &p, source.as_deref())
+            .map(|n| Some(format!("{n} profiles match"))),
+        Op::UpdateSegment(p) => {
+            ops::update_segment(home, actor, name, &p).map(|n| Some(format!("{n} profiles match")))
+        }
+        Op::SaveExport(input, mode) => ops::save_export(home, actor, *input, mode)
+            .await
+            .map(|_| None),
+        Op::RemoveExport => ops::remove_export(home, actor, name).map(|_| None),
+        Op::RemoveSegment => ops::remove_segment(home, actor, name).map(|_| None),
+    }
+}
+
+/// Says how the apply went: the JSON report, or a line for a person; a failure midway
+/// names what was applied before it and what was not.
+fn report_outcome(
+    args: &ApplyArgs,
+    label: &str,
+    s: Summary,
+    anything: bool,
+    reports: Vec<StepReport>,
+    failure: Option<(String, String)>,
+) -> Result<i32, Failure> {
     let applied: Vec<String> = reports
         .iter()
         .filter(|r| r.applied)

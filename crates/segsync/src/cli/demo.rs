@@ -4,16 +4,27 @@
 //! profiles, runs again (only the change is sent), and shows what Mailchimp holds.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Args;
 use mailchimp_sim::{RunningSim, SimConfig, Status};
 
 use super::{
-    ConnectionAdd, ConnectionCmd, DemoArgs, ExportAdd, ExportCmd, Failure, PlanArgs, ProfilesCmd,
-    RunArgs, SegmentsCmd, EXIT_OK,
+    ConnectionAdd, ConnectionCmd, ExportAdd, ExportCmd, Failure, PlanArgs, ProfilesCmd, RunArgs,
+    SegmentsCmd, EXIT_OK,
 };
 use crate::home::Home;
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the demo's home folder here instead of a temporary one.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Per-request latency of the built-in simulator, in milliseconds.
+    #[arg(long, default_value_t = 40.0)]
+    pub latency_ms: f64,
+}
 
 const SAMPLE: &str = include_str!("../../data/demo-profiles.csv");
 
@@ -189,20 +200,61 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
 
     title("segsync profiles import demo-profiles.csv --key customer_id");
     let csv = root.join("demo-profiles.csv");
-    // Writes the profiles to the demo's CSV and imports it, as `segsync profiles import` does.
-    let import = |text: &str| -> Result<i32, Failure> {
-        std::fs::write(&csv, text).context("writing the sample profiles")?;
-        super::profiles(
-            &home,
-            ProfilesCmd::Import {
-                path: csv.clone(),
-                key: "customer_id".into(),
-                format: None,
-            },
-        )
-    };
-    import(SAMPLE)?;
+    import_profiles(&home, &csv, SAMPLE)?;
+    add_segments(&home)?;
+    add_connection(&home, root, &sim, &key).await?;
+    add_export(&home, &list_id).await?;
 
+    title("segsync plan newsletter");
+    super::plan::plan(
+        &home,
+        PlanArgs {
+            export: "newsletter".into(),
+            json: false,
+        },
+    )
+    .await?;
+
+    let (first, second) = run_twice(&home, &sim, &csv).await?;
+
+    title("segsync runs");
+    super::runs::runs(
+        &home,
+        super::RunsArgs {
+            args: vec![],
+            csv: false,
+            json: false,
+            limit: 10,
+        },
+    )?;
+
+    show_outcome(&sim, &list_id, &unsubscribed);
+    sim.shutdown().await;
+    println!("\nThe demo's home folder was {}; the record errors above are the sample's deliberately invalid addresses.", root.display());
+    // The sample's invalid addresses make both runs end "with record errors": that is the
+    // demo working as meant.
+    let fine = |c: i32| c == EXIT_OK || c == super::EXIT_RECORD_ERRORS;
+    Ok(if fine(first) && fine(second) {
+        EXIT_OK
+    } else {
+        super::EXIT_FAILED
+    })
+}
+
+/// Writes the profiles to the demo's CSV and imports it, as `segsync profiles import` does.
+fn import_profiles(home: &Home, csv: &Path, text: &str) -> Result<i32, Failure> {
+    std::fs::write(csv, text).context("writing the sample profiles")?;
+    super::profiles::profiles(
+        home,
+        ProfilesCmd::Import {
+            path: csv.to_path_buf(),
+            key: "customer_id".into(),
+            format: None,
+        },
+    )
+}
+
+fn add_segments(home: &Home) -> Result<(), Failure> {
     title("segsync segments add ...");
     for (name, predicate) in [
         ("high-value", "lifetime_value > 500"),
@@ -210,8 +262,8 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
         ("recent-buyers", "last_order_date >= '2026-07-01'"),
     ] {
         println!("$ segsync segments add {name} --where \"{predicate}\"");
-        super::segments(
-            &home,
+        super::segments::segments(
+            home,
             SegmentsCmd::Add {
                 name: name.into(),
                 predicate: predicate.into(),
@@ -219,12 +271,22 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
             },
         )?;
     }
+    Ok(())
+}
 
+/// The simulator's key goes through a private file, as a real key would, and the file is
+/// removed once the connection holds the key.
+async fn add_connection(
+    home: &Home,
+    root: &Path,
+    sim: &RunningSim,
+    key: &str,
+) -> Result<(), Failure> {
     title("segsync connection add demo --api-key-file KEYFILE --accept-privacy-terms");
     let key_file = root.join("demo-api-key");
-    write_private(&key_file, &key).context("writing the demo key file")?;
-    super::connection(
-        &home,
+    write_private(&key_file, key).context("writing the demo key file")?;
+    super::connection::connection(
+        home,
         ConnectionCmd::Add(ConnectionAdd {
             name: "demo".into(),
             api_key_env: None,
@@ -239,14 +301,17 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
     )
     .await?;
     std::fs::remove_file(&key_file).ok();
+    Ok(())
+}
 
+async fn add_export(home: &Home, list_id: &str) -> Result<(), Failure> {
     title("segsync export add newsletter ...");
-    super::export(
-        &home,
+    super::export::export(
+        home,
         ExportCmd::Add(ExportAdd {
             name: "newsletter".into(),
             connection: "demo".into(),
-            audience: list_id.clone(),
+            audience: list_id.to_string(),
             email_field: "email".into(),
             first_name: Some("first_name".into()),
             last_name: Some("last_name".into()),
@@ -271,17 +336,12 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
         }),
     )
     .await?;
+    Ok(())
+}
 
-    title("segsync plan newsletter");
-    super::plan(
-        &home,
-        PlanArgs {
-            export: "newsletter".into(),
-            json: false,
-        },
-    )
-    .await?;
-
+/// Runs the export, changes some profiles, and runs it again; the second run sends only the
+/// change, as the counts of write requests show. Returns both runs' exit codes.
+async fn run_twice(home: &Home, sim: &RunningSim, csv: &Path) -> Result<(i32, i32), Failure> {
     let before_first = sim.counters();
     let run_args = || RunArgs {
         export: "newsletter".into(),
@@ -291,36 +351,29 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
         quiet: false,
     };
     title("segsync run newsletter");
-    let first = super::run(&home, run_args()).await?;
+    let first = super::run::run(home, run_args()).await?;
     let after_first = sim.counters();
 
     title("Some profiles change (new city, lower spend, 25 new customers); segsync profiles import again");
-    import(&changed_sample(SAMPLE))?;
+    import_profiles(home, csv, &changed_sample(SAMPLE))?;
 
     title("segsync run newsletter (only the change is sent)");
-    let second = super::run(&home, run_args()).await?;
+    let second = super::run::run(home, run_args()).await?;
     let after_second = sim.counters();
     println!(
         "Mailchimp write requests: first run {}, second run {}",
         after_first.writes - before_first.writes,
         after_second.writes - after_first.writes
     );
+    Ok((first, second))
+}
 
-    title("segsync runs");
-    super::runs(
-        &home,
-        super::RunsArgs {
-            args: vec![],
-            csv: false,
-            json: false,
-            limit: 10,
-        },
-    )?;
-
+/// What the audience holds now, and that the people who had unsubscribed still are.
+fn show_outcome(sim: &RunningSim, list_id: &str, unsubscribed: &[String]) {
     title("What Mailchimp now holds");
-    show_audience(&sim, &list_id);
+    show_audience(sim, list_id);
     let still = sim
-        .list_view(&list_id)
+        .list_view(list_id)
         .map(|v| {
             v.members
                 .iter()
@@ -335,14 +388,4 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
         unsubscribed.len(),
         still
     );
-    sim.shutdown().await;
-    println!("\nThe demo's home folder was {}; the record errors above are the sample's deliberately invalid addresses.", root.display());
-    // The sample's invalid addresses make both runs end "with record errors": that is the
-    // demo working as meant.
-    let fine = |c: i32| c == EXIT_OK || c == super::EXIT_RECORD_ERRORS;
-    Ok(if fine(first) && fine(second) {
-        EXIT_OK
-    } else {
-        super::EXIT_FAILED
-    })
 }

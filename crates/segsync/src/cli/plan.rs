@@ -1,0 +1,76 @@
+//! `segsync plan EXPORT`: what a run would do, without sending anything.
+
+use clap::Args;
+
+use super::{printable, run_failure, Failure, EXIT_OK};
+use crate::engine::{self, RunSettings};
+use crate::home::Home;
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    pub export: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(super) async fn plan(home: &Home, args: PlanArgs) -> Result<i32, Failure> {
+    let mut state = home.state()?;
+    let prepared = engine::prepare(home, &mut state, &args.export, &RunSettings::default())
+        .await
+        .map_err(run_failure)?;
+    let report = prepared.report();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
+        return Ok(EXIT_OK);
+    }
+    let s = &report.summary;
+    println!(
+        "plan for export \"{}\" to audience {}",
+        report.export, report.audience
+    );
+    println!(
+        "  profiles read        {:>9}  ({} members, {} duplicate addresses merged)",
+        report.profiles, report.members, report.duplicates
+    );
+    println!("  members to create    {:>9}", s.creates);
+    println!("  members to update    {:>9}", s.updates);
+    println!("  members unchanged    {:>9}", report.unchanged);
+    println!("  tags to add          {:>9}", s.tag_adds);
+    println!("  tags to remove       {:>9}", s.tag_removes);
+    println!("  members to archive   {:>9}", s.archives);
+    println!("  to unsubscribe       {:>9}", s.unsubscribes);
+    println!("  records refused      {:>9}", report.refused.len());
+    println!("  members skipped      {:>9}", report.skipped.len());
+    println!("  Mailchimp requests   {:>9}", s.requests);
+    for (endpoint, n) in &s.requests_by_endpoint {
+        println!("    {n:>6}  {endpoint}");
+    }
+    if !report.merge_fields_to_create.is_empty() {
+        println!(
+            "  merge fields to create: {}",
+            report.merge_fields_to_create.join(", ")
+        );
+    }
+    for e in report.refused.iter().take(20) {
+        println!(
+            "  refused {} ({}): {}",
+            printable(&e.email),
+            printable(&e.profile_key),
+            printable(&e.reason)
+        );
+    }
+    if report.refused.len() > 20 {
+        println!("  ... and {} more refused", report.refused.len() - 20);
+    }
+    for e in report.skipped.iter().take(10) {
+        println!(
+            "  skipped {}: {}",
+            printable(&e.email),
+            printable(&e.reason)
+        );
+    }
+    Ok(EXIT_OK)
+}

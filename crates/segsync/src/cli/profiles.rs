@@ -1,0 +1,163 @@
+//! `segsync profiles ...`: importing and showing the profile store, and the PostgreSQL
+//! profile sources (`profiles source ...`) whose profiles stay in their database.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use clap::Subcommand;
+use secrecy::SecretString;
+
+use super::{op_failure, store, usage, Failure, EXIT_OK};
+use crate::home::Home;
+use crate::ops::{self, Actor};
+
+#[derive(Subcommand, Debug)]
+pub enum ProfilesCmd {
+    /// Load a CSV, NDJSON or Parquet file into the profile store, replacing what was there
+    /// (atomically: a failed import changes nothing).
+    Import {
+        path: PathBuf,
+        /// The column that identifies a profile.
+        #[arg(long)]
+        key: String,
+        /// csv, ndjson or parquet (default: from the file's extension).
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// The columns and their types, and the number of profiles.
+    Show,
+    /// Profiles that stay in a PostgreSQL database: segments over them are evaluated there.
+    #[command(subcommand)]
+    Source(SourceCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SourceCmd {
+    /// Add a PostgreSQL table or query as a profile source (admin). The URL's password comes
+    /// from PGPASSWORD or, with `--postgres env:VAR`, the whole URL from VAR: never from the
+    /// command line. Segments then name it: `segments add NAME --where P --source NAME`.
+    Add {
+        name: String,
+        /// postgres://USER@HOST:PORT/DB, or env:VAR for a URL held in VAR.
+        #[arg(long, value_name = "URL")]
+        postgres: String,
+        /// A table or view (schema.table allowed).
+        #[arg(long, group = "relation")]
+        table: Option<String>,
+        /// A SELECT whose rows are the profiles.
+        #[arg(long, group = "relation")]
+        query: Option<String>,
+        /// The column that identifies a profile.
+        #[arg(long)]
+        key: String,
+    },
+    List,
+    Remove {
+        name: String,
+    },
+}
+
+pub(super) fn profiles(home: &Home, cmd: ProfilesCmd) -> Result<i32, Failure> {
+    if let ProfilesCmd::Source(cmd) = cmd {
+        return source(home, cmd);
+    }
+    let store = home.profiles()?;
+    match cmd {
+        ProfilesCmd::Source(_) => unreachable!("handled above"),
+        ProfilesCmd::Import { path, key, format } => {
+            let format = match format.as_deref() {
+                None => None,
+                Some(f) => Some(match f.to_ascii_lowercase().as_str() {
+                    "csv" => crate::profiles::Format::Csv,
+                    "ndjson" | "jsonl" => crate::profiles::Format::Ndjson,
+                    "parquet" => crate::profiles::Format::Parquet,
+                    _ => {
+                        return Err(usage(anyhow!(
+                            "--format must be csv, ndjson or parquet, not {f}"
+                        )))
+                    }
+                }),
+            };
+            let report = store.import(&path, format, &key).map_err(usage)?;
+            println!(
+                "imported {} profiles from {} in {:.1}s",
+                report.rows,
+                path.display(),
+                report.duration.as_secs_f64()
+            );
+            for c in &report.columns {
+                println!("  {:<24} {}", c.name, c.kind.as_str());
+            }
+        }
+        ProfilesCmd::Show => {
+            let columns = store.columns()?;
+            if columns.is_empty() {
+                println!("no profiles yet: `segsync profiles import FILE --key COLUMN`");
+                return Ok(EXIT_OK);
+            }
+            println!(
+                "{} profiles, key column {}",
+                store.row_count()?,
+                store.key_column()?.unwrap_or_default()
+            );
+            for c in &columns {
+                println!("  {:<24} {}", c.name, c.kind.as_str());
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn source(home: &Home, cmd: SourceCmd) -> Result<i32, Failure> {
+    match cmd {
+        SourceCmd::Add {
+            name,
+            postgres,
+            table,
+            query,
+            key,
+        } => {
+            let url = store::postgres_flag(&postgres).map_err(usage)?;
+            let relation = match (table, query) {
+                (Some(t), None) => crate::profiles::PgRelation::Table(t),
+                (None, Some(q)) => crate::profiles::PgRelation::Query(q),
+                _ => {
+                    return Err(usage(anyhow!(
+                        "give the profiles as --table T or --query SQL"
+                    )))
+                }
+            };
+            let (view, columns) = ops::add_pg_source(
+                home,
+                &Actor::cli(),
+                ops::PgSourceInput {
+                    name: name.clone(),
+                    url: SecretString::from(url),
+                    relation,
+                    key_column: key,
+                },
+            )
+            .map_err(op_failure)?;
+            println!(
+                "profile source \"{name}\" added: {} {} at {}, key column {}",
+                view.relation_kind, view.relation, view.url, view.key_column
+            );
+            for c in &columns {
+                println!("  {:<24} {}", c.name, c.kind.as_str());
+            }
+        }
+        SourceCmd::List => {
+            for s in ops::pg_sources(home, &Actor::cli()).map_err(op_failure)? {
+                println!(
+                    "{:<24} {} {} at {} (key {})",
+                    s.name, s.relation_kind, s.relation, s.url, s.key_column
+                );
+            }
+        }
+        SourceCmd::Remove { name } => {
+            ops::remove_pg_source(home, &Actor::cli(), &name).map_err(op_failure)?;
+            println!("profile source \"{name}\" removed");
+        }
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,166 @@
+//! `segsync runs ...`: the history of runs, one run in detail, and the records a run could
+//! not send.
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+
+use super::{print_counts, printable, usage, Failure, EXIT_OK};
+use crate::home::Home;
+use crate::state::StateStore;
+
+#[derive(Args, Debug)]
+pub struct RunsArgs {
+    /// `show RUN`, `errors RUN`, or an export name (or nothing) for the history.
+    pub args: Vec<String>,
+    /// With `errors`: every refused record as CSV (profile_key,email,reason).
+    #[arg(long)]
+    pub csv: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+/// `segsync runs`: after marking the runs of dead processes interrupted, the history, one
+/// run (`show RUN`) or its records not sent (`errors RUN`).
+pub(super) fn runs(home: &Home, args: RunsArgs) -> Result<i32, Failure> {
+    let state = home.state()?;
+    interrupt_dead_runs(home, &state)?;
+    match args.args.first().map(String::as_str) {
+        Some("show") => show_run(&state, run_id(args.args.get(1))?, &args),
+        Some("errors") => print_errors(&state, run_id(args.args.get(1))?, &args),
+        export => print_history(&state, export, &args),
+    }
+}
+
+/// A run whose process died (kill -9, a crash, a power cut) is still marked running; when
+/// nobody holds its export's lock, it is over: it shows as interrupted.
+fn interrupt_dead_runs(home: &Home, state: &StateStore) -> Result<(), Failure> {
+    for export in state.exports_with_running_runs()? {
+        if let Some(_lock) = home.lock_export(&export)? {
+            state.interrupt_stale_runs(&export)?;
+        }
+    }
+    Ok(())
+}
+
+/// The run named on the command line.
+fn run_id(s: Option<&String>) -> Result<i64, Failure> {
+    let s = s.ok_or_else(|| usage(anyhow!("which run? `segsync runs` lists them")))?;
+    s.parse()
+        .map_err(|_| usage(anyhow!("a run is a number, not \"{s}\"")))
+}
+
+/// `runs show RUN`: one run, its counts and its first errors.
+fn show_run(state: &StateStore, id: i64, args: &RunsArgs) -> Result<i32, Failure> {
+    let r = state.run(id).map_err(usage)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("run serialises")
+        );
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "run {} of export \"{}\" ({}): {}",
+        r.id,
+        r.export,
+        r.trigger,
+        r.outcome.as_str()
+    );
+    println!(
+        "  started {}, finished {}",
+        r.started_at,
+        r.finished_at.as_deref().unwrap_or("-")
+    );
+    print_counts(&r.counts);
+    if let Some(e) = &r.error {
+        println!("  error: {e}");
+    }
+    let errors = state.run_errors(r.id)?;
+    for e in errors.iter().take(20) {
+        println!(
+            "  not sent {} ({}): {}",
+            printable(&e.email),
+            printable(&e.profile_key),
+            printable(&e.reason)
+        );
+    }
+    if errors.len() > 20 {
+        println!(
+            "  ... {} in all: segsync runs errors {} --csv",
+            errors.len(),
+            r.id
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// `runs errors RUN`: every record the run could not send, as CSV, JSON or lines.
+fn print_errors(state: &StateStore, id: i64, args: &RunsArgs) -> Result<i32, Failure> {
+    state.run(id).map_err(usage)?;
+    let errors = state.run_errors(id)?;
+    if args.csv {
+        let mut w = csv::Writer::from_writer(std::io::stdout());
+        w.write_record(["profile_key", "email", "reason"])
+            .context("writing CSV")?;
+        for e in &errors {
+            w.write_record([&e.profile_key, &e.email, &e.reason])
+                .context("writing CSV")?;
+        }
+        w.flush().context("writing CSV")?;
+    } else if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&errors).expect("errors serialise")
+        );
+    } else {
+        for e in &errors {
+            println!(
+                "{}\t{}\t{}",
+                printable(&e.profile_key),
+                printable(&e.email),
+                printable(&e.reason)
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `runs [EXPORT]`: the newest runs, of one export or all.
+fn print_history(
+    state: &StateStore,
+    export: Option<&str>,
+    args: &RunsArgs,
+) -> Result<i32, Failure> {
+    if args.args.len() > 1 {
+        return Err(usage(anyhow!(
+            "usage: segsync runs [EXPORT] | runs show RUN | runs errors RUN [--csv]"
+        )));
+    }
+    let list = state.runs(export, args.limit)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).expect("runs serialise")
+        );
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{:>5}  {:<20} {:<22} {:<22} {:>8} {:>8} {:>8}",
+        "run", "export", "started", "outcome", "created", "updated", "errors"
+    );
+    for r in list {
+        println!(
+            "{:>5}  {:<20} {:<22} {:<22} {:>8} {:>8} {:>8}",
+            r.id,
+            r.export,
+            r.started_at,
+            r.outcome.as_str(),
+            r.counts.created,
+            r.counts.updated,
+            r.counts.refused + r.counts.failed
+        );
+    }
+    Ok(EXIT_OK)
+}

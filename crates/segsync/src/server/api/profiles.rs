@@ -1,0 +1,189 @@
+//! The profile store: `/api/profiles`, its import (an upload or a file on the server) and
+//! refresh, after which the exports scheduled "after every refresh" start.
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use utoipa::ToSchema;
+
+use super::ApiResult;
+use crate::ops::{self, ProfileSource};
+use crate::server::auth::Authed;
+use crate::server::runs::Event;
+use crate::server::{ApiError, AppState, ErrorBody};
+use crate::state::Role;
+
+#[derive(Serialize, ToSchema)]
+pub struct ProfilesInfo {
+    pub count: u64,
+    pub key_column: Option<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub columns: Vec<crate::profiles::Column>,
+    /// Where "refresh" reads from.
+    pub source: Option<ProfileSource>,
+}
+
+/// The profile store: count, columns and types, refresh source (contributors).
+#[utoipa::path(get, path = "/api/profiles", tag = "profiles", responses((status = 200, body = ProfilesInfo), (status = 403, body = ErrorBody)))]
+pub async fn profiles(State(app): State<AppState>, who: Authed) -> ApiResult<Json<ProfilesInfo>> {
+    who.require(Role::Contributor, "reading the profile columns")?;
+    let store = app.home.profiles().map_err(ApiError::internal)?;
+    let columns = store.columns().map_err(ApiError::internal)?;
+    let count = if columns.is_empty() {
+        0
+    } else {
+        store.row_count().map_err(ApiError::internal)?
+    };
+    Ok(Json(ProfilesInfo {
+        count,
+        key_column: store.key_column().map_err(ApiError::internal)?,
+        columns,
+        source: ops::profile_source(&app.home)?,
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ImportParams {
+    /// The column that identifies a profile.
+    pub key: Option<String>,
+    /// csv, ndjson or parquet (with an uploaded body: required).
+    pub format: Option<String>,
+    /// A file the server reads (instead of a body); remembered for "refresh".
+    pub path: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ImportAnswer {
+    pub rows: u64,
+    pub key_column: String,
+    #[schema(value_type = Vec<Object>)]
+    pub columns: Vec<crate::profiles::Column>,
+    pub seconds: f64,
+    /// Exports that run after every refresh and were started.
+    pub started: Vec<String>,
+}
+
+/// Imports profiles (admins): the request body (with `format` and `key`), or a file on the
+/// server (`path`, remembered as the source of "refresh"). Atomic: a refused file changes
+/// nothing. Exports scheduled "after every refresh" start afterwards.
+#[utoipa::path(post, path = "/api/profiles/import", tag = "profiles", params(ImportParams),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = ImportAnswer), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn import_profiles(
+    State(app): State<AppState>,
+    who: Authed,
+    Query(q): Query<ImportParams>,
+    body: Body,
+) -> ApiResult<Json<ImportAnswer>> {
+    who.require(Role::Admin, "importing profiles")?;
+    let key = q.key.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "give the key column: ?key=COLUMN",
+        )
+    })?;
+    let report = if let Some(path) = q.path.clone() {
+        let source = ProfileSource {
+            path,
+            format: q.format.clone(),
+            key,
+        };
+        let (home, actor) = (app.home.clone(), who.actor.clone());
+        tokio::task::spawn_blocking(move || ops::import_profiles(&home, &actor, &source))
+            .await
+            .map_err(ApiError::internal)??
+    } else {
+        let format: crate::profiles::Format = q
+            .format
+            .as_deref()
+            .ok_or_else(|| "an uploaded file needs ?format=csv|ndjson|parquet".to_string())
+            .and_then(|f| f.parse())
+            .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m))?;
+        let dir = app.home.root().join("uploads");
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(ApiError::internal)?;
+        let file = dir.join(format!(
+            "upload-{}.{}",
+            ops::new_token_value(""),
+            format.as_str()
+        ));
+        // Saved, imported, and removed whatever happens (a broken upload leaves nothing).
+        let result = async {
+            let mut out = tokio::fs::File::create(&file)
+                .await
+                .map_err(ApiError::internal)?;
+            let mut stream = body.into_data_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        format!("reading the upload: {e}"),
+                    )
+                })?;
+                out.write_all(&chunk).await.map_err(ApiError::internal)?;
+            }
+            out.flush().await.map_err(ApiError::internal)?;
+            drop(out);
+            let (home, actor, f) = (app.home.clone(), who.actor.clone(), file.clone());
+            tokio::task::spawn_blocking(move || {
+                ops::import_upload(
+                    &home,
+                    &actor,
+                    &f,
+                    Some(format.as_str()),
+                    &key,
+                    "the uploaded file",
+                )
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&file).await;
+        result?
+    };
+    let started = after_refresh(&app).await;
+    Ok(Json(ImportAnswer {
+        rows: report.rows,
+        key_column: report.key_column,
+        columns: report.columns,
+        seconds: report.duration.as_secs_f64(),
+        started,
+    }))
+}
+
+/// Tells the scheduler the profiles changed; the exports it starts.
+async fn after_refresh(app: &AppState) -> Vec<String> {
+    app.runs.publish(Event::ProfilesRefreshed);
+    crate::server::scheduler::run_after_refresh(app).await
+}
+
+/// Imports the remembered profile source again (contributors); exports scheduled "after
+/// every refresh" start afterwards.
+#[utoipa::path(post, path = "/api/profiles/refresh", tag = "profiles",
+    responses((status = 200, body = ImportAnswer), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn refresh_profiles(
+    State(app): State<AppState>,
+    who: Authed,
+) -> ApiResult<Json<ImportAnswer>> {
+    let (home, actor) = (app.home.clone(), who.actor.clone());
+    let report = tokio::task::spawn_blocking(move || ops::refresh_profiles(&home, &actor))
+        .await
+        .map_err(ApiError::internal)??;
+    let started = after_refresh(&app).await;
+    Ok(Json(ImportAnswer {
+        rows: report.rows,
+        key_column: report.key_column,
+        columns: report.columns,
+        seconds: report.duration.as_secs_f64(),
+        started,
+    }))
+}

@@ -1,0 +1,205 @@
+//! Runs: starting and cancelling an export's run (`/api/exports/{name}/runs`, `.../cancel`),
+//! the run history (`/api/runs`), one run's progress and the records it could not send.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{state_of, ApiResult};
+use crate::ops;
+use crate::server::auth::Authed;
+use crate::server::runs::ActiveRun;
+use crate::server::{ApiError, AppState, ErrorBody};
+use crate::state::{Role, RunRecord};
+
+#[derive(Serialize, ToSchema)]
+pub struct StartedRun {
+    pub run_id: i64,
+    pub export: String,
+    /// Where to follow it.
+    pub url: String,
+}
+
+/// Starts a run now ("Run now"; contributors with access). 409 when it is running already.
+#[utoipa::path(post, path = "/api/exports/{name}/runs", tag = "runs", params(("name" = String, Path)),
+    responses((status = 202, body = StartedRun), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn run_export(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<StartedRun>)> {
+    let run_id = start_run(&app, &who, &name).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(StartedRun {
+            run_id,
+            export: name,
+            url: format!("/api/runs/{run_id}"),
+        }),
+    ))
+}
+
+/// Checks that `who` may run `export` and starts it; shared with the web UI.
+pub async fn start_run(app: &AppState, who: &Authed, export: &str) -> ApiResult<i64> {
+    who.require(Role::Contributor, "running an export")?;
+    {
+        let state = state_of(app)?;
+        let e = state.export(export)?;
+        ops::check_export_access(&state, &who.actor, &e)?;
+        state.audit(&who.actor.name, "export.run", export, "run now")?;
+    }
+    Ok(app
+        .runs
+        .start(export, &format!("manual:{}", who.actor.name))
+        .await?)
+}
+
+/// Asks the running run of an export to stop at its next checkpoint.
+#[utoipa::path(post, path = "/api/exports/{name}/cancel", tag = "runs", params(("name" = String, Path)),
+    responses((status = 202, body = StartedRun), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel_export(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<(StatusCode, Json<StartedRun>)> {
+    let run_id = cancel(&app, &who, &name)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(StartedRun {
+            run_id,
+            export: name,
+            url: format!("/api/runs/{run_id}"),
+        }),
+    ))
+}
+
+/// Checks that `who` may cancel `export`'s run and asks it to stop; shared with the web UI.
+pub fn cancel(app: &AppState, who: &Authed, export: &str) -> ApiResult<i64> {
+    who.require(Role::Contributor, "cancelling a run")?;
+    let state = state_of(app)?;
+    let e = state.export(export)?;
+    ops::check_export_access(&state, &who.actor, &e)?;
+    let run_id = app.runs.cancel(export).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("export \"{export}\" is not running"),
+        )
+    })?;
+    state.audit(
+        &who.actor.name,
+        "run.cancel",
+        export,
+        &format!("run {run_id}"),
+    )?;
+    Ok(run_id)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct RunsParams {
+    pub export: Option<String>,
+    /// At most this many, newest first (default 50, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// The history of runs, newest first.
+#[utoipa::path(get, path = "/api/runs", tag = "runs", params(RunsParams), responses((status = 200, body = [Object])))]
+pub async fn list_runs(
+    State(app): State<AppState>,
+    _who: Authed,
+    Query(q): Query<RunsParams>,
+) -> ApiResult<Json<Vec<RunRecord>>> {
+    let limit = q.limit.unwrap_or(50).min(1000);
+    Ok(Json(state_of(&app)?.runs(q.export.as_deref(), limit)?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunView {
+    #[schema(value_type = Object)]
+    pub run: RunRecord,
+    /// Live progress while it runs.
+    pub progress: Option<ActiveRun>,
+    /// Records not sent (refused or failed), as recorded so far.
+    pub errors: u64,
+}
+
+/// One run, with its live progress while it runs.
+#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs", params(("id" = i64, Path)),
+    responses((status = 200, body = RunView), (status = 404, body = ErrorBody)))]
+pub async fn get_run(
+    State(app): State<AppState>,
+    _who: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<RunView>> {
+    let state = state_of(&app)?;
+    let run = state.run(id)?;
+    let errors = state.run_errors(id)?.len() as u64;
+    Ok(Json(RunView {
+        progress: app.runs.progress(id),
+        run,
+        errors,
+    }))
+}
+
+/// Every record a run could not send and why, as CSV (`profile_key,email,reason`).
+#[utoipa::path(get, path = "/api/runs/{id}/errors", tag = "runs", params(("id" = i64, Path)),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = ErrorBody)))]
+pub async fn run_errors(
+    State(app): State<AppState>,
+    _who: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    let state = state_of(&app)?;
+    state.run(id)?;
+    let errors = state.run_errors(id)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["profile_key", "email", "reason"])
+        .map_err(ApiError::internal)?;
+    for e in &errors {
+        w.write_record([&e.profile_key, &e.email, &e.reason])
+            .map_err(ApiError::internal)?;
+    }
+    let body = w.into_inner().map_err(ApiError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"run-{id}-errors.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Asks a running run to stop at its next checkpoint.
+#[utoipa::path(post, path = "/api/runs/{id}/cancel", tag = "runs", params(("id" = i64, Path)),
+    responses((status = 202, body = StartedRun), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel_run(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<StartedRun>)> {
+    who.require(Role::Contributor, "cancelling a run")?;
+    let run = state_of(&app)?.run(id)?;
+    if app.runs.progress(id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("run {id} is not running"),
+        ));
+    }
+    let run_id = cancel(&app, &who, &run.export)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(StartedRun {
+            run_id,
+            export: run.export,
+            url: format!("/api/runs/{run_id}"),
+        }),
+    ))
+}

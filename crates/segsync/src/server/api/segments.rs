@@ -1,0 +1,183 @@
+//! Segments: `/api/segments`, with their member counts and, for contributors, a sample of
+//! their profiles.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{state_of, ApiResult};
+use crate::ops;
+use crate::server::auth::Authed;
+use crate::server::{ApiError, AppState, ErrorBody};
+use crate::state::Role;
+
+#[derive(Serialize, ToSchema)]
+pub struct SegmentView {
+    pub name: String,
+    pub predicate: String,
+    /// The PostgreSQL profile source it reads (absent: the imported profiles).
+    pub source: Option<String>,
+    pub created_at: String,
+    /// Profiles in the segment now (absent when it cannot be counted, with `error`).
+    pub count: Option<u64>,
+    pub error: Option<String>,
+}
+
+fn segment_view(app: &AppState, s: crate::state::SegmentRecord) -> SegmentView {
+    let counted = app
+        .home
+        .profiles_of(s.source.as_deref())
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|p| p.preview(&s.predicate, 0).map_err(|e| e.to_string()));
+    let (count, error) = match counted {
+        Ok(p) => (Some(p.count), None),
+        Err(e) => (None, Some(e)),
+    };
+    SegmentView {
+        name: s.name,
+        predicate: s.predicate,
+        source: s.source,
+        created_at: s.created_at,
+        count,
+        error,
+    }
+}
+
+/// Segments with their member counts.
+#[utoipa::path(get, path = "/api/segments", tag = "segments", responses((status = 200, body = [SegmentView])))]
+pub async fn list_segments(
+    State(app): State<AppState>,
+    _who: Authed,
+) -> ApiResult<Json<Vec<SegmentView>>> {
+    let segs = state_of(&app)?.segments()?;
+    Ok(Json(
+        segs.into_iter().map(|s| segment_view(&app, s)).collect(),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewSegment {
+    pub name: String,
+    /// A SQL boolean expression over the profile columns.
+    pub predicate: String,
+    /// A PostgreSQL profile source to read instead of the imported profiles (the predicate
+    /// is then checked by PostgreSQL).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// Adds a segment (contributors); the predicate is checked and counted first.
+#[utoipa::path(post, path = "/api/segments", tag = "segments", request_body = NewSegment,
+    responses((status = 201, body = SegmentView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn add_segment(
+    State(app): State<AppState>,
+    who: Authed,
+    Json(s): Json<NewSegment>,
+) -> ApiResult<(StatusCode, Json<SegmentView>)> {
+    let count = ops::add_segment(
+        &app.home,
+        &who.actor,
+        &s.name,
+        &s.predicate,
+        s.source.as_deref(),
+    )?;
+    let rec = state_of(&app)?.segment(&s.name)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SegmentView {
+            name: rec.name,
+            predicate: rec.predicate,
+            source: rec.source,
+            created_at: rec.created_at,
+            count: Some(count),
+            error: None,
+        }),
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct PreviewParams {
+    /// How many matching profiles to show (at most 100).
+    pub sample: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SegmentPreview {
+    pub name: String,
+    pub predicate: String,
+    pub count: u64,
+    pub columns: Vec<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub sample: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A segment with its count and a sample of its profiles (contributors: the sample holds
+/// personal data; viewers get the count only).
+#[utoipa::path(get, path = "/api/segments/{name}", tag = "segments", params(("name" = String, Path), PreviewParams),
+    responses((status = 200, body = SegmentPreview), (status = 404, body = ErrorBody)))]
+pub async fn get_segment(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+    Query(q): Query<PreviewParams>,
+) -> ApiResult<Json<SegmentPreview>> {
+    let s = state_of(&app)?.segment(&name)?;
+    let sample = if who.actor.role >= Role::Contributor {
+        q.sample.unwrap_or(5).min(100)
+    } else {
+        0
+    };
+    let p = app
+        .home
+        .profiles_of(s.source.as_deref())
+        .map_err(ApiError::internal)?
+        .preview(&s.predicate, sample)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
+    Ok(Json(SegmentPreview {
+        name: s.name,
+        predicate: s.predicate,
+        count: p.count,
+        columns: p.columns,
+        sample: p.sample,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SegmentChange {
+    pub predicate: String,
+}
+
+/// Changes a segment's predicate (contributors).
+#[utoipa::path(put, path = "/api/segments/{name}", tag = "segments", params(("name" = String, Path)), request_body = SegmentChange,
+    responses((status = 200, body = SegmentView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn change_segment(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+    Json(c): Json<SegmentChange>,
+) -> ApiResult<Json<SegmentView>> {
+    let count = ops::update_segment(&app.home, &who.actor, &name, &c.predicate)?;
+    let rec = state_of(&app)?.segment(&name)?;
+    Ok(Json(SegmentView {
+        name: rec.name,
+        predicate: rec.predicate,
+        source: rec.source,
+        created_at: rec.created_at,
+        count: Some(count),
+        error: None,
+    }))
+}
+
+/// Removes a segment no export uses (contributors).
+#[utoipa::path(delete, path = "/api/segments/{name}", tag = "segments", params(("name" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_segment(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    ops::remove_segment(&app.home, &who.actor, &name)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,155 @@
+//! Users and their API tokens: `/api/users`, `/api/tokens`. Admins manage users; everyone
+//! manages their own tokens.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{state_of, ApiResult};
+use crate::ops;
+use crate::server::auth::Authed;
+use crate::server::{AppState, ErrorBody};
+use crate::state::{Role, UserRecord};
+
+/// Every user (admins).
+#[utoipa::path(get, path = "/api/users", tag = "users",
+    responses((status = 200, body = [UserRecord]), (status = 403, body = ErrorBody)))]
+pub async fn list_users(
+    State(app): State<AppState>,
+    who: Authed,
+) -> ApiResult<Json<Vec<UserRecord>>> {
+    who.require(Role::Admin, "listing users")?;
+    Ok(Json(state_of(&app)?.users()?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewUser {
+    pub name: String,
+    pub role: Role,
+    /// At least 8 characters; stored as an argon2id hash.
+    #[schema(format = Password)]
+    pub password: String,
+}
+
+/// Adds a user (admins).
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = UserRecord), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn add_user(
+    State(app): State<AppState>,
+    who: Authed,
+    Json(u): Json<NewUser>,
+) -> ApiResult<(StatusCode, Json<UserRecord>)> {
+    let user = ops::add_user(
+        &app.home,
+        &who.actor,
+        &u.name,
+        u.role,
+        &SecretString::from(u.password),
+    )?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    #[schema(format = Password)]
+    pub password: Option<String>,
+}
+
+/// Changes a user's role (admins) or password (admins, or the user themselves).
+#[utoipa::path(patch, path = "/api/users/{name}", tag = "users", request_body = UserChange,
+    params(("name" = String, Path)),
+    responses((status = 200, body = UserRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn change_user(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+    Json(c): Json<UserChange>,
+) -> ApiResult<Json<UserRecord>> {
+    if c.role.is_none() && c.password.is_none() {
+        who.require(Role::Admin, "changing a user")?;
+    }
+    if let Some(role) = c.role {
+        ops::set_role(&app.home, &who.actor, &name, role)?;
+    }
+    if let Some(p) = c.password {
+        ops::set_password(&app.home, &who.actor, &name, &SecretString::from(p))?;
+    }
+    Ok(Json(state_of(&app)?.user(&name)?))
+}
+
+/// Removes a user, their sessions and tokens (admins).
+#[utoipa::path(delete, path = "/api/users/{name}", tag = "users", params(("name" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_user(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    ops::remove_user(&app.home, &who.actor, &name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// API tokens: the caller's own (admins: everyone's). Values are never shown again.
+#[utoipa::path(get, path = "/api/tokens", tag = "users",
+    responses((status = 200, body = [crate::state::TokenRecord])))]
+pub async fn list_tokens(
+    State(app): State<AppState>,
+    who: Authed,
+) -> ApiResult<Json<Vec<crate::state::TokenRecord>>> {
+    let user = (who.actor.role != Role::Admin).then_some(who.actor.name.as_str());
+    Ok(Json(state_of(&app)?.tokens(user)?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewToken {
+    pub label: String,
+    /// Whose token (admins only; by default the caller's).
+    pub user: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedToken {
+    pub id: i64,
+    pub user: String,
+    pub label: String,
+    /// Shown this once: send it as `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+/// Creates an API token.
+#[utoipa::path(post, path = "/api/tokens", tag = "users", request_body = NewToken,
+    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody)))]
+pub async fn create_token(
+    State(app): State<AppState>,
+    who: Authed,
+    Json(t): Json<NewToken>,
+) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
+    use secrecy::ExposeSecret;
+    let user = t.user.unwrap_or_else(|| who.actor.name.clone());
+    let (id, token) = ops::create_token(&app.home, &who.actor, &user, &t.label)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            id,
+            user,
+            label: t.label,
+            token: token.expose_secret().to_string(),
+        }),
+    ))
+}
+
+/// Revokes an API token (one's own; admins: anyone's).
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "users", params(("id" = i64, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_token(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    ops::revoke_token(&app.home, &who.actor, id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
