@@ -83,7 +83,7 @@ use serde::{Deserialize, Serialize};
 use toml::de::{DeValue, ValueDeserializer};
 use toml::Spanned;
 
-use crate::mailchimp::{ClientConfig, Credential};
+use crate::mailchimp::{ClientConfig, CredentialKind};
 use crate::ops::{self, ConnectionView, ExportInput};
 use crate::state::{ExportConfig, FieldMap, Schedule, SegmentRecord, SegmentTag};
 use crate::PRIVACY_STATEMENT;
@@ -398,17 +398,16 @@ fn sort_problems(problems: &mut [Problem]) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
     /// An environment variable holding an API key (`kind` api_key) or an OAuth token (oauth).
-    Env { var: String, kind: &'static str },
+    Env { var: String, kind: CredentialKind },
     /// A file holding an API key; `path` as written, `resolved` from the file's folder.
     File { path: String, resolved: PathBuf },
 }
 
 impl SecretSource {
-    /// `api_key` or `oauth`.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> CredentialKind {
         match self {
-            SecretSource::Env { kind, .. } => kind,
-            SecretSource::File { .. } => "api_key",
+            SecretSource::Env { kind, .. } => *kind,
+            SecretSource::File { .. } => CredentialKind::ApiKey,
         }
     }
 
@@ -417,7 +416,7 @@ impl SecretSource {
         match self {
             SecretSource::Env { var, kind } => format!(
                 "{} {var}",
-                if *kind == "oauth" {
+                if *kind == CredentialKind::OAuth {
                     "oauth_token_env"
                 } else {
                     "api_key_env"
@@ -474,7 +473,7 @@ impl ConnectionSpec {
             found.push((
                 SecretSource::Env {
                     var: v.get_ref().clone(),
-                    kind: "api_key",
+                    kind: CredentialKind::ApiKey,
                 },
                 v.span(),
             ));
@@ -492,7 +491,7 @@ impl ConnectionSpec {
             found.push((
                 SecretSource::Env {
                     var: v.get_ref().clone(),
-                    kind: "oauth",
+                    kind: CredentialKind::OAuth,
                 },
                 v.span(),
             ));
@@ -530,15 +529,10 @@ impl ConnectionSpec {
 /// without sending anything. The message never contains the secret.
 pub fn check_credential(
     secret: &SecretString,
-    kind: &str,
+    kind: CredentialKind,
     base_url: Option<&str>,
 ) -> Result<(), String> {
-    let credential = if kind == "oauth" {
-        Credential::oauth_token(secret.clone())
-    } else {
-        Credential::api_key(secret.clone())
-    }
-    .map_err(|e| e.to_string())?;
+    let credential = kind.credential(secret.clone()).map_err(|e| e.to_string())?;
     let mut config = ClientConfig::new(credential);
     if let Some(u) = base_url {
         config.base_url =
@@ -1046,7 +1040,7 @@ fn plan_connection(
             let secret = read_secret(p, source)?;
             let same = (checks.stored_secret)(name)
                 .is_some_and(|old| old.expose_secret() == secret.expose_secret())
-                && source.0.kind() == current.credential_kind;
+                && source.0.kind().as_str() == current.credential_kind;
             if !same || base_url_changes {
                 if base_url_changes {
                     changes.push("base_url".to_string());
@@ -1520,7 +1514,7 @@ pub fn render(
         if let Some(u) = &c.export_user {
             let _ = writeln!(out, "export_user = {}", quote(u));
         }
-        let source = if c.credential_kind == "oauth" {
+        let source = if c.credential_kind == CredentialKind::OAuth.as_str() {
             "oauth_token_env"
         } else {
             "api_key_env"

@@ -510,10 +510,9 @@ fn report_outcome(
 /// A client for a credential the file supplies, as `ops` builds one to check it.
 fn client_for_secret(
     secret: &SecretString,
-    kind: &str,
+    kind: mailchimp::CredentialKind,
     base_url: Option<&str>,
 ) -> Result<Client, Box<mailchimp::Error>> {
-    let kind = mailchimp::CredentialKind::parse(kind).unwrap_or(mailchimp::CredentialKind::ApiKey);
     let mut config = ClientConfig::for_credential(kind, secret.clone(), base_url)?;
     config.timeout = Duration::from_secs(30);
     Ok(Client::new(config)?)

@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use super::{op_failure, usage, Failure, EXIT_OK};
 use crate::home::Home;
+use crate::mailchimp::CredentialKind;
 use crate::ops::{self, Actor};
 use crate::PRIVACY_STATEMENT;
 
@@ -57,21 +58,30 @@ pub struct ConnectionAdd {
 }
 
 /// Reads a credential from where the flags say; never from the command line itself.
-fn read_secret(args: &ConnectionAdd) -> Result<(SecretString, &'static str), Failure> {
+fn read_secret(args: &ConnectionAdd) -> Result<(SecretString, CredentialKind), Failure> {
     if let Some(var) = &args.api_key_env {
         let v = std::env::var(var)
             .map_err(|_| usage(anyhow!("--api-key-env {var}: the variable is not set")))?;
-        return Ok((SecretString::from(v.trim().to_string()), "api_key"));
+        return Ok((
+            SecretString::from(v.trim().to_string()),
+            CredentialKind::ApiKey,
+        ));
     }
     if let Some(path) = &args.api_key_file {
         let v = std::fs::read_to_string(path)
             .map_err(|e| usage(anyhow!("--api-key-file {}: {e}", path.display())))?;
-        return Ok((SecretString::from(v.trim().to_string()), "api_key"));
+        return Ok((
+            SecretString::from(v.trim().to_string()),
+            CredentialKind::ApiKey,
+        ));
     }
     if let Some(var) = &args.oauth_token_env {
         let v = std::env::var(var)
             .map_err(|_| usage(anyhow!("--oauth-token-env {var}: the variable is not set")))?;
-        return Ok((SecretString::from(v.trim().to_string()), "oauth"));
+        return Ok((
+            SecretString::from(v.trim().to_string()),
+            CredentialKind::OAuth,
+        ));
     }
     Err(usage(anyhow!("give the credential with --api-key-env VAR, --api-key-file PATH or --oauth-token-env VAR (never on the command line)")))
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::home::Home;
-use crate::mailchimp::{self, Client, ClientConfig, CredentialKind};
+use crate::mailchimp::{self, Client, ClientConfig};
 use crate::state::StateStore;
 
 mod checkpoint;
@@ -188,13 +188,7 @@ pub fn client_for(
         .master_key()?
         .open(&c.name, &c.sealed_secret)
         .map_err(anyhow::Error::from)?;
-    let kind = CredentialKind::parse(&c.credential_kind).ok_or_else(|| {
-        RunError::Config(format!(
-            "connection \"{connection}\" has a credential of unknown kind {:?}: add it again",
-            c.credential_kind
-        ))
-    })?;
-    let mut config = ClientConfig::for_connection(kind, secret, &c.base_url)
+    let mut config = ClientConfig::for_connection(c.credential_kind, secret, &c.base_url)
         .map_err(|e| RunError::Config(format!("connection {connection}: {e}")))?;
     config.max_in_flight = settings.max_in_flight;
     config.timeout = settings.timeout;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{audit, check_name, require, Actor, OpError, OpResult};
 use crate::engine::{self, RunSettings};
 use crate::home::Home;
-use crate::mailchimp::{self, Client, ClientConfig, Credential};
+use crate::mailchimp::{self, Client, ClientConfig, CredentialKind};
 use crate::state::{ConnectionRecord, Role, StateStore};
 use crate::PRIVACY_STATEMENT;
 
@@ -40,7 +40,7 @@ impl From<&ConnectionRecord> for ConnectionView {
             name: c.name.clone(),
             display_name: c.display_name.clone(),
             base_url: c.base_url.clone(),
-            credential_kind: c.credential_kind.clone(),
+            credential_kind: c.credential_kind.to_string(),
             consent_by: c.consent_by.clone(),
             consent_at: c.consent_at.clone(),
             shared_with_contributors: c.shared_with_contributors,
@@ -73,8 +73,7 @@ pub fn connection(state: &StateStore, actor: &Actor, name: &str) -> OpResult<Con
 /// A credential as given by its owner.
 pub struct CredentialInput {
     pub secret: SecretString,
-    /// `api_key` or `oauth`.
-    pub kind: &'static str,
+    pub kind: CredentialKind,
 }
 
 /// What it takes to add a connection.
@@ -96,21 +95,11 @@ async fn checked_client(
     credential: &CredentialInput,
     base_url: Option<&str>,
 ) -> OpResult<url::Url> {
-    let c = if credential.kind == "oauth" {
-        Credential::oauth_token(credential.secret.clone())
-    } else {
-        Credential::api_key(credential.secret.clone())
-    }
-    .map_err(|e| OpError::Invalid(e.to_string()))?;
-    let base_url = match base_url {
-        Some(u) => {
-            url::Url::parse(u).map_err(|e| OpError::Invalid(format!("API root {u}: {e}")))?
-        }
-        None => mailchimp::default_base_url(&c),
-    };
-    let mut config = ClientConfig::new(c);
-    config.base_url = base_url.clone();
+    let mut config =
+        ClientConfig::for_credential(credential.kind, credential.secret.clone(), base_url)
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
     config.timeout = Duration::from_secs(30);
+    let base_url = config.base_url.clone();
     let client = Client::new(config).map_err(|e| OpError::Invalid(e.to_string()))?;
     client
         .ping()
@@ -154,7 +143,7 @@ pub async fn add_connection(
         name: input.name.clone(),
         display_name: input.display_name.unwrap_or_else(|| input.name.clone()),
         base_url: base_url.to_string(),
-        credential_kind: input.credential.kind.to_string(),
+        credential_kind: input.credential.kind,
         sealed_secret: sealed,
         consent_by: actor.user_name().to_string(),
         consent_at: at.clone(),
@@ -237,7 +226,7 @@ pub async fn update_connection(
     if let Some(cred) = change.credential {
         let base = checked_client(&cred, change.base_url.as_deref().or(Some(&c.base_url))).await?;
         c.sealed_secret = home.master_key()?.seal(name, &cred.secret);
-        c.credential_kind = cred.kind.to_string();
+        c.credential_kind = cred.kind;
         c.base_url = base.to_string();
         what.push(format!("new {} credential", cred.kind));
     } else if let Some(b) = change.base_url.filter(|b| *b != c.base_url) {

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{authenticate, Authed};
 use super::{ApiError, AppState, ErrorBody, OAuthApp};
+use crate::mailchimp::CredentialKind;
 use crate::ops::{self, Actor};
 use crate::state::Role;
 
@@ -329,7 +330,7 @@ async fn finish(
     let (token, base_url) = exchange(app, oauth, &code).await?;
     let credential = ops::CredentialInput {
         secret: token,
-        kind: "oauth",
+        kind: CredentialKind::OAuth,
     };
     if req.reauthenticate {
         ops::update_connection(

@@ -94,8 +94,7 @@ pub struct ConnectionRecord {
     pub name: String,
     pub display_name: String,
     pub base_url: String,
-    /// `api_key` or `oauth`.
-    pub credential_kind: String,
+    pub credential_kind: crate::mailchimp::CredentialKind,
     pub sealed_secret: Vec<u8>,
     pub consent_by: String,
     pub consent_at: String,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{state_of, ApiResult};
+use crate::mailchimp::CredentialKind;
 use crate::ops::{self, ConnectionView};
 use crate::server::auth::Authed;
 use crate::server::{AppState, ErrorBody};
@@ -58,7 +59,7 @@ pub async fn add_connection(
             display_name: c.display_name,
             credential: ops::CredentialInput {
                 secret: SecretString::from(c.api_key),
-                kind: "api_key",
+                kind: CredentialKind::ApiKey,
             },
             base_url: c.base_url,
             accept_privacy_terms: c.accept_privacy_terms,
@@ -111,7 +112,7 @@ pub async fn change_connection(
             export_user: c.export_user,
             credential: c.api_key.map(|k| ops::CredentialInput {
                 secret: SecretString::from(k),
-                kind: "api_key",
+                kind: CredentialKind::ApiKey,
             }),
             base_url: c.base_url,
         },

@@ -14,6 +14,7 @@ use super::layout::{self, csrf, kind_label, sharing, Nav, Page};
 use super::{
     redirect_notice, seg, state_of, when, with_login_csp, Admin, FormData, OrPage, PageResult,
 };
+use crate::mailchimp::CredentialKind;
 use crate::ops::{self, ConnectionView};
 use crate::server::auth::Authed;
 use crate::server::oauth::{self, OAuthRequest};
@@ -306,7 +307,7 @@ pub async fn create(State(app): State<AppState>, Admin(who): Admin, form: FormDa
             display_name: Some(f.display_name.clone()).filter(|d| !d.is_empty()),
             credential: ops::CredentialInput {
                 secret: SecretString::from(key),
-                kind: "api_key",
+                kind: CredentialKind::ApiKey,
             },
             base_url: Some(f.base_url.clone()).filter(|u| !u.is_empty()),
             accept_privacy_terms: f.agree,
@@ -530,7 +531,7 @@ pub async fn replace_key(
     let change = ops::ConnectionChange {
         credential: Some(ops::CredentialInput {
             secret: SecretString::from(key),
-            kind: "api_key",
+            kind: CredentialKind::ApiKey,
         }),
         base_url: form.opt("base_url"),
         ..Default::default()

@@ -115,7 +115,14 @@ fn connection_row(r: &Row) -> Result<ConnectionRecord> {
         name: get(r, 0)?,
         display_name: get(r, 1)?,
         base_url: get(r, 2)?,
-        credential_kind: get(r, 3)?,
+        credential_kind: {
+            let text: String = get(r, 3)?;
+            crate::mailchimp::CredentialKind::parse(&text).ok_or_else(|| {
+                StateError::Config(format!(
+                    "a connection has an unknown credential kind {text:?}"
+                ))
+            })?
+        },
         sealed_secret: get(r, 4)?,
         consent_by: get(r, 5)?,
         consent_at: get(r, 6)?,

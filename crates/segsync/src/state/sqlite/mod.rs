@@ -52,13 +52,24 @@ fn connection_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionRe
         name: row.get(0)?,
         display_name: row.get(1)?,
         base_url: row.get(2)?,
-        credential_kind: row.get(3)?,
+        credential_kind: kind_of(row.get::<_, String>(3)?)?,
         sealed_secret: row.get(4)?,
         consent_by: row.get(5)?,
         consent_at: row.get(6)?,
         shared_with_contributors: row.get(7)?,
         export_user: row.get(8)?,
         created_at: row.get(9)?,
+    })
+}
+
+/// A stored credential kind; a name no segsync wrote is a corrupt row.
+fn kind_of(text: String) -> rusqlite::Result<crate::mailchimp::CredentialKind> {
+    crate::mailchimp::CredentialKind::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            3,
+            rusqlite::types::Type::Text,
+            format!("unknown credential kind {text:?}").into(),
+        )
     })
 }
 
