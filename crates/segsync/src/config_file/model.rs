@@ -14,27 +14,40 @@ use crate::state::Schedule;
 
 use super::source::Source;
 
+/// What `max_profiles` is when the file does not say; `dump` leaves it out then.
 pub(super) const DEFAULT_MAX_PROFILES: u64 = 1_000_000;
 
 /// A `[[connection]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionSpec {
+    /// What the installation knows it by, and what exports name in `connection`.
     pub name: Spanned<String>,
+    /// What people see; absent: the name on creation, left as it is afterwards.
     #[serde(default)]
     pub display_name: Option<Spanned<String>>,
+    /// An environment variable holding an API key: one of the three secret sources, so that
+    /// the secret itself never has to be in a file kept in git.
     #[serde(default)]
     pub api_key_env: Option<Spanned<String>>,
+    /// A file holding an API key, relative to the folder of the TOML file.
     #[serde(default)]
     pub api_key_file: Option<Spanned<String>>,
+    /// An environment variable holding an OAuth token.
     #[serde(default)]
     pub oauth_token_env: Option<Spanned<String>>,
+    /// The API root; absent: from the key's data center. An existing connection's changes
+    /// only with a new credential, since the two belong together.
     #[serde(default)]
     pub base_url: Option<Spanned<String>>,
+    /// Whether contributors may run exports on it (admins always may); absent: no on
+    /// creation, left as it is afterwards.
     #[serde(default)]
     pub share_with_contributors: Option<bool>,
+    /// Who exports run as; absent: whoever applies the file, on creation.
     #[serde(default)]
     pub export_user: Option<Spanned<String>>,
+    /// Agreement to the data privacy statement, without which no connection is created.
     #[serde(default)]
     pub accept_privacy_terms: Option<Spanned<bool>>,
 }
@@ -43,7 +56,9 @@ pub struct ConnectionSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentSpec {
+    /// What the installation knows it by, and what exports name in `segments`.
     pub name: Spanned<String>,
+    /// `where`: a SQL predicate over the profile columns of its source.
     #[serde(rename = "where")]
     pub predicate: Spanned<String>,
     /// A PostgreSQL profile source (`segsync profiles source add`); absent: the imported
@@ -56,7 +71,9 @@ pub struct SegmentSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentRef {
+    /// A segment of the file or of the installation.
     pub segment: Spanned<String>,
+    /// The Mailchimp tag its members get; absent: the segment's name.
     #[serde(default)]
     pub tag: Option<Spanned<String>>,
 }
@@ -65,37 +82,55 @@ pub struct SegmentRef {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportSpec {
+    /// What the installation knows it by.
     pub name: Spanned<String>,
+    /// A connection of the file or of the installation.
     pub connection: Spanned<String>,
+    /// The Mailchimp audience id (Audience > Settings in Mailchimp).
     pub audience: Spanned<String>,
+    /// The profile column holding the email address.
     pub email_field: Spanned<String>,
+    /// The profile column sent as the merge field FNAME.
     #[serde(default)]
     pub first_name: Option<Spanned<String>>,
+    /// The profile column sent as the merge field LNAME.
     #[serde(default)]
     pub last_name: Option<Spanned<String>>,
     /// Merge tag → profile column.
     #[serde(default)]
     pub merge: Option<BTreeMap<String, Spanned<String>>>,
+    /// The segments sent, each with its tag; their order means nothing.
     pub segments: Spanned<Vec<SegmentRef>>,
+    /// The status a contact new to the audience gets; absent: subscribed.
     #[serde(default)]
     pub status_if_new: Option<NewStatus>,
+    /// What happens to a member who leaves every segment; absent: untag.
     #[serde(default)]
     pub removal: Option<RemovalPolicy>,
+    /// A run with more members than this is refused before anything is sent; absent:
+    /// 1,000,000.
     #[serde(default)]
     pub max_profiles: Option<Spanned<u64>>,
+    /// Whether a run creates the mapped merge fields the audience lacks; absent: no.
     #[serde(default)]
     pub create_merge_fields: Option<bool>,
+    /// The profile column that picks the newest among profiles sharing an address.
     #[serde(default)]
     pub updated_at_field: Option<Spanned<String>>,
+    /// When it runs; absent: only when asked (manual).
     #[serde(default)]
     pub schedule: Option<Spanned<ScheduleSpec>>,
+    /// An operational switch, so absent means left as it is in the installation, not `false`.
     #[serde(default)]
     pub paused: Option<bool>,
 }
 
 /// `schedule = "manual" | "after_refresh" | { cron = "...", timezone = "..." }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScheduleSpec(pub Schedule);
+pub struct ScheduleSpec(
+    /// The schedule as the installation stores it.
+    pub Schedule,
+);
 
 impl<'de> Deserialize<'de> for ScheduleSpec {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -142,9 +177,13 @@ impl<'de> Deserialize<'de> for ScheduleSpec {
 
 /// A parsed file: its objects in file order, and its source for messages.
 pub struct ConfigFile {
+    /// The text it was read from, kept so that the plan's problems can be located too.
     pub source: Source,
+    /// The `[[connection]]` tables.
     pub connections: Vec<ConnectionSpec>,
+    /// The `[[segment]]` tables.
     pub segments: Vec<SegmentSpec>,
+    /// The `[[export]]` tables.
     pub exports: Vec<ExportSpec>,
 }
 
