@@ -13,7 +13,8 @@
 //! - `parse.rs`: reading the TOML into the model, every mistake of form listed.
 //! - `secrets.rs`: where a connection's secret comes from, read and checked locally.
 //! - `plan.rs`: the file checked against the installation, and the steps of an apply in
-//!   their order; `plan_connection.rs` and `plan_export.rs` plan one object each.
+//!   their order; `plan_connection.rs`, `plan_segment.rs` and `plan_export.rs` plan one
+//!   object each.
 //! - `dump.rs`: an installation's configuration written in the same format.
 //!
 //! A complete, realistic file is `examples/segsync.toml` at the root of the repository (the
@@ -87,6 +88,7 @@ mod parse;
 mod plan;
 mod plan_connection;
 mod plan_export;
+mod plan_segment;
 mod secrets;
 mod source;
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Checking the file against the installation and planning the changes: what the plan
 //! starts from (the installation, the options of `apply`, the checks only the caller can
 //! make), the steps it is made of, and their order. Each kind of object is checked and
-//! planned in a file of its own: `plan_connection.rs`, `plan_export.rs`.
+//! planned in a file of its own: `plan_connection.rs`, `plan_segment.rs`, `plan_export.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Range;
@@ -16,6 +16,7 @@ use crate::state::{ExportConfig, SegmentRecord};
 use super::model::ConfigFile;
 use super::plan_connection::plan_connection;
 use super::plan_export::plan_export;
+use super::plan_segment::plan_segment;
 use super::source::{sort_problems, Problem, Source};
 
 // --- the installation as the plan sees it ---
@@ -173,6 +174,19 @@ fn duplicates<'a>(
     }
 }
 
+/// Problems of the file as a whole, before any object is compared with the installation.
+fn whole_file_problems(file: &ConfigFile, options: Options, p: &mut Problems<'_>) {
+    duplicates(p, "connection", file.connections.iter().map(|c| &c.name));
+    duplicates(p, "segment", file.segments.iter().map(|s| &s.name));
+    duplicates(p, "export", file.exports.iter().map(|e| &e.name));
+    if options.prune && file.segments.is_empty() && file.exports.is_empty() {
+        p.list.push(file.source.problem(
+            None,
+            "--prune with a file that declares no segment and no export would remove every export and segment: refused",
+        ));
+    }
+}
+
 /// Validates the file against the installation and plans the changes; every problem found
 /// is returned, and then nothing must be changed.
 pub fn plan(
@@ -186,19 +200,7 @@ pub fn plan(
         list: Vec::new(),
     };
     let mut steps = Vec::new();
-    duplicates(
-        &mut p,
-        "connection",
-        file.connections.iter().map(|c| &c.name),
-    );
-    duplicates(&mut p, "segment", file.segments.iter().map(|s| &s.name));
-    duplicates(&mut p, "export", file.exports.iter().map(|e| &e.name));
-    if options.prune && file.segments.is_empty() && file.exports.is_empty() {
-        p.list.push(file.source.problem(
-            None,
-            "--prune with a file that declares no segment and no export would remove every export and segment: refused",
-        ));
-    }
+    whole_file_problems(file, options, &mut p);
 
     // Connections.
     let file_connections: BTreeSet<&str> = file
@@ -237,72 +239,9 @@ pub fn plan(
         })
         .collect();
     for s in &file.segments {
-        let name = s.name.get_ref();
-        if let Err(e) = ops::check_name("segment", name) {
-            p.op(s.name.span(), "segment", e);
-            continue;
+        if let Some(step) = plan_segment(s, inst, checks, &mut p) {
+            steps.push(step);
         }
-        let predicate = s.predicate.get_ref();
-        let source = s.source.as_ref().map(|x| x.get_ref().as_str());
-        if let Some(src) = &s.source {
-            if !inst.source_columns.contains_key(src.get_ref()) {
-                p.at(
-                    src.span(),
-                    format!(
-                        "segment \"{name}\": no profile source named \"{}\" (an admin adds it with `segsync profiles source add`)",
-                        src.get_ref()
-                    ),
-                );
-                continue;
-            }
-        }
-        let current = inst.segments.iter().find(|x| &x.name == name);
-        if let Some(c) = current {
-            if c.source.as_deref() != source {
-                let from = |s: Option<&str>| match s {
-                    Some(src) => format!("profile source \"{src}\""),
-                    None => "the imported profiles".to_string(),
-                };
-                p.at(
-                    s.source.as_ref().map_or(s.name.span(), |x| x.span()),
-                    format!(
-                        "segment \"{name}\" reads {} and the file says {}: a segment keeps its source (remove it, or give the new one another name)",
-                        from(c.source.as_deref()),
-                        from(source)
-                    ),
-                );
-                continue;
-            }
-        }
-        if current.is_some_and(|c| &c.predicate == predicate) {
-            steps.push(step(Kind::Segment, name, Action::Unchanged, Op::None));
-            continue;
-        }
-        if let Err(e) = (checks.predicate)(predicate, source) {
-            p.at(
-                s.predicate.span(),
-                format!("segment \"{name}\": invalid predicate: {e}"),
-            );
-            continue;
-        }
-        let mut st = match current {
-            None => step(
-                Kind::Segment,
-                name,
-                Action::Create,
-                Op::AddSegment(predicate.clone(), source.map(str::to_string)),
-            ),
-            Some(_) => step(
-                Kind::Segment,
-                name,
-                Action::Update,
-                Op::UpdateSegment(predicate.clone()),
-            ),
-        };
-        if st.action == Action::Update {
-            st.changes.push("where".into());
-        }
-        steps.push(st);
     }
 
     // Exports.
@@ -319,24 +258,19 @@ pub fn plan(
     }
     for e in &inst.exports {
         if !file_exports.contains(e.name.as_str()) {
-            let (action, op) = if options.prune {
-                (Action::Remove, Op::RemoveExport)
-            } else {
-                (Action::NotInFile, Op::None)
-            };
-            steps.push(step(Kind::Export, &e.name, action, op));
+            steps.push(undeclared(Kind::Export, &e.name, options, Op::RemoveExport));
         }
     }
 
     // Segments the file does not declare: after the exports (pruned ones used them).
     for s in &inst.segments {
         if !file_segments.contains_key(s.name.as_str()) {
-            let (action, op) = if options.prune {
-                (Action::Remove, Op::RemoveSegment)
-            } else {
-                (Action::NotInFile, Op::None)
-            };
-            steps.push(step(Kind::Segment, &s.name, action, op));
+            steps.push(undeclared(
+                Kind::Segment,
+                &s.name,
+                options,
+                Op::RemoveSegment,
+            ));
         }
     }
 
@@ -359,6 +293,17 @@ pub(super) fn step(kind: Kind, name: &str, action: Action, op: Op) -> Step {
         op,
         blame: None,
     }
+}
+
+/// An export or segment of the installation that the file does not declare: removed by
+/// `removal` with `--prune`, else left alone and listed.
+fn undeclared(kind: Kind, name: &str, options: Options, removal: Op) -> Step {
+    let (action, op) = if options.prune {
+        (Action::Remove, removal)
+    } else {
+        (Action::NotInFile, Op::None)
+    };
+    step(kind, name, action, op)
 }
 
 #[cfg(test)]
