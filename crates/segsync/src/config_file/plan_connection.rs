@@ -4,9 +4,9 @@
 
 use std::ops::Range;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
-use crate::ops;
+use crate::ops::{self, ConnectionView};
 use crate::PRIVACY_STATEMENT;
 
 use super::model::ConnectionSpec;
@@ -20,6 +20,35 @@ pub(super) fn plan_connection(
     checks: &Checks<'_>,
     p: &mut Problems<'_>,
 ) -> Option<Step> {
+    let checked = check_keys(c, p)?;
+    match inst
+        .connections
+        .iter()
+        .find(|x| &x.name == c.name.get_ref())
+    {
+        None => plan_new(checked, p),
+        Some(current) => plan_existing(checked, current, options, checks, p),
+    }
+}
+
+/// A connection of the file whose keys were checked on their own, before it is compared
+/// with the installation.
+struct Checked<'c> {
+    spec: &'c ConnectionSpec,
+    /// `connection "NAME"`, as messages about it begin.
+    what: String,
+    /// The API root, normalised, and where the file says it.
+    base_url: Option<(String, Range<usize>)>,
+    /// The secret source, and where the file names it.
+    secret_source: Option<(SecretSource, Range<usize>)>,
+    /// False once a problem was found that lets the other checks go on: the connection
+    /// gets no step, but the rest of its problems are still listed.
+    ok: bool,
+}
+
+/// Checks what needs no installation: the names, the API root, the secret source. `None`
+/// when a problem leaves nothing more worth checking.
+fn check_keys<'c>(c: &'c ConnectionSpec, p: &mut Problems<'_>) -> Option<Checked<'c>> {
     let name = c.name.get_ref();
     let span = c.name.span();
     let what = format!("connection \"{name}\"");
@@ -61,112 +90,130 @@ pub(super) fn plan_connection(
             return None;
         }
     };
-    // Reads and checks the secret, locally; a problem at the source's place otherwise.
-    let read_secret = |p: &mut Problems<'_>, (s, sspan): &(SecretSource, Range<usize>)| {
-        let secret = match s.read() {
-            Ok(v) => v,
-            Err(e) => {
-                p.at(sspan.clone(), format!("{what}: {e}"));
-                return None;
-            }
-        };
-        if let Err(e) = check_credential(&secret, s.kind(), base_url.as_ref().map(|b| b.0.as_str()))
-        {
-            let at = match (&base_url, e.contains("base URL")) {
-                (Some((_, bspan)), true) => bspan.clone(),
-                _ => sspan.clone(),
-            };
-            p.at(at, format!("{what}: {e}"));
+    Some(Checked {
+        spec: c,
+        what,
+        base_url,
+        secret_source,
+        ok,
+    })
+}
+
+/// Reads and checks the secret, locally; a problem at the source's place otherwise.
+fn read_secret(
+    p: &mut Problems<'_>,
+    what: &str,
+    base_url: Option<&(String, Range<usize>)>,
+    (s, sspan): &(SecretSource, Range<usize>),
+) -> Option<SecretString> {
+    let secret = match s.read() {
+        Ok(v) => v,
+        Err(e) => {
+            p.at(sspan.clone(), format!("{what}: {e}"));
             return None;
         }
-        Some(secret)
     };
+    if let Err(e) = check_credential(&secret, s.kind(), base_url.map(|b| b.0.as_str())) {
+        let at = match (base_url, e.contains("base URL")) {
+            (Some((_, bspan)), true) => bspan.clone(),
+            _ => sspan.clone(),
+        };
+        p.at(at, format!("{what}: {e}"));
+        return None;
+    }
+    Some(secret)
+}
 
-    let Some(current) = inst.connections.iter().find(|x| &x.name == name) else {
-        // A new connection: consent, a secret, checked before anything is sent.
-        if !c
+/// A new connection: consent, a secret, checked before anything is sent.
+fn plan_new(checked: Checked<'_>, p: &mut Problems<'_>) -> Option<Step> {
+    let Checked {
+        spec: c,
+        what,
+        base_url,
+        secret_source,
+        mut ok,
+    } = checked;
+    let name = c.name.get_ref();
+    let span = c.name.span();
+    if !c
+        .accept_privacy_terms
+        .as_ref()
+        .is_some_and(|a| *a.get_ref())
+    {
+        let at = c
             .accept_privacy_terms
             .as_ref()
-            .is_some_and(|a| *a.get_ref())
-        {
-            let at = c
-                .accept_privacy_terms
-                .as_ref()
-                .map(|a| a.span())
-                .unwrap_or(span.clone());
-            p.at(
-                at,
-                format!(
-                    "{what} is new: creating it needs accept_privacy_terms = true, your agreement to this statement: {PRIVACY_STATEMENT}"
-                ),
-            );
-            ok = false;
-        }
-        let Some(source) = secret_source else {
-            p.at(
-                span,
-                format!(
-                    "{what} is new: name where its secret comes from (api_key_env, api_key_file or oauth_token_env)"
-                ),
-            );
-            return None;
-        };
-        let secret = read_secret(p, &source)?;
-        if !ok {
-            return None;
-        }
-        let mut st = step(
-            Kind::Connection,
-            name,
-            Action::Create,
-            Op::AddConnection(Box::new(ops::NewConnection {
-                name: name.clone(),
-                display_name: c.display_name.as_ref().map(|d| d.get_ref().clone()),
-                credential: ops::CredentialInput {
-                    secret,
-                    kind: source.0.kind(),
-                },
-                base_url: base_url.map(|b| b.0),
-                accept_privacy_terms: true,
-                share_with_contributors: c.share_with_contributors.unwrap_or(false),
-                export_user: c.export_user.as_ref().map(|u| u.get_ref().clone()),
-            })),
+            .map(|a| a.span())
+            .unwrap_or(span.clone());
+        p.at(
+            at,
+            format!(
+                "{what} is new: creating it needs accept_privacy_terms = true, your agreement to this statement: {PRIVACY_STATEMENT}"
+            ),
         );
-        st.notes
-            .push(format!("secret from {}", source.0.describe()));
-        st.blame = Some(source.1);
-        return Some(st);
+        ok = false;
+    }
+    let Some(source) = secret_source else {
+        p.at(
+            span,
+            format!(
+                "{what} is new: name where its secret comes from (api_key_env, api_key_file or oauth_token_env)"
+            ),
+        );
+        return None;
     };
+    let secret = read_secret(p, &what, base_url.as_ref(), &source)?;
+    if !ok {
+        return None;
+    }
+    let mut st = step(
+        Kind::Connection,
+        name,
+        Action::Create,
+        Op::AddConnection(Box::new(ops::NewConnection {
+            name: name.clone(),
+            display_name: c.display_name.as_ref().map(|d| d.get_ref().clone()),
+            credential: ops::CredentialInput {
+                secret,
+                kind: source.0.kind(),
+            },
+            base_url: base_url.map(|b| b.0),
+            accept_privacy_terms: true,
+            share_with_contributors: c.share_with_contributors.unwrap_or(false),
+            export_user: c.export_user.as_ref().map(|u| u.get_ref().clone()),
+        })),
+    );
+    st.notes
+        .push(format!("secret from {}", source.0.describe()));
+    st.blame = Some(source.1);
+    Some(st)
+}
 
-    // An existing connection changes only in what the file says.
-    let mut change = ops::ConnectionChange::default();
-    let mut changes = Vec::new();
+/// An existing connection changes only in what the file says.
+fn plan_existing(
+    checked: Checked<'_>,
+    current: &ConnectionView,
+    options: Options,
+    checks: &Checks<'_>,
+    p: &mut Problems<'_>,
+) -> Option<Step> {
+    let Checked {
+        spec: c,
+        what,
+        base_url,
+        secret_source,
+        ok,
+    } = checked;
+    let name = c.name.get_ref();
+    let (mut change, mut changes) = described_changes(c, current);
     let mut notes = Vec::new();
-    if let Some(d) = &c.display_name {
-        if d.get_ref() != &current.display_name {
-            change.display_name = Some(d.get_ref().clone());
-            changes.push("display_name".to_string());
-        }
-    }
-    if let Some(s) = c.share_with_contributors {
-        if s != current.shared_with_contributors {
-            change.share_with_contributors = Some(s);
-            changes.push("share_with_contributors".to_string());
-        }
-    }
-    if let Some(u) = &c.export_user {
-        if Some(u.get_ref()) != current.export_user.as_ref() {
-            change.export_user = Some(u.get_ref().clone());
-            changes.push("export_user".to_string());
-        }
-    }
     let base_url_changes = base_url
         .as_ref()
         .is_some_and(|(b, _)| *b != current.base_url);
     let mut blame = None;
     match (&secret_source, options.rotate_secrets) {
         (Some(source), true) => {
-            let secret = read_secret(p, source)?;
+            let secret = read_secret(p, &what, base_url.as_ref(), source)?;
             let same = (checks.stored_secret)(name)
                 .is_some_and(|old| old.expose_secret() == secret.expose_secret())
                 && source.0.kind() == current.credential_kind;
@@ -227,6 +274,35 @@ pub(super) fn plan_connection(
         op,
         blame,
     })
+}
+
+/// What the file says of an existing connection that differs from it, its secret and API
+/// root aside.
+fn described_changes(
+    c: &ConnectionSpec,
+    current: &ConnectionView,
+) -> (ops::ConnectionChange, Vec<String>) {
+    let mut change = ops::ConnectionChange::default();
+    let mut changes = Vec::new();
+    if let Some(d) = &c.display_name {
+        if d.get_ref() != &current.display_name {
+            change.display_name = Some(d.get_ref().clone());
+            changes.push("display_name".to_string());
+        }
+    }
+    if let Some(s) = c.share_with_contributors {
+        if s != current.shared_with_contributors {
+            change.share_with_contributors = Some(s);
+            changes.push("share_with_contributors".to_string());
+        }
+    }
+    if let Some(u) = &c.export_user {
+        if Some(u.get_ref()) != current.export_user.as_ref() {
+            change.export_user = Some(u.get_ref().clone());
+            changes.push("export_user".to_string());
+        }
+    }
+    (change, changes)
 }
 
 #[cfg(test)]
