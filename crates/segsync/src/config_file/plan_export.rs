@@ -13,6 +13,254 @@ use crate::state::{ExportConfig, FieldMap, SegmentTag};
 use super::model::{ExportSpec, DEFAULT_MAX_PROFILES};
 use super::plan::{step, Action, Installation, Kind, Op, Options, Problems, Step};
 
+pub(super) fn plan_export(
+    e: &ExportSpec,
+    inst: &Installation,
+    options: Options,
+    file_connections: &BTreeSet<&str>,
+    file_segments: &BTreeMap<&str, Option<&str>>,
+    p: &mut Problems<'_>,
+) -> Option<Step> {
+    let name = e.name.get_ref();
+    if let Err(err) = ops::check_name("export", name) {
+        p.op(e.name.span(), "export", err);
+        return None;
+    }
+    let what = format!("export \"{name}\"");
+    let before = p.list.len();
+
+    let connection = e.connection.get_ref();
+    if !file_connections.contains(connection.as_str())
+        && !inst.connections.iter().any(|c| &c.name == connection)
+    {
+        p.at(
+            e.connection.span(),
+            format!(
+                "{what}: connection \"{connection}\" is neither in the file nor in the installation"
+            ),
+        );
+    }
+    if e.audience.get_ref().trim().is_empty() {
+        p.at(
+            e.audience.span(),
+            format!("{what}: the audience id is empty: give the id shown in Mailchimp under Audience > Settings"),
+        );
+    }
+    check_columns(e, inst, file_segments, &what, p);
+    check_merge_tags(e, &what, p);
+    check_segment_choices(e, inst, options, file_segments, &what, p);
+
+    if let Some(s) = &e.schedule {
+        if let Err(err) = ops::check_schedule(&s.get_ref().0) {
+            p.op(s.span(), &format!("{what}: schedule"), err);
+        }
+    }
+    if let Some(m) = &e.max_profiles {
+        if *m.get_ref() == 0 {
+            p.at(m.span(), format!("{what}: max_profiles must be at least 1"));
+        }
+    }
+    if p.list.len() > before {
+        return None;
+    }
+
+    Some(export_step(e, inst))
+}
+
+/// The profile source of the export's segments (one for all), and the columns the export
+/// maps checked against it.
+fn check_columns(
+    e: &ExportSpec,
+    inst: &Installation,
+    file_segments: &BTreeMap<&str, Option<&str>>,
+    what: &str,
+    p: &mut Problems<'_>,
+) {
+    let source_of = |segment: &str| -> Option<Option<String>> {
+        match file_segments.get(segment) {
+            Some(src) => Some(src.map(str::to_string)),
+            None => inst
+                .segments
+                .iter()
+                .find(|x| x.name == segment)
+                .map(|x| x.source.clone()),
+        }
+    };
+    let sources: BTreeSet<Option<String>> = e
+        .segments
+        .get_ref()
+        .iter()
+        .filter_map(|s| source_of(s.segment.get_ref()))
+        .collect();
+    if sources.len() > 1 {
+        p.at(
+            e.segments.span(),
+            format!("{what}: its segments read different profile sources; an export's segments all come from one source"),
+        );
+    }
+    let source = sources.into_iter().next().flatten();
+    let (known, from) = match &source {
+        None => (&inst.columns, "profiles imported yet".to_string()),
+        Some(src) => match inst.source_columns.get(src) {
+            Some(c) => (c, format!("columns in profile source \"{src}\"")),
+            None => (&inst.columns, format!("profile source \"{src}\"")),
+        },
+    };
+
+    // Columns.
+    let mut columns: Vec<&Spanned<String>> = vec![&e.email_field];
+    columns.extend(e.first_name.iter());
+    columns.extend(e.last_name.iter());
+    columns.extend(e.merge.iter().flat_map(|m| m.values()));
+    columns.extend(e.updated_at_field.iter());
+    if source.is_some() && known.is_empty() {
+        p.at(
+            e.email_field.span(),
+            format!("{what}: no {from}, so no column can be checked"),
+        );
+    } else if known.is_empty() {
+        p.at(
+            e.email_field.span(),
+            format!("{what}: no profiles imported yet, so no column can be checked: import them first (`segsync profiles import FILE --key COLUMN`)"),
+        );
+    } else {
+        for c in columns {
+            let col = c.get_ref().trim();
+            if !known.iter().any(|x| x == col) {
+                p.at(
+                    c.span(),
+                    format!(
+                        "{what}: no profile column \"{col}\" (columns: {})",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Merge tags as Mailchimp takes them, each mapped once (FNAME and LNAME by first_name
+/// and last_name).
+fn check_merge_tags(e: &ExportSpec, what: &str, p: &mut Problems<'_>) {
+    let mut tags: Vec<String> = Vec::new();
+    tags.extend(e.first_name.iter().map(|_| "FNAME".to_string()));
+    tags.extend(e.last_name.iter().map(|_| "LNAME".to_string()));
+    for (tag, column) in e.merge.iter().flatten() {
+        let t = tag.trim().to_uppercase();
+        if t.is_empty() || t.len() > 10 || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            p.at(
+                column.span(),
+                format!("{what}: merge field {tag:?}: a merge tag is 1 to 10 letters, digits or underscores"),
+            );
+        } else if tags.contains(&t) {
+            let hint = match t.as_str() {
+                "FNAME" => " (first_name maps it already)",
+                "LNAME" => " (last_name maps it already)",
+                _ => "",
+            };
+            p.at(
+                column.span(),
+                format!("{what}: merge field {t} is mapped twice{hint}"),
+            );
+        } else {
+            tags.push(t);
+        }
+    }
+}
+
+/// The segments the export sends: at least one, each once, each in the file or the
+/// installation (in the file, with `--prune`, which removes the others).
+fn check_segment_choices(
+    e: &ExportSpec,
+    inst: &Installation,
+    options: Options,
+    file_segments: &BTreeMap<&str, Option<&str>>,
+    what: &str,
+    p: &mut Problems<'_>,
+) {
+    if e.segments.get_ref().is_empty() {
+        p.at(
+            e.segments.span(),
+            format!("{what}: an export sends at least one segment"),
+        );
+    }
+    let mut chosen = HashSet::new();
+    for s in e.segments.get_ref() {
+        let seg = s.segment.get_ref();
+        let in_file = file_segments.contains_key(seg.as_str());
+        let in_inst = inst.segments.iter().any(|x| &x.name == seg);
+        if !in_file && !in_inst {
+            p.at(
+                s.segment.span(),
+                format!("{what}: segment \"{seg}\" is neither in the file nor in the installation"),
+            );
+        } else if !in_file && options.prune {
+            p.at(
+                s.segment.span(),
+                format!("{what}: segment \"{seg}\" is not in the file, and --prune removes it: declare it in the file"),
+            );
+        }
+        if !chosen.insert(seg.as_str()) {
+            p.at(
+                s.segment.span(),
+                format!("{what}: segment \"{seg}\" is chosen twice"),
+            );
+        }
+        if let Some(t) = &s.tag {
+            if let Err(err) = ops::check_name("tag", t.get_ref()) {
+                p.op(t.span(), what, err);
+            }
+        }
+    }
+}
+
+/// The step of an export whose declaration is right: what it changes in the installation.
+fn export_step(e: &ExportSpec, inst: &Installation) -> Step {
+    let name = e.name.get_ref();
+    let current = inst.exports.iter().find(|x| &x.name == name);
+    let mut desired = desired_export(e, current);
+    let mut st = match current {
+        None => step(Kind::Export, name, Action::Create, Op::None),
+        Some(cur) => {
+            // The order of merge fields and segments means nothing: keep the stored one.
+            if field_set(cur) == field_set(&desired) {
+                desired.fields = cur.fields.clone();
+            }
+            if segment_set(cur) == segment_set(&desired) {
+                desired.segments = cur.segments.clone();
+            }
+            let changes = export_changes(cur, &desired);
+            let mut st = step(
+                Kind::Export,
+                name,
+                if changes.is_empty() {
+                    Action::Unchanged
+                } else {
+                    Action::Update
+                },
+                Op::None,
+            );
+            if cur.connection != desired.connection || cur.audience_id != desired.audience_id {
+                st.notes
+                    .push("it starts afresh: its snapshot of the old audience is dropped".into());
+            }
+            st.changes = changes;
+            st
+        }
+    };
+    st.blame = Some(e.audience.span());
+    let mode = match st.action {
+        Action::Create => Some(ops::SaveMode::Create),
+        Action::Update => Some(ops::SaveMode::Replace),
+        _ => None,
+    };
+    if let Some(mode) = mode {
+        st.op = Op::SaveExport(Box::new(ExportInput::from_config(&desired)), mode);
+    }
+    st
+}
+
 /// The configuration an `[[export]]` declares, normalised as [`ops::save_export`] stores it.
 /// `current` supplies what the file leaves to the installation (`paused`).
 fn desired_export(e: &ExportSpec, current: Option<&ExportConfig>) -> ExportConfig {
@@ -129,223 +377,6 @@ pub fn export_changes(old: &ExportConfig, new: &ExportConfig) -> Vec<String> {
     push(old.schedule != new.schedule, "schedule");
     push(old.paused != new.paused, "paused");
     out
-}
-
-pub(super) fn plan_export(
-    e: &ExportSpec,
-    inst: &Installation,
-    options: Options,
-    file_connections: &BTreeSet<&str>,
-    file_segments: &BTreeMap<&str, Option<&str>>,
-    p: &mut Problems<'_>,
-) -> Option<Step> {
-    let name = e.name.get_ref();
-    if let Err(err) = ops::check_name("export", name) {
-        p.op(e.name.span(), "export", err);
-        return None;
-    }
-    let what = format!("export \"{name}\"");
-    let before = p.list.len();
-
-    let connection = e.connection.get_ref();
-    if !file_connections.contains(connection.as_str())
-        && !inst.connections.iter().any(|c| &c.name == connection)
-    {
-        p.at(
-            e.connection.span(),
-            format!(
-                "{what}: connection \"{connection}\" is neither in the file nor in the installation"
-            ),
-        );
-    }
-    if e.audience.get_ref().trim().is_empty() {
-        p.at(
-            e.audience.span(),
-            format!("{what}: the audience id is empty: give the id shown in Mailchimp under Audience > Settings"),
-        );
-    }
-
-    // The profile source of the export's segments (one for all), and its columns.
-    let source_of = |segment: &str| -> Option<Option<String>> {
-        match file_segments.get(segment) {
-            Some(src) => Some(src.map(str::to_string)),
-            None => inst
-                .segments
-                .iter()
-                .find(|x| x.name == segment)
-                .map(|x| x.source.clone()),
-        }
-    };
-    let sources: BTreeSet<Option<String>> = e
-        .segments
-        .get_ref()
-        .iter()
-        .filter_map(|s| source_of(s.segment.get_ref()))
-        .collect();
-    if sources.len() > 1 {
-        p.at(
-            e.segments.span(),
-            format!("{what}: its segments read different profile sources; an export's segments all come from one source"),
-        );
-    }
-    let source = sources.into_iter().next().flatten();
-    let (known, from) = match &source {
-        None => (&inst.columns, "profiles imported yet".to_string()),
-        Some(src) => match inst.source_columns.get(src) {
-            Some(c) => (c, format!("columns in profile source \"{src}\"")),
-            None => (&inst.columns, format!("profile source \"{src}\"")),
-        },
-    };
-
-    // Columns.
-    let mut columns: Vec<&Spanned<String>> = vec![&e.email_field];
-    columns.extend(e.first_name.iter());
-    columns.extend(e.last_name.iter());
-    columns.extend(e.merge.iter().flat_map(|m| m.values()));
-    columns.extend(e.updated_at_field.iter());
-    if source.is_some() && known.is_empty() {
-        p.at(
-            e.email_field.span(),
-            format!("{what}: no {from}, so no column can be checked"),
-        );
-    } else if known.is_empty() {
-        p.at(
-            e.email_field.span(),
-            format!("{what}: no profiles imported yet, so no column can be checked: import them first (`segsync profiles import FILE --key COLUMN`)"),
-        );
-    } else {
-        for c in columns {
-            let col = c.get_ref().trim();
-            if !known.iter().any(|x| x == col) {
-                p.at(
-                    c.span(),
-                    format!(
-                        "{what}: no profile column \"{col}\" (columns: {})",
-                        known.join(", ")
-                    ),
-                );
-            }
-        }
-    }
-
-    // Merge tags.
-    let mut tags: Vec<String> = Vec::new();
-    tags.extend(e.first_name.iter().map(|_| "FNAME".to_string()));
-    tags.extend(e.last_name.iter().map(|_| "LNAME".to_string()));
-    for (tag, column) in e.merge.iter().flatten() {
-        let t = tag.trim().to_uppercase();
-        if t.is_empty() || t.len() > 10 || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            p.at(
-                column.span(),
-                format!("{what}: merge field {tag:?}: a merge tag is 1 to 10 letters, digits or underscores"),
-            );
-        } else if tags.contains(&t) {
-            let hint = match t.as_str() {
-                "FNAME" => " (first_name maps it already)",
-                "LNAME" => " (last_name maps it already)",
-                _ => "",
-            };
-            p.at(
-                column.span(),
-                format!("{what}: merge field {t} is mapped twice{hint}"),
-            );
-        } else {
-            tags.push(t);
-        }
-    }
-
-    // Segments.
-    if e.segments.get_ref().is_empty() {
-        p.at(
-            e.segments.span(),
-            format!("{what}: an export sends at least one segment"),
-        );
-    }
-    let mut chosen = HashSet::new();
-    for s in e.segments.get_ref() {
-        let seg = s.segment.get_ref();
-        let in_file = file_segments.contains_key(seg.as_str());
-        let in_inst = inst.segments.iter().any(|x| &x.name == seg);
-        if !in_file && !in_inst {
-            p.at(
-                s.segment.span(),
-                format!("{what}: segment \"{seg}\" is neither in the file nor in the installation"),
-            );
-        } else if !in_file && options.prune {
-            p.at(
-                s.segment.span(),
-                format!("{what}: segment \"{seg}\" is not in the file, and --prune removes it: declare it in the file"),
-            );
-        }
-        if !chosen.insert(seg.as_str()) {
-            p.at(
-                s.segment.span(),
-                format!("{what}: segment \"{seg}\" is chosen twice"),
-            );
-        }
-        if let Some(t) = &s.tag {
-            if let Err(err) = ops::check_name("tag", t.get_ref()) {
-                p.op(t.span(), &what, err);
-            }
-        }
-    }
-
-    if let Some(s) = &e.schedule {
-        if let Err(err) = ops::check_schedule(&s.get_ref().0) {
-            p.op(s.span(), &format!("{what}: schedule"), err);
-        }
-    }
-    if let Some(m) = &e.max_profiles {
-        if *m.get_ref() == 0 {
-            p.at(m.span(), format!("{what}: max_profiles must be at least 1"));
-        }
-    }
-    if p.list.len() > before {
-        return None;
-    }
-
-    let current = inst.exports.iter().find(|x| &x.name == name);
-    let mut desired = desired_export(e, current);
-    let mut st = match current {
-        None => step(Kind::Export, name, Action::Create, Op::None),
-        Some(cur) => {
-            // The order of merge fields and segments means nothing: keep the stored one.
-            if field_set(cur) == field_set(&desired) {
-                desired.fields = cur.fields.clone();
-            }
-            if segment_set(cur) == segment_set(&desired) {
-                desired.segments = cur.segments.clone();
-            }
-            let changes = export_changes(cur, &desired);
-            let mut st = step(
-                Kind::Export,
-                name,
-                if changes.is_empty() {
-                    Action::Unchanged
-                } else {
-                    Action::Update
-                },
-                Op::None,
-            );
-            if cur.connection != desired.connection || cur.audience_id != desired.audience_id {
-                st.notes
-                    .push("it starts afresh: its snapshot of the old audience is dropped".into());
-            }
-            st.changes = changes;
-            st
-        }
-    };
-    st.blame = Some(e.audience.span());
-    let mode = match st.action {
-        Action::Create => Some(ops::SaveMode::Create),
-        Action::Update => Some(ops::SaveMode::Replace),
-        _ => None,
-    };
-    if let Some(mode) = mode {
-        st.op = Op::SaveExport(Box::new(ExportInput::from_config(&desired)), mode);
-    }
-    Some(st)
 }
 
 #[cfg(test)]
