@@ -1,6 +1,8 @@
 //! `segsync dump`: an installation's configuration written as a file `apply` takes, secrets
 //! left out.
 
+use std::fmt::Write as _;
+
 use segsync_core::{NewStatus, RemovalPolicy};
 
 use crate::ops::{self, ConnectionView, ExportInput};
@@ -63,7 +65,6 @@ pub fn render(
     segments: &[SegmentRecord],
     exports: &[ExportConfig],
 ) -> String {
-    use std::fmt::Write as _;
     let mut out = String::new();
     out.push_str(
         "# segsync configuration, written by `segsync dump`; apply it with `segsync apply FILE`.\n\
@@ -73,113 +74,127 @@ pub fn render(
     let mut connections: Vec<&ConnectionView> = connections.iter().collect();
     connections.sort_by(|a, b| a.name.cmp(&b.name));
     for c in connections {
-        let _ = writeln!(out, "\n[[connection]]");
-        let _ = writeln!(out, "name = {}", quote(&c.name));
-        let _ = writeln!(out, "display_name = {}", quote(&c.display_name));
-        let _ = writeln!(out, "base_url = {}", quote(&c.base_url));
-        let _ = writeln!(
-            out,
-            "share_with_contributors = {}",
-            c.shared_with_contributors
-        );
-        if let Some(u) = &c.export_user {
-            let _ = writeln!(out, "export_user = {}", quote(u));
-        }
-        let source = if c.credential_kind == "oauth" {
-            "oauth_token_env"
-        } else {
-            "api_key_env"
-        };
-        let _ = writeln!(
-            out,
-            "# {:<29} # the secret stays in the installation",
-            format!("{source} = \"...\"")
-        );
-        let _ = writeln!(
-            out,
-            "# {:<29} # agreed by {} at {}",
-            "accept_privacy_terms = true",
-            c.consent_by.replace('\n', " "),
-            c.consent_at.replace('\n', " ")
-        );
+        render_connection(&mut out, c);
     }
     let mut segments: Vec<&SegmentRecord> = segments.iter().collect();
     segments.sort_by(|a, b| a.name.cmp(&b.name));
     for s in segments {
-        let _ = writeln!(out, "\n[[segment]]");
-        let _ = writeln!(out, "name = {}", quote(&s.name));
-        let _ = writeln!(out, "where = {}", quote(&s.predicate));
-        if let Some(src) = &s.source {
-            let _ = writeln!(out, "source = {}", quote(src));
-        }
+        render_segment(&mut out, s);
     }
     let mut exports: Vec<&ExportConfig> = exports.iter().collect();
     exports.sort_by(|a, b| a.name.cmp(&b.name));
     for e in exports {
-        let input = ExportInput::from_config(e);
-        let _ = writeln!(out, "\n[[export]]");
-        let _ = writeln!(out, "name = {}", quote(&e.name));
-        let _ = writeln!(out, "connection = {}", quote(&e.connection));
-        let _ = writeln!(out, "audience = {}", quote(&e.audience_id));
-        let _ = writeln!(out, "email_field = {}", quote(&e.email_field));
-        if let Some(f) = &input.first_name {
-            let _ = writeln!(out, "first_name = {}", quote(f));
-        }
-        if let Some(l) = &input.last_name {
-            let _ = writeln!(out, "last_name = {}", quote(l));
-        }
-        let mut merge = input.merge.clone();
-        merge.sort_by(|a, b| a.tag.cmp(&b.tag));
-        if !merge.is_empty() {
-            let pairs: Vec<String> = merge
-                .iter()
-                .map(|m| format!("{} = {}", key(&m.tag), quote(&m.column)))
-                .collect();
-            let _ = writeln!(out, "merge = {{ {} }}", pairs.join(", "));
-        }
-        let mut segs = input.segments.clone();
-        segs.sort_by(|a, b| a.segment.cmp(&b.segment));
-        let seg = |s: &ops::SegmentChoice| match &s.tag {
-            Some(t) => format!("{{ segment = {}, tag = {} }}", quote(&s.segment), quote(t)),
-            None => format!("{{ segment = {} }}", quote(&s.segment)),
-        };
-        if segs.len() == 1 {
-            let _ = writeln!(out, "segments = [{}]", seg(&segs[0]));
-        } else {
-            let _ = writeln!(out, "segments = [");
-            for s in &segs {
-                let _ = writeln!(out, "  {},", seg(s));
-            }
-            let _ = writeln!(out, "]");
-        }
-        let _ = writeln!(
-            out,
-            "status_if_new = {}",
-            quote(status_word(e.status_if_new))
-        );
-        let _ = writeln!(out, "removal = {}", quote(removal_word(e.removal)));
-        let _ = writeln!(out, "create_merge_fields = {}", e.create_merge_fields);
-        if let Some(u) = &e.updated_at_field {
-            let _ = writeln!(out, "updated_at_field = {}", quote(u));
-        }
-        if e.max_profiles != DEFAULT_MAX_PROFILES {
-            let _ = writeln!(out, "max_profiles = {}", e.max_profiles);
-        }
-        let schedule = match &e.schedule {
-            Schedule::Manual => quote("manual"),
-            Schedule::AfterRefresh => quote("after_refresh"),
-            Schedule::Cron { cron, timezone } => format!(
-                "{{ cron = {}, timezone = {} }}",
-                quote(cron),
-                quote(timezone)
-            ),
-        };
-        let _ = writeln!(out, "schedule = {schedule}");
-        if e.paused {
-            let _ = writeln!(out, "paused = true");
-        }
+        render_export(&mut out, e);
     }
     out
+}
+
+/// A connection; its secret source and consent are commented out, since the secret stays in
+/// the installation and whoever creates the connection elsewhere must agree anew.
+fn render_connection(out: &mut String, c: &ConnectionView) {
+    let _ = writeln!(out, "\n[[connection]]");
+    let _ = writeln!(out, "name = {}", quote(&c.name));
+    let _ = writeln!(out, "display_name = {}", quote(&c.display_name));
+    let _ = writeln!(out, "base_url = {}", quote(&c.base_url));
+    let _ = writeln!(
+        out,
+        "share_with_contributors = {}",
+        c.shared_with_contributors
+    );
+    if let Some(u) = &c.export_user {
+        let _ = writeln!(out, "export_user = {}", quote(u));
+    }
+    let source = if c.credential_kind == "oauth" {
+        "oauth_token_env"
+    } else {
+        "api_key_env"
+    };
+    let _ = writeln!(
+        out,
+        "# {:<29} # the secret stays in the installation",
+        format!("{source} = \"...\"")
+    );
+    let _ = writeln!(
+        out,
+        "# {:<29} # agreed by {} at {}",
+        "accept_privacy_terms = true",
+        c.consent_by.replace('\n', " "),
+        c.consent_at.replace('\n', " ")
+    );
+}
+
+fn render_segment(out: &mut String, s: &SegmentRecord) {
+    let _ = writeln!(out, "\n[[segment]]");
+    let _ = writeln!(out, "name = {}", quote(&s.name));
+    let _ = writeln!(out, "where = {}", quote(&s.predicate));
+    if let Some(src) = &s.source {
+        let _ = writeln!(out, "source = {}", quote(src));
+    }
+}
+
+fn render_export(out: &mut String, e: &ExportConfig) {
+    let input = ExportInput::from_config(e);
+    let _ = writeln!(out, "\n[[export]]");
+    let _ = writeln!(out, "name = {}", quote(&e.name));
+    let _ = writeln!(out, "connection = {}", quote(&e.connection));
+    let _ = writeln!(out, "audience = {}", quote(&e.audience_id));
+    let _ = writeln!(out, "email_field = {}", quote(&e.email_field));
+    if let Some(f) = &input.first_name {
+        let _ = writeln!(out, "first_name = {}", quote(f));
+    }
+    if let Some(l) = &input.last_name {
+        let _ = writeln!(out, "last_name = {}", quote(l));
+    }
+    let mut merge = input.merge.clone();
+    merge.sort_by(|a, b| a.tag.cmp(&b.tag));
+    if !merge.is_empty() {
+        let pairs: Vec<String> = merge
+            .iter()
+            .map(|m| format!("{} = {}", key(&m.tag), quote(&m.column)))
+            .collect();
+        let _ = writeln!(out, "merge = {{ {} }}", pairs.join(", "));
+    }
+    let mut segs = input.segments.clone();
+    segs.sort_by(|a, b| a.segment.cmp(&b.segment));
+    let seg = |s: &ops::SegmentChoice| match &s.tag {
+        Some(t) => format!("{{ segment = {}, tag = {} }}", quote(&s.segment), quote(t)),
+        None => format!("{{ segment = {} }}", quote(&s.segment)),
+    };
+    if segs.len() == 1 {
+        let _ = writeln!(out, "segments = [{}]", seg(&segs[0]));
+    } else {
+        let _ = writeln!(out, "segments = [");
+        for s in &segs {
+            let _ = writeln!(out, "  {},", seg(s));
+        }
+        let _ = writeln!(out, "]");
+    }
+    let _ = writeln!(
+        out,
+        "status_if_new = {}",
+        quote(status_word(e.status_if_new))
+    );
+    let _ = writeln!(out, "removal = {}", quote(removal_word(e.removal)));
+    let _ = writeln!(out, "create_merge_fields = {}", e.create_merge_fields);
+    if let Some(u) = &e.updated_at_field {
+        let _ = writeln!(out, "updated_at_field = {}", quote(u));
+    }
+    if e.max_profiles != DEFAULT_MAX_PROFILES {
+        let _ = writeln!(out, "max_profiles = {}", e.max_profiles);
+    }
+    let schedule = match &e.schedule {
+        Schedule::Manual => quote("manual"),
+        Schedule::AfterRefresh => quote("after_refresh"),
+        Schedule::Cron { cron, timezone } => format!(
+            "{{ cron = {}, timezone = {} }}",
+            quote(cron),
+            quote(timezone)
+        ),
+    };
+    let _ = writeln!(out, "schedule = {schedule}");
+    if e.paused {
+        let _ = writeln!(out, "paused = true");
+    }
 }
 
 #[cfg(test)]
