@@ -10,12 +10,16 @@
 //!   command line, the server and `segsync apply`.
 //! - [`schedule`]: cron schedules of exports; [`server`]: `segsync serve` (REST API, web UI,
 //!   scheduler, metrics).
-//! - [`cli`]: the `segsync` command line; [`home`]: where it keeps everything.
+//! - [`cli`]: the `segsync` command line; [`app`]: an installation as a process sees it (its
+//!   [`home`] folder's paths and its state store, chosen once at start and handed down);
+//!   [`locks`]: an export's run lock (a lock file, or a lease in a shared store).
 
+pub mod app;
 pub mod cli;
 pub mod config_file;
 pub mod engine;
 pub mod home;
+pub mod locks;
 pub use segsync_mailchimp as mailchimp;
 pub mod ops;
 pub mod pg;

@@ -10,7 +10,7 @@
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::home::Home;
+use crate::app::App;
 use crate::profiles::{
     Column, PgRelation, PgSource, PredicateError, Preview, ProfileRow, ProfileStore, SelectError,
     SelectStats,
@@ -101,9 +101,9 @@ pub fn seal_name(source: &str) -> String {
 }
 
 /// The URL of a stored source, unsealed (it may hold a password: never show it).
-pub fn url_of(home: &Home, r: &ProfileSourceRecord) -> anyhow::Result<String> {
+pub fn url_of(app: &App, r: &ProfileSourceRecord) -> anyhow::Result<String> {
     use secrecy::ExposeSecret;
-    let url = home
+    let url = app
         .master_key()?
         .open(&seal_name(&r.name), &r.sealed_url)
         .with_context(|| format!("profile source \"{}\"", r.name))?;
@@ -111,11 +111,11 @@ pub fn url_of(home: &Home, r: &ProfileSourceRecord) -> anyhow::Result<String> {
 }
 
 /// How people see a stored source.
-pub fn view(home: &Home, r: &ProfileSourceRecord) -> SourceView {
+pub fn view(app: &App, r: &ProfileSourceRecord) -> SourceView {
     SourceView {
         name: r.name.clone(),
         kind: r.kind.clone(),
-        url: url_of(home, r)
+        url: url_of(app, r)
             .map(|u| crate::pg::redact(&u))
             .unwrap_or_else(|e| format!("(cannot be opened: {e})")),
         relation_kind: r.relation_kind.clone(),
@@ -125,7 +125,7 @@ pub fn view(home: &Home, r: &ProfileSourceRecord) -> SourceView {
     }
 }
 
-impl Home {
+impl App {
     /// The profiles of `source` (`None`: the embedded store).
     pub fn profiles_of(&self, source: Option<&str>) -> anyhow::Result<Profiles> {
         let Some(name) = source else {

@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{op_failure, usage, Failure, EXIT_OK};
+use crate::app::App;
 use crate::engine::RunSettings;
-use crate::home::Home;
 use crate::ops::{self, Actor};
 use crate::server::{self, OAuthApp, ServeConfig};
 use crate::state::Role;
@@ -109,7 +109,7 @@ fn role(s: &str) -> Role {
     Role::parse(s).expect("clap allows only known roles")
 }
 
-pub fn user(home: &Home, cmd: UserCmd) -> Result<i32, Failure> {
+pub fn user(app: &App, cmd: UserCmd) -> Result<i32, Failure> {
     let actor = Actor::cli();
     match cmd {
         UserCmd::Add {
@@ -119,11 +119,11 @@ pub fn user(home: &Home, cmd: UserCmd) -> Result<i32, Failure> {
             password_file,
         } => {
             let password = read_password(password_env, password_file)?;
-            let u = ops::add_user(home, &actor, &name, role(&r), &password).map_err(op_failure)?;
+            let u = ops::add_user(app, &actor, &name, role(&r), &password).map_err(op_failure)?;
             println!("user \"{}\" added ({})", u.name, u.role.as_str());
         }
         UserCmd::List => {
-            for u in home.state()?.users()? {
+            for u in app.state()?.users()? {
                 println!(
                     "{:<24} {:<12} since {}",
                     u.name,
@@ -133,7 +133,7 @@ pub fn user(home: &Home, cmd: UserCmd) -> Result<i32, Failure> {
             }
         }
         UserCmd::Role { name, role: r } => {
-            let u = ops::set_role(home, &actor, &name, role(&r)).map_err(op_failure)?;
+            let u = ops::set_role(app, &actor, &name, role(&r)).map_err(op_failure)?;
             println!("user \"{}\" is now {}", u.name, u.role.as_str());
         }
         UserCmd::Password {
@@ -142,15 +142,15 @@ pub fn user(home: &Home, cmd: UserCmd) -> Result<i32, Failure> {
             password_file,
         } => {
             let password = read_password(password_env, password_file)?;
-            ops::set_password(home, &actor, &name, &password).map_err(op_failure)?;
+            ops::set_password(app, &actor, &name, &password).map_err(op_failure)?;
             println!("password of \"{name}\" changed; their sessions ended");
         }
         UserCmd::Remove { name } => {
-            ops::remove_user(home, &actor, &name).map_err(op_failure)?;
+            ops::remove_user(app, &actor, &name).map_err(op_failure)?;
             println!("user \"{name}\" removed, with their sessions and API tokens");
         }
         UserCmd::Token { name, label } => {
-            let (id, token) = ops::create_token(home, &actor, &name, &label).map_err(op_failure)?;
+            let (id, token) = ops::create_token(app, &actor, &name, &label).map_err(op_failure)?;
             eprintln!(
                 "API token {id} for \"{name}\" (shown once; send it as Authorization: Bearer ...):"
             );
@@ -160,7 +160,7 @@ pub fn user(home: &Home, cmd: UserCmd) -> Result<i32, Failure> {
     Ok(EXIT_OK)
 }
 
-pub async fn serve(home: &Home, args: ServeArgs) -> Result<i32, Failure> {
+pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
     let oauth = match args.oauth_client_id {
         Some(client_id) => {
             let secret = std::env::var(&args.oauth_client_secret_env).map_err(|_| {
@@ -198,8 +198,8 @@ pub async fn serve(home: &Home, args: ServeArgs) -> Result<i32, Failure> {
         timeout: Duration::from_secs_f64(args.timeout),
         ..Default::default()
     };
-    let users = home.state()?.users()?;
-    let server = server::Server::bind(home.clone(), config)
+    let users = app.state()?.users()?;
+    let server = server::Server::bind(app.clone(), config)
         .await
         .map_err(usage)?;
     // The first line on standard output: scripts and tests read the address from it.

@@ -23,9 +23,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use super::{usage, Failure, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::app::App;
 use crate::config_file::{self, Action, ConfigFile, Installation, Op, Plan, Problem, Step};
 use crate::engine::{self, RunSettings};
-use crate::home::Home;
 use crate::mailchimp::{self, Client, ClientConfig};
 use crate::ops::{self, Actor};
 use crate::state::StateStore;
@@ -169,12 +169,12 @@ fn refused(
 }
 
 /// The installation as the plan sees it.
-fn installation(home: &Home, state: &StateStore, actor: &Actor) -> Result<Installation, Failure> {
+fn installation(app: &App, state: &StateStore, actor: &Actor) -> Result<Installation, Failure> {
     Ok(Installation {
         connections: ops::connections(state, actor).map_err(super::op_failure)?,
         segments: state.segments()?,
         exports: state.exports()?,
-        columns: home
+        columns: app
             .profiles()?
             .columns()
             .map_err(anyhow::Error::from)?
@@ -185,7 +185,7 @@ fn installation(home: &Home, state: &StateStore, actor: &Actor) -> Result<Instal
             .profile_sources()?
             .into_iter()
             .map(|r| {
-                let columns = home
+                let columns = app
                     .profiles_of(Some(&r.name))
                     .and_then(|p| p.columns())
                     .map(|c| c.into_iter().map(|c| c.name).collect())
@@ -196,7 +196,7 @@ fn installation(home: &Home, state: &StateStore, actor: &Actor) -> Result<Instal
     })
 }
 
-pub async fn apply(home: &Home, args: ApplyArgs) -> Result<i32, Failure> {
+pub async fn apply(app: &App, args: ApplyArgs) -> Result<i32, Failure> {
     let label = args.file.display().to_string();
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| usage(anyhow!("{label}: cannot read it: {e}")))?;
@@ -212,16 +212,16 @@ pub async fn apply(home: &Home, args: ApplyArgs) -> Result<i32, Failure> {
     };
 
     let actor = Actor::cli();
-    let state = home.state()?;
-    let inst = installation(home, &state, &actor)?;
+    let state = app.state()?;
+    let inst = installation(app, &state, &actor)?;
     let predicate = |p: &str, source: Option<&str>| {
-        home.profiles_of(source)
+        app.profiles_of(source)
             .map_err(|e| format!("{e:#}"))?
             .check_predicate(p)
             .map_err(|e| e.to_string())
     };
     let master_key = if args.rotate_secrets {
-        Some(home.master_key()?)
+        Some(app.master_key()?)
     } else {
         None
     };
@@ -243,7 +243,7 @@ pub async fn apply(home: &Home, args: ApplyArgs) -> Result<i32, Failure> {
         Err(problems) => return refused(&args, &label, problems, EXIT_USAGE),
     };
 
-    let (problems, mailchimp_failed) = preflight(home, &state, &file, &plan).await;
+    let (problems, mailchimp_failed) = preflight(app, &state, &file, &plan).await;
     drop(state);
     if !problems.is_empty() {
         let code = if mailchimp_failed {
@@ -257,7 +257,7 @@ pub async fn apply(home: &Home, args: ApplyArgs) -> Result<i32, Failure> {
     if args.dry_run {
         return print_dry_run(&args, &label, &plan);
     }
-    execute(home, &actor, &args, &label, plan).await
+    execute(app, &actor, &args, &label, plan).await
 }
 
 fn print_dry_run(args: &ApplyArgs, label: &str, plan: &Plan) -> Result<i32, Failure> {
@@ -303,7 +303,7 @@ fn print_dry_run(args: &ApplyArgs, label: &str, plan: &Plan) -> Result<i32, Fail
 
 /// Phase 4: the changes, in order, through ops; stops at the first failure.
 async fn execute(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     args: &ApplyArgs,
     label: &str,
@@ -311,7 +311,7 @@ async fn execute(
 ) -> Result<i32, Failure> {
     let s = summary(&plan);
     let anything = plan.changes_anything();
-    let (reports, failure) = apply_steps(home, actor, args, plan.steps).await;
+    let (reports, failure) = apply_steps(app, actor, args, plan.steps).await;
     report_outcome(args, label, s, anything, reports, failure)
 }
 
@@ -319,7 +319,7 @@ async fn execute(
 /// steps after it are reported as not applied. Returns the report of every step and the
 /// failure (the step, the message), if any.
 async fn apply_steps(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     args: &ApplyArgs,
     steps: Vec<Step>,
@@ -358,7 +358,7 @@ async fn apply_steps(
             });
             continue;
         }
-        let result = perform(home, actor, &name, op).await;
+        let result = perform(app, actor, &name, op).await;
         let changed = matches!(action, Action::Create | Action::Update | Action::Remove);
         match result {
             Ok(extra) => {
@@ -407,27 +407,27 @@ async fn apply_steps(
 
 /// One step's change through ops; for a segment, how many profiles it matches.
 async fn perform(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     name: &str,
     op: Op,
 ) -> Result<Option<String>, ops::OpError> {
     match op {
         Op::None => Ok(None),
-        Op::AddConnection(c) => ops::add_connection(home, actor, *c).await.map(|_| None),
-        Op::UpdateConnection(c) => ops::update_connection(home, actor, name, *c)
+        Op::AddConnection(c) => ops::add_connection(app, actor, *c).await.map(|_| None),
+        Op::UpdateConnection(c) => ops::update_connection(app, actor, name, *c)
             .await
             .map(|_| None),
-        Op::AddSegment(p, source) => ops::add_segment(home, actor, name, &p, source.as_deref())
+        Op::AddSegment(p, source) => ops::add_segment(app, actor, name, &p, source.as_deref())
             .map(|n| Some(format!("{n} profiles match"))),
         Op::UpdateSegment(p) => {
-            ops::update_segment(home, actor, name, &p).map(|n| Some(format!("{n} profiles match")))
+            ops::update_segment(app, actor, name, &p).map(|n| Some(format!("{n} profiles match")))
         }
-        Op::SaveExport(input, mode) => ops::save_export(home, actor, *input, mode)
+        Op::SaveExport(input, mode) => ops::save_export(app, actor, *input, mode)
             .await
             .map(|_| None),
-        Op::RemoveExport => ops::remove_export(home, actor, name).map(|_| None),
-        Op::RemoveSegment => ops::remove_segment(home, actor, name).map(|_| None),
+        Op::RemoveExport => ops::remove_export(app, actor, name).map(|_| None),
+        Op::RemoveSegment => ops::remove_segment(app, actor, name).map(|_| None),
     }
 }
 
@@ -534,7 +534,7 @@ fn file_problem(e: &mailchimp::Error) -> bool {
 /// Phase 3: what only Mailchimp can tell, asked before anything changes (reads only). Returns
 /// the problems, and whether one of them is Mailchimp failing rather than the file.
 async fn preflight(
-    home: &Home,
+    app: &App,
     state: &StateStore,
     file: &ConfigFile,
     plan: &Plan,
@@ -594,7 +594,7 @@ async fn preflight(
             // Its connection's credential failed: reported above.
             Some(None) => continue,
             None => {
-                match engine::client_for(state, home, &input.connection, &RunSettings::default()) {
+                match engine::client_for(state, app, &input.connection, &RunSettings::default()) {
                     Ok(c) => {
                         stored = c;
                         &stored
@@ -641,9 +641,9 @@ async fn preflight(
     (problems, mailchimp_failed)
 }
 
-pub fn dump(home: &Home, args: DumpArgs) -> Result<i32, Failure> {
+pub fn dump(app: &App, args: DumpArgs) -> Result<i32, Failure> {
     let actor = Actor::cli();
-    let state = home.state()?;
+    let state = app.state()?;
     let connections = ops::connections(&state, &actor).map_err(super::op_failure)?;
     let segments = state.segments()?;
     let exports = state.exports()?;

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use secrecy::SecretString;
 
 use super::{op_failure, usage, Failure, EXIT_OK};
-use crate::home::Home;
+use crate::app::App;
 use crate::mailchimp::CredentialKind;
 use crate::ops::{self, Actor};
 use crate::PRIVACY_STATEMENT;
@@ -86,8 +86,8 @@ fn read_secret(args: &ConnectionAdd) -> Result<(SecretString, CredentialKind), F
     Err(usage(anyhow!("give the credential with --api-key-env VAR, --api-key-file PATH or --oauth-token-env VAR (never on the command line)")))
 }
 
-pub(super) async fn connection(home: &Home, cmd: ConnectionCmd) -> Result<i32, Failure> {
-    let state = home.state()?;
+pub(super) async fn connection(app: &App, cmd: ConnectionCmd) -> Result<i32, Failure> {
+    let state = app.state()?;
     match cmd {
         ConnectionCmd::Add(args) => {
             // Names first: a bad name is refused before the statement is shown.
@@ -100,7 +100,7 @@ pub(super) async fn connection(home: &Home, cmd: ConnectionCmd) -> Result<i32, F
             }
             let (secret, kind) = read_secret(&args)?;
             ops::add_connection(
-                home,
+                app,
                 &Actor::cli(),
                 ops::NewConnection {
                     name: args.name.clone(),
@@ -138,13 +138,13 @@ pub(super) async fn connection(home: &Home, cmd: ConnectionCmd) -> Result<i32, F
             }
         }
         ConnectionCmd::Test { name } => {
-            ops::test_connection(home, &Actor::cli(), &name)
+            ops::test_connection(app, &Actor::cli(), &name)
                 .await
                 .map_err(op_failure)?;
             println!("connection \"{name}\": Mailchimp accepts the credential");
         }
         ConnectionCmd::Remove { name } => {
-            let users = ops::remove_connection(home, &Actor::cli(), &name).map_err(op_failure)?;
+            let users = ops::remove_connection(app, &Actor::cli(), &name).map_err(op_failure)?;
             println!("connection \"{name}\" removed and its secret wiped");
             if !users.is_empty() {
                 println!(

@@ -14,7 +14,7 @@ use super::{
     ConnectionAdd, ConnectionCmd, ExportAdd, ExportCmd, Failure, PlanArgs, ProfilesCmd, RunArgs,
     SegmentsCmd, EXIT_OK,
 };
-use crate::home::Home;
+use crate::app::App;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -181,7 +181,7 @@ pub async fn run(args: &DemoArgs) -> Result<i32, Failure> {
 }
 
 async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
-    let home = Home::at(root.to_path_buf())?;
+    let app = App::at(root.to_path_buf())?;
     title("Starting the Mailchimp simulator (in this process, offline)");
     let mut config = SimConfig::default();
     config.settings.latency.base_ms = args.latency_ms;
@@ -200,14 +200,14 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
 
     title("segsync profiles import demo-profiles.csv --key customer_id");
     let csv = root.join("demo-profiles.csv");
-    import_profiles(&home, &csv, SAMPLE)?;
-    add_segments(&home)?;
-    add_connection(&home, root, &sim, &key).await?;
-    add_export(&home, &list_id).await?;
+    import_profiles(&app, &csv, SAMPLE)?;
+    add_segments(&app)?;
+    add_connection(&app, root, &sim, &key).await?;
+    add_export(&app, &list_id).await?;
 
     title("segsync plan newsletter");
     super::plan::plan(
-        &home,
+        &app,
         PlanArgs {
             export: "newsletter".into(),
             json: false,
@@ -215,11 +215,11 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
     )
     .await?;
 
-    let (first, second) = run_twice(&home, &sim, &csv).await?;
+    let (first, second) = run_twice(&app, &sim, &csv).await?;
 
     title("segsync runs");
     super::runs::runs(
-        &home,
+        &app,
         super::RunsArgs {
             args: vec![],
             csv: false,
@@ -242,10 +242,10 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
 }
 
 /// Writes the profiles to the demo's CSV and imports it, as `segsync profiles import` does.
-fn import_profiles(home: &Home, csv: &Path, text: &str) -> Result<i32, Failure> {
+fn import_profiles(app: &App, csv: &Path, text: &str) -> Result<i32, Failure> {
     std::fs::write(csv, text).context("writing the sample profiles")?;
     super::profiles::profiles(
-        home,
+        app,
         ProfilesCmd::Import {
             path: csv.to_path_buf(),
             key: "customer_id".into(),
@@ -254,7 +254,7 @@ fn import_profiles(home: &Home, csv: &Path, text: &str) -> Result<i32, Failure> 
     )
 }
 
-fn add_segments(home: &Home) -> Result<(), Failure> {
+fn add_segments(app: &App) -> Result<(), Failure> {
     title("segsync segments add ...");
     for (name, predicate) in [
         ("high-value", "lifetime_value > 500"),
@@ -263,7 +263,7 @@ fn add_segments(home: &Home) -> Result<(), Failure> {
     ] {
         println!("$ segsync segments add {name} --where \"{predicate}\"");
         super::segments::segments(
-            home,
+            app,
             SegmentsCmd::Add {
                 name: name.into(),
                 predicate: predicate.into(),
@@ -277,7 +277,7 @@ fn add_segments(home: &Home) -> Result<(), Failure> {
 /// The simulator's key goes through a private file, as a real key would, and the file is
 /// removed once the connection holds the key.
 async fn add_connection(
-    home: &Home,
+    app: &App,
     root: &Path,
     sim: &RunningSim,
     key: &str,
@@ -286,7 +286,7 @@ async fn add_connection(
     let key_file = root.join("demo-api-key");
     write_private(&key_file, key).context("writing the demo key file")?;
     super::connection::connection(
-        home,
+        app,
         ConnectionCmd::Add(ConnectionAdd {
             name: "demo".into(),
             api_key_env: None,
@@ -304,10 +304,10 @@ async fn add_connection(
     Ok(())
 }
 
-async fn add_export(home: &Home, list_id: &str) -> Result<(), Failure> {
+async fn add_export(app: &App, list_id: &str) -> Result<(), Failure> {
     title("segsync export add newsletter ...");
     super::export::export(
-        home,
+        app,
         ExportCmd::Add(ExportAdd {
             name: "newsletter".into(),
             connection: "demo".into(),
@@ -341,7 +341,7 @@ async fn add_export(home: &Home, list_id: &str) -> Result<(), Failure> {
 
 /// Runs the export, changes some profiles, and runs it again; the second run sends only the
 /// change, as the counts of write requests show. Returns both runs' exit codes.
-async fn run_twice(home: &Home, sim: &RunningSim, csv: &Path) -> Result<(i32, i32), Failure> {
+async fn run_twice(app: &App, sim: &RunningSim, csv: &Path) -> Result<(i32, i32), Failure> {
     let before_first = sim.counters();
     let run_args = || RunArgs {
         export: "newsletter".into(),
@@ -351,14 +351,14 @@ async fn run_twice(home: &Home, sim: &RunningSim, csv: &Path) -> Result<(i32, i3
         quiet: false,
     };
     title("segsync run newsletter");
-    let first = super::run::run(home, run_args()).await?;
+    let first = super::run::run(app, run_args()).await?;
     let after_first = sim.counters();
 
     title("Some profiles change (new city, lower spend, 25 new customers); segsync profiles import again");
-    import_profiles(home, csv, &changed_sample(SAMPLE))?;
+    import_profiles(app, csv, &changed_sample(SAMPLE))?;
 
     title("segsync run newsletter (only the change is sent)");
-    let second = super::run::run(home, run_args()).await?;
+    let second = super::run::run(app, run_args()).await?;
     let after_second = sim.counters();
     println!(
         "Mailchimp write requests: first run {}, second run {}",

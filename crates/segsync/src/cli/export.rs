@@ -6,8 +6,8 @@ use clap::{Args, Subcommand};
 use segsync_core::{NewStatus, RemovalPolicy};
 
 use super::{op_failure, run_failure, usage, Failure, EXIT_OK};
+use crate::app::App;
 use crate::engine::{self, RunSettings};
-use crate::home::Home;
 use crate::ops::{self, Actor};
 use crate::state::{FieldMap, Schedule};
 
@@ -142,20 +142,19 @@ fn export_input(a: ExportAdd) -> Result<ops::ExportInput, Failure> {
     })
 }
 
-pub(super) async fn export(home: &Home, cmd: ExportCmd) -> Result<i32, Failure> {
-    let state = home.state()?;
+pub(super) async fn export(app: &App, cmd: ExportCmd) -> Result<i32, Failure> {
+    let state = app.state()?;
     match cmd {
         ExportCmd::Add(a) => {
             let input = export_input(a)?;
-            let config = ops::save_export(home, &Actor::cli(), input, ops::SaveMode::Create)
+            let config = ops::save_export(app, &Actor::cli(), input, ops::SaveMode::Create)
                 .await
                 .map_err(op_failure)?;
-            let list =
-                engine::client_for(&state, home, &config.connection, &RunSettings::default())
-                    .map_err(run_failure)?
-                    .list(&config.audience_id)
-                    .await
-                    .map_err(|e| usage(anyhow!("{e}")))?;
+            let list = engine::client_for(&state, app, &config.connection, &RunSettings::default())
+                .map_err(run_failure)?
+                .list(&config.audience_id)
+                .await
+                .map_err(|e| usage(anyhow!("{e}")))?;
             println!(
                 "export \"{}\" added: audience \"{}\" ({}), {} segment(s)",
                 config.name,
@@ -187,7 +186,7 @@ pub(super) async fn export(home: &Home, cmd: ExportCmd) -> Result<i32, Failure> 
             );
         }
         ExportCmd::Remove { name } => {
-            ops::remove_export(home, &Actor::cli(), &name).map_err(op_failure)?;
+            ops::remove_export(app, &Actor::cli(), &name).map_err(op_failure)?;
             println!("export \"{name}\" removed");
         }
     }

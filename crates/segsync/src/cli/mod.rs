@@ -27,8 +27,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::app::App;
 use crate::engine::RunError;
-use crate::home::Home;
 use crate::ops;
 
 // Each subcommand's arguments live with it; these keep their `cli::` paths.
@@ -150,25 +150,27 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
     if let Command::Demo(args) = &cli.command {
         return demo::run(args).await;
     }
-    let mut home = Home::resolve(cli.home.clone()).map_err(usage)?;
-    if let Some(url) = &cli.state {
-        home = home.with_state_url(Some(store::state_flag(url).map_err(usage)?));
-    }
+    // The installation, chosen once here and handed down: its home folder and its state store.
+    let state_url = match &cli.state {
+        Some(url) => Some(store::state_flag(url).map_err(usage)?),
+        None => None,
+    };
+    let app = App::resolve(cli.home.clone(), state_url).map_err(usage)?;
     match cli.command {
         Command::Demo(_) => unreachable!("handled above"),
-        Command::Profiles(cmd) => profiles::profiles(&home, cmd),
-        Command::Segments(cmd) => segments::segments(&home, cmd),
-        Command::Connection(cmd) => connection::connection(&home, cmd).await,
-        Command::Export(cmd) => export::export(&home, cmd).await,
-        Command::Plan(args) => plan::plan(&home, args).await,
-        Command::Run(args) => run::run(&home, args).await,
-        Command::Runs(args) => runs::runs(&home, args),
-        Command::Serve(args) => admin::serve(&home, args).await,
-        Command::User(cmd) => admin::user(&home, cmd),
-        Command::Apply(args) => config::apply(&home, args).await,
-        Command::Dump(args) => config::dump(&home, args),
-        Command::Migrate(args) => store::migrate(&home, args),
-        Command::State(cmd) => store::state(&home, cmd),
+        Command::Profiles(cmd) => profiles::profiles(&app, cmd),
+        Command::Segments(cmd) => segments::segments(&app, cmd),
+        Command::Connection(cmd) => connection::connection(&app, cmd).await,
+        Command::Export(cmd) => export::export(&app, cmd).await,
+        Command::Plan(args) => plan::plan(&app, args).await,
+        Command::Run(args) => run::run(&app, args).await,
+        Command::Runs(args) => runs::runs(&app, args),
+        Command::Serve(args) => admin::serve(&app, args).await,
+        Command::User(cmd) => admin::user(&app, cmd),
+        Command::Apply(args) => config::apply(&app, args).await,
+        Command::Dump(args) => config::dump(&app, args),
+        Command::Migrate(args) => store::migrate(&app, args),
+        Command::State(cmd) => store::state(&app, cmd),
     }
 }
 

@@ -3,8 +3,8 @@
 use clap::Args;
 
 use super::{printable, run_failure, Failure, EXIT_OK};
+use crate::app::App;
 use crate::engine::{self, RunSettings};
-use crate::home::Home;
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
@@ -13,9 +13,9 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-pub(super) async fn plan(home: &Home, args: PlanArgs) -> Result<i32, Failure> {
-    let mut state = home.state()?;
-    let prepared = engine::prepare(home, &mut state, &args.export, &RunSettings::default())
+pub(super) async fn plan(app: &App, args: PlanArgs) -> Result<i32, Failure> {
+    let mut state = app.state()?;
+    let prepared = engine::prepare(app, &mut state, &args.export, &RunSettings::default())
         .await
         .map_err(run_failure)?;
     let report = prepared.report();

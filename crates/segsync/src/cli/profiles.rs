@@ -8,7 +8,7 @@ use clap::Subcommand;
 use secrecy::SecretString;
 
 use super::{op_failure, store, usage, Failure, EXIT_OK};
-use crate::home::Home;
+use crate::app::App;
 use crate::ops::{self, Actor};
 
 #[derive(Subcommand, Debug)]
@@ -57,11 +57,11 @@ pub enum SourceCmd {
     },
 }
 
-pub(super) fn profiles(home: &Home, cmd: ProfilesCmd) -> Result<i32, Failure> {
+pub(super) fn profiles(app: &App, cmd: ProfilesCmd) -> Result<i32, Failure> {
     if let ProfilesCmd::Source(cmd) = cmd {
-        return source(home, cmd);
+        return source(app, cmd);
     }
-    let store = home.profiles()?;
+    let store = app.profiles()?;
     match cmd {
         ProfilesCmd::Source(_) => unreachable!("handled above"),
         ProfilesCmd::Import { path, key, format } => {
@@ -108,7 +108,7 @@ pub(super) fn profiles(home: &Home, cmd: ProfilesCmd) -> Result<i32, Failure> {
     Ok(EXIT_OK)
 }
 
-fn source(home: &Home, cmd: SourceCmd) -> Result<i32, Failure> {
+fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {
     match cmd {
         SourceCmd::Add {
             name,
@@ -128,7 +128,7 @@ fn source(home: &Home, cmd: SourceCmd) -> Result<i32, Failure> {
                 }
             };
             let (view, columns) = ops::add_pg_source(
-                home,
+                app,
                 &Actor::cli(),
                 ops::PgSourceInput {
                     name: name.clone(),
@@ -147,7 +147,7 @@ fn source(home: &Home, cmd: SourceCmd) -> Result<i32, Failure> {
             }
         }
         SourceCmd::List => {
-            for s in ops::pg_sources(home, &Actor::cli()).map_err(op_failure)? {
+            for s in ops::pg_sources(app, &Actor::cli()).map_err(op_failure)? {
                 println!(
                     "{:<24} {} {} at {} (key {})",
                     s.name, s.relation_kind, s.relation, s.url, s.key_column
@@ -155,7 +155,7 @@ fn source(home: &Home, cmd: SourceCmd) -> Result<i32, Failure> {
             }
         }
         SourceCmd::Remove { name } => {
-            ops::remove_pg_source(home, &Actor::cli(), &name).map_err(op_failure)?;
+            ops::remove_pg_source(app, &Actor::cli(), &name).map_err(op_failure)?;
             println!("profile source \"{name}\" removed");
         }
     }

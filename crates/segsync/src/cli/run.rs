@@ -9,8 +9,8 @@ use super::{
     print_counts, printable, progress, run_failure, Failure, EXIT_FAILED, EXIT_OK,
     EXIT_RECORD_ERRORS,
 };
+use crate::app::App;
 use crate::engine::{self, RunSettings};
-use crate::home::Home;
 use crate::state::Outcome;
 
 #[derive(Args, Debug)]
@@ -53,7 +53,7 @@ fn exit_for(outcome: Outcome) -> i32 {
     }
 }
 
-pub(super) async fn run(home: &Home, args: RunArgs) -> Result<i32, Failure> {
+pub(super) async fn run(app: &App, args: RunArgs) -> Result<i32, Failure> {
     let settings = RunSettings {
         trigger: "manual".into(),
         max_in_flight: args.max_in_flight.max(1),
@@ -61,7 +61,7 @@ pub(super) async fn run(home: &Home, args: RunArgs) -> Result<i32, Failure> {
         ..Default::default()
     };
     let progress = progress::for_terminal(args.quiet || args.json);
-    let report = engine::run(home, &args.export, &settings, progress)
+    let report = engine::run(app, &args.export, &settings, progress)
         .await
         .map_err(run_failure)?;
     if args.json {

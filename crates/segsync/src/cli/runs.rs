@@ -5,7 +5,7 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 
 use super::{print_counts, printable, usage, Failure, EXIT_OK};
-use crate::home::Home;
+use crate::app::App;
 use crate::state::StateStore;
 
 #[derive(Args, Debug)]
@@ -23,9 +23,9 @@ pub struct RunsArgs {
 
 /// `segsync runs`: after marking the runs of dead processes interrupted, the history, one
 /// run (`show RUN`) or its records not sent (`errors RUN`).
-pub(super) fn runs(home: &Home, args: RunsArgs) -> Result<i32, Failure> {
-    let state = home.state()?;
-    interrupt_dead_runs(home, &state)?;
+pub(super) fn runs(app: &App, args: RunsArgs) -> Result<i32, Failure> {
+    let state = app.state()?;
+    interrupt_dead_runs(app, &state)?;
     match args.args.first().map(String::as_str) {
         Some("show") => show_run(&state, run_id(args.args.get(1))?, &args),
         Some("errors") => print_errors(&state, run_id(args.args.get(1))?, &args),
@@ -35,9 +35,9 @@ pub(super) fn runs(home: &Home, args: RunsArgs) -> Result<i32, Failure> {
 
 /// A run whose process died (kill -9, a crash, a power cut) is still marked running; when
 /// nobody holds its export's lock, it is over: it shows as interrupted.
-fn interrupt_dead_runs(home: &Home, state: &StateStore) -> Result<(), Failure> {
+fn interrupt_dead_runs(app: &App, state: &StateStore) -> Result<(), Failure> {
     for export in state.exports_with_running_runs()? {
-        if let Some(_lock) = home.lock_export(&export)? {
+        if let Some(_lock) = app.lock_export(&export)? {
             state.interrupt_stale_runs(&export)?;
         }
     }

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use super::{op_failure, usage, Failure, EXIT_OK};
-use crate::home::Home;
+use crate::app::App;
 use crate::ops::{self, Actor};
 
 #[derive(Subcommand, Debug)]
@@ -34,15 +34,15 @@ pub enum SegmentsCmd {
     },
 }
 
-pub(super) fn segments(home: &Home, cmd: SegmentsCmd) -> Result<i32, Failure> {
-    let state = home.state()?;
+pub(super) fn segments(app: &App, cmd: SegmentsCmd) -> Result<i32, Failure> {
+    let state = app.state()?;
     match cmd {
         SegmentsCmd::Add {
             name,
             predicate,
             source,
         } => {
-            let count = ops::add_segment(home, &Actor::cli(), &name, &predicate, source.as_deref())
+            let count = ops::add_segment(app, &Actor::cli(), &name, &predicate, source.as_deref())
                 .map_err(op_failure)?;
             println!("segment \"{name}\" added: {count} profiles match");
         }
@@ -66,7 +66,7 @@ pub(super) fn segments(home: &Home, cmd: SegmentsCmd) -> Result<i32, Failure> {
         }
         SegmentsCmd::Preview { name, sample } => {
             let s = state.segment(&name).map_err(usage)?;
-            let p = home
+            let p = app
                 .profiles_of(s.source.as_deref())?
                 .preview(&s.predicate, sample)
                 .map_err(usage)?;
@@ -76,7 +76,7 @@ pub(super) fn segments(home: &Home, cmd: SegmentsCmd) -> Result<i32, Failure> {
             }
         }
         SegmentsCmd::Remove { name } => {
-            ops::remove_segment(home, &Actor::cli(), &name).map_err(op_failure)?;
+            ops::remove_segment(app, &Actor::cli(), &name).map_err(op_failure)?;
             println!("segment \"{name}\" removed");
         }
     }

@@ -4,7 +4,7 @@ use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 
 use super::{usage, Failure, EXIT_OK};
-use crate::home::Home;
+use crate::app::App;
 use crate::state::{self, StateStore};
 
 #[derive(Args, Debug)]
@@ -78,13 +78,13 @@ fn url_flag(value: &str, what: &str, sqlite: bool) -> anyhow::Result<String> {
     Ok(value.to_string())
 }
 
-pub(crate) fn migrate(home: &Home, args: MigrateArgs) -> Result<i32, Failure> {
-    let report = state::migrate(&home.state_location())?;
+pub(crate) fn migrate(app: &App, args: MigrateArgs) -> Result<i32, Failure> {
+    let report = state::migrate(&app.state_location())?;
     if args.json {
         println!(
             "{}",
             serde_json::json!({
-                "state": home.state_url(),
+                "state": app.state_url(),
                 "from_version": report.from_version,
                 "to_version": report.to_version,
                 "applied": report.applied.iter().map(|(v, name)| serde_json::json!({"version": v, "name": name})).collect::<Vec<_>>(),
@@ -93,13 +93,13 @@ pub(crate) fn migrate(home: &Home, args: MigrateArgs) -> Result<i32, Failure> {
     } else if report.applied.is_empty() {
         println!(
             "{}: up to date (schema version {})",
-            home.state_url(),
+            app.state_url(),
             report.to_version
         );
     } else {
         println!(
             "{}: schema version {} -> {}",
-            home.state_url(),
+            app.state_url(),
             report.from_version,
             report.to_version
         );
@@ -110,7 +110,7 @@ pub(crate) fn migrate(home: &Home, args: MigrateArgs) -> Result<i32, Failure> {
     Ok(EXIT_OK)
 }
 
-pub(crate) fn state(_home: &Home, cmd: StateCmd) -> Result<i32, Failure> {
+pub(crate) fn state(_home: &App, cmd: StateCmd) -> Result<i32, Failure> {
     match cmd {
         StateCmd::Copy(args) => copy(args),
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{execute, prepare, Progress, RunError, RunReport, RunSettings, StopReason};
-use crate::home::Home;
+use crate::app::App;
 use crate::state::{Outcome, StateStore};
 
 /// The triggers of runs that carry on an unfinished one (after a shutdown, or a dead worker's).
@@ -16,7 +16,7 @@ pub const RESUME_TRIGGERS: [&str; 2] = ["resume", "takeover"];
 pub struct StartedRun {
     pub run_id: i64,
     pub export: String,
-    lock: crate::home::ExportLock,
+    lock: crate::app::ExportLock,
     state: StateStore,
     started: Instant,
 }
@@ -24,11 +24,11 @@ pub struct StartedRun {
 /// Begins a run of export `name`: takes its lock (another run of it, in this process or
 /// another, makes this [`RunError::Busy`]), marks runs a dead process left running as
 /// interrupted, and records the new run. [`StartedRun::finish`] does the work.
-pub fn start(home: &Home, name: &str, trigger: &str) -> Result<StartedRun, RunError> {
-    let lock = home
+pub fn start(app: &App, name: &str, trigger: &str) -> Result<StartedRun, RunError> {
+    let lock = app
         .lock_export(name)?
         .ok_or_else(|| RunError::Busy(name.to_string()))?;
-    let state = home.state()?;
+    let state = app.state()?;
     state.export(name)?;
     // A resume decided on before the lock was taken: the run it was for may have been carried
     // to its end meanwhile (by another worker, which then released the lock).
@@ -53,7 +53,7 @@ impl StartedRun {
     /// Prepares and sends the plan, then records how the run ended (failures too).
     pub async fn finish(
         mut self,
-        home: &Home,
+        app: &App,
         settings: &RunSettings,
         progress: Arc<dyn Progress>,
     ) -> Result<RunReport, RunError> {
@@ -75,9 +75,9 @@ impl StartedRun {
         let state = &mut self.state;
         let result = async {
             progress.phase("reading profiles and the audience", 0);
-            let prepared = prepare(home, state, &name, settings).await?;
+            let prepared = prepare(app, state, &name, settings).await?;
             progress.attach(prepared.client.stats());
-            let checkpoint_store = home.state()?;
+            let checkpoint_store = app.state()?;
             execute(
                 state,
                 checkpoint_store,
@@ -111,12 +111,12 @@ impl StartedRun {
 
 /// Runs export `name`: takes its lock, records the run, prepares and sends the plan.
 pub async fn run(
-    home: &Home,
+    app: &App,
     name: &str,
     settings: &RunSettings,
     progress: Arc<dyn Progress>,
 ) -> Result<RunReport, RunError> {
-    start(home, name, &settings.trigger)?
-        .finish(home, settings, progress)
+    start(app, name, &settings.trigger)?
+        .finish(app, settings, progress)
         .await
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::home::Home;
+use crate::app::App;
 use crate::mailchimp::{self, Client, ClientConfig};
 use crate::state::StateStore;
 
@@ -174,7 +174,7 @@ impl Default for RunSettings {
 /// client, for runs, checks and the audience pickers alike.
 pub fn client_for(
     state: &StateStore,
-    home: &Home,
+    app: &App,
     connection: &str,
     settings: &RunSettings,
 ) -> Result<Client, RunError> {
@@ -184,7 +184,7 @@ pub fn client_for(
         }
         other => other.into(),
     })?;
-    let secret: SecretString = home
+    let secret: SecretString = app
         .master_key()?
         .open(&c.name, &c.sealed_secret)
         .map_err(anyhow::Error::from)?;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{client_for, RunError, RunSettings};
-use crate::home::Home;
+use crate::app::App;
 use crate::mailchimp::{self, encoder::core_status, Client};
 use crate::profiles::SelectError;
 use crate::state::{ExportConfig, PlanWriter, RunCounts, StateStore, UpsertPhase};
@@ -121,21 +121,21 @@ pub fn mapping_problems(
 
 /// Reads, normalises, learns the audience, diffs and plans. Sends no write.
 pub async fn prepare(
-    home: &Home,
+    app: &App,
     state: &mut StateStore,
     export_name: &str,
     settings: &RunSettings,
 ) -> Result<Prepared, RunError> {
     let t = Instant::now();
     let export = state.export(export_name)?;
-    let client = client_for(state, home, &export.connection, settings)?;
+    let client = client_for(state, app, &export.connection, settings)?;
     let list = client.list(&export.audience_id).await?;
     let fields = client.merge_fields(&export.audience_id).await?;
     let (specs, to_create) = field_specs(&export, &list.name, &fields)?;
 
     let tag_names: Vec<String> = export.segments.iter().map(|s| s.tag.clone()).collect();
     let tag_bits = state.tag_bits(&export.name, &tag_names)?;
-    let staged = stage_profiles(home, state, &export, &specs, &tag_bits)?;
+    let staged = stage_profiles(app, state, &export, &specs, &tag_bits)?;
     tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?t.elapsed(), "profiles read");
     if staged.members > export.max_profiles {
         return Err(RunError::Limit(format!(
@@ -233,7 +233,7 @@ struct Staged {
 /// One pass over the profiles evaluates every chosen segment. Accepted rows go to the run's
 /// stage on disk (duplicate addresses merged there); memory stays flat.
 fn stage_profiles(
-    home: &Home,
+    app: &App,
     state: &mut StateStore,
     export: &ExportConfig,
     specs: &[FieldSpec],
@@ -252,7 +252,7 @@ fn stage_profiles(
     if let Some(u) = &export.updated_at_field {
         columns.push(u.clone());
     }
-    let profiles = home.profiles_of(source.as_deref())?;
+    let profiles = app.profiles_of(source.as_deref())?;
     let mut collector = Collector::new(specs.to_vec());
     let n_fields = export.fields.len();
     let has_updated = export.updated_at_field.is_some();

@@ -8,8 +8,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::{audit, check_name, require, Actor, OpError, OpResult};
+use crate::app::App;
 use crate::engine::{self, RunSettings};
-use crate::home::Home;
 use crate::mailchimp::{self, Client, ClientConfig, CredentialKind};
 use crate::state::{ConnectionRecord, Role, StateStore};
 use crate::PRIVACY_STATEMENT;
@@ -110,7 +110,7 @@ async fn checked_client(
 
 /// Adds a connection: consent recorded, credential checked with Mailchimp, sealed, audited.
 pub async fn add_connection(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     input: NewConnection,
 ) -> OpResult<ConnectionView> {
@@ -127,7 +127,7 @@ pub async fn add_connection(
             "{PRIVACY_STATEMENT}\n\nThe connection is added only once you agree to this statement."
         )));
     }
-    let state = home.state()?;
+    let state = app.state()?;
     if state.connection(&input.name).is_ok() {
         return Err(OpError::Conflict(format!(
             "a connection named \"{}\" exists already",
@@ -135,7 +135,7 @@ pub async fn add_connection(
         )));
     }
     let base_url = checked_client(&input.credential, input.base_url.as_deref()).await?;
-    let sealed = home
+    let sealed = app
         .master_key()?
         .seal(&input.name, &input.credential.secret);
     let at = crate::state::now();
@@ -187,13 +187,13 @@ pub struct ConnectionChange {
 }
 
 pub async fn update_connection(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     name: &str,
     change: ConnectionChange,
 ) -> OpResult<ConnectionView> {
     require(actor, Role::Admin, "changing a connection")?;
-    let state = home.state()?;
+    let state = app.state()?;
     let mut c = state.connection(name)?;
     let mut what = Vec::new();
     if let Some(d) = change.display_name.filter(|d| *d != c.display_name) {
@@ -225,7 +225,7 @@ pub async fn update_connection(
     }
     if let Some(cred) = change.credential {
         let base = checked_client(&cred, change.base_url.as_deref().or(Some(&c.base_url))).await?;
-        c.sealed_secret = home.master_key()?.seal(name, &cred.secret);
+        c.sealed_secret = app.master_key()?.seal(name, &cred.secret);
         c.credential_kind = cred.kind;
         c.base_url = base.to_string();
         what.push(format!("new {} credential", cred.kind));
@@ -243,9 +243,9 @@ pub async fn update_connection(
 }
 
 /// Removes a connection and wipes its secret; returns the exports that used it (they stop).
-pub fn remove_connection(home: &Home, actor: &Actor, name: &str) -> OpResult<Vec<String>> {
+pub fn remove_connection(app: &App, actor: &Actor, name: &str) -> OpResult<Vec<String>> {
     require(actor, Role::Admin, "removing a connection")?;
-    let state = home.state()?;
+    let state = app.state()?;
     state.remove_connection(name)?;
     let users: Vec<String> = state
         .exports()?
@@ -268,15 +268,15 @@ pub fn remove_connection(home: &Home, actor: &Actor, name: &str) -> OpResult<Vec
 }
 
 /// Checks a connection's credential with Mailchimp.
-pub async fn test_connection(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
-    let state = home.state()?;
+pub async fn test_connection(app: &App, actor: &Actor, name: &str) -> OpResult<()> {
+    let state = app.state()?;
     let c = state.connection(name)?;
     if !can_use(actor, &c) {
         return Err(OpError::Forbidden(format!(
             "connection \"{name}\" is for admins only"
         )));
     }
-    let client = engine::client_for(&state, home, name, &RunSettings::default())?;
+    let client = engine::client_for(&state, app, name, &RunSettings::default())?;
     drop(state);
     client
         .ping()
@@ -287,18 +287,18 @@ pub async fn test_connection(home: &Home, actor: &Actor, name: &str) -> OpResult
 
 /// The audiences a connection can see: (id, name, member count).
 pub async fn audiences(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     connection: &str,
 ) -> OpResult<Vec<mailchimp::ListInfo>> {
-    let state = home.state()?;
+    let state = app.state()?;
     let c = state.connection(connection)?;
     if !can_use(actor, &c) {
         return Err(OpError::Forbidden(format!(
             "connection \"{connection}\" is for admins only"
         )));
     }
-    let client = engine::client_for(&state, home, connection, &RunSettings::default())?;
+    let client = engine::client_for(&state, app, connection, &RunSettings::default())?;
     client
         .lists()
         .await

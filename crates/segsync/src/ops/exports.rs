@@ -6,8 +6,8 @@ use segsync_core::{NewStatus, RemovalPolicy};
 use serde::{Deserialize, Serialize};
 
 use super::{audit, can_use, check_name, require, Actor, OpError, OpResult};
+use crate::app::App;
 use crate::engine::{self, RunSettings};
-use crate::home::Home;
 use crate::mailchimp::Client;
 use crate::state::{ExportConfig, FieldMap, Role, Schedule, SegmentTag, StateStore};
 
@@ -123,17 +123,17 @@ pub fn check_schedule(s: &Schedule) -> OpResult<()> {
 /// Checks an export against the segments, the profiles and the audience in Mailchimp, then
 /// saves it. Contributors may only use connections shared with contributors.
 pub async fn save_export(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     input: ExportInput,
     mode: SaveMode,
 ) -> OpResult<ExportConfig> {
     require(actor, Role::Contributor, "configuring an export")?;
     check_name("export", &input.name)?;
-    let mut state = home.state()?;
+    let mut state = app.state()?;
     let existing = existing_export(&state, &input.name, mode)?;
-    let config = checked_config(home, &state, actor, &input, existing.as_ref())?;
-    let client = engine::client_for(&state, home, &config.connection, &RunSettings::default())?;
+    let config = checked_config(app, &state, actor, &input, existing.as_ref())?;
+    let client = engine::client_for(&state, app, &config.connection, &RunSettings::default())?;
     let audience = audience_name(&client, &config).await?;
     save_and_audit(&mut state, actor, existing, &config, &audience)?;
     Ok(config)
@@ -165,7 +165,7 @@ fn existing_export(
 /// Makes every check that needs no call to Mailchimp, then builds the configuration. Their
 /// order decides which refusal an input with several mistakes gets.
 fn checked_config(
-    home: &Home,
+    app: &App,
     state: &StateStore,
     actor: &Actor,
     input: &ExportInput,
@@ -175,7 +175,7 @@ fn checked_config(
     let fields = field_maps(input)?;
     let (segments, source) = segment_tags(state, input)?;
     check_connection(state, actor, input, existing)?;
-    check_columns(home, source.as_deref(), input, &fields)?;
+    check_columns(app, source.as_deref(), input, &fields)?;
     Ok(ExportConfig {
         name: input.name.clone(),
         connection: input.connection.clone(),
@@ -314,12 +314,12 @@ fn check_connection(
 /// Refuses a mapped column (the email column, a merge field's, the updated-at field) that
 /// the profiles of `source` do not have.
 fn check_columns(
-    home: &Home,
+    app: &App,
     source: Option<&str>,
     input: &ExportInput,
     fields: &[FieldMap],
 ) -> OpResult<()> {
-    let columns = home
+    let columns = app
         .profiles_of(source)
         .and_then(|p| p.columns())
         .map_err(|e| OpError::Invalid(format!("{e:#}")))?;
@@ -453,9 +453,9 @@ pub fn describe_change(old: &ExportConfig, new: &ExportConfig) -> String {
 }
 
 /// Pauses or resumes an export's schedule.
-pub fn set_paused(home: &Home, actor: &Actor, name: &str, paused: bool) -> OpResult<ExportConfig> {
+pub fn set_paused(app: &App, actor: &Actor, name: &str, paused: bool) -> OpResult<ExportConfig> {
     require(actor, Role::Contributor, "pausing an export")?;
-    let mut state = home.state()?;
+    let mut state = app.state()?;
     let mut e = state.export(name)?;
     check_export_access(&state, actor, &e)?;
     if e.paused != paused {
@@ -492,9 +492,9 @@ pub fn check_export_access(state: &StateStore, actor: &Actor, e: &ExportConfig) 
     }
 }
 
-pub fn remove_export(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
+pub fn remove_export(app: &App, actor: &Actor, name: &str) -> OpResult<()> {
     require(actor, Role::Contributor, "removing an export")?;
-    let mut state = home.state()?;
+    let mut state = app.state()?;
     let e = state.export(name)?;
     check_export_access(&state, actor, &e)?;
     state.remove_export(name)?;

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{audit, require, Actor, OpError, OpResult};
-use crate::home::Home;
+use crate::app::App;
 use crate::state::Role;
 
 /// Where the profiles were last imported from, for "refresh".
@@ -25,13 +25,13 @@ fn parse_format(f: Option<&str>) -> OpResult<Option<crate::profiles::Format>> {
 /// Imports the profiles from a file the server can read, replacing what was there
 /// (atomically), and remembers it as the source that "refresh" reads again.
 pub fn import_profiles(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     source: &ProfileSource,
 ) -> OpResult<crate::profiles::ImportReport> {
     require(actor, Role::Admin, "importing profiles from a file")?;
-    let report = import_quietly(home, source)?;
-    let state = home.state()?;
+    let report = import_quietly(app, source)?;
+    let state = app.state()?;
     state.set_setting(
         PROFILE_SOURCE,
         Some(&serde_json::to_string(source).expect("source serialises")),
@@ -46,16 +46,16 @@ pub fn import_profiles(
     Ok(report)
 }
 
-fn import_quietly(home: &Home, source: &ProfileSource) -> OpResult<crate::profiles::ImportReport> {
+fn import_quietly(app: &App, source: &ProfileSource) -> OpResult<crate::profiles::ImportReport> {
     let format = parse_format(source.format.as_deref())?;
-    home.profiles()?
+    app.profiles()?
         .import(std::path::Path::new(&source.path), format, &source.key)
         .map_err(|e| OpError::Invalid(e.to_string()))
 }
 
 /// Imports an uploaded file (already saved at `path`); it is not remembered as a source.
 pub fn import_upload(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     path: &std::path::Path,
     format: Option<&str>,
@@ -63,11 +63,11 @@ pub fn import_upload(
     label: &str,
 ) -> OpResult<crate::profiles::ImportReport> {
     require(actor, Role::Admin, "importing profiles")?;
-    let report = home
+    let report = app
         .profiles()?
         .import(path, parse_format(format)?, key)
         .map_err(|e| OpError::Invalid(e.to_string().replace(&path.display().to_string(), label)))?;
-    let state = home.state()?;
+    let state = app.state()?;
     audit(
         &state,
         actor,
@@ -79,21 +79,21 @@ pub fn import_upload(
 }
 
 /// The remembered profile source, if any.
-pub fn profile_source(home: &Home) -> OpResult<Option<ProfileSource>> {
-    let state = home.state()?;
+pub fn profile_source(app: &App) -> OpResult<Option<ProfileSource>> {
+    let state = app.state()?;
     Ok(state
         .setting(PROFILE_SOURCE)?
         .and_then(|s| serde_json::from_str(&s).ok()))
 }
 
 /// Imports the remembered source again ("refresh").
-pub fn refresh_profiles(home: &Home, actor: &Actor) -> OpResult<crate::profiles::ImportReport> {
+pub fn refresh_profiles(app: &App, actor: &Actor) -> OpResult<crate::profiles::ImportReport> {
     require(actor, Role::Contributor, "refreshing the profiles")?;
-    let source = profile_source(home)?.ok_or_else(|| {
+    let source = profile_source(app)?.ok_or_else(|| {
         OpError::Invalid("no profile source to refresh: an admin imports a file first".into())
     })?;
-    let report = import_quietly(home, &source)?;
-    let state = home.state()?;
+    let report = import_quietly(app, &source)?;
+    let state = app.state()?;
     audit(
         &state,
         actor,

@@ -2,7 +2,7 @@
 //! checked and counted where the profiles are before anything is saved.
 
 use super::{audit, check_name, require, Actor, OpError, OpResult};
-use crate::home::Home;
+use crate::app::App;
 use crate::state::Role;
 
 /// Adds a segment over the imported profiles (`source` None) or a PostgreSQL profile source:
@@ -10,7 +10,7 @@ use crate::state::Role;
 /// then counted, and only then saved (a predicate that fails or runs out of time while
 /// counting is refused and leaves nothing behind). Returns its count.
 pub fn add_segment(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     name: &str,
     predicate: &str,
@@ -18,8 +18,8 @@ pub fn add_segment(
 ) -> OpResult<u64> {
     require(actor, Role::Contributor, "adding a segment")?;
     check_name("segment", name)?;
-    let count = count_segment(home, name, predicate, source)?;
-    let state = home.state()?;
+    let count = count_segment(app, name, predicate, source)?;
+    let state = app.state()?;
     state.add_segment_from(name, predicate, source)?;
     let detail = match source {
         Some(src) => format!("{predicate} (profile source {src})"),
@@ -30,15 +30,15 @@ pub fn add_segment(
 }
 
 /// Checks `predicate` where the profiles of `source` are, and counts its members.
-fn count_segment(home: &Home, name: &str, predicate: &str, source: Option<&str>) -> OpResult<u64> {
+fn count_segment(app: &App, name: &str, predicate: &str, source: Option<&str>) -> OpResult<u64> {
     if let Some(src) = source {
-        home.state()?.profile_source(src).map_err(|_| {
+        app.state()?.profile_source(src).map_err(|_| {
             OpError::Invalid(format!(
                 "segment \"{name}\": no profile source named \"{src}\" (see `segsync profiles source list`)"
             ))
         })?;
     }
-    let store = home
+    let store = app
         .profiles_of(source)
         .map_err(|e| OpError::Invalid(format!("segment \"{name}\": {e:#}")))?;
     let refused = |e: crate::profiles::PredicateError| {
@@ -49,11 +49,11 @@ fn count_segment(home: &Home, name: &str, predicate: &str, source: Option<&str>)
 }
 
 /// Changes a segment's predicate (checked and counted first). Returns its new count.
-pub fn update_segment(home: &Home, actor: &Actor, name: &str, predicate: &str) -> OpResult<u64> {
+pub fn update_segment(app: &App, actor: &Actor, name: &str, predicate: &str) -> OpResult<u64> {
     require(actor, Role::Contributor, "changing a segment")?;
-    let state = home.state()?;
+    let state = app.state()?;
     let old = state.segment(name)?;
-    let count = count_segment(home, name, predicate, old.source.as_deref())?;
+    let count = count_segment(app, name, predicate, old.source.as_deref())?;
     if old.predicate != predicate {
         state.set_segment_predicate(name, predicate)?;
         audit(&state, actor, "segment.update", name, predicate)?;
@@ -61,9 +61,9 @@ pub fn update_segment(home: &Home, actor: &Actor, name: &str, predicate: &str) -
     Ok(count)
 }
 
-pub fn remove_segment(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
+pub fn remove_segment(app: &App, actor: &Actor, name: &str) -> OpResult<()> {
     require(actor, Role::Contributor, "removing a segment")?;
-    let state = home.state()?;
+    let state = app.state()?;
     state.remove_segment(name)?;
     audit(&state, actor, "segment.remove", name, "")?;
     Ok(())

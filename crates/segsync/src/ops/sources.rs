@@ -4,7 +4,7 @@
 use secrecy::SecretString;
 
 use super::{audit, check_name, require, Actor, OpError, OpResult};
-use crate::home::Home;
+use crate::app::App;
 use crate::state::Role;
 
 /// A PostgreSQL profile source as an admin describes it.
@@ -20,7 +20,7 @@ pub struct PgSourceInput {
 /// Adds a PostgreSQL profile source (admin): connects, checks that the table or query can be
 /// read and has the key column, then saves it with its URL sealed. Returns its columns.
 pub fn add_pg_source(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     input: PgSourceInput,
 ) -> OpResult<(crate::sources::SourceView, Vec<crate::profiles::Column>)> {
@@ -41,11 +41,11 @@ pub fn add_pg_source(
     };
     let columns = crate::profiles::check_source(url, input.relation.clone(), &input.key_column)
         .map_err(|e| OpError::Invalid(format!("profile source \"{}\": {e}", input.name)))?;
-    let state = home.state()?;
+    let state = app.state()?;
     let record = crate::state::ProfileSourceRecord {
         name: input.name.clone(),
         kind: "postgres".into(),
-        sealed_url: home
+        sealed_url: app
             .master_key()?
             .seal(&crate::sources::seal_name(&input.name), &input.url),
         relation_kind: relation_kind.into(),
@@ -58,7 +58,7 @@ pub fn add_pg_source(
         created_at: crate::state::now(),
     };
     state.add_profile_source(&record)?;
-    let view = crate::sources::view(home, &record);
+    let view = crate::sources::view(app, &record);
     audit(
         &state,
         actor,
@@ -70,20 +70,20 @@ pub fn add_pg_source(
 }
 
 /// The PostgreSQL profile sources, URLs without their password.
-pub fn pg_sources(home: &Home, actor: &Actor) -> OpResult<Vec<crate::sources::SourceView>> {
+pub fn pg_sources(app: &App, actor: &Actor) -> OpResult<Vec<crate::sources::SourceView>> {
     require(actor, Role::Viewer, "listing profile sources")?;
-    let state = home.state()?;
+    let state = app.state()?;
     Ok(state
         .profile_sources()?
         .iter()
-        .map(|r| crate::sources::view(home, r))
+        .map(|r| crate::sources::view(app, r))
         .collect())
 }
 
 /// Removes a profile source no segment reads.
-pub fn remove_pg_source(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
+pub fn remove_pg_source(app: &App, actor: &Actor, name: &str) -> OpResult<()> {
     require(actor, Role::Admin, "removing a profile source")?;
-    let state = home.state()?;
+    let state = app.state()?;
     state.profile_source(name)?;
     let users: Vec<String> = state
         .segments()?

@@ -4,7 +4,7 @@
 use secrecy::SecretString;
 
 use super::{audit, check_name, require, Actor, OpError, OpResult};
-use crate::home::Home;
+use crate::app::App;
 use crate::state::{Role, UserRecord};
 
 /// Hashes a password with argon2id (a PHC string with its own salt).
@@ -44,7 +44,7 @@ fn check_password(password: &SecretString) -> OpResult<()> {
 
 /// Adds a user. The very first user of an installation must be an admin.
 pub fn add_user(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     name: &str,
     role: Role,
@@ -58,7 +58,7 @@ pub fn add_user(
         ));
     }
     check_password(password)?;
-    let state = home.state()?;
+    let state = app.state()?;
     if role != Role::Admin && state.count_admins()? == 0 {
         return Err(OpError::Invalid(
             "the first user must be an admin (--role admin): only admins can add the others".into(),
@@ -75,9 +75,9 @@ pub fn add_user(
     Ok(state.user(name)?)
 }
 
-pub fn set_role(home: &Home, actor: &Actor, name: &str, role: Role) -> OpResult<UserRecord> {
+pub fn set_role(app: &App, actor: &Actor, name: &str, role: Role) -> OpResult<UserRecord> {
     require(actor, Role::Admin, "changing a user's role")?;
-    let state = home.state()?;
+    let state = app.state()?;
     let u = state.user(name)?;
     if u.role == Role::Admin && role != Role::Admin && state.count_admins()? == 1 {
         return Err(OpError::Conflict(format!(
@@ -96,17 +96,12 @@ pub fn set_role(home: &Home, actor: &Actor, name: &str, role: Role) -> OpResult<
 }
 
 /// Sets a password: admins for anyone, everyone for themselves.
-pub fn set_password(
-    home: &Home,
-    actor: &Actor,
-    name: &str,
-    password: &SecretString,
-) -> OpResult<()> {
+pub fn set_password(app: &App, actor: &Actor, name: &str, password: &SecretString) -> OpResult<()> {
     if actor.name != name {
         require(actor, Role::Admin, "setting another user's password")?;
     }
     check_password(password)?;
-    let state = home.state()?;
+    let state = app.state()?;
     state.set_password_hash(name, &hash_password(password)?)?;
     audit(
         &state,
@@ -118,9 +113,9 @@ pub fn set_password(
     Ok(())
 }
 
-pub fn remove_user(home: &Home, actor: &Actor, name: &str) -> OpResult<()> {
+pub fn remove_user(app: &App, actor: &Actor, name: &str) -> OpResult<()> {
     require(actor, Role::Admin, "removing a user")?;
-    let state = home.state()?;
+    let state = app.state()?;
     let u = state.user(name)?;
     if u.role == Role::Admin && state.count_admins()? == 1 {
         return Err(OpError::Conflict(format!(
@@ -159,7 +154,7 @@ pub fn new_token_value(prefix: &str) -> String {
 /// Creates an API token for `user` (admins for anyone, everyone for themselves). The value
 /// is returned once; only its hash is stored.
 pub fn create_token(
-    home: &Home,
+    app: &App,
     actor: &Actor,
     user: &str,
     label: &str,
@@ -168,7 +163,7 @@ pub fn create_token(
         require(actor, Role::Admin, "creating a token for another user")?;
     }
     check_name("token label", label)?;
-    let state = home.state()?;
+    let state = app.state()?;
     state.user(user)?;
     let value = new_token_value("sst_");
     let id = state.add_token(user, label, &token_hash(&value))?;
@@ -182,8 +177,8 @@ pub fn create_token(
     Ok((id, SecretString::from(value)))
 }
 
-pub fn revoke_token(home: &Home, actor: &Actor, id: i64) -> OpResult<()> {
-    let state = home.state()?;
+pub fn revoke_token(app: &App, actor: &Actor, id: i64) -> OpResult<()> {
+    let state = app.state()?;
     let t = state
         .tokens(None)?
         .into_iter()

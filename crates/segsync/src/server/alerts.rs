@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 
 use super::runs::{Event, RunEnded};
 use super::AppState;
-use crate::home::Home;
+use crate::app::App;
 use crate::state::Outcome;
 
 /// The name of the alert settings in the state store's settings table.
@@ -109,8 +109,8 @@ impl AlertSettings {
 }
 
 /// The alert settings in `home` (none set: no alerts).
-pub fn load(home: &Home) -> anyhow::Result<AlertSettings> {
-    let state = home.state()?;
+pub fn load(app: &App) -> anyhow::Result<AlertSettings> {
+    let state = app.state()?;
     match state.setting(SETTING)? {
         None => Ok(AlertSettings::default()),
         Some(text) => serde_json::from_str(&text)
@@ -119,8 +119,8 @@ pub fn load(home: &Home) -> anyhow::Result<AlertSettings> {
 }
 
 /// Stores checked settings (from [`check`]).
-pub fn save(home: &Home, settings: &AlertSettings) -> anyhow::Result<()> {
-    let state = home.state()?;
+pub fn save(app: &App, settings: &AlertSettings) -> anyhow::Result<()> {
+    let state = app.state()?;
     if *settings == AlertSettings::default() {
         state.set_setting(SETTING, None)?;
     } else {
@@ -659,7 +659,7 @@ pub async fn deliver(
 
 /// Sends the test alert now, once per channel, and tells how each fared.
 pub async fn send_test(app: &AppState, actor: &str) -> anyhow::Result<DeliveryReport> {
-    let settings = load(&app.home)?;
+    let settings = load(&app.app)?;
     let alert = test_alert(app, actor);
     let report = deliver(&http_client(), &settings, &alert, false).await;
     log_report("test alert", None, &report);
@@ -731,7 +731,7 @@ pub fn spawn(app: &AppState) {
                 throttle.admit(&ended);
                 continue;
             }
-            let settings = match load(&app.home) {
+            let settings = match load(&app.app) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(export = %ended.export, run_id = ended.run_id, error = %e, "no alert sent: reading the alert settings");

@@ -79,7 +79,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Finds the caller from the headers, if any: an API token first, then the session cookie.
 pub fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Option<Authed>, ApiError> {
-    let state = app.home.state().map_err(ApiError::internal)?;
+    let state = app.app.state().map_err(ApiError::internal)?;
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let text = auth.to_str().unwrap_or("");
         let token = text
@@ -167,7 +167,7 @@ pub fn login(
     name: &str,
     password: &SecretString,
 ) -> Result<(HeaderValue, String, Actor), ApiError> {
-    let state = app.home.state().map_err(ApiError::internal)?;
+    let state = app.app.state().map_err(ApiError::internal)?;
     let refused = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -217,7 +217,7 @@ pub fn login(
 /// Ends the session of the request's cookie; the cookie that clears it.
 pub fn logout(app: &AppState, headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
     if let Some(id) = cookie_value(headers, SESSION_COOKIE) {
-        app.home
+        app.app
             .state()
             .map_err(ApiError::internal)?
             .remove_session(&ops::token_hash(id))

@@ -36,8 +36,8 @@ use axum::{Json, Router};
 use secrecy::SecretString;
 use serde::Serialize;
 
+use crate::app::App;
 use crate::engine::RunSettings;
-use crate::home::Home;
 use crate::ops::OpError;
 
 /// The Mailchimp OAuth2 app of this installation ("Authenticate with Mailchimp").
@@ -95,7 +95,7 @@ impl ServeConfig {
 
 /// What every handler shares.
 pub struct Shared {
-    pub home: Home,
+    pub app: App,
     pub config: ServeConfig,
     /// The address actually bound (the listen address with its port resolved).
     pub local_addr: SocketAddr,
@@ -191,7 +191,7 @@ async fn healthz() -> &'static str {
 
 /// Ready when the state store answers.
 async fn readyz(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
-    match app.home.state().and_then(|s| Ok(s.integrity_check()?)) {
+    match app.app.state().and_then(|s| Ok(s.integrity_check()?)) {
         Ok(_) => "ready".into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
@@ -232,16 +232,16 @@ pub struct Server {
 
 impl Server {
     /// Binds the listen address and prepares the shared state.
-    pub async fn bind(home: Home, config: ServeConfig) -> anyhow::Result<Server> {
+    pub async fn bind(app: App, config: ServeConfig) -> anyhow::Result<Server> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let local_addr = listener.local_addr()?;
         // The state store is created (and migrated) before the first request.
-        home.state()?;
-        let runs = runs::RunManager::new(home.clone(), config.run_settings.clone());
+        app.state()?;
+        let runs = runs::RunManager::new(app.clone(), config.run_settings.clone());
         let app = Arc::new(Shared {
-            home,
+            app,
             config,
             local_addr,
             runs,

@@ -78,7 +78,7 @@ pub fn begin(app: &AppState, who: &Authed, req: OAuthRequest) -> Result<String, 
     who.require(Role::Admin, "connecting to Mailchimp")?;
     let oauth = app_config(app)?;
     ops::check_name("connection", &req.name)?;
-    let state = app.home.state().map_err(ApiError::internal)?;
+    let state = app.app.state().map_err(ApiError::internal)?;
     let exists = state.connection(&req.name).is_ok();
     if req.reauthenticate && !exists {
         return Err(ApiError::new(
@@ -287,7 +287,7 @@ async fn finish(
         .state
         .as_deref()
         .ok_or_else(|| bad("the callback has no state: start again from Admin > Connections"))?;
-    let state = app.home.state().map_err(ApiError::internal)?;
+    let state = app.app.state().map_err(ApiError::internal)?;
     let (user, request, created) = state
         .take_oauth_flow(flow_id)
         .map_err(ApiError::internal)?
@@ -334,7 +334,7 @@ async fn finish(
     };
     if req.reauthenticate {
         ops::update_connection(
-            &app.home,
+            &app.app,
             &actor,
             &req.name,
             ops::ConnectionChange {
@@ -346,7 +346,7 @@ async fn finish(
         .await?;
     } else {
         ops::add_connection(
-            &app.home,
+            &app.app,
             &actor,
             ops::NewConnection {
                 name: req.name.clone(),

@@ -26,8 +26,8 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 use tokio::task::AbortHandle;
 
+use crate::app::App;
 use crate::engine::{self, Progress, RunError, RunSettings, StopReason, StopSignal};
-use crate::home::Home;
 use crate::mailchimp::ClientStats;
 use crate::ops::OpError;
 use crate::state::{Outcome, RunCounts};
@@ -177,7 +177,7 @@ impl Drop for Held {
 }
 
 struct Inner {
-    home: Home,
+    app: App,
     settings: RunSettings,
     slots: Mutex<Slots>,
     /// How many run tasks are alive.
@@ -202,10 +202,10 @@ pub enum Started {
 impl RunManager {
     /// `settings` is the template of every run (timeout, retries, in-flight); its trigger
     /// and stop signal are set per run.
-    pub fn new(home: Home, settings: RunSettings) -> RunManager {
+    pub fn new(app: App, settings: RunSettings) -> RunManager {
         let (events, _) = broadcast::channel(1024);
         RunManager(Arc::new(Inner {
-            home,
+            app,
             settings,
             slots: Mutex::new(Slots::default()),
             tasks: watch::Sender::new(0),
@@ -301,7 +301,7 @@ impl RunManager {
                 },
             );
         }
-        let started = match engine::start(&self.0.home, export, trigger) {
+        let started = match engine::start(&self.0.app, export, trigger) {
             Ok(s) => s,
             Err(e) => {
                 self.slots().active.remove(export);
@@ -338,7 +338,7 @@ impl RunManager {
             ended: None,
         };
         let task = tokio::spawn(async move {
-            let home = me.0.home.clone();
+            let app = me.0.app.clone();
             let result = match stop.reason() {
                 // Cancelled (its export removed) or shut down between reservation and here.
                 Some(reason) => {
@@ -346,7 +346,7 @@ impl RunManager {
                     Err(reason)
                 }
                 None => Ok(started
-                    .finish(&home, &settings, progress.clone() as Arc<dyn Progress>)
+                    .finish(&app, &settings, progress.clone() as Arc<dyn Progress>)
                     .await),
             };
             let client = progress.stats.get().map(|s| s.snapshot());
@@ -434,7 +434,7 @@ impl RunManager {
     /// The counts the engine recorded for a run (its checkpoints save them).
     fn recorded_counts(&self, run_id: i64) -> RunCounts {
         self.0
-            .home
+            .app
             .state()
             .ok()
             .and_then(|s| s.run(run_id).ok())
@@ -445,23 +445,18 @@ impl RunManager {
     /// Whether `export` is no longer configured (a failure to read says no).
     fn export_gone(&self, export: &str) -> bool {
         matches!(
-            self.0.home.state().map(|s| s.export(export)),
+            self.0.app.state().map(|s| s.export(export)),
             Ok(Err(crate::state::StateError::NotFound(_)))
         )
     }
 
     /// Records another outcome for a run the engine ended.
     fn relabel(&self, run_id: i64, outcome: Outcome, message: &str) {
-        let done = self
-            .0
-            .home
-            .state()
-            .map_err(|e| e.to_string())
-            .and_then(|s| {
-                let run = s.run(run_id).map_err(|e| e.to_string())?;
-                s.finish_run(run_id, outcome, &run.counts, Some(message))
-                    .map_err(|e| e.to_string())
-            });
+        let done = self.0.app.state().map_err(|e| e.to_string()).and_then(|s| {
+            let run = s.run(run_id).map_err(|e| e.to_string())?;
+            s.finish_run(run_id, outcome, &run.counts, Some(message))
+                .map_err(|e| e.to_string())
+        });
         if let Err(e) = done {
             tracing::error!(run_id, error = %e, "recording the end of a run");
         }
@@ -470,19 +465,14 @@ impl RunManager {
     /// Records how a run ended when the engine could not (it never began, or its task was
     /// aborted or panicked), if it is still recorded as running.
     fn record_end(&self, run_id: i64, outcome: Outcome, message: &str) {
-        let done = self
-            .0
-            .home
-            .state()
-            .map_err(|e| e.to_string())
-            .and_then(|s| {
-                let run = s.run(run_id).map_err(|e| e.to_string())?;
-                if run.outcome == Outcome::Running {
-                    s.finish_run(run_id, outcome, &run.counts, Some(message))
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            });
+        let done = self.0.app.state().map_err(|e| e.to_string()).and_then(|s| {
+            let run = s.run(run_id).map_err(|e| e.to_string())?;
+            if run.outcome == Outcome::Running {
+                s.finish_run(run_id, outcome, &run.counts, Some(message))
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
         if let Err(e) = done {
             tracing::error!(run_id, error = %e, "recording the end of a run");
         }
@@ -617,7 +607,7 @@ impl RunManager {
     /// Resumes what a previous server left unfinished: exports whose last run was
     /// interrupted (a shutdown, a crash), unless paused. Returns the exports resumed.
     pub async fn resume_interrupted(&self) -> Vec<String> {
-        let listed = self.0.home.state().and_then(|s| {
+        let listed = self.0.app.state().and_then(|s| {
             let exports = s.exports()?;
             Ok((s, exports))
         });

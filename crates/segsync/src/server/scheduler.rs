@@ -43,7 +43,7 @@ fn next_after(e: &ExportConfig, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
 /// Starts the exports that run after every refresh (not paused); the ones started. One
 /// that is running already gets another run queued behind it.
 pub async fn run_after_refresh(app: &AppState) -> Vec<String> {
-    let exports = match app.home.state().and_then(|s| Ok(s.exports()?)) {
+    let exports = match app.app.state().and_then(|s| Ok(s.exports()?)) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "reading exports after a refresh");
@@ -108,7 +108,7 @@ impl Due {
 /// its connection was removed (it stops running until it gets one again). `schedule`: the
 /// schedule it was found due by (`None`: whatever it is now, for a queued run).
 fn not_runnable(app: &AppState, name: &str, schedule: Option<&Schedule>) -> Option<&'static str> {
-    let state = match app.home.state() {
+    let state = match app.app.state() {
         Ok(s) => s,
         Err(_) => return Some("the state store does not answer"),
     };
@@ -127,7 +127,7 @@ fn not_runnable(app: &AppState, name: &str, schedule: Option<&Schedule>) -> Opti
 /// exports were listed).
 fn export_gone(app: &AppState, name: &str) -> bool {
     matches!(
-        app.home.state().map(|s| s.export(name)),
+        app.app.state().map(|s| s.export(name)),
         Ok(Err(crate::state::StateError::NotFound(_)))
     )
 }
@@ -147,7 +147,7 @@ pub fn spawn(app: &AppState) -> JoinHandle<()> {
         loop {
             interval.tick().await;
             let now = Utc::now();
-            let exports = match app.home.state().and_then(|s| Ok(s.exports()?)) {
+            let exports = match app.app.state().and_then(|s| Ok(s.exports()?)) {
                 Ok(e) => {
                     if store_failing {
                         tracing::info!("scheduler: the state store answers again");
@@ -217,7 +217,7 @@ pub fn spawn(app: &AppState) -> JoinHandle<()> {
 fn queue_tick(app: &AppState, export: &str, at: DateTime<Utc>) {
     let tick = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let queued = app
-        .home
+        .app
         .state()
         .and_then(|s| Ok(s.enqueue_run(export, "schedule", "scheduler", Some(&tick))?));
     match queued {
@@ -239,13 +239,13 @@ const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 /// worker are skipped, not waited for). A row whose export is running, here or on another
 /// worker, is done without a run: the tick is skipped, as on a single server.
 async fn start_queued(app: &AppState) {
-    let worker = crate::home::worker_id();
+    let worker = crate::app::worker_id();
     loop {
         if busy(app) {
             return;
         }
         let claimed = app
-            .home
+            .app
             .state()
             .and_then(|s| Ok((s.claim_queued_run(worker, CLAIM_TTL)?, s)));
         let (q, state) = match claimed {
@@ -291,7 +291,7 @@ const TAKEOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// run interrupted by a worker's shutdown (a rolling restart). The first worker to take the
 /// export's lock resumes it from its checkpoint; the others find it busy.
 async fn take_over(app: &AppState) {
-    let found = app.home.state().and_then(|s| {
+    let found = app.app.state().and_then(|s| {
         let mut left: Vec<(String, &'static str)> = s
             .exports_with_running_runs()?
             .into_iter()

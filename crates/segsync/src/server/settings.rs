@@ -54,7 +54,7 @@ pub async fn get_alerts(
     who: Authed,
 ) -> Result<Json<AlertSettingsView>, ApiError> {
     who.require(Role::Admin, "reading the alert settings")?;
-    let settings = alerts::load(&app.home).map_err(ApiError::internal)?;
+    let settings = alerts::load(&app.app).map_err(ApiError::internal)?;
     Ok(Json(view(settings)))
 }
 
@@ -83,8 +83,8 @@ pub async fn put_alerts(
         ));
     }
     let settings = alerts::check(value).map_err(invalid)?;
-    alerts::save(&app.home, &settings).map_err(ApiError::internal)?;
-    let state = app.home.state().map_err(ApiError::internal)?;
+    alerts::save(&app.app, &settings).map_err(ApiError::internal)?;
+    let state = app.app.state().map_err(ApiError::internal)?;
     state.audit(
         &who.actor.name,
         "settings.alerts",
@@ -105,7 +105,7 @@ pub async fn test_alerts(
     let report = alerts::send_test(&app, &who.actor.name)
         .await
         .map_err(ApiError::internal)?;
-    let state = app.home.state().map_err(ApiError::internal)?;
+    let state = app.app.state().map_err(ApiError::internal)?;
     state.audit(
         &who.actor.name,
         "settings.alerts.test",

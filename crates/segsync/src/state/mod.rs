@@ -28,6 +28,7 @@
 //! per acknowledged request, so a crash at any moment leaves a snapshot that is true.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -444,6 +445,67 @@ impl StateUrl {
                 crate::pg::redact(url)
             ))),
         }
+    }
+}
+
+/// Where the state store is: chosen once where the process starts, then handed down; every
+/// connection to the store comes from it. The migrations are applied on the first connection
+/// of the process (a version check), not on every one.
+#[derive(Clone)]
+pub struct StateSource {
+    /// As given, password included: never shown (see [`StateSource::location`]).
+    url: Arc<str>,
+    migrated: Arc<std::sync::OnceLock<()>>,
+}
+
+impl std::fmt::Debug for StateSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StateSource({})", self.location())
+    }
+}
+
+impl StateSource {
+    /// The store at `url` (see [`StateUrl::parse`]); checked now, opened when asked.
+    pub fn parse(url: &str) -> Result<StateSource> {
+        StateUrl::parse(url)?;
+        Ok(StateSource {
+            url: url.into(),
+            migrated: Arc::default(),
+        })
+    }
+
+    /// The SQLite file at `path`.
+    pub fn sqlite(path: &Path) -> StateSource {
+        StateSource {
+            url: format!("sqlite:{}", path.display()).into(),
+            migrated: Arc::default(),
+        }
+    }
+
+    /// A connection to the store, migrated on the process's first.
+    pub fn open(&self) -> Result<StateStore> {
+        let store = StateStore::open_url_unmigrated(&self.url)?;
+        if self.migrated.get().is_some() {
+            return Ok(store);
+        }
+        let store = store.migrated()?;
+        let _ = self.migrated.set(());
+        Ok(store)
+    }
+
+    /// The URL, password hidden.
+    pub fn location(&self) -> String {
+        crate::pg::redact(&self.url)
+    }
+
+    /// The URL as given, password included.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether several processes may share it (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        crate::pg::is_postgres_url(&self.url)
     }
 }
 

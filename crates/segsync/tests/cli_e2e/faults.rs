@@ -209,7 +209,7 @@ fn a_batch_that_exhausts_its_retries_is_sent_again_later_in_the_run() {
         },
         ..Default::default()
     };
-    let home = segsync::home::Home::at(s.home().to_path_buf()).unwrap();
+    let home = segsync::app::App::at(s.home().to_path_buf()).unwrap();
     let report = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(engine::run(&home, EXPORT, &settings, Arc::new(Silent)))

@@ -52,7 +52,7 @@ pub async fn add_connection(
     Json(c): Json<NewConnection>,
 ) -> ApiResult<(StatusCode, Json<ConnectionView>)> {
     let view = ops::add_connection(
-        &app.home,
+        &app.app,
         &who.actor,
         ops::NewConnection {
             name: c.name,
@@ -103,7 +103,7 @@ pub async fn change_connection(
     Json(c): Json<ConnectionChange>,
 ) -> ApiResult<Json<ConnectionView>> {
     let view = ops::update_connection(
-        &app.home,
+        &app.app,
         &who.actor,
         &name,
         ops::ConnectionChange {
@@ -143,7 +143,7 @@ pub async fn remove_connection(
 /// Removes a connection (its secret wiped) and cancels the runs of the exports that used it,
 /// which stop at once; those exports. Shared with the web UI.
 pub fn remove_connection_now(app: &AppState, who: &Authed, name: &str) -> ApiResult<Vec<String>> {
-    let stopped = ops::remove_connection(&app.home, &who.actor, name)?;
+    let stopped = ops::remove_connection(&app.app, &who.actor, name)?;
     for e in &stopped {
         app.runs.cancel(e);
     }
@@ -165,7 +165,7 @@ pub async fn test_connection(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Ok_>> {
     who.require(Role::Contributor, "testing a connection")?;
-    ops::test_connection(&app.home, &who.actor, &name).await?;
+    ops::test_connection(&app.app, &who.actor, &name).await?;
     Ok(Json(Ok_ {
         ok: true,
         message: format!("connection \"{name}\": Mailchimp accepts the credential"),
@@ -189,7 +189,7 @@ pub async fn audiences(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<Audience>>> {
     who.require(Role::Contributor, "listing a connection's audiences")?;
-    let lists = ops::audiences(&app.home, &who.actor, &name).await?;
+    let lists = ops::audiences(&app.app, &who.actor, &name).await?;
     Ok(Json(
         lists
             .into_iter()

@@ -71,7 +71,7 @@ pub async fn add_export(
     who: Authed,
     Json(input): Json<ExportInput>,
 ) -> ApiResult<(StatusCode, Json<ExportView>)> {
-    let config = ops::save_export(&app.home, &who.actor, input, SaveMode::Create).await?;
+    let config = ops::save_export(&app.app, &who.actor, input, SaveMode::Create).await?;
     let state = state_of(&app)?;
     Ok((
         StatusCode::CREATED,
@@ -115,7 +115,7 @@ pub async fn change_export(
     }
     let state = state_of(&app)?;
     ops::check_export_access(&state, &who.actor, &state.export(&name)?)?;
-    let config = ops::save_export(&app.home, &who.actor, input, SaveMode::Replace).await?;
+    let config = ops::save_export(&app.app, &who.actor, input, SaveMode::Replace).await?;
     Ok(Json(export_view(&app, &state, &who, config)?))
 }
 
@@ -144,7 +144,7 @@ pub async fn remove_export_now(app: &AppState, who: &Authed, name: &str) -> ApiR
         .runs
         .hold_and_stop(name, std::time::Duration::from_secs(30))
         .await;
-    ops::remove_export(&app.home, &who.actor, name)?;
+    ops::remove_export(&app.app, &who.actor, name)?;
     Ok(())
 }
 
@@ -156,7 +156,7 @@ pub async fn pause_export(
     who: Authed,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ExportView>> {
-    let e = ops::set_paused(&app.home, &who.actor, &name, true)?;
+    let e = ops::set_paused(&app.app, &who.actor, &name, true)?;
     Ok(Json(export_view(&app, &state_of(&app)?, &who, e)?))
 }
 
@@ -168,6 +168,6 @@ pub async fn resume_export(
     who: Authed,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ExportView>> {
-    let e = ops::set_paused(&app.home, &who.actor, &name, false)?;
+    let e = ops::set_paused(&app.app, &who.actor, &name, false)?;
     Ok(Json(export_view(&app, &state_of(&app)?, &who, e)?))
 }

@@ -107,5 +107,5 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn state_of(app: &AppState) -> ApiResult<crate::state::StateStore> {
-    app.home.state().map_err(ApiError::internal)
+    app.app.state().map_err(ApiError::internal)
 }

@@ -31,7 +31,7 @@ pub struct ProfilesInfo {
 #[utoipa::path(get, path = "/api/profiles", tag = "profiles", responses((status = 200, body = ProfilesInfo), (status = 403, body = ErrorBody)))]
 pub async fn profiles(State(app): State<AppState>, who: Authed) -> ApiResult<Json<ProfilesInfo>> {
     who.require(Role::Contributor, "reading the profile columns")?;
-    let store = app.home.profiles().map_err(ApiError::internal)?;
+    let store = app.app.profiles().map_err(ApiError::internal)?;
     let columns = store.columns().map_err(ApiError::internal)?;
     let count = if columns.is_empty() {
         0
@@ -42,7 +42,7 @@ pub async fn profiles(State(app): State<AppState>, who: Authed) -> ApiResult<Jso
         count,
         key_column: store.key_column().map_err(ApiError::internal)?,
         columns,
-        source: ops::profile_source(&app.home)?,
+        source: ops::profile_source(&app.app)?,
     }))
 }
 
@@ -93,8 +93,8 @@ pub async fn import_profiles(
             format: q.format.clone(),
             key,
         };
-        let (home, actor) = (app.home.clone(), who.actor.clone());
-        tokio::task::spawn_blocking(move || ops::import_profiles(&home, &actor, &source))
+        let (app, actor) = (app.app.clone(), who.actor.clone());
+        tokio::task::spawn_blocking(move || ops::import_profiles(&app, &actor, &source))
             .await
             .map_err(ApiError::internal)??
     } else {
@@ -104,7 +104,7 @@ pub async fn import_profiles(
             .ok_or_else(|| "an uploaded file needs ?format=csv|ndjson|parquet".to_string())
             .and_then(|f| f.parse())
             .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m))?;
-        let dir = app.home.root().join("uploads");
+        let dir = app.app.root().join("uploads");
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(ApiError::internal)?;
@@ -131,10 +131,10 @@ pub async fn import_profiles(
             }
             out.flush().await.map_err(ApiError::internal)?;
             drop(out);
-            let (home, actor, f) = (app.home.clone(), who.actor.clone(), file.clone());
+            let (app, actor, f) = (app.app.clone(), who.actor.clone(), file.clone());
             tokio::task::spawn_blocking(move || {
                 ops::import_upload(
-                    &home,
+                    &app,
                     &actor,
                     &f,
                     Some(format.as_str()),
@@ -174,8 +174,8 @@ pub async fn refresh_profiles(
     State(app): State<AppState>,
     who: Authed,
 ) -> ApiResult<Json<ImportAnswer>> {
-    let (home, actor) = (app.home.clone(), who.actor.clone());
-    let report = tokio::task::spawn_blocking(move || ops::refresh_profiles(&home, &actor))
+    let (installation, actor) = (app.app.clone(), who.actor.clone());
+    let report = tokio::task::spawn_blocking(move || ops::refresh_profiles(&installation, &actor))
         .await
         .map_err(ApiError::internal)??;
     let started = after_refresh(&app).await;

@@ -27,7 +27,7 @@ pub struct SegmentView {
 
 fn segment_view(app: &AppState, s: crate::state::SegmentRecord) -> SegmentView {
     let counted = app
-        .home
+        .app
         .profiles_of(s.source.as_deref())
         .map_err(|e| format!("{e:#}"))
         .and_then(|p| p.preview(&s.predicate, 0).map_err(|e| e.to_string()));
@@ -77,7 +77,7 @@ pub async fn add_segment(
     Json(s): Json<NewSegment>,
 ) -> ApiResult<(StatusCode, Json<SegmentView>)> {
     let count = ops::add_segment(
-        &app.home,
+        &app.app,
         &who.actor,
         &s.name,
         &s.predicate,
@@ -130,7 +130,7 @@ pub async fn get_segment(
         0
     };
     let p = app
-        .home
+        .app
         .profiles_of(s.source.as_deref())
         .map_err(ApiError::internal)?
         .preview(&s.predicate, sample)
@@ -158,7 +158,7 @@ pub async fn change_segment(
     Path(name): Path<String>,
     Json(c): Json<SegmentChange>,
 ) -> ApiResult<Json<SegmentView>> {
-    let count = ops::update_segment(&app.home, &who.actor, &name, &c.predicate)?;
+    let count = ops::update_segment(&app.app, &who.actor, &name, &c.predicate)?;
     let rec = state_of(&app)?.segment(&name)?;
     Ok(Json(SegmentView {
         name: rec.name,
@@ -178,6 +178,6 @@ pub async fn remove_segment(
     who: Authed,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ops::remove_segment(&app.home, &who.actor, &name)?;
+    ops::remove_segment(&app.app, &who.actor, &name)?;
     Ok(StatusCode::NO_CONTENT)
 }

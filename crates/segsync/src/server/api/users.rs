@@ -43,7 +43,7 @@ pub async fn add_user(
     Json(u): Json<NewUser>,
 ) -> ApiResult<(StatusCode, Json<UserRecord>)> {
     let user = ops::add_user(
-        &app.home,
+        &app.app,
         &who.actor,
         &u.name,
         u.role,
@@ -73,10 +73,10 @@ pub async fn change_user(
         who.require(Role::Admin, "changing a user")?;
     }
     if let Some(role) = c.role {
-        ops::set_role(&app.home, &who.actor, &name, role)?;
+        ops::set_role(&app.app, &who.actor, &name, role)?;
     }
     if let Some(p) = c.password {
-        ops::set_password(&app.home, &who.actor, &name, &SecretString::from(p))?;
+        ops::set_password(&app.app, &who.actor, &name, &SecretString::from(p))?;
     }
     Ok(Json(state_of(&app)?.user(&name)?))
 }
@@ -89,7 +89,7 @@ pub async fn remove_user(
     who: Authed,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ops::remove_user(&app.home, &who.actor, &name)?;
+    ops::remove_user(&app.app, &who.actor, &name)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -130,7 +130,7 @@ pub async fn create_token(
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     use secrecy::ExposeSecret;
     let user = t.user.unwrap_or_else(|| who.actor.name.clone());
-    let (id, token) = ops::create_token(&app.home, &who.actor, &user, &t.label)?;
+    let (id, token) = ops::create_token(&app.app, &who.actor, &user, &t.label)?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -150,6 +150,6 @@ pub async fn revoke_token(
     who: Authed,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    ops::revoke_token(&app.home, &who.actor, id)?;
+    ops::revoke_token(&app.app, &who.actor, id)?;
     Ok(StatusCode::NO_CONTENT)
 }

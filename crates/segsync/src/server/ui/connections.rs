@@ -300,7 +300,7 @@ pub async fn create(State(app): State<AppState>, Admin(who): Admin, form: FormDa
         ));
     }
     let added = ops::add_connection(
-        &app.home,
+        &app.app,
         &who.actor,
         ops::NewConnection {
             name: name.clone(),
@@ -458,7 +458,7 @@ pub async fn change(
         credential: None,
         base_url: None,
     };
-    match ops::update_connection(&app.home, &who.actor, &name, change).await {
+    match ops::update_connection(&app.app, &who.actor, &name, change).await {
         Ok(_) => Ok(redirect_notice(
             &format!("/admin/connections/{}", seg(&name)),
             "Changes saved.",
@@ -475,7 +475,7 @@ pub async fn test(
     form: FormData,
 ) -> PageResult {
     form.check_csrf(&who).or_page(&who)?;
-    match ops::test_connection(&app.home, &who.actor, &name).await {
+    match ops::test_connection(&app.app, &who.actor, &name).await {
         Ok(()) => Ok(redirect_notice(
             &format!("/admin/connections/{}", seg(&name)),
             "Mailchimp accepts the credential: the connection works.",
@@ -536,7 +536,7 @@ pub async fn replace_key(
         base_url: form.opt("base_url"),
         ..Default::default()
     };
-    match ops::update_connection(&app.home, &who.actor, &name, change).await {
+    match ops::update_connection(&app.app, &who.actor, &name, change).await {
         Ok(_) => Ok(redirect_notice(
             &format!("/admin/connections/{}", seg(&name)),
             "Credential replaced: Mailchimp accepts the new key.",

@@ -363,7 +363,7 @@ async fn context(app: &AppState, who: &Authed, f: &ExportForm) -> Result<Context
         .map(|c| ConnectionView::from(&c));
     let segments = state.segments()?;
     drop(state);
-    let audiences = match ops::audiences(&app.home, &who.actor, &f.connection).await {
+    let audiences = match ops::audiences(&app.app, &who.actor, &f.connection).await {
         Ok(a) => Ok(a),
         Err(e) => match ApiError::from(e) {
             e if e.status == StatusCode::BAD_GATEWAY => Err(e.message),
@@ -808,7 +808,7 @@ async fn submit(app: &AppState, who: &Authed, mode: Mode, form: FormData) -> Pag
             .await
         }
     };
-    match ops::save_export(&app.home, &who.actor, input, mode.save_mode()).await {
+    match ops::save_export(&app.app, &who.actor, input, mode.save_mode()).await {
         Ok(e) => Ok(redirect_notice(
             &format!("/exports/{}", seg(&e.name)),
             &format!(

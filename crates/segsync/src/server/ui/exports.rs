@@ -407,7 +407,7 @@ async fn set_paused(
 ) -> Response {
     let r = (|| {
         form.check_csrf(&who)?;
-        ops::set_paused(&app.home, &who.actor, &name, paused)?;
+        ops::set_paused(&app.app, &who.actor, &name, paused)?;
         Ok(if paused {
             "Paused: the schedule does not fire until you resume it (Run now still works).".into()
         } else {

@@ -321,7 +321,7 @@ pub fn admins_only(who: &Authed) -> Response {
 // --- small helpers ---
 
 fn state_of(app: &AppState) -> Result<StateStore, ApiError> {
-    app.home.state().map_err(ApiError::internal)
+    app.app.state().map_err(ApiError::internal)
 }
 
 /// Percent-encodes a name for one path segment (names may hold spaces, slashes, `?`, `#`).

@@ -29,7 +29,7 @@ pub async fn counted(
     app: &AppState,
     segments: Vec<SegmentRecord>,
 ) -> Result<Vec<(SegmentRecord, Result<u64, String>)>, ApiError> {
-    let home = app.home.clone();
+    let app = app.app.clone();
     tokio::task::spawn_blocking(move || {
         // One store per source, opened once.
         let mut stores = std::collections::HashMap::new();
@@ -37,7 +37,7 @@ pub async fn counted(
             .into_iter()
             .map(|s| {
                 let store = stores.entry(s.source.clone()).or_insert_with(|| {
-                    home.profiles_of(s.source.as_deref())
+                    app.profiles_of(s.source.as_deref())
                         .map_err(|e| format!("{e:#}"))
                 });
                 let count = match store {
@@ -57,8 +57,8 @@ pub async fn counted(
 
 /// The profile columns (empty before the first import).
 pub async fn columns(app: &AppState) -> Result<Vec<crate::profiles::Column>, ApiError> {
-    let home = app.home.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<_> { Ok(home.profiles()?.columns()?) })
+    let app = app.app.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<_> { Ok(app.profiles()?.columns()?) })
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)
@@ -168,14 +168,14 @@ pub async fn add(State(app): State<AppState>, User(who): User, form: FormData) -
         name: form.text("name"),
         predicate: form.text("predicate"),
     };
-    let (home, actor, name, predicate) = (
-        app.home.clone(),
+    let (installation, actor, name, predicate) = (
+        app.app.clone(),
         who.actor.clone(),
         add.name.clone(),
         add.predicate.clone(),
     );
     let result = tokio::task::spawn_blocking(move || {
-        ops::add_segment(&home, &actor, &name, &predicate, None)
+        ops::add_segment(&installation, &actor, &name, &predicate, None)
     })
     .await
     .map_err(ApiError::internal)
@@ -223,9 +223,9 @@ async fn show_page(
     let can_change = who.actor.role >= Role::Contributor;
     // The sample holds personal data: contributors and admins only.
     let sample = if can_change { SAMPLE_ROWS } else { 0 };
-    let (home, predicate, source) = (app.home.clone(), s.predicate.clone(), s.source.clone());
+    let (app, predicate, source) = (app.app.clone(), s.predicate.clone(), s.source.clone());
     let preview = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        home.profiles_of(source.as_deref())
+        app.profiles_of(source.as_deref())
             .map_err(|e| format!("{e:#}"))?
             .preview(&predicate, sample)
             .map_err(|e| e.to_string())
@@ -344,16 +344,17 @@ pub async fn change(
 ) -> PageResult {
     form.check_csrf(&who).or_page(&who)?;
     let predicate = form.text("predicate");
-    let (home, actor, n, p) = (
-        app.home.clone(),
+    let (installation, actor, n, p) = (
+        app.app.clone(),
         who.actor.clone(),
         name.clone(),
         predicate.clone(),
     );
-    let result = tokio::task::spawn_blocking(move || ops::update_segment(&home, &actor, &n, &p))
-        .await
-        .map_err(ApiError::internal)
-        .or_page(&who)?;
+    let result =
+        tokio::task::spawn_blocking(move || ops::update_segment(&installation, &actor, &n, &p))
+            .await
+            .map_err(ApiError::internal)
+            .or_page(&who)?;
     match result {
         Ok(count) => Ok(redirect_notice(
             &format!("/segments/{}", seg(&name)),
@@ -415,7 +416,7 @@ pub async fn remove(
     if let Err(e) = form.check_csrf(&who) {
         return super::error_page(Some(&who), &e);
     }
-    match ops::remove_segment(&app.home, &who.actor, &name) {
+    match ops::remove_segment(&app.app, &who.actor, &name) {
         Ok(()) => redirect_notice("/segments", &format!("Segment \"{name}\" removed.")),
         Err(e) => super::error_page(Some(&who), &e.into()),
     }

@@ -152,7 +152,7 @@ pub async fn add(State(app): State<AppState>, Admin(who): Admin, form: FormData)
     let role = role_of(&form).map_err(|e| refused(&app, &who, &add, e))?;
     add.role = Some(role);
     let password = SecretString::from(form.get("password").unwrap_or("").to_string());
-    match ops::add_user(&app.home, &who.actor, &add.name, role, &password) {
+    match ops::add_user(&app.app, &who.actor, &add.name, role, &password) {
         Ok(u) => Ok(redirect_notice(
             "/admin/users",
             &format!("User \"{}\" added ({}).", u.name, u.role.as_str()),
@@ -170,7 +170,7 @@ pub async fn role(
     form.check_csrf(&who).or_page(&who)?;
     let none = AddForm::default();
     let role = role_of(&form).map_err(|e| refused(&app, &who, &none, e))?;
-    match ops::set_role(&app.home, &who.actor, &name, role) {
+    match ops::set_role(&app.app, &who.actor, &name, role) {
         Ok(u) => Ok(redirect_notice(
             "/admin/users",
             &format!("\"{}\" is now {}.", u.name, u.role.as_str()),
@@ -187,7 +187,7 @@ pub async fn password(
 ) -> PageResult {
     form.check_csrf(&who).or_page(&who)?;
     let password = SecretString::from(form.get("password").unwrap_or("").to_string());
-    match ops::set_password(&app.home, &who.actor, &name, &password) {
+    match ops::set_password(&app.app, &who.actor, &name, &password) {
         Ok(()) => Ok(redirect_notice(
             "/admin/users",
             &format!("Password of \"{name}\" changed; their sessions ended."),
@@ -226,7 +226,7 @@ pub async fn remove(
     form: FormData,
 ) -> PageResult {
     form.check_csrf(&who).or_page(&who)?;
-    match ops::remove_user(&app.home, &who.actor, &name) {
+    match ops::remove_user(&app.app, &who.actor, &name) {
         Ok(()) => Ok(redirect_notice(
             "/admin/users",
             &format!("User \"{name}\" removed, with their sessions and API tokens."),
