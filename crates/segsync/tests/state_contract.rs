@@ -148,7 +148,7 @@ fn connection(name: &str) -> ConnectionRecord {
         name: name.into(),
         display_name: format!("{name} account"),
         base_url: "http://127.0.0.1:8080/3.0".into(),
-        credential_kind: "api_key".into(),
+        credential_kind: segsync::mailchimp::CredentialKind::ApiKey,
         // Sealed bytes: anything, zeros and high bytes included.
         sealed_secret: vec![0, 1, 2, 0xfe, 0xff, 0, 42],
         consent_by: "ann".into(),
@@ -250,7 +250,7 @@ fn connections_segments_sources_exports(_env: &Env, s: &mut StateStore) {
     assert_eq!(s.connection("main").unwrap(), main);
     assert_eq!(s.connections().unwrap(), vec![main.clone(), other.clone()]);
     main.sealed_secret = vec![0xff; 40];
-    main.credential_kind = "oauth".into();
+    main.credential_kind = segsync::mailchimp::CredentialKind::OAuth;
     main.shared_with_contributors = true;
     s.update_connection(&main).unwrap();
     assert_eq!(s.connection("main").unwrap(), main);
