@@ -9,7 +9,7 @@ use mailchimp_sim::RunningSim;
 use serde_json::{json, Value};
 
 use crate::drive::{Proc, Runner, Stages, KEY_ENV};
-use crate::generate::{write_profiles, Expect, SEGMENTS};
+use crate::generate::{order_dates, write_profiles, Expect, SEGMENTS};
 use crate::pipeline::Pipeline;
 use crate::report::thousands;
 use crate::sample::self_cpu;
@@ -48,6 +48,28 @@ pub struct Home {
 }
 
 impl Bench {
+    /// A bench of `n` profiles at latency `scale`, its files in `dir`, running segsync `bin`.
+    pub fn new(n: usize, scale: f64, dir: PathBuf, bin: String) -> Bench {
+        Bench {
+            n,
+            scale,
+            lat: Latency::scaled(scale),
+            rt: tokio::runtime::Runtime::new().unwrap(),
+            runner: Runner {
+                bin,
+                // One API key for every simulator: each simulator gets the same account key.
+                key: mailchimp_sim::store::new_api_key("us6"),
+                scratch: dir.clone(),
+            },
+            dir,
+            dates: order_dates(),
+            report: serde_json::Map::new(),
+            failures: Vec::new(),
+            full: None,
+            pipelines: BTreeMap::new(),
+        }
+    }
+
     pub fn check(&mut self, ok: bool, what: String) {
         if ok {
             println!("  ok: {what}");
@@ -62,17 +84,7 @@ impl Bench {
     pub fn home(&mut self, name: &str, csv: &Path, sim: &RunningSim, expect: &Expect) -> Home {
         let path = self.dir.join(name);
         let _ = std::fs::remove_dir_all(&path);
-        let import = self.runner.must(
-            &path,
-            &[
-                "profiles",
-                "import",
-                csv.to_str().unwrap(),
-                "--key",
-                "customer_id",
-            ],
-            &[0],
-        );
+        let import = self.runner.import(&path, csv);
         let predicates = SEGMENTS.map(|(_, p)| p);
         let segments = self.segments(&path, &predicates, None, expect);
         let list = self.export(&path, sim, expect);
@@ -184,6 +196,26 @@ impl Bench {
         }
         r.must(path, &args, &[0]);
         list
+    }
+
+    /// Checks the members, refused records and merged duplicates that run `r` reports;
+    /// `what` starts the check's line.
+    pub fn check_counts(&mut self, r: &RunFigures, expect: &Expect, what: &str) {
+        let c = &r.report["counts"];
+        self.check(
+            c["members"].as_u64() == Some(expect.members)
+                && c["refused"].as_u64() == Some(expect.refused)
+                && c["duplicates"].as_u64() == Some(expect.duplicates),
+            format!(
+                "{what}the run counts {} members, {} refused, {} duplicates (expected {}, {}, {})",
+                c["members"],
+                c["refused"],
+                c["duplicates"],
+                expect.members,
+                expect.refused,
+                expect.duplicates
+            ),
+        );
     }
 
     /// Checks the audience against what the profiles should give.

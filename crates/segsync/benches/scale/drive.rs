@@ -66,6 +66,21 @@ impl Runner {
         }
     }
 
+    /// `profiles import` of `csv`, keyed by customer_id, into the home at `home`.
+    pub fn import(&self, home: &Path, csv: &Path) -> Proc {
+        self.must(
+            home,
+            &[
+                "profiles",
+                "import",
+                csv.to_str().unwrap(),
+                "--key",
+                "customer_id",
+            ],
+            &[0],
+        )
+    }
+
     /// Like [`Runner::run`], and stops the bench unless segsync exits with one of `codes`.
     pub fn must(&self, home: &Path, args: &[&str], codes: &[i32]) -> Proc {
         let p = self.run(home, args);

@@ -1,15 +1,35 @@
 //! Parts `full` and `reruns`: the full export of the generated profiles against the latency
 //! model, then re-runs after changing 0%, 0.1%, 1% and 10% of them.
 
+use std::path::PathBuf;
+
+use mailchimp_sim::RunningSim;
 use serde_json::{json, Value};
 
-use crate::bench::{Bench, FullFigures, RunFigures};
+use crate::bench::{Bench, FullFigures, Home, RunFigures};
 use crate::generate::{mix, SEGMENTS};
 use crate::report::{opt, pct, thousands};
 use crate::sim::{start_sim, Latency};
 
+/// The full export's simulator, profiles and home, which the re-runs go on from.
+struct FullRun {
+    sim: RunningSim,
+    csv: PathBuf,
+    revs: Vec<u8>,
+    home: Home,
+    figures: RunFigures,
+}
+
 impl Bench {
     pub fn full_and_reruns(&mut self, reruns: bool) {
+        let mut full = self.full_export();
+        if reruns {
+            self.reruns(&mut full);
+        }
+        self.rt.block_on(full.sim.shutdown());
+    }
+
+    fn full_export(&mut self) -> FullRun {
         let n = self.n;
         println!(
             "\n## Full export of {} profiles (latency model {:.1} ms + {:.2} ms/member: 300 ms + 2 ms/member x {})\n",
@@ -20,7 +40,7 @@ impl Bench {
         );
         let sim = start_sim(&self.rt, &self.lat, &self.runner.key);
         let csv = self.dir.join("full.csv");
-        let mut revs = vec![0u8; n];
+        let revs = vec![0u8; n];
         let expect = self.generate(&csv, n, &revs);
         println!(
             "profiles: {} ({} invalid addresses, {} duplicate addresses); in a segment: {}; members expected: {}; tags expected: {}",
@@ -38,21 +58,7 @@ impl Bench {
         );
         let home = self.home("full", &csv, &sim, &expect);
         let full = self.measure_run(&sim, &home.path, "full export");
-        let c = &full.report["counts"];
-        self.check(
-            c["members"].as_u64() == Some(expect.members)
-                && c["refused"].as_u64() == Some(expect.refused)
-                && c["duplicates"].as_u64() == Some(expect.duplicates),
-            format!(
-                "the run counts {} members, {} refused, {} duplicates (expected {}, {}, {})",
-                c["members"],
-                c["refused"],
-                c["duplicates"],
-                expect.members,
-                expect.refused,
-                expect.duplicates
-            ),
-        );
+        self.check_counts(&full, &expect, "");
         self.check_audience(&sim, &home.list, &expect, "after the full export");
         full.print_full(&self.lat, self.scale, n);
         self.full = Some(FullFigures {
@@ -71,88 +77,98 @@ impl Bench {
                 "run": full.json(&self.lat, self.scale),
             }),
         );
-        if !reruns {
-            self.rt.block_on(sim.shutdown());
-            return;
+        FullRun {
+            sim,
+            csv,
+            revs,
+            home,
+            figures: full,
         }
+    }
 
+    fn reruns(&mut self, full: &mut FullRun) {
         println!("\n## Re-runs after changing some profiles (each a new order: value, last order, updated_at)\n");
         println!("| run | changed profiles | wall s | requests (writes) | bound s | wall / bound | requests vs full | writes vs full | time vs full | peak RSS MB | CPU s |");
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         let mut rows = Vec::new();
         let mut endpoint_lines = Vec::new();
         for (k, share) in [(1u64, 0.0), (2, 0.001), (3, 0.01), (4, 0.1)] {
-            let threshold = (share * 1_000_000.0) as u64;
-            let mut changed = 0u64;
-            for (i, r) in revs.iter_mut().enumerate() {
-                if mix(i as u64 * 31 + k) % 1_000_000 < threshold {
-                    *r = r.saturating_add(1);
-                    changed += 1;
-                }
-            }
-            let expect = self.generate(&csv, n, &revs);
-            let import = self.runner.must(
-                &home.path,
-                &[
-                    "profiles",
-                    "import",
-                    csv.to_str().unwrap(),
-                    "--key",
-                    "customer_id",
-                ],
-                &[0],
-            );
-            let label = format!("re-run, {}% changed", share * 100.0);
-            let r = self.measure_run(&sim, &home.path, &label);
-            self.check_audience(&sim, &home.list, &expect, &label);
-            if share == 0.0 {
-                self.check(
-                    r.seen.writes == 0,
-                    format!("{label}: {} write requests (expected none)", r.seen.writes),
-                );
-            }
-            let bound = r.seen.bound_s(&self.lat);
-            println!(
-                "| {label} | {} | {:.2} | {} ({}) | {:.2} | {} | {} | {} | {} | {:.0} | {:.2} |",
-                thousands(changed),
-                r.proc.wall,
-                thousands(r.seen.requests),
-                thousands(r.seen.writes),
-                bound,
-                if bound > 0.0 {
-                    format!("{:.2}", r.proc.wall / bound)
-                } else {
-                    "n/a".into()
-                },
-                pct(r.seen.requests as f64, full.seen.requests as f64),
-                pct(r.seen.writes as f64, full.seen.writes as f64),
-                pct(r.proc.wall, full.proc.wall),
-                r.proc.rss_mb,
-                r.proc.cpu,
-            );
-            endpoint_lines.push(format!(
-                "{label}: {}; stages: read+evaluate {} s, audience read {} s, diff+plan {} s; re-import {:.2} s",
-                r.seen.endpoints(),
-                opt(r.stages.read_s(), 2),
-                opt(r.stages.audience_s(), 2),
-                opt(r.stages.diff_plan_s(), 2),
-                import.wall
-            ));
-            let mut j = r.json(&self.lat, self.scale);
-            j["changed_profiles"] = json!(changed);
-            j["share"] = json!(share);
-            j["requests_vs_full"] = json!(r.seen.requests as f64 / full.seen.requests as f64);
-            j["writes_vs_full"] = json!(r.seen.writes as f64 / full.seen.writes.max(1) as f64);
-            j["time_vs_full"] = json!(r.proc.wall / full.proc.wall);
-            j["reimport_seconds"] = json!(import.wall);
-            rows.push(j);
+            let (row, line) = self.rerun(full, k, share);
+            rows.push(row);
+            endpoint_lines.push(line);
         }
         println!();
         for l in endpoint_lines {
             println!("- {l}");
         }
         self.report.insert("reruns".into(), Value::Array(rows));
-        self.rt.block_on(sim.shutdown());
+    }
+
+    /// Re-run `k`: changes `share` of the profiles once more, re-imports them, runs the export
+    /// and prints its row; returns its JSON and its line of details.
+    fn rerun(&mut self, full: &mut FullRun, k: u64, share: f64) -> (Value, String) {
+        let n = self.n;
+        let FullRun {
+            sim,
+            csv,
+            revs,
+            home,
+            figures: full,
+        } = full;
+        let threshold = (share * 1_000_000.0) as u64;
+        let mut changed = 0u64;
+        for (i, r) in revs.iter_mut().enumerate() {
+            if mix(i as u64 * 31 + k) % 1_000_000 < threshold {
+                *r = r.saturating_add(1);
+                changed += 1;
+            }
+        }
+        let expect = self.generate(csv, n, revs);
+        let import = self.runner.import(&home.path, csv);
+        let label = format!("re-run, {}% changed", share * 100.0);
+        let r = self.measure_run(sim, &home.path, &label);
+        self.check_audience(sim, &home.list, &expect, &label);
+        if share == 0.0 {
+            self.check(
+                r.seen.writes == 0,
+                format!("{label}: {} write requests (expected none)", r.seen.writes),
+            );
+        }
+        let bound = r.seen.bound_s(&self.lat);
+        println!(
+            "| {label} | {} | {:.2} | {} ({}) | {:.2} | {} | {} | {} | {} | {:.0} | {:.2} |",
+            thousands(changed),
+            r.proc.wall,
+            thousands(r.seen.requests),
+            thousands(r.seen.writes),
+            bound,
+            if bound > 0.0 {
+                format!("{:.2}", r.proc.wall / bound)
+            } else {
+                "n/a".into()
+            },
+            pct(r.seen.requests as f64, full.seen.requests as f64),
+            pct(r.seen.writes as f64, full.seen.writes as f64),
+            pct(r.proc.wall, full.proc.wall),
+            r.proc.rss_mb,
+            r.proc.cpu,
+        );
+        let line = format!(
+            "{label}: {}; stages: read+evaluate {} s, audience read {} s, diff+plan {} s; re-import {:.2} s",
+            r.seen.endpoints(),
+            opt(r.stages.read_s(), 2),
+            opt(r.stages.audience_s(), 2),
+            opt(r.stages.diff_plan_s(), 2),
+            import.wall
+        );
+        let mut j = r.json(&self.lat, self.scale);
+        j["changed_profiles"] = json!(changed);
+        j["share"] = json!(share);
+        j["requests_vs_full"] = json!(r.seen.requests as f64 / full.seen.requests as f64);
+        j["writes_vs_full"] = json!(r.seen.writes as f64 / full.seen.writes.max(1) as f64);
+        j["time_vs_full"] = json!(r.proc.wall / full.proc.wall);
+        j["reimport_seconds"] = json!(import.wall);
+        (j, line)
     }
 }
 

@@ -59,21 +59,87 @@ mod sample;
 mod sim;
 mod throughput;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
 use bench::Bench;
-use drive::Runner;
-use generate::order_dates;
 use report::thousands;
-use sim::{Latency, BASE_MS, PER_ITEM_MS};
 
 const PARTS: [&str; 7] = [
     "full", "reruns", "pipeline", "memory", "naive", "sim", "pgsource",
 ];
+
+/// What the environment asks of this run (the module's doc lists the variables).
+struct Knobs {
+    n: usize,
+    scale: f64,
+    parts: BTreeSet<String>,
+    memory_sizes: Vec<usize>,
+    pg_sizes: Vec<usize>,
+    pg_url: String,
+    naive_sample: usize,
+    batch_ops_per_s: f64,
+    dir: Option<PathBuf>,
+    bin: String,
+    json: Option<OsString>,
+}
+
+impl Knobs {
+    /// Reads the knobs; exits with status 2 on an unknown part, panics on a value that does
+    /// not parse.
+    fn from_env() -> Knobs {
+        let n: usize = env_or("SEGSYNC_BENCH_PROFILES", 1_000_000);
+        let scale: f64 = env_or("SEGSYNC_BENCH_SCALE", 0.1);
+        let parts: BTreeSet<String> = match std::env::var("SEGSYNC_BENCH_PARTS") {
+            Ok(v) => v
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            Err(_) => PARTS.iter().map(|p| p.to_string()).collect(),
+        };
+        if let Some(p) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
+            eprintln!(
+                "SEGSYNC_BENCH_PARTS: unknown part {p:?}; the parts are {}",
+                PARTS.join(",")
+            );
+            std::process::exit(2);
+        }
+        Knobs {
+            n,
+            scale,
+            parts,
+            memory_sizes: env_sizes("SEGSYNC_BENCH_MEMORY_SIZES", "100000,1000000,3000000"),
+            pg_sizes: env_sizes("SEGSYNC_BENCH_PG_SIZES", "100000,1000000"),
+            pg_url: std::env::var("SEGSYNC_BENCH_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            naive_sample: env_or("SEGSYNC_BENCH_NAIVE_SAMPLE", 5_000),
+            batch_ops_per_s: env_or("SEGSYNC_BENCH_BATCH_OPS_PER_S", 16.0),
+            dir: std::env::var_os("SEGSYNC_BENCH_DIR").map(PathBuf::from),
+            bin: std::env::var("SEGSYNC_BENCH_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_segsync").to_string()),
+            json: std::env::var_os("SEGSYNC_BENCH_JSON"),
+        }
+    }
+
+    fn has(&self, part: &str) -> bool {
+        self.parts.contains(part)
+    }
+
+    /// The `config` of the JSON report.
+    fn json(&self, bench: &Bench) -> Value {
+        json!({"profiles": self.n, "scale": self.scale, "parts": self.parts,
+            "memory_sizes": self.memory_sizes,
+            "pg_sizes": self.pg_sizes,
+            "naive_sample": self.naive_sample, "batch_ops_per_s": self.batch_ops_per_s,
+            "base_ms": bench.lat.base_ms, "per_item_ms": bench.lat.per_item_ms,
+            "failures": bench.failures})
+    }
+}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -85,131 +151,59 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
+/// A comma list of sizes (`_` allowed as a digit separator).
+fn env_sizes(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .replace('_', "")
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}: a comma list of sizes: {e:?}"))
+        })
+        .collect()
+}
+
 fn main() {
-    let n: usize = env_or("SEGSYNC_BENCH_PROFILES", 1_000_000);
-    let scale: f64 = env_or("SEGSYNC_BENCH_SCALE", 0.1);
-    let parts: BTreeSet<String> = match std::env::var("SEGSYNC_BENCH_PARTS") {
-        Ok(v) => v
-            .split(',')
-            .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty())
-            .collect(),
-        Err(_) => PARTS.iter().map(|p| p.to_string()).collect(),
-    };
-    if let Some(p) = parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
-        eprintln!(
-            "SEGSYNC_BENCH_PARTS: unknown part {p:?}; the parts are {}",
-            PARTS.join(",")
-        );
-        std::process::exit(2);
-    }
-    let memory_sizes: Vec<usize> = std::env::var("SEGSYNC_BENCH_MEMORY_SIZES")
-        .unwrap_or_else(|_| "100000,1000000,3000000".into())
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .replace('_', "")
-                .parse()
-                .expect("SEGSYNC_BENCH_MEMORY_SIZES: a comma list of sizes")
-        })
-        .collect();
-    let pg_sizes: Vec<usize> = std::env::var("SEGSYNC_BENCH_PG_SIZES")
-        .unwrap_or_else(|_| "100000,1000000".into())
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .replace('_', "")
-                .parse()
-                .expect("SEGSYNC_BENCH_PG_SIZES: a comma list of sizes")
-        })
-        .collect();
-    let pg_url = std::env::var("SEGSYNC_BENCH_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let naive_sample: usize = env_or("SEGSYNC_BENCH_NAIVE_SAMPLE", 5_000);
-    let batch_ops_per_s: f64 = env_or("SEGSYNC_BENCH_BATCH_OPS_PER_S", 16.0);
+    let knobs = Knobs::from_env();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = match std::env::var_os("SEGSYNC_BENCH_DIR") {
+    let dir = match &knobs.dir {
         Some(d) => {
-            let d = PathBuf::from(d);
-            std::fs::create_dir_all(&d).unwrap();
-            d
+            std::fs::create_dir_all(d).unwrap();
+            d.clone()
         }
         None => tmp.path().to_path_buf(),
     };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    // The account every segsync home talks to is made per simulator; the key is set below.
-    let bin = std::env::var("SEGSYNC_BENCH_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_segsync").to_string());
-    let mut bench = Bench {
-        n,
-        scale,
-        lat: Latency {
-            base_ms: BASE_MS * scale,
-            per_item_ms: PER_ITEM_MS * scale,
-        },
-        rt,
-        runner: Runner {
-            bin,
-            key: String::new(),
-            scratch: dir.clone(),
-        },
-        dir,
-        dates: order_dates(),
-        report: serde_json::Map::new(),
-        failures: Vec::new(),
-        full: None,
-        pipelines: BTreeMap::new(),
-    };
-    // One API key for every simulator: each simulator gets the same account key.
-    bench.runner.key = mailchimp_sim::store::new_api_key("us6");
+    let mut bench = Bench::new(knobs.n, knobs.scale, dir, knobs.bin.clone());
     println!(
-        "# segsync scale benchmark: {} profiles, latency model 300 ms + 2 ms/member x {scale}, parts {}",
-        thousands(n as u64),
-        parts.iter().cloned().collect::<Vec<_>>().join(",")
+        "# segsync scale benchmark: {} profiles, latency model 300 ms + 2 ms/member x {}, parts {}",
+        thousands(knobs.n as u64),
+        knobs.scale,
+        knobs.parts.iter().cloned().collect::<Vec<_>>().join(",")
     );
     let t = Instant::now();
-    let has = |p: &str| parts.contains(p);
-    if has("full") || has("reruns") {
-        bench.full_and_reruns(has("reruns"));
+    if knobs.has("full") || knobs.has("reruns") {
+        bench.full_and_reruns(knobs.has("reruns"));
     }
-    if has("pipeline") {
+    if knobs.has("pipeline") {
         bench.pipeline_part();
     }
-    if has("memory") {
-        bench.memory_part(&memory_sizes);
+    if knobs.has("memory") {
+        bench.memory_part(&knobs.memory_sizes);
     }
-    if has("sim") {
+    if knobs.has("sim") {
         bench.sim_part();
     }
     // After `pipeline` and `memory`: their figures at the same sizes are shown for comparison.
-    if has("pgsource") {
-        bench.pgsource_part(&pg_url, &pg_sizes);
+    if knobs.has("pgsource") {
+        bench.pgsource_part(&knobs.pg_url, &knobs.pg_sizes);
     }
-    if has("naive") {
-        bench.naive_part(naive_sample, batch_ops_per_s);
+    if knobs.has("naive") {
+        bench.naive_part(knobs.naive_sample, knobs.batch_ops_per_s);
     }
     bench.targets();
     println!("\n(bench took {:.0} s)", t.elapsed().as_secs_f64());
-    bench.report.insert(
-        "config".into(),
-        json!({"profiles": n, "scale": scale, "parts": parts, "memory_sizes": memory_sizes,
-            "pg_sizes": pg_sizes,
-            "naive_sample": naive_sample, "batch_ops_per_s": batch_ops_per_s,
-            "base_ms": bench.lat.base_ms, "per_item_ms": bench.lat.per_item_ms,
-            "failures": bench.failures}),
-    );
-    if let Some(path) = std::env::var_os("SEGSYNC_BENCH_JSON") {
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&Value::Object(bench.report)).unwrap(),
-        )
-        .expect("writing SEGSYNC_BENCH_JSON");
-    }
-    if !bench.failures.is_empty() {
-        eprintln!("{} check(s) failed:", bench.failures.len());
-        for f in &bench.failures {
-            eprintln!("  {f}");
-        }
-        std::process::exit(1);
-    }
+    let config = knobs.json(&bench);
+    bench.finish(config, knobs.json.as_deref());
 }

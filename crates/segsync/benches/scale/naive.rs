@@ -11,12 +11,37 @@ use serde_json::{json, Value};
 use crate::bench::Bench;
 use crate::generate::{canonical_email, profile, write_profiles, COUNTRIES, FIRST, LAST, SEGMENTS};
 use crate::report::thousands;
-use crate::sim::{seen, start_sim, BASE_MS, IN_FLIGHT, PER_ITEM_MS};
+use crate::sim::{seen, start_sim, Seen, BASE_MS, IN_FLIGHT, PER_ITEM_MS};
+
+/// A member as the naive baselines send it: its subscriber hash, the body of its PUT, the
+/// body of its tags POST.
+type Member = (String, Value, Value);
 
 impl Bench {
     pub fn naive_part(&mut self, sample: usize, batch_ops_per_s: f64) {
+        let (members_full, members) = self.naive_members(sample);
+        let sample = members.len();
+        let sim = start_sim(&self.rt, &self.lat, &self.runner.key);
+        let key = sim.add_account();
+        let api = sim.api_url();
+        let http = reqwest::Client::new();
+        let put = self.naive_put(&sim, &http, &key, &api, &members);
+        let (batches, poll_every) =
+            self.naive_batches(&sim, &http, &key, &api, &members, batch_ops_per_s);
+        self.rt.block_on(sim.shutdown());
+        self.print_naive(
+            members_full,
+            sample,
+            put,
+            batches,
+            poll_every,
+            batch_ops_per_s,
+        );
+    }
+
+    /// The members a full export of N profiles sends, and the first `sample` of them.
+    fn naive_members(&self, sample: usize) -> (u64, Vec<Member>) {
         let n = self.n;
-        // The members a full export of N profiles sends, and the first `sample` of them.
         let members_full = match &self.full {
             Some(f) => f.members,
             None => write_profiles(None, n, &[], &self.dates).members,
@@ -53,15 +78,22 @@ impl Bench {
                 json!({ "tags": tags }),
             ));
         }
+        (members_full, members)
+    }
+
+    /// What the simulator saw and the wall time.
+    fn naive_put(
+        &mut self,
+        sim: &RunningSim,
+        http: &reqwest::Client,
+        key: &str,
+        api: &str,
+        members: &[Member],
+    ) -> (Seen, f64) {
         let sample = members.len();
-        let factor = members_full as f64 / sample.max(1) as f64;
-        let sim = start_sim(&self.rt, &self.lat, &self.runner.key);
-        let key = sim.add_account();
-        let api = sim.api_url();
-        let http = reqwest::Client::new();
         // (a) One PUT per member, then its tags, 10 members at a time.
         eprintln!("[bench] naive: one PUT per member ({sample} members)...");
-        let list = list_with_fields(&self.rt, &sim, &http, &key, "Naive PUT");
+        let list = list_with_fields(&self.rt, sim, http, key, "Naive PUT");
         let before = sim.counters();
         let t = Instant::now();
         let failed: usize = self
@@ -69,7 +101,7 @@ impl Bench {
             .block_on(
                 stream::iter(members.iter())
                     .map(|(hash, body, tags)| {
-                        let (http, key, api, list) = (&http, &key, &api, &list);
+                        let list = &list;
                         async move {
                             let put = http
                                 .put(format!("{api}/lists/{list}/members/{hash}"))
@@ -104,10 +136,23 @@ impl Bench {
                 view.member_count
             ),
         );
+        (put_seen, put_wall)
+    }
 
+    /// What the simulator saw, the wall time, and how often the batches were polled.
+    fn naive_batches(
+        &mut self,
+        sim: &RunningSim,
+        http: &reqwest::Client,
+        key: &str,
+        api: &str,
+        members: &[Member],
+        batch_ops_per_s: f64,
+    ) -> ((Seen, f64), Duration) {
+        let sample = members.len();
         // (b) The same operations through /batches, polled until finished.
         eprintln!("[bench] naive: /batches ({sample} members)...");
-        let list = list_with_fields(&self.rt, &sim, &http, &key, "Naive batches");
+        let list = list_with_fields(&self.rt, sim, http, key, "Naive batches");
         let mut settings = sim.settings();
         settings.batches.op_ms = 1000.0 / batch_ops_per_s * self.scale;
         sim.set_settings(settings).unwrap();
@@ -128,7 +173,7 @@ impl Bench {
             for chunk in ops.chunks(1000) {
                 let r: Value = http
                     .post(format!("{api}/batches"))
-                    .basic_auth("bench", Some(&key))
+                    .basic_auth("bench", Some(key))
                     .json(&json!({ "operations": chunk }))
                     .send()
                     .await
@@ -142,7 +187,7 @@ impl Bench {
             while let Some(id) = ids.first().cloned() {
                 let r: Value = http
                     .get(format!("{api}/batches/{id}"))
-                    .basic_auth("bench", Some(&key))
+                    .basic_auth("bench", Some(key))
                     .send()
                     .await
                     .unwrap()
@@ -168,8 +213,20 @@ impl Bench {
                 view.member_count
             ),
         );
-        self.rt.block_on(sim.shutdown());
+        ((batch_seen, batch_wall), poll_every)
+    }
 
+    /// `put` and `batches`: what the simulator saw and the wall time of each baseline.
+    fn print_naive(
+        &mut self,
+        members_full: u64,
+        sample: usize,
+        put: (Seen, f64),
+        batches: (Seen, f64),
+        poll_every: Duration,
+        batch_ops_per_s: f64,
+    ) {
+        let factor = members_full as f64 / sample.max(1) as f64;
         println!(
             "\n## Naive baselines: {} members sent, extrapolated linearly to the full export's {} members\n",
             thousands(sample as u64),
@@ -181,13 +238,13 @@ impl Bench {
         for (what, s, wall) in [
             (
                 "one PUT + one tags POST per member, 10 in flight",
-                &put_seen,
-                put_wall,
+                &put.0,
+                put.1,
             ),
             (
                 "/batches of 1,000 operations (PUT + tags POST per member), polled",
-                &batch_seen,
-                batch_wall,
+                &batches.0,
+                batches.1,
             ),
         ] {
             let est_req = s.requests as f64 * factor;
@@ -219,7 +276,7 @@ impl Bench {
             "- /batches operations run one at a time per account at {batch_ops_per_s} operations/s unscaled ({:.2} ms each scaled), polled every {:.1} s; requests by endpoint: {}; the model alone gives {} operations / {batch_ops_per_s} per s = {model_h:.1} h unscaled (the measured figure adds the simulator's own time per operation, which does not scale)",
             1000.0 / batch_ops_per_s * self.scale,
             poll_every.as_secs_f64(),
-            batch_seen.endpoints(),
+            batches.0.endpoints(),
             thousands(2 * members_full),
         );
         println!(

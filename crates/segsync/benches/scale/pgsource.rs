@@ -2,10 +2,12 @@
 //! PostgreSQL, the same export; per size a plan and a run with no latency, beside the
 //! embedded store's figures at the same sizes.
 
+use std::path::Path;
+
 use serde_json::{json, Value};
 
 use crate::bench::Bench;
-use crate::drive::Stages;
+use crate::drive::{Proc, Stages};
 use crate::pg::{pg_alone, pg_load, PgAlone, PgDatabase, PgLoad, PG_COLUMN_TYPES, PG_PREDICATES};
 use crate::pipeline::Pipeline;
 use crate::report::{opt, plan_json, run_json, thousands};
@@ -36,40 +38,7 @@ impl Bench {
         );
         let home = self.dir.join(&name);
         let _ = std::fs::remove_dir_all(&home);
-        let source = self.runner.must(
-            &home,
-            &[
-                "profiles",
-                "source",
-                "add",
-                "crm",
-                "--postgres",
-                &db.url,
-                "--table",
-                "crm.customers",
-                "--key",
-                "customer_id",
-            ],
-            &[0],
-        );
-        // "  name   type" lines under the first.
-        let types: Vec<(String, String)> = source
-            .stdout
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let mut w = l.split_whitespace();
-                Some((w.next()?.to_string(), w.next()?.to_string()))
-            })
-            .collect();
-        let want: Vec<(String, String)> = PG_COLUMN_TYPES
-            .iter()
-            .map(|(c, t)| (c.to_string(), t.to_string()))
-            .collect();
-        self.check(
-            types == want,
-            format!("profile source columns {types:?} (expected {want:?})"),
-        );
+        let source = self.pg_source_add(&home, &db.url);
         let segments = self.segments(&home, &PG_PREDICATES, Some("crm"), &expect);
         let alone = pg_alone(&db.url);
         self.check(
@@ -81,26 +50,13 @@ impl Bench {
                 alone.count, alone.select_rows, alone.select_per_segment, expect.selected, expect.segment_profiles
             ),
         );
-        let zero = Latency {
-            base_ms: 0.0,
-            per_item_ms: 0.0,
-        };
-        let sim = start_sim(&self.rt, &zero, &self.runner.key);
+        let sim = start_sim(&self.rt, &Latency::ZERO, &self.runner.key);
         let list = self.export(&home, &sim, &expect);
         let plan = self.runner.must(&home, &["plan", "bench", "--json"], &[0]);
         let plan_stages = Stages::of(&plan.stderr);
         let plan_json = plan.json();
         let r = self.measure_run(&sim, &home, "run at latency 0, profiles from PostgreSQL");
-        let c = &r.report["counts"];
-        self.check(
-            c["members"].as_u64() == Some(expect.members)
-                && c["refused"].as_u64() == Some(expect.refused)
-                && c["duplicates"].as_u64() == Some(expect.duplicates),
-            format!(
-                "profiles from PostgreSQL, {size}: the run counts {} members, {} refused, {} duplicates (expected {}, {}, {})",
-                c["members"], c["refused"], c["duplicates"], expect.members, expect.refused, expect.duplicates
-            ),
-        );
+        self.check_counts(&r, &expect, &format!("profiles from PostgreSQL, {size}: "));
         self.check_audience(
             &sim,
             &list,
@@ -129,6 +85,46 @@ impl Bench {
             run_requests: r.seen.requests,
             run_sim_cpu: r.sim_cpu,
         }
+    }
+
+    /// `profiles source add` of the table in the database at `url` to the home at `home`;
+    /// checks the column types it reports.
+    fn pg_source_add(&mut self, home: &Path, url: &str) -> Proc {
+        let source = self.runner.must(
+            home,
+            &[
+                "profiles",
+                "source",
+                "add",
+                "crm",
+                "--postgres",
+                url,
+                "--table",
+                "crm.customers",
+                "--key",
+                "customer_id",
+            ],
+            &[0],
+        );
+        // "  name   type" lines under the first.
+        let types: Vec<(String, String)> = source
+            .stdout
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.to_string()))
+            })
+            .collect();
+        let want: Vec<(String, String)> = PG_COLUMN_TYPES
+            .iter()
+            .map(|(c, t)| (c.to_string(), t.to_string()))
+            .collect();
+        self.check(
+            types == want,
+            format!("profile source columns {types:?} (expected {want:?})"),
+        );
+        source
     }
 
     pub fn pgsource_part(&mut self, server: &str, sizes: &[usize]) {

@@ -19,11 +19,7 @@ impl Bench {
             "[bench] local pipeline at {} profiles...",
             thousands(size as u64)
         );
-        let zero = Latency {
-            base_ms: 0.0,
-            per_item_ms: 0.0,
-        };
-        let sim = start_sim(&self.rt, &zero, &self.runner.key);
+        let sim = start_sim(&self.rt, &Latency::ZERO, &self.runner.key);
         let name = format!("pipeline-{size}");
         let csv = self.dir.join(format!("{name}.csv"));
         let expect = self.generate(&csv, size, &[]);

@@ -2,6 +2,8 @@
 //! measured), the JSON shapes that several parts share, and the closing table of issue 6's
 //! targets.
 
+use std::ffi::OsStr;
+
 use serde_json::{json, Value};
 
 use crate::bench::Bench;
@@ -159,6 +161,26 @@ impl Bench {
         println!("| --- | --- |");
         for (t, m) in rows {
             println!("| {t} | {m} |");
+        }
+    }
+
+    /// Adds `config` to the JSON report and writes it to `path`, if any; then ends the bench
+    /// with status 1 when a check failed.
+    pub fn finish(mut self, config: Value, path: Option<&OsStr>) {
+        self.report.insert("config".into(), config);
+        if let Some(path) = path {
+            std::fs::write(
+                path,
+                serde_json::to_string_pretty(&Value::Object(self.report)).unwrap(),
+            )
+            .expect("writing SEGSYNC_BENCH_JSON");
+        }
+        if !self.failures.is_empty() {
+            eprintln!("{} check(s) failed:", self.failures.len());
+            for f in &self.failures {
+                eprintln!("  {f}");
+            }
+            std::process::exit(1);
         }
     }
 }

@@ -18,6 +18,22 @@ pub struct Latency {
     pub per_item_ms: f64,
 }
 
+impl Latency {
+    /// For the parts that measure segsync's own work, with the network out of the way.
+    pub const ZERO: Latency = Latency {
+        base_ms: 0.0,
+        per_item_ms: 0.0,
+    };
+
+    /// Mailchimp's plausible latency times `scale`.
+    pub fn scaled(scale: f64) -> Latency {
+        Latency {
+            base_ms: BASE_MS * scale,
+            per_item_ms: PER_ITEM_MS * scale,
+        }
+    }
+}
+
 /// A simulator in this process whose one account has API key `key`.
 pub fn start_sim(rt: &tokio::runtime::Runtime, lat: &Latency, key: &str) -> RunningSim {
     let mut config = SimConfig {

@@ -3,23 +3,25 @@
 
 use std::time::Instant;
 
+use mailchimp_sim::RunningSim;
 use serde_json::{json, Value};
 
 use crate::bench::Bench;
+use crate::pipeline::Pipeline;
 use crate::report::thousands;
 use crate::sample::self_cpu;
-use crate::sim::{post_all, seen, start_sim, Latency};
+use crate::sim::{post_all, seen, start_sim, Latency, Seen};
+
+/// The simulator driven directly by one kind of request: what, what it saw, wall seconds,
+/// CPU seconds of this process (the simulator's, mostly), members sent.
+type Direct = (&'static str, Seen, f64, f64, usize);
 
 impl Bench {
     pub fn sim_part(&mut self) {
         let n = self.n;
         let seg = self.pipeline(n);
         eprintln!("[bench] simulator alone...");
-        let zero = Latency {
-            base_ms: 0.0,
-            per_item_ms: 0.0,
-        };
-        let sim = start_sim(&self.rt, &zero, &self.runner.key);
+        let sim = start_sim(&self.rt, &Latency::ZERO, &self.runner.key);
         let key = sim.add_account();
         let list = sim.create_list(&key, "Throughput", false);
         let api = sim.api_url();
@@ -44,17 +46,13 @@ impl Bench {
                 )
             })
             .collect();
-        let before = sim.counters();
-        let cpu0 = self_cpu();
-        let t = Instant::now();
-        let statuses = post_all(&self.rt, &http, &url, &key, &batches);
-        let wall = t.elapsed().as_secs_f64();
+        let (seen, wall, cpu, statuses) = self.post_measured(&sim, &http, &url, &key, &batches);
         drop(batches);
         rows.push((
             "mailchimp-sim alone: batch upserts (500 new members, slim answer)",
-            seen(&before, &sim.counters()),
+            seen,
             wall,
-            self_cpu() - cpu0,
+            cpu,
             members,
         ));
         self.check(
@@ -86,16 +84,12 @@ impl Bench {
                 bytes::Bytes::from(serde_json::to_vec(&json!({"members_to_add": emails})).unwrap())
             })
             .collect();
-        let before = sim.counters();
-        let cpu0 = self_cpu();
-        let t = Instant::now();
-        let statuses = post_all(&self.rt, &http, &seg_url, &key, &adds);
-        let wall = t.elapsed().as_secs_f64();
+        let (seen, wall, cpu, statuses) = self.post_measured(&sim, &http, &seg_url, &key, &adds);
         rows.push((
             "mailchimp-sim alone: segment batches (500 additions)",
-            seen(&before, &sim.counters()),
+            seen,
             wall,
-            self_cpu() - cpu0,
+            cpu,
             members,
         ));
         self.check(
@@ -103,7 +97,33 @@ impl Bench {
             "every direct segment batch answered 200".into(),
         );
         self.rt.block_on(sim.shutdown());
+        self.print_throughput(&rows, &seg, members);
+    }
 
+    /// Posts `bodies` to `url` as the account `key`, 10 in flight: what the simulator saw, the
+    /// wall time, this process's CPU time meanwhile, and each answer's status.
+    fn post_measured(
+        &self,
+        sim: &RunningSim,
+        http: &reqwest::Client,
+        url: &str,
+        key: &str,
+        bodies: &[bytes::Bytes],
+    ) -> (Seen, f64, f64, Vec<u16>) {
+        let before = sim.counters();
+        let cpu0 = self_cpu();
+        let t = Instant::now();
+        let statuses = post_all(&self.rt, http, url, key, bodies);
+        let wall = t.elapsed().as_secs_f64();
+        (
+            seen(&before, &sim.counters()),
+            wall,
+            self_cpu() - cpu0,
+            statuses,
+        )
+    }
+
+    fn print_throughput(&mut self, rows: &[Direct], seg: &Pipeline, members: usize) {
         println!(
             "\n## The simulator is not the bottleneck (latency model at 0, {} members)\n",
             thousands(members as u64)
@@ -111,7 +131,7 @@ impl Bench {
         println!("| client | requests | wall s | requests/s | members/s | in flight avg | simulator CPU s (with the in-process client) |");
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
         let mut j = Vec::new();
-        for (what, s, wall, cpu, m) in &rows {
+        for (what, s, wall, cpu, m) in rows {
             println!(
                 "| {what} | {} | {wall:.2} | {:.0} | {} | {:.1} | {cpu:.2} |",
                 thousands(s.requests),
