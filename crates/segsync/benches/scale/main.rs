@@ -28,10 +28,11 @@
 //! - `SEGSYNC_BENCH_BIN`: another `segsync` binary, or a wrapper (perf record, for a profile).
 //!
 //! segsync is driven through its binary (`run --json`, `plan --json`), as a user would; its
-//! peak RSS is sampled from /proc (VmHWM), its CPU time comes from `wait4`, its local stages from its
-//! debug log (`SEGSYNC_LOG=segsync=debug`: "profiles read", "audience read", "planned"). The
-//! simulator runs in this process; its counters give the requests by endpoint, their items
-//! (for the bound) and the time requests held an in-flight slot (for the average in flight).
+//! peak RSS is sampled from /proc (VmHWM), its CPU time is what reaping it adds to this
+//! process's children's totals (`getrusage`), its local stages come from its debug log
+//! (`SEGSYNC_LOG=segsync=debug`: "profiles read", "audience read", "planned"). The simulator
+//! runs in this process; its counters give the requests by endpoint, their items (for the
+//! bound) and the time requests held an in-flight slot (for the average in flight).
 //!
 //! `pgsource` (issue 5) keeps the profiles in PostgreSQL: for each size, a new database
 //! (dropped at the end, also on a panic), the same generated profiles loaded into a typed

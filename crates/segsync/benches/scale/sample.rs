@@ -2,41 +2,43 @@
 //! its exit code and CPU time when it is reaped; and this process's own CPU time (the
 //! in-process simulator's, mostly).
 
+use std::process::{Child, ExitStatus};
 use std::time::Duration;
 
-/// Waits for `child`; returns its exit code and CPU seconds (user + system, from `wait4`).
-///
-/// Not its peak RSS: `ru_maxrss` is unusable here. The child is spawned with
-/// `CLONE_VM | CLONE_VFORK` (posix_spawn), and exec records the high-water RSS of the memory
-/// it leaves, which is this process's, into the child's `ru_maxrss`. See [`PeakRss`].
 #[cfg(unix)]
-pub fn wait_cpu(child: std::process::Child) -> (i32, f64) {
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-        if r == pid {
-            break;
-        }
-        let e = std::io::Error::last_os_error();
-        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "wait4: {e}");
-    }
-    drop(child);
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -libc::WTERMSIG(status)
-    };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (code, tv(ru.ru_utime) + tv(ru.ru_stime))
+use nix::sys::{
+    resource::{getrusage, UsageWho},
+    time::TimeVal,
+};
+
+/// Waits for `child`; returns its exit code (minus the signal's number when a signal ended
+/// it) and its CPU seconds (user + system).
+///
+/// The CPU time is what reaping the child adds to this process's `RUSAGE_CHILDREN` totals,
+/// the figure `wait4` gives for that child: the bench runs one child at a time and reaps
+/// nothing else, so nothing else is added meanwhile. Totals can be subtracted, a maximum
+/// cannot: the children's `ru_maxrss` says nothing of one child. Nor would the child's own:
+/// it is spawned with `CLONE_VM | CLONE_VFORK` (posix_spawn), and exec records the high-water
+/// RSS of the memory it leaves, which is this process's, into the child's `ru_maxrss`. See
+/// [`PeakRss`].
+pub fn wait_cpu(mut child: Child) -> (i32, f64) {
+    let before = children_cpu();
+    let status = child.wait().expect("segsync ends");
+    (exit_code(status), children_cpu() - before)
+}
+
+#[cfg(unix)]
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| -s))
+        .unwrap_or(-1)
 }
 
 #[cfg(not(unix))]
-pub fn wait_cpu(mut child: std::process::Child) -> (i32, f64) {
-    let s = child.wait().expect("segsync ends");
-    (s.code().unwrap_or(-1), 0.0)
+fn exit_code(status: ExitStatus) -> i32 {
+    status.code().unwrap_or(-1)
 }
 
 /// Samples `VmHWM` (the kernel's high-water mark of the process's resident set, after exec)
@@ -84,14 +86,28 @@ impl PeakRss {
 /// CPU seconds of this process (the in-process simulator, mostly).
 #[cfg(unix)]
 pub fn self_cpu() -> f64 {
-    // SAFETY: rusage is plain data; getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    cpu_seconds(UsageWho::RUSAGE_SELF)
 }
 
 #[cfg(not(unix))]
 pub fn self_cpu() -> f64 {
     0.0
+}
+
+/// CPU seconds of the children reaped so far, with their own reaped children.
+#[cfg(unix)]
+fn children_cpu() -> f64 {
+    cpu_seconds(UsageWho::RUSAGE_CHILDREN)
+}
+
+#[cfg(not(unix))]
+fn children_cpu() -> f64 {
+    0.0
+}
+
+#[cfg(unix)]
+fn cpu_seconds(who: UsageWho) -> f64 {
+    let usage = getrusage(who).expect("getrusage");
+    let s = |t: TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    s(usage.user_time()) + s(usage.system_time())
 }
