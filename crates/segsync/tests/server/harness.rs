@@ -8,6 +8,8 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use crate::common::Session;
@@ -109,10 +111,8 @@ impl Server {
     /// Sends SIGTERM and waits for the process to end; its exit code.
     pub fn terminate(&mut self) -> i32 {
         let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on a child we started.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
+        // Not reaped yet, so the pid is still this child's.
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM to segsync serve");
         let status = child.wait().expect("segsync serve ends");
         status.code().unwrap_or(-1)
     }
