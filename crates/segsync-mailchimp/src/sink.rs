@@ -29,6 +29,14 @@ pub enum Answer {
     Archive(Archived),
 }
 
+impl Sent {
+    /// Whether this answer ends the run at once (a rejected credential: every further
+    /// request would be refused too), so that no new request should leave after it.
+    pub fn stops_the_run(&self) -> bool {
+        matches!(self.result, Err(Error::CredentialRejected))
+    }
+}
+
 /// Sends `op` to audience `list_id`; `segment_ids` maps the export's tag bits to the
 /// audience's tag ids (a tag missing from the audience has nothing to remove).
 pub async fn send(

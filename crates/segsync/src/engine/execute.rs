@@ -317,8 +317,11 @@ impl Sending<'_> {
             let sent = done.map_err(|e| anyhow::anyhow!("a request's task failed: {e}"))?;
             self.answered += 1;
             self.hook.answered(self.answered);
-            // The next request leaves before this answer is handled.
-            self.fill(phase, &mut in_flight, segment_ids, stop)?;
+            // The next request leaves before this answer is handled, unless the answer
+            // stops the run (nothing more may be sent with a revoked credential).
+            if !sent.stops_the_run() {
+                self.fill(phase, &mut in_flight, segment_ids, stop)?;
+            }
             self.take_answer(sent, phase.round, &mut end).await?;
         }
         // The phase's answers are all written before anything reads the store again.
