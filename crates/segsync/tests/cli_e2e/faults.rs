@@ -298,11 +298,11 @@ fn a_credential_revoked_mid_run_stops_it_without_a_storm_of_retries() {
     let profiles = people(12_000);
     let total = expected(&profiles, Status::Subscribed).len() as u64;
     s.setup(&list, &profiles, &[]);
-    // Each batch takes about a quarter of a second: the run is caught with all ten slots
-    // busy.
+    // Each batch takes about half a second: the run is caught with all ten slots busy, and
+    // a loaded machine still revokes the key long before the run could end.
     sim.settings(|st| {
-        st.latency.base_ms = 20.0;
-        st.latency.per_item_ms = 0.5;
+        st.latency.base_ms = 40.0;
+        st.latency.per_item_ms = 1.0;
     });
     let args = ["run", EXPORT, "--quiet"];
     let mut child = s.spawn(&args);
