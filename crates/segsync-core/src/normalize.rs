@@ -40,6 +40,11 @@ pub fn check_email(raw: &str) -> Result<String, String> {
     if local.contains(['(', ')', '<', '>', ',', ';', ':', '\\', '"', '[', ']']) {
         return invalid("forbidden character");
     }
+    // Mailchimp refuses addresses whose local part is not ASCII (its knowledge base: no UTF-8
+    // before the @); refused here, with the reason, rather than by Mailchimp halfway.
+    if !local.is_ascii() {
+        return invalid("non-ASCII characters before the @ (Mailchimp accepts only ASCII there)");
+    }
     let labels: Vec<&str> = domain.split('.').collect();
     let bad_label = |l: &&str| {
         l.is_empty()
@@ -207,11 +212,9 @@ pub fn format_value(spec: &FieldSpec, v: &Value) -> Result<Option<Value>, String
             let s = text_of(v).ok_or_else(|| format!("{} is not a date", shown()))?;
             let (y, m, d) = ymd(&s)
                 .ok_or_else(|| format!("{} is not a date (expected YYYY-MM-DD)", shown()))?;
-            Value::String(match spec.date_format.as_str() {
-                "DD/MM/YYYY" => format!("{d:02}/{m:02}/{y:04}"),
-                "MM/DD/YYYY" => format!("{m:02}/{d:02}/{y:04}"),
-                _ => format!("{y:04}-{m:02}-{d:02}"),
-            })
+            // The form Mailchimp documents for the API, whatever the field's display format
+            // (how a DD/MM/YYYY field would read 07/03/2024 is not documented).
+            Value::String(format!("{y:04}-{m:02}-{d:02}"))
         }
         MergeKind::Birthday => {
             let s = text_of(v).ok_or_else(|| format!("{} is not a birthday", shown()))?;
@@ -239,11 +242,8 @@ pub fn format_value(spec: &FieldSpec, v: &Value) -> Result<Option<Value>, String
             };
             chrono::NaiveDate::from_ymd_opt(2000, m, d)
                 .ok_or_else(|| format!("{} is not a valid month and day", shown()))?;
-            Value::String(if spec.date_format.starts_with("DD") {
-                format!("{d:02}/{m:02}")
-            } else {
-                format!("{m:02}/{d:02}")
-            })
+            // MM/DD, the form Mailchimp documents for the API, whatever the display format.
+            Value::String(format!("{m:02}/{d:02}"))
         }
         MergeKind::Address => match v {
             Value::Object(o) => {
@@ -470,7 +470,12 @@ mod tests {
             check_email("  Ana.Pop+News@Posta.RO "),
             Ok("ana.pop+news@posta.ro".into())
         );
-        assert_eq!(check_email("jörg@straße.de"), Ok("jörg@straße.de".into()));
+        // Non-ASCII domains are fine; Mailchimp refuses non-ASCII before the @.
+        assert_eq!(check_email("jorg@straße.de"), Ok("jorg@straße.de".into()));
+        assert_eq!(
+            check_email("jörg@straße.de"),
+            Err("invalid email address \"jörg@straße.de\": non-ASCII characters before the @ (Mailchimp accepts only ASCII there)".into())
+        );
         for bad in ["", "plain", "a@b", "a b@c.ro", "a..b@c.ro", "a@c.1"] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
@@ -526,7 +531,7 @@ mod tests {
         d.date_format = "DD/MM/YYYY".into();
         assert_eq!(
             format_value(&d, &json!("2024-03-07T10:00:00Z")),
-            Ok(Some(json!("07/03/2024")))
+            Ok(Some(json!("2024-03-07")))
         );
         let mut b = spec("BDAY", MergeKind::Birthday);
         b.date_format = "MM/DD".into();

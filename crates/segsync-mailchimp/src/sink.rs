@@ -81,6 +81,9 @@ pub struct Tally {
 pub struct Refused {
     pub email: String,
     pub reason: String,
+    /// Refused for now only (Mailchimp's temporary per-address refusal): the next run sends
+    /// it again; not a failure of the run.
+    pub deferred: bool,
 }
 
 /// Everything one answer taught.
@@ -95,8 +98,9 @@ pub struct Read {
     pub tally: Tally,
     /// Members a create found on the audience: to update, each with its own status.
     pub exists: Vec<Upsert>,
-    /// The request to send again after the rest of its phase.
-    pub again: Option<Op>,
+    /// Requests to send again after the rest of the phase: one that failed transiently, or
+    /// the parts of a batch split around the items Mailchimp refused.
+    pub again: Vec<Op>,
     /// An error that fails the run; the run still sends the rest.
     pub failure: Option<Error>,
 }
@@ -126,7 +130,7 @@ impl Sink {
                 return Ok(read);
             }
             Err(e) => {
-                not_sent(&mut read, sent.op, e);
+                refused_whole(&mut read, sent.op, e);
                 return Ok(read);
             }
         };
@@ -160,7 +164,7 @@ impl Sink {
         {
             self.maybe_applied.extend(items.iter().map(|u| u.key));
         }
-        read.again = Some(op);
+        read.again.push(op);
     }
 
     fn upserted(
@@ -203,10 +207,28 @@ impl Sink {
             }
         }
         for email in &outcome.unanswered {
+            // An update Mailchimp did not mention changed nothing there (some answers list
+            // only the members they changed): the member has what was sent.
+            if let (false, Some(u)) = (creates, by_email.get(&email.to_lowercase())) {
+                read.facts.push(Fact::Upserted {
+                    key: u.key,
+                    email: u.email.clone(),
+                    status: u.status,
+                    created: false,
+                    fingerprint: u.fingerprint,
+                });
+                if u.merge.is_none() {
+                    read.tally.unsubscribed += 1;
+                } else {
+                    read.tally.updated += 1;
+                }
+                continue;
+            }
             read.undelivered.push(email.to_lowercase());
             read.refused.push(Refused {
                 email: email.clone(),
                 reason: "Mailchimp's answer did not mention this member; it will be sent again on the next run".into(),
+                deferred: false,
             });
         }
     }
@@ -245,9 +267,17 @@ fn refused(read: &mut Read, u: Option<&Upsert>, email: String, f: &MemberFailure
             f.message,
             f.field_message.clone().unwrap_or_default()
         ),
+        _ if f.kind == FailureKind::Deferred => format!(
+            "deferred: Mailchimp refuses new sign-ups of this address for now ({}); the next run sends it again",
+            f.message
+        ),
         _ => format!("Mailchimp: {}", f.message),
     };
-    read.refused.push(Refused { email, reason });
+    read.refused.push(Refused {
+        email,
+        reason,
+        deferred: f.kind == FailureKind::Deferred,
+    });
 }
 
 fn tagged(
@@ -267,6 +297,7 @@ fn tagged(
             read.refused.push(Refused {
                 email: email.clone(),
                 reason: "not tagged: the address is not a member of the audience".into(),
+                deferred: false,
             });
             continue;
         }
@@ -289,6 +320,81 @@ fn tagged(
     }
 }
 
+/// A request Mailchimp refused whole. A batch upsert refused for some of its items (400
+/// "Invalid Resource", its `errors` naming fields such as `members.item:3.status`, as
+/// Mailchimp does when one item fails its schema) is split: the named items are reported
+/// with Mailchimp's message and the others go again; one refused without naming items is
+/// halved until the bad ones stand alone. Anything else is [`not_sent`].
+fn refused_whole(read: &mut Read, op: Op, e: Error) {
+    let (update_existing, items, problem) = match (&op, &e) {
+        (
+            Op::Upsert {
+                update_existing,
+                items,
+            },
+            Error::Rejected {
+                status: 400,
+                problem,
+                ..
+            },
+        ) if problem.title == "Invalid Resource" => (*update_existing, items, problem),
+        _ => return not_sent(read, op, e),
+    };
+    let named = bad_items(problem, items.len());
+    if named.is_empty() && items.len() < 2 {
+        return not_sent(read, op, e);
+    }
+    let batch = |items: Vec<Upsert>| Op::Upsert {
+        update_existing,
+        items,
+    };
+    if named.is_empty() {
+        let (a, b) = items.split_at(items.len() / 2);
+        read.again.extend([batch(a.to_vec()), batch(b.to_vec())]);
+        return;
+    }
+    let mut rest = Vec::new();
+    for (i, u) in items.iter().enumerate() {
+        match named.get(&i) {
+            Some(complaints) => {
+                read.undelivered.push(u.email.clone());
+                read.refused.push(Refused {
+                    email: u.email.clone(),
+                    reason: format!("Mailchimp: {} ({})", problem.title, complaints.join("; ")),
+                    deferred: false,
+                });
+            }
+            None => rest.push(u.clone()),
+        }
+    }
+    if !rest.is_empty() {
+        read.again.push(batch(rest));
+    }
+}
+
+/// The items a refused batch's problem names (`members.item:N...`), with what it says of
+/// each (`field: message`); indices outside the batch are ignored.
+fn bad_items(problem: &crate::error::Problem, len: usize) -> HashMap<usize, Vec<String>> {
+    let mut named: HashMap<usize, Vec<String>> = HashMap::new();
+    for f in &problem.errors {
+        let index = f
+            .field
+            .strip_prefix("members.item:")
+            .and_then(|rest| rest.split(['.', ':']).next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|i| *i < len);
+        if let Some(i) = index {
+            let what = f.field.split_once('.').map_or("", |(_, w)| w);
+            let what = what.split_once('.').map_or(what, |(_, w)| w);
+            named
+                .entry(i)
+                .or_default()
+                .push(format!("{what}: {}", f.message));
+        }
+    }
+    named
+}
+
 /// A request that failed for good: its members are reported. A contact Mailchimp cannot
 /// archive (pending, cleaned, already archived: 405) is reported without failing the run;
 /// anything else fails it.
@@ -309,10 +415,206 @@ fn not_sent(read: &mut Read, op: Op, e: Error) {
         read.refused.push(Refused {
             email,
             reason: format!("{words}: {e}"),
+            deferred: false,
         });
     }
     let archive_refused = matches!(op, Op::Archive { .. }) && e.is_permanent();
     if !archive_refused {
         read.failure = Some(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{FieldError, Problem};
+    use segsync_core::Status;
+
+    fn member(i: usize) -> Upsert {
+        let email = format!("m{i}@posta.ro");
+        Upsert {
+            key: MemberKey::of(&email),
+            email,
+            status: Status::Subscribed,
+            merge: Some(Default::default()),
+            fingerprint: Some(i as u64),
+        }
+    }
+
+    fn batch(n: usize, update_existing: bool) -> Op {
+        Op::Upsert {
+            update_existing,
+            items: (0..n).map(member).collect(),
+        }
+    }
+
+    fn invalid_resource(errors: &[(&str, &str)]) -> Error {
+        Error::Rejected {
+            endpoint: "POST /lists/{list_id}",
+            status: 400,
+            problem: Problem {
+                title: "Invalid Resource".into(),
+                detail: "The resource submitted could not be validated. For field-specific details, see the 'errors' array.".into(),
+                errors: errors
+                    .iter()
+                    .map(|(f, m)| FieldError {
+                        field: f.to_string(),
+                        message: m.to_string(),
+                    })
+                    .collect(),
+                instance: None,
+            },
+        }
+    }
+
+    fn emails(op: &Op) -> Vec<String> {
+        match op {
+            Op::Upsert { items, .. } => items.iter().map(|u| u.email.clone()).collect(),
+            _ => panic!("an upsert"),
+        }
+    }
+
+    #[test]
+    fn a_batch_refused_for_named_items_goes_again_without_them() {
+        let e = invalid_resource(&[(
+            "members.item:3.status",
+            "Data did not match any of the schemas described in anyOf.",
+        )]);
+        let read = Sink::default()
+            .read(
+                Sent {
+                    op: batch(5, false),
+                    result: Err(e),
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!(read.refused.len(), 1);
+        assert_eq!(read.refused[0].email, "m3@posta.ro");
+        assert_eq!(
+            read.refused[0].reason,
+            "Mailchimp: Invalid Resource (status: Data did not match any of the schemas described in anyOf.)"
+        );
+        assert_eq!(read.undelivered, vec!["m3@posta.ro".to_string()]);
+        assert_eq!(read.again.len(), 1);
+        assert_eq!(
+            emails(&read.again[0]),
+            ["m0@posta.ro", "m1@posta.ro", "m2@posta.ro", "m4@posta.ro"]
+        );
+        assert!(
+            read.failure.is_none(),
+            "the run does not fail for one bad item"
+        );
+    }
+
+    #[test]
+    fn a_batch_refused_without_naming_items_is_halved_down_to_the_bad_one() {
+        let e = || invalid_resource(&[]);
+        let mut sink = Sink::default();
+        let read = sink
+            .read(
+                Sent {
+                    op: batch(5, true),
+                    result: Err(e()),
+                },
+                0,
+            )
+            .unwrap();
+        assert!(read.refused.is_empty());
+        let halves: Vec<Vec<String>> = read.again.iter().map(emails).collect();
+        assert_eq!(halves[0], ["m0@posta.ro", "m1@posta.ro"]);
+        assert_eq!(halves[1], ["m2@posta.ro", "m3@posta.ro", "m4@posta.ro"]);
+        // One member alone, still refused: reported, the run goes on.
+        let single = Op::Upsert {
+            update_existing: true,
+            items: vec![member(7)],
+        };
+        let read = sink
+            .read(
+                Sent {
+                    op: single,
+                    result: Err(e()),
+                },
+                0,
+            )
+            .unwrap();
+        assert!(read.again.is_empty());
+        assert_eq!(read.refused.len(), 1);
+        assert!(read.refused[0].reason.starts_with("not sent: "));
+    }
+
+    #[test]
+    fn updates_an_answer_leaves_out_are_acknowledged_as_sent() {
+        let op = batch(2, true);
+        let outcome = BatchOutcome {
+            accepted: vec![crate::types::AcceptedMember {
+                email: "m0@posta.ro".into(),
+                hash: crate::types::subscriber_hash("m0@posta.ro"),
+                status: crate::types::MemberStatus::Subscribed,
+                created: false,
+            }],
+            unanswered: vec!["m1@posta.ro".into()],
+            ..Default::default()
+        };
+        let read = Sink::default()
+            .read(
+                Sent {
+                    op,
+                    result: Ok(Answer::Upsert(outcome)),
+                },
+                0,
+            )
+            .unwrap();
+        assert!(read.refused.is_empty(), "{:?}", read.refused);
+        assert!(read.undelivered.is_empty(), "its tags are still sent");
+        assert_eq!(read.tally.updated, 2);
+        assert_eq!(read.facts.len(), 2);
+    }
+
+    #[test]
+    fn creates_an_answer_leaves_out_are_not_taken_as_sent() {
+        let outcome = BatchOutcome {
+            unanswered: vec!["m0@posta.ro".into()],
+            ..Default::default()
+        };
+        let read = Sink::default()
+            .read(
+                Sent {
+                    op: batch(1, false),
+                    result: Ok(Answer::Upsert(outcome)),
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!(read.refused.len(), 1);
+        assert_eq!(read.undelivered, vec!["m0@posta.ro".to_string()]);
+    }
+
+    #[test]
+    fn a_temporary_refusal_of_one_address_is_deferred() {
+        let message = "m0@posta.ro has signed up to a lot of lists very recently; we're not allowing more signups for now";
+        let outcome = BatchOutcome {
+            failed: vec![MemberFailure {
+                email: "m0@posta.ro".into(),
+                kind: FailureKind::of("ERROR_GENERIC", message),
+                message: message.into(),
+                field: None,
+                field_message: None,
+            }],
+            ..Default::default()
+        };
+        let read = Sink::default()
+            .read(
+                Sent {
+                    op: batch(1, false),
+                    result: Ok(Answer::Upsert(outcome)),
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!(read.refused.len(), 1);
+        assert!(read.refused[0].deferred);
+        assert!(read.refused[0].reason.starts_with("deferred: "));
+        assert!(read.failure.is_none());
     }
 }

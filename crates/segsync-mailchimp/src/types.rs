@@ -261,6 +261,10 @@ pub enum FailureKind {
     /// Unsubscribed, cleaned or under compliance review ("Member In Compliance State"): it
     /// cannot be subscribed by the API.
     Compliance,
+    /// A temporary refusal of one address ("x has signed up to a lot of lists very recently;
+    /// we're not allowing more signups for now"): not the address's fault, and not a reason
+    /// to ask again at once; the next run sends it again.
+    Deferred,
     /// Anything else: an address Mailchimp finds invalid or fake, a merge value it refuses.
     Invalid,
 }
@@ -275,6 +279,8 @@ impl FailureKind {
             FailureKind::Forgotten
         } else if m.contains("compliance state") {
             FailureKind::Compliance
+        } else if m.contains("signed up to a lot of lists") {
+            FailureKind::Deferred
         } else {
             FailureKind::Invalid
         }

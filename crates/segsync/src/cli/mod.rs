@@ -199,8 +199,13 @@ fn print_counts(c: &crate::state::RunCounts) {
         "  created {}, updated {}, unchanged {}, tagged {}, untagged {}, archived {}, unsubscribed {}",
         c.created, c.updated, c.unchanged, c.tagged, c.untagged, c.archived, c.unsubscribed
     );
+    let deferred = if c.deferred > 0 {
+        format!(", deferred {} (sent again by the next run)", c.deferred)
+    } else {
+        String::new()
+    };
     println!(
-        "  profiles {}, members {}, duplicates merged {}, refused {}, skipped {}, failed {}; {} requests, {} retries",
+        "  profiles {}, members {}, duplicates merged {}, refused {}, skipped {}, failed {}{deferred}; {} requests, {} retries",
         c.profiles, c.members, c.duplicates, c.refused, c.skipped, c.failed, c.requests, c.retries
     );
 }

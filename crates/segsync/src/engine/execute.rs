@@ -389,6 +389,7 @@ impl Sending<'_> {
         if let Some(e) = read.failure {
             self.tally.failure.get_or_insert_with(|| e.to_string());
         }
+        let deferred = read.refused.iter().filter(|r| r.deferred).count() as u64;
         let errors: Vec<RecordError> = read
             .refused
             .into_iter()
@@ -398,7 +399,8 @@ impl Sending<'_> {
                 reason: r.reason,
             })
             .collect();
-        self.tally.counts.failed += errors.len() as u64;
+        self.tally.counts.deferred += deferred;
+        self.tally.counts.failed += errors.len() as u64 - deferred;
         self.tally.errors.extend(errors.iter().cloned());
         self.checkpoints
             .record(checkpoint::Answer {

@@ -343,6 +343,15 @@ async fn learn_audience(
             }
         })
         .await?;
+    // Archived contacts are asked for by name: some answers leave them out of a plain read,
+    // and a contact archived in Mailchimp must never be sent a status (that unarchives it).
+    client
+        .members_with_status_each(&export.audience_id, since, Some("archived"), |m| {
+            if let Some(k) = MemberKey::from_hex(&m.hash) {
+                audience.insert(k, core_status(&m.status));
+            }
+        })
+        .await?;
     // The next run reads what changed after this read began, by Mailchimp's own clock when
     // it tells it (a few seconds of margin for its one-second resolution), else by ours with
     // a margin for clock skew.

@@ -269,6 +269,7 @@ fn segment_tags(
         }
         let tag = s.tag.clone().unwrap_or_else(|| s.segment.clone());
         check_name("tag", &tag)?;
+        check_tag_length(&tag)?;
         if segments.iter().any(|x| x.segment == s.segment) {
             return Err(OpError::Invalid(format!(
                 "segment \"{}\" is chosen twice",
@@ -281,6 +282,21 @@ fn segment_tags(
         });
     }
     Ok((segments, source.and_then(|(_, src)| src)))
+}
+
+/// The longest tag name segsync sends: Mailchimp has been reported to cap static segment
+/// (tag) names at 50 characters, so a longer one is refused when the export is saved rather
+/// than by Mailchimp in the middle of a run.
+pub const MAX_TAG_CHARS: usize = 50;
+
+fn check_tag_length(tag: &str) -> OpResult<()> {
+    let n = tag.chars().count();
+    if n > MAX_TAG_CHARS {
+        return Err(OpError::Invalid(format!(
+            "tag name {tag:?} refused: it is {n} characters long, and Mailchimp takes at most {MAX_TAG_CHARS} (give it a shorter tag: --tag SEGMENT=TAG on the command line, tag = \"...\" in a file)"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a connection that does not exist or that `actor` may not use, on either side of

@@ -193,6 +193,10 @@ pub struct RunCounts {
     pub unsubscribed: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Records Mailchimp refused for now only (an address that "signed up to a lot of lists
+    /// very recently"): not failures; the next run sends them again.
+    #[serde(default)]
+    pub deferred: u64,
     pub requests: u64,
     pub retries: u64,
 }
