@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_sim", get(index))
         .route("/_sim/accounts", get(accounts).post(create_account))
         .route("/_sim/accounts/{account_id}/lists", post(create_list))
+        .route("/_sim/accounts/{account_id}/keys", post(add_key))
         .route("/_sim/lists/{list_id}", get(list_state))
         .route(
             "/_sim/lists/{list_id}/members/{member}/status",
@@ -66,6 +67,7 @@ async fn index() -> Response {
         &json!({
             "endpoints": [
                 "GET /_sim/accounts", "POST /_sim/accounts {api_key?}",
+                "POST /_sim/accounts/{account_id}/keys {api_key?}",
                 "POST /_sim/accounts/{account_id}/lists {name?, double_optin?}",
                 "GET /_sim/lists/{list_id}[?members=false]",
                 "POST /_sim/lists/{list_id}/members/{hash_or_email}/status {status}",
@@ -116,6 +118,28 @@ async fn create_account(State(sim): State<AppState>, body: Bytes) -> Response {
         Ok((account, key)) => json_response(
             StatusCode::OK,
             &json!({"account_id": account.id, "api_key": key, "login": account.login, "dc": account.dc}),
+        ),
+        Err(e) => bad_request(e),
+    }
+}
+
+/// Another API key for an existing account: it shares the account's data and in-flight cap.
+async fn add_key(
+    State(sim): State<AppState>,
+    Path(account_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let req: NewAccount = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    if sim.account(&account_id).is_none() {
+        return not_found("account");
+    }
+    match sim.add_key(&account_id, req.api_key) {
+        Ok(key) => json_response(
+            StatusCode::OK,
+            &json!({"account_id": account_id, "api_key": key}),
         ),
         Err(e) => bad_request(e),
     }

@@ -127,6 +127,7 @@ pub struct Counters {
     pub injected_429: AtomicU64,
     pub dropped: AtomicU64,
     pub slowed: AtomicU64,
+    pub abandoned: AtomicU64,
     pub compliance_refusals: AtomicU64,
     pub max_in_flight: AtomicUsize,
     pub members_created: AtomicU64,
@@ -151,6 +152,9 @@ pub struct CountersView {
     pub injected_429: u64,
     pub dropped: u64,
     pub slowed: u64,
+    /// Admitted requests whose client went away before the answer was ready.
+    #[serde(default)]
+    pub abandoned: u64,
     /// Writes refused because they would have resubscribed an unsubscribed, cleaned or
     /// permanently deleted contact.
     pub compliance_refusals: u64,
@@ -182,6 +186,7 @@ impl Counters {
             injected_429: l(&self.injected_429),
             dropped: l(&self.dropped),
             slowed: l(&self.slowed),
+            abandoned: l(&self.abandoned),
             compliance_refusals: l(&self.compliance_refusals),
             max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
             members_created: l(&self.members_created),
@@ -202,6 +207,7 @@ impl Counters {
             &self.injected_429,
             &self.dropped,
             &self.slowed,
+            &self.abandoned,
             &self.compliance_refusals,
             &self.members_created,
             &self.members_updated,
@@ -341,6 +347,31 @@ impl Sim {
             .write()
             .insert(key.clone(), account.id.clone());
         Ok((account, key))
+    }
+
+    /// Another API key for the existing account `account_id` (one is made up when none is
+    /// given), as a second user key of the same Mailchimp account: it shares the account's
+    /// audiences and its in-flight cap. Returns the key.
+    pub fn add_key(&self, account_id: &str, api_key: Option<String>) -> Result<String, String> {
+        let account = self
+            .account(account_id)
+            .ok_or_else(|| format!("no account {account_id}"))?;
+        let key = api_key.unwrap_or_else(|| new_api_key(&account.dc));
+        if !valid_api_key(&key) {
+            return Err("an API key is 32 lower-case hex characters, a dash and a data center, such as 0123456789abcdef0123456789abcdef-us6".into());
+        }
+        if key.rsplit_once('-').map(|(_, dc)| dc) != Some(account.dc.as_str()) {
+            return Err(format!(
+                "the account is in data center {}: its keys end in -{}",
+                account.dc, account.dc
+            ));
+        }
+        let mut creds = self.credentials.write();
+        if creds.contains_key(&key) {
+            return Err("that API key belongs to an account already".into());
+        }
+        creds.insert(key.clone(), account.id.clone());
+        Ok(key)
     }
 
     /// Another credential (a second API key, or an OAuth token) for an existing account.
