@@ -2,7 +2,10 @@
 //! what works against it works against Mailchimp, and fast enough that a benchmark of a client
 //! measures the client.
 //!
-//! - [`config`]: settings (limits, latency model, faults) and what the simulator starts with.
+//! - [`config`]: settings (limits, latency model, faults, and the [`config::Variants`] of
+//!   Mailchimp's behaviour gathered in a [`config::Profile`]) and what the simulator starts
+//!   with. `MAILCHIMP_SIM_PROFILE=pessimistic` makes [`SimConfig::default`] take every
+//!   reading that is harder on a sync.
 //! - [`rules`]: Mailchimp's rules as pure functions (addresses, statuses, merge values).
 //! - [`store`]: the in-memory state of accounts, audiences, members, tags and batches.
 //! - [`render`]: resources in the shapes of the API spec.

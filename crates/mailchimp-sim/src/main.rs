@@ -10,7 +10,9 @@ use clap::Parser;
 // in the profile (malloc_consolidate), mimalloc does not.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use mailchimp_sim::config::{BatchCompliance, Faults, Latency, OAuthClient, Settings, SimConfig};
+use mailchimp_sim::config::{
+    BatchCompliance, Faults, Latency, OAuthClient, Profile, Settings, SimConfig, Variants,
+};
 
 /// A faithful, offline simulator of the Mailchimp Marketing API v3 (under /3.0), its OAuth2
 /// login server (/oauth2/authorize, /oauth2/token, /oauth2/metadata) and an admin API (/_sim).
@@ -85,6 +87,126 @@ struct Args {
     /// Time a /batches job spends per operation (ms).
     #[arg(long, default_value_t = 0.0)]
     batch_op_ms: f64,
+
+    /// The readings of Mailchimp's behaviour to start from: `default` (the simulator as it
+    /// always was) or `pessimistic` (every reading that is harder on a sync). The flags below
+    /// override it one by one, wherever they stand on the command line.
+    #[arg(long, env = "MAILCHIMP_SIM_PROFILE", default_value = "default", value_parser = ["default", "pessimistic"])]
+    profile: String,
+    /// Archived contacts in member lists without a status filter: `included`, or `excluded`
+    /// unless status=archived is asked for [default profile: included; pessimistic: excluded].
+    #[arg(long, value_parser = ["included", "excluded"])]
+    archived_members: Option<String>,
+    /// A batch-upsert item that fails the schema: `per_item` (an entry of errors[] in a 200)
+    /// or `whole_request` (400 Invalid Resource, nothing applied) [per_item; whole_request].
+    #[arg(long, value_parser = ["per_item", "whole_request"])]
+    batch_schema_errors: Option<String>,
+    /// Members a batch upsert lists as updated: `all` it was sent, or `changed_only`
+    /// [all; changed_only].
+    #[arg(long, value_parser = ["all", "changed_only"])]
+    updated_members: Option<String>,
+    /// Date and birthday merge values: `display_format` (any documented form, read by the
+    /// field's format) or `documented_only` (YYYY-MM-DD, MM/DD) [display_format; documented_only].
+    #[arg(long, value_parser = ["display_format", "documented_only"])]
+    date_merge_values: Option<String>,
+    /// The answer over the in-flight cap: 429 with Mailchimp's body, or 403 with no body
+    /// [429; 403].
+    #[arg(long, value_parser = ["429", "403"])]
+    throttle_status: Option<String>,
+    /// A request its client gave up on keeps its in-flight slot until its handling would have
+    /// ended plus this many ms; 0 frees it at once [0; 2000].
+    #[arg(long)]
+    abandoned_slot_ms: Option<u64>,
+    /// Refuse addresses with non-ASCII characters before the @ (`--ascii-local-parts=false`
+    /// turns it off) [false; true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    ascii_local_parts: Option<bool>,
+    /// Comma-separated addresses refused as new members: "has signed up to a lot of lists
+    /// very recently" [none; none].
+    #[arg(long, value_delimiter = ',')]
+    recent_signups: Option<Vec<String>>,
+    /// Share (0..1) of new addresses, drawn by --fault-seed, refused that way on their first
+    /// attempt [0; 0.01].
+    #[arg(long)]
+    recent_signups_rate: Option<f64>,
+    /// How long (ms) after its first refusal such an address is refused [0; 60000].
+    #[arg(long)]
+    recent_signups_ms: Option<u64>,
+    /// The longest name (characters) of a new tag (static segment); 0 for no cap
+    /// [no cap; 50].
+    #[arg(long)]
+    tag_name_max: Option<usize>,
+    /// How an OAuth2 redirect_uri must match the app's registered one: `prefix` or `exact`
+    /// [prefix; exact].
+    #[arg(long, value_parser = ["prefix", "exact"])]
+    oauth_redirect: Option<String>,
+    /// A malformed since_last_changed / before_last_changed: `reject` (400) or `ignore` (the
+    /// filter is dropped; fractional seconds count as malformed) [reject; ignore].
+    #[arg(long, value_parser = ["reject", "ignore"])]
+    malformed_since: Option<String>,
+    /// `tags` of batch-upsert items: `applied` or `ignored` [applied; ignored].
+    #[arg(long, value_parser = ["applied", "ignored"])]
+    batch_item_tags: Option<String>,
+}
+
+/// A snake_case value of one of the settings' enums, as the flag's value parser allowed it.
+fn variant<T: serde::de::DeserializeOwned>(s: &str) -> T {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .expect("the flag's value parser admits only the enum's values")
+}
+
+/// The variants of `--profile`, each overridden by its own flag when given.
+fn variants(args: &Args) -> Result<(Profile, Variants), String> {
+    let profile = Profile::parse(&args.profile).ok_or("--profile is default or pessimistic")?;
+    let mut v = Variants::for_profile(profile);
+    if let Some(s) = &args.archived_members {
+        v.archived_members = variant(s);
+    }
+    if let Some(s) = &args.batch_schema_errors {
+        v.batch_schema_errors = variant(s);
+    }
+    if let Some(s) = &args.updated_members {
+        v.updated_members = variant(s);
+    }
+    if let Some(s) = &args.date_merge_values {
+        v.date_merge_values = variant(s);
+    }
+    if let Some(s) = &args.throttle_status {
+        v.throttle_status = s.parse().expect("429 or 403");
+    }
+    if let Some(ms) = args.abandoned_slot_ms {
+        v.abandoned_slot_ms = ms;
+    }
+    if let Some(b) = args.ascii_local_parts {
+        v.ascii_local_parts = b;
+    }
+    if let Some(a) = &args.recent_signups {
+        v.recent_signups = a.clone();
+    }
+    if let Some(r) = args.recent_signups_rate {
+        if !(0.0..=1.0).contains(&r) {
+            return Err(format!(
+                "--recent-signups-rate must be between 0 and 1, got {r}"
+            ));
+        }
+        v.recent_signups_rate = r;
+    }
+    if let Some(ms) = args.recent_signups_ms {
+        v.recent_signups_ms = ms;
+    }
+    if let Some(n) = args.tag_name_max {
+        v.tag_name_max = (n > 0).then_some(n);
+    }
+    if let Some(s) = &args.oauth_redirect {
+        v.oauth_redirect = variant(s);
+    }
+    if let Some(s) = &args.malformed_since {
+        v.malformed_since = variant(s);
+    }
+    if let Some(s) = &args.batch_item_tags {
+        v.batch_item_tags = variant(s);
+    }
+    Ok((profile, v))
 }
 
 fn parse_client(s: &str) -> Result<OAuthClient, String> {
@@ -102,7 +224,8 @@ fn parse_client(s: &str) -> Result<OAuthClient, String> {
 }
 
 fn config(args: &Args) -> Result<SimConfig, String> {
-    let defaults = Settings::default();
+    let (profile, variants) = variants(args)?;
+    let defaults = Settings::for_profile(profile);
     let settings = Settings {
         max_in_flight: args.max_in_flight,
         contact_limit: args.contact_limit,
@@ -134,6 +257,8 @@ fn config(args: &Args) -> Result<SimConfig, String> {
             op_ms: args.batch_op_ms,
             ..defaults.batches
         },
+        profile,
+        variants,
     };
     Ok(SimConfig {
         api_keys: args.api_keys.clone(),

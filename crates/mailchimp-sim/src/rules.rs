@@ -5,6 +5,8 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::DateMergeValues;
+
 /// The subscriber hash: MD5 of the lower-cased address, in hex.
 pub fn subscriber_hash(email: &str) -> String {
     hex::encode(hash_key(email))
@@ -31,13 +33,15 @@ pub fn key_from_path(segment: &str) -> Option<[u8; 16]> {
 pub enum EmailProblem {
     Invalid,
     LooksFake,
+    /// Non-ASCII characters before the `@`, which Mailchimp's KB says it cannot process.
+    NonAsciiLocalPart,
 }
 
 impl EmailProblem {
     pub fn message(&self, email: &str) -> String {
         match self {
             EmailProblem::Invalid => "Please provide a valid email address.".to_string(),
-            EmailProblem::LooksFake => {
+            EmailProblem::LooksFake | EmailProblem::NonAsciiLocalPart => {
                 format!("{email} looks fake or invalid, please enter a real email address.")
             }
         }
@@ -46,6 +50,15 @@ impl EmailProblem {
 
 /// Checks an address the way Mailchimp does: plain syntax first, then the refused domains.
 pub fn check_email(email: &str, refused_domains: &[String]) -> Result<(), EmailProblem> {
+    check_email_as(email, refused_domains, false)
+}
+
+/// [`check_email`], refusing non-ASCII characters before the `@` when `ascii_local_parts`.
+pub fn check_email_as(
+    email: &str,
+    refused_domains: &[String],
+    ascii_local_parts: bool,
+) -> Result<(), EmailProblem> {
     if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(EmailProblem::Invalid);
     }
@@ -77,6 +90,9 @@ pub fn check_email(email: &str, refused_domains: &[String]) -> Result<(), EmailP
     let tld = labels[labels.len() - 1];
     if tld.len() < 2 || tld.chars().all(|c| c.is_ascii_digit()) {
         return Err(EmailProblem::Invalid);
+    }
+    if ascii_local_parts && !local.is_ascii() {
+        return Err(EmailProblem::NonAsciiLocalPart);
     }
     let domain = domain.to_lowercase();
     if refused_domains
@@ -211,6 +227,26 @@ pub fn valid_merge_tag(tag: &str) -> bool {
         && !tag.starts_with(|c: char| c.is_ascii_digit())
 }
 
+/// Whether a merge value fits the request schema's `anyOf` for merge values: a string, a
+/// number, null, or an address object (keys among addr1, addr2, city, state, zip, country).
+/// Booleans, arrays and other objects do not ("Data did not match any of the schemas
+/// described in anyOf").
+pub fn merge_value_fits_schema(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::String(_) | Value::Number(_) => true,
+        Value::Bool(_) | Value::Array(_) => false,
+        Value::Object(o) => o.keys().all(|k| {
+            matches!(
+                k.as_str(),
+                "addr1" | "addr2" | "city" | "state" | "zip" | "country"
+            )
+        }),
+    }
+}
+
+/// The message of a merge value that fails the schema.
+pub const ANY_OF_MESSAGE: &str = "Data did not match any of the schemas described in anyOf";
+
 /// Checks and normalises a merge-field value of type `ty`; `Err` is the message Mailchimp
 /// puts in `errors[].message`. Blank values are accepted (required-ness is checked apart).
 pub fn normalise_merge_value(
@@ -219,6 +255,25 @@ pub fn normalise_merge_value(
     date_format: &str,
     choices: &[String],
 ) -> Result<Value, String> {
+    normalise_merge_value_as(
+        ty,
+        value,
+        date_format,
+        choices,
+        DateMergeValues::DisplayFormat,
+    )
+}
+
+/// [`normalise_merge_value`], with dates and birthdays read as `dates` says: by the field's
+/// display format, or only in the documented `YYYY-MM-DD` and `MM/DD`.
+pub fn normalise_merge_value_as(
+    ty: MergeType,
+    value: &Value,
+    date_format: &str,
+    choices: &[String],
+    dates: DateMergeValues,
+) -> Result<Value, String> {
+    let documented = dates == DateMergeValues::DocumentedOnly;
     if is_blank(value) && !matches!(value, Value::Object(_)) {
         return Ok(Value::String(String::new()));
     }
@@ -278,12 +333,22 @@ pub fn normalise_merge_value(
         }
         MergeType::Date => {
             let s = scalar_text(value).ok_or("Please enter a date")?;
+            if documented {
+                return parse_documented_date(&s, date_format)
+                    .map(Value::String)
+                    .ok_or_else(|| "Please enter the date in the format YYYY-MM-DD".into());
+            }
             parse_date(&s, date_format)
                 .map(Value::String)
                 .ok_or_else(|| format!("Please enter the date in the format {date_format}"))
         }
         MergeType::Birthday => {
             let s = scalar_text(value).ok_or("Please enter a month and day")?;
+            if documented {
+                return parse_documented_birthday(&s, date_format)
+                    .map(Value::String)
+                    .ok_or_else(|| "Please enter the birthday in the format MM/DD".into());
+            }
             parse_birthday(&s, date_format)
                 .map(Value::String)
                 .ok_or_else(|| format!("Please enter the birthday in the format {date_format}"))
@@ -370,6 +435,39 @@ fn parse_date(s: &str, date_format: &str) -> Option<String> {
     })
 }
 
+/// Digits only, exactly `len` of them.
+fn digits(s: &str, len: usize) -> Option<u32> {
+    (s.len() == len && s.chars().all(|c| c.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+/// A date only as `YYYY-MM-DD`, returned in the field's format.
+fn parse_documented_date(s: &str, date_format: &str) -> Option<String> {
+    let mut parts = s.trim().split('-');
+    let (y, m, d) = (
+        digits(parts.next()?, 4)?,
+        digits(parts.next()?, 2)?,
+        digits(parts.next()?, 2)?,
+    );
+    if parts.next().is_some() {
+        return None;
+    }
+    parse_date(&format!("{y:04}-{m:02}-{d:02}"), date_format)
+}
+
+/// A birthday only as `MM/DD`, returned in the field's format.
+fn parse_documented_birthday(s: &str, date_format: &str) -> Option<String> {
+    let (m, d) = s.trim().split_once('/')?;
+    let (m, d) = (digits(m, 2)?, digits(d, 2)?);
+    chrono::NaiveDate::from_ymd_opt(2000, m, d)?;
+    Some(if date_format.starts_with("DD") {
+        format!("{d:02}/{m:02}")
+    } else {
+        format!("{m:02}/{d:02}")
+    })
+}
+
 fn parse_birthday(s: &str, date_format: &str) -> Option<String> {
     let (a, b) = s.trim().split_once('/')?;
     let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
@@ -431,6 +529,62 @@ mod tests {
             check_email("x@mail.example.com", &refused()),
             Err(EmailProblem::LooksFake)
         );
+        assert_eq!(
+            check_email_as("jörg@posta.de", &refused(), true),
+            Err(EmailProblem::NonAsciiLocalPart)
+        );
+        assert_eq!(check_email_as("jorg@pöstä.de", &refused(), true), Ok(()));
+    }
+
+    #[test]
+    fn documented_date_forms_only() {
+        let d = |v: &str, f| {
+            normalise_merge_value_as(
+                MergeType::Date,
+                &json!(v),
+                f,
+                &[],
+                DateMergeValues::DocumentedOnly,
+            )
+        };
+        assert_eq!(d("2024-02-29", "MM/DD/YYYY"), Ok(json!("02/29/2024")));
+        for bad in [
+            "2024/02/29",
+            "29-02-2024",
+            "02/29/2024",
+            "2024-2-29",
+            "2023-02-29",
+        ] {
+            assert!(d(bad, "YYYY-MM-DD").is_err(), "{bad}");
+        }
+        let b = |v: &str, f| {
+            normalise_merge_value_as(
+                MergeType::Birthday,
+                &json!(v),
+                f,
+                &[],
+                DateMergeValues::DocumentedOnly,
+            )
+        };
+        assert_eq!(b("03/07", "DD/MM"), Ok(json!("07/03")));
+        for bad in ["3/7", "03-07", "1990-03-07", "13/01"] {
+            assert!(b(bad, "MM/DD").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn merge_value_schema() {
+        for ok in [
+            json!("x"),
+            json!(1),
+            json!(null),
+            json!({"addr1": "a", "city": "b"}),
+        ] {
+            assert!(merge_value_fits_schema(&ok), "{ok}");
+        }
+        for bad in [json!(true), json!(["a"]), json!({"first": "a"})] {
+            assert!(!merge_value_fits_schema(&bad), "{bad}");
+        }
     }
 
     #[test]

@@ -943,6 +943,31 @@ async fn error_answers(c: &mut Checker<'_>, l: &str, ada_path: &str, stat: &str)
         Some(json!({"visibility": "secret"})),
     )
     .await;
+    // Under `batch_schema_errors: whole_request`, a schema-bad batch item refuses the whole
+    // batch upsert with a problem document.
+    let set_whole = |mode: &'static str| {
+        env.admin(
+            Method::PATCH,
+            "/settings",
+            Some(json!({"variants": {"batch_schema_errors": mode}})),
+        )
+    };
+    assert_eq!(set_whole("whole_request").await.status, 200);
+    let a = c
+        .expect(
+            400,
+            Method::POST,
+            LIST,
+            &format!("/lists/{l}"),
+            Some(json!({"members": [
+                {"email_address": "ok@langley.dev", "status": "subscribed"},
+                {"email_address": "bad@langley.dev", "status": "maybe", "merge_fields": {"FNAME": true}},
+            ]})),
+        )
+        .await;
+    assert_eq!(a.body["errors"][0]["field"], "members.item:1.status");
+    assert_problem(&a);
+    assert_eq!(set_whole("per_item").await.status, 200);
     let members = format!("/lists/{l}/members");
     c.expect(
         400,

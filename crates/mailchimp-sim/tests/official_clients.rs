@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use mailchimp_sim::config::Profile;
 use mailchimp_sim::{RunningSim, SimConfig, Status};
 use tokio::process::Command;
 
@@ -187,7 +188,7 @@ async fn python_client_session() {
         &root.join("clients/python/.venv/.installed-requirements.txt"),
         "the installed mailchimp-marketing package",
     );
-    let sim = RunningSim::start(SimConfig::default(), "127.0.0.1:0")
+    let sim = RunningSim::start(SimConfig::for_profile(Profile::Default), "127.0.0.1:0")
         .await
         .expect("simulator starts");
     let key = sim.add_account();
@@ -204,7 +205,7 @@ async fn node_client_session() {
         &root.join("clients/node/node_modules/@mailchimp/mailchimp_marketing/package.json"),
         "the Node client in clients/node/node_modules",
     );
-    let sim = RunningSim::start(SimConfig::default(), "127.0.0.1:0")
+    let sim = RunningSim::start(SimConfig::for_profile(Profile::Default), "127.0.0.1:0")
         .await
         .expect("simulator starts");
     let key = sim.add_account();

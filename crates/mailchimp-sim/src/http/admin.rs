@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{json_response, AppState};
-use crate::config::{OAuthClient, Settings};
+use crate::config::{OAuthClient, Profile, Settings, Variants};
 use crate::render;
 use crate::rules::{self, Status};
 use crate::store::list::{format_time, now_micros, SegmentKind};
@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_sim", get(index))
         .route("/_sim/accounts", get(accounts).post(create_account))
         .route("/_sim/accounts/{account_id}/lists", post(create_list))
+        .route("/_sim/accounts/{account_id}/keys", post(add_key))
         .route("/_sim/lists/{list_id}", get(list_state))
         .route(
             "/_sim/lists/{list_id}/members/{member}/status",
@@ -66,6 +67,7 @@ async fn index() -> Response {
         &json!({
             "endpoints": [
                 "GET /_sim/accounts", "POST /_sim/accounts {api_key?}",
+                "POST /_sim/accounts/{account_id}/keys {api_key?}",
                 "POST /_sim/accounts/{account_id}/lists {name?, double_optin?}",
                 "GET /_sim/lists/{list_id}[?members=false]",
                 "POST /_sim/lists/{list_id}/members/{hash_or_email}/status {status}",
@@ -116,6 +118,28 @@ async fn create_account(State(sim): State<AppState>, body: Bytes) -> Response {
         Ok((account, key)) => json_response(
             StatusCode::OK,
             &json!({"account_id": account.id, "api_key": key, "login": account.login, "dc": account.dc}),
+        ),
+        Err(e) => bad_request(e),
+    }
+}
+
+/// Another API key for an existing account: it shares the account's data and in-flight cap.
+async fn add_key(
+    State(sim): State<AppState>,
+    Path(account_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let req: NewAccount = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    if sim.account(&account_id).is_none() {
+        return not_found("account");
+    }
+    match sim.add_key(&account_id, req.api_key) {
+        Ok(key) => json_response(
+            StatusCode::OK,
+            &json!({"account_id": account_id, "api_key": key}),
         ),
         Err(e) => bad_request(e),
     }
@@ -355,6 +379,22 @@ fn check_settings(s: &Settings) -> Result<(), String> {
     if s.latency.base_ms < 0.0 || s.latency.per_item_ms < 0.0 {
         return Err("latency must not be negative".into());
     }
+    let v = &s.variants;
+    if v.throttle_status != 429 && v.throttle_status != 403 {
+        return Err(format!(
+            "variants.throttle_status must be 429 or 403, got {}",
+            v.throttle_status
+        ));
+    }
+    if !(0.0..=1.0).contains(&v.recent_signups_rate) {
+        return Err(format!(
+            "variants.recent_signups_rate must be between 0 and 1, got {}",
+            v.recent_signups_rate
+        ));
+    }
+    if v.tag_name_max == Some(0) {
+        return Err("variants.tag_name_max must be at least 1 (null for no cap)".into());
+    }
     Ok(())
 }
 
@@ -366,8 +406,30 @@ pub fn apply_settings(sim: &Sim, s: Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// The settings a `PUT` (over `base`, the defaults) or `PATCH` (over the settings in force)
+/// body gives: when it names a `profile`, `variants` first take that profile's values, and
+/// whatever else the body gives overrides them.
+fn settings_from(mut base: Settings, body: &Value) -> Result<Settings, String> {
+    if let Some(p) = body.get("profile") {
+        let profile: Profile =
+            serde_json::from_value(p.clone()).map_err(|e| format!("invalid settings: {e}"))?;
+        base.profile = profile;
+        base.variants = Variants::for_profile(profile);
+    }
+    let mut current = serde_json::to_value(base).expect("settings serialise");
+    merge_json(&mut current, body);
+    serde_json::from_value(current).map_err(|e| format!("invalid settings: {e}"))
+}
+
 async fn put_settings(State(sim): State<AppState>, body: Bytes) -> Response {
-    let s: Settings = match parse(&body) {
+    let body: Value = match parse(&body) {
+        Ok(s) => s,
+        Err(e) => return bad_request(e),
+    };
+    if !body.is_object() {
+        return bad_request("invalid settings: a JSON object is expected");
+    }
+    let s = match settings_from(Settings::default(), &body) {
         Ok(s) => s,
         Err(e) => return bad_request(e),
     };
@@ -393,12 +455,10 @@ async fn patch_settings(State(sim): State<AppState>, body: Bytes) -> Response {
         Ok(p) => p,
         Err(e) => return bad_request(e),
     };
-    let mut current =
-        serde_json::to_value(sim.settings.read().clone()).expect("settings serialise");
-    merge_json(&mut current, &patch);
-    let s: Settings = match serde_json::from_value(current) {
+    let current = sim.settings.read().clone();
+    let s = match settings_from(current, &patch) {
         Ok(s) => s,
-        Err(e) => return bad_request(format!("invalid settings: {e}")),
+        Err(e) => return bad_request(e),
     };
     match apply_settings(&sim, s) {
         Ok(()) => get_settings(State(sim)).await,

@@ -11,10 +11,13 @@ use axum::Extension;
 use serde_json::{json, Map, Value};
 
 use super::{body_json, flag, no_content, paging, reply, AppState, Items, Query};
+use crate::config::{BatchItemTags, BatchSchemaErrors, UpdatedMembers};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::render::{self, MemberDoc};
 use crate::rules::{self, Status};
-use crate::store::list::{now_micros, List, ListInfo, MemberInput, WriteCtx, WriteMode, Written};
+use crate::store::list::{
+    now_micros, strict_schema_errors, List, ListInfo, MemberInput, WriteCtx, WriteMode, Written,
+};
 use crate::store::{random_hex, Account, AccountData, Sim};
 use serde::Serialize;
 
@@ -273,13 +276,62 @@ pub fn count_refusal(sim: &Sim, title: &str) {
 pub fn count_written(sim: &Sim, w: Written) {
     let c = match w {
         Written::Created(_) => &sim.counters.members_created,
-        Written::Updated(_) => &sim.counters.members_updated,
+        Written::Updated(_) | Written::Unchanged(_) => &sim.counters.members_updated,
     };
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// An item as read for a write: `tags` dropped when `variants.batch_item_tags` is `ignored`,
+/// so that they are neither applied nor checked.
+fn item_input(
+    item: &Value,
+    statuses: &[Status],
+    ignore_tags: bool,
+) -> Result<MemberInput, Vec<FieldError>> {
+    match item {
+        Value::Object(o) if ignore_tags && o.contains_key("tags") => {
+            let mut o = o.clone();
+            o.remove("tags");
+            MemberInput::from_json(&Value::Object(o), statuses)
+        }
+        _ => MemberInput::from_json(item, statuses),
+    }
+}
+
+/// Every schema error of the batch's items, each field named `members.item:N.field` (N from
+/// 0), for `batch_schema_errors: whole_request`.
+fn whole_request_errors(
+    items: &[Value],
+    inputs: &[Result<MemberInput, Vec<FieldError>>],
+) -> Vec<FieldError> {
+    let mut all = Vec::new();
+    for (i, (item, input)) in items.iter().zip(inputs).enumerate() {
+        let mut errors = match input {
+            Ok(_) => Vec::new(),
+            Err(fe) => fe.clone(),
+        };
+        if item.is_object() && item.get("email_address").is_none_or(Value::is_null) {
+            errors.push(FieldError::new(
+                "email_address",
+                "This value should not be blank.",
+            ));
+        }
+        errors.extend(strict_schema_errors(item));
+        all.extend(errors.into_iter().map(|e| {
+            let field = if e.field.is_empty() {
+                format!("members.item:{i}")
+            } else {
+                format!("members.item:{i}.{}", e.field)
+            };
+            FieldError::new(field, e.message)
+        }));
+    }
+    all
+}
+
 /// `POST /lists/{list_id}`: up to 500 members created or updated; always 200, with the
-/// members that failed in `errors[]`.
+/// members that failed in `errors[]` (but for a schema error under
+/// `batch_schema_errors: whole_request`, which refuses the whole request).
 pub async fn batch_upsert(
     State(sim): State<AppState>,
     Extension(account): Extension<Arc<Account>>,
@@ -331,6 +383,7 @@ pub async fn batch_upsert(
     }
     let skip_dupes = flag(&q, "skip_duplicate_check");
     let settings = sim.settings.read().clone();
+    let variants = &settings.variants;
     let mode = WriteMode::Batch {
         update_existing,
         sync_tags,
@@ -342,6 +395,18 @@ pub async fn batch_upsert(
         Status::Pending,
         Status::Transactional,
     ];
+    let ignore_tags = variants.batch_item_tags == BatchItemTags::Ignored;
+    let inputs: Vec<Result<MemberInput, Vec<FieldError>>> = items
+        .iter()
+        .map(|item| item_input(item, &statuses, ignore_tags))
+        .collect();
+    if variants.batch_schema_errors == BatchSchemaErrors::WholeRequest {
+        let errors = whole_request_errors(items, &inputs);
+        if !errors.is_empty() {
+            return Err(ApiError::schema(errors));
+        }
+    }
+    let changed_only = variants.updated_members == UpdatedMembers::ChangedOnly;
 
     let mut guard = account.data.lock();
     let (mut room, limit) = room(&sim, &guard);
@@ -354,17 +419,20 @@ pub async fn batch_upsert(
         room: &mut room,
         contact_limit: limit,
         now: now_micros(),
+        variants,
+        recent_signups: &sim.recent_signups,
+        seed: settings.faults.seed,
     };
     let mut seen = HashSet::new();
     let (mut created, mut updated, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-    for item in items {
+    for (item, input) in items.iter().zip(inputs) {
         let email = item
             .get("email_address")
             .and_then(Value::as_str)
             .unwrap_or("")
             .trim()
             .to_string();
-        let input = match MemberInput::from_json(item, &statuses) {
+        let input = match input {
             Ok(i) => i,
             Err(fe) => {
                 let e = ApiError::schema(fe);
@@ -395,6 +463,8 @@ pub async fn batch_upsert(
                 match w {
                     Written::Created(k) => created.push(k),
                     Written::Updated(k) => updated.push(k),
+                    Written::Unchanged(k) if !changed_only => updated.push(k),
+                    Written::Unchanged(_) => {}
                 }
             }
             Err(e) => {

@@ -11,10 +11,13 @@ use serde_json::{json, Value};
 
 use super::lists::{count_refusal, count_written, room};
 use super::{body_json, flag, no_content, paging, reply, AppState, Query};
+use crate::config::{ArchivedMembers, BatchSchemaErrors, MalformedSince};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::render::{self, MemberDoc};
 use crate::rules::{self, Status};
-use crate::store::list::{now_micros, parse_time, Key, MemberInput, WriteCtx, WriteMode};
+use crate::store::list::{
+    now_micros, parse_time, strict_schema_errors, Key, MemberInput, WriteCtx, WriteMode,
+};
 use crate::store::Account;
 use serde::Serialize;
 
@@ -30,16 +33,33 @@ pub fn path_key(segment: &str) -> ApiResult<Key> {
     rules::key_from_path(segment).ok_or_else(ApiError::not_found)
 }
 
-fn time_param(q: &std::collections::HashMap<String, String>, name: &str) -> ApiResult<Option<i64>> {
-    match q.get(name).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => parse_time(v).map(Some).ok_or_else(|| {
+/// A time filter: malformed, it is refused with 400 (`malformed_since: reject`) or dropped
+/// (`ignore`, where a value with fractional seconds counts as malformed too, as reported).
+fn time_param(
+    q: &std::collections::HashMap<String, String>,
+    name: &str,
+    malformed: MalformedSince,
+) -> ApiResult<Option<i64>> {
+    let Some(v) = q.get(name).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match malformed {
+        MalformedSince::Reject => parse_time(v).map(Some).ok_or_else(|| {
             ApiError::schema(vec![FieldError::new(name, format!("\"{v}\" is not a valid date-time (use ISO 8601, e.g. 2015-10-21T15:41:36+00:00)"))])
         }),
+        MalformedSince::Ignore if has_fractional_seconds(v) => Ok(None),
+        MalformedSince::Ignore => Ok(parse_time(v)),
     }
 }
 
+/// `2024-01-01T10:00:00.5+00:00`: a fraction after the seconds.
+fn has_fractional_seconds(v: &str) -> bool {
+    v.split_once(['T', 't', ' '])
+        .is_some_and(|(_, time)| time.contains('.'))
+}
+
 pub async fn list_members(
+    State(sim): State<AppState>,
     Extension(account): Extension<Arc<Account>>,
     Path(list_id): Path<String>,
     q: Query,
@@ -51,9 +71,16 @@ pub async fn list_members(
             ApiError::schema(vec![FieldError::new("status", "Value is not one of enum values: subscribed, unsubscribed, cleaned, pending, transactional, archived")])
         })?),
     };
-    let since = time_param(&q, "since_last_changed")?;
-    let before = time_param(&q, "before_last_changed")?;
+    let (malformed, archived) = {
+        let s = sim.settings.read();
+        (s.variants.malformed_since, s.variants.archived_members)
+    };
+    let since = time_param(&q, "since_last_changed", malformed)?;
+    let before = time_param(&q, "before_last_changed", malformed)?;
     let vip_only = flag(&q, "vip_only");
+    // Archived contacts are left out of a read without a status filter, when excluded.
+    let hide_archived = status.is_none() && archived == ArchivedMembers::Excluded;
+    let filtered = status.is_some() || vip_only || hide_archived;
     let by_change = since.is_some()
         || before.is_some()
         || q.get("sort_field").is_some_and(|f| f == "last_changed");
@@ -64,13 +91,15 @@ pub async fn list_members(
     let list = d.lists.get(&list_id).ok_or_else(ApiError::not_found)?;
     let keep = |k: &Key| {
         let m = &list.members[k];
-        status.is_none_or(|s| m.status == s) && (!vip_only || m.vip)
+        status.is_none_or(|s| m.status == s)
+            && (!vip_only || m.vip)
+            && !(hide_archived && m.status == Status::Archived)
     };
     let (total, page): (usize, Vec<Key>) = if by_change {
         let lo = (since.unwrap_or(i64::MIN), [0u8; 16]);
         let hi = (before.unwrap_or(i64::MAX), [0u8; 16]);
         let range = list.changed.range(lo..hi).map(|(_, k)| k);
-        if status.is_none() && !vip_only {
+        if !filtered {
             // Every member in the range matches: the page is a slice of the range, which
             // the list keeps while nothing changes (a client paging a million changes asks
             // for a thousand pages of the same range).
@@ -102,7 +131,7 @@ pub async fn list_members(
                     .collect(),
             )
         }
-    } else if status.is_none() && !vip_only {
+    } else if !filtered {
         let end = (offset + count).min(list.members.len());
         let page = if offset < end {
             (offset..end)
@@ -176,6 +205,13 @@ fn write_one(
         &WRITABLE[..]
     };
     let input = MemberInput::from_json(&body, statuses).map_err(ApiError::schema)?;
+    let settings = sim.settings.read().clone();
+    if settings.variants.batch_schema_errors == BatchSchemaErrors::WholeRequest {
+        let strict = strict_schema_errors(&body);
+        if !strict.is_empty() {
+            return Err(ApiError::schema(strict));
+        }
+    }
     if mode != WriteMode::Update
         && input
             .email_address
@@ -193,7 +229,6 @@ fn write_one(
             "This value should not be blank.",
         )]));
     }
-    let settings = sim.settings.read().clone();
     let mut guard = account.data.lock();
     let (mut room, limit) = room(sim, &guard);
     let d = &mut *guard;
@@ -205,6 +240,9 @@ fn write_one(
         room: &mut room,
         contact_limit: limit,
         now: now_micros(),
+        variants: &settings.variants,
+        recent_signups: &sim.recent_signups,
+        seed: settings.faults.seed,
     };
     match list.write_member(key, &input, mode, &mut ctx, &mut d.next_segment_id) {
         Ok(w) => {

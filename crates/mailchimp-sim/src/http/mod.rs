@@ -2,9 +2,11 @@
 //! API under `/_sim`.
 //!
 //! Every `/3.0` request passes one middleware, in this order: count it, authenticate it,
-//! honour `X-Trigger-Error`, take an in-flight slot of its account (429 past the limit or in
-//! an injected burst), maybe fail it with an injected 500, run the handler, spend the modelled
-//! latency while still holding the slot, then maybe answer slowly or drop the connection.
+//! honour `X-Trigger-Error`, take an in-flight slot of its account (429, or a bare 403 under
+//! `variants.throttle_status`, past the limit; 429 in an injected burst), maybe fail it with
+//! an injected 500, run the handler, spend the modelled latency while still holding the slot,
+//! then maybe answer slowly or drop the connection. A request its client gives up on frees
+//! its slot at once, or later under `variants.abandoned_slot_ms`.
 
 mod account;
 pub mod admin;
@@ -168,20 +170,53 @@ pub fn credential(headers: &HeaderMap) -> Option<String> {
 
 /// Releases an in-flight slot when the request ends, however it ends; once the request is
 /// admitted, adds the time it held the slot to `in_flight_micros`.
-struct Slot<'a> {
+///
+/// A request whose client went away before its answer (the future is dropped) is abandoned:
+/// with `variants.abandoned_slot_ms` above 0 its slot stays taken until its handling, the
+/// modelled latency included, would have ended, plus that many milliseconds, as Mailchimp is
+/// reported to keep counting a connection the client timed out.
+struct Slot {
+    sim: AppState,
     account: Arc<Account>,
-    counters: &'a crate::store::Counters,
     admitted: Option<std::time::Instant>,
+    /// When the request's handling, its modelled latency included, ends; once known.
+    ends_at: Option<std::time::Instant>,
+    /// The answer is ready: the client did not give up first.
+    answered: bool,
+    abandoned_hold: std::time::Duration,
 }
 
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.account.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if let Some(t) = self.admitted {
-            self.counters
+impl Slot {
+    fn release(sim: &Sim, account: &Account, admitted: Option<std::time::Instant>) {
+        account.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(t) = admitted {
+            sim.counters
                 .in_flight_micros
                 .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let abandoned = self.admitted.is_some() && !self.answered;
+        if abandoned {
+            self.sim.counters.abandoned.fetch_add(1, Ordering::Relaxed);
+        }
+        if abandoned && !self.abandoned_hold.is_zero() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let now = std::time::Instant::now();
+                let until = self.ends_at.unwrap_or(now).max(now) + self.abandoned_hold;
+                let (sim, account, admitted) =
+                    (self.sim.clone(), self.account.clone(), self.admitted);
+                rt.spawn(async move {
+                    tokio::time::sleep_until(until.into()).await;
+                    Slot::release(&sim, &account, admitted);
+                });
+                return;
+            }
+        }
+        Slot::release(&self.sim, &self.account, self.admitted);
     }
 }
 
@@ -234,17 +269,30 @@ async fn gated(sim: &AppState, mut req: Request, next: Next) -> Response {
     }
     let settings = sim.settings.read().clone();
     let limit = settings.max_in_flight;
+    // The cap is the account's, whichever of its keys or tokens the request carries.
     let now_in = account.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let mut slot = Slot {
+        sim: sim.clone(),
         account: account.clone(),
-        counters: &sim.counters,
         admitted: None,
+        ends_at: None,
+        answered: false,
+        abandoned_hold: std::time::Duration::from_millis(settings.variants.abandoned_slot_ms),
     };
     if now_in > limit {
         sim.counters
             .too_many_requests
             .fetch_add(1, Ordering::Relaxed);
         drop(slot);
+        if settings.variants.throttle_status == 403 {
+            let mut e = ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "You have exceeded the limit of simultaneous connections.",
+            );
+            e.bodyless = true;
+            return e.into_response();
+        }
         return ApiError::too_many_requests(limit).into_response();
     }
     slot.admitted = Some(std::time::Instant::now());
@@ -266,12 +314,15 @@ async fn gated(sim: &AppState, mut req: Request, next: Next) -> Response {
         sim.counters.injected_429.fetch_add(1, Ordering::Relaxed);
         let mut e = ApiError::too_many_requests(limit);
         e.bodyless = faults.bodyless_429;
+        slot.answered = true;
         return e.into_response();
     }
     if faults.error_5xx_rate > 0.0 && sim.roll() < faults.error_5xx_rate {
         sim.counters.injected_5xx.fetch_add(1, Ordering::Relaxed);
         let latency = settings.latency.for_items(1);
+        slot.ends_at = Some(std::time::Instant::now() + latency);
         tokio::time::sleep(latency).await;
+        slot.answered = true;
         return ApiError::internal().into_response();
     }
     let slow = faults.slow_rate > 0.0 && sim.roll() < faults.slow_rate;
@@ -296,9 +347,11 @@ async fn gated(sim: &AppState, mut req: Request, next: Next) -> Response {
         sim.counters.slowed.fetch_add(1, Ordering::Relaxed);
         wait += std::time::Duration::from_millis(faults.slow_ms);
     }
+    slot.ends_at = Some(std::time::Instant::now() + wait);
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
+    slot.answered = true;
     drop(slot);
     if drop_it {
         sim.counters.dropped.fetch_add(1, Ordering::Relaxed);

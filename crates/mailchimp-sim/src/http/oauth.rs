@@ -13,6 +13,7 @@ use axum::Router;
 use serde_json::json;
 
 use super::{credential, json_response, AppState};
+use crate::config::OAuthRedirect;
 use crate::store::random_hex;
 
 /// How long an authorization code may wait for its exchange.
@@ -43,10 +44,12 @@ fn error_page(msg: &str) -> Response {
         .into_response()
 }
 
-/// Checks the client and redirect URI of an authorize request.
+/// Checks the client and redirect URI of an authorize request: the URI must start with the
+/// registered one, or equal it under `variants.oauth_redirect: exact`.
 fn check_client(sim: &AppState, p: &HashMap<String, String>) -> Result<(), String> {
     let client_id = p.get("client_id").map(String::as_str).unwrap_or("");
     let redirect = p.get("redirect_uri").map(String::as_str).unwrap_or("");
+    let exact = sim.settings.read().variants.oauth_redirect == OAuthRedirect::Exact;
     let oauth = sim.oauth.lock();
     let Some(client) = oauth.clients.iter().find(|c| c.client_id == client_id) else {
         return Err(format!(
@@ -57,7 +60,12 @@ fn check_client(sim: &AppState, p: &HashMap<String, String>) -> Result<(), Strin
         return Err("The redirect_uri parameter is missing.".into());
     }
     if let Some(registered) = &client.redirect_uri {
-        if !redirect.starts_with(registered.as_str()) {
+        let matches = if exact {
+            redirect == registered.as_str()
+        } else {
+            redirect.starts_with(registered.as_str())
+        };
+        if !matches {
             return Err(format!(
                 "The redirect_uri {redirect} does not match the app's registered redirect URI."
             ));

@@ -4,18 +4,20 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use indexmap::IndexSet;
 use serde_json::{json, Value};
 
 use super::members::path_key;
-use super::{body_json, no_content, paging, reply, Items, Query};
+use super::{body_json, no_content, paging, reply, AppState, Items, Query};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::render::{self, MemberDoc};
 use crate::rules::{self, Status};
-use crate::store::list::{format_time, now_micros, Key, List, Segment, SegmentKind};
+use crate::store::list::{
+    format_time, now_micros, tag_name_too_long, Key, List, Segment, SegmentKind,
+};
 use crate::store::Account;
 use serde::Serialize;
 
@@ -121,6 +123,18 @@ pub async fn list_all(
     ))
 }
 
+/// 400 "Invalid Resource" for a tag (static segment) name over `variants.tag_name_max`.
+fn check_tag_name(sim: &AppState, name: &str) -> ApiResult<()> {
+    let max = sim.settings.read().variants.tag_name_max;
+    match max {
+        Some(max) if name.chars().count() > max => {
+            Err(ApiError::invalid_resource(tag_name_too_long(name, max))
+                .with_errors(vec![FieldError::new("name", tag_name_too_long(name, max))]))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn name_taken(list: &List, name: &str, except: Option<u32>) -> bool {
     list.segments
         .values()
@@ -128,6 +142,7 @@ fn name_taken(list: &List, name: &str, except: Option<u32>) -> bool {
 }
 
 pub async fn create(
+    State(sim): State<AppState>,
     Extension(account): Extension<Arc<Account>>,
     Path(list_id): Path<String>,
     q: Query,
@@ -159,6 +174,9 @@ pub async fn create(
         )]));
     }
     let emails = emails(static_emails, "static_segment")?;
+    if static_emails.is_some() {
+        check_tag_name(&sim, &name)?;
+    }
     let mut guard = account.data.lock();
     let d = &mut *guard;
     let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
@@ -209,6 +227,7 @@ pub async fn get_one(
 }
 
 pub async fn update(
+    State(sim): State<AppState>,
     Extension(account): Extension<Arc<Account>>,
     Path((list_id, seg)): Path<(String, String)>,
     q: Query,
@@ -233,6 +252,9 @@ pub async fn update(
             return Err(ApiError::invalid_resource(format!(
                 "A tag or segment named \"{name}\" already exists in this audience."
             )));
+        }
+        if kind == SegmentKind::Static && list.segments[&id].name != name {
+            check_tag_name(&sim, name)?;
         }
         list.segments[&id].name = name.to_string();
     }
@@ -495,6 +517,7 @@ pub async fn member_tags(
 /// `POST .../members/{hash}/tags`: names with `active` are added (created when missing),
 /// with `inactive` removed; answers 204.
 pub async fn set_member_tags(
+    State(sim): State<AppState>,
     Extension(account): Extension<Arc<Account>>,
     Path((list_id, hash)): Path<(String, String)>,
     body: Bytes,
@@ -534,6 +557,11 @@ pub async fn set_member_tags(
     let list = d.lists.get_mut(&list_id).ok_or_else(ApiError::not_found)?;
     if !list.members.contains_key(&k) {
         return Err(ApiError::not_found());
+    }
+    for (name, active) in &changes {
+        if *active && list.tag_by_name(name).is_none() {
+            check_tag_name(&sim, name)?;
+        }
     }
     let now = now_micros();
     for (name, active) in changes {

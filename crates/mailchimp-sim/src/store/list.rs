@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use indexmap::{IndexMap, IndexSet};
 use serde_json::{Map, Value};
 
-use crate::config::BatchCompliance;
+use crate::config::{BatchCompliance, Variants};
 use crate::error::{ApiError, FieldError};
 use crate::rules::{self, MergeType, Status};
 
@@ -311,6 +311,33 @@ impl MemberInput {
     }
 }
 
+/// The schema rules of a member body that the default reading lets pass: `email_type` is
+/// `html` or `text`, and each merge value is a string, a number or an address object
+/// ([`rules::merge_value_fits_schema`]). Under `batch_schema_errors: whole_request` they are
+/// checked with the rest of the schema.
+pub fn strict_schema_errors(v: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Some(Value::String(t)) = v.get("email_type") {
+        if t != "html" && t != "text" {
+            errors.push(FieldError::new(
+                "email_type",
+                "Value is not one of enum values: html, text",
+            ));
+        }
+    }
+    if let Some(Value::Object(m)) = v.get("merge_fields") {
+        for (tag, value) in m {
+            if !rules::merge_value_fits_schema(value) {
+                errors.push(FieldError::new(
+                    format!("merge_fields.{tag}"),
+                    rules::ANY_OF_MESSAGE,
+                ));
+            }
+        }
+    }
+    errors
+}
+
 /// Why one member write was refused: an API error for single calls, one `errors[]` entry of a
 /// batch upsert.
 #[derive(Clone, Debug, PartialEq)]
@@ -370,20 +397,39 @@ pub struct WriteCtx<'a> {
     pub room: &'a mut Option<u64>,
     pub contact_limit: Option<u64>,
     pub now: i64,
+    /// The readings in force (dates, addresses, tag names, recent signups).
+    pub variants: &'a Variants,
+    /// Addresses refused for signing up to many lists recently.
+    pub recent_signups: &'a crate::store::RecentSignups,
+    /// The seed that draws `variants.recent_signups_rate`'s addresses.
+    pub seed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Written {
     Created(Key),
+    /// An existing member the write changed.
     Updated(Key),
+    /// An existing member the write left as it was.
+    Unchanged(Key),
 }
 
 impl Written {
     pub fn key(self) -> Key {
         match self {
-            Written::Created(k) | Written::Updated(k) => k,
+            Written::Created(k) | Written::Updated(k) | Written::Unchanged(k) => k,
         }
     }
+}
+
+/// The detail of Mailchimp's temporary refusal of an address that signed up to many lists.
+pub fn recent_signups_message(email: &str) -> String {
+    format!("{email} has signed up to a lot of lists very recently; we're not allowing more signups for now")
+}
+
+/// The detail of a refused tag (static segment) name longer than `max` characters.
+pub fn tag_name_too_long(name: &str, max: usize) -> String {
+    format!("The tag name \"{name}\" is too long: tag names may be at most {max} characters.")
 }
 
 fn default_merge_fields() -> Vec<MergeField> {
@@ -621,6 +667,7 @@ impl List {
         input: Option<&Map<String, Value>>,
         current: &[(u32, Value)],
         skip_required: bool,
+        dates: crate::config::DateMergeValues,
     ) -> Result<Vec<(u32, Value)>, MemberError> {
         let mut out: Vec<(u32, Value)> = current.to_vec();
         let mut errors = Vec::new();
@@ -633,7 +680,13 @@ impl List {
                     ));
                     continue;
                 };
-                match rules::normalise_merge_value(f.ty, value, &f.date_format, &f.choices) {
+                match rules::normalise_merge_value_as(
+                    f.ty,
+                    value,
+                    &f.date_format,
+                    &f.choices,
+                    dates,
+                ) {
                     Ok(v) => match out.iter_mut().find(|(id, _)| *id == f.merge_id) {
                         Some(slot) => slot.1 = v,
                         None => out.push((f.merge_id, v)),
@@ -739,7 +792,9 @@ impl List {
             e.field_errors = vec![FieldError::new(field, "This value should not be blank.")];
             return Err(e);
         };
-        if let Err(p) = rules::check_email(email, ctx.refused_domains) {
+        if let Err(p) =
+            rules::check_email_as(email, ctx.refused_domains, ctx.variants.ascii_local_parts)
+        {
             let mut e = MemberError::new("Invalid Resource", p.message(email));
             e.field_errors = vec![FieldError::new("email_address", p.message(email))];
             return Err(e);
@@ -761,8 +816,19 @@ impl List {
                 ));
             }
         }
-        let merge =
-            self.check_merge(input.merge_fields.as_ref(), &[], ctx.skip_merge_validation)?;
+        let merge = self.check_merge(
+            input.merge_fields.as_ref(),
+            &[],
+            ctx.skip_merge_validation,
+            ctx.variants.date_merge_values,
+        )?;
+        self.check_new_tags(input.tags.as_deref(), ctx.variants.tag_name_max)?;
+        if ctx.recent_signups.refuses(email, ctx.variants, ctx.seed) {
+            return Err(MemberError::new(
+                "Invalid Resource",
+                recent_signups_message(email),
+            ));
+        }
         if let Some(room) = ctx.room.as_mut() {
             *room -= 1;
         }
@@ -844,7 +910,9 @@ impl List {
         // A change of address (PATCH or PUT with a new email_address).
         let new_key = body_key.filter(|b| *b != key);
         if let (Some(nk), Some(addr)) = (new_key, email) {
-            if let Err(p) = rules::check_email(addr, ctx.refused_domains) {
+            if let Err(p) =
+                rules::check_email_as(addr, ctx.refused_domains, ctx.variants.ascii_local_parts)
+            {
                 return Err(MemberError::new("Invalid Resource", p.message(addr)));
             }
             if self.members.contains_key(&nk) {
@@ -876,7 +944,11 @@ impl List {
             input.merge_fields.as_ref(),
             &current.merge,
             ctx.skip_merge_validation,
+            ctx.variants.date_merge_values,
         )?;
+        if matches!(mode, WriteMode::Batch { .. }) {
+            self.check_new_tags(input.tags.as_deref(), ctx.variants.tag_name_max)?;
+        }
         // Coming back from the archive makes the member count as a contact again.
         if current.status == Status::Archived && target != Status::Archived {
             if let Some(room) = ctx.room.as_mut() {
@@ -949,14 +1021,37 @@ impl List {
             if sync_tags {
                 let have: Vec<u32> = self.members[&key].tags.iter().map(|(id, _)| *id).collect();
                 for seg in have.into_iter().filter(|s| !wanted.contains(s)) {
-                    self.remove_tag(key, seg, now);
+                    changed |= self.remove_tag(key, seg, now);
                 }
             }
             for seg in wanted {
-                self.add_tag(key, seg, now);
+                changed |= self.add_tag(key, seg, now);
             }
         }
-        Ok(Written::Updated(key))
+        Ok(if changed {
+            Written::Updated(key)
+        } else {
+            Written::Unchanged(key)
+        })
+    }
+
+    /// Refuses tag names that would create a tag longer than `max` characters.
+    fn check_new_tags(
+        &self,
+        names: Option<&[String]>,
+        max: Option<usize>,
+    ) -> Result<(), MemberError> {
+        let Some(max) = max else {
+            return Ok(());
+        };
+        for name in names.into_iter().flatten() {
+            if name.chars().count() > max && self.tag_by_name(name).is_none() {
+                let mut e = MemberError::new("Invalid Resource", tag_name_too_long(name, max));
+                e.field_errors = vec![FieldError::new("tags", tag_name_too_long(name, max))];
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Moves a member to the key of its new address, keeping its tags.

@@ -15,8 +15,8 @@ use parking_lot::{Mutex, RwLock};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::config::{OAuthClient, Settings, SimConfig};
-use list::List;
+use crate::config::{OAuthClient, Settings, SimConfig, Variants};
+use list::{Key, List};
 
 /// What an API key must look like: 32 hex characters, a dash, a data center such as `us6`.
 pub fn valid_api_key(key: &str) -> bool {
@@ -127,6 +127,7 @@ pub struct Counters {
     pub injected_429: AtomicU64,
     pub dropped: AtomicU64,
     pub slowed: AtomicU64,
+    pub abandoned: AtomicU64,
     pub compliance_refusals: AtomicU64,
     pub max_in_flight: AtomicUsize,
     pub members_created: AtomicU64,
@@ -151,6 +152,9 @@ pub struct CountersView {
     pub injected_429: u64,
     pub dropped: u64,
     pub slowed: u64,
+    /// Admitted requests whose client went away before the answer was ready.
+    #[serde(default)]
+    pub abandoned: u64,
     /// Writes refused because they would have resubscribed an unsubscribed, cleaned or
     /// permanently deleted contact.
     pub compliance_refusals: u64,
@@ -182,6 +186,7 @@ impl Counters {
             injected_429: l(&self.injected_429),
             dropped: l(&self.dropped),
             slowed: l(&self.slowed),
+            abandoned: l(&self.abandoned),
             compliance_refusals: l(&self.compliance_refusals),
             max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
             members_created: l(&self.members_created),
@@ -202,6 +207,7 @@ impl Counters {
             &self.injected_429,
             &self.dropped,
             &self.slowed,
+            &self.abandoned,
             &self.compliance_refusals,
             &self.members_created,
             &self.members_updated,
@@ -235,6 +241,58 @@ pub struct OAuthState {
     pub codes: HashMap<String, PendingCode>,
 }
 
+/// "has signed up to a lot of lists very recently": when each address drawn by
+/// `variants.recent_signups_rate` was first refused. Mailchimp's refusal is about the address
+/// across lists and accounts, so this is kept for the whole simulator.
+#[derive(Default)]
+pub struct RecentSignups {
+    first_refused: Mutex<HashMap<Key, std::time::Instant>>,
+}
+
+impl RecentSignups {
+    /// Whether a new member with address `email` is refused now. Addresses listed in
+    /// `variants.recent_signups` always are; of the others, those whose hash with `seed`
+    /// falls in the share `recent_signups_rate` are refused from their first attempt until
+    /// `recent_signups_ms` has passed since it.
+    pub fn refuses(&self, email: &str, variants: &Variants, seed: u64) -> bool {
+        let email = email.trim();
+        if variants
+            .recent_signups
+            .iter()
+            .any(|a| a.trim().eq_ignore_ascii_case(email))
+        {
+            return true;
+        }
+        if variants.recent_signups_rate <= 0.0 || !drawn(email, seed, variants.recent_signups_rate)
+        {
+            return false;
+        }
+        let window = std::time::Duration::from_millis(variants.recent_signups_ms);
+        let now = std::time::Instant::now();
+        let mut first_refused = self.first_refused.lock();
+        match first_refused.get(&crate::rules::hash_key(email)) {
+            Some(first) => now.duration_since(*first) < window,
+            None => {
+                first_refused.insert(crate::rules::hash_key(email), now);
+                true
+            }
+        }
+    }
+
+    pub fn clear(&self) {
+        self.first_refused.lock().clear();
+    }
+}
+
+/// Whether `email` is in the share `rate` of addresses, by a hash of it and `seed`: the same
+/// addresses are drawn on every run with the same seed, whatever order they come in.
+fn drawn(email: &str, seed: u64, rate: f64) -> bool {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(format!("{seed}:{}", email.to_lowercase()).as_bytes());
+    let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    (n as f64 / u64::MAX as f64) < rate
+}
+
 /// The whole simulator state, shared by every request.
 pub struct Sim {
     pub settings: RwLock<Settings>,
@@ -245,6 +303,7 @@ pub struct Sim {
     pub result_links: Mutex<HashMap<String, ResultLink>>,
     pub counters: Counters,
     pub rng: Mutex<StdRng>,
+    pub recent_signups: RecentSignups,
     initial: SimConfig,
 }
 
@@ -261,6 +320,7 @@ impl Sim {
             }),
             result_links: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            recent_signups: RecentSignups::default(),
             initial: config,
         };
         for key in sim.initial.api_keys.clone() {
@@ -287,6 +347,31 @@ impl Sim {
             .write()
             .insert(key.clone(), account.id.clone());
         Ok((account, key))
+    }
+
+    /// Another API key for the existing account `account_id` (one is made up when none is
+    /// given), as a second user key of the same Mailchimp account: it shares the account's
+    /// audiences and its in-flight cap. Returns the key.
+    pub fn add_key(&self, account_id: &str, api_key: Option<String>) -> Result<String, String> {
+        let account = self
+            .account(account_id)
+            .ok_or_else(|| format!("no account {account_id}"))?;
+        let key = api_key.unwrap_or_else(|| new_api_key(&account.dc));
+        if !valid_api_key(&key) {
+            return Err("an API key is 32 lower-case hex characters, a dash and a data center, such as 0123456789abcdef0123456789abcdef-us6".into());
+        }
+        if key.rsplit_once('-').map(|(_, dc)| dc) != Some(account.dc.as_str()) {
+            return Err(format!(
+                "the account is in data center {}: its keys end in -{}",
+                account.dc, account.dc
+            ));
+        }
+        let mut creds = self.credentials.write();
+        if creds.contains_key(&key) {
+            return Err("that API key belongs to an account already".into());
+        }
+        creds.insert(key.clone(), account.id.clone());
+        Ok(key)
     }
 
     /// Another credential (a second API key, or an OAuth token) for an existing account.
@@ -356,6 +441,7 @@ impl Sim {
         *self.rng.lock() = StdRng::seed_from_u64(self.initial.settings.faults.seed);
         self.counters.reset();
         self.result_links.lock().clear();
+        self.recent_signups.clear();
     }
 
     /// Draws a number in 0..1 from the seeded fault generator.

@@ -13,3 +13,4 @@ mod members;
 mod merge_fields;
 mod oauth;
 mod tags;
+mod variants;

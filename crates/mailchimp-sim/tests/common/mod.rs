@@ -4,6 +4,7 @@
 
 pub mod spec;
 
+use mailchimp_sim::config::Profile;
 use mailchimp_sim::{RunningSim, SimConfig};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -16,8 +17,10 @@ pub struct Env {
     pub http: reqwest::Client,
 }
 
+/// A simulator with the default profile, whatever `MAILCHIMP_SIM_PROFILE` says: these tests
+/// are the specification of the default readings (`tests/api/variants.rs` sets the others).
 pub async fn start() -> Env {
-    start_with(SimConfig::default()).await
+    start_with(SimConfig::for_profile(Profile::Default)).await
 }
 
 pub async fn start_with(config: SimConfig) -> Env {
