@@ -468,14 +468,11 @@ fn parse_documented_birthday(s: &str, date_format: &str) -> Option<String> {
     })
 }
 
+/// A birthday as the API takes it, `MM/DD` whatever the field's display format (Mailchimp's
+/// merge-field guide documents only that form), stored in the display format.
 fn parse_birthday(s: &str, date_format: &str) -> Option<String> {
-    let (a, b) = s.trim().split_once('/')?;
-    let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
-    let (m, d) = if date_format.starts_with("DD") {
-        (b, a)
-    } else {
-        (a, b)
-    };
+    let (m, d) = s.trim().split_once('/')?;
+    let (m, d): (u32, u32) = (m.parse().ok()?, d.parse().ok()?);
     chrono::NaiveDate::from_ymd_opt(2000, m, d)?;
     Some(if date_format.starts_with("DD") {
         format!("{d:02}/{m:02}")
