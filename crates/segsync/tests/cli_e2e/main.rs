@@ -13,6 +13,7 @@ mod common;
 mod apply;
 mod compliance;
 mod faults;
+mod fidelity;
 mod first_run;
 mod guards;
 mod incremental;
