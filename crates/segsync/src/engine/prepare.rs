@@ -144,7 +144,7 @@ pub async fn prepare(
         )));
     }
 
-    let (audience, read_at) = learn_audience(&client, state, &export).await?;
+    let (audience, read_at) = learn_audience(&client, state, &export, t).await?;
     let mut acc = diff_into_plan(state, &export, &audience)?;
     drop(audience);
     let plan = acc.plan();
@@ -321,11 +321,13 @@ fn stage_profiles(
 
 /// What the audience says now: everything on the first run, the changes since the last
 /// read afterwards. Only each member's status is kept (compact, whatever the audience's
-/// size). Also returns when the next run should read from.
+/// size). Also returns when the next run should read from; `t` is when the run began
+/// preparing, for the debug log's stages.
 async fn learn_audience(
     client: &Client,
     state: &mut StateStore,
     export: &ExportConfig,
+    t: Instant,
 ) -> Result<(HashMap<MemberKey, Status>, chrono::DateTime<chrono::Utc>), RunError> {
     let first_run = !state.has_snapshot(&export.name)?;
     let since = match state.audience_read_at(&export.name)? {
@@ -359,7 +361,7 @@ async fn learn_audience(
         Some(t) => t - chrono::Duration::seconds(AUDIENCE_MARGIN_SECS),
         None => local_start - chrono::Duration::minutes(10),
     };
-    tracing::debug!(changed = audience.len(), ?since, "audience read");
+    tracing::debug!(changed = audience.len(), ?since, elapsed = ?t.elapsed(), "audience read");
     keep_what_the_audience_said(state, export, &audience, first_run)?;
     Ok((audience, read_at))
 }

@@ -44,9 +44,7 @@ pub(super) fn finished(
         errors,
         failure,
     } = tally;
-    let stats = client.stats().snapshot();
-    counts.requests = stats.requests_sent;
-    counts.retries = stats.retries.total();
+    count_requests(&mut counts, client);
     let outcome = if failure.is_some() {
         Outcome::Failed
     } else if errors.is_empty() {
@@ -60,16 +58,7 @@ pub(super) fn finished(
             &audience_read_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         )?;
     }
-    state.finish_run(run_id, outcome, &counts, failure.as_deref())?;
-    Ok(RunReport {
-        run_id,
-        export: export.to_string(),
-        outcome,
-        counts,
-        seconds: 0.0,
-        error: failure,
-        errors_sample: errors.into_iter().take(10).collect(),
-    })
+    record(state, run_id, export, outcome, counts, errors, failure)
 }
 
 /// Ends a run that was asked to stop: every answer received is checkpointed already; the
@@ -84,9 +73,7 @@ pub(super) fn stopped(
     errors: Vec<RecordError>,
     reason: StopReason,
 ) -> Result<RunReport, RunError> {
-    let stats = client.stats().snapshot();
-    counts.requests = stats.requests_sent;
-    counts.retries = stats.retries.total();
+    count_requests(&mut counts, client);
     let (outcome, msg) = match reason {
         StopReason::Cancelled => (
             Outcome::Cancelled,
@@ -102,16 +89,44 @@ pub(super) fn stopped(
              it carries on from the last checkpoint",
         ),
     };
-    state.finish_run(run_id, outcome, &counts, Some(msg))?;
+    record(
+        state,
+        run_id,
+        export,
+        outcome,
+        counts,
+        errors,
+        Some(msg.to_string()),
+    )
+}
+
+/// Writes how the run ended to its row, and makes its report.
+fn record(
+    state: &StateStore,
+    run_id: i64,
+    export: &str,
+    outcome: Outcome,
+    counts: RunCounts,
+    errors: Vec<RecordError>,
+    error: Option<String>,
+) -> Result<RunReport, RunError> {
+    state.finish_run(run_id, outcome, &counts, error.as_deref())?;
     Ok(RunReport {
         run_id,
         export: export.to_string(),
         outcome,
         counts,
         seconds: 0.0,
-        error: Some(msg.to_string()),
+        error,
         errors_sample: errors.into_iter().take(10).collect(),
     })
+}
+
+/// The client's request and retry counts, into the run's.
+fn count_requests(counts: &mut RunCounts, client: &Client) {
+    let stats = client.stats().snapshot();
+    counts.requests = stats.requests_sent;
+    counts.retries = stats.retries.total();
 }
 
 /// The profile key of the profile that gave `email`, for error reports ("" if unknown).

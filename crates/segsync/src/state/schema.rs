@@ -12,6 +12,13 @@
 
 use super::StateError;
 
+/// The table that records which migrations were applied, the same in both dialects.
+pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+);";
+
 /// One step of a backend's schema.
 pub(crate) struct Migration {
     pub version: u32,

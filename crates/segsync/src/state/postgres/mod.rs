@@ -402,7 +402,7 @@ impl StateBackend for PgState {
             let mut tx = c.transaction().map_err(e)?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .map_err(e)?;
-            tx.batch_execute(migrations::MIGRATIONS_TABLE).map_err(e)?;
+            tx.batch_execute(schema::MIGRATIONS_TABLE).map_err(e)?;
             let from: i32 = tx
                 .query_one(
                     "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",

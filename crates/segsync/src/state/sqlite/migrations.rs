@@ -3,12 +3,6 @@
 
 use crate::state::schema::Migration;
 
-pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
-    version INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    applied_at TEXT NOT NULL
-);";
-
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,

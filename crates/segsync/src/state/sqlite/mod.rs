@@ -284,7 +284,7 @@ impl StateBackend for SqliteState {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch(migrations::MIGRATIONS_TABLE)?;
+        tx.execute_batch(schema::MIGRATIONS_TABLE)?;
         let from: i64 = tx.query_row(
             "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
             [],
