@@ -467,6 +467,11 @@ mod tests {
         }
     }
 
+    /// What a fresh sink reads from `op` answered with `result` in the first round.
+    fn read_one(op: Op, result: Result<Answer, Error>) -> Read {
+        Sink::default().read(Sent { op, result }, 0).unwrap()
+    }
+
     fn emails(op: &Op) -> Vec<String> {
         match op {
             Op::Upsert { items, .. } => items.iter().map(|u| u.email.clone()).collect(),
@@ -480,15 +485,7 @@ mod tests {
             "members.item:3.status",
             "Data did not match any of the schemas described in anyOf.",
         )]);
-        let read = Sink::default()
-            .read(
-                Sent {
-                    op: batch(5, false),
-                    result: Err(e),
-                },
-                0,
-            )
-            .unwrap();
+        let read = read_one(batch(5, false), Err(e));
         assert_eq!(read.refused.len(), 1);
         assert_eq!(read.refused[0].email, "m3@posta.ro");
         assert_eq!(
@@ -577,15 +574,7 @@ mod tests {
             unanswered: vec!["m0@posta.ro".into()],
             ..Default::default()
         };
-        let read = Sink::default()
-            .read(
-                Sent {
-                    op: batch(1, false),
-                    result: Ok(Answer::Upsert(outcome)),
-                },
-                0,
-            )
-            .unwrap();
+        let read = read_one(batch(1, false), Ok(Answer::Upsert(outcome)));
         assert_eq!(read.refused.len(), 1);
         assert_eq!(read.undelivered, vec!["m0@posta.ro".to_string()]);
     }
@@ -603,15 +592,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let read = Sink::default()
-            .read(
-                Sent {
-                    op: batch(1, false),
-                    result: Ok(Answer::Upsert(outcome)),
-                },
-                0,
-            )
-            .unwrap();
+        let read = read_one(batch(1, false), Ok(Answer::Upsert(outcome)));
         assert_eq!(read.refused.len(), 1);
         assert!(read.refused[0].deferred);
         assert!(read.refused[0].reason.starts_with("deferred: "));
