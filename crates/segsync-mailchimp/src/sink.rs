@@ -189,12 +189,8 @@ impl Sink {
             });
             if a.created {
                 read.tally.created += 1;
-            } else if self.created_by_replay.remove(&u.key) {
-                // Counted when its create was found applied.
-            } else if u.merge.is_none() {
-                read.tally.unsubscribed += 1;
             } else {
-                read.tally.updated += 1;
+                self.count_update(&mut read.tally, u);
             }
         }
         for f in &outcome.failed {
@@ -217,11 +213,7 @@ impl Sink {
                     created: false,
                     fingerprint: u.fingerprint,
                 });
-                if u.merge.is_none() {
-                    read.tally.unsubscribed += 1;
-                } else {
-                    read.tally.updated += 1;
-                }
+                self.count_update(&mut read.tally, u);
                 continue;
             }
             read.undelivered.push(email.to_lowercase());
@@ -230,6 +222,18 @@ impl Sink {
                 reason: "Mailchimp's answer did not mention this member; it will be sent again on the next run".into(),
                 deferred: false,
             });
+        }
+    }
+
+    /// Counts an acknowledged write to an existing member: an unsubscribe, an update, or
+    /// nothing for the update that follows a create found applied (counted as created).
+    fn count_update(&mut self, tally: &mut Tally, u: &Upsert) {
+        if self.created_by_replay.remove(&u.key) {
+            // Counted when its create was found applied.
+        } else if u.merge.is_none() {
+            tally.unsubscribed += 1;
+        } else {
+            tally.updated += 1;
         }
     }
 
