@@ -33,6 +33,7 @@ pub mod client;
 pub mod config;
 pub mod encoder;
 pub mod error;
+pub mod probe;
 pub mod retry;
 pub mod service;
 pub mod sink;
