@@ -126,6 +126,9 @@ fn against_the_default_readings_everything_probed_is_the_same_and_nothing_is_lef
     assert_eq!(state(&sim, &list), before);
 }
 
+/// A change of one reading.
+type Turn = Box<dyn Fn(&mut Variants)>;
+
 #[test]
 fn each_reading_turned_alone_is_the_one_row_that_differs() {
     let sim = Sim::start();
@@ -134,7 +137,7 @@ fn each_reading_turned_alone_is_the_one_row_that_differs() {
     s.connect();
     let before = state(&sim, &list);
 
-    let turns: Vec<(&str, Box<dyn Fn(&mut Variants)>)> = vec![
+    let turns: Vec<(&str, Turn)> = vec![
         (
             "archived_members",
             Box::new(|v| v.archived_members = ArchivedMembers::Excluded),
