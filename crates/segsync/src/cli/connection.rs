@@ -301,7 +301,10 @@ fn probe_table(report: &Report) -> String {
     }
     out.push('\n');
     for r in &report.rows {
-        out.push_str(&format!("{} ({}): {}\n", r.assumption, r.question, r.detail));
+        out.push_str(&format!(
+            "{} ({}): {}\n",
+            r.assumption, r.question, r.detail
+        ));
     }
     let c = &report.cleanup;
     out.push_str(&format!(
