@@ -114,6 +114,32 @@ impl Client {
         decode(endpoint, &answer)
     }
 
+    /// One call through the stack, its refusals kept as answers: a 4xx other than 401 is
+    /// `Err((status, problem))` in the `Ok`, for the probe, which asks questions whose
+    /// answer may be a refusal.
+    pub(crate) async fn answer(
+        &self,
+        call: Call,
+    ) -> Result<Result<serde_json::Value, (u16, crate::error::Problem)>, Error> {
+        match self.send(call).await {
+            Ok(a) => Ok(Ok(if a.body.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::from_slice(&a.body).unwrap_or(serde_json::Value::Null)
+            })),
+            Err(Error::Rejected {
+                status, problem, ..
+            }) => Ok(Err((status, problem))),
+            Err(Error::Forbidden { problem, .. }) => Ok(Err((403, problem))),
+            Err(Error::NotFound { problem, .. }) => Ok(Err((404, problem))),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn service(&self) -> &Service {
+        &self.service
+    }
+
     /// `GET /ping`: checks that Mailchimp answers and takes the credential. A rejected
     /// credential is [`Error::CredentialRejected`], after exactly one request.
     pub async fn ping(&self) -> Result<(), Error> {

@@ -17,6 +17,8 @@
 //! - [`sink`]: sends an operation and reads the answer into acknowledged facts, refused
 //!   members, members to update and requests to send again.
 //! - [`client`]: the typed calls ([`Client`]).
+//! - [`probe`]: a short session on a test audience that checks the readings of Mailchimp's
+//!   behaviour the simulator assumes (`segsync connection probe`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), segsync_mailchimp::Error> {
@@ -33,6 +35,7 @@ pub mod client;
 pub mod config;
 pub mod encoder;
 pub mod error;
+pub mod probe;
 pub mod retry;
 pub mod service;
 pub mod sink;

@@ -207,6 +207,39 @@ impl Service {
         (result, attempts)
     }
 
+    /// One attempt of `call` outside the stack: no in-flight limit, no retry, and the
+    /// status as Mailchimp sent it, with whether the answer had a body. Only for checking
+    /// how Mailchimp sheds load (`segsync connection probe --load`), which needs more
+    /// requests in flight than the limit lets through.
+    pub(crate) async fn send_unlimited(&self, call: &Call) -> Result<(u16, bool), Error> {
+        let endpoint = call.endpoint.as_str();
+        let mut req = self
+            .http
+            .request(call.method.clone(), self.url(call))
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(ACCEPT, "application/json");
+        if let Some(body) = &call.body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        let exchange = async {
+            let resp = req.send().await?;
+            let status = resp.status().as_u16();
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>((status, !body.iter().all(u8::is_ascii_whitespace)))
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => Err(Error::Timeout {
+                endpoint,
+                timeout: self.timeout,
+                attempts: 1,
+            }),
+            Ok(Err(e)) => Err(Error::from_transport(endpoint, self.timeout, e)),
+            Ok(Ok(answer)) => Ok(answer),
+        }
+    }
+
     /// One attempt, bounded by the timeout; a non-success status becomes an error.
     async fn attempt(&self, call: &Call, url: &Url, n: u32) -> Result<Answer, Error> {
         let endpoint = call.endpoint.as_str();

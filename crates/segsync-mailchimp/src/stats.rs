@@ -24,10 +24,13 @@ pub enum Endpoint {
     UpdateTagMembers,
     ArchiveMember,
     UpdateMember,
+    DeleteMemberPermanently,
+    DeleteTag,
+    DeleteMergeField,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 13] = [
+    pub const ALL: [Endpoint; 16] = [
         Endpoint::Ping,
         Endpoint::ListLists,
         Endpoint::GetList,
@@ -41,6 +44,9 @@ impl Endpoint {
         Endpoint::UpdateTagMembers,
         Endpoint::ArchiveMember,
         Endpoint::UpdateMember,
+        Endpoint::DeleteMemberPermanently,
+        Endpoint::DeleteTag,
+        Endpoint::DeleteMergeField,
     ];
 
     /// `METHOD /route`, as Mailchimp's docs (and the simulator's counters) name it.
@@ -59,6 +65,11 @@ impl Endpoint {
             Endpoint::UpdateTagMembers => "POST /lists/{list_id}/segments/{segment_id}",
             Endpoint::ArchiveMember => "DELETE /lists/{list_id}/members/{subscriber_hash}",
             Endpoint::UpdateMember => "PATCH /lists/{list_id}/members/{subscriber_hash}",
+            Endpoint::DeleteMemberPermanently => {
+                "POST /lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent"
+            }
+            Endpoint::DeleteTag => "DELETE /lists/{list_id}/segments/{segment_id}",
+            Endpoint::DeleteMergeField => "DELETE /lists/{list_id}/merge-fields/{merge_id}",
         }
     }
 

@@ -1,14 +1,17 @@
 //! `segsync connection ...`: Mailchimp connections. The credential is read from the
 //! environment or a file, never from the command line, where the process list shows it.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use secrecy::SecretString;
 
-use super::{op_failure, usage, Failure, EXIT_OK};
+use super::{op_failure, run_failure, usage, Failure, EXIT_FAILED, EXIT_OK};
 use crate::app::App;
+use crate::engine::{self, RunSettings};
+use crate::mailchimp::probe::{self, Report};
 use crate::mailchimp::CredentialKind;
 use crate::ops::{self, Actor};
 use crate::PRIVACY_STATEMENT;
@@ -27,6 +30,34 @@ pub enum ConnectionCmd {
     Remove {
         name: String,
     },
+    /// Check, on a small test audience, each reading of Mailchimp's behaviour the simulator
+    /// assumes: a few fresh contacts at your domain (segsync-probe-<hex>@DOMAIN, never
+    /// emailed), a tag and a date merge field are made, and all of it permanently deleted.
+    Probe(ConnectionProbe),
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectionProbe {
+    pub name: String,
+    /// The test audience's id (Audience > Settings in Mailchimp).
+    #[arg(long)]
+    pub audience: String,
+    /// A domain whose mail you receive: the test addresses are segsync-probe-<hex>@DOMAIN.
+    #[arg(long)]
+    pub domain: String,
+    /// Do not ask for confirmation (needed when not on a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Refuse an audience holding more contacts than this: the probe is for test audiences.
+    #[arg(long, default_value_t = 50)]
+    pub max_members: u64,
+    /// Also send 11 requests at once, to see how Mailchimp refuses the one over its limit of
+    /// 10 (other tools on the same Mailchimp user may see refusals meanwhile).
+    #[arg(long)]
+    pub load: bool,
+    /// The report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -143,6 +174,12 @@ pub(super) async fn connection(app: &App, cmd: ConnectionCmd) -> Result<i32, Fai
                 .map_err(op_failure)?;
             println!("connection \"{name}\": Mailchimp accepts the credential");
         }
+        ConnectionCmd::Probe(args) => {
+            let client = engine::client_for(&state, app, &args.name, &RunSettings::default())
+                .map_err(run_failure)?;
+            drop(state);
+            return probe_connection(&client, &args).await;
+        }
         ConnectionCmd::Remove { name } => {
             let users = ops::remove_connection(app, &Actor::cli(), &name).map_err(op_failure)?;
             println!("connection \"{name}\" removed and its secret wiped");
@@ -155,4 +192,126 @@ pub(super) async fn connection(app: &App, cmd: ConnectionCmd) -> Result<i32, Fai
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Asks on the terminal whether to go on; `false` unless the answer is yes.
+fn confirmed(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim().to_lowercase().as_str(), "y" | "yes")
+}
+
+async fn probe_connection(
+    client: &crate::mailchimp::Client,
+    args: &ConnectionProbe,
+) -> Result<i32, Failure> {
+    let info = client.list(&args.audience).await.map_err(Failure::from)?;
+    let contacts = info
+        .total_contacts
+        .unwrap_or(0)
+        .max(info.member_count + info.unsubscribe_count + info.cleaned_count);
+    if contacts > args.max_members {
+        return Err(usage(anyhow!(
+            "audience \"{}\" ({}) holds {contacts} contacts: the probe runs only on a test audience of at most {} (--max-members); nothing was done",
+            info.name,
+            info.id,
+            args.max_members
+        )));
+    }
+    if !args.yes {
+        let question = format!(
+            "The probe adds a few contacts segsync-probe-<hex>@{} (unsubscribed, never emailed), a tag and a date merge field to audience \"{}\" ({}, {contacts} contacts), then permanently deletes them. Go on?",
+            args.domain, info.name, info.id
+        );
+        if !std::io::stdin().is_terminal() {
+            return Err(usage(anyhow!(
+                "the probe writes to audience \"{}\" ({}): confirm with --yes (there is no terminal to ask on); nothing was done",
+                info.name,
+                info.id
+            )));
+        }
+        if !confirmed(&question) {
+            return Err(usage(anyhow!("not confirmed: nothing was done")));
+        }
+    }
+    let report = probe::run(
+        client,
+        &args.audience,
+        &args.domain,
+        probe::Options { load: args.load },
+    )
+    .await
+    .map_err(|e| match e {
+        crate::mailchimp::Error::InvalidConfig(_) => usage(e),
+        e => Failure::from(e),
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the report serialises")
+        );
+    } else {
+        print!("{}", probe_table(&report));
+    }
+    if report.cleanup.left_over.is_empty() {
+        Ok(EXIT_OK)
+    } else {
+        eprintln!(
+            "segsync: the probe could not delete everything it created; remove these in Mailchimp:"
+        );
+        for l in &report.cleanup.left_over {
+            eprintln!("  {l}");
+        }
+        Ok(EXIT_FAILED)
+    }
+}
+
+/// The report as a table, with what was seen under it.
+fn probe_table(report: &Report) -> String {
+    let mut rows = vec![[
+        "assumption".to_string(),
+        "Mailchimp answered".to_string(),
+        "simulator assumes".to_string(),
+        "verdict".to_string(),
+    ]];
+    for r in &report.rows {
+        rows.push([
+            r.assumption.to_string(),
+            r.mailchimp.clone().unwrap_or_else(|| "-".into()),
+            r.simulator.to_string(),
+            r.verdict.as_str().to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push('\n');
+    for r in &report.rows {
+        out.push_str(&format!(
+            "{} ({}): {}\n",
+            r.assumption, r.question, r.detail
+        ));
+    }
+    let c = &report.cleanup;
+    out.push_str(&format!(
+        "\nremoved: {} contact(s) permanently deleted, {} tag(s), {} merge field(s)\n",
+        c.members_deleted.len(),
+        c.tags_deleted.len(),
+        c.merge_fields_deleted.len()
+    ));
+    out
 }

@@ -19,6 +19,7 @@ mod guards;
 mod incremental;
 mod membership;
 mod postgres;
+mod probe;
 mod records;
 mod resume;
 mod secrets;
