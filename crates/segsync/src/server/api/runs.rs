@@ -148,7 +148,11 @@ pub async fn get_run(
 /// that starts like a spreadsheet formula (`=`, `+`, `-`, `@`, tab, carriage return) has a
 /// `'` in front, so that a spreadsheet shows it as text.
 #[utoipa::path(get, path = "/api/runs/{id}/errors", tag = "runs", params(("id" = i64, Path)),
-    responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "text/csv", body = String, headers(
+        ("Content-Disposition" = String, description = "attachment; filename=\"run-{id}-errors.csv\""),
+        ("X-Content-Type-Options" = String, description = "nosniff"),
+        ("Cache-Control" = String, description = "no-store"),
+    )), (status = 404, body = ErrorBody)))]
 pub async fn run_errors(
     State(app): State<AppState>,
     _who: Authed,
