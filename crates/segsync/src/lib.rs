@@ -12,11 +12,13 @@
 //!   scheduler, metrics).
 //! - [`cli`]: the `segsync` command line; [`app`]: an installation as a process sees it (its
 //!   [`home`] folder's paths and its state store, chosen once at start and handed down);
-//!   [`locks`]: an export's run lock (a lock file, or a lease in a shared store).
+//!   [`locks`]: an export's run lock (a lock file, or a lease in a shared store);
+//!   [`csv_out`]: the CSV files written for people, safe to open in a spreadsheet.
 
 pub mod app;
 pub mod cli;
 pub mod config_file;
+pub mod csv_out;
 pub mod engine;
 pub mod home;
 pub mod locks;

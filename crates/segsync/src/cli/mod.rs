@@ -175,8 +175,9 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
 }
 
 /// A value from the data (an address, a key, a reason) as one printable line for a terminal:
-/// control characters escaped (`\n`, `\u{1b}`), cut after 200 characters. `--csv` and
-/// `--json` give the values as they are.
+/// control characters escaped (`\n`, `\u{1b}`), cut after 200 characters. `--json` gives
+/// the values as they are; `--csv` too, but for a `'` before a cell that starts like a
+/// spreadsheet formula ([`crate::csv_out`]).
 fn printable(s: &str) -> String {
     const MAX: usize = 200;
     let mut out = String::with_capacity(s.len().min(MAX + 8));

@@ -12,7 +12,8 @@ use crate::state::StateStore;
 pub struct RunsArgs {
     /// `show RUN`, `errors RUN`, or an export name (or nothing) for the history.
     pub args: Vec<String>,
-    /// With `errors`: every refused record as CSV (profile_key,email,reason).
+    /// With `errors`: every refused record as CSV (profile_key,email,reason), cells that
+    /// start like a spreadsheet formula with a `'` in front.
     #[arg(long)]
     pub csv: bool,
     #[arg(long)]
@@ -101,14 +102,7 @@ fn print_errors(state: &StateStore, id: i64, args: &RunsArgs) -> Result<i32, Fai
     state.run(id).map_err(usage)?;
     let errors = state.run_errors(id)?;
     if args.csv {
-        let mut w = csv::Writer::from_writer(std::io::stdout());
-        w.write_record(["profile_key", "email", "reason"])
-            .context("writing CSV")?;
-        for e in &errors {
-            w.write_record([&e.profile_key, &e.email, &e.reason])
-                .context("writing CSV")?;
-        }
-        w.flush().context("writing CSV")?;
+        crate::csv_out::write_run_errors(std::io::stdout(), &errors).context("writing CSV")?;
     } else if args.json {
         println!(
             "{}",

@@ -207,7 +207,8 @@ impl fmt::Debug for ProfileStore {
 }
 
 impl ProfileStore {
-    /// Opens the store, creating the file (and its folder) if missing.
+    /// Opens the store, creating the file (and its folder) if missing; the file (personal
+    /// data) and its `-wal` and `-shm` are private to their owner (0600).
     pub fn open(path: &Path) -> Result<ProfileStore, ProfileError> {
         let err = |source| ProfileError::Sqlite {
             path: path.to_path_buf(),
@@ -221,6 +222,10 @@ impl ProfileStore {
                 })?;
             }
         }
+        crate::home::private_sqlite_file(path).map_err(|source| ProfileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(WRITER_BUSY_TIMEOUT).map_err(err)?;
         let mode: String = conn

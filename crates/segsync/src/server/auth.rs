@@ -263,12 +263,35 @@ pub async fn api_login(
     Ok(r)
 }
 
-/// Logs out: ends the session of the cookie.
-#[utoipa::path(post, path = "/api/logout", tag = "session", responses((status = 204)))]
+/// Logs out: ends the session of the cookie. Like every change made with a session, it needs
+/// the session's CSRF token in `X-CSRF-Token` (else another site could log the user out);
+/// without a live session there is nothing to end, and the cookie is cleared.
+#[utoipa::path(post, path = "/api/logout", tag = "session",
+    responses((status = 204), (status = 403, body = super::ErrorBody)))]
 pub async fn api_logout(
     State(app): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if let Some(id) = cookie_value(&headers, SESSION_COOKIE) {
+        let state = app.app.state().map_err(ApiError::internal)?;
+        if let Some(s) = state
+            .session(&ops::token_hash(id))
+            .map_err(ApiError::internal)?
+        {
+            let sent = headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let session = Authed {
+                actor: Actor {
+                    name: s.user.name,
+                    role: s.user.role,
+                },
+                via: Via::Session { csrf: s.csrf },
+            };
+            session.check_csrf(sent)?;
+        }
+    }
     let cookie = logout(&app, &headers)?;
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut().insert(header::SET_COOKIE, cookie);

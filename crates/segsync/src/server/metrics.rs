@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -45,12 +45,40 @@ struct RetryLabels {
     cause: String,
 }
 
+/// The labels of a request, from closed sets only: whoever sends a request chooses its
+/// method and path, and every new label value is a new series kept for the life of the
+/// process, so a label taken from the request as it came would let anybody grow `/metrics`
+/// (and the server's memory) without bound.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
-    method: String,
+    /// One of [`METHODS`], else `other`.
+    method: &'static str,
+    /// The template of the route that matched (`/api/runs/{id}`), else `other`.
     route: String,
     status: u16,
 }
+
+/// The methods that get a label of their own.
+static METHODS: [Method; 7] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+];
+
+/// A request's method as a label: a known one, else `other`.
+fn method_label(m: &Method) -> &'static str {
+    METHODS
+        .iter()
+        .find(|k| *k == m)
+        .map_or(OTHER, Method::as_str)
+}
+
+/// The label of a method or a path outside the closed sets.
+const OTHER: &str = "other";
 
 /// The server's metric families.
 pub struct Metrics {
@@ -190,14 +218,14 @@ pub fn spawn_listener(app: &AppState) {
     });
 }
 
-/// Times every request, labelled by its route pattern (not its path: no ids in labels).
+/// Times every request, labelled by its route's template (not its path: no ids in labels,
+/// and a path no route matches is `other`) and its method (`other` unless a known one).
 pub async fn track_requests(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+        .map_or_else(|| OTHER.to_string(), |p| p.as_str().to_string());
+    let method = method_label(req.method());
     let t = Instant::now();
     let response = next.run(req).await;
     app.metrics

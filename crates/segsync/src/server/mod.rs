@@ -204,6 +204,27 @@ async fn readyz(axum::extract::State(app): axum::extract::State<AppState>) -> Re
     }
 }
 
+/// Headers of every answer under `/api/` (JSON, the errors CSV, refusals, even a path no
+/// route matches): a browser must not guess another type than the one declared (`nosniff`:
+/// a JSON answer holding markup from the data is never run as a page) nor keep a copy of
+/// answers that hold personal data and tokens (`no-store`).
+async fn api_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut res = next.run(req).await;
+    if api {
+        let h = res.headers_mut();
+        h.insert(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            axum::http::HeaderValue::from_static("nosniff"),
+        );
+        h.insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    res
+}
+
 /// Every route of the server.
 pub fn router(app: AppState) -> Router {
     Router::new()
@@ -215,6 +236,7 @@ pub fn router(app: AppState) -> Router {
         .merge(oauth::routes())
         .merge(metrics::routes())
         .merge(ui::routes())
+        .layer(axum::middleware::from_fn(api_headers))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             metrics::track_requests,

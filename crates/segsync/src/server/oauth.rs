@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -34,7 +34,35 @@ const FLOW_TTL_MINUTES: i64 = 15;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/oauth/mailchimp", post(api_begin))
-        .route("/oauth/mailchimp/callback", get(callback))
+        .route(
+            "/oauth/mailchimp/callback",
+            get(callback).layer(axum::middleware::map_response(callback_headers)),
+        )
+}
+
+/// Headers of the callback's answers (the failure page, the redirect): the page runs
+/// nothing, loads nothing and cannot be framed (a content security policy, and
+/// `X-Frame-Options` for older browsers); the callback URL, which holds the code and the
+/// state, is never sent on as a referrer nor kept in a cache.
+async fn callback_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 /// What the admin asked for when the flow began.
@@ -162,9 +190,13 @@ struct Metadata {
     error: Option<String>,
 }
 
+/// The client of Mailchimp's login server. It follows no redirect: the token request carries
+/// the app's secret and the code, the metadata request the new token, and a redirect (307,
+/// 308 keep the body) would hand them to wherever the answer points.
 fn http() -> Result<reqwest::Client, ApiError> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(ApiError::internal)
 }
@@ -195,6 +227,11 @@ async fn exchange(
         .await
         .map_err(|e| mailchimp(format!("Mailchimp's login server did not answer: {e}")))?;
     let status = answer.status();
+    if status.is_redirection() {
+        return Err(mailchimp(format!(
+            "Mailchimp's login server answered the token request with a redirect ({status}), which segsync does not follow"
+        )));
+    }
     if !status.is_success() {
         let body: serde_json::Value = answer.json().await.unwrap_or_default();
         let why = body
@@ -212,7 +249,7 @@ async fn exchange(
         .await
         .map_err(|e| mailchimp(format!("Mailchimp's token answer was unreadable: {e}")))?;
     let token = SecretString::from(token.access_token);
-    let meta: Metadata = client
+    let meta = client
         .get(
             oauth
                 .login_url
@@ -222,7 +259,14 @@ async fn exchange(
         .header("Authorization", format!("OAuth {}", token.expose_secret()))
         .send()
         .await
-        .map_err(|e| mailchimp(format!("Mailchimp's metadata endpoint did not answer: {e}")))?
+        .map_err(|e| mailchimp(format!("Mailchimp's metadata endpoint did not answer: {e}")))?;
+    if meta.status().is_redirection() {
+        return Err(mailchimp(format!(
+            "Mailchimp's metadata endpoint answered with a redirect ({}), which segsync does not follow",
+            meta.status()
+        )));
+    }
+    let meta: Metadata = meta
         .json()
         .await
         .map_err(|e| mailchimp(format!("Mailchimp's metadata answer was unreadable: {e}")))?;

@@ -36,7 +36,7 @@ impl Modify for Security {
 #[openapi(
     info(
         title = "segsync",
-        description = "Export segments of customer profiles to Mailchimp audiences. Roles: viewer (reads exports and runs), contributor (segments, exports on shared connections), admin (everything). Errors are {error, message}.",
+        description = "Export segments of customer profiles to Mailchimp audiences. Roles: viewer (reads exports and runs), contributor (segments, exports on shared connections), admin (everything). Errors are {error, message}. Every answer under /api carries X-Content-Type-Options: nosniff and Cache-Control: no-store.",
     ),
     modifiers(&Security),
     security(("token" = []), ("session" = [])),

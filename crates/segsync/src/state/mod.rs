@@ -67,6 +67,12 @@ pub enum StateError {
     Conflict(String),
     #[error("state store: corrupt record: {0}")]
     Corrupt(String),
+    /// The state file could not be created or made private.
+    #[error("state store {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StateError>;

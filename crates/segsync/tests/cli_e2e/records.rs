@@ -366,3 +366,26 @@ fn an_address_mailchimp_refuses_is_reported_with_mailchimps_reason() {
     let run = s.show_json(1);
     assert_eq!((count(&run, "created"), count(&run, "failed")), (2, 1));
 }
+
+/// `runs errors RUN --csv` is opened in spreadsheets: a key or an address that starts like a
+/// formula (`=`, `+`, `-`, `@`, tab, carriage return) must come out as text, behind a `'`.
+#[test]
+fn the_errors_csv_neutralises_cells_that_start_like_formulas() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    let mut profiles = vec![ana()];
+    profiles.extend(formula_profiles());
+    s.setup(&list, &profiles, &[]);
+    s.run_export(3);
+    let out = s.ok(&["runs", "errors", "1", "--csv"]);
+    assert!(
+        out.stdout.starts_with("profile_key,email,reason\n"),
+        "{}",
+        out.stdout
+    );
+    assert_spreadsheet_safe(&out.stdout);
+    // The other forms give the values as they are.
+    let json = s.ok(&["runs", "errors", "1", "--json"]).stdout;
+    assert!(json.contains("\"profile_key\": \"=1+1\""), "{json}");
+}

@@ -319,3 +319,45 @@ fn the_api_key_never_shows_in_output_or_in_the_home_folder() {
         assert_eq!(mode, 0o600, "only the owner reads the master key: {mode:o}");
     }
 }
+
+/// The home folder holds password hashes, personal data, run errors with addresses and the
+/// audit log: a new one is private to its owner (0700, its SQLite files 0600), and an older
+/// one left readable by others is tightened when segsync opens it.
+#[cfg(unix)]
+#[test]
+fn the_home_folder_and_its_databases_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    // A home folder segsync creates itself (the session's folder is already private).
+    let home = s.path("installation");
+    s.set_env("SEGSYNC_HOME", home.to_str().unwrap());
+    s.import(&[ana(), helene()]);
+    s.segments();
+    s.ok(&["runs"]);
+    let check = |when: &str| {
+        assert_eq!(mode(&home), 0o700, "{when}: the home folder");
+        assert_eq!(mode(&home.join("locks")), 0o700, "{when}: locks/");
+        for f in ["state.sqlite", "profiles.sqlite"] {
+            assert_eq!(mode(&home.join(f)), 0o600, "{when}: {f}");
+        }
+        for entry in std::fs::read_dir(&home).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_file() {
+                assert_eq!(mode(&p) & 0o077, 0, "{when}: {} is private", p.display());
+            }
+        }
+    };
+    check("created");
+
+    // An installation from before: everything readable by everybody.
+    let open =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    open(&home, 0o755);
+    open(&home.join("locks"), 0o755);
+    open(&home.join("state.sqlite"), 0o644);
+    open(&home.join("profiles.sqlite"), 0o644);
+    s.ok(&["segments", "preview", "high_value"]);
+    check("tightened on open");
+}

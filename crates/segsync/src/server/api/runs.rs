@@ -144,9 +144,15 @@ pub async fn get_run(
     }))
 }
 
-/// Every record a run could not send and why, as CSV (`profile_key,email,reason`).
+/// Every record a run could not send and why, as CSV (`profile_key,email,reason`); a cell
+/// that starts like a spreadsheet formula (`=`, `+`, `-`, `@`, tab, carriage return) has a
+/// `'` in front, so that a spreadsheet shows it as text.
 #[utoipa::path(get, path = "/api/runs/{id}/errors", tag = "runs", params(("id" = i64, Path)),
-    responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "text/csv", body = String, headers(
+        ("Content-Disposition" = String, description = "attachment; filename=\"run-{id}-errors.csv\""),
+        ("X-Content-Type-Options" = String, description = "nosniff"),
+        ("Cache-Control" = String, description = "no-store"),
+    )), (status = 404, body = ErrorBody)))]
 pub async fn run_errors(
     State(app): State<AppState>,
     _who: Authed,
@@ -155,14 +161,7 @@ pub async fn run_errors(
     let state = state_of(&app)?;
     state.run(id)?;
     let errors = state.run_errors(id)?;
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["profile_key", "email", "reason"])
-        .map_err(ApiError::internal)?;
-    for e in &errors {
-        w.write_record([&e.profile_key, &e.email, &e.reason])
-            .map_err(ApiError::internal)?;
-    }
-    let body = w.into_inner().map_err(ApiError::internal)?;
+    let body = crate::csv_out::write_run_errors(Vec::new(), &errors).map_err(ApiError::internal)?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),

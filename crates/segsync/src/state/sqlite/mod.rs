@@ -211,9 +211,14 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
 }
 
 impl SqliteState {
-    /// Opens (creating if needed) the file at `path`; [`StateBackend::migrate`] brings its
-    /// schema up to date.
+    /// Opens (creating if needed) the file at `path`, private to its owner (0600, with its
+    /// `-wal` and `-shm`: it holds password hashes, addresses and the audit log);
+    /// [`StateBackend::migrate`] brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteState> {
+        crate::home::private_sqlite_file(path).map_err(|source| StateError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(

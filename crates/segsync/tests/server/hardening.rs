@@ -1,0 +1,353 @@
+//! What a security review asked of the server's answers: CSV downloads safe to open in a
+//! spreadsheet, bounded metrics, and the headers and checks that keep browsers from misusing
+//! answers.
+
+use crate::common::*;
+use crate::harness::*;
+
+/// The CSV of a run's errors, downloaded from the API (the UI links the same URL), never
+/// holds a cell a spreadsheet would evaluate as a formula.
+#[test]
+fn the_errors_csv_download_neutralises_cells_that_start_like_formulas() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    let mut profiles = vec![ana()];
+    profiles.extend(formula_profiles());
+    s.setup(&list, &profiles, &[]);
+    s.run_export(3);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let csv = ada.send(ada.request("GET", "/api/runs/1/errors"));
+    assert_eq!(csv.status, 200, "{}", csv.text);
+    assert!(
+        csv.text.starts_with("profile_key,email,reason\n"),
+        "{}",
+        csv.text
+    );
+    assert_spreadsheet_safe(&csv.text);
+}
+
+/// The series of `segsync_http_request_duration_seconds` in a `/metrics` answer.
+fn http_series(metrics: &str) -> Vec<&str> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("segsync_http_request_duration_seconds_count{"))
+        .collect()
+}
+
+/// Anybody can send a request with any method to any path: `/metrics` labels only known
+/// methods and matched route templates, so such requests cannot grow it (nor the memory it
+/// lives in) without bound.
+#[test]
+fn metrics_stay_bounded_whatever_methods_and_paths_requests_have() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let anon = server.anonymous();
+    let scrape = || {
+        let m = anon.send(anon.request("GET", "/metrics"));
+        assert_eq!(m.status, 200);
+        m.text
+    };
+    // Every kind of request once, so that what follows adds no series of its own.
+    for (method, path) in [
+        ("GET", "/healthz"),
+        ("BREW", "/healthz"),
+        ("BREW", "/no/such/page"),
+        ("GET", "/no/such/page"),
+    ] {
+        anon.send(anon.request(method, path));
+    }
+    let before = scrape();
+    let (size, series) = (before.len(), http_series(&before).len());
+
+    // 100 requests, each with a new long method, half of them on a new path no route matches.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut word = |len: usize| {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'A' + (x % 26) as u8)
+            })
+            .collect::<String>()
+    };
+    let mut sent = Vec::new();
+    for i in 0..100 {
+        let method = word(200);
+        let path = if i % 2 == 0 {
+            format!("/{}/{}", word(100), word(100))
+        } else {
+            "/healthz".to_string()
+        };
+        let a = anon.send(anon.request(&method, &path));
+        assert!(a.status >= 400, "{method} {path}: {}", a.status);
+        sent.push((method, path));
+    }
+
+    let after = scrape();
+    for (method, path) in &sent {
+        assert!(
+            !after.contains(method.as_str()),
+            "a method as a label: {method}"
+        );
+        if path != "/healthz" {
+            assert!(!after.contains(path.as_str()), "a path as a label: {path}");
+        }
+    }
+    assert!(
+        http_series(&after).len() <= series + 2,
+        "{} series, then {}:\n{}",
+        series,
+        http_series(&after).len(),
+        http_series(&after).join("\n")
+    );
+    assert!(
+        after.len() < size + 8 * 1024,
+        "/metrics grew from {size} to {} bytes",
+        after.len()
+    );
+    assert!(
+        after.contains("method=\"other\",route=\"other\",status=\"404\""),
+        "{after}"
+    );
+}
+
+/// Logging out ends a session, so a cross-site form must not be able to do it: without the
+/// session's CSRF token it is refused and the session lives on.
+#[test]
+fn logout_needs_the_session_csrf_token() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let mut ada = server.login(ADMIN);
+    let csrf = ada.csrf.take();
+    let a = ada.send(ada.request("POST", "/api/logout"));
+    assert_eq!(a.status, 403, "no token: {}", a.text);
+    assert_eq!(a.json()["error"], "csrf", "{}", a.text);
+    ada.csrf = Some("not-the-token".into());
+    let a = ada.send(ada.request("POST", "/api/logout"));
+    assert_eq!(a.status, 403, "a wrong token: {}", a.text);
+    assert_eq!(ada.get("/api/me").0, 200, "the session lives on");
+
+    ada.csrf = csrf;
+    let a = ada.send(ada.request("POST", "/api/logout"));
+    assert_eq!(a.status, 204, "{}", a.text);
+    assert_eq!(ada.get("/api/me").0, 401, "the session ended");
+    // Without a session there is nothing to end.
+    let anon = server.anonymous();
+    assert_eq!(anon.send(anon.request("POST", "/api/logout")).status, 204);
+}
+
+fn header<'a>(a: &'a Answer, name: &str) -> &'a str {
+    a.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Every answer under `/api/` (JSON, the errors CSV, refusals, unknown paths) tells browsers
+/// not to guess its type and not to keep it.
+#[test]
+fn api_answers_are_never_sniffed_nor_cached() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    s.setup(&list, &[ana(), formula_profiles()[0].clone()], &[]);
+    s.run_export(3);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let script = server.token_client(VIEWER);
+    let anon = server.anonymous();
+    let answers = [
+        (
+            "session GET /api/me",
+            ada.send(ada.request("GET", "/api/me")),
+            200,
+        ),
+        (
+            "token GET /api/exports",
+            script.send(script.request("GET", "/api/exports")),
+            200,
+        ),
+        (
+            "CSV",
+            ada.send(ada.request("GET", "/api/runs/1/errors")),
+            200,
+        ),
+        (
+            "CSV, by token",
+            script.send(script.request("GET", "/api/runs/1/errors")),
+            200,
+        ),
+        (
+            "the OpenAPI document",
+            anon.send(anon.request("GET", "/api/openapi.json")),
+            200,
+        ),
+        (
+            "unauthenticated",
+            anon.send(anon.request("GET", "/api/exports")),
+            401,
+        ),
+        (
+            "refused",
+            script.send(script.request("GET", "/api/audit")),
+            403,
+        ),
+        (
+            "not found",
+            ada.send(ada.request("GET", "/api/runs/99")),
+            404,
+        ),
+        (
+            "no such route",
+            ada.send(ada.request("GET", "/api/no-such-thing")),
+            404,
+        ),
+        (
+            "login",
+            anon.send(
+                anon.request("POST", "/api/login")
+                    .json(&serde_json::json!({"name": ADMIN.0, "password": ADMIN.1})),
+            ),
+            200,
+        ),
+    ];
+    for (what, a, status) in &answers {
+        assert_eq!(a.status, *status, "{what}: {}", a.text);
+        assert_eq!(header(a, "x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(header(a, "cache-control"), "no-store", "{what}");
+    }
+    assert!(header(&answers[2].1, "content-type").starts_with("text/csv"));
+    // The OpenAPI document says so.
+    let doc = &answers[4].1.text;
+    assert!(doc.contains("Cache-Control: no-store"), "{doc}");
+}
+
+/// The OAuth callback's page cannot be framed (clickjacking) and runs nothing.
+#[test]
+fn the_oauth_callback_page_has_a_content_security_policy_and_cannot_be_framed() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    s.set_env("SEGSYNC_OAUTH_CLIENT_SECRET", "app-secret-0123456789");
+    let server = Server::start(
+        &s,
+        &[
+            "--oauth-client-id",
+            "segsync-app",
+            "--oauth-login-url",
+            &format!("{}/", sim.api_url().trim_end_matches("/3.0")),
+        ],
+    );
+    let ada = server.login(ADMIN);
+    let page = ada.send(ada.request("GET", "/oauth/mailchimp/callback?code=abc&state=made-up"));
+    assert_eq!(page.status, 400, "{}", page.text);
+    assert!(
+        page.text.contains("unknown or was used already"),
+        "{}",
+        page.text
+    );
+    let csp = header(&page, "content-security-policy");
+    for directive in ["default-src 'none'", "frame-ancestors 'none'"] {
+        assert!(csp.contains(directive), "{directive} in {csp:?}");
+    }
+    assert_eq!(header(&page, "x-frame-options"), "DENY");
+    assert_eq!(header(&page, "x-content-type-options"), "nosniff");
+    assert_eq!(header(&page, "cache-control"), "no-store");
+}
+
+/// A login server that answers every token request with a redirect (307: the body, with the
+/// app's secret and the code, would go along) to a path of its own, and notes every request.
+fn redirecting_login_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (base, log) = (url.clone(), seen.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap_or_default();
+            let mut length = 0;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = r.read_exact(&mut body);
+            log.lock().unwrap().push(line.trim().to_string());
+            let answer = if line.contains("/elsewhere") {
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 25\r\nconnection: close\r\n\r\n{\"access_token\":\"stolen\"}".to_string()
+            } else {
+                format!("HTTP/1.1 307 Temporary Redirect\r\nlocation: {base}/elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            };
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    (url, seen)
+}
+
+/// The OAuth client sends the app's secret and the code to the login server only: it follows
+/// no redirect, and says why the authorization failed.
+#[test]
+fn the_oauth_client_follows_no_redirect() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let (login, seen) = redirecting_login_server();
+    s.set_env("SEGSYNC_OAUTH_CLIENT_SECRET", "app-secret-0123456789");
+    let server = Server::start(
+        &s,
+        &[
+            "--oauth-client-id",
+            "segsync-app",
+            "--oauth-login-url",
+            &format!("{login}/"),
+        ],
+    );
+    let ada = server.login(ADMIN);
+    let (code, body) = ada.post(
+        "/api/oauth/mailchimp",
+        serde_json::json!({"name": "mc", "accept_privacy_terms": true}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let authorize = url::Url::parse(body["authorize_url"].as_str().unwrap()).unwrap();
+    let state = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string();
+    let page = ada.send(ada.request(
+        "GET",
+        &format!("/oauth/mailchimp/callback?code=the-code&state={state}"),
+    ));
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|l| l.starts_with("POST /oauth2/token")),
+        "the token request: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|l| l.contains("/elsewhere")),
+        "the redirect was followed: {seen:?}"
+    );
+    assert_eq!(page.status, 502, "{}", page.text);
+    assert!(page.text.contains("redirect"), "{}", page.text);
+    let (_, list) = ada.get("/api/connections");
+    assert_eq!(list, serde_json::json!([]), "no connection was added");
+}
