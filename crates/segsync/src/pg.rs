@@ -27,20 +27,109 @@ pub enum PgError {
     Closed { url: String },
 }
 
-/// `url` with its password, if any, replaced by `***`.
+/// `url` with every password in it replaced by `***`, read the way the driver reads it: the
+/// user-info password of a URL with any number of hosts (`postgres://u:pw@h1:1,h2:5432/db`,
+/// which a URL parser refuses), a `password` query parameter, and the `password` of a
+/// key=value connection string, quoted or not. Nothing else changes, so a redacted URL still
+/// says where it points. Every URL segsync shows or stores in clear goes through this.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        // Not a URL: a key=value connection string, or garbage. Keep nothing after a password.
-        Err(_) => match url.find("password") {
-            Some(i) => format!("{}password=***", &url[..i]),
-            None => url.to_string(),
-        },
+    match url.find("://") {
+        Some(i) => redact_uri(&url[..i + 3], &url[i + 3..]),
+        None => redact_conninfo(url),
     }
+}
+
+/// `scheme://` and what follows it: the password of the user info (up to the last `@` before
+/// the query, so an unencoded `@` or `/` in a password hides too) and of the query.
+fn redact_uri(scheme: &str, rest: &str) -> String {
+    let (authority_and_path, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let mut out = String::from(scheme);
+    match authority_and_path.rfind('@') {
+        Some(at) => {
+            let (userinfo, hosts) = authority_and_path.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(hosts);
+        }
+        None => out.push_str(authority_and_path),
+    }
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// A key=value connection string (`host=db password='a b' dbname=x`): each value copied as
+/// it is, but the password's, which becomes `***`.
+fn redact_conninfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    let copy_spaces = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>, out: &mut String| {
+        while let Some(c) = chars.next_if(|c| c.is_whitespace()) {
+            out.push(c);
+        }
+    };
+    loop {
+        copy_spaces(&mut chars, &mut out);
+        if chars.peek().is_none() {
+            return out;
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        out.push_str(&key);
+        copy_spaces(&mut chars, &mut out);
+        if chars.next_if_eq(&'=').is_none() {
+            continue;
+        }
+        out.push('=');
+        copy_spaces(&mut chars, &mut out);
+        let value = conninfo_value(&mut chars);
+        if key.eq_ignore_ascii_case("password") {
+            out.push_str("***");
+        } else {
+            out.push_str(&value);
+        }
+    }
+}
+
+/// One value of a connection string as written: a quoted one (backslash escapes) or a run of
+/// non-space characters.
+fn conninfo_value(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> String {
+    let mut value = String::new();
+    if chars.next_if_eq(&'\'').is_some() {
+        value.push('\'');
+        while let Some(c) = chars.next() {
+            value.push(c);
+            match c {
+                '\\' => value.extend(chars.next()),
+                '\'' => break,
+                _ => {}
+            }
+        }
+    } else {
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+            value.push(c);
+        }
+    }
+    value
 }
 
 /// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
@@ -264,8 +353,39 @@ mod tests {
         );
         assert_eq!(
             redact("host=db user=ann password=s3cret dbname=x"),
-            "host=db user=ann password=***"
+            "host=db user=ann password=*** dbname=x"
         );
+    }
+
+    /// The audit's case: a URL with several hosts, which a URL parser refuses, kept its
+    /// password; and the other places a password can stand.
+    #[test]
+    fn redact_hides_every_password_the_driver_would_read() {
+        for (given, shown) in [
+            (
+                "postgres://u:PW@h1:1,h2:5432/db",
+                "postgres://u:***@h1:1,h2:5432/db",
+            ),
+            (
+                "postgresql://u:p@ss/w@h1,h2/db?sslmode=require",
+                "postgresql://u:***@h1,h2/db?sslmode=require",
+            ),
+            (
+                "postgres://h1/db?user=u&password=PW&sslmode=require",
+                "postgres://h1/db?user=u&password=***&sslmode=require",
+            ),
+            (
+                "host=h1,h2 password = 'P W\\' x' dbname=db",
+                "host=h1,h2 password = *** dbname=db",
+            ),
+            (
+                "sqlite:/var/lib/segsync/state.sqlite",
+                "sqlite:/var/lib/segsync/state.sqlite",
+            ),
+        ] {
+            assert_eq!(redact(given), shown, "{given}");
+            assert!(!redact(given).contains("PW"), "{given}");
+        }
     }
 
     #[test]

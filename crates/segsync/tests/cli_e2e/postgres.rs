@@ -218,3 +218,86 @@ fn profiles_in_a_postgres_table_are_exported_with_segments_evaluated_by_postgres
         "the URL is sealed at rest"
     );
 }
+
+/// The audit's finding: a URL with several hosts (which a URL parser refuses, the driver
+/// reads) was shown and stored with its password. It never is, wherever the URL appears: the
+/// source listing, segments over it, the errors of a source that cannot be reached, and the
+/// state store's file.
+#[test]
+fn a_source_url_with_several_hosts_never_shows_its_password() {
+    let sim = Sim::start();
+    let profiles = people(20);
+    let db = TestDb::create("multihost");
+    write_pg_table(&db, &profiles);
+    let s = Session::new(&sim);
+    let secret = "Mh-s3cret-PW";
+    // The first host refuses; the driver goes on to the second (trust auth ignores the
+    // password).
+    let url = db.url.replace(
+        "postgres@127.0.0.1:5432",
+        &format!("postgres:{secret}@127.0.0.1:1,127.0.0.1:5432"),
+    );
+    assert_ne!(url, db.url, "the URL has several hosts: {url}");
+    s.set_env("CRM_URL", &url);
+    let mut printed = String::new();
+    let args = [
+        "profiles",
+        "source",
+        "add",
+        "crm",
+        "--postgres",
+        "env:CRM_URL",
+        "--table",
+        "crm.customers",
+        "--key",
+        "customer_id",
+    ];
+    printed.push_str(&s.ok(&args).text());
+    let out = s.ok(&["profiles", "source", "list"]);
+    assert!(
+        out.stdout
+            .contains("postgres:***@127.0.0.1:1,127.0.0.1:5432"),
+        "{}",
+        out.text()
+    );
+    printed.push_str(&out.text());
+    printed.push_str(
+        &s.ok(&[
+            "segments", "add", "all", "--where", "TRUE", "--source", "crm",
+        ])
+        .text(),
+    );
+    printed.push_str(&s.ok(&["segments", "list"]).text());
+    // A source that cannot be reached says so, without the password.
+    s.set_env(
+        "DEAD_URL",
+        &format!("postgres://postgres:{secret}@127.0.0.1:1,127.0.0.1:2/nothing"),
+    );
+    let out = s.sh(&[
+        "profiles",
+        "source",
+        "add",
+        "dead",
+        "--postgres",
+        "env:DEAD_URL",
+        "--table",
+        "crm.customers",
+        "--key",
+        "customer_id",
+    ]);
+    assert_ne!(out.code, 0, "{}", out.text());
+    printed.push_str(&out.text());
+    assert!(
+        !printed.contains(secret),
+        "the password never shows: {printed}"
+    );
+    for file in ["state.sqlite", "state.sqlite-wal", "profiles.sqlite"] {
+        let Ok(bytes) = std::fs::read(s.home().join(file)) else {
+            continue;
+        };
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the password is not in {file} in clear"
+        );
+    }
+}
