@@ -23,6 +23,21 @@ pub struct StartedRun {
     pub url: String,
 }
 
+impl StartedRun {
+    /// The 202 answer for run `run_id` of `export`, with where to follow it.
+    fn accepted(run_id: i64, export: String) -> (StatusCode, Json<StartedRun>) {
+        let url = format!("/api/runs/{run_id}");
+        (
+            StatusCode::ACCEPTED,
+            Json(StartedRun {
+                run_id,
+                export,
+                url,
+            }),
+        )
+    }
+}
+
 /// Starts a run now ("Run now"; contributors with access). 409 when it is running already.
 #[utoipa::path(post, path = "/api/exports/{name}/runs", tag = "runs", params(("name" = String, Path)),
     responses((status = 202, body = StartedRun), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -32,14 +47,7 @@ pub async fn run_export(
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, Json<StartedRun>)> {
     let run_id = start_run(&app, &who, &name).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(StartedRun {
-            run_id,
-            export: name,
-            url: format!("/api/runs/{run_id}"),
-        }),
-    ))
+    Ok(StartedRun::accepted(run_id, name))
 }
 
 /// Checks that `who` may run `export` and starts it; shared with the web UI.
@@ -66,14 +74,7 @@ pub async fn cancel_export(
     Path(name): Path<String>,
 ) -> ApiResult<(StatusCode, Json<StartedRun>)> {
     let run_id = cancel(&app, &who, &name)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(StartedRun {
-            run_id,
-            export: name,
-            url: format!("/api/runs/{run_id}"),
-        }),
-    ))
+    Ok(StartedRun::accepted(run_id, name))
 }
 
 /// Checks that `who` may cancel `export`'s run and asks it to stop; shared with the web UI.
@@ -193,12 +194,5 @@ pub async fn cancel_run(
         ));
     }
     let run_id = cancel(&app, &who, &run.export)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(StartedRun {
-            run_id,
-            export: run.export,
-            url: format!("/api/runs/{run_id}"),
-        }),
-    ))
+    Ok(StartedRun::accepted(run_id, run.export))
 }
