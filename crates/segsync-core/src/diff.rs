@@ -32,6 +32,18 @@ pub struct Upsert {
     /// The merge values to send; `None` for a status-only write.
     pub merge: Option<MergeValues>,
     pub fingerprint: Option<u64>,
+    /// The keys of the member's profiles ([`SnapshotEntry::profiles`]), when known.
+    pub profiles: Option<String>,
+}
+
+/// A member moved to a new address (`PATCH` of the old member with the new
+/// `email_address`): it keeps its status, tags and history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Move {
+    pub from: MemberKey,
+    pub from_email: String,
+    /// The member at its new address: its content, and the status it keeps.
+    pub to: Upsert,
 }
 
 /// The export's tags to add to and remove from one member.
@@ -57,6 +69,8 @@ pub struct Diff {
     pub creates: Vec<Upsert>,
     /// Members in the audience whose content changed (or was never sent by this export).
     pub updates: Vec<Upsert>,
+    /// Members moved to their profile's new address.
+    pub moves: Vec<Move>,
     pub tag_changes: Vec<TagChange>,
     /// Members this export added that left every segment, to archive.
     pub archives: Vec<(MemberKey, String)>,
@@ -72,6 +86,7 @@ impl Diff {
     pub fn is_empty(&self) -> bool {
         self.creates.is_empty()
             && self.updates.is_empty()
+            && self.moves.is_empty()
             && self.tag_changes.is_empty()
             && self.archives.is_empty()
             && self.unsubscribes.is_empty()
@@ -93,6 +108,15 @@ pub trait DiffSink {
     /// Write the member's content (`create`: a new member with `status`; otherwise an
     /// existing one keeping `status`).
     fn upsert(&mut self, key: MemberKey, want: &Want<'_>, status: Status, create: bool);
+    /// Moves the member `from` (as the export knew it) to `key`, the new address `want`
+    /// describes, keeping its status.
+    fn move_member(
+        &mut self,
+        key: MemberKey,
+        want: &Want<'_>,
+        from: MemberKey,
+        entry: &SnapshotEntry,
+    );
     /// A status-only write that unsubscribes a member this export added.
     fn unsubscribe(&mut self, key: MemberKey, email: &str);
     fn tags(&mut self, key: MemberKey, email: &str, add: TagSet, remove: TagSet);
@@ -182,6 +206,23 @@ pub fn decide(
     }
 }
 
+/// The writes for a new address `key` that takes over the member `from` (see
+/// [`moves`](crate::moves)): the move, then the tags its profiles want now, from the tags
+/// the member carried.
+pub fn decide_move(
+    key: MemberKey,
+    want: &Want<'_>,
+    from: MemberKey,
+    entry: &SnapshotEntry,
+    sink: &mut impl DiffSink,
+) {
+    sink.move_member(key, want, from, entry);
+    let (add, remove) = (want.tags.minus(entry.tags), entry.tags.minus(want.tags));
+    if !add.is_empty() || !remove.is_empty() {
+        sink.tags(key, want.email, add, remove);
+    }
+}
+
 /// Builds a [`Diff`] in memory.
 struct Collect<'a> {
     desired: &'a HashMap<MemberKey, Desired>,
@@ -196,6 +237,7 @@ impl DiffSink for Collect<'_> {
             status,
             merge: Some(self.desired[&key].merge.clone()),
             fingerprint: Some(want.fingerprint),
+            profiles: None,
         };
         if create {
             self.d.creates.push(u)
@@ -210,6 +252,27 @@ impl DiffSink for Collect<'_> {
             status: Status::Unsubscribed,
             merge: None,
             fingerprint: None,
+            profiles: None,
+        });
+    }
+    fn move_member(
+        &mut self,
+        key: MemberKey,
+        want: &Want<'_>,
+        from: MemberKey,
+        entry: &SnapshotEntry,
+    ) {
+        self.d.moves.push(Move {
+            from,
+            from_email: entry.email.clone(),
+            to: Upsert {
+                key,
+                email: want.email.to_string(),
+                status: entry.status,
+                merge: Some(self.desired[&key].merge.clone()),
+                fingerprint: Some(want.fingerprint),
+                profiles: None,
+            },
         });
     }
     fn tags(&mut self, key: MemberKey, email: &str, add: TagSet, remove: TagSet) {

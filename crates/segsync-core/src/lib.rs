@@ -5,6 +5,7 @@
 //! - [`model`]: member keys, statuses, tag sets, desired members, snapshot entries.
 //! - [`normalize`]: addresses, merge values by type, duplicate merging, refused rows.
 //! - [`diff`]: desired vs snapshot vs audience, with Mailchimp's rules.
+//! - [`moves`]: a member follows its profile to a new address.
 //! - [`plan`]: requests in phases, the facts Mailchimp acknowledges, and how they move the
 //!   snapshot.
 //! - [`requests`]: the grouping of planned rows into requests, shared by the tested plan and
@@ -12,15 +13,19 @@
 
 pub mod diff;
 pub mod model;
+pub mod moves;
 pub mod normalize;
 pub mod plan;
 pub mod requests;
 
-pub use diff::{decide, diff, Diff, DiffOptions, DiffSink, Skip, TagChange, Upsert, Want};
-pub use model::{
-    fingerprint, Desired, MemberKey, MergeValues, NewStatus, RemovalPolicy, SnapshotEntry, Status,
-    TagSet,
+pub use diff::{
+    decide, decide_move, diff, Diff, DiffOptions, DiffSink, Move, Skip, TagChange, Upsert, Want,
 };
+pub use model::{
+    fingerprint, profile_keys, Desired, MemberKey, MergeValues, NewStatus, RemovalPolicy,
+    SnapshotEntry, Status, TagSet, PROFILE_SEP,
+};
+pub use moves::{pair_moves, Holder, Moves, NewAddress, Route};
 pub use normalize::{
     check_email, format_value, newer, Collector, FieldSpec, MergeKind, Normalized, RecordError, Row,
 };

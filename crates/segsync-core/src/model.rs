@@ -192,4 +192,19 @@ pub struct SnapshotEntry {
     /// by it (a member it only tagged loses its tags when it leaves every segment, nothing
     /// more).
     pub owned: bool,
+    /// The keys of the profiles behind this member when the export last saw it (see
+    /// [`profile_keys`]); `None` when not known yet. A member follows its profiles: when
+    /// their address changes, the member is moved to the new address (see
+    /// [`moves`](crate::moves)).
+    pub profiles: Option<String>,
+}
+
+/// Separates the profile keys of one member in [`SnapshotEntry::profiles`] (the ASCII unit
+/// separator: no profile key a source yields contains it in practice, and one that did would
+/// only make a move go unnoticed).
+pub const PROFILE_SEP: char = '\u{1f}';
+
+/// The profile keys of a [`SnapshotEntry::profiles`] value.
+pub fn profile_keys(profiles: &str) -> impl Iterator<Item = &str> {
+    profiles.split(PROFILE_SEP).filter(|k| !k.is_empty())
 }

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 
 use serde::Serialize;
 
-use crate::diff::{Diff, Upsert};
+use crate::diff::{Diff, Move, Upsert};
 use crate::model::{MemberKey, SnapshotEntry, Status, TagSet};
 use crate::requests::{phases, Part, PlannedMember, PlannedRows, Requests};
 
@@ -33,6 +33,8 @@ pub enum Op {
     },
     /// `DELETE /lists/{id}/members/{hash}`.
     Archive { key: MemberKey, email: String },
+    /// `PATCH /lists/{id}/members/{old hash}` with the new `email_address` and content.
+    Move(Move),
 }
 
 impl Op {
@@ -41,6 +43,7 @@ impl Op {
             Op::Upsert { .. } => "POST /lists/{list_id}",
             Op::Tag { .. } => "POST /lists/{list_id}/segments/{segment_id}",
             Op::Archive { .. } => "DELETE /lists/{list_id}/members/{subscriber_hash}",
+            Op::Move(_) => "PATCH /lists/{list_id}/members/{subscriber_hash}",
         }
     }
 
@@ -49,7 +52,7 @@ impl Op {
         match self {
             Op::Upsert { items, .. } => items.len(),
             Op::Tag { add, remove, .. } => add.len() + remove.len(),
-            Op::Archive { .. } => 1,
+            Op::Archive { .. } | Op::Move(_) => 1,
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct Plan {
 pub struct PlanSummary {
     pub creates: usize,
     pub updates: usize,
+    /// Members moved to their profile's new address.
+    pub moves: usize,
     pub tag_adds: usize,
     pub tag_removes: usize,
     pub archives: usize,
@@ -108,6 +113,7 @@ impl Plan {
                     s.tag_removes += remove.len();
                 }
                 Op::Archive { .. } => s.archives += 1,
+                Op::Move(_) => s.moves += 1,
             }
             match by.iter_mut().find(|(e, _)| e == op.endpoint()) {
                 Some((_, n)) => *n += 1,
@@ -124,6 +130,7 @@ impl PlanSummary {
     /// requests [`plan`] would make, chunk for chunk. `per_tag` holds each tag's adds and
     /// removes.
     pub fn from_counts(
+        moves: usize,
         creates: usize,
         updates: usize,
         unsubscribes: usize,
@@ -138,6 +145,12 @@ impl PlanSummary {
             .sum();
         let mut by = Vec::new();
         // In the order the phases send them, as Plan::summary lists them.
+        if moves > 0 {
+            by.push((
+                "PATCH /lists/{list_id}/members/{subscriber_hash}".to_string(),
+                moves,
+            ));
+        }
         if creates + updates > 0 {
             by.push((
                 "POST /lists/{list_id}".to_string(),
@@ -168,11 +181,12 @@ impl PlanSummary {
         PlanSummary {
             creates,
             updates,
+            moves,
             tag_adds: per_tag.iter().map(|(a, _)| a).sum(),
             tag_removes: per_tag.iter().map(|(_, r)| r).sum(),
             archives,
             unsubscribes,
-            requests: upserts + tags + archives,
+            requests: moves + upserts + tags + archives,
             requests_by_endpoint: by,
         }
     }
@@ -205,7 +219,7 @@ impl PlannedRows for DiffRows<'_> {
             Part::Creates => &self.0.creates,
             Part::Updates => &self.0.updates,
             Part::Unsubscribes => &self.0.unsubscribes,
-            Part::Tag(_) | Part::Archives => return Ok(Vec::new()),
+            Part::Tag(_) | Part::Archives | Part::Moves => return Ok(Vec::new()),
         };
         Ok(page(list.iter().enumerate(), after, limit)
             .map(|(seq, u)| (seq, u.clone()))
@@ -228,6 +242,12 @@ impl PlannedRows for DiffRows<'_> {
         });
         Ok(page(changes, after, limit)
             .map(|(seq, c)| (seq, c.key, c.email.clone()))
+            .collect())
+    }
+
+    fn moves(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, Move)>, Infallible> {
+        Ok(page(self.0.moves.iter().enumerate(), after, limit)
+            .map(|(seq, m)| (seq, m.clone()))
             .collect())
     }
 
@@ -274,6 +294,17 @@ pub enum Fact {
         status: Status,
         created: bool,
         fingerprint: Option<u64>,
+        profiles: Option<String>,
+    },
+    /// Moved from address `from` to this one, keeping its status (as Mailchimp answered),
+    /// tags and ownership; its content now has this fingerprint.
+    Moved {
+        from: MemberKey,
+        key: MemberKey,
+        email: String,
+        status: Status,
+        fingerprint: Option<u64>,
+        profiles: Option<String>,
     },
     /// A create of this run found the member already there, made by a request of its own
     /// whose answer was lost: the export's own, until the update that follows says more.
@@ -305,8 +336,18 @@ impl Fact {
             | Fact::Replayed { key, .. }
             | Fact::Tagged { key, .. }
             | Fact::Archived { key }
-            | Fact::Forgotten { key, .. } => *key,
+            | Fact::Forgotten { key, .. }
+            | Fact::Moved { key, .. } => *key,
         }
+    }
+
+    /// Every member the fact touches: a move's old address too.
+    pub fn keys(&self) -> impl Iterator<Item = MemberKey> {
+        let from = match self {
+            Fact::Moved { from, .. } => Some(*from),
+            _ => None,
+        };
+        std::iter::once(self.key()).chain(from)
     }
 }
 
@@ -323,12 +364,39 @@ pub fn acknowledge_upsert(
         tags: TagSet::default(),
         status,
         owned: false,
+        profiles: None,
     });
     e.status = status;
     if item.fingerprint.is_some() {
         e.fingerprint = item.fingerprint;
     }
+    if item.profiles.is_some() {
+        e.profiles.clone_from(&item.profiles);
+    }
     e.owned |= created;
+}
+
+/// A member moved from `from` to the address of `item`: the entry moves with it (tags and
+/// ownership kept), with the status Mailchimp answered and the content sent. The caller
+/// deletes the old entry from the store.
+pub fn acknowledge_move(
+    snapshot: &mut HashMap<MemberKey, SnapshotEntry>,
+    from: MemberKey,
+    item: &Upsert,
+) {
+    let mut e = snapshot.remove(&from).unwrap_or(SnapshotEntry {
+        email: item.email.clone(),
+        fingerprint: None,
+        tags: TagSet::default(),
+        status: item.status,
+        owned: false,
+        profiles: None,
+    });
+    e.email.clone_from(&item.email);
+    e.status = item.status;
+    e.fingerprint = item.fingerprint;
+    e.profiles.clone_from(&item.profiles);
+    snapshot.insert(item.key, e);
 }
 
 /// A tag added to (or removed from) a member. Tagging does not make a member the export's
@@ -347,6 +415,7 @@ pub fn acknowledge_tag(
         tags: TagSet::default(),
         status,
         owned: false,
+        profiles: None,
     });
     if added {
         e.tags = e.tags.with(tag);
@@ -376,6 +445,7 @@ pub fn acknowledge_forgotten(
         tags: TagSet::default(),
         status: Status::Archived,
         owned: false,
+        profiles: None,
     });
     e.status = Status::Archived;
     e.fingerprint = None;

@@ -3,7 +3,8 @@
 //! engine, over the rows it staged on disk). Pure: the rows come through [`PlannedRows`].
 //!
 //! A plan is sent in three phases, each after the previous one finished:
-//! 1. upserts: creates (`update_existing: false`), then updates, 500 members a request;
+//! 1. upserts: moves (one `PATCH` each), creates (`update_existing: false`), then updates,
+//!    500 members a request;
 //! 2. tags: for each tag, requests of at most 500 additions and 500 removals, side by side;
 //! 3. removals: unsubscribes (status-only upserts, 500 a request), then archives (one
 //!    request each).
@@ -13,13 +14,15 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use crate::diff::Upsert;
+use crate::diff::{Move, Upsert};
 use crate::model::MemberKey;
 use crate::plan::{Op, BATCH};
 
 /// One kind of planned row, in the order a phase sends them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
+    /// Members moved to their profile's new address.
+    Moves,
     /// New members.
     Creates,
     /// Content of existing members, each with its own status.
@@ -54,13 +57,15 @@ pub trait PlannedRows {
         limit: usize,
     ) -> Result<Vec<PlannedMember>, Self::Error>;
     fn archives(&mut self, after: i64, limit: usize) -> Result<Vec<PlannedMember>, Self::Error>;
+    /// Moves, with their sequence numbers.
+    fn moves(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, Move)>, Self::Error>;
 }
 
 /// The parts of each phase of a plan that changes the tags `tag_bits`, in sending order;
 /// phases without rows send nothing.
 pub fn phases(tag_bits: &[usize]) -> [Vec<Part>; 3] {
     [
-        vec![Part::Creates, Part::Updates],
+        vec![Part::Moves, Part::Creates, Part::Updates],
         tag_bits.iter().map(|b| Part::Tag(*b)).collect(),
         vec![Part::Unsubscribes, Part::Archives],
     ]
@@ -94,6 +99,7 @@ impl Requests {
             let op = match part {
                 Part::Tag(bit) => self.next_tag(rows, bit, undelivered)?,
                 Part::Archives => self.next_archive(rows)?,
+                Part::Moves => self.next_move(rows)?,
                 upserts => self.next_upserts(rows, upserts)?,
             };
             match op {
@@ -158,6 +164,14 @@ impl Requests {
             add,
             remove,
         })))
+    }
+
+    fn next_move<R: PlannedRows>(&mut self, rows: &mut R) -> Result<Option<Option<Op>>, R::Error> {
+        let Some((seq, m)) = rows.moves(self.after, 1)?.into_iter().next() else {
+            return Ok(None);
+        };
+        self.after = seq;
+        Ok(Some(Some(Op::Move(m))))
     }
 
     fn next_archive<R: PlannedRows>(

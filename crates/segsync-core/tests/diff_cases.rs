@@ -747,6 +747,9 @@ impl DiffSink for Log {
     fn unsubscribe(&mut self, key: MemberKey, email: &str) {
         self.push(key, Some(email), Call::Unsubscribe);
     }
+    fn move_member(&mut self, _: MemberKey, _: &Want<'_>, _: MemberKey, _: &SnapshotEntry) {
+        unreachable!("decide never moves a member: moves are decided before it")
+    }
     fn tags(&mut self, key: MemberKey, email: &str, add: TagSet, remove: TagSet) {
         let call = Call::Tags {
             add: add.into(),
@@ -779,6 +782,7 @@ fn check_case(case: &Case) -> Vec<String> {
         tags: e.tags.set(),
         status: e.status,
         owned: e.owned,
+        profiles: None,
     });
     let mut log = Log::default();
     decide(
@@ -1182,6 +1186,7 @@ fn check_diff_case(case: &DiffCase) -> Vec<String> {
                     tags: e.tags.set(),
                     status: e.status,
                     owned: e.owned,
+                    profiles: None,
                 },
             );
         }

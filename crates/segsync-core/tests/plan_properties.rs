@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use segsync_core::plan::{acknowledge_archive, acknowledge_tag, acknowledge_upsert};
+use segsync_core::plan::{
+    acknowledge_archive, acknowledge_move, acknowledge_tag, acknowledge_upsert,
+};
 use segsync_core::*;
 use serde_json::json;
 
@@ -93,6 +95,11 @@ fn execute(plan: &Plan, audience: &mut Audience, snapshot: &mut HashMap<MemberKe
                 );
                 m.status = Status::Archived;
                 acknowledge_archive(snapshot, *key);
+            }
+            Op::Move(mv) => {
+                let m = audience.remove(&mv.from).expect("a move's member is there");
+                audience.insert(mv.to.key, m);
+                acknowledge_move(snapshot, mv.from, &mv.to);
             }
         }
     }
@@ -236,6 +243,7 @@ proptest! {
             .filter(|(a, r)| a + r > 0)
             .collect();
         let counted = PlanSummary::from_counts(
+            d.moves.len(),
             d.creates.len(),
             d.updates.len(),
             d.unsubscribes.len(),
@@ -286,6 +294,6 @@ fn requests_are_grouped_by_mailchimps_limits() {
     assert!(p.ops().all(|op| match op {
         Op::Upsert { items, .. } => items.len() <= BATCH,
         Op::Tag { add, remove, .. } => add.len() <= BATCH && remove.len() <= BATCH,
-        Op::Archive { .. } => true,
+        Op::Archive { .. } | Op::Move(_) => true,
     }));
 }

@@ -599,6 +599,28 @@ impl Client {
         }
     }
 
+    /// `PATCH /lists/{list_id}/members/{hash of from}` with the new `email_address` (and the
+    /// merge values to write there): the member moves to its new address, keeping its status,
+    /// tags and history. The member as it now is.
+    pub async fn move_member(
+        &self,
+        list_id: &str,
+        from: &str,
+        to: &str,
+        merge_fields: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<MemberState, Error> {
+        check_list_id(list_id)?;
+        let call = Call::new(
+            Endpoint::UpdateMember,
+            Method::PATCH,
+            path(&["lists", list_id, "members", &subscriber_hash(from)]),
+        )
+        .query("fields", MEMBER_FIELDS)
+        .json(&json!({"email_address": to, "merge_fields": merge_fields}));
+        let w: WireMember = self.get(call).await?;
+        Ok(w.into())
+    }
+
     /// `PATCH /lists/{list_id}/members/{hash}` with a new status (the `unsubscribe` removal
     /// policy); the member as it now is.
     pub async fn set_status(

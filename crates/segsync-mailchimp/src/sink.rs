@@ -15,7 +15,7 @@ use crate::client::Client;
 use crate::encoder::{addresses, core_status, upsert_items};
 use crate::error::Error;
 use crate::retry;
-use crate::types::{Archived, BatchOutcome, FailureKind, MemberFailure, TagOutcome};
+use crate::types::{Archived, BatchOutcome, FailureKind, MemberFailure, MemberState, TagOutcome};
 
 /// A request sent, with Mailchimp's answer (after the client's retries).
 pub struct Sent {
@@ -27,6 +27,7 @@ pub enum Answer {
     Upsert(BatchOutcome),
     Tag(TagOutcome),
     Archive(Archived),
+    Moved(MemberState),
 }
 
 impl Sent {
@@ -61,6 +62,13 @@ pub async fn send(
             None => Ok(Answer::Tag(TagOutcome::default())),
         },
         Op::Archive { email, .. } => client.archive(&list_id, email).await.map(Answer::Archive),
+        Op::Move(m) => {
+            let merge = m.to.merge.clone().unwrap_or_default().into_iter().collect();
+            client
+                .move_member(&list_id, &m.from_email, &m.to.email, &merge)
+                .await
+                .map(Answer::Moved)
+        }
     };
     Sent { op, result }
 }
@@ -74,6 +82,7 @@ pub struct Tally {
     pub tagged: u64,
     pub untagged: u64,
     pub archived: u64,
+    pub moved: u64,
 }
 
 /// A member a request did not deliver, and why.
@@ -129,6 +138,10 @@ impl Sink {
                 self.requeued(&mut read, sent.op, &e, round);
                 return Ok(read);
             }
+            Err(e) if is_member_exists(&e) && matches!(sent.op, Op::Move(_)) => {
+                moved_onto_a_member(&mut read, sent.op);
+                return Ok(read);
+            }
             Err(e) => {
                 refused_whole(&mut read, sent.op, e);
                 return Ok(read);
@@ -148,6 +161,17 @@ impl Sink {
             (Op::Archive { key, .. }, Answer::Archive(_)) => {
                 read.facts.push(Fact::Archived { key });
                 read.tally.archived += 1;
+            }
+            (Op::Move(m), Answer::Moved(member)) => {
+                read.facts.push(Fact::Moved {
+                    from: m.from,
+                    key: m.to.key,
+                    email: m.to.email,
+                    status: core_status(&member.status),
+                    fingerprint: m.to.fingerprint,
+                    profiles: m.to.profiles,
+                });
+                read.tally.moved += 1;
             }
             // [`send`] answers every request with its own kind of answer.
             _ => unreachable!("an answer of another kind than its request"),
@@ -186,6 +210,7 @@ impl Sink {
                 status: core_status(&a.status),
                 created: a.created,
                 fingerprint: u.fingerprint,
+                profiles: u.profiles.clone(),
             });
             if a.created {
                 read.tally.created += 1;
@@ -212,6 +237,7 @@ impl Sink {
                     status: u.status,
                     created: false,
                     fingerprint: u.fingerprint,
+                    profiles: u.profiles.clone(),
                 });
                 self.count_update(&mut read.tally, u);
                 continue;
@@ -252,6 +278,20 @@ impl Sink {
             read.not_ours.push(u.key);
         }
         read.exists.push(u.clone());
+    }
+}
+
+/// Whether Mailchimp refused a write because the address is already on the audience.
+fn is_member_exists(e: &Error) -> bool {
+    matches!(e, Error::Rejected { status: 400, problem, .. } if problem.title == "Member Exists")
+}
+
+/// A move whose new address turned out to be on the audience already (added since the
+/// audience was read): no move; that member is updated with its own status, like any member
+/// a create finds there, and the old one is left to the removal policy on the next run.
+fn moved_onto_a_member(read: &mut Read, op: Op) {
+    if let Op::Move(m) = op {
+        read.exists.push(m.to);
     }
 }
 
@@ -414,6 +454,10 @@ fn not_sent(read: &mut Read, op: Op, e: Error) {
             "tag not changed",
         ),
         Op::Archive { email, .. } => (vec![email.clone()], "not archived"),
+        Op::Move(m) => {
+            read.undelivered.push(m.to.email.clone());
+            (vec![m.to.email.clone()], "not moved from its old address")
+        }
     };
     for email in emails {
         read.refused.push(Refused {
@@ -422,8 +466,9 @@ fn not_sent(read: &mut Read, op: Op, e: Error) {
             deferred: false,
         });
     }
-    let archive_refused = matches!(op, Op::Archive { .. }) && e.is_permanent();
-    if !archive_refused {
+    // One member Mailchimp will not archive or move is reported; the run goes on unfailed.
+    let member_refused = matches!(op, Op::Archive { .. } | Op::Move(_)) && e.is_permanent();
+    if !member_refused {
         read.failure = Some(e);
     }
 }
@@ -442,6 +487,7 @@ mod tests {
             status: Status::Subscribed,
             merge: Some(Default::default()),
             fingerprint: Some(i as u64),
+            profiles: None,
         }
     }
 

@@ -227,6 +227,12 @@ fn entry(i: u32) -> SnapshotEntry {
         tags: TagSet((1u64 << 63) | u64::from(i % 4)),
         status: STATUSES[i as usize % STATUSES.len()],
         owned: i.is_multiple_of(2),
+        // The profiles behind it: unknown, one, or two merged onto one address.
+        profiles: match i % 3 {
+            0 => None,
+            1 => Some(format!("C{i}")),
+            _ => Some(format!("C{i}\u{1f}D{i}")),
+        },
     }
 }
 
@@ -413,6 +419,12 @@ fn snapshots_tags_intents_marks(_env: &Env, s: &mut StateStore) {
     let mut sorted: Vec<MemberKey> = want.keys().copied().collect();
     sorted.sort();
     assert_eq!(ordered, sorted);
+    // A member moved away leaves no entry behind.
+    s.remove_snapshot_entries("e", &[key(8), key(999)]).unwrap();
+    want.remove(&key(8));
+    assert_eq!(s.snapshot("e").unwrap(), want);
+    s.save_snapshot("e", &[(key(8), entry(8))]).unwrap();
+    want.insert(key(8), entry(8));
 
     // Create intents.
     s.record_create_intents(
@@ -1010,6 +1022,7 @@ fn staging_gives_the_same_plan(env: &Env, s: &mut StateStore) {
                     tags: TagSet(TOP | u64::from(i % 3)),
                     status: Status::Subscribed,
                     owned: true,
+                    profiles: Some(format!("C{i}")),
                 },
             )
         })
@@ -1205,8 +1218,9 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 /// A PostgreSQL database taken back to version 1, with the same segment and run.
 const BACK_TO_V1_POSTGRES: &str = r#"
-DELETE FROM schema_migrations WHERE version = 2;
+DELETE FROM schema_migrations WHERE version IN (2, 3);
 DROP TABLE profile_sources, leases, run_queue;
+ALTER TABLE snapshot DROP COLUMN profiles;
 ALTER TABLE segments DROP COLUMN source;
 INSERT INTO segments VALUES ('old', 'country = ''RO''', '2026-01-01T00:00:00Z');
 INSERT INTO runs (export, trigger, started_at, outcome, counts)
@@ -1215,10 +1229,10 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 fn migrations(env: &Env, s: &mut StateStore) {
     // Opening again, or migrating, changes nothing.
-    assert_eq!(s.schema_version().unwrap(), 2);
-    assert_eq!(schema_version(&env.url).unwrap(), (2, 2));
+    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(schema_version(&env.url).unwrap(), (3, 3));
     let report = migrate(&env.url).unwrap();
-    assert_eq!((report.from_version, report.to_version), (2, 2));
+    assert_eq!((report.from_version, report.to_version), (3, 3));
     assert!(report.applied.is_empty());
     s.add_segment("kept", "1 = 1").unwrap();
     drop(env.reopen());
@@ -1226,7 +1240,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
 
     // A fresh store, migrated by several processes at once: each migration applied once.
     let fresh = env.new_url(env.kind);
-    assert_eq!(schema_version(&fresh).unwrap(), (0, 2));
+    assert_eq!(schema_version(&fresh).unwrap(), (0, 3));
     let racers: Vec<_> = (0..3)
         .map(|_| {
             let url = fresh.clone();
@@ -1240,7 +1254,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     applied.sort();
     assert_eq!(
         applied.iter().map(|a| a.0).collect::<Vec<_>>(),
-        vec![1, 2],
+        vec![1, 2, 3],
         "{applied:?}"
     );
     assert!(applied.iter().all(|a| !a.1.is_empty()));
@@ -1265,7 +1279,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     };
     assert_eq!(schema_version(&old).unwrap().0, expected_from);
     let upgraded = StateStore::open_url(&old).unwrap();
-    assert_eq!(upgraded.schema_version().unwrap(), 2);
+    assert_eq!(upgraded.schema_version().unwrap(), 3);
     let seg = upgraded.segment("old").unwrap();
     assert_eq!(
         (seg.predicate.as_str(), seg.source),
@@ -1285,7 +1299,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(names.len(), 2);
+        assert_eq!(names.len(), 3);
     }
 }
 

@@ -196,8 +196,13 @@ fn printable(s: &str) -> String {
 }
 
 fn print_counts(c: &crate::state::RunCounts) {
+    let moved = if c.moved > 0 {
+        format!(", moved {} (to their profile's new address)", c.moved)
+    } else {
+        String::new()
+    };
     println!(
-        "  created {}, updated {}, unchanged {}, tagged {}, untagged {}, archived {}, unsubscribed {}",
+        "  created {}, updated {}, unchanged {}, tagged {}, untagged {}, archived {}, unsubscribed {}{moved}",
         c.created, c.updated, c.unchanged, c.tagged, c.untagged, c.archived, c.unsubscribed
     );
     let deferred = if c.deferred > 0 {

@@ -37,6 +37,10 @@ pub(super) async fn plan(app: &App, args: PlanArgs) -> Result<i32, Failure> {
     );
     println!("  members to create    {:>9}", s.creates);
     println!("  members to update    {:>9}", s.updates);
+    println!(
+        "  members to move      {:>9}  (to their profile's new address)",
+        s.moves
+    );
     println!("  members unchanged    {:>9}", report.unchanged);
     println!("  tags to add          {:>9}", s.tag_adds);
     println!("  tags to remove       {:>9}", s.tag_removes);

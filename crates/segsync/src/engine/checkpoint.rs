@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::thread::JoinHandle;
 
 use segsync_core::plan::{
-    acknowledge_archive, acknowledge_forgotten, acknowledge_tag, acknowledge_upsert,
+    acknowledge_archive, acknowledge_forgotten, acknowledge_move, acknowledge_tag,
+    acknowledge_upsert,
 };
 use segsync_core::{Fact, MemberKey, RecordError, SnapshotEntry, Status, TagSet, Upsert};
 use tokio::sync::{mpsc, oneshot};
@@ -160,13 +161,14 @@ impl Writer {
         }
         let mut keys: Vec<MemberKey> = answers
             .iter()
-            .flat_map(|a| a.facts.iter().map(Fact::key))
+            .flat_map(|a| a.facts.iter().flat_map(Fact::keys))
             .collect();
         keys.sort_unstable();
         keys.dedup();
         let mut snapshot = self.state.snapshot_entries(&self.export, &keys)?;
         let mut touched: Vec<MemberKey> = Vec::new();
         let mut not_ours: Vec<MemberKey> = Vec::new();
+        let mut moved_away: Vec<MemberKey> = Vec::new();
         let mut errors: Vec<RecordError> = Vec::new();
         for a in answers {
             for fact in a.facts {
@@ -181,6 +183,7 @@ impl Writer {
                         status,
                         created,
                         fingerprint,
+                        profiles,
                     } => {
                         let item = Upsert {
                             key,
@@ -188,6 +191,7 @@ impl Writer {
                             status,
                             merge: None,
                             fingerprint,
+                            profiles,
                         };
                         acknowledge_upsert(&mut snapshot, &item, status, created);
                         self.replayed.remove(&key);
@@ -203,6 +207,7 @@ impl Writer {
                                     tags: TagSet::default(),
                                     status: Status::Subscribed,
                                     owned: true,
+                                    profiles: None,
                                 },
                             );
                         }
@@ -216,6 +221,26 @@ impl Writer {
                         // The status is the entry's own; a member without one was just
                         // tagged, so it is in the audience, subscribed as far as we know.
                         acknowledge_tag(&mut snapshot, key, &email, bit, added, Status::Subscribed);
+                        touched.push(key);
+                    }
+                    Fact::Moved {
+                        from,
+                        key,
+                        email,
+                        status,
+                        fingerprint,
+                        profiles,
+                    } => {
+                        let item = Upsert {
+                            key,
+                            email,
+                            status,
+                            merge: None,
+                            fingerprint,
+                            profiles,
+                        };
+                        acknowledge_move(&mut snapshot, from, &item);
+                        moved_away.push(from);
                         touched.push(key);
                     }
                     Fact::Archived { key } => {
@@ -238,6 +263,12 @@ impl Writer {
             .filter_map(|k| snapshot.remove(k).map(|e| (*k, e)))
             .collect();
         self.state.save_snapshot(&self.export, &entries)?;
+        // The old address of a moved member is no member any more; its entry went with it.
+        moved_away.retain(|k| !touched.contains(k));
+        if !moved_away.is_empty() {
+            self.state
+                .remove_snapshot_entries(&self.export, &moved_away)?;
+        }
         if !not_ours.is_empty() {
             self.state.forget_create_intents(&self.export, &not_ours)?;
         }

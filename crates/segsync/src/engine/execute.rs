@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
 use segsync_core::{
-    MemberKey, Op, Part, PlannedRows, RecordError, Requests, Status, Upsert, BATCH,
+    MemberKey, Move, Op, Part, PlannedRows, RecordError, Requests, Status, Upsert, BATCH,
 };
 use tokio::task::JoinSet;
 
@@ -21,7 +21,7 @@ use super::checkpoint::{self, Checkpoints};
 use super::report::{self, profile_key, Tallied};
 use super::{crash, Prepared, Progress, RunError, RunReport, StopReason, StopSignal};
 use crate::mailchimp::{self, encoder::core_status, sink, Client, Sink};
-use crate::state::{RunCounts, StateStore, UpsertPhase};
+use crate::state::{PlannedUpsert, RunCounts, StateStore, UpsertPhase};
 
 /// Above this many members met again ("exists") in a phase, their statuses are read from
 /// the audience's recent changes (a few pages) rather than asked one by one.
@@ -105,7 +105,7 @@ pub async fn execute(
 fn phases(p: &Prepared) -> Vec<Phase> {
     let s = &p.plan.summary;
     let sizes = [
-        s.creates + s.updates,
+        s.moves + s.creates + s.updates,
         s.tag_adds + s.tag_removes,
         s.unsubscribes + s.archives,
     ];
@@ -165,6 +165,24 @@ impl Phase {
     }
 }
 
+/// A planned upsert as the sink sends it, its merge values read back.
+fn upsert_of(r: PlannedUpsert) -> Result<Upsert, RunError> {
+    let merge = match r.merge_json {
+        Some(j) => Some(serde_json::from_str(&j).map_err(|e| {
+            RunError::Other(anyhow::anyhow!("a staged member's merge values: {e}"))
+        })?),
+        None => None,
+    };
+    Ok(Upsert {
+        key: r.key,
+        email: r.email,
+        status: r.status,
+        merge,
+        fingerprint: r.fingerprint,
+        profiles: r.profiles,
+    })
+}
+
 /// The run's plan on disk, as the core's grouping reads it.
 struct StagedRows<'a>(&'a StateStore);
 
@@ -181,25 +199,28 @@ impl PlannedRows for StagedRows<'_> {
             Part::Creates => UpsertPhase::Create,
             Part::Updates => UpsertPhase::Update,
             Part::Unsubscribes => UpsertPhase::Unsubscribe,
-            Part::Tag(_) | Part::Archives => return Ok(Vec::new()),
+            Part::Tag(_) | Part::Archives | Part::Moves => return Ok(Vec::new()),
         };
         let rows = self.0.planned_upserts(phase, after, limit)?;
         rows.into_iter()
-            .map(|r| {
-                let merge = match r.merge_json {
-                    Some(j) => Some(serde_json::from_str(&j).map_err(|e| {
-                        RunError::Other(anyhow::anyhow!("a staged member's merge values: {e}"))
-                    })?),
-                    None => None,
-                };
-                let upsert = Upsert {
-                    key: r.key,
-                    email: r.email,
-                    status: r.status,
-                    merge,
-                    fingerprint: r.fingerprint,
-                };
-                Ok((r.seq, upsert))
+            .map(|r| Ok((r.seq, upsert_of(r)?)))
+            .collect()
+    }
+
+    fn moves(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, Move)>, RunError> {
+        let rows = self.0.planned_moves(after, limit)?;
+        rows.into_iter()
+            .map(|(from, from_email, to)| {
+                let seq = to.seq;
+                let to = upsert_of(to)?;
+                Ok((
+                    seq,
+                    Move {
+                        from,
+                        from_email,
+                        to,
+                    },
+                ))
             })
             .collect()
     }
@@ -346,7 +367,7 @@ impl Sending<'_> {
             };
             if !phase.named {
                 let name = match &op {
-                    Op::Upsert { .. } => "sending members",
+                    Op::Upsert { .. } | Op::Move(_) => "sending members",
                     Op::Tag { .. } => "tagging",
                     Op::Archive { .. } => "removing",
                 };
@@ -561,4 +582,5 @@ fn add_tally(counts: &mut RunCounts, t: mailchimp::Tally) {
     counts.tagged += t.tagged;
     counts.untagged += t.untagged;
     counts.archived += t.archived;
+    counts.moved += t.moved;
 }

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use segsync_core::{
-    decide, fingerprint, Collector, DiffOptions, DiffSink, FieldSpec, MemberKey, MergeKind,
-    Normalized, PlanSummary, RecordError, Row, SnapshotEntry, Status, TagSet, Want,
+    decide, decide_move, fingerprint, pair_moves, Collector, DiffOptions, DiffSink, FieldSpec,
+    MemberKey, MergeKind, Moves, Normalized, PlanSummary, RecordError, Route, Row, SnapshotEntry,
+    Status, TagSet, Want,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -145,8 +146,12 @@ pub async fn prepare(
     }
 
     let (audience, read_at) = learn_audience(&client, state, &export, t).await?;
-    let mut acc = diff_into_plan(state, &export, &audience)?;
+    let (new, holders) = state.move_candidates(&export.name, |k| audience.contains_key(k))?;
+    let moves = pair_moves(&new, holders);
+    drop(new);
+    let mut acc = diff_into_plan(state, &export, &audience, &moves)?;
     drop(audience);
+    state.refresh_snapshot_profiles(&export.name)?;
     let plan = acc.plan();
     tracing::debug!(requests = plan.summary.requests, elapsed = ?t.elapsed(), "planned");
     let counts = RunCounts {
@@ -391,6 +396,7 @@ fn keep_what_the_audience_said(
                     tags: TagSet::default(),
                     status: *status,
                     owned: true,
+                    profiles: None,
                 },
             ));
         }
@@ -414,19 +420,26 @@ fn keep_what_the_audience_said(
 }
 
 /// The diff: a merge-join of the stage and the snapshot, in key order, written to the run's
-/// plan on disk, counted.
+/// plan on disk, counted. Members that follow their profile to a new address are moved
+/// (`moves`); every other member gets the diff's usual rules.
 fn diff_into_plan(
     state: &mut StateStore,
     export: &ExportConfig,
     audience: &HashMap<MemberKey, Status>,
+    moves: &Moves,
 ) -> Result<PlanCounts, RunError> {
     let opts = DiffOptions {
         status_if_new: export.status_if_new,
         removal: export.removal,
     };
     let mut acc = PlanCounts::default();
-    state.diff_stage(&export.name, |key, want, entry, writer| {
-        let want = want.map(|w| Want {
+    state.diff_stage(&export.name, |key, staged, entry, writer| {
+        if let (Some(w), Some(e)) = (staged, entry) {
+            if e.profiles.as_deref() != Some(w.profiles.as_str()) {
+                writer.profiles(key, &w.profiles)?;
+            }
+        }
+        let want = staged.map(|w| Want {
             email: &w.email,
             fingerprint: w.fingerprint,
             tags: w.tags,
@@ -436,14 +449,19 @@ fn diff_into_plan(
             acc: &mut acc,
             error: None,
         };
-        decide(
-            key,
-            want.as_ref(),
-            entry,
-            audience.get(&key).copied(),
-            opts,
-            &mut sink,
-        );
+        match (moves.route(key, want.is_some(), entry.is_some()), &want) {
+            (Route::MoveFrom(h), Some(want)) => decide_move(key, want, h.key, &h.entry, &mut sink),
+            (Route::Skip(reason), Some(want)) => sink.skip(key, want.email, reason.to_string()),
+            (Route::MovedAway, _) => {}
+            _ => decide(
+                key,
+                want.as_ref(),
+                entry,
+                audience.get(&key).copied(),
+                opts,
+                &mut sink,
+            ),
+        }
         match sink.error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -465,6 +483,7 @@ const AUDIENCE_MARGIN_SECS: i64 = 5;
 /// What the diff wrote, counted.
 #[derive(Default)]
 struct PlanCounts {
+    moves: usize,
     creates: usize,
     updates: usize,
     unsubscribes: usize,
@@ -483,6 +502,7 @@ impl PlanCounts {
         let per_tag: Vec<(usize, usize)> = bits.iter().map(|b| self.per_tag[*b]).collect();
         StagedPlan {
             summary: PlanSummary::from_counts(
+                self.moves,
                 self.creates,
                 self.updates,
                 self.unsubscribes,
@@ -532,6 +552,23 @@ impl DiffSink for StageSink<'_, '_, '_> {
         let r = self
             .writer
             .upsert(phase, key, want.email, status, Some(want.fingerprint));
+        self.keep(r);
+    }
+    fn move_member(
+        &mut self,
+        key: MemberKey,
+        want: &Want<'_>,
+        from: MemberKey,
+        entry: &SnapshotEntry,
+    ) {
+        self.acc.moves += 1;
+        let r = self.writer.move_member(
+            (from, &entry.email),
+            key,
+            want.email,
+            entry.status,
+            want.fingerprint,
+        );
         self.keep(r);
     }
     fn unsubscribe(&mut self, key: MemberKey, email: &str) {

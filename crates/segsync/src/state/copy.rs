@@ -116,6 +116,7 @@ pub static TABLES: &[TableDef] = &[
             ("tags", Int),
             ("status", Text),
             ("owned", Bool),
+            ("profiles", Text),
         ],
         order_by: &["export", "key"],
         has_sequence: false,

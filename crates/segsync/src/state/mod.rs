@@ -192,6 +192,9 @@ pub struct RunCounts {
     pub refused: u64,
     pub created: u64,
     pub updated: u64,
+    /// Members moved to their profile's new address.
+    #[serde(default)]
+    pub moved: u64,
     pub unchanged: u64,
     pub tagged: u64,
     pub untagged: u64,
@@ -403,6 +406,8 @@ pub struct StateStore {
     /// temporary database (on disk, deleted when closed) holding the stage, the plan and a
     /// copy of the snapshot being diffed.
     scratch: Option<Connection>,
+    /// The export whose snapshot the scratch database holds now (loaded once per run).
+    scratch_export: Option<String>,
 }
 
 impl std::ops::Deref for StateStore {
@@ -566,7 +571,11 @@ impl StateStore {
             Some(_) => None,
             None => Some(staging::open_scratch()?),
         };
-        Ok(StateStore { backend, scratch })
+        Ok(StateStore {
+            backend,
+            scratch,
+            scratch_export: None,
+        })
     }
 
     /// The backend itself.

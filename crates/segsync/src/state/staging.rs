@@ -15,8 +15,13 @@
 //! so a failed statement has nothing to roll back that matters, and the journal's page copies
 //! were a tenth of the profile pass's time.
 
+use std::collections::HashSet;
+
 use rusqlite::{params, Connection, OptionalExtension};
-use segsync_core::{MemberKey, Normalized, SnapshotEntry, Status, TagSet};
+use segsync_core::{
+    profile_keys, Holder, MemberKey, NewAddress, Normalized, SnapshotEntry, Status, TagSet,
+    PROFILE_SEP,
+};
 
 use super::{Result, StateStore};
 
@@ -35,6 +40,7 @@ CREATE TABLE snapshot (
     tags INTEGER NOT NULL,
     status TEXT NOT NULL,
     owned INTEGER NOT NULL,
+    profiles TEXT,
     PRIMARY KEY (export, key)
 ) WITHOUT ROWID;
 "#;
@@ -66,7 +72,8 @@ CREATE TEMP TABLE IF NOT EXISTS staged (
     fp INTEGER NOT NULL,
     tags INTEGER NOT NULL,
     updated_at TEXT,
-    profile_key TEXT NOT NULL
+    profile_key TEXT NOT NULL,
+    profiles TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS plan_upsert (
     phase INTEGER NOT NULL,
@@ -90,11 +97,26 @@ CREATE TEMP TABLE IF NOT EXISTS plan_archive (
     key BLOB NOT NULL,
     email TEXT NOT NULL
 );
+CREATE TEMP TABLE IF NOT EXISTS profile_refresh (
+    key BLOB PRIMARY KEY,
+    profiles TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS plan_move (
+    seq INTEGER PRIMARY KEY,
+    from_key BLOB NOT NULL,
+    from_email TEXT NOT NULL,
+    key BLOB NOT NULL,
+    email TEXT NOT NULL,
+    status TEXT NOT NULL,
+    fp INTEGER NOT NULL
+);
 DELETE FROM temp.staged_raw;
 DELETE FROM temp.staged;
 DELETE FROM temp.plan_upsert;
 DELETE FROM temp.plan_tag;
 DELETE FROM temp.plan_archive;
+DELETE FROM temp.plan_move;
+DELETE FROM temp.profile_refresh;
 "#;
 
 /// Which upserts a plan page holds.
@@ -117,6 +139,8 @@ pub struct PlannedUpsert {
     pub status: Status,
     pub fingerprint: Option<u64>,
     pub merge_json: Option<String>,
+    /// The keys of the member's profiles, when it is staged.
+    pub profiles: Option<String>,
 }
 
 fn key_of(bytes: Vec<u8>) -> rusqlite::Result<MemberKey> {
@@ -145,6 +169,8 @@ pub struct PlanWriter<'a> {
     upsert: rusqlite::CachedStatement<'a>,
     tag: rusqlite::CachedStatement<'a>,
     archive: rusqlite::CachedStatement<'a>,
+    moves: rusqlite::CachedStatement<'a>,
+    profiles: rusqlite::CachedStatement<'a>,
     seq: i64,
 }
 
@@ -176,6 +202,35 @@ impl PlanWriter<'_> {
         Ok(())
     }
 
+    /// The profiles behind a delivered member changed: its snapshot entry records them
+    /// after the diff ([`StateStore::refresh_snapshot_profiles`]).
+    pub fn profiles(&mut self, key: MemberKey, profiles: &str) -> Result<()> {
+        self.profiles.execute(params![&key.0[..], profiles])?;
+        Ok(())
+    }
+
+    /// A move of the member `from` (at `from_email`) to `key`, keeping `status`.
+    pub fn move_member(
+        &mut self,
+        from: (MemberKey, &str),
+        key: MemberKey,
+        email: &str,
+        status: Status,
+        fingerprint: u64,
+    ) -> Result<()> {
+        self.seq += 1;
+        self.moves.execute(params![
+            self.seq,
+            &from.0 .0[..],
+            from.1,
+            &key.0[..],
+            email,
+            status.as_str(),
+            fingerprint as i64
+        ])?;
+        Ok(())
+    }
+
     pub fn archive(&mut self, key: MemberKey, email: &str) -> Result<()> {
         self.seq += 1;
         self.archive.execute(params![self.seq, &key.0[..], email])?;
@@ -189,6 +244,20 @@ pub struct StagedMember {
     pub email: String,
     pub fingerprint: u64,
     pub tags: TagSet,
+    /// The keys of its profiles, sorted ([`SnapshotEntry::profiles`]).
+    pub profiles: String,
+}
+
+/// `profiles` with its keys sorted and each once, so that two readings of the same profiles
+/// compare equal whatever order the source gave the rows in.
+fn sorted_profiles(profiles: String) -> String {
+    if !profiles.contains(PROFILE_SEP) {
+        return profiles;
+    }
+    let mut keys: Vec<&str> = profile_keys(&profiles).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.join(&PROFILE_SEP.to_string())
 }
 
 impl StateStore {
@@ -216,15 +285,22 @@ impl StateStore {
     /// Copies `export`'s snapshot from the backend into the scratch database, in key order
     /// (appends to the table's B-tree), batch by batch.
     fn load_scratch_snapshot(&mut self, export: &str) -> Result<()> {
-        let StateStore { backend, scratch } = self;
+        let StateStore {
+            backend,
+            scratch,
+            scratch_export,
+        } = self;
         let Some(scratch) = scratch.as_mut() else {
             return Ok(());
         };
+        if scratch_export.as_deref() == Some(export) {
+            return Ok(());
+        }
         let tx = scratch.transaction()?;
         tx.execute("DELETE FROM snapshot", [])?;
         {
             let mut st = tx.prepare_cached(
-                "INSERT INTO snapshot (export, key, email, fingerprint, tags, status, owned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO snapshot (export, key, email, fingerprint, tags, status, owned, profiles) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             backend.snapshot_in_key_order(export, &mut |batch| {
                 for (k, e) in batch {
@@ -234,12 +310,14 @@ impl StateStore {
             })?;
         }
         tx.commit()?;
+        *scratch_export = Some(export.to_string());
         Ok(())
     }
 
     /// Empties (creating if needed) the run's temporary tables.
-    pub fn stage_begin(&self) -> Result<()> {
+    pub fn stage_begin(&mut self) -> Result<()> {
         self.stage().execute_batch(TEMP_SCHEMA)?;
+        self.scratch_export = None;
         Ok(())
     }
 
@@ -278,10 +356,11 @@ impl StateStore {
         let tx = self.stage_mut().transaction()?;
         // `WHERE true`: SQLite's grammar needs it between a SELECT and ON CONFLICT.
         tx.execute(
-            "INSERT INTO temp.staged (key, email, merge, fp, tags, updated_at, profile_key)
-             SELECT key, email, merge, fp, tags, updated_at, profile_key FROM temp.staged_raw WHERE true ORDER BY key, rowid
+            "INSERT INTO temp.staged (key, email, merge, fp, tags, updated_at, profile_key, profiles)
+             SELECT key, email, merge, fp, tags, updated_at, profile_key, profile_key FROM temp.staged_raw WHERE true ORDER BY key, rowid
              ON CONFLICT (key) DO UPDATE SET
                tags = staged.tags | excluded.tags,
+               profiles = staged.profiles || char(31) || excluded.profiles,
                merge = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.merge ELSE staged.merge END,
                fp = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.fp ELSE staged.fp END,
                updated_at = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.updated_at ELSE staged.updated_at END",
@@ -326,9 +405,9 @@ impl StateStore {
         let tx = self.stage().unchecked_transaction()?;
         {
             let mut want_st =
-                tx.prepare("SELECT key, email, fp, tags FROM temp.staged ORDER BY key")?;
+                tx.prepare("SELECT key, email, fp, tags, profiles FROM temp.staged ORDER BY key")?;
             let mut snap_st = tx.prepare(
-                "SELECT key, email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1 ORDER BY key",
+                "SELECT key, email, fingerprint, tags, status, owned, profiles FROM snapshot WHERE export = ?1 ORDER BY key",
             )?;
             let mut wants = want_st.query_map([], |r| {
                 Ok(StagedMember {
@@ -336,6 +415,7 @@ impl StateStore {
                     email: r.get(1)?,
                     fingerprint: r.get::<_, i64>(2)? as u64,
                     tags: TagSet(r.get::<_, i64>(3)? as u64),
+                    profiles: sorted_profiles(r.get(4)?),
                 })
             })?;
             let mut snaps = snap_st.query_map([export], |r| {
@@ -348,6 +428,7 @@ impl StateStore {
                         tags: TagSet(r.get::<_, i64>(3)? as u64),
                         status: status_of(&status)?,
                         owned: r.get(5)?,
+                        profiles: r.get(6)?,
                     },
                 ))
             })?;
@@ -355,6 +436,8 @@ impl StateStore {
                 upsert: tx.prepare_cached("INSERT INTO temp.plan_upsert (seq, phase, key, email, status, fp) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?,
                 tag: tx.prepare_cached("INSERT INTO temp.plan_tag (bit, adding, seq, key, email) VALUES (?1, ?2, ?3, ?4, ?5)")?,
                 archive: tx.prepare_cached("INSERT INTO temp.plan_archive (seq, key, email) VALUES (?1, ?2, ?3)")?,
+                profiles: tx.prepare_cached("INSERT OR REPLACE INTO temp.profile_refresh (key, profiles) VALUES (?1, ?2)")?,
+                moves: tx.prepare_cached("INSERT INTO temp.plan_move (seq, from_key, from_email, key, email, status, fp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?,
                 seq: 0,
             };
             let mut want = wants.next().transpose()?;
@@ -393,7 +476,7 @@ impl StateStore {
         limit: usize,
     ) -> Result<Vec<PlannedUpsert>> {
         let mut st = self.stage().prepare_cached(
-            "SELECT p.seq, p.key, p.email, p.status, p.fp, CASE WHEN p.fp IS NULL THEN NULL ELSE s.merge END
+            "SELECT p.seq, p.key, p.email, p.status, p.fp, CASE WHEN p.fp IS NULL THEN NULL ELSE s.merge END, s.profiles
              FROM temp.plan_upsert p LEFT JOIN temp.staged s ON s.key = p.key
              WHERE p.phase = ?1 AND p.seq > ?2 ORDER BY p.seq LIMIT ?3",
         )?;
@@ -407,10 +490,108 @@ impl StateStore {
                     status: status_of(&status)?,
                     fingerprint: r.get::<_, Option<i64>>(4)?.map(|f| f as u64),
                     merge_json: r.get(5)?,
+                    profiles: r.get::<_, Option<String>>(6)?.map(sorted_profiles),
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// The next page of planned moves after `after`: the old member and its address, and the
+    /// member at its new address with its merge values.
+    pub fn planned_moves(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(MemberKey, String, PlannedUpsert)>> {
+        let mut st = self.stage().prepare_cached(
+            "SELECT p.seq, p.key, p.email, p.status, p.fp, s.merge, s.profiles, p.from_key, p.from_email
+             FROM temp.plan_move p LEFT JOIN temp.staged s ON s.key = p.key
+             WHERE p.seq > ?1 ORDER BY p.seq LIMIT ?2",
+        )?;
+        let rows = st
+            .query_map(params![after, limit as i64], |r| {
+                let status: String = r.get(3)?;
+                let to = PlannedUpsert {
+                    seq: r.get(0)?,
+                    key: key_of(r.get(1)?)?,
+                    email: r.get(2)?,
+                    status: status_of(&status)?,
+                    fingerprint: Some(r.get::<_, i64>(4)? as u64),
+                    merge_json: r.get(5)?,
+                    profiles: r.get::<_, Option<String>>(6)?.map(sorted_profiles),
+                };
+                Ok((key_of(r.get(7)?)?, r.get(8)?, to))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// What deciding the moves of `export`'s run needs (see `segsync_core::moves`): the
+    /// staged addresses its snapshot lacks (less those `reported` by the audience), and the
+    /// delivered members that held one of their profiles. Nothing on a first run.
+    pub fn move_candidates(
+        &mut self,
+        export: &str,
+        reported: impl Fn(&MemberKey) -> bool,
+    ) -> Result<(Vec<NewAddress>, Vec<Holder>)> {
+        if !self.backend.has_snapshot(export)? {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.load_scratch_snapshot(export)?;
+        let conn = self.stage();
+        let mut st = conn.prepare(
+            "SELECT t.key, t.email, t.profiles FROM temp.staged t
+             WHERE NOT EXISTS (SELECT 1 FROM snapshot s WHERE s.export = ?1 AND s.key = t.key)",
+        )?;
+        let new: Vec<NewAddress> = st
+            .query_map([export], |r| {
+                Ok(NewAddress {
+                    key: key_of(r.get(0)?)?,
+                    email: r.get(1)?,
+                    profiles: r.get(2)?,
+                })
+            })?
+            .filter(|n| n.as_ref().map_or(true, |n| !reported(&n.key)))
+            .collect::<rusqlite::Result<_>>()?;
+        if new.is_empty() {
+            return Ok((new, Vec::new()));
+        }
+        let wanted: HashSet<&str> = new.iter().flat_map(|n| profile_keys(&n.profiles)).collect();
+        let holders = holders_of(conn, export, &wanted)?;
+        Ok((new, holders))
+    }
+
+    /// Records in `export`'s snapshot the profiles the diff found behind its delivered
+    /// members, where they changed, a batch at a time. Which profiles a member belongs to is
+    /// not something Mailchimp acknowledges, so it is written before anything is sent; the
+    /// next run's moves are decided from it.
+    pub fn refresh_snapshot_profiles(&mut self, export: &str) -> Result<()> {
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let batch: Vec<(MemberKey, String)> = self
+                .stage()
+                .prepare_cached("SELECT key, profiles FROM temp.profile_refresh WHERE key > ?1 ORDER BY key LIMIT ?2")?
+                .query_map(params![after, REFRESH_BATCH as i64], |r| {
+                    Ok((key_of(r.get(0)?)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let Some((last, _)) = batch.last() else {
+                return Ok(());
+            };
+            after = last.0.to_vec();
+            let keys: Vec<MemberKey> = batch.iter().map(|(k, _)| *k).collect();
+            let mut known = self.backend.snapshot_entries(export, &keys)?;
+            let entries: Vec<(MemberKey, SnapshotEntry)> = batch
+                .into_iter()
+                .filter_map(|(k, p)| {
+                    let mut e = known.remove(&k)?;
+                    e.profiles = Some(p);
+                    Some((k, e))
+                })
+                .collect();
+            self.backend.save_snapshot(export, &entries)?;
+        }
     }
 
     /// The tags with planned changes, in order.
@@ -459,4 +640,39 @@ impl StateStore {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
+}
+
+/// Snapshot entries whose profiles are rewritten per transaction.
+const REFRESH_BATCH: usize = 10_000;
+
+/// The members of `export`'s snapshot that hold one of the profiles `wanted`: one pass over
+/// the snapshot (only runs with new addresses make it).
+fn holders_of(conn: &Connection, export: &str, wanted: &HashSet<&str>) -> Result<Vec<Holder>> {
+    let mut st = conn.prepare(
+        "SELECT s.key, s.email, s.fingerprint, s.tags, s.status, s.owned, s.profiles,
+                EXISTS (SELECT 1 FROM temp.staged t WHERE t.key = s.key)
+         FROM snapshot s WHERE s.export = ?1 AND s.profiles IS NOT NULL",
+    )?;
+    let mut rows = st.query([export])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let profiles: String = r.get(6)?;
+        if !profile_keys(&profiles).any(|p| wanted.contains(p)) {
+            continue;
+        }
+        let status: String = r.get(4)?;
+        out.push(Holder {
+            key: key_of(r.get(0)?)?,
+            entry: SnapshotEntry {
+                email: r.get(1)?,
+                fingerprint: r.get::<_, Option<i64>>(2)?.map(|f| f as u64),
+                tags: TagSet(r.get::<_, i64>(3)? as u64),
+                status: status_of(&status)?,
+                owned: r.get(5)?,
+                profiles: Some(profiles),
+            },
+            wanted: r.get(7)?,
+        });
+    }
+    Ok(out)
 }

@@ -73,6 +73,8 @@ pub trait SnapshotStore {
     /// Writes snapshot entries in one transaction: one acknowledged request.
     fn save_snapshot(&mut self, export: &str, entries: &[(MemberKey, SnapshotEntry)])
         -> Result<()>;
+    /// Drops the entries of `keys` (members moved to another address).
+    fn remove_snapshot_entries(&mut self, export: &str, keys: &[MemberKey]) -> Result<()>;
     /// The snapshot entries of `keys` that exist.
     fn snapshot_entries(
         &self,

@@ -18,6 +18,7 @@ mod first_run;
 mod guards;
 mod incremental;
 mod membership;
+mod moves;
 mod postgres;
 mod probe;
 mod records;

@@ -33,13 +33,14 @@ pub async fn show(
     let errors = state.run_errors_head(id, ERROR_ROWS).or_page(&who)?;
     let live = app.runs.progress(id);
     let c = &run.counts;
-    let counts: [(&str, u64); 15] = [
+    let counts: [(&str, u64); 16] = [
         ("profiles read", c.profiles),
         ("members", c.members),
         ("duplicates merged", c.duplicates),
         ("refused", c.refused),
         ("created", c.created),
         ("updated", c.updated),
+        ("moved", c.moved),
         ("unchanged", c.unchanged),
         ("tagged", c.tagged),
         ("untagged", c.untagged),

@@ -14,7 +14,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "profile sources, segment sources, leases, run queue",
         sql: POSTGRES_V2,
     },
+    Migration {
+        version: 3,
+        name: "the profiles behind each delivered member (members follow their profiles)",
+        sql: POSTGRES_V3,
+    },
 ];
+
+const POSTGRES_V3: &str = "ALTER TABLE snapshot ADD COLUMN profiles TEXT;";
 
 const POSTGRES_V1: &str = r#"
 CREATE TABLE connections (

@@ -57,7 +57,7 @@ const PROFILE_SOURCE_COLUMNS: &str =
 const RUN_COLUMNS: &str = "id, export, trigger, started_at, finished_at, outcome, counts, error";
 const QUEUE_COLUMNS: &str =
     "id, export, trigger, requested_by, tick, requested_at, state, worker, lease_until, run_id";
-const SNAPSHOT_COLUMNS: &str = "key, email, fingerprint, tags, status, owned";
+const SNAPSHOT_COLUMNS: &str = "key, email, fingerprint, tags, status, owned, profiles";
 
 /// The state in a PostgreSQL database.
 pub struct PgState {
@@ -106,6 +106,7 @@ fn snapshot_row(r: &Row) -> Result<(MemberKey, SnapshotEntry)> {
             tags: TagSet(get::<i64>(r, 3)? as u64),
             status: status_of(&status)?,
             owned: get(r, 5)?,
+            profiles: get(r, 6)?,
         },
     ))
 }
@@ -333,6 +334,7 @@ type SnapshotArrays = (
     Vec<i64>,
     Vec<String>,
     Vec<bool>,
+    Vec<Option<String>>,
 );
 
 fn snapshot_arrays(entries: &[(MemberKey, SnapshotEntry)]) -> SnapshotArrays {
@@ -351,6 +353,7 @@ fn snapshot_arrays(entries: &[(MemberKey, SnapshotEntry)]) -> SnapshotArrays {
         out.3.push(e.tags.0 as i64);
         out.4.push(e.status.as_str().to_string());
         out.5.push(e.owned);
+        out.6.push(e.profiles.clone());
     }
     out
 }

@@ -27,14 +27,27 @@ impl SnapshotStore for PgState {
         if entries.is_empty() {
             return Ok(());
         }
-        let (keys, emails, fps, tags, statuses, owned) = snapshot_arrays(entries);
+        let (keys, emails, fps, tags, statuses, owned, profiles) = snapshot_arrays(entries);
         self.execute(
             "save a snapshot checkpoint",
-            "INSERT INTO snapshot (export, key, email, fingerprint, tags, status, owned)
-             SELECT $1::text, * FROM unnest($2::bytea[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::bool[])
+            "INSERT INTO snapshot (export, key, email, fingerprint, tags, status, owned, profiles)
+             SELECT $1::text, * FROM unnest($2::bytea[], $3::text[], $4::int8[], $5::int8[], $6::text[], $7::bool[], $8::text[])
              ON CONFLICT (export, key) DO UPDATE SET email = excluded.email, fingerprint = excluded.fingerprint,
-               tags = excluded.tags, status = excluded.status, owned = excluded.owned",
-            params![export.to_string(), keys, emails, fps, tags, statuses, owned],
+               tags = excluded.tags, status = excluded.status, owned = excluded.owned, profiles = excluded.profiles",
+            params![export.to_string(), keys, emails, fps, tags, statuses, owned, profiles],
+        )?;
+        Ok(())
+    }
+
+    fn remove_snapshot_entries(&mut self, export: &str, keys: &[MemberKey]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.0.to_vec()).collect();
+        self.execute(
+            "remove snapshot entries",
+            "DELETE FROM snapshot WHERE export = $1 AND key = ANY($2)",
+            params![export.to_string(), keys],
         )?;
         Ok(())
     }

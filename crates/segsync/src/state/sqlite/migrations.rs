@@ -14,7 +14,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "profile sources, segment sources, leases, run queue",
         sql: SQLITE_V2,
     },
+    Migration {
+        version: 3,
+        name: "the profiles behind each delivered member (members follow their profiles)",
+        sql: SQLITE_V3,
+    },
 ];
+
+const SQLITE_V3: &str = "ALTER TABLE snapshot ADD COLUMN profiles TEXT;";
 
 const SQLITE_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS connections (

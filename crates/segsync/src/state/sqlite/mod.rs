@@ -27,7 +27,8 @@ fn status_text(s: Status) -> &'static str {
 }
 
 /// Runs `st`, an insert into a `snapshot` table (this backend's, or the scratch copy a run
-/// diffs against) with the parameters (export, key, email, fingerprint, tags, status, owned).
+/// diffs against) with the parameters (export, key, email, fingerprint, tags, status, owned,
+/// profiles).
 pub(super) fn insert_snapshot_row(
     st: &mut rusqlite::CachedStatement<'_>,
     export: &str,
@@ -41,7 +42,8 @@ pub(super) fn insert_snapshot_row(
         e.fingerprint.map(|f| f as i64),
         e.tags.0 as i64,
         status_text(e.status),
-        e.owned
+        e.owned,
+        e.profiles
     ])
 }
 
@@ -155,7 +157,7 @@ fn member_key(bytes: Vec<u8>, what: &str) -> Result<MemberKey> {
     Ok(MemberKey(key))
 }
 
-/// A snapshot entry from columns email, fingerprint, tags, status, owned at `at`...
+/// A snapshot entry from columns email, fingerprint, tags, status, owned, profiles at `at`...
 fn snapshot_entry(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<SnapshotEntry> {
     let status: String = r.get(at + 3)?;
     Ok(SnapshotEntry {
@@ -170,6 +172,7 @@ fn snapshot_entry(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Snapshot
             )
         })?,
         owned: r.get(at + 4)?,
+        profiles: r.get(at + 5)?,
     })
 }
 

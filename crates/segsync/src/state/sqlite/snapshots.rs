@@ -6,28 +6,12 @@ use crate::state::stores::*;
 impl SnapshotStore for SqliteState {
     fn snapshot(&self, export: &str) -> Result<HashMap<MemberKey, SnapshotEntry>> {
         let mut st = self.conn.prepare(
-            "SELECT key, email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1",
+            "SELECT key, email, fingerprint, tags, status, owned, profiles FROM snapshot WHERE export = ?1",
         )?;
         let mut out = HashMap::new();
         let mut rows = st.query([export])?;
         while let Some(r) = rows.next()? {
-            let key: Vec<u8> = r.get(0)?;
-            let key: [u8; 16] = key
-                .try_into()
-                .map_err(|_| StateError::Corrupt("snapshot key".into()))?;
-            let status: String = r.get(4)?;
-            let fp: Option<i64> = r.get(2)?;
-            out.insert(
-                MemberKey(key),
-                SnapshotEntry {
-                    email: r.get(1)?,
-                    fingerprint: fp.map(|f| f as u64),
-                    tags: TagSet(r.get::<_, i64>(3)? as u64),
-                    status: Status::parse(&status)
-                        .ok_or_else(|| StateError::Corrupt(format!("snapshot status {status}")))?,
-                    owned: r.get(5)?,
-                },
-            );
+            out.insert(member_key(r.get(0)?, "snapshot")?, snapshot_entry(r, 1)?);
         }
         Ok(out)
     }
@@ -41,12 +25,25 @@ impl SnapshotStore for SqliteState {
         let tx = self.write_tx()?;
         {
             let mut st = tx.prepare_cached(
-                "INSERT INTO snapshot (export, key, email, fingerprint, tags, status, owned) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO snapshot (export, key, email, fingerprint, tags, status, owned, profiles) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (export, key) DO UPDATE SET email = excluded.email, fingerprint = excluded.fingerprint,
-                   tags = excluded.tags, status = excluded.status, owned = excluded.owned",
+                   tags = excluded.tags, status = excluded.status, owned = excluded.owned, profiles = excluded.profiles",
             )?;
             for (k, e) in entries {
                 insert_snapshot_row(&mut st, export, k, e)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn remove_snapshot_entries(&mut self, export: &str, keys: &[MemberKey]) -> Result<()> {
+        let tx = self.write_tx()?;
+        {
+            let mut st =
+                tx.prepare_cached("DELETE FROM snapshot WHERE export = ?1 AND key = ?2")?;
+            for k in keys {
+                st.execute(params![export, &k.0[..]])?;
             }
         }
         tx.commit()?;
@@ -145,7 +142,7 @@ impl SnapshotStore for SqliteState {
         let mut out = HashMap::with_capacity(keys.len());
         {
             let mut st = tx.prepare_cached(
-                "SELECT email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1 AND key = ?2",
+                "SELECT email, fingerprint, tags, status, owned, profiles FROM snapshot WHERE export = ?1 AND key = ?2",
             )?;
             for k in keys {
                 let e = st
@@ -170,7 +167,7 @@ impl SnapshotStore for SqliteState {
 
     fn snapshot_in_key_order(&self, export: &str, sink: &mut SnapshotSink<'_>) -> Result<()> {
         let mut st = self.conn.prepare(
-            "SELECT key, email, fingerprint, tags, status, owned FROM snapshot WHERE export = ?1 ORDER BY key",
+            "SELECT key, email, fingerprint, tags, status, owned, profiles FROM snapshot WHERE export = ?1 ORDER BY key",
         )?;
         let mut rows = st.query([export])?;
         let mut batch = Vec::with_capacity(crate::state::STREAM_BATCH);
