@@ -648,4 +648,43 @@ mod tests {
         assert!(read.refused[0].reason.starts_with("deferred: "));
         assert!(read.failure.is_none());
     }
+
+    fn a_move(to: usize) -> Op {
+        Op::Move(segsync_core::Move {
+            from: MemberKey::of("old@posta.ro"),
+            from_email: "old@posta.ro".into(),
+            to: member(to),
+        })
+    }
+
+    #[test]
+    fn a_move_onto_an_address_already_there_updates_that_member_instead() {
+        let refused = Error::Rejected {
+            endpoint: "PATCH /lists/{list_id}/members/{subscriber_hash}",
+            status: 400,
+            problem: Problem {
+                title: "Member Exists".into(),
+                detail: "m1@posta.ro is already a list member. Use PUT to insert or update list members.".into(),
+                ..Default::default()
+            },
+        };
+        let read = read_one(a_move(1), Err(refused));
+        assert_eq!(read.exists, vec![member(1)], "updated with its own status");
+        assert!(read.facts.is_empty() && read.refused.is_empty() && read.failure.is_none());
+    }
+
+    #[test]
+    fn a_move_mailchimp_refuses_is_reported_without_failing_the_run() {
+        let read = read_one(a_move(2), Err(invalid_resource(&[])));
+        assert_eq!(read.refused.len(), 1);
+        assert!(
+            read.refused[0]
+                .reason
+                .starts_with("not moved from its old address: "),
+            "{}",
+            read.refused[0].reason
+        );
+        assert_eq!(read.undelivered, ["m2@posta.ro"], "its tags are not sent");
+        assert!(read.failure.is_none());
+    }
 }
