@@ -139,6 +139,18 @@ impl RunningSim {
         self.sim.settings.read().clone()
     }
 
+    /// Ends the "signed up to a lot of lists very recently" refusal of every address refused
+    /// so far (by `variants.recent_signups_rate`), as the wait before a user's next run
+    /// would; see [`store::RecentSignups::lapse`].
+    pub fn lapse_recent_signups(&self) {
+        self.sim.recent_signups.lapse();
+    }
+
+    /// How many addresses `variants.recent_signups_rate` refused so far.
+    pub fn recent_signups_refused(&self) -> usize {
+        self.sim.recent_signups.refused()
+    }
+
     /// Stops serving and waits until the port is closed.
     pub async fn shutdown(mut self) {
         self.stop_now();
