@@ -315,11 +315,13 @@ fn a_credential_revoked_mid_run_stops_it_without_a_storm_of_retries() {
     let profiles = people(12_000);
     let total = expected(&profiles, Status::Subscribed).len() as u64;
     s.setup(&list, &profiles, &[]);
-    // Each batch takes about half a second: the run is caught with all ten slots busy, and
-    // a loaded machine still revokes the key long before the run could end.
+    // Each batch takes about two seconds: the run is caught with all ten slots busy, and
+    // a loaded machine still revokes the key before the eleventh batch leaves (with half a
+    // second, a machine busy with other builds sometimes did not, and every member was
+    // created before the revocation).
     sim.settings(|st| {
         st.latency.base_ms = 40.0;
-        st.latency.per_item_ms = 1.0;
+        st.latency.per_item_ms = 4.0;
     });
     let args = ["run", EXPORT, "--quiet"];
     let mut child = s.spawn(&args);
