@@ -146,6 +146,15 @@ impl RunningSim {
         self.sim.recent_signups.lapse();
     }
 
+    /// Whether a new member with address `email` would now be refused as "signed up to a
+    /// lot of lists very recently", by the settings in force (asking counts as no attempt).
+    pub fn refuses_recent_signup(&self, email: &str) -> bool {
+        let s = self.sim.settings.read();
+        self.sim
+            .recent_signups
+            .would_refuse(email, &s.variants, s.faults.seed)
+    }
+
     /// How many addresses `variants.recent_signups_rate` refused so far.
     pub fn recent_signups_refused(&self) -> usize {
         self.sim.recent_signups.refused()

@@ -257,6 +257,16 @@ impl RecentSignups {
     /// falls in the share `recent_signups_rate` are refused from their first attempt until
     /// `recent_signups_ms` has passed since it (or [`Self::lapse`] was called).
     pub fn refuses(&self, email: &str, variants: &Variants, seed: u64) -> bool {
+        self.check(email, variants, seed, true)
+    }
+
+    /// Whether a new member with address `email` would be refused now, as [`Self::refuses`]
+    /// tells, without counting this as its first attempt.
+    pub fn would_refuse(&self, email: &str, variants: &Variants, seed: u64) -> bool {
+        self.check(email, variants, seed, false)
+    }
+
+    fn check(&self, email: &str, variants: &Variants, seed: u64, attempt: bool) -> bool {
         let email = email.trim();
         if variants
             .recent_signups
@@ -276,7 +286,9 @@ impl RecentSignups {
             Some(Some(first)) => now.duration_since(*first) < window,
             Some(None) => false,
             None => {
-                first_refused.insert(crate::rules::hash_key(email), Some(now));
+                if attempt {
+                    first_refused.insert(crate::rules::hash_key(email), Some(now));
+                }
                 true
             }
         }
@@ -489,10 +501,13 @@ mod tests {
             ..Variants::default()
         };
         let r = RecentSignups::default();
+        assert!(r.would_refuse("a@example.org", &v, 1));
+        assert_eq!(r.refused(), 0, "asking is no attempt");
         assert!(r.refuses("a@example.org", &v, 1));
         assert!(r.refuses("A@example.org", &v, 1), "still within its window");
         assert_eq!(r.refused(), 1);
         r.lapse();
+        assert!(!r.would_refuse("a@example.org", &v, 1));
         assert!(!r.refuses("a@example.org", &v, 1), "its window ended");
         assert!(
             r.refuses("b@example.org", &v, 1),

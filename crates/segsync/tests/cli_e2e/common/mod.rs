@@ -141,6 +141,12 @@ impl Sim {
         self.sim().recent_signups_refused() as u64
     }
 
+    /// Whether Mailchimp would now refuse `email` as a new member for a while ("signed up to
+    /// a lot of lists very recently"): a run can then only defer it.
+    pub fn refuses_for_now(&self, email: &str) -> bool {
+        self.sim().refuses_recent_signup(email)
+    }
+
     /// A call to the Mailchimp API (`/3.0` + `path`) with the account's key.
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
