@@ -139,6 +139,27 @@ impl RunningSim {
         self.sim.settings.read().clone()
     }
 
+    /// Ends the "signed up to a lot of lists very recently" refusal of every address refused
+    /// so far (by `variants.recent_signups_rate`), as the wait before a user's next run
+    /// would; see [`store::RecentSignups::lapse`].
+    pub fn lapse_recent_signups(&self) {
+        self.sim.recent_signups.lapse();
+    }
+
+    /// Whether a new member with address `email` would now be refused as "signed up to a
+    /// lot of lists very recently", by the settings in force (asking counts as no attempt).
+    pub fn refuses_recent_signup(&self, email: &str) -> bool {
+        let s = self.sim.settings.read();
+        self.sim
+            .recent_signups
+            .would_refuse(email, &s.variants, s.faults.seed)
+    }
+
+    /// How many addresses `variants.recent_signups_rate` refused so far.
+    pub fn recent_signups_refused(&self) -> usize {
+        self.sim.recent_signups.refused()
+    }
+
     /// Stops serving and waits until the port is closed.
     pub async fn shutdown(mut self) {
         self.stop_now();

@@ -246,15 +246,27 @@ pub struct OAuthState {
 /// across lists and accounts, so this is kept for the whole simulator.
 #[derive(Default)]
 pub struct RecentSignups {
-    first_refused: Mutex<HashMap<Key, std::time::Instant>>,
+    /// Per address refused so far: when it was first refused, or `None` once [`Self::lapse`]
+    /// ended its window.
+    first_refused: Mutex<HashMap<Key, Option<std::time::Instant>>>,
 }
 
 impl RecentSignups {
     /// Whether a new member with address `email` is refused now. Addresses listed in
     /// `variants.recent_signups` always are; of the others, those whose hash with `seed`
     /// falls in the share `recent_signups_rate` are refused from their first attempt until
-    /// `recent_signups_ms` has passed since it.
+    /// `recent_signups_ms` has passed since it (or [`Self::lapse`] was called).
     pub fn refuses(&self, email: &str, variants: &Variants, seed: u64) -> bool {
+        self.check(email, variants, seed, true)
+    }
+
+    /// Whether a new member with address `email` would be refused now, as [`Self::refuses`]
+    /// tells, without counting this as its first attempt.
+    pub fn would_refuse(&self, email: &str, variants: &Variants, seed: u64) -> bool {
+        self.check(email, variants, seed, false)
+    }
+
+    fn check(&self, email: &str, variants: &Variants, seed: u64, attempt: bool) -> bool {
         let email = email.trim();
         if variants
             .recent_signups
@@ -271,12 +283,28 @@ impl RecentSignups {
         let now = std::time::Instant::now();
         let mut first_refused = self.first_refused.lock();
         match first_refused.get(&crate::rules::hash_key(email)) {
-            Some(first) => now.duration_since(*first) < window,
+            Some(Some(first)) => now.duration_since(*first) < window,
+            Some(None) => false,
             None => {
-                first_refused.insert(crate::rules::hash_key(email), now);
+                if attempt {
+                    first_refused.insert(crate::rules::hash_key(email), Some(now));
+                }
                 true
             }
         }
+    }
+
+    /// Ends the window of every address refused so far, as the wait before a user's next
+    /// run would: from now on they are taken. Addresses not refused yet are drawn as before.
+    pub fn lapse(&self) {
+        for first in self.first_refused.lock().values_mut() {
+            *first = None;
+        }
+    }
+
+    /// How many addresses drawn by `recent_signups_rate` were refused so far.
+    pub fn refused(&self) -> usize {
+        self.first_refused.lock().len()
     }
 
     pub fn clear(&self) {
@@ -463,5 +491,29 @@ mod tests {
         assert!(!valid_api_key("0123456789abcdef0123456789abcdef"));
         assert!(!valid_api_key("0123456789abcdef0123456789abcdef-6"));
         assert!(!valid_api_key("0123456789abcdef0123456789abcdef-us"));
+    }
+
+    #[test]
+    fn a_lapsed_recent_signup_is_taken_and_a_new_one_still_refused() {
+        let v = Variants {
+            recent_signups_rate: 1.0,
+            recent_signups_ms: 3_600_000,
+            ..Variants::default()
+        };
+        let r = RecentSignups::default();
+        assert!(r.would_refuse("a@example.org", &v, 1));
+        assert_eq!(r.refused(), 0, "asking is no attempt");
+        assert!(r.refuses("a@example.org", &v, 1));
+        assert!(r.refuses("A@example.org", &v, 1), "still within its window");
+        assert_eq!(r.refused(), 1);
+        r.lapse();
+        assert!(!r.would_refuse("a@example.org", &v, 1));
+        assert!(!r.refuses("a@example.org", &v, 1), "its window ended");
+        assert!(
+            r.refuses("b@example.org", &v, 1),
+            "a new address is drawn as before"
+        );
+        assert!(r.refuses("b@example.org", &v, 1));
+        assert_eq!(r.refused(), 2);
     }
 }

@@ -140,20 +140,38 @@ fn print_history(
         );
         return Ok(EXIT_OK);
     }
+    // Records Mailchimp refused only for now are no errors, but not sent either: a column of
+    // their own, there when a listed run has any.
+    let deferred = list.iter().any(|r| r.counts.deferred > 0);
+    let column = |n: String| {
+        if deferred {
+            format!(" {n:>8}")
+        } else {
+            String::new()
+        }
+    };
     println!(
-        "{:>5}  {:<20} {:<22} {:<22} {:>8} {:>8} {:>8}",
-        "run", "export", "started", "outcome", "created", "updated", "errors"
+        "{:>5}  {:<20} {:<22} {:<22} {:>8} {:>8} {:>8}{}",
+        "run",
+        "export",
+        "started",
+        "outcome",
+        "created",
+        "updated",
+        "errors",
+        column("deferred".into())
     );
     for r in list {
         println!(
-            "{:>5}  {:<20} {:<22} {:<22} {:>8} {:>8} {:>8}",
+            "{:>5}  {:<20} {:<22} {:<22} {:>8} {:>8} {:>8}{}",
             r.id,
             r.export,
             r.started_at,
             r.outcome.as_str(),
             r.counts.created,
             r.counts.updated,
-            r.counts.refused + r.counts.failed
+            r.counts.refused + r.counts.failed,
+            column(r.counts.deferred.to_string())
         );
     }
     Ok(EXIT_OK)

@@ -395,7 +395,9 @@ fn the_example_applies_delivers_and_applies_again_as_unchanged_and_dumps_round_t
 fn a_changed_file_changes_only_what_changed_and_prune_removes_what_it_dropped() {
     let t = applied();
     let s = &t.s;
-    s.expect(3, &["run", "newsletter", "--quiet"]);
+    // Until Mailchimp took what it refused only for now, if anything: then the export has
+    // nothing left to send.
+    s.run_settled(&t.sim, 3, &[]);
 
     // A new display name and a new schedule: two changes, two audit entries, and the export
     // keeps its snapshot (its next run sends nothing).

@@ -20,23 +20,27 @@ fn seed_faulting_first_request(rate: f64) -> u64 {
         .expect("a seed")
 }
 
-fn run_with_faults(faults: Faults) -> (Sim, Session, String, Vec<Profile>) {
+/// The export of 1,500 profiles under `faults`: run until Mailchimp took every record it
+/// deferred, if any (the faults stay on for the runs that send those, as on a bad day).
+fn run_with_faults(faults: Faults) -> (Sim, Session, String, Vec<Profile>, Settled) {
     let sim = Sim::start();
     let list = sim.new_list("Newsletter");
     let s = Session::new(&sim);
     let profiles = people(1500);
     s.setup(&list, &profiles, &[]);
     sim.settings(|st| st.faults = faults);
-    s.run_export(0);
+    let settled = s.run_settled(&sim, 0, &[]);
     sim.settings(|st| st.faults = Faults::default());
-    (sim, s, list, profiles)
+    (sim, s, list, profiles, settled)
 }
 
+/// The audience and the counts are what an undisturbed run makes; returns the first run.
 fn delivered_exactly(
     sim: &Sim,
     s: &Session,
     list: &str,
     profiles: &[Profile],
+    settled: &Settled,
     replays: bool,
 ) -> serde_json::Value {
     let want = expected(profiles, Status::Subscribed);
@@ -62,17 +66,30 @@ fn delivered_exactly(
         c.too_many_requests, 0,
         "no 429 for going over the in-flight limit"
     );
-    assert_eq!(s.listed_outcome(1), "succeeded");
+    // Only a record Mailchimp refused for now (deferred, sent by a later run) keeps the
+    // first run from succeeding outright.
+    assert_eq!(s.listed_outcome(1), settled.first_outcome("succeeded"));
+    assert_eq!(s.listed_outcome(settled.last_id()), "succeeded");
     let run = s.show_json(1);
-    assert_eq!(count(&run, "failed"), 0);
+    assert_eq!(settled.first(), &run);
+    assert_eq!(settled.sum("failed"), 0, "{:?}", settled.runs);
     // A batch whose answer was lost is sent again and meets its own members ("exists"):
     // they are updated to be safe, but counted as what they are, created by this run.
     assert_eq!(
-        (count(&run, "created"), count(&run, "updated")),
+        (
+            count(&run, "created") + settled.deferred(),
+            count(&run, "updated")
+        ),
         (want.len() as u64, 0),
         "the run's counts are the simulator's: {run}"
     );
-    assert_eq!(count(&run, "created"), c.members_created);
+    assert_eq!(
+        (settled.sum("created"), settled.sum("updated")),
+        (want.len() as u64, 0),
+        "the deferred records are created by the next run: {:?}",
+        settled.runs
+    );
+    assert_eq!(settled.sum("created"), c.members_created);
     if !replays {
         assert_eq!(c.members_updated, 0);
     }
@@ -91,13 +108,13 @@ fn bursts_of_429_are_retried() {
         seed: seed_faulting_first_request(0.1),
         ..Faults::default()
     };
-    let (sim, s, list, profiles) = run_with_faults(faults);
+    let (sim, s, list, profiles, settled) = run_with_faults(faults);
     assert!(
         sim.counters().injected_429 >= 3,
         "a burst was sent: {:?}",
         sim.counters()
     );
-    let run = delivered_exactly(&sim, &s, &list, &profiles, false);
+    let run = delivered_exactly(&sim, &s, &list, &profiles, &settled, false);
     assert!(
         count(&run, "retries") >= 3,
         "runs show counts the retries: {run}"
@@ -114,9 +131,9 @@ fn server_errors_are_retried() {
         seed: seed_faulting_first_request(0.15),
         ..Faults::default()
     };
-    let (sim, s, list, profiles) = run_with_faults(faults);
+    let (sim, s, list, profiles, settled) = run_with_faults(faults);
     assert!(sim.counters().injected_5xx >= 1, "{:?}", sim.counters());
-    let run = delivered_exactly(&sim, &s, &list, &profiles, false);
+    let run = delivered_exactly(&sim, &s, &list, &profiles, &settled, false);
     assert!(
         count(&run, "retries") >= 1,
         "runs show counts the retries: {run}"
@@ -133,8 +150,8 @@ fn bodyless_429_bursts_and_5xx_together_are_retried() {
         seed: seed_faulting_first_request(0.08),
         ..Faults::default()
     };
-    let (sim, s, list, profiles) = run_with_faults(faults);
-    let run = delivered_exactly(&sim, &s, &list, &profiles, false);
+    let (sim, s, list, profiles, settled) = run_with_faults(faults);
+    let run = delivered_exactly(&sim, &s, &list, &profiles, &settled, false);
     assert!(
         count(&run, "retries") >= 4,
         "runs show counts the retries: {run}"
@@ -150,9 +167,9 @@ fn answers_lost_after_the_write_was_applied_do_not_duplicate_anything() {
         seed: seed_faulting_first_request(0.15),
         ..Faults::default()
     };
-    let (sim, s, list, profiles) = run_with_faults(faults);
+    let (sim, s, list, profiles, settled) = run_with_faults(faults);
     assert!(sim.counters().dropped >= 1, "{:?}", sim.counters());
-    delivered_exactly(&sim, &s, &list, &profiles, true);
+    delivered_exactly(&sim, &s, &list, &profiles, &settled, true);
 }
 
 /// Whether, under `seed`, the simulator's first `before` requests pass, the next `hits` are
@@ -298,11 +315,13 @@ fn a_credential_revoked_mid_run_stops_it_without_a_storm_of_retries() {
     let profiles = people(12_000);
     let total = expected(&profiles, Status::Subscribed).len() as u64;
     s.setup(&list, &profiles, &[]);
-    // Each batch takes about half a second: the run is caught with all ten slots busy, and
-    // a loaded machine still revokes the key long before the run could end.
+    // Each batch takes about two seconds: the run is caught with all ten slots busy, and
+    // a loaded machine still revokes the key before the eleventh batch leaves (with half a
+    // second, a machine busy with other builds sometimes did not, and every member was
+    // created before the revocation).
     sim.settings(|st| {
         st.latency.base_ms = 40.0;
-        st.latency.per_item_ms = 1.0;
+        st.latency.per_item_ms = 4.0;
     });
     let args = ["run", EXPORT, "--quiet"];
     let mut child = s.spawn(&args);

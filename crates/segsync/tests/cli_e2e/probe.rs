@@ -89,6 +89,8 @@ fn expect_only(report: &Value, differing: Option<&str>) {
 #[test]
 fn against_the_default_readings_everything_probed_is_the_same_and_nothing_is_left() {
     let sim = Sim::start();
+    // The default readings, whatever profile the suite runs under.
+    sim.settings(|st| st.variants = Variants::default());
     let list = audience(&sim);
     let s = Session::new(&sim);
     s.connect();
@@ -124,6 +126,59 @@ fn against_the_default_readings_everything_probed_is_the_same_and_nothing_is_lef
     assert!(archived.ends_with("same"), "{}", out.text());
     assert!(out.stdout.contains("not probed"), "{}", out.text());
     assert_eq!(state(&sim, &list), before);
+}
+
+/// Against every pessimistic reading, each probed row differs and names the pessimistic
+/// value, and the audience is left as it was.
+#[test]
+fn against_the_pessimistic_readings_every_probed_row_differs() {
+    let sim = Sim::start();
+    // The probe's fresh addresses are random: the share of new addresses the pessimistic
+    // profile refuses for now (which the probe does not probe) would make a row
+    // unpredictable here. fidelity.rs covers those refusals.
+    sim.settings(|st| {
+        st.variants = Variants {
+            recent_signups_rate: 0.0,
+            ..Variants::pessimistic()
+        }
+    });
+    let list = audience(&sim);
+    let s = Session::new(&sim);
+    s.connect();
+    let before = state(&sim, &list);
+
+    let report = probe(&s, &list, &[]);
+    let found: Vec<(String, String, String)> = report["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (text("assumption"), text("verdict"), text("mailchimp"))
+        })
+        .filter(|(a, _, _)| !NOT_PROBED.contains(&a.as_str()))
+        .collect();
+    let want: Vec<(String, String, String)> = [
+        ("archived_members", "excluded"),
+        ("batch_schema_errors", "whole_request"),
+        ("updated_members", "changed_only"),
+        ("date_merge_values", "documented_only"),
+        ("ascii_local_parts", "on"),
+        ("tag_name_max", "capped"),
+        ("malformed_since", "ignore"),
+        ("batch_item_tags", "ignored"),
+    ]
+    .into_iter()
+    .map(|(a, m)| (a.to_string(), "differs".to_string(), m.to_string()))
+    .collect();
+    let sorted = |mut v: Vec<(String, String, String)>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(found), sorted(want), "{report:#}");
+    assert_eq!(verdicts(&report).len(), 11, "{report:#}");
+    assert_eq!(report["cleanup"]["left_over"], json!([]), "{report:#}");
+    assert_eq!(state(&sim, &list), before, "{report:#}");
 }
 
 /// A change of one reading.

@@ -417,6 +417,9 @@ impl Torture<'_> {
             match snap.get(email) {
                 Some((Some(_), ..)) => {}
                 _ if in_mailchimp.contains(email) => updates += 1,
+                // Mailchimp refuses it for now (the pessimistic profile): the run defers it,
+                // and can neither create nor tag it.
+                _ if self.sim.refuses_for_now(email) => continue,
                 _ => creates += 1,
             }
             let have = snap.get(email).map(|r| r.1.clone()).unwrap_or_default();
@@ -734,14 +737,15 @@ fn schedule(cfg: &Config, rng: &mut StdRng) -> Vec<Plan> {
     all
 }
 
-/// What one uninterrupted run leaves: the audience and the snapshot, and how long it took.
+/// What one uninterrupted run leaves (with the run that sends what Mailchimp deferred, if it
+/// deferred anything): the audience and the snapshot, and how long that took.
 pub fn reference(profiles: &[Profile]) -> (Holding, BTreeMap<String, SnapRow>, f64) {
     let sim = Sim::start();
     let list = sim.new_list("Newsletter");
     let s = Session::new(&sim);
     s.setup(&list, profiles, &[]);
     let t = Instant::now();
-    s.run_export(3);
+    s.run_settled(&sim, 3, &[]);
     let secs = t.elapsed().as_secs_f64();
     let view = sim.view(&list);
     assert_eq!(sim.counters().members_created, view.members.len() as u64);
@@ -897,9 +901,10 @@ pub fn run(cfg: &Config) -> Report {
         }
     }
 
-    // The final run, uninterrupted.
-    t.report.runs += 1;
-    t.s.run_export(3);
+    // The final run, uninterrupted (and the one that sends what Mailchimp deferred until
+    // then, if anything).
+    let last = t.s.run_settled(&t.sim, 3, &[]);
+    t.report.runs += last.runs.len();
     let home = t.s.home().to_path_buf();
     integrity(&home);
     let view = t.sim.view(&t.list);
@@ -933,6 +938,7 @@ pub fn run(cfg: &Config) -> Report {
         serde_json::from_str(&t.s.ok(&["runs", "--json", "--limit", "1"]).stdout).unwrap();
     let last = runs[0]["id"].as_i64().unwrap();
     assert_eq!(runs[0]["outcome"], "succeeded_with_errors");
+    assert_eq!(count(&runs[0], "deferred"), 0, "{runs}");
     let errors = t.s.errors_csv(last);
     let reported: BTreeSet<String> = errors.iter().map(|e| e.0.clone()).collect();
     let planted: BTreeSet<String> = local.union(&remote).cloned().collect();

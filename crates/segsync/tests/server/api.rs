@@ -353,3 +353,73 @@ fn an_admin_uploads_profiles_and_a_broken_upload_changes_nothing() {
     );
     assert_eq!(a.status, 403, "{}", a.text);
 }
+
+/// A record Mailchimp refuses only for now ("signed up to a lot of lists very recently") is
+/// counted as deferred, not failed, in the run's API answer and on its page; the next run,
+/// once Mailchimp takes it, sends it and defers nothing.
+#[test]
+fn a_deferred_record_is_counted_in_the_runs_answer_and_on_its_page() {
+    let sim = Sim::start();
+    let refused = stefan().email;
+    sim.settings(|st| st.variants.recent_signups = vec![refused]);
+    let list = sim.new_list("Newsletter");
+    let profiles = vec![ana(), helene(), stefan()];
+    let s = installation(&sim, &profiles);
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let (code, body) = ada.post(
+        "/api/connections",
+        json!({"name": CONNECTION, "api_key": sim.key, "base_url": sim.api_url(),
+               "accept_privacy_terms": true}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = ada.post("/api/exports", export_body(EXPORT, &list));
+    assert_eq!(code, 201, "{body}");
+
+    let (code, started) = ada.post(&format!("/api/exports/{EXPORT}/runs"), json!({}));
+    assert_eq!(code, 202, "{started}");
+    let id = started["run_id"].as_i64().unwrap();
+    let run = ada.wait_run(id);
+    assert_eq!(run["outcome"], "succeeded_with_errors", "{run}");
+    let (code, view) = ada.get(&format!("/api/runs/{id}"));
+    assert_eq!(code, 200, "{view}");
+    assert_eq!(
+        (
+            &view["run"]["counts"]["created"],
+            &view["run"]["counts"]["deferred"],
+            &view["run"]["counts"]["failed"],
+            &view["errors"]
+        ),
+        (&json!(2), &json!(1), &json!(0), &json!(1)),
+        "{view}"
+    );
+    let page = ada.send(ada.request("GET", &format!("/runs/{id}")));
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains(
+            "<div class=\"v\">1</div><div class=\"k\">deferred (sent by the next run)</div>"
+        ),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains(&stefan().email), "{}", page.text);
+
+    // Mailchimp takes it now: the next run sends it, and its page shows no deferred count.
+    sim.settings(|st| st.variants.recent_signups.clear());
+    let (code, started) = ada.post(&format!("/api/exports/{EXPORT}/runs"), json!({}));
+    assert_eq!(code, 202, "{started}");
+    let id = started["run_id"].as_i64().unwrap();
+    let run = ada.wait_run(id);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    assert_eq!(
+        (&run["counts"]["created"], &run["counts"]["deferred"]),
+        (&json!(1), &json!(0)),
+        "{run}"
+    );
+    let page = ada.send(ada.request("GET", &format!("/runs/{id}")));
+    assert!(!page.text.contains("deferred"), "{}", page.text);
+    assert_eq!(
+        holding(&sim.view(&list), &["FNAME", "LNAME", "CITY"]),
+        expected(&profiles, Status::Subscribed)
+    );
+}

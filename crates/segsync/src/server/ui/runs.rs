@@ -33,7 +33,7 @@ pub async fn show(
     let errors = state.run_errors_head(id, ERROR_ROWS).or_page(&who)?;
     let live = app.runs.progress(id);
     let c = &run.counts;
-    let counts: [(&str, u64); 16] = [
+    let mut counts: Vec<(&str, u64)> = vec![
         ("profiles read", c.profiles),
         ("members", c.members),
         ("duplicates merged", c.duplicates),
@@ -51,6 +51,17 @@ pub async fn show(
         ("requests", c.requests),
         ("retries", c.retries),
     ];
+    if c.deferred > 0 {
+        // Refused by Mailchimp for now only: not failed, sent again by the next run.
+        let after_failed = counts
+            .iter()
+            .position(|(n, _)| *n == "failed")
+            .map_or(0, |i| i + 1);
+        counts.insert(
+            after_failed,
+            ("deferred (sent by the next run)", c.deferred),
+        );
+    }
     let export_url = format!("/exports/{}", seg(&run.export));
     let body = html! {
         div class="toolbar" {

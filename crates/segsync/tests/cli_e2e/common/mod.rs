@@ -128,6 +128,25 @@ impl Sim {
         })
     }
 
+    /// Ends every "signed up to a lot of lists very recently" refusal begun so far (the
+    /// pessimistic profile refuses 1% of new addresses that way for 60 s), as the wait before
+    /// a user's next run would: those addresses are taken from now on.
+    pub fn lapse_recent_signups(&self) {
+        self.sim().lapse_recent_signups();
+    }
+
+    /// How many addresses were refused so far as "signed up to a lot of lists very recently"
+    /// by the share the simulator draws (none under the default profile).
+    pub fn recent_signups_refused(&self) -> u64 {
+        self.sim().recent_signups_refused() as u64
+    }
+
+    /// Whether Mailchimp would now refuse `email` as a new member for a while ("signed up to
+    /// a lot of lists very recently"): a run can then only defer it.
+    pub fn refuses_for_now(&self, email: &str) -> bool {
+        self.sim().refuses_recent_signup(email)
+    }
+
     /// A call to the Mailchimp API (`/3.0` + `path`) with the account's key.
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
@@ -774,6 +793,72 @@ impl Session {
             .collect()
     }
 
+    /// The number of the newest run.
+    pub fn last_run(&self) -> i64 {
+        let out = self.ok(&["runs", "--json", "--limit", "1"]);
+        let runs: Value = serde_json::from_str(&out.stdout).expect("runs --json prints JSON");
+        runs[0]["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("a run in {runs}"))
+    }
+
+    /// Runs the export as a user does where Mailchimp may refuse a new address for now ("has
+    /// signed up to a lot of lists very recently"; the pessimistic profile draws 1% of new
+    /// addresses): `segsync run newsletter --quiet EXTRA`, and while a run deferred records,
+    /// the refusals are let run out ([`Sim::lapse_recent_signups`], the wait before a user's
+    /// next run) and the export runs again, three runs at most. Each run that deferred
+    /// records exits 3 (succeeded with errors), counts them as deferred, never as failed, and
+    /// lists each of them as `deferred: ...` among its records not sent; the last run
+    /// defers nothing and exits `code`. Without such a refusal this is one run, as
+    /// [`Session::run_export`].
+    pub fn run_settled(&self, sim: &Sim, code: i32, extra: &[&str]) -> Settled {
+        let mut args = vec!["run", EXPORT, "--quiet"];
+        args.extend_from_slice(extra);
+        let mut settled = Settled {
+            runs: Vec::new(),
+            outs: Vec::new(),
+        };
+        loop {
+            let out = self.sh(&args);
+            let run = self.show_json(self.last_run());
+            let deferred = count(&run, "deferred");
+            let id = run["id"].as_i64().expect("a run id");
+            let wanted = if deferred > 0 { 3 } else { code };
+            assert_eq!(
+                out.code,
+                wanted,
+                "segsync {} (run {id}, {deferred} deferred) exited {} (wanted {wanted})\nstdout:\n{}\nstderr:\n{}",
+                args.join(" "),
+                out.code,
+                out.stdout,
+                out.stderr
+            );
+            if deferred > 0 {
+                assert_eq!(run["outcome"], "succeeded_with_errors", "{run}");
+                let listed = self
+                    .errors_csv(id)
+                    .iter()
+                    .filter(|e| e.2.starts_with("deferred: "))
+                    .count() as u64;
+                assert_eq!(
+                    listed, deferred,
+                    "run {id} lists each deferred record once: {run}"
+                );
+            }
+            settled.runs.push(run);
+            settled.outs.push(out);
+            if deferred == 0 {
+                return settled;
+            }
+            assert!(
+                settled.runs.len() < 3,
+                "records still deferred after Mailchimp's refusals ran out: {:?}",
+                settled.runs
+            );
+            sim.lapse_recent_signups();
+        }
+    }
+
     /// The outcome `segsync runs` lists for RUN.
     pub fn listed_outcome(&self, run: i64) -> String {
         let out = self.ok(&["runs"]);
@@ -786,6 +871,53 @@ impl Session {
             .nth(3)
             .expect("an outcome column")
             .to_string()
+    }
+}
+
+/// The runs of [`Session::run_settled`]: the first, and those that sent what an earlier one
+/// deferred.
+#[derive(Debug)]
+pub struct Settled {
+    /// `runs show --json` of each run, in order.
+    pub runs: Vec<Value>,
+    /// What each run printed.
+    pub outs: Vec<Out>,
+}
+
+impl Settled {
+    pub fn first(&self) -> &Value {
+        &self.runs[0]
+    }
+
+    pub fn last(&self) -> &Value {
+        self.runs.last().expect("a run")
+    }
+
+    pub fn first_id(&self) -> i64 {
+        self.first()["id"].as_i64().expect("a run id")
+    }
+
+    pub fn last_id(&self) -> i64 {
+        self.last()["id"].as_i64().expect("a run id")
+    }
+
+    /// Records the first run deferred (0 under the default profile).
+    pub fn deferred(&self) -> u64 {
+        count(self.first(), "deferred")
+    }
+
+    /// A count summed over the runs.
+    pub fn sum(&self, name: &str) -> u64 {
+        self.runs.iter().map(|r| count(r, name)).sum()
+    }
+
+    /// The outcome the first run must have: succeeded, unless it deferred records.
+    pub fn first_outcome(&self, clean: &str) -> String {
+        if self.deferred() > 0 {
+            "succeeded_with_errors".into()
+        } else {
+            clean.into()
+        }
     }
 }
 
