@@ -461,12 +461,20 @@ fn injection_attempts_are_refused_and_the_table_is_intact() {
             "{attack}: {e:?}"
         );
     }
-    // A predicate that compiles but would write: the read-only transaction refuses.
-    for writer in [
-        "wipe()",
-        "nextval('counter') > 0",
+    // Functions that change the session are refused before PostgreSQL sees them.
+    for changer in [
         "set_config('transaction_read_only', 'off', true) = 'off'",
+        "nextval('counter') > 0",
+        "pg_advisory_lock(1) IS NULL",
     ] {
+        let e = source
+            .select(&strings(&["email"]), &strings(&[changer]), nothing)
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("not allowed"), "{changer}: {text}");
+    }
+    // A predicate that compiles but would write: the read-only transaction refuses.
+    for writer in ["wipe()", "(SELECT wipe())"] {
         let e = source
             .select(&strings(&["email"]), &strings(&[writer]), nothing)
             .unwrap_err();

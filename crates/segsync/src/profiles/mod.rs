@@ -31,6 +31,7 @@ mod infer;
 mod load;
 mod ndjson_input;
 mod parquet_input;
+mod pg_calls;
 mod postgres;
 mod predicate;
 

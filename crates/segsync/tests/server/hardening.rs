@@ -351,3 +351,89 @@ fn the_oauth_client_follows_no_redirect() {
     let (_, list) = ada.get("/api/connections");
     assert_eq!(list, serde_json::json!([]), "no connection was added");
 }
+
+/// A table the profile source's role can also read: what a predicate must not reach.
+const SECRET: &str = "TOP-SECRET-ROW-7f3a";
+
+/// A PostgreSQL source `crm` over `crm.customers` holding `profiles`, added by the admin on
+/// the command line, whose role can also read `hidden.secrets` (a role granted more than the
+/// profiles: the audit's setting).
+fn pg_source_with_a_secret_beside(s: &Session, profiles: &[Profile]) -> TestDb {
+    let db = TestDb::create("hardening");
+    write_pg_table(&db, profiles);
+    db.client()
+        .batch_execute(&format!(
+            "CREATE SCHEMA hidden; CREATE TABLE hidden.secrets (secret text);
+             INSERT INTO hidden.secrets VALUES ('{SECRET}')"
+        ))
+        .unwrap();
+    let url = db.reader(
+        "GRANT USAGE ON SCHEMA crm, hidden TO {role};
+         GRANT SELECT ON crm.customers, hidden.secrets TO {role}",
+    );
+    s.set_env("CRM_URL", &url);
+    s.ok(&[
+        "profiles",
+        "source",
+        "add",
+        "crm",
+        "--postgres",
+        "env:CRM_URL",
+        "--table",
+        "crm.customers",
+        "--key",
+        "customer_id",
+    ]);
+    db
+}
+
+/// The audit's finding 2: a predicate turned `standard_conforming_strings` off with
+/// `set_config()` while its count ran, so that the sample query, read under the changed
+/// setting, ended a string elsewhere and let a `UNION` over another table in: a contributor's
+/// preview showed a row of `hidden.secrets`. Such a predicate is refused, saying why, and no
+/// answer ever shows the other table's row.
+#[test]
+fn a_postgres_predicate_cannot_change_how_the_next_query_is_read() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    let _db = pg_source_with_a_secret_beside(&s, &[ana(), helene()]);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let carl = server.login(CONTRIBUTOR);
+    // Read with standard strings (as the scanner does), 'x\'' ) UNION … -- ' is one string;
+    // with them off, the string ends at the second quote and the UNION is part of the query.
+    let attack = "set_config('standard_conforming_strings', 'off', true) IS NOT NULL \
+         AND email = 'x\\'' ) UNION SELECT secret, secret, secret, secret, secret, secret, NULL, NULL \
+         FROM hidden.secrets WHERE (true -- '";
+    let mut seen = String::new();
+    let (code, body) = carl.post(
+        "/api/segments",
+        serde_json::json!({"name": "leak", "predicate": attack, "source": "crm"}),
+    );
+    seen.push_str(&body.to_string());
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["error"], "invalid", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("set_config()"), "{message}");
+    assert!(message.contains("segment \"leak\" refused"), "{message}");
+    let (code, body) = carl.get("/api/segments/leak?sample=5");
+    seen.push_str(&body.to_string());
+    assert_eq!(code, 404, "nothing was saved: {body}");
+    // The same through the change of an existing segment.
+    let (code, body) = carl.post(
+        "/api/segments",
+        serde_json::json!({"name": "fr", "predicate": "country = 'FR'", "source": "crm"}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = carl.put("/api/segments/fr", serde_json::json!({"predicate": attack}));
+    seen.push_str(&body.to_string());
+    assert_eq!(code, 422, "{body}");
+    let (code, body) = carl.get("/api/segments/fr?sample=5");
+    seen.push_str(&body.to_string());
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["predicate"], "country = 'FR'", "{body}");
+    assert!(
+        !seen.contains(SECRET),
+        "another table's row was shown: {seen}"
+    );
+}
