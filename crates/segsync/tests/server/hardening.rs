@@ -437,3 +437,101 @@ fn a_postgres_predicate_cannot_change_how_the_next_query_is_read() {
         "another table's row was shown: {seen}"
     );
 }
+
+/// Peak resident memory of process `pid`, in MiB (Linux).
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0
+}
+
+/// The audit's finding 3, memory: a recursive query built values of 128 MiB, and a few of
+/// them at once took the server to nearly 1 GB. A predicate may make values of twice the
+/// longest row of the profiles (at least 4 MiB): one that builds more is stopped with a clear
+/// error, and the server's memory stays small.
+#[test]
+fn a_predicate_that_builds_a_huge_value_is_stopped_before_it_takes_the_memory() {
+    use serde_json::json;
+    let sim = Sim::start();
+    let s = crate::api::installation(&sim, &people(20));
+    let server = Server::start(&s, &[]);
+    let carl = server.login(CONTRIBUTOR);
+    let before = peak_rss_mib(server.pid());
+    // Doubles a string until it is 100 MB long (it would end at 128 MiB).
+    let huge = "(WITH RECURSIVE r(x) AS (SELECT 'x' UNION ALL SELECT x || x FROM r \
+                WHERE length(x) < 100000000) SELECT max(length(x)) FROM r) > 0";
+    for _ in 0..3 {
+        let (code, body) = carl.post("/api/segments", json!({"name": "huge", "predicate": huge}));
+        assert_eq!(code, 422, "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("made a value longer than 4 MiB"),
+            "{message}"
+        );
+    }
+    let after = peak_rss_mib(server.pid());
+    assert!(
+        after < before + 64.0,
+        "the server's peak memory went from {before:.0} to {after:.0} MiB"
+    );
+    // Ordinary predicates work as before.
+    let (code, body) = carl.post(
+        "/api/segments",
+        json!({"name": "long_names", "predicate": "length(first_name || ' ' || last_name) > 3"}),
+    );
+    assert_eq!(code, 201, "{body}");
+}
+
+/// The audit's finding 3, threads: the API ran predicates on the threads that serve every
+/// request, so two slow ones made `/healthz` wait seconds. Predicates run on threads of their
+/// own: while more slow predicates than the server has worker threads run, `/healthz`
+/// answers at once.
+#[test]
+fn health_answers_while_slow_predicates_run() {
+    use serde_json::json;
+    let sim = Sim::start();
+    let s = crate::api::installation(&sim, &people(20));
+    let server = Server::start(&s, &[]);
+    // Runs until the check's time limit (5 s) stops it.
+    let slow = "(WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) \
+                SELECT count(*) FROM c WHERE n < 0) = 0";
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) + 2;
+    let slow_requests: Vec<_> = (0..workers)
+        .map(|i| {
+            let carl = server.login(CONTRIBUTOR);
+            std::thread::spawn(move || {
+                carl.post(
+                    "/api/segments",
+                    json!({"name": format!("slow{i}"), "predicate": slow}),
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let anon = server.anonymous();
+    let started = std::time::Instant::now();
+    let health = anon.send(anon.request("GET", "/healthz"));
+    let took = started.elapsed();
+    assert_eq!(health.status, 200, "{}", health.text);
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "/healthz took {took:?} while predicates ran"
+    );
+    for r in slow_requests {
+        let (code, body) = r.join().unwrap();
+        // Stopped by the time limit, or told to come back when every slot was taken.
+        assert!(code == 422 || code == 503, "{body}");
+        if code == 422 {
+            let message = body["message"].as_str().unwrap_or_default();
+            assert!(message.contains("longer than 5s"), "{message}");
+        }
+    }
+}
