@@ -418,10 +418,11 @@ async fn perform(
         Op::UpdateConnection(c) => ops::update_connection(app, actor, name, *c)
             .await
             .map(|_| None),
-        Op::AddSegment(p, source) => ops::add_segment(app, actor, name, &p, source.as_deref())
-            .map(|n| Some(format!("{n} profiles match"))),
+        Op::AddSegment(p, source) => {
+            ops::add_segment(app, actor, name, &p, source.as_deref()).map(|c| Some(c.to_string()))
+        }
         Op::UpdateSegment(p) => {
-            ops::update_segment(app, actor, name, &p).map(|n| Some(format!("{n} profiles match")))
+            ops::update_segment(app, actor, name, &p).map(|c| Some(c.to_string()))
         }
         Op::SaveExport(input, mode) => ops::save_export(app, actor, *input, mode)
             .await

@@ -195,6 +195,14 @@ fn printable(s: &str) -> String {
     out
 }
 
+/// `warning: …` on standard error, one line each: what a person should know about
+/// something that was done anyway.
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
 fn print_counts(c: &crate::state::RunCounts) {
     println!(
         "  created {}, updated {}, unchanged {}, tagged {}, untagged {}, archived {}, unsubscribed {}",

@@ -23,11 +23,19 @@
 //!
 //! # What a predicate can do
 //!
-//! Every statement runs in a `READ ONLY` transaction that is always rolled back, with a
-//! `statement_timeout`: a predicate cannot write (PostgreSQL refuses `INSERT`, `nextval()`,
-//! writing functions…), cannot switch the transaction to read-write, and settings it changes
-//! with `set_config()` are undone. It can read whatever the connecting role may read, so give
-//! the source a role that can only read what segments need (and cannot call admin functions).
+//! Every statement runs in a `READ ONLY` transaction that is always rolled back, with its
+//! settings fixed first (`standard_conforming_strings`, `statement_timeout`, `work_mem`): a
+//! predicate cannot write (PostgreSQL refuses `INSERT`, writing functions…) nor switch the
+//! transaction to read-write. A statement that holds a predicate and runs is the only one
+//! its transaction runs after its settings were fixed (a preview's count and sample are two
+//! transactions; a select's batches fix the settings again before each fetch), so nothing a
+//! predicate could change reaches how a later statement is read. Predicates may not call the
+//! functions that change the session or reach outside the profiles ([`super::pg_calls`]:
+//! `set_config`, advisory locks, files, `dblink`, large objects, SQL run from text…), and the
+//! connection's session is reset after every use ([`crate::pg::reset_session`]). A predicate
+//! can read whatever the connecting role may read, so give the source a role that can only
+//! read the profiles: `segsync profiles source add` refuses a superuser and warns about a role
+//! that can read more ([`PgSource::reach`]).
 //!
 //! Time limits ([`Limits`]): `check_timeout` bounds [`PgSource::check_predicate`] and
 //! [`PgSource::preview`] (all their statements together). `select_timeout` bounds the time
@@ -82,7 +90,7 @@ use super::{
     quote_ident, Column, ColumnType, Limits, PredicateError, Preview, ProfileRow, SelectError,
     SelectStats,
 };
-use crate::pg::{error_text, redact, PgError, PgThread};
+use crate::pg::{error_text, redact, reset_session, PgError, PgThread, PgUse};
 use ::postgres::error::SqlState;
 use ::postgres::types::{FromSql, Kind, Type};
 use ::postgres::{Client, Row, Statement, Transaction};
@@ -91,6 +99,10 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[path = "pg_reach.rs"]
+mod reach;
+pub use reach::Reach;
 
 /// Rows fetched from the portal at a time by [`PgSource::select`].
 pub const BATCH_ROWS: i32 = 2000;
@@ -228,13 +240,15 @@ fn near_name(name: &str, columns: &[String]) -> String {
 }
 
 /// Checks a source definition (for `profiles source add`): connects, checks that the relation
-/// can be read and has the key column, and returns its columns.
+/// can be read and has the key column, and returns its columns and what else its role can
+/// read.
 pub fn check_source(
     url: &str,
     relation: PgRelation,
     key_column: &str,
-) -> Result<Vec<Column>, PgSourceError> {
-    PgSource::connect(url, relation, key_column)?.columns()
+) -> Result<(Vec<Column>, Reach), PgSourceError> {
+    let source = PgSource::connect(url, relation, key_column)?;
+    Ok((source.columns()?, source.reach()?))
 }
 
 /// Profiles in a PostgreSQL table or query. `Send + Sync`; one connection, used by one call at
@@ -325,7 +339,7 @@ impl PgSource {
         key_column: &str,
     ) -> Result<PgSource, PgSourceError> {
         let from = relation.sql()?;
-        let thread = PgThread::connect(url)?;
+        let thread = PgThread::connect(url, PgUse::Source)?;
         let source = PgSource {
             connect_url: url.to_string(),
             url: redact(url),
@@ -489,7 +503,13 @@ impl PgSource {
         let (batches, incoming) = mpsc::sync_channel::<Vec<ProfileRow>>(QUEUED_BATCHES);
         let done = self
             .thread()
-            .and_then(|t| t.submit(move |client| plan.run(client, &batches)))
+            .and_then(|t| {
+                t.submit(move |client| {
+                    let done = plan.run(client, &batches);
+                    reset_session(client);
+                    done
+                })
+            })
             .map_err(|e| SelectError::Failed(e.to_string()))?;
         let mut stats = SelectStats {
             rows: 0,
@@ -525,17 +545,23 @@ impl PgSource {
         let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if !slot.call(|client| !client.is_closed()).unwrap_or(false) {
             tracing::info!(url = %self.url, "reconnecting to PostgreSQL");
-            *slot = Arc::new(PgThread::connect(&self.connect_url)?);
+            *slot = Arc::new(PgThread::connect(&self.connect_url, PgUse::Source)?);
         }
         Ok(Arc::clone(&slot))
     }
 
+    /// Runs `f` on the connection, then resets its session ([`reset_session`]): nothing a
+    /// statement left behind reaches the next call.
     fn call<R, F>(&self, f: F) -> Result<R, PgError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Client) -> R + Send + 'static,
     {
-        self.thread()?.call(f)
+        self.thread()?.call(|client| {
+            let answer = f(client);
+            reset_session(client);
+            answer
+        })
     }
 
     /// The relation's columns, checked for duplicate names.

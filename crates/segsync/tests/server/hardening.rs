@@ -535,3 +535,69 @@ fn health_answers_while_slow_predicates_run() {
         }
     }
 }
+
+/// Whether another session can take advisory lock `key` on `db` at once (and gives it back).
+fn lock_is_free(db: &TestDb, key: i64) -> bool {
+    let mut c = db.client();
+    let taken: bool = c
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .unwrap()
+        .get(0);
+    if taken {
+        c.execute("SELECT pg_advisory_unlock($1)", &[&key]).unwrap();
+    }
+    taken
+}
+
+/// The audit's finding 12: a predicate's `pg_advisory_lock()` stayed held by an idle pooled
+/// connection after the rollback, blocking other work. Predicates that take locks or reach
+/// outside the profiles are refused, saying which function, and nothing stays held; the
+/// answer that adds a segment says what else the source's role can read.
+#[test]
+fn a_postgres_predicate_leaves_no_lock_behind() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    let db = pg_source_with_a_secret_beside(&s, &[ana(), helene()]);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let carl = server.login(CONTRIBUTOR);
+    for (i, (predicate, function)) in [
+        (
+            "pg_advisory_lock(4242) IS NULL OR true",
+            "pg_advisory_lock()",
+        ),
+        ("pg_try_advisory_lock(4242)", "pg_try_advisory_lock()"),
+        (
+            "pg_catalog.pg_advisory_lock_shared(4242) IS NOT NULL",
+            "pg_advisory_lock_shared()",
+        ),
+        ("length(pg_read_file('/etc/passwd')) > 0", "pg_read_file()"),
+        (
+            "EXISTS (SELECT 1 FROM dblink('dbname=postgres', 'SELECT 1') AS t(x int))",
+            "dblink()",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (code, body) = carl.post(
+            "/api/segments",
+            serde_json::json!({"name": format!("lock{i}"), "predicate": predicate, "source": "crm"}),
+        );
+        assert_eq!(code, 422, "{predicate}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(function), "{predicate}: {message}");
+        assert!(lock_is_free(&db, 4242), "{predicate}: the lock is held");
+    }
+    // A segment that reads only the profiles is added; the answer names what else the
+    // source's role can read.
+    let (code, body) = carl.post(
+        "/api/segments",
+        serde_json::json!({"name": "ro", "predicate": "country = 'RO'", "source": "crm"}),
+    );
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["count"], 1, "{body}");
+    let warnings = body["warnings"].to_string();
+    assert!(warnings.contains("hidden.secrets"), "{body}");
+    assert!(lock_is_free(&db, 4242));
+}

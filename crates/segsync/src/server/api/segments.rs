@@ -23,6 +23,11 @@ pub struct SegmentView {
     /// Profiles in the segment now (absent when it cannot be counted, with `error`).
     pub count: Option<u64>,
     pub error: Option<String>,
+    /// What to know about the segment's profile source, in the answers of adding or changing
+    /// a segment (e.g. its PostgreSQL role can read tables other than the profiles, which
+    /// predicates can then read too); absent when there is nothing to say.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn segment_view(s: crate::state::SegmentRecord, counted: Result<u64, String>) -> SegmentView {
@@ -37,6 +42,7 @@ fn segment_view(s: crate::state::SegmentRecord, counted: Result<u64, String>) ->
         created_at: s.created_at,
         count,
         error,
+        warnings: Vec::new(),
     }
 }
 
@@ -93,15 +99,16 @@ pub async fn add_segment(
     Ok((StatusCode::CREATED, Json(counted_view(rec, counted))))
 }
 
-/// A segment just added or changed, with its count.
-fn counted_view(rec: crate::state::SegmentRecord, count: u64) -> SegmentView {
+/// A segment just added or changed, with its count and warnings.
+fn counted_view(rec: crate::state::SegmentRecord, counted: ops::Counted) -> SegmentView {
     SegmentView {
         name: rec.name,
         predicate: rec.predicate,
         source: rec.source,
         created_at: rec.created_at,
-        count: Some(count),
+        count: Some(counted.count),
         error: None,
+        warnings: counted.warnings,
     }
 }
 

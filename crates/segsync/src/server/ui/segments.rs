@@ -33,6 +33,11 @@ pub async fn columns(app: &AppState) -> Result<Vec<crate::profiles::Column>, Api
         .map_err(ApiError::internal)
 }
 
+/// ` Warning: …` for each warning, to follow a notice.
+fn warned(warnings: &[String]) -> String {
+    warnings.iter().map(|w| format!(" Warning: {w}.")).collect()
+}
+
 fn count_cell(c: &Result<u64, String>) -> Markup {
     match c {
         Ok(n) => html! { (num(*n)) },
@@ -149,12 +154,13 @@ pub async fn add(State(app): State<AppState>, User(who): User, form: FormData) -
         .await
         .or_page(&who)?;
     match result {
-        Ok(count) => Ok(redirect_notice(
+        Ok(counted) => Ok(redirect_notice(
             &format!("/segments/{}", seg(&add.name)),
             &format!(
-                "Segment \"{}\" added: {} profiles match.",
+                "Segment \"{}\" added: {} profiles match.{}",
                 add.name,
-                num(count)
+                num(counted.count),
+                warned(&counted.warnings)
             ),
         )),
         Err(e) => {
@@ -327,9 +333,13 @@ pub async fn change(
         .await
         .or_page(&who)?;
     match result {
-        Ok(count) => Ok(redirect_notice(
+        Ok(counted) => Ok(redirect_notice(
             &format!("/segments/{}", seg(&name)),
-            &format!("Condition saved: {} profiles match.", num(count)),
+            &format!(
+                "Condition saved: {} profiles match.{}",
+                num(counted.count),
+                warned(&counted.warnings)
+            ),
         )),
         Err(e) => {
             let e = ApiError::from(e);
