@@ -1,9 +1,9 @@
 //! Segments: a named predicate over the imported profiles or a PostgreSQL profile source,
 //! checked and counted where the profiles are before anything is saved.
 
-use super::{audit, check_name, require, Actor, OpError, OpResult};
+use super::{audit, check_export_access, check_name, require, Actor, OpError, OpResult};
 use crate::app::App;
-use crate::state::Role;
+use crate::state::{Role, StateStore};
 
 /// A segment counted when it was added or changed, with what people should know about it
 /// (the profile source's role can read more than the profiles).
@@ -82,6 +82,7 @@ pub fn update_segment(app: &App, actor: &Actor, name: &str, predicate: &str) -> 
     require(actor, Role::Contributor, "changing a segment")?;
     let state = app.state()?;
     let old = state.segment(name)?;
+    check_segment_access(&state, actor, name, "changing")?;
     let counted = count_segment(app, name, predicate, old.source.as_deref())?;
     if old.predicate != predicate {
         state.set_segment_predicate(name, predicate)?;
@@ -93,7 +94,40 @@ pub fn update_segment(app: &App, actor: &Actor, name: &str, predicate: &str) -> 
 pub fn remove_segment(app: &App, actor: &Actor, name: &str) -> OpResult<()> {
     require(actor, Role::Contributor, "removing a segment")?;
     let state = app.state()?;
+    check_segment_access(&state, actor, name, "removing")?;
     state.remove_segment(name)?;
     audit(&state, actor, "segment.remove", name, "")?;
     Ok(())
+}
+
+/// Refuses `actor` a change (`doing`: "changing", "removing") of segment `name` unless they
+/// may manage every export that uses it: changing a segment changes the audience of each of
+/// them, and an export on a connection kept for admins is for admins to change. The refusal
+/// names those exports.
+fn check_segment_access(
+    state: &StateStore,
+    actor: &Actor,
+    name: &str,
+    doing: &str,
+) -> OpResult<()> {
+    if actor.role == Role::Admin {
+        return Ok(());
+    }
+    let closed: Vec<String> = state
+        .exports()?
+        .into_iter()
+        .filter(|e| e.segments.iter().any(|s| s.segment == name))
+        .filter(|e| check_export_access(state, actor, e).is_err())
+        .map(|e| format!("\"{}\" (connection \"{}\")", e.name, e.connection))
+        .collect();
+    if closed.is_empty() {
+        return Ok(());
+    }
+    Err(OpError::Forbidden(format!(
+        "{doing} segment \"{name}\" changes every export that uses it, and {} may not change \
+         export(s) {}, on connections kept for admins: ask an admin, or use a segment of your \
+         own",
+        actor.name,
+        closed.join(", ")
+    )))
 }

@@ -601,3 +601,79 @@ fn a_postgres_predicate_leaves_no_lock_behind() {
     assert!(warnings.contains("hidden.secrets"), "{body}");
     assert!(lock_is_free(&db, 4242));
 }
+
+/// The audit's finding 6: a contributor changed the members of an export on a connection
+/// kept for admins by changing (or removing) a segment it uses. Changing or removing a
+/// segment needs access to every export that uses it; the refusal names those exports, in
+/// the API and in the web UI, and nothing changes.
+#[test]
+fn contributors_cannot_change_segments_of_exports_kept_for_admins() {
+    use serde_json::json;
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = crate::api::installation(&sim, &people(20));
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let (code, body) = ada.post(
+        "/api/connections",
+        json!({"name": "private", "api_key": sim.key, "base_url": sim.api_url(), "accept_privacy_terms": true}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let mut export = export_body("private-export", &list);
+    export["connection"] = json!("private");
+    let (code, body) = ada.post("/api/exports", export);
+    assert_eq!(code, 201, "{body}");
+
+    let carl = server.login(CONTRIBUTOR);
+    let refused = |code: u16, body: &serde_json::Value| {
+        assert_eq!(code, 403, "{body}");
+        assert_eq!(body["error"], "forbidden", "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains("\"private-export\""), "{message}");
+        assert!(message.contains("romania"), "{message}");
+    };
+    let (code, body) = carl.put(
+        "/api/segments/romania",
+        json!({"predicate": "country = 'FR'"}),
+    );
+    refused(code, &body);
+    let (code, body) = carl.delete("/api/segments/romania");
+    refused(code, &body);
+    // The web UI says the same.
+    let csrf = carl.csrf.clone().unwrap_or_default();
+    for (path, form) in [
+        (
+            "/segments/romania",
+            vec![("csrf", csrf.as_str()), ("predicate", "country = 'FR'")],
+        ),
+        ("/segments/romania/remove", vec![("csrf", csrf.as_str())]),
+    ] {
+        let page = carl.send(carl.request("POST", path).form(&form));
+        assert_eq!(page.status, 403, "{path}: {}", page.text);
+        assert!(
+            page.text
+                .replace("&quot;", "\"")
+                .contains("\"private-export\""),
+            "{path}: {}",
+            page.text
+        );
+    }
+    let (code, body) = carl.get("/api/segments/romania");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["predicate"], "country = 'RO'", "unchanged: {body}");
+
+    // A segment no admin-only export uses stays the contributor's to change; an admin may
+    // change any (the export then sends the new members).
+    let (code, body) = carl.post(
+        "/api/segments",
+        json!({"name": "fr", "predicate": "country = 'FR'"}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = carl.put("/api/segments/fr", json!({"predicate": "country = 'DE'"}));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = ada.put(
+        "/api/segments/romania",
+        json!({"predicate": "country = 'FR'"}),
+    );
+    assert_eq!(code, 200, "{body}");
+}

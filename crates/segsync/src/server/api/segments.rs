@@ -172,7 +172,8 @@ pub struct SegmentChange {
     pub predicate: String,
 }
 
-/// Changes a segment's predicate (contributors).
+/// Changes a segment's predicate (contributors; admins only when an export on a connection
+/// kept for admins uses it: the 403 names those exports).
 #[utoipa::path(put, path = "/api/segments/{name}", tag = "segments", params(("name" = String, Path)), request_body = SegmentChange,
     responses((status = 200, body = SegmentView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn change_segment(
@@ -190,7 +191,8 @@ pub async fn change_segment(
     Ok(Json(counted_view(rec, counted)))
 }
 
-/// Removes a segment no export uses (contributors).
+/// Removes a segment no export uses (contributors; admins only when an export on a
+/// connection kept for admins uses it: the 403 names those exports, before the 409).
 #[utoipa::path(delete, path = "/api/segments/{name}", tag = "segments", params(("name" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove_segment(
