@@ -466,7 +466,7 @@ mod tests {
                         message: m.to_string(),
                     })
                     .collect(),
-                instance: None,
+                ..Problem::default()
             },
         }
     }

@@ -677,3 +677,166 @@ fn contributors_cannot_change_segments_of_exports_kept_for_admins() {
     );
     assert_eq!(code, 200, "{body}");
 }
+
+/// A server on 127.0.0.1 that answers every request with `status` and `body` (JSON); its
+/// URL.
+fn answering_server(status: &'static str, body: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let answer = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    url
+}
+
+/// What an internal service might say; never to be repeated by segsync.
+const INTERNAL: &str = "internal-db-password-hunter2";
+
+/// The audit's finding 10, where requests go: the alert webhook accepted link-local and
+/// private addresses (`169.254.169.254`, `10.x`) and a connection's base URL any loopback
+/// port, where the API key was then sent. An installation sends requests to public
+/// addresses only, unless it allows private ones (`--allow-private-targets`, which the
+/// tests use to reach the simulator); the refusal says which address and how to allow it.
+#[test]
+fn requests_go_to_public_addresses_unless_the_installation_allows_private_ones() {
+    use serde_json::json;
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    s.forbid_private_targets();
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let mut webhooks = vec![
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://10.0.0.7/hook", "private"),
+        ("https://[fd00::7]/hook", "private"),
+        ("https://[::ffff:169.254.169.254]/hook", "link-local"),
+        ("http://localhost:9/hook", "loopback"),
+    ];
+    // A name (not an address) that resolves to a loopback or private address, if this
+    // machine's name does.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim().to_string();
+    let by_name = format!("http://{host}:9/hook");
+    let resolves_privately = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 9))
+        .map(|mut a| {
+            a.all(|a| {
+                a.ip().is_loopback() || matches!(a.ip(), std::net::IpAddr::V4(v) if v.is_private())
+            })
+        })
+        .unwrap_or(false);
+    if resolves_privately && host != "localhost" {
+        webhooks.push((by_name.as_str(), "resolves to"));
+    }
+    for (url, what) in &webhooks {
+        let (code, body) = ada.put("/api/settings/alerts", json!({ "webhook_url": url }));
+        assert_eq!(code, 422, "{url}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(what), "{url}: {message}");
+        assert!(
+            message.contains("--allow-private-targets"),
+            "{url}: {message}"
+        );
+    }
+    let (_, settings) = ada.get("/api/settings/alerts");
+    assert!(
+        settings["webhook_url"].is_null(),
+        "nothing saved: {settings}"
+    );
+
+    // A connection whose base URL is the simulator on 127.0.0.1, or the cloud's metadata
+    // address: refused before the key is sent anywhere.
+    for (base, what) in [
+        (sim.api_url(), "loopback"),
+        ("https://169.254.169.254/3.0".to_string(), "link-local"),
+    ] {
+        let (code, body) = ada.post(
+            "/api/connections",
+            json!({"name": "mc", "api_key": sim.key, "base_url": base, "accept_privacy_terms": true}),
+        );
+        assert_eq!(code, 422, "{base}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(what), "{base}: {message}");
+        assert!(
+            message.contains("--allow-private-targets"),
+            "{base}: {message}"
+        );
+    }
+    assert_eq!(sim.counters().requests, 0, "nothing reached the simulator");
+    // The command line says the same.
+    let args = [
+        "connection",
+        "add",
+        "mc",
+        "--api-key-env",
+        KEY_ENV,
+        "--base-url",
+        &s.api_url,
+        "--accept-privacy-terms",
+    ];
+    let mut c = s.command(&args);
+    c.env(KEY_ENV, &sim.key);
+    let out = s.run_command(&args, c);
+    assert_eq!(out.code, 2, "{}", out.text());
+    assert!(
+        out.stderr.contains("--allow-private-targets"),
+        "{}",
+        out.text()
+    );
+    assert_eq!(sim.counters().requests, 0, "nothing reached the simulator");
+}
+
+/// The audit's finding 10, what comes back: the test alert repeated 200 characters of the
+/// webhook's answer, and a connection's check what its base URL answered. Neither repeats an
+/// answer's body: they say the status and that the body is not shown.
+#[test]
+fn answers_of_other_servers_are_never_repeated() {
+    use serde_json::json;
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    // Private targets allowed (the tests' setting): the servers below are on 127.0.0.1.
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let body = r#"{"title":"Internal","detail":"internal-db-password-hunter2","secret":"internal-db-password-hunter2"}"#;
+    let webhook = answering_server("500 Internal Server Error", body);
+    let (code, settings) = ada.put(
+        "/api/settings/alerts",
+        json!({ "webhook_url": format!("{webhook}/hook") }),
+    );
+    assert_eq!(code, 200, "{settings}");
+    let (code, report) = ada.post("/api/settings/alerts/test", json!({}));
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["webhook"]["status"], "failed", "{report}");
+    let message = report["webhook"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("500"), "{message}");
+    assert!(message.contains("not shown"), "{message}");
+
+    let fake = answering_server("400 Bad Request", body);
+    let (code, answer) = ada.post(
+        "/api/connections",
+        json!({"name": "mc", "api_key": sim.key, "base_url": format!("{fake}/3.0"), "accept_privacy_terms": true}),
+    );
+    assert_eq!(code, 502, "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.contains("400"), "{message}");
+    assert!(message.contains("not shown"), "{message}");
+    for text in [report.to_string(), answer.to_string(), server.output()] {
+        assert!(!text.contains(INTERNAL), "an answer was repeated: {text}");
+    }
+}
