@@ -51,10 +51,18 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Reads an answer. When it is not what Mailchimp sends, the error says where it stopped
+/// making sense, never what it held: a base URL pointing elsewhere must not make segsync
+/// repeat another server's answer (which might even echo the credential back).
 fn decode<T: DeserializeOwned>(endpoint: Endpoint, answer: &Answer) -> Result<T, Error> {
     serde_json::from_slice(&answer.body).map_err(|e| Error::UnexpectedAnswer {
         endpoint: endpoint.as_str(),
-        message: format!("HTTP {}, {e}", answer.status.as_u16()),
+        message: format!(
+            "HTTP {}, not the JSON Mailchimp sends (at line {}, column {}; the body is not shown)",
+            answer.status.as_u16(),
+            e.line(),
+            e.column()
+        ),
     })
 }
 

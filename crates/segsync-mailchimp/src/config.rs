@@ -192,8 +192,12 @@ pub fn default_base_url(credential: &Credential) -> Url {
 pub struct ClientConfig {
     /// The API root, ending in `/3.0` (the simulator: `RunningSim::api_url()`). Must be https,
     /// except on a loopback address (a local simulator), so the credential never crosses a
-    /// network in clear.
+    /// network in clear; and a public address unless `allow_private_targets`.
     pub base_url: Url,
+    /// Whether the base URL may be (or resolve to) a loopback, private or link-local address
+    /// (a local simulator, a test server): off by default, so that the credential is never
+    /// sent to, nor an answer read from, a machine of the internal network ([`crate::targets`]).
+    pub allow_private_targets: bool,
     pub credential: Credential,
     /// Requests in flight at once (Mailchimp allows 10 per user, over all its tools; lower it
     /// when other tools share the user).
@@ -209,6 +213,7 @@ impl ClientConfig {
     pub fn new(credential: Credential) -> ClientConfig {
         ClientConfig {
             base_url: default_base_url(&credential),
+            allow_private_targets: false,
             credential,
             max_in_flight: MAILCHIMP_MAX_IN_FLIGHT,
             timeout: MAILCHIMP_TIMEOUT,
@@ -259,6 +264,8 @@ impl ClientConfig {
                 "the Mailchimp base URL {url} must not have a query or fragment"
             ));
         }
+        crate::targets::check_literal(url, self.allow_private_targets)
+            .map_err(|e| Error::InvalidConfig(format!("the Mailchimp base URL {url}: {e}")))?;
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(url) => {}
@@ -361,8 +368,24 @@ mod tests {
             f(&mut c);
             c.validate()
         };
-        with(&|c| c.base_url = "http://127.0.0.1:8080/3.0".parse().unwrap()).unwrap();
-        with(&|c| c.base_url = "http://localhost:8080/3.0".parse().unwrap()).unwrap();
+        let local = |u: &'static str| {
+            move |c: &mut ClientConfig| {
+                c.base_url = u.parse().unwrap();
+                c.allow_private_targets = true;
+            }
+        };
+        with(&local("http://127.0.0.1:8080/3.0")).unwrap();
+        with(&local("http://localhost:8080/3.0")).unwrap();
+        // Private targets only when allowed.
+        for private in [
+            "http://127.0.0.1:8080/3.0",
+            "https://10.0.0.5/3.0",
+            "https://169.254.169.254/3.0",
+            "https://[fd00::1]/3.0",
+        ] {
+            let e = with(&|c| c.base_url = private.parse().unwrap()).unwrap_err();
+            assert!(e.to_string().contains("--allow-private-targets"), "{e}");
+        }
         assert!(
             with(&|c| c.base_url = "http://us6.api.mailchimp.com/3.0".parse().unwrap()).is_err()
         );

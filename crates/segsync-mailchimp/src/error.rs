@@ -12,8 +12,15 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+/// Where the `type` of every Mailchimp error document starts.
+pub const MAILCHIMP_ERROR_TYPE: &str = "https://mailchimp.com/developer/";
+
 /// Mailchimp's `application/problem+json` error document (fields missing from a bodyless or
 /// non-JSON answer are filled from the status line).
+///
+/// Only a document whose `type` is Mailchimp's is read: any other answer (a server that is
+/// not Mailchimp's API, reached through a wrong base URL) gives the status line's reason and
+/// says that its body was not shown, so that no error repeats what another server said.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct Problem {
@@ -27,6 +34,9 @@ pub struct Problem {
     pub instance: Option<String>,
 }
 
+/// What stands in for the detail of an answer whose body is not shown.
+const BODY_NOT_SHOWN: &str = "the answer's body is not shown: it is not a Mailchimp error document";
+
 /// One entry of a problem document's `errors` array.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
@@ -38,7 +48,21 @@ pub struct FieldError {
 impl Problem {
     /// Reads an error answer; a bodyless or non-JSON one gets the status line's reason.
     pub fn from_answer(status: StatusCode, body: &[u8]) -> Problem {
-        let mut p: Problem = serde_json::from_slice(body).unwrap_or_default();
+        let doc: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let mailchimp = doc
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|t| t.starts_with(MAILCHIMP_ERROR_TYPE));
+        let mut p = if mailchimp {
+            serde_json::from_value(doc).unwrap_or_default()
+        } else if body.iter().all(u8::is_ascii_whitespace) {
+            Problem::default()
+        } else {
+            Problem {
+                detail: BODY_NOT_SHOWN.to_string(),
+                ..Problem::default()
+            }
+        };
         if p.title.trim().is_empty() {
             p.title = status
                 .canonical_reason()
@@ -179,7 +203,11 @@ impl Error {
             s if s >= 500 || s == 408 => Error::ServerError {
                 endpoint,
                 status: s,
-                title: problem.title,
+                title: if problem.detail == BODY_NOT_SHOWN {
+                    problem.to_string()
+                } else {
+                    problem.title
+                },
                 attempts: 1,
             },
             s => Error::Rejected {
@@ -282,13 +310,20 @@ mod tests {
         assert!(e(429, "").is_retryable());
         assert!(e(403, "").is_retryable());
         assert!(e(403, r#"{"title":"Forbidden","detail":"no"}"#).is_permanent());
+        let mailchimp = |doc: &str| {
+            doc.replacen(
+                '{',
+                r#"{"type":"https://mailchimp.com/developer/marketing/docs/errors/","#,
+                1,
+            )
+        };
         assert!(e(500, "").is_retryable());
         assert!(e(503, "<html>").is_retryable());
         assert!(e(400, "").is_permanent());
         assert!(e(404, "").is_permanent());
         let p = e(
             405,
-            r#"{"title":"Method Not Allowed","detail":"Can not archive","status":405}"#,
+            &mailchimp(r#"{"title":"Method Not Allowed","detail":"Can not archive","status":405}"#),
         );
         assert!(p.is_permanent());
         assert_eq!(p.problem().unwrap().detail, "Can not archive");
@@ -299,11 +334,29 @@ mod tests {
         assert_eq!(e(405, "").problem().unwrap().title, "Method Not Allowed");
     }
 
+    /// The audit's finding 10: an answer from a server that is not Mailchimp's API (a base URL
+    /// pointing elsewhere) is never repeated in an error, whatever it holds.
+    #[test]
+    fn only_mailchimp_error_documents_are_shown() {
+        for body in [
+            r#"{"title":"internal","detail":"db password is hunter2"}"#,
+            r#"{"type":"https://evil.example/","detail":"hunter2"}"#,
+            "<html>hunter2</html>",
+        ] {
+            let e = Error::from_answer("GET /ping", StatusCode::BAD_REQUEST, body.as_bytes());
+            let text = e.to_string();
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(!text.contains("internal"), "{text}");
+            assert!(text.contains("400 Bad Request"), "{text}");
+            assert!(text.contains("body is not shown"), "{text}");
+        }
+    }
+
     #[test]
     fn problem_display_lists_field_errors() {
         let p = Problem::from_answer(
             StatusCode::BAD_REQUEST,
-            br#"{"title":"Invalid Resource","detail":"Your merge fields were invalid.","errors":[{"field":"ADDRESS","message":"Please enter a complete address"}]}"#,
+            br#"{"type":"https://mailchimp.com/developer/marketing/docs/errors/","title":"Invalid Resource","detail":"Your merge fields were invalid.","errors":[{"field":"ADDRESS","message":"Please enter a complete address"}]}"#,
         );
         assert_eq!(
             p.to_string(),

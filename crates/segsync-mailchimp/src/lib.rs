@@ -19,6 +19,8 @@
 //! - [`client`]: the typed calls ([`Client`]).
 //! - [`probe`]: a short session on a test audience that checks the readings of Mailchimp's
 //!   behaviour the simulator assumes (`segsync connection probe`).
+//! - [`targets`]: where requests may go: public addresses only, unless private ones are
+//!   allowed (a simulator, a test server).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), segsync_mailchimp::Error> {
@@ -40,6 +42,7 @@ pub mod retry;
 pub mod service;
 pub mod sink;
 pub mod stats;
+pub mod targets;
 pub mod types;
 
 pub use client::{Client, MAX_BATCH_MEMBERS, MAX_TAG_CHANGES, PAGE_SIZE};

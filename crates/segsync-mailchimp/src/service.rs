@@ -122,11 +122,16 @@ fn authorization(credential: &Credential) -> Result<HeaderValue, Error> {
 impl Service {
     pub fn new(config: &ClientConfig) -> Result<Service, Error> {
         config.validate()?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .user_agent(concat!("segsync/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
-            .pool_max_idle_per_host(config.max_in_flight)
+            .pool_max_idle_per_host(config.max_in_flight);
+        if !config.allow_private_targets {
+            // Names are checked at each connection, not only when the settings were.
+            http = http.dns_resolver(Arc::new(crate::targets::PublicOnly));
+        }
+        let http = http
             .build()
             .map_err(|e| Error::InvalidConfig(format!("the HTTP client could not start: {e}")))?;
         let mut base = config.base_url.clone();

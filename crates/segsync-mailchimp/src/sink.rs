@@ -512,7 +512,7 @@ mod tests {
                         message: m.to_string(),
                     })
                     .collect(),
-                instance: None,
+                ..Problem::default()
             },
         }
     }

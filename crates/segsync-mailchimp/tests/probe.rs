@@ -50,6 +50,7 @@ async fn probe_under(profile: Profile) -> (probe::Report, ListView, ListView) {
     assert_eq!(answer.status(), 200);
     let mut config = ClientConfig::new(Credential::api_key(key).unwrap());
     config.base_url = sim.api_url().parse().unwrap();
+    config.allow_private_targets = true;
     let client = Client::new(config).unwrap();
     let before = sim.list_view(&list).unwrap();
     let report = probe::run(&client, &list, "probe.segsync.dev", Options { load: true })

@@ -22,10 +22,16 @@ pub use crate::locks::{lease_ttl, worker_id, ExportLock, LEASE_ENV, LEASE_TTL};
 /// Where the state store is, when not in the home folder: `sqlite:PATH` or `postgres://...`.
 pub const STATE_ENV: &str = "SEGSYNC_STATE";
 
+/// Lets outbound requests (Mailchimp base URLs, alert webhooks) go to loopback, private and
+/// link-local addresses: for an installation that talks to a local simulator or test server.
+pub const PRIVATE_TARGETS_ENV: &str = "SEGSYNC_ALLOW_PRIVATE_TARGETS";
+
 #[derive(Clone)]
 pub struct App {
     home: Home,
     state: StateSource,
+    /// Outbound requests may go to non-public addresses ([`PRIVATE_TARGETS_ENV`]).
+    private_targets: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -33,6 +39,7 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("home", &self.home.root())
             .field("state", &self.state_url())
+            .field("private_targets", &self.private_targets)
             .finish()
     }
 }
@@ -61,7 +68,24 @@ impl App {
             Some(u) => StateSource::parse(&u)?,
             None => StateSource::sqlite(&home.state_file()),
         };
-        Ok(App { home, state })
+        Ok(App {
+            home,
+            state,
+            private_targets: false,
+        })
+    }
+
+    /// The same installation, its outbound requests allowed to reach loopback, private and
+    /// link-local addresses or not (`segsync --allow-private-targets`).
+    pub fn with_private_targets(mut self, allow: bool) -> App {
+        self.private_targets = allow;
+        self
+    }
+
+    /// Whether outbound requests may reach non-public addresses (see
+    /// [`segsync_mailchimp::targets`]).
+    pub fn private_targets(&self) -> bool {
+        self.private_targets
     }
 
     pub fn home(&self) -> &Home {

@@ -164,20 +164,50 @@ fn strip_url(message: &str, url: &str) -> String {
     message.replace(url, &redact(url))
 }
 
+/// What a connection is for. Connections of one use are never handed to the other: a
+/// profile source's connections run segment predicates (written by contributors), the state
+/// store's hold the installation's secrets and locks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PgUse {
+    /// The state store.
+    State,
+    /// A PostgreSQL profile source.
+    Source,
+}
+
 /// Idle connections, for reuse: the state store is opened for every operation of the server
 /// and the CLI, and a new PostgreSQL connection costs a server process and a few milliseconds.
-/// Keyed by the URL as given.
-static IDLE: Mutex<Vec<(String, mpsc::Sender<Job>)>> = Mutex::new(Vec::new());
-/// Idle connections kept per URL; more are closed.
+/// Keyed by use and the URL as given, so that the state store and a profile source on the
+/// same database never share a connection.
+static IDLE: Mutex<Vec<(PoolKey, mpsc::Sender<Job>)>> = Mutex::new(Vec::new());
+/// Idle connections kept per use and URL; more are closed.
 const MAX_IDLE: usize = 8;
 
+type PoolKey = (PgUse, String);
+
+/// Puts a session back as a new connection has it, but for the statements the client prepared
+/// (its cache of type lookups names them, so `DISCARD ALL`, which would drop them, cannot be
+/// used): an open transaction rolled back, cursors closed, settings back to their defaults,
+/// no `LISTEN`, advisory locks released, plans, sequence values and temporary tables
+/// forgotten. Whether the connection answered.
+pub fn reset_session(client: &mut postgres::Client) -> bool {
+    client
+        .batch_execute(
+            "ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); \
+             DISCARD PLANS; DISCARD SEQUENCES; DISCARD TEMP",
+        )
+        .is_ok()
+}
+
 /// One PostgreSQL connection on a thread of its own. Dropped, it goes back to a small pool of
-/// idle connections to the same URL (closed when the pool is full or it broke).
+/// idle connections of the same use to the same URL (closed when the pool is full or it
+/// broke), its session reset first ([`reset_session`]) so that nothing a caller left behind
+/// (an advisory lock, a setting) lives on while it is idle or reaches its next caller.
 pub struct PgThread {
     jobs: Option<mpsc::Sender<Job>>,
     url: String,
-    /// The URL as given, the pool's key.
-    key: String,
+    /// The use and the URL as given, the pool's key.
+    key: PoolKey,
     /// A call found the connection closed: not to be reused.
     broken: AtomicBool,
 }
@@ -188,29 +218,41 @@ impl Drop for PgThread {
         if self.broken.load(Ordering::Relaxed) {
             return;
         }
+        // Queued before any job of its next user; a connection that fails it is closed.
+        let reset: Job = Box::new(|client| {
+            if !reset_session(client) {
+                tracing::debug!("a pooled PostgreSQL connection did not reset; closing it");
+                let _ = client.simple_query("SELECT pg_terminate_backend(pg_backend_pid())");
+            }
+        });
+        if jobs.send(reset).is_err() {
+            return;
+        }
         let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
         if idle.iter().filter(|(k, _)| *k == self.key).count() < MAX_IDLE {
-            idle.push((std::mem::take(&mut self.key), jobs));
+            let key = (self.key.0, std::mem::take(&mut self.key.1));
+            idle.push((key, jobs));
         }
     }
 }
 
-/// An idle connection to `url` that still answers, if there is one.
-fn reuse(url: &str, shown: &str) -> Option<PgThread> {
+/// An idle connection of `use_` to `url` that still answers, its session reset, if there is
+/// one.
+fn reuse(use_: PgUse, url: &str, shown: &str) -> Option<PgThread> {
     loop {
         let jobs = {
             let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
-            let i = idle.iter().position(|(k, _)| k == url)?;
+            let i = idle.iter().position(|(k, _)| k.0 == use_ && k.1 == url)?;
             idle.swap_remove(i).1
         };
         let t = PgThread {
             jobs: Some(jobs),
             url: shown.to_string(),
-            key: url.to_string(),
+            key: (use_, url.to_string()),
             broken: AtomicBool::new(false),
         };
         // The server may have closed it meanwhile (a restart, an idle timeout).
-        if let Ok(true) = t.call(|c| c.simple_query("SELECT 1").is_ok()) {
+        if let Ok(true) = t.call(reset_session) {
             return Some(t);
         }
         t.broken.store(true, Ordering::Relaxed);
@@ -224,11 +266,11 @@ impl std::fmt::Debug for PgThread {
 }
 
 impl PgThread {
-    /// Connects to `url` (password from the URL or `PGPASSWORD`); the error names the URL
-    /// without its password.
-    pub fn connect(url: &str) -> Result<PgThread, PgError> {
+    /// Connects to `url` (password from the URL or `PGPASSWORD`) for `use_`, reusing an idle
+    /// connection of the same use; the error names the URL without its password.
+    pub fn connect(url: &str, use_: PgUse) -> Result<PgThread, PgError> {
         let shown = redact(url);
-        if let Some(t) = reuse(url, &shown) {
+        if let Some(t) = reuse(use_, url, &shown) {
             return Ok(t);
         }
         let config = config(url)?;
@@ -259,7 +301,7 @@ impl PgThread {
             Ok(Ok(())) => Ok(PgThread {
                 jobs: Some(jobs),
                 url: shown,
-                key: url.to_string(),
+                key: (use_, url.to_string()),
                 broken: AtomicBool::new(false),
             }),
             Ok(Err(message)) => Err(PgError::Connect {
@@ -390,7 +432,8 @@ mod tests {
 
     #[test]
     fn a_failed_connection_does_not_show_the_password() {
-        let e = PgThread::connect("postgres://ann:s3cret@127.0.0.1:1/nothing").unwrap_err();
+        let e = PgThread::connect("postgres://ann:s3cret@127.0.0.1:1/nothing", PgUse::Source)
+            .unwrap_err();
         let text = e.to_string();
         assert!(!text.contains("s3cret"), "{text}");
         assert!(

@@ -45,6 +45,19 @@ impl Profiles {
         }
     }
 
+    /// What people should know before trusting segments over these profiles: a PostgreSQL
+    /// source whose role can read more than the profiles (see [`crate::profiles::Reach`]).
+    pub fn warnings(&self) -> Vec<String> {
+        match self {
+            Profiles::Embedded(_) => Vec::new(),
+            Profiles::Postgres(s) => s.reach().map(|r| r.warnings()).unwrap_or_else(|e| {
+                vec![format!(
+                    "what the source's role can read besides the profiles could not be checked: {e}"
+                )]
+            }),
+        }
+    }
+
     pub fn preview(&self, predicate: &str, sample: usize) -> Result<Preview, PredicateError> {
         match self {
             Profiles::Embedded(s) => s.preview(predicate, sample),

@@ -165,6 +165,8 @@ fn segsync(home: &Path, args: &[String]) -> Out {
         .env_remove("SEGSYNC_MASTER_KEY")
         .env_remove("SEGSYNC_LOG")
         .env_remove(common::KEY_ENV)
+        // The simulator listens on 127.0.0.1.
+        .env("SEGSYNC_ALLOW_PRIVATE_TARGETS", "1")
         .stdin(Stdio::null())
         .output()
         .expect("segsync starts");

@@ -461,12 +461,20 @@ fn injection_attempts_are_refused_and_the_table_is_intact() {
             "{attack}: {e:?}"
         );
     }
-    // A predicate that compiles but would write: the read-only transaction refuses.
-    for writer in [
-        "wipe()",
-        "nextval('counter') > 0",
+    // Functions that change the session are refused before PostgreSQL sees them.
+    for changer in [
         "set_config('transaction_read_only', 'off', true) = 'off'",
+        "nextval('counter') > 0",
+        "pg_advisory_lock(1) IS NULL",
     ] {
+        let e = source
+            .select(&strings(&["email"]), &strings(&[changer]), nothing)
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("not allowed"), "{changer}: {text}");
+    }
+    // A predicate that compiles but would write: the read-only transaction refuses.
+    for writer in ["wipe()", "(SELECT wipe())"] {
         let e = source
             .select(&strings(&["email"]), &strings(&[writer]), nothing)
             .unwrap_err();
@@ -636,7 +644,9 @@ fn connect_checks_the_relation_and_the_key_column() {
         "CREATE SCHEMA crm;
          CREATE TABLE crm.customers (id text, email text, age int);",
     );
-    let columns = check_source(&db.url, PgRelation::Table("crm.customers".into()), "id").unwrap();
+    let (columns, reach) =
+        check_source(&db.url, PgRelation::Table("crm.customers".into()), "id").unwrap();
+    assert!(reach.superuser, "the tests' server user: {reach:?}");
     assert_eq!(
         columns,
         vec![
@@ -726,4 +736,63 @@ fn works_from_inside_a_tokio_runtime() {
     });
     assert_eq!(count, 1);
     assert_eq!(preview.count, 1);
+}
+
+/// The advisory locks the session of backend `pid` holds now.
+fn locks_of(db: &TestDb, pid: i32) -> i64 {
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    c.query_one(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
+        &[&pid],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// A connection goes back to the pool with its session reset (an advisory lock it took is
+/// released at once, a setting it changed is back to its default when it is used again), and
+/// the state store never gets a connection a profile source used.
+#[test]
+fn pooled_connections_come_back_reset_and_state_and_sources_never_share_them() {
+    use segsync::pg::{PgThread, PgUse};
+    let db = TestDb::create("pg_source");
+    let t = PgThread::connect(&db.url, PgUse::Source).unwrap();
+    let pid: i32 = t
+        .call(|c| {
+            c.batch_execute(
+                "SELECT pg_advisory_lock(77); SELECT set_config('work_mem', '77kB', false)",
+            )
+            .unwrap();
+            c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
+        })
+        .unwrap();
+    assert_eq!(locks_of(&db, pid), 1, "the lock is taken");
+    drop(t);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while locks_of(&db, pid) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle connection holds the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let state = PgThread::connect(&db.url, PgUse::State).unwrap();
+    let state_pid: i32 = state
+        .call(|c| c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0))
+        .unwrap();
+    assert_ne!(
+        state_pid, pid,
+        "the state store got the source's connection"
+    );
+    let again = PgThread::connect(&db.url, PgUse::Source).unwrap();
+    let (again_pid, work_mem): (i32, String) = again
+        .call(|c| {
+            let r = c
+                .query_one("SELECT pg_backend_pid(), current_setting('work_mem')", &[])
+                .unwrap();
+            (r.get(0), r.get(1))
+        })
+        .unwrap();
+    assert_eq!(again_pid, pid, "the source's connection is reused");
+    assert_ne!(work_mem, "77kB", "the setting was reset");
 }

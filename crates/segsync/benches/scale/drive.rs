@@ -47,6 +47,8 @@ impl Runner {
             .args(args)
             .env(KEY_ENV, &self.key)
             .env("SEGSYNC_LOG", "segsync=debug")
+            // The simulator listens on 127.0.0.1.
+            .env("SEGSYNC_ALLOW_PRIVATE_TARGETS", "1")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())

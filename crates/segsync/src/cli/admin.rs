@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// for this server or another one sharing a PostgreSQL state store).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_runs: u16,
+    /// How many segment predicates (previews, counts, checks) requests may run at once; more
+    /// wait for a free slot, and get 503 after 10 s.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub predicate_slots: u16,
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,6 +198,7 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
     config.secure_cookies = secure;
     config.scheduler_tick = Duration::from_secs_f64(args.scheduler_tick);
     config.max_runs = usize::from(args.max_runs);
+    config.predicate_slots = usize::from(args.predicate_slots);
     config.run_settings = RunSettings {
         timeout: Duration::from_secs_f64(args.timeout),
         ..Default::default()

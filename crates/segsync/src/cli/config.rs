@@ -418,10 +418,11 @@ async fn perform(
         Op::UpdateConnection(c) => ops::update_connection(app, actor, name, *c)
             .await
             .map(|_| None),
-        Op::AddSegment(p, source) => ops::add_segment(app, actor, name, &p, source.as_deref())
-            .map(|n| Some(format!("{n} profiles match"))),
+        Op::AddSegment(p, source) => {
+            ops::add_segment(app, actor, name, &p, source.as_deref()).map(|c| Some(c.to_string()))
+        }
         Op::UpdateSegment(p) => {
-            ops::update_segment(app, actor, name, &p).map(|n| Some(format!("{n} profiles match")))
+            ops::update_segment(app, actor, name, &p).map(|c| Some(c.to_string()))
         }
         Op::SaveExport(input, mode) => ops::save_export(app, actor, *input, mode)
             .await
@@ -509,12 +510,14 @@ fn report_outcome(
 
 /// A client for a credential the file supplies, as `ops` builds one to check it.
 fn client_for_secret(
+    app: &App,
     secret: &SecretString,
     kind: mailchimp::CredentialKind,
     base_url: Option<&str>,
 ) -> Result<Client, Box<mailchimp::Error>> {
     let mut config = ClientConfig::for_credential(kind, secret.clone(), base_url)?;
     config.timeout = Duration::from_secs(30);
+    config.allow_private_targets = app.private_targets();
     Ok(Client::new(config)?)
 }
 
@@ -559,7 +562,7 @@ async fn preflight(
             },
             _ => continue,
         };
-        let checked = match client_for_secret(secret, kind, base_url.as_deref()) {
+        let checked = match client_for_secret(app, secret, kind, base_url.as_deref()) {
             Ok(client) => match client.ping().await {
                 Ok(()) => Ok(client),
                 Err(e) => Err(Box::new(e)),

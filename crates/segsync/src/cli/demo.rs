@@ -181,7 +181,8 @@ pub async fn run(args: &DemoArgs) -> Result<i32, Failure> {
 }
 
 async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
-    let app = App::at(root.to_path_buf())?;
+    // The simulator listens on 127.0.0.1: this installation talks to it on purpose.
+    let app = App::at(root.to_path_buf())?.with_private_targets(true);
     title("Starting the Mailchimp simulator (in this process, offline)");
     let mut config = SimConfig::default();
     config.settings.latency.base_ms = args.latency_ms;

@@ -59,6 +59,17 @@ pub struct Cli {
     /// SEGSYNC_STATE or PGPASSWORD, not on the command line, where the process list shows it.
     #[arg(long, global = true, value_name = "URL")]
     pub state: Option<String>,
+    /// Let Mailchimp base URLs and alert webhooks be loopback, private or link-local
+    /// addresses (a local simulator, a test server); refused otherwise. Also
+    /// SEGSYNC_ALLOW_PRIVATE_TARGETS=1.
+    #[arg(
+        long,
+        global = true,
+        env = crate::app::PRIVATE_TARGETS_ENV,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_private_targets: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -155,7 +166,9 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
         Some(url) => Some(store::state_flag(url).map_err(usage)?),
         None => None,
     };
-    let app = App::resolve(cli.home.clone(), state_url).map_err(usage)?;
+    let app = App::resolve(cli.home.clone(), state_url)
+        .map_err(usage)?
+        .with_private_targets(cli.allow_private_targets);
     match cli.command {
         Command::Demo(_) => unreachable!("handled above"),
         Command::Profiles(cmd) => profiles::profiles(&app, cmd),
@@ -193,6 +206,14 @@ fn printable(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// `warning: …` on standard error, one line each: what a person should know about
+/// something that was done anyway.
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 fn print_counts(c: &crate::state::RunCounts) {

@@ -50,6 +50,10 @@ pub enum SourceCmd {
         /// The column that identifies a profile.
         #[arg(long)]
         key: String,
+        /// Add it even when the URL's role is a PostgreSQL superuser (refused otherwise:
+        /// segment predicates run with the role's rights).
+        #[arg(long)]
+        allow_superuser: bool,
     },
     List,
     Remove {
@@ -116,6 +120,7 @@ fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {
             table,
             query,
             key,
+            allow_superuser,
         } => {
             let url = store::postgres_flag(&postgres).map_err(usage)?;
             let relation = match (table, query) {
@@ -127,7 +132,7 @@ fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {
                     )))
                 }
             };
-            let (view, columns) = ops::add_pg_source(
+            let added = ops::add_pg_source(
                 app,
                 &Actor::cli(),
                 ops::PgSourceInput {
@@ -135,16 +140,19 @@ fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {
                     url: SecretString::from(url),
                     relation,
                     key_column: key,
+                    allow_superuser,
                 },
             )
             .map_err(op_failure)?;
+            let view = &added.view;
             println!(
                 "profile source \"{name}\" added: {} {} at {}, key column {}",
                 view.relation_kind, view.relation, view.url, view.key_column
             );
-            for c in &columns {
+            for c in &added.columns {
                 println!("  {:<24} {}", c.name, c.kind.as_str());
             }
+            super::print_warnings(&added.warnings);
         }
         SourceCmd::List => {
             for s in ops::pg_sources(app, &Actor::cli()).map_err(op_failure)? {

@@ -42,9 +42,11 @@ pub(super) fn segments(app: &App, cmd: SegmentsCmd) -> Result<i32, Failure> {
             predicate,
             source,
         } => {
-            let count = ops::add_segment(app, &Actor::cli(), &name, &predicate, source.as_deref())
-                .map_err(op_failure)?;
-            println!("segment \"{name}\" added: {count} profiles match");
+            let counted =
+                ops::add_segment(app, &Actor::cli(), &name, &predicate, source.as_deref())
+                    .map_err(op_failure)?;
+            println!("segment \"{name}\" added: {} profiles match", counted.count);
+            super::print_warnings(&counted.warnings);
         }
         SegmentsCmd::List => {
             for s in state.segments()? {

@@ -144,7 +144,9 @@ impl ConnectionSpec {
 }
 
 /// Checks a secret as a credential of its kind, and the API root it would be used with,
-/// without sending anything. The message never contains the secret.
+/// without sending anything. The message never contains the secret. Where the API root
+/// points (a public address, unless the installation allows private ones) is checked when a
+/// client is built for it, with the installation's setting.
 pub fn check_credential(
     secret: &SecretString,
     kind: CredentialKind,
@@ -152,6 +154,7 @@ pub fn check_credential(
 ) -> Result<(), String> {
     let credential = kind.credential(secret.clone()).map_err(|e| e.to_string())?;
     let mut config = ClientConfig::new(credential);
+    config.allow_private_targets = true;
     if let Some(u) = base_url {
         config.base_url =
             url::Url::parse(u).map_err(|e| format!("base_url \"{u}\" is not a URL: {e}"))?;

@@ -193,5 +193,6 @@ pub fn client_for(
     config.max_in_flight = settings.max_in_flight;
     config.timeout = settings.timeout;
     config.retry = settings.retry.clone();
+    config.allow_private_targets = app.private_targets();
     Ok(Client::new(config)?)
 }

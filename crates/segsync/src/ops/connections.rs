@@ -90,8 +90,10 @@ pub struct NewConnection {
     pub export_user: Option<String>,
 }
 
-/// Builds a client for a credential and checks it with `GET /ping`.
+/// Builds a client for a credential and checks it with `GET /ping`; a base URL that is (or
+/// resolves to) a non-public address is refused first, unless the installation allows them.
 async fn checked_client(
+    app: &App,
     credential: &CredentialInput,
     base_url: Option<&str>,
 ) -> OpResult<url::Url> {
@@ -99,7 +101,11 @@ async fn checked_client(
         ClientConfig::for_credential(credential.kind, credential.secret.clone(), base_url)
             .map_err(|e| OpError::Invalid(e.to_string()))?;
     config.timeout = Duration::from_secs(30);
+    config.allow_private_targets = app.private_targets();
     let base_url = config.base_url.clone();
+    crate::mailchimp::targets::check_resolved(&base_url, config.allow_private_targets)
+        .await
+        .map_err(|e| OpError::Invalid(format!("the Mailchimp base URL {base_url}: {e}")))?;
     let client = Client::new(config).map_err(|e| OpError::Invalid(e.to_string()))?;
     client
         .ping()
@@ -134,7 +140,7 @@ pub async fn add_connection(
             input.name
         )));
     }
-    let base_url = checked_client(&input.credential, input.base_url.as_deref()).await?;
+    let base_url = checked_client(app, &input.credential, input.base_url.as_deref()).await?;
     let sealed = app
         .master_key()?
         .seal(&input.name, &input.credential.secret);
@@ -224,7 +230,8 @@ pub async fn update_connection(
         c.export_user = Some(u);
     }
     if let Some(cred) = change.credential {
-        let base = checked_client(&cred, change.base_url.as_deref().or(Some(&c.base_url))).await?;
+        let base =
+            checked_client(app, &cred, change.base_url.as_deref().or(Some(&c.base_url))).await?;
         c.sealed_secret = app.master_key()?.seal(name, &cred.secret);
         c.credential_kind = cred.kind;
         c.base_url = base.to_string();

@@ -39,8 +39,8 @@ pub use exports::{
 pub use profiles::{
     import_profiles, import_upload, profile_source, refresh_profiles, ProfileSource,
 };
-pub use segments::{add_segment, remove_segment, update_segment};
-pub use sources::{add_pg_source, pg_sources, remove_pg_source, PgSourceInput};
+pub use segments::{add_segment, remove_segment, update_segment, Counted};
+pub use sources::{add_pg_source, pg_sources, remove_pg_source, AddedSource, PgSourceInput};
 pub use users::{
     add_user, create_token, hash_password, new_token_value, remove_user, revoke_token,
     set_password, set_role, token_hash, verify_password,

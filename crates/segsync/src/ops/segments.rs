@@ -1,9 +1,28 @@
 //! Segments: a named predicate over the imported profiles or a PostgreSQL profile source,
 //! checked and counted where the profiles are before anything is saved.
 
-use super::{audit, check_name, require, Actor, OpError, OpResult};
+use super::{audit, check_export_access, check_name, require, Actor, OpError, OpResult};
 use crate::app::App;
-use crate::state::Role;
+use crate::state::{Role, StateStore};
+
+/// A segment counted when it was added or changed, with what people should know about it
+/// (the profile source's role can read more than the profiles).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub count: u64,
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Display for Counted {
+    /// `12 profiles match`, then `; warning: …` for each warning.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} profiles match", self.count)?;
+        for w in &self.warnings {
+            write!(f, "; warning: {w}")?;
+        }
+        Ok(())
+    }
+}
 
 /// Adds a segment over the imported profiles (`source` None) or a PostgreSQL profile source:
 /// checked where the profiles are (PostgreSQL's own message when it refuses the predicate),
@@ -15,10 +34,10 @@ pub fn add_segment(
     name: &str,
     predicate: &str,
     source: Option<&str>,
-) -> OpResult<u64> {
+) -> OpResult<Counted> {
     require(actor, Role::Contributor, "adding a segment")?;
     check_name("segment", name)?;
-    let count = count_segment(app, name, predicate, source)?;
+    let counted = count_segment(app, name, predicate, source)?;
     let state = app.state()?;
     state.add_segment_from(name, predicate, source)?;
     let detail = match source {
@@ -26,11 +45,17 @@ pub fn add_segment(
         None => predicate.to_string(),
     };
     audit(&state, actor, "segment.add", name, &detail)?;
-    Ok(count)
+    Ok(counted)
 }
 
-/// Checks `predicate` where the profiles of `source` are, and counts its members.
-fn count_segment(app: &App, name: &str, predicate: &str, source: Option<&str>) -> OpResult<u64> {
+/// Checks `predicate` where the profiles of `source` are, and counts its members; warns when
+/// the source's role can read more than the profiles.
+fn count_segment(
+    app: &App,
+    name: &str,
+    predicate: &str,
+    source: Option<&str>,
+) -> OpResult<Counted> {
     if let Some(src) = source {
         app.state()?.profile_source(src).map_err(|_| {
             OpError::Invalid(format!(
@@ -45,26 +70,64 @@ fn count_segment(app: &App, name: &str, predicate: &str, source: Option<&str>) -
         OpError::Invalid(format!("segment \"{name}\" refused: {e}"))
     };
     store.check_predicate(predicate).map_err(refused)?;
-    Ok(store.preview(predicate, 0).map_err(refused)?.count)
+    let count = store.preview(predicate, 0).map_err(refused)?.count;
+    Ok(Counted {
+        count,
+        warnings: store.warnings(),
+    })
 }
 
 /// Changes a segment's predicate (checked and counted first). Returns its new count.
-pub fn update_segment(app: &App, actor: &Actor, name: &str, predicate: &str) -> OpResult<u64> {
+pub fn update_segment(app: &App, actor: &Actor, name: &str, predicate: &str) -> OpResult<Counted> {
     require(actor, Role::Contributor, "changing a segment")?;
     let state = app.state()?;
     let old = state.segment(name)?;
-    let count = count_segment(app, name, predicate, old.source.as_deref())?;
+    check_segment_access(&state, actor, name, "changing")?;
+    let counted = count_segment(app, name, predicate, old.source.as_deref())?;
     if old.predicate != predicate {
         state.set_segment_predicate(name, predicate)?;
         audit(&state, actor, "segment.update", name, predicate)?;
     }
-    Ok(count)
+    Ok(counted)
 }
 
 pub fn remove_segment(app: &App, actor: &Actor, name: &str) -> OpResult<()> {
     require(actor, Role::Contributor, "removing a segment")?;
     let state = app.state()?;
+    check_segment_access(&state, actor, name, "removing")?;
     state.remove_segment(name)?;
     audit(&state, actor, "segment.remove", name, "")?;
     Ok(())
+}
+
+/// Refuses `actor` a change (`doing`: "changing", "removing") of segment `name` unless they
+/// may manage every export that uses it: changing a segment changes the audience of each of
+/// them, and an export on a connection kept for admins is for admins to change. The refusal
+/// names those exports.
+fn check_segment_access(
+    state: &StateStore,
+    actor: &Actor,
+    name: &str,
+    doing: &str,
+) -> OpResult<()> {
+    if actor.role == Role::Admin {
+        return Ok(());
+    }
+    let closed: Vec<String> = state
+        .exports()?
+        .into_iter()
+        .filter(|e| e.segments.iter().any(|s| s.segment == name))
+        .filter(|e| check_export_access(state, actor, e).is_err())
+        .map(|e| format!("\"{}\" (connection \"{}\")", e.name, e.connection))
+        .collect();
+    if closed.is_empty() {
+        return Ok(());
+    }
+    Err(OpError::Forbidden(format!(
+        "{doing} segment \"{name}\" changes every export that uses it, and {} may not change \
+         export(s) {}, on connections kept for admins: ask an admin, or use a segment of your \
+         own",
+        actor.name,
+        closed.join(", ")
+    )))
 }

@@ -15,15 +15,23 @@ pub struct PgSourceInput {
     pub url: SecretString,
     pub relation: crate::profiles::PgRelation,
     pub key_column: String,
+    /// Add it even when its role is a PostgreSQL superuser (refused otherwise).
+    pub allow_superuser: bool,
+}
+
+/// A profile source as added: how people see it, its columns, and what they should know
+/// (its role can read more than the profiles).
+pub struct AddedSource {
+    pub view: crate::sources::SourceView,
+    pub columns: Vec<crate::profiles::Column>,
+    pub warnings: Vec<String>,
 }
 
 /// Adds a PostgreSQL profile source (admin): connects, checks that the table or query can be
-/// read and has the key column, then saves it with its URL sealed. Returns its columns.
-pub fn add_pg_source(
-    app: &App,
-    actor: &Actor,
-    input: PgSourceInput,
-) -> OpResult<(crate::sources::SourceView, Vec<crate::profiles::Column>)> {
+/// read and has the key column, and what else its role can read (a superuser is refused
+/// unless `allow_superuser`; a role that can read other tables is accepted with a warning),
+/// then saves it with its URL sealed.
+pub fn add_pg_source(app: &App, actor: &Actor, input: PgSourceInput) -> OpResult<AddedSource> {
     use secrecy::ExposeSecret;
     require(actor, Role::Admin, "adding a profile source")?;
     check_name("profile source", &input.name)?;
@@ -39,8 +47,19 @@ pub fn add_pg_source(
         crate::profiles::PgRelation::Table(t) => ("table", t.clone()),
         crate::profiles::PgRelation::Query(q) => ("query", q.clone()),
     };
-    let columns = crate::profiles::check_source(url, input.relation.clone(), &input.key_column)
-        .map_err(|e| OpError::Invalid(format!("profile source \"{}\": {e}", input.name)))?;
+    let (columns, reach) =
+        crate::profiles::check_source(url, input.relation.clone(), &input.key_column)
+            .map_err(|e| OpError::Invalid(format!("profile source \"{}\": {e}", input.name)))?;
+    if reach.superuser && !input.allow_superuser {
+        return Err(OpError::Invalid(format!(
+            "profile source \"{}\" refused: its role \"{}\" is a PostgreSQL superuser, and \
+             segment predicates (which contributors write) would run with its rights, able to \
+             read every table. Give the source a role that can read only the profiles \
+             (CREATE ROLE segsync_reader LOGIN; GRANT SELECT ON <table> TO segsync_reader), \
+             or add it anyway with --allow-superuser",
+            input.name, reach.role
+        )));
+    }
     let state = app.state()?;
     let record = crate::state::ProfileSourceRecord {
         name: input.name.clone(),
@@ -59,14 +78,29 @@ pub fn add_pg_source(
     };
     state.add_profile_source(&record)?;
     let view = crate::sources::view(app, &record);
+    let warnings = reach.warnings();
     audit(
         &state,
         actor,
         "profile_source.add",
         &input.name,
-        &format!("{} {} {}", view.url, relation_kind, record.relation),
+        &format!(
+            "{} {} {}{}",
+            view.url,
+            relation_kind,
+            record.relation,
+            if warnings.is_empty() {
+                String::new()
+            } else {
+                format!("; warned: {}", warnings.join("; "))
+            }
+        ),
     )?;
-    Ok((view, columns))
+    Ok(AddedSource {
+        view,
+        columns,
+        warnings,
+    })
 }
 
 /// The PostgreSQL profile sources, URLs without their password.

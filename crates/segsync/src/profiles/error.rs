@@ -163,6 +163,13 @@ pub enum PredicateError {
     /// The query ran past its deadline and was interrupted.
     #[error("the predicate ran longer than {limit:?} and was stopped")]
     Timeout { limit: Duration },
+    /// The query made a value longer than it may (bytes): stopped before it took the memory.
+    #[error(
+        "the predicate made a value longer than {}, the most a segment predicate may make over \
+         these profiles (twice their longest row, at least 4 MiB), and was stopped",
+        mebibytes(*limit)
+    )]
+    TooBig { limit: u64 },
     #[error("no profiles have been imported yet")]
     NoProfiles,
     #[error(transparent)]
@@ -205,6 +212,16 @@ pub enum SelectError<E> {
     /// The callback returned an error; the query was stopped there.
     #[error("{0}")]
     Callback(E),
+}
+
+/// `4 MiB`, `1.5 MiB`.
+fn mebibytes(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib.fract() == 0.0 {
+        format!("{mib:.0} MiB")
+    } else {
+        format!("{mib:.1} MiB")
+    }
 }
 
 /// `"value"` with control characters and quotes escaped, cut after 100 characters.

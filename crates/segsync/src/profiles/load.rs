@@ -71,6 +71,9 @@ pub(crate) struct Loader<'c> {
     ncols: usize,
     rows_unit: fn(u64) -> Location,
     pub rows: u64,
+    /// The size of the longest row stored so far, in bytes (as SQLite would hold it, near
+    /// enough): predicate queries may make values of about twice that, no more.
+    pub longest_row: u64,
 }
 
 impl Loader<'_> {
@@ -117,8 +120,20 @@ impl Loader<'_> {
         }
         self.insert.raw_execute().map_err(RowError::Sql)?;
         self.rows += 1;
+        self.longest_row = self.longest_row.max(row_bytes(cells));
         Ok(())
     }
+}
+
+/// The bytes a row takes: its text, and 9 for each value's header and number.
+fn row_bytes(cells: &[Cell<'_>]) -> u64 {
+    cells
+        .iter()
+        .map(|c| match c {
+            Cell::Text(t) => t.len() as u64 + 9,
+            _ => 9,
+        })
+        .sum()
 }
 
 /// What the import records about itself in the meta table.
@@ -167,7 +182,7 @@ where
         defs.join(", ")
     ))
     .map_err(sql_err)?;
-    let rows = {
+    let (rows, longest_row) = {
         let placeholders = vec!["?"; schema.columns.len()].join(", ");
         let mut loader = Loader {
             insert: tx
@@ -192,9 +207,10 @@ where
                 Format::Csv | Format::Ndjson => Location::Line,
             },
             rows: 0,
+            longest_row: 0,
         };
         fill(&mut loader)?;
-        loader.rows
+        (loader.rows, loader.longest_row)
     };
     let mut set_meta = tx
         .prepare(&format!(
@@ -208,6 +224,7 @@ where
         ("source_format", meta.format.to_string()),
         ("imported_at", chrono::Utc::now().to_rfc3339()),
         ("rows", rows.to_string()),
+        (LONGEST_ROW, longest_row.to_string()),
     ] {
         set_meta.execute((name, value)).map_err(sql_err)?;
     }
@@ -232,6 +249,9 @@ where
     }
     Ok(rows)
 }
+
+/// The meta entry that records the size of the longest row of the last import, in bytes.
+pub(crate) const LONGEST_ROW: &str = "longest_row";
 
 /// The type of the key column: always text, whatever the file says.
 pub(crate) const KEY_TYPE: ColumnType = ColumnType::Text;

@@ -31,10 +31,11 @@ mod infer;
 mod load;
 mod ndjson_input;
 mod parquet_input;
+mod pg_calls;
 mod postgres;
 mod predicate;
 
-pub use self::postgres::{check_source, PgRelation, PgSource, PgSourceError, BATCH_ROWS};
+pub use self::postgres::{check_source, PgRelation, PgSource, PgSourceError, Reach, BATCH_ROWS};
 pub use error::{ImportError, InputError, Location, PredicateError, ProfileError, SelectError};
 pub use fuzz::{fuzz_import, fuzz_predicate, FUZZ_KEY};
 pub use infer::ColumnType;

@@ -23,11 +23,19 @@
 //!
 //! # What a predicate can do
 //!
-//! Every statement runs in a `READ ONLY` transaction that is always rolled back, with a
-//! `statement_timeout`: a predicate cannot write (PostgreSQL refuses `INSERT`, `nextval()`,
-//! writing functions…), cannot switch the transaction to read-write, and settings it changes
-//! with `set_config()` are undone. It can read whatever the connecting role may read, so give
-//! the source a role that can only read what segments need (and cannot call admin functions).
+//! Every statement runs in a `READ ONLY` transaction that is always rolled back, with its
+//! settings fixed first (`standard_conforming_strings`, `statement_timeout`, `work_mem`): a
+//! predicate cannot write (PostgreSQL refuses `INSERT`, writing functions…) nor switch the
+//! transaction to read-write. A statement that holds a predicate and runs is the only one
+//! its transaction runs after its settings were fixed (a preview's count and sample are two
+//! transactions; a select's batches fix the settings again before each fetch), so nothing a
+//! predicate could change reaches how a later statement is read. Predicates may not call the
+//! functions that change the session or reach outside the profiles ([`super::pg_calls`]:
+//! `set_config`, advisory locks, files, `dblink`, large objects, SQL run from text…), and the
+//! connection's session is reset after every use ([`crate::pg::reset_session`]). A predicate
+//! can read whatever the connecting role may read, so give the source a role that can only
+//! read the profiles: `segsync profiles source add` refuses a superuser and warns about a role
+//! that can read more ([`PgSource::reach`]).
 //!
 //! Time limits ([`Limits`]): `check_timeout` bounds [`PgSource::check_predicate`] and
 //! [`PgSource::preview`] (all their statements together). `select_timeout` bounds the time
@@ -49,8 +57,9 @@
 //! and no parameter (`$1`). Control characters other than tab and line breaks are refused, so
 //! that no whitespace rule can differ between the scanner and the server. With balanced
 //! parentheses the predicate can only be an expression (or a scalar subquery) inside our
-//! parentheses: the query's shape cannot change. `standard_conforming_strings` is forced on
-//! for every transaction, so `'\'` means what the scanner thinks it means. A naive scanner
+//! parentheses: the query's shape cannot change. `standard_conforming_strings` is fixed on
+//! before every statement that holds a predicate is read, and no predicate can turn it off
+//! for a later one, so `'\'` means what the scanner thinks it means. A naive scanner
 //! (one that knows only `'…'`) would be fooled by `x = E'\'' ) OR (true --'` or
 //! `x = $$'$$ ) OR (true --'`; this one is not. Beyond the scanner, the extended query
 //! protocol accepts one statement only, and the read-only transaction limits any damage.
@@ -81,7 +90,7 @@ use super::{
     quote_ident, Column, ColumnType, Limits, PredicateError, Preview, ProfileRow, SelectError,
     SelectStats,
 };
-use crate::pg::{error_text, redact, PgError, PgThread};
+use crate::pg::{error_text, redact, reset_session, PgError, PgThread, PgUse};
 use ::postgres::error::SqlState;
 use ::postgres::types::{FromSql, Kind, Type};
 use ::postgres::{Client, Row, Statement, Transaction};
@@ -90,6 +99,10 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[path = "pg_reach.rs"]
+mod reach;
+pub use reach::Reach;
 
 /// Rows fetched from the portal at a time by [`PgSource::select`].
 pub const BATCH_ROWS: i32 = 2000;
@@ -227,13 +240,15 @@ fn near_name(name: &str, columns: &[String]) -> String {
 }
 
 /// Checks a source definition (for `profiles source add`): connects, checks that the relation
-/// can be read and has the key column, and returns its columns.
+/// can be read and has the key column, and returns its columns and what else its role can
+/// read.
 pub fn check_source(
     url: &str,
     relation: PgRelation,
     key_column: &str,
-) -> Result<Vec<Column>, PgSourceError> {
-    PgSource::connect(url, relation, key_column)?.columns()
+) -> Result<(Vec<Column>, Reach), PgSourceError> {
+    let source = PgSource::connect(url, relation, key_column)?;
+    Ok((source.columns()?, source.reach()?))
 }
 
 /// Profiles in a PostgreSQL table or query. `Send + Sync`; one connection, used by one call at
@@ -324,7 +339,7 @@ impl PgSource {
         key_column: &str,
     ) -> Result<PgSource, PgSourceError> {
         let from = relation.sql()?;
-        let thread = PgThread::connect(url)?;
+        let thread = PgThread::connect(url, PgUse::Source)?;
         let source = PgSource {
             connect_url: url.to_string(),
             url: redact(url),
@@ -424,28 +439,23 @@ impl PgSource {
         let sample = i64::try_from(sample).unwrap_or(i64::MAX);
         self.call(move |client| -> Result<Preview, Fault> {
             let started = Instant::now();
-            let mut tx = begin(client, limit)?;
-            let fields = describe(&mut tx, &from)?;
-            let count_sql = format!("SELECT count(*) FROM {from} AS profiles WHERE {condition}");
-            let stmt = prepare_predicate(&mut tx, &count_sql)?;
-            let count: i64 = tx.query_one(&stmt, &[])?.try_get(0)?;
-            let mut rows = Vec::new();
-            if sample > 0 {
-                set_timeout(&mut tx, remaining(limit, started.elapsed())?)?;
-                let reads: Vec<String> = fields.iter().map(Field::read).collect();
-                let sample_sql = format!(
-                    "SELECT {} FROM {from} AS profiles WHERE {condition} LIMIT {sample}",
-                    reads.join(", ")
-                );
-                for row in tx.query(sample_sql.as_str(), &[])? {
-                    let mut map = Map::new();
-                    for (i, field) in fields.iter().enumerate() {
-                        let Cell(value) = row.try_get(i)?;
-                        map.insert(field.name.clone(), finish(field.kind(), value));
-                    }
-                    rows.push(map);
-                }
-            }
+            // Each statement that holds the predicate runs in a transaction of its own, its
+            // settings fixed first: nothing the count changed can reach how the sample reads.
+            let (fields, count) = {
+                let mut tx = begin(client, limit)?;
+                let fields = describe(&mut tx, &from)?;
+                let count_sql =
+                    format!("SELECT count(*) FROM {from} AS profiles WHERE {condition}");
+                let stmt = prepare_predicate(&mut tx, &count_sql)?;
+                let count: i64 = tx.query_one(&stmt, &[])?.try_get(0)?;
+                (fields, count)
+            };
+            let rows = if sample > 0 {
+                let mut tx = begin(client, remaining(limit, started.elapsed())?)?;
+                sample_rows(&mut tx, &from, &condition, &fields, sample)?
+            } else {
+                Vec::new()
+            };
             Ok(Preview {
                 count: u64::try_from(count).unwrap_or(0),
                 columns: fields.into_iter().map(|f| f.name).collect(),
@@ -493,7 +503,13 @@ impl PgSource {
         let (batches, incoming) = mpsc::sync_channel::<Vec<ProfileRow>>(QUEUED_BATCHES);
         let done = self
             .thread()
-            .and_then(|t| t.submit(move |client| plan.run(client, &batches)))
+            .and_then(|t| {
+                t.submit(move |client| {
+                    let done = plan.run(client, &batches);
+                    reset_session(client);
+                    done
+                })
+            })
             .map_err(|e| SelectError::Failed(e.to_string()))?;
         let mut stats = SelectStats {
             rows: 0,
@@ -529,17 +545,23 @@ impl PgSource {
         let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if !slot.call(|client| !client.is_closed()).unwrap_or(false) {
             tracing::info!(url = %self.url, "reconnecting to PostgreSQL");
-            *slot = Arc::new(PgThread::connect(&self.connect_url)?);
+            *slot = Arc::new(PgThread::connect(&self.connect_url, PgUse::Source)?);
         }
         Ok(Arc::clone(&slot))
     }
 
+    /// Runs `f` on the connection, then resets its session ([`reset_session`]): nothing a
+    /// statement left behind reaches the next call.
     fn call<R, F>(&self, f: F) -> Result<R, PgError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Client) -> R + Send + 'static,
     {
-        self.thread()?.call(f)
+        self.thread()?.call(|client| {
+            let answer = f(client);
+            reset_session(client);
+            answer
+        })
     }
 
     /// The relation's columns, checked for duplicate names.
@@ -629,6 +651,32 @@ impl PgSource {
     }
 }
 
+/// Up to `sample` rows of `from` where `condition` holds, all columns, as JSON.
+fn sample_rows(
+    tx: &mut Transaction<'_>,
+    from: &str,
+    condition: &str,
+    fields: &[Field],
+    sample: i64,
+) -> Result<Vec<Map<String, Value>>, Fault> {
+    let reads: Vec<String> = fields.iter().map(Field::read).collect();
+    let sql = format!(
+        "SELECT {} FROM {from} AS profiles WHERE {condition} LIMIT {sample}",
+        reads.join(", ")
+    );
+    let stmt = prepare_predicate(tx, &sql)?;
+    let mut rows = Vec::new();
+    for row in tx.query(&stmt, &[])? {
+        let mut map = Map::new();
+        for (i, field) in fields.iter().enumerate() {
+            let Cell(value) = row.try_get(i)?;
+            map.insert(field.name.clone(), finish(field.kind(), value));
+        }
+        rows.push(map);
+    }
+    Ok(rows)
+}
+
 /// A select, as run on the connection's thread.
 struct Plan {
     from: String,
@@ -693,7 +741,7 @@ impl Plan {
         let mut used = started.elapsed();
         loop {
             let fetch = Instant::now();
-            set_timeout(&mut tx, remaining(self.limit, used)?)?;
+            pin(&mut tx, remaining(self.limit, used)?)?;
             let rows = tx.query_portal(&portal, BATCH_ROWS)?;
             used += fetch.elapsed();
             let last = rows.len() < BATCH_ROWS as usize;
@@ -732,19 +780,27 @@ fn profile_row(row: &Row, kinds: &[ColumnType], predicates: usize) -> Result<Pro
     })
 }
 
-/// A read-only transaction with PostgreSQL's standard string syntax and a statement timeout.
-/// Dropping it rolls it back (and with it any setting a predicate changed).
+/// The memory each sort or hash of a predicate's query may take before it spills to disk.
+const WORK_MEM: &str = "16MB";
+
+/// A read-only transaction with its settings fixed ([`pin`]). Dropping it rolls it back (and
+/// with it any setting a statement changed).
 fn begin(client: &mut Client, limit: Duration) -> Result<Transaction<'_>, Fault> {
     let mut tx = client.build_transaction().read_only(true).start()?;
-    tx.batch_execute(&format!(
-        "SET LOCAL standard_conforming_strings = on; SET LOCAL statement_timeout = {}",
-        millis(limit)
-    ))?;
+    pin(&mut tx, limit)?;
     Ok(tx)
 }
 
-fn set_timeout(tx: &mut Transaction<'_>, limit: Duration) -> Result<(), Fault> {
-    tx.batch_execute(&format!("SET LOCAL statement_timeout = {}", millis(limit)))?;
+/// Fixes, for the rest of the transaction, what a statement's meaning and cost depend on:
+/// PostgreSQL's standard string syntax (so that `'\'` reads as [`scan`] read it), the
+/// statement timeout, and the memory of each sort or hash. Set again before each batch of a
+/// select, so that a setting the previous batch changed cannot outlast it.
+fn pin(tx: &mut Transaction<'_>, limit: Duration) -> Result<(), Fault> {
+    tx.batch_execute(&format!(
+        "SET LOCAL standard_conforming_strings = on; SET LOCAL statement_timeout = {}; \
+         SET LOCAL work_mem = '{WORK_MEM}'",
+        millis(limit)
+    ))?;
     Ok(())
 }
 
@@ -941,14 +997,27 @@ pub(crate) fn scan(sql: &str) -> Result<(), PredicateError> {
     }
     let mut depth: i64 = 0;
     let mut tokens = 0usize;
+    // The name written last (comments and spaces aside): a function's, when `(` follows.
+    let mut name: Option<Name> = None;
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         let next = b.get(i + 1).copied();
+        let start = i;
+        let last = name.take();
         match c {
-            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
-            b'-' if next == Some(b'-') => i = line_end(b, i),
-            b'/' if next == Some(b'*') => i = comment_end(b, i)?,
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                i += 1;
+                name = last;
+            }
+            b'-' if next == Some(b'-') => {
+                i = line_end(b, i);
+                name = last;
+            }
+            b'/' if next == Some(b'*') => {
+                i = comment_end(b, i)?;
+                name = last;
+            }
             b'\'' => {
                 tokens += 1;
                 i = string_end(b, i, false)?;
@@ -956,6 +1025,7 @@ pub(crate) fn scan(sql: &str) -> Result<(), PredicateError> {
             b'"' => {
                 tokens += 1;
                 i = identifier_end(b, i)?;
+                name = Some(Name::Quoted(sql[start + 1..i - 1].replace("\"\"", "\"")));
             }
             b'$' => {
                 tokens += 1;
@@ -979,6 +1049,9 @@ pub(crate) fn scan(sql: &str) -> Result<(), PredicateError> {
             }
             b';' => return Err(PredicateError::MultipleStatements),
             b'(' => {
+                if let Some(called) = last {
+                    called.check_call()?;
+                }
                 tokens += 1;
                 depth += 1;
                 i += 1;
@@ -1006,12 +1079,16 @@ pub(crate) fn scan(sql: &str) -> Result<(), PredicateError> {
                     (b'e', Some(b'\''), _) => string_end(b, i + 1, true)?,
                     (b'b' | b'x' | b'n', Some(b'\''), _) => string_end(b, i + 1, false)?,
                     (b'u', Some(b'&'), Some(b'\'')) => string_end(b, i + 2, false)?,
-                    (b'u', Some(b'&'), Some(b'"')) => identifier_end(b, i + 2)?,
+                    (b'u', Some(b'&'), Some(b'"')) => {
+                        name = Some(Name::Escaped);
+                        identifier_end(b, i + 2)?
+                    }
                     _ => {
                         let mut j = i + 1;
                         while j < b.len() && ident_cont(b[j]) {
                             j += 1;
                         }
+                        name = Some(Name::Plain(sql[start..j].to_string()));
                         j
                     }
                 };
@@ -1029,6 +1106,27 @@ pub(crate) fn scan(sql: &str) -> Result<(), PredicateError> {
         return Err(PredicateError::Unbalanced("a '(' without its ')'"));
     }
     Ok(())
+}
+
+/// A name as [`scan`] read it, to check when a `(` follows (a function call).
+enum Name {
+    /// Unquoted: PostgreSQL folds it to lower case.
+    Plain(String),
+    /// A quoted identifier's content.
+    Quoted(String),
+    /// `U&"…"`, whose escapes could spell any name.
+    Escaped,
+}
+
+impl Name {
+    /// Refuses a call of a function [`super::pg_calls`] lists.
+    fn check_call(self) -> Result<(), PredicateError> {
+        let why = match self {
+            Name::Plain(n) | Name::Quoted(n) => super::pg_calls::refused(&n),
+            Name::Escaped => Some("function names written with Unicode escapes (U&\"…\")".into()),
+        };
+        why.map_or(Ok(()), |w| Err(PredicateError::NotAllowed(w)))
+    }
 }
 
 /// PostgreSQL's `ident_start`: a letter, `_` or any byte of a non-ASCII character.
@@ -1250,6 +1348,28 @@ mod tests {
             PredicateError::Unterminated(_)
         ));
         assert!(matches!(refused("id = $1"), PredicateError::NotAllowed(_)));
+        for call in [
+            "set_config('standard_conforming_strings', 'off', true) = 'off'",
+            "pg_catalog.SET_CONFIG ('work_mem', '1GB', false) IS NOT NULL",
+            "\"set_config\"('a.b', 'c', true) IS NULL",
+            "pg_advisory_lock /* a comment */ (42) IS NULL",
+            "x IN (SELECT 1 FROM dblink('host=h', 'SELECT 1') AS t(a int))",
+            "U&\"set\\005fconfig\"('a.b', 'c', true) IS NULL",
+            "length(query_to_xml('SELECT 1', true, true, '')::text) > 0",
+        ] {
+            assert!(
+                matches!(refused(call), PredicateError::NotAllowed(_)),
+                "{call}"
+            );
+        }
+        // The same names as strings, columns or in comments are fine.
+        for ok in [
+            "note = 'set_config(1)' AND \"pg_advisory_lock\" = 1",
+            "lo_level > 2 -- set_config(",
+            "lower(email) LIKE '%@x.ro'",
+        ] {
+            assert!(scan(ok).is_ok(), "{ok}: {:?}", scan(ok));
+        }
         assert!(matches!(refused("x = 1\0"), PredicateError::NotAllowed(_)));
         assert!(matches!(
             refused("x = 1\u{b}"),

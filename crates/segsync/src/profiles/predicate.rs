@@ -22,8 +22,22 @@ use std::time::{Duration, Instant};
 /// SQLite virtual machine steps between two looks at the clock.
 const PROGRESS_STEPS: i32 = 1000;
 
-/// The longest string, blob or row a predicate query may handle (SQLITE_LIMIT_LENGTH).
-const MAX_VALUE_BYTES: i32 = 2 * super::csv_input::MAX_RECORD_BYTES as i32;
+/// The longest string, blob or row a predicate query may ever handle (SQLITE_LIMIT_LENGTH):
+/// twice the longest record an import accepts.
+const MAX_VALUE_BYTES: u64 = 2 * super::csv_input::MAX_RECORD_BYTES;
+/// The least a predicate query may make, whatever the profiles.
+const MIN_VALUE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The longest value a predicate query may make over profiles whose longest row takes
+/// `longest_row` bytes (unknown for stores imported before it was recorded): twice that (a
+/// predicate may join columns), at least [`MIN_VALUE_BYTES`], at most [`MAX_VALUE_BYTES`].
+/// SQLite stops a query that makes a longer one, so a predicate cannot build huge values
+/// (`WITH RECURSIVE` doubling a string) and take the process's memory with them.
+fn value_limit(longest_row: Option<u64>) -> u64 {
+    longest_row.map_or(MAX_VALUE_BYTES, |n| {
+        n.saturating_mul(2).clamp(MIN_VALUE_BYTES, MAX_VALUE_BYTES)
+    })
+}
 
 /// Checks the predicate's text without SQLite: one expression, not several statements, and
 /// no parenthesis that closes the `WHERE (...)` it is put in.
@@ -163,6 +177,8 @@ pub(crate) struct Guarded {
     store: std::path::PathBuf,
     denied: Arc<Mutex<Option<String>>>,
     clock: Arc<Clock>,
+    /// The longest value a query may make ([`value_limit`]).
+    max_value: u64,
 }
 
 /// Opens the store read-only (no guard yet: for reading the schema and the meta table).
@@ -182,11 +198,19 @@ pub(crate) fn open_read_only(store: &Path) -> Result<Connection, ProfileError> {
 
 impl Guarded {
     pub(crate) fn open(store: &Path, limit: Duration) -> Result<Guarded, ProfileError> {
+        let conn = open_read_only(store)?;
+        let longest_row = meta_value(&conn, super::load::LONGEST_ROW)
+            .map_err(|source| ProfileError::Sqlite {
+                path: store.to_path_buf(),
+                source,
+            })?
+            .and_then(|v| v.parse().ok());
         Ok(Guarded {
-            conn: open_read_only(store)?,
+            conn,
             store: store.to_path_buf(),
             denied: Arc::new(Mutex::new(None)),
             clock: Arc::new(Clock::new(limit)),
+            max_value: value_limit(longest_row),
         })
     }
 
@@ -200,11 +224,11 @@ impl Guarded {
     /// Installs the authorizer, the deadline and the size limit; from here on only predicate
     /// queries are prepared.
     pub(crate) fn guard(&self) {
-        // No string or blob a predicate makes (`randomblob(1e9)`, `zeroblob(...)`) may be
-        // bigger than twice the longest record an import accepts.
+        // No string or blob a predicate makes (`randomblob(1e9)`, `zeroblob(...)`, a string
+        // doubled by a recursive query) may be longer than the profiles call for.
         if let Err(e) = self.conn.set_limit(
             rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
-            MAX_VALUE_BYTES,
+            i32::try_from(self.max_value).unwrap_or(i32::MAX),
         ) {
             tracing::warn!(error = %e, "cannot limit the length of values in predicate queries");
         }
@@ -261,6 +285,11 @@ impl Guarded {
         {
             return PredicateError::Timeout {
                 limit: self.clock.limit,
+            };
+        }
+        if e.sqlite_error_code() == Some(ErrorCode::TooBig) {
+            return PredicateError::TooBig {
+                limit: self.max_value,
             };
         }
         match e {
@@ -397,6 +426,11 @@ pub(crate) fn preview(
 
 /// The key column recorded by the last import.
 pub(crate) fn key_column(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    meta_value(conn, "key_column")
+}
+
+/// What the last import recorded as `name`, if anything.
+fn meta_value(conn: &Connection, name: &str) -> rusqlite::Result<Option<String>> {
     let has_meta: bool = conn.query_row(
         "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
         [META_TABLE],
@@ -406,8 +440,8 @@ pub(crate) fn key_column(conn: &Connection) -> rusqlite::Result<Option<String>> 
         return Ok(None);
     }
     conn.query_row(
-        &format!("SELECT value FROM {META_TABLE} WHERE name = 'key_column'"),
-        [],
+        &format!("SELECT value FROM {META_TABLE} WHERE name = ?1"),
+        [name],
         |r| r.get(0),
     )
     .optional()

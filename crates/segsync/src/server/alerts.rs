@@ -31,6 +31,7 @@ use utoipa::ToSchema;
 use super::runs::{Event, RunEnded};
 use super::AppState;
 use crate::app::App;
+use crate::mailchimp::targets;
 use crate::state::Outcome;
 
 /// The name of the alert settings in the state store's settings table.
@@ -130,8 +131,10 @@ pub fn save(app: &App, settings: &AlertSettings) -> anyhow::Result<()> {
 }
 
 /// Reads settings sent by a person and checks them; normalised (trimmed, empty values
-/// dropped, the port resolved), or what is wrong, in words.
-pub fn check(body: serde_json::Value) -> Result<AlertSettings, String> {
+/// dropped, the port resolved), or what is wrong, in words. A webhook on a loopback, private
+/// or link-local address is refused unless `allow_private` (see [`check_webhook_target`] for
+/// the host names that resolve to one).
+pub fn check(body: serde_json::Value, allow_private: bool) -> Result<AlertSettings, String> {
     if body
         .get("smtp")
         .and_then(|s| s.as_object())
@@ -153,7 +156,7 @@ pub fn check(body: serde_json::Value) -> Result<AlertSettings, String> {
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty());
     if let Some(u) = &s.webhook_url {
-        check_webhook_url(u)?;
+        check_webhook_url(u, allow_private)?;
     }
 
     let mut to = Vec::new();
@@ -188,7 +191,22 @@ pub fn check(body: serde_json::Value) -> Result<AlertSettings, String> {
     Ok(s)
 }
 
-fn check_webhook_url(u: &str) -> Result<(), String> {
+/// Refuses a webhook whose host name resolves to a non-public address, unless
+/// `allow_private` (the delivery checks again at each connection).
+pub async fn check_webhook_target(s: &AlertSettings, allow_private: bool) -> Result<(), String> {
+    let Some(url) = s
+        .webhook_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+    else {
+        return Ok(());
+    };
+    targets::check_resolved(&url, allow_private)
+        .await
+        .map_err(|e| format!("webhook_url: {e}"))
+}
+
+fn check_webhook_url(u: &str, allow_private: bool) -> Result<(), String> {
     let url = url::Url::parse(u)
         .map_err(|e| format!("webhook_url is not a URL ({e}): give the full https://... address of the incoming webhook"))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -200,7 +218,7 @@ fn check_webhook_url(u: &str) -> Result<(), String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err("webhook_url names no host".into());
     }
-    Ok(())
+    targets::check_literal(&url, allow_private).map_err(|e| format!("webhook_url: {e}"))
 }
 
 fn check_smtp(smtp: &mut SmtpSettings) -> Result<(), String> {
@@ -481,14 +499,21 @@ pub struct DeliveryReport {
     pub email: ChannelReport,
 }
 
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// The webhook's HTTP client: no redirect followed, and (unless `allow_private`) no
+/// connection to a name that resolves to a non-public address.
+fn http_client(allow_private: bool) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
         .timeout(ATTEMPT_TIMEOUT)
         .connect_timeout(ATTEMPT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("segsync/", env!("CARGO_PKG_VERSION"), " (alerts)"))
-        .build()
-        .unwrap_or_default()
+        .user_agent(concat!("segsync/", env!("CARGO_PKG_VERSION"), " (alerts)"));
+    if !allow_private {
+        builder = builder.dns_resolver(Arc::new(targets::PublicOnly));
+    }
+    builder.build().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the alerts' HTTP client could not start; webhooks fail");
+        reqwest::Client::new()
+    })
 }
 
 fn host_of(u: &str) -> String {
@@ -519,23 +544,12 @@ async fn post_webhook(http: &reqwest::Client, url: &str, alert: &Alert) -> Resul
             status.as_u16()
         ));
     }
-    let text: String = resp
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect();
+    // The answer's body is never repeated: the webhook may be any server, and its answer
+    // is not ours to show.
     Err(Failure {
         message: format!(
-            "the webhook at {} answered {}{}",
-            host_of(url),
-            status,
-            if text.trim().is_empty() {
-                String::new()
-            } else {
-                format!(": {}", text.trim())
-            }
+            "the webhook at {} answered {status} (its body is not shown)",
+            host_of(url)
         ),
         retry: status.is_server_error()
             || status == reqwest::StatusCode::TOO_MANY_REQUESTS
@@ -661,7 +675,13 @@ pub async fn deliver(
 pub async fn send_test(app: &AppState, actor: &str) -> anyhow::Result<DeliveryReport> {
     let settings = load(&app.app)?;
     let alert = test_alert(app, actor);
-    let report = deliver(&http_client(), &settings, &alert, false).await;
+    let report = deliver(
+        &http_client(app.app.private_targets()),
+        &settings,
+        &alert,
+        false,
+    )
+    .await;
     log_report("test alert", None, &report);
     Ok(report)
 }
@@ -713,7 +733,7 @@ pub fn spawn(app: &AppState) {
     let mut events = app.runs.subscribe();
     let app = app.clone();
     tokio::spawn(async move {
-        let http = http_client();
+        let http = http_client(app.app.private_targets());
         let slots = Arc::new(Semaphore::new(CONCURRENT_DELIVERIES));
         let mut throttle = Throttle::default();
         loop {
@@ -761,13 +781,34 @@ pub fn spawn(app: &AppState) {
 mod tests {
     use super::*;
 
+    /// [`check`] as an installation that forbids private targets runs it.
+    fn check_local(body: serde_json::Value) -> Result<AlertSettings, String> {
+        check(body, false)
+    }
+
+    #[test]
+    fn webhooks_on_private_addresses_are_refused_unless_allowed() {
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.1.2.3/hook",
+            "https://[::1]/hook",
+            "http://[fe80::1]/hook",
+            "https://[::ffff:a9fe:a9fe]/hook",
+            "http://localhost:9000/hook",
+        ] {
+            let e = check_local(json!({ "webhook_url": url })).unwrap_err();
+            assert!(e.contains("--allow-private-targets"), "{url}: {e}");
+            check(json!({ "webhook_url": url }), true).unwrap();
+        }
+    }
+
     fn smtp() -> serde_json::Value {
         json!({"host": "smtp.example.com", "from": "segsync <alerts@example.com>"})
     }
 
     #[test]
     fn settings_are_normalised_and_the_port_follows_starttls() {
-        let s = check(json!({
+        let s = check_local(json!({
             "webhook_url": " https://hooks.slack.com/services/T0/B0/XYZ ",
             "email_to": ["ops@example.com", " OPS@example.com", ""],
             "smtp": smtp(),
@@ -781,17 +822,18 @@ mod tests {
         let smtp = s.smtp.as_ref().unwrap();
         assert!(smtp.starttls);
         assert_eq!(smtp.port, Some(587));
-        let plain =
-            check(json!({"smtp": {"host": "127.0.0.1", "from": "a@b.ro", "starttls": false}}))
-                .unwrap();
+        let plain = check_local(
+            json!({"smtp": {"host": "127.0.0.1", "from": "a@b.ro", "starttls": false}}),
+        )
+        .unwrap();
         assert_eq!(plain.smtp.unwrap().port, Some(25));
-        assert_eq!(check(json!({})).unwrap(), AlertSettings::default());
+        assert_eq!(check_local(json!({})).unwrap(), AlertSettings::default());
     }
 
     #[test]
     fn bad_settings_are_refused_with_what_is_wrong() {
         let refused = |v: serde_json::Value, says: &str| {
-            let e = check(v.clone()).expect_err(&v.to_string());
+            let e = check_local(v.clone()).expect_err(&v.to_string());
             assert!(e.contains(says), "{v}: {e}");
         };
         refused(
@@ -830,7 +872,7 @@ mod tests {
             json!({"smtp": {"host": "x.ro", "from": "a@b.ro", "username": "u"}}),
             "smtp.username needs smtp.password_env",
         );
-        let e = check(json!({"smtp": {"host": "x.ro", "from": "a@b.ro", "username": "u", "password_env": "hunter2 pass!"}}))
+        let e = check_local(json!({"smtp": {"host": "x.ro", "from": "a@b.ro", "username": "u", "password_env": "hunter2 pass!"}}))
             .unwrap_err();
         assert!(e.contains("NAME of an environment variable"), "{e}");
         assert!(!e.contains("hunter2"), "the message never repeats it: {e}");
@@ -838,14 +880,14 @@ mod tests {
             json!({"smtp": {"host": "mail.example.com", "from": "a@b.ro", "username": "u", "password_env": "P", "starttls": false}}),
             "clear text",
         );
-        check(json!({"smtp": {"host": "localhost", "from": "a@b.ro", "username": "u", "password_env": "P", "starttls": false}}))
+        check_local(json!({"smtp": {"host": "localhost", "from": "a@b.ro", "username": "u", "password_env": "P", "starttls": false}}))
             .unwrap();
         refused(json!({"webhook": "https://x.ro"}), "unknown field");
     }
 
     #[test]
     fn the_audit_description_keeps_the_webhook_token_out() {
-        let s = check(json!({
+        let s = check_local(json!({
             "webhook_url": "https://hooks.slack.com/services/T0/B0/SECRETTOKEN",
             "email_to": ["ops@example.com"],
             "smtp": {"host": "smtp.example.com", "from": "a@b.ro", "username": "bot", "password_env": "SMTP_PW"},

@@ -12,6 +12,7 @@
 //! - [`oauth`]: the OAuth2 authorization-code flow with Mailchimp's login server.
 //! - [`scheduler`]: cron and after-refresh triggers; [`alerts`]: webhook and e-mail alerts.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`predicates`]: where and how many segment predicates run for requests.
 
 pub mod alerts;
 pub mod api;
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod metrics;
 pub mod oauth;
 pub mod openapi;
+pub mod predicates;
 pub mod runs;
 pub mod scheduler;
 pub mod settings;
@@ -77,6 +79,9 @@ pub struct ServeConfig {
     /// queue for a free slot here or on another server sharing the state store. "Run now"
     /// is not limited.
     pub max_runs: usize,
+    /// How many segment predicates requests may run at once (previews, counts, checks);
+    /// more wait for a free slot ([`predicates`]).
+    pub predicate_slots: usize,
 }
 
 impl ServeConfig {
@@ -89,6 +94,7 @@ impl ServeConfig {
             run_settings: RunSettings::default(),
             scheduler_tick: Duration::from_millis(500),
             max_runs: 8,
+            predicate_slots: 4,
         }
     }
 }
@@ -101,6 +107,7 @@ pub struct Shared {
     pub local_addr: SocketAddr,
     pub runs: runs::RunManager,
     pub metrics: metrics::Metrics,
+    pub predicates: predicates::PredicateSlots,
 }
 
 pub type AppState = Arc<Shared>;
@@ -119,7 +126,7 @@ impl Shared {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `invalid`, `not_found`, `conflict`, `forbidden`, `unauthenticated`,
-    /// `csrf`, `mailchimp`, `internal`.
+    /// `csrf`, `mailchimp`, `busy`, `internal`.
     pub error: String,
     /// What was wrong, for a person.
     pub message: String,
@@ -264,6 +271,7 @@ impl Server {
         let runs = runs::RunManager::new(app.clone(), config.run_settings.clone());
         let app = Arc::new(Shared {
             app,
+            predicates: predicates::PredicateSlots::new(config.predicate_slots),
             config,
             local_addr,
             runs,

@@ -36,7 +36,7 @@ impl Modify for Security {
 #[openapi(
     info(
         title = "segsync",
-        description = "Export segments of customer profiles to Mailchimp audiences. Roles: viewer (reads exports and runs), contributor (segments, exports on shared connections), admin (everything). Errors are {error, message}. Every answer under /api carries X-Content-Type-Options: nosniff and Cache-Control: no-store.",
+        description = "Export segments of customer profiles to Mailchimp audiences. Roles: viewer (reads exports and runs), contributor (segments, exports on shared connections; a segment that an export on a connection kept for admins uses is changed or removed by admins only: 403 naming those exports), admin (everything). Errors are {error, message}. Endpoints that evaluate segment predicates (segment list, preview, add, change) run them in a bounded number of slots per server: 503 with error \"busy\" when none frees within 10 s. Mailchimp base URLs and alert webhooks must be public addresses unless the server runs with --allow-private-targets (422 otherwise); errors never repeat another server's answer. Every answer under /api carries X-Content-Type-Options: nosniff and Cache-Control: no-store.",
     ),
     modifiers(&Security),
     security(("token" = []), ("session" = [])),

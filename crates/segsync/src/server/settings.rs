@@ -82,7 +82,11 @@ pub async fn put_alerts(
                 .into(),
         ));
     }
-    let settings = alerts::check(value).map_err(invalid)?;
+    let allow_private = app.app.private_targets();
+    let settings = alerts::check(value, allow_private).map_err(invalid)?;
+    alerts::check_webhook_target(&settings, allow_private)
+        .await
+        .map_err(invalid)?;
     alerts::save(&app.app, &settings).map_err(ApiError::internal)?;
     let state = app.app.state().map_err(ApiError::internal)?;
     state.audit(

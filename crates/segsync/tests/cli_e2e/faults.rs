@@ -226,7 +226,10 @@ fn a_batch_that_exhausts_its_retries_is_sent_again_later_in_the_run() {
         },
         ..Default::default()
     };
-    let home = segsync::app::App::at(s.home().to_path_buf()).unwrap();
+    // The simulator listens on 127.0.0.1.
+    let home = segsync::app::App::at(s.home().to_path_buf())
+        .unwrap()
+        .with_private_targets(true);
     let report = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(engine::run(&home, EXPORT, &settings, Arc::new(Silent)))

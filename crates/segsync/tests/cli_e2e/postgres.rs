@@ -7,6 +7,10 @@ use mailchimp_sim::Status;
 
 use crate::common::*;
 
+/// What a profile source's role needs: reading `crm.customers`, nothing more.
+const READ_CUSTOMERS: &str =
+    "GRANT USAGE ON SCHEMA crm TO {role}; GRANT SELECT ON crm.customers TO {role}";
+
 #[test]
 fn an_installation_moves_from_sqlite_to_postgres_and_carries_on_where_it_was() {
     let sim = Sim::start();
@@ -90,10 +94,11 @@ fn profiles_in_a_postgres_table_are_exported_with_segments_evaluated_by_postgres
     let profiles = people(60);
     let db = TestDb::create("source");
     write_pg_table(&db, &profiles);
+    let reader = db.reader(READ_CUSTOMERS);
     let s = Session::new(&sim);
 
     // A password on the command line is refused (the process list would show it) ...
-    let with_password = db.url.replace("postgres@", "postgres:s3cret-pw@");
+    let with_password = reader.replace("_reader@", "_reader:s3cret-pw@");
     let out = s.expect(
         2,
         &[
@@ -110,7 +115,7 @@ fn profiles_in_a_postgres_table_are_exported_with_segments_evaluated_by_postgres
         ],
     );
     assert!(out.text().contains("process list"), "{}", out.text());
-    assert!(out.text().contains("postgres:***@"), "{}", out.text());
+    assert!(out.text().contains("_reader:***@"), "{}", out.text());
     let mut printed = out.text();
     // ... but it may come in an environment variable (trust auth ignores it here).
     s.set_env("CRM_URL", &with_password);
@@ -127,6 +132,11 @@ fn profiles_in_a_postgres_table_are_exported_with_segments_evaluated_by_postgres
         "customer_id",
     ]);
     assert!(out.stdout.contains("lifetime_value"), "{}", out.text());
+    assert!(
+        !out.stderr.contains("warning"),
+        "a role that reads only the profiles: {}",
+        out.text()
+    );
     printed.push_str(&out.text());
 
     // A wrong key column is refused with the columns there are.
@@ -138,7 +148,7 @@ fn profiles_in_a_postgres_table_are_exported_with_segments_evaluated_by_postgres
             "add",
             "crm2",
             "--postgres",
-            &db.url,
+            &reader,
             "--table",
             "crm.customers",
             "--key",
@@ -229,15 +239,16 @@ fn a_source_url_with_several_hosts_never_shows_its_password() {
     let profiles = people(20);
     let db = TestDb::create("multihost");
     write_pg_table(&db, &profiles);
+    let reader = db.reader(READ_CUSTOMERS);
     let s = Session::new(&sim);
     let secret = "Mh-s3cret-PW";
     // The first host refuses; the driver goes on to the second (trust auth ignores the
     // password).
-    let url = db.url.replace(
-        "postgres@127.0.0.1:5432",
-        &format!("postgres:{secret}@127.0.0.1:1,127.0.0.1:5432"),
+    let url = reader.replace(
+        "_reader@127.0.0.1:5432",
+        &format!("_reader:{secret}@127.0.0.1:1,127.0.0.1:5432"),
     );
-    assert_ne!(url, db.url, "the URL has several hosts: {url}");
+    assert_ne!(url, reader, "the URL has several hosts: {url}");
     s.set_env("CRM_URL", &url);
     let mut printed = String::new();
     let args = [
@@ -256,7 +267,7 @@ fn a_source_url_with_several_hosts_never_shows_its_password() {
     let out = s.ok(&["profiles", "source", "list"]);
     assert!(
         out.stdout
-            .contains("postgres:***@127.0.0.1:1,127.0.0.1:5432"),
+            .contains("_reader:***@127.0.0.1:1,127.0.0.1:5432"),
         "{}",
         out.text()
     );
@@ -300,4 +311,83 @@ fn a_source_url_with_several_hosts_never_shows_its_password() {
             "the password is not in {file} in clear"
         );
     }
+}
+
+/// The audit's finding 12: a source's role is what segment predicates (written by
+/// contributors) run as. `profiles source add` refuses a superuser unless told to take one,
+/// and names what else a role can read, there and when segments over the source are added.
+#[test]
+fn a_source_role_that_reads_more_than_the_profiles_is_named_and_a_superuser_refused() {
+    let sim = Sim::start();
+    let profiles = people(10);
+    let db = TestDb::create("reach");
+    write_pg_table(&db, &profiles);
+    db.client()
+        .batch_execute(
+            "CREATE SCHEMA hidden; CREATE TABLE hidden.secrets (secret text);
+             CREATE TABLE crm.invoices (id int)",
+        )
+        .unwrap();
+    let s = Session::new(&sim);
+    let add = |name: &str, url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "profiles",
+            "source",
+            "add",
+            name,
+            "--postgres",
+            url,
+            "--table",
+            "crm.customers",
+            "--key",
+            "customer_id",
+        ];
+        args.extend_from_slice(extra);
+        s.sh(&args)
+    };
+
+    // The tests' server user, postgres, is a superuser: refused, saying what to do.
+    let out = add("as_postgres", &db.url, &[]);
+    assert_eq!(out.code, 2, "{}", out.text());
+    for words in [
+        "\"postgres\" is a PostgreSQL superuser",
+        "--allow-superuser",
+        "GRANT SELECT",
+    ] {
+        assert!(out.stderr.contains(words), "{words}: {}", out.text());
+    }
+    let out = s.ok(&["profiles", "source", "list"]);
+    assert!(!out.stdout.contains("as_postgres"), "{}", out.text());
+    // Taken when asked for, with a warning.
+    let out = add("as_postgres", &db.url, &["--allow-superuser"]);
+    assert_eq!(out.code, 0, "{}", out.text());
+    assert!(
+        out.stderr
+            .contains("warning: the source's role \"postgres\" is a PostgreSQL superuser"),
+        "{}",
+        out.text()
+    );
+
+    // A role that can read two more tables than its profiles: added, and both are named.
+    let url = db.reader(
+        "GRANT USAGE ON SCHEMA crm, hidden TO {role};
+         GRANT SELECT ON crm.customers, crm.invoices, hidden.secrets TO {role}",
+    );
+    let out = add("crm", &url, &[]);
+    assert_eq!(out.code, 0, "{}", out.text());
+    let warning = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("warning: "))
+        .unwrap_or_else(|| panic!("a warning: {}", out.text()));
+    for words in ["can also read 2 other", "crm.invoices", "hidden.secrets"] {
+        assert!(warning.contains(words), "{words}: {warning}");
+    }
+    assert!(!warning.contains("crm.customers"), "{warning}");
+    // Each segment over it says so again.
+    let out = s.ok(&[
+        "segments", "add", "all", "--where", "TRUE", "--source", "crm",
+    ]);
+    assert!(out.stdout.contains("10 profiles match"), "{}", out.text());
+    assert!(out.stderr.contains("hidden.secrets"), "{}", out.text());
 }

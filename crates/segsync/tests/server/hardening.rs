@@ -351,3 +351,492 @@ fn the_oauth_client_follows_no_redirect() {
     let (_, list) = ada.get("/api/connections");
     assert_eq!(list, serde_json::json!([]), "no connection was added");
 }
+
+/// A table the profile source's role can also read: what a predicate must not reach.
+const SECRET: &str = "TOP-SECRET-ROW-7f3a";
+
+/// A PostgreSQL source `crm` over `crm.customers` holding `profiles`, added by the admin on
+/// the command line, whose role can also read `hidden.secrets` (a role granted more than the
+/// profiles: the audit's setting).
+fn pg_source_with_a_secret_beside(s: &Session, profiles: &[Profile]) -> TestDb {
+    let db = TestDb::create("hardening");
+    write_pg_table(&db, profiles);
+    db.client()
+        .batch_execute(&format!(
+            "CREATE SCHEMA hidden; CREATE TABLE hidden.secrets (secret text);
+             INSERT INTO hidden.secrets VALUES ('{SECRET}')"
+        ))
+        .unwrap();
+    let url = db.reader(
+        "GRANT USAGE ON SCHEMA crm, hidden TO {role};
+         GRANT SELECT ON crm.customers, hidden.secrets TO {role}",
+    );
+    s.set_env("CRM_URL", &url);
+    s.ok(&[
+        "profiles",
+        "source",
+        "add",
+        "crm",
+        "--postgres",
+        "env:CRM_URL",
+        "--table",
+        "crm.customers",
+        "--key",
+        "customer_id",
+    ]);
+    db
+}
+
+/// The audit's finding 2: a predicate turned `standard_conforming_strings` off with
+/// `set_config()` while its count ran, so that the sample query, read under the changed
+/// setting, ended a string elsewhere and let a `UNION` over another table in: a contributor's
+/// preview showed a row of `hidden.secrets`. Such a predicate is refused, saying why, and no
+/// answer ever shows the other table's row.
+#[test]
+fn a_postgres_predicate_cannot_change_how_the_next_query_is_read() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    let _db = pg_source_with_a_secret_beside(&s, &[ana(), helene()]);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let carl = server.login(CONTRIBUTOR);
+    // Read with standard strings (as the scanner does), 'x\'' ) UNION … -- ' is one string;
+    // with them off, the string ends at the second quote and the UNION is part of the query.
+    let attack = "set_config('standard_conforming_strings', 'off', true) IS NOT NULL \
+         AND email = 'x\\'' ) UNION SELECT secret, secret, secret, secret, secret, secret, NULL, NULL \
+         FROM hidden.secrets WHERE (true -- '";
+    let mut seen = String::new();
+    let (code, body) = carl.post(
+        "/api/segments",
+        serde_json::json!({"name": "leak", "predicate": attack, "source": "crm"}),
+    );
+    seen.push_str(&body.to_string());
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["error"], "invalid", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("set_config()"), "{message}");
+    assert!(message.contains("segment \"leak\" refused"), "{message}");
+    let (code, body) = carl.get("/api/segments/leak?sample=5");
+    seen.push_str(&body.to_string());
+    assert_eq!(code, 404, "nothing was saved: {body}");
+    // The same through the change of an existing segment.
+    let (code, body) = carl.post(
+        "/api/segments",
+        serde_json::json!({"name": "fr", "predicate": "country = 'FR'", "source": "crm"}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = carl.put("/api/segments/fr", serde_json::json!({"predicate": attack}));
+    seen.push_str(&body.to_string());
+    assert_eq!(code, 422, "{body}");
+    let (code, body) = carl.get("/api/segments/fr?sample=5");
+    seen.push_str(&body.to_string());
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["predicate"], "country = 'FR'", "{body}");
+    assert!(
+        !seen.contains(SECRET),
+        "another table's row was shown: {seen}"
+    );
+}
+
+/// Peak resident memory of process `pid`, in MiB (Linux).
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0
+}
+
+/// The audit's finding 3, memory: a recursive query built values of 128 MiB, and a few of
+/// them at once took the server to nearly 1 GB. A predicate may make values of twice the
+/// longest row of the profiles (at least 4 MiB): one that builds more is stopped with a clear
+/// error, and the server's memory stays small.
+#[test]
+fn a_predicate_that_builds_a_huge_value_is_stopped_before_it_takes_the_memory() {
+    use serde_json::json;
+    let sim = Sim::start();
+    let s = crate::api::installation(&sim, &people(20));
+    let server = Server::start(&s, &[]);
+    let carl = server.login(CONTRIBUTOR);
+    let before = peak_rss_mib(server.pid());
+    // Doubles a string until it is 100 MB long (it would end at 128 MiB).
+    let huge = "(WITH RECURSIVE r(x) AS (SELECT 'x' UNION ALL SELECT x || x FROM r \
+                WHERE length(x) < 100000000) SELECT max(length(x)) FROM r) > 0";
+    for _ in 0..3 {
+        let (code, body) = carl.post("/api/segments", json!({"name": "huge", "predicate": huge}));
+        assert_eq!(code, 422, "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("made a value longer than 4 MiB"),
+            "{message}"
+        );
+    }
+    let after = peak_rss_mib(server.pid());
+    assert!(
+        after < before + 64.0,
+        "the server's peak memory went from {before:.0} to {after:.0} MiB"
+    );
+    // Ordinary predicates work as before.
+    let (code, body) = carl.post(
+        "/api/segments",
+        json!({"name": "long_names", "predicate": "length(first_name || ' ' || last_name) > 3"}),
+    );
+    assert_eq!(code, 201, "{body}");
+}
+
+/// The audit's finding 3, threads: the API ran predicates on the threads that serve every
+/// request, so two slow ones made `/healthz` wait seconds. Predicates run on threads of their
+/// own: while more slow predicates than the server has worker threads run, `/healthz`
+/// answers at once.
+#[test]
+fn health_answers_while_slow_predicates_run() {
+    use serde_json::json;
+    let sim = Sim::start();
+    let s = crate::api::installation(&sim, &people(20));
+    let server = Server::start(&s, &[]);
+    // Runs until the check's time limit (5 s) stops it.
+    let slow = "(WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) \
+                SELECT count(*) FROM c WHERE n < 0) = 0";
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()) + 2;
+    let slow_requests: Vec<_> = (0..workers)
+        .map(|i| {
+            let carl = server.login(CONTRIBUTOR);
+            std::thread::spawn(move || {
+                carl.post(
+                    "/api/segments",
+                    json!({"name": format!("slow{i}"), "predicate": slow}),
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let anon = server.anonymous();
+    let started = std::time::Instant::now();
+    let health = anon.send(anon.request("GET", "/healthz"));
+    let took = started.elapsed();
+    assert_eq!(health.status, 200, "{}", health.text);
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "/healthz took {took:?} while predicates ran"
+    );
+    for r in slow_requests {
+        let (code, body) = r.join().unwrap();
+        // Stopped by the time limit, or told to come back when every slot was taken.
+        assert!(code == 422 || code == 503, "{body}");
+        if code == 422 {
+            let message = body["message"].as_str().unwrap_or_default();
+            assert!(message.contains("longer than 5s"), "{message}");
+        }
+    }
+}
+
+/// Whether another session can take advisory lock `key` on `db` at once (and gives it back).
+fn lock_is_free(db: &TestDb, key: i64) -> bool {
+    let mut c = db.client();
+    let taken: bool = c
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .unwrap()
+        .get(0);
+    if taken {
+        c.execute("SELECT pg_advisory_unlock($1)", &[&key]).unwrap();
+    }
+    taken
+}
+
+/// The audit's finding 12: a predicate's `pg_advisory_lock()` stayed held by an idle pooled
+/// connection after the rollback, blocking other work. Predicates that take locks or reach
+/// outside the profiles are refused, saying which function, and nothing stays held; the
+/// answer that adds a segment says what else the source's role can read.
+#[test]
+fn a_postgres_predicate_leaves_no_lock_behind() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    let db = pg_source_with_a_secret_beside(&s, &[ana(), helene()]);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let carl = server.login(CONTRIBUTOR);
+    for (i, (predicate, function)) in [
+        (
+            "pg_advisory_lock(4242) IS NULL OR true",
+            "pg_advisory_lock()",
+        ),
+        ("pg_try_advisory_lock(4242)", "pg_try_advisory_lock()"),
+        (
+            "pg_catalog.pg_advisory_lock_shared(4242) IS NOT NULL",
+            "pg_advisory_lock_shared()",
+        ),
+        ("length(pg_read_file('/etc/passwd')) > 0", "pg_read_file()"),
+        (
+            "EXISTS (SELECT 1 FROM dblink('dbname=postgres', 'SELECT 1') AS t(x int))",
+            "dblink()",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (code, body) = carl.post(
+            "/api/segments",
+            serde_json::json!({"name": format!("lock{i}"), "predicate": predicate, "source": "crm"}),
+        );
+        assert_eq!(code, 422, "{predicate}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(function), "{predicate}: {message}");
+        assert!(lock_is_free(&db, 4242), "{predicate}: the lock is held");
+    }
+    // A segment that reads only the profiles is added; the answer names what else the
+    // source's role can read.
+    let (code, body) = carl.post(
+        "/api/segments",
+        serde_json::json!({"name": "ro", "predicate": "country = 'RO'", "source": "crm"}),
+    );
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["count"], 1, "{body}");
+    let warnings = body["warnings"].to_string();
+    assert!(warnings.contains("hidden.secrets"), "{body}");
+    assert!(lock_is_free(&db, 4242));
+}
+
+/// The audit's finding 6: a contributor changed the members of an export on a connection
+/// kept for admins by changing (or removing) a segment it uses. Changing or removing a
+/// segment needs access to every export that uses it; the refusal names those exports, in
+/// the API and in the web UI, and nothing changes.
+#[test]
+fn contributors_cannot_change_segments_of_exports_kept_for_admins() {
+    use serde_json::json;
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = crate::api::installation(&sim, &people(20));
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let (code, body) = ada.post(
+        "/api/connections",
+        json!({"name": "private", "api_key": sim.key, "base_url": sim.api_url(), "accept_privacy_terms": true}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let mut export = export_body("private-export", &list);
+    export["connection"] = json!("private");
+    let (code, body) = ada.post("/api/exports", export);
+    assert_eq!(code, 201, "{body}");
+
+    let carl = server.login(CONTRIBUTOR);
+    let refused = |code: u16, body: &serde_json::Value| {
+        assert_eq!(code, 403, "{body}");
+        assert_eq!(body["error"], "forbidden", "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains("\"private-export\""), "{message}");
+        assert!(message.contains("romania"), "{message}");
+    };
+    let (code, body) = carl.put(
+        "/api/segments/romania",
+        json!({"predicate": "country = 'FR'"}),
+    );
+    refused(code, &body);
+    let (code, body) = carl.delete("/api/segments/romania");
+    refused(code, &body);
+    // The web UI says the same.
+    let csrf = carl.csrf.clone().unwrap_or_default();
+    for (path, form) in [
+        (
+            "/segments/romania",
+            vec![("csrf", csrf.as_str()), ("predicate", "country = 'FR'")],
+        ),
+        ("/segments/romania/remove", vec![("csrf", csrf.as_str())]),
+    ] {
+        let page = carl.send(carl.request("POST", path).form(&form));
+        assert_eq!(page.status, 403, "{path}: {}", page.text);
+        assert!(
+            page.text
+                .replace("&quot;", "\"")
+                .contains("\"private-export\""),
+            "{path}: {}",
+            page.text
+        );
+    }
+    let (code, body) = carl.get("/api/segments/romania");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["predicate"], "country = 'RO'", "unchanged: {body}");
+
+    // A segment no admin-only export uses stays the contributor's to change; an admin may
+    // change any (the export then sends the new members).
+    let (code, body) = carl.post(
+        "/api/segments",
+        json!({"name": "fr", "predicate": "country = 'FR'"}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = carl.put("/api/segments/fr", json!({"predicate": "country = 'DE'"}));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = ada.put(
+        "/api/segments/romania",
+        json!({"predicate": "country = 'FR'"}),
+    );
+    assert_eq!(code, 200, "{body}");
+}
+
+/// A server on 127.0.0.1 that answers every request with `status` and `body` (JSON); its
+/// URL.
+fn answering_server(status: &'static str, body: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let answer = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    url
+}
+
+/// What an internal service might say; never to be repeated by segsync.
+const INTERNAL: &str = "internal-db-password-hunter2";
+
+/// The audit's finding 10, where requests go: the alert webhook accepted link-local and
+/// private addresses (`169.254.169.254`, `10.x`) and a connection's base URL any loopback
+/// port, where the API key was then sent. An installation sends requests to public
+/// addresses only, unless it allows private ones (`--allow-private-targets`, which the
+/// tests use to reach the simulator); the refusal says which address and how to allow it.
+#[test]
+fn requests_go_to_public_addresses_unless_the_installation_allows_private_ones() {
+    use serde_json::json;
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    s.forbid_private_targets();
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let mut webhooks = vec![
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://10.0.0.7/hook", "private"),
+        ("https://[fd00::7]/hook", "private"),
+        ("https://[::ffff:169.254.169.254]/hook", "link-local"),
+        ("http://localhost:9/hook", "loopback"),
+    ];
+    // A name (not an address) that resolves to a loopback or private address, if this
+    // machine's name does.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim().to_string();
+    let by_name = format!("http://{host}:9/hook");
+    let resolves_privately = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 9))
+        .map(|mut a| {
+            a.all(|a| {
+                a.ip().is_loopback() || matches!(a.ip(), std::net::IpAddr::V4(v) if v.is_private())
+            })
+        })
+        .unwrap_or(false);
+    if resolves_privately && host != "localhost" {
+        webhooks.push((by_name.as_str(), "resolves to"));
+    }
+    for (url, what) in &webhooks {
+        let (code, body) = ada.put("/api/settings/alerts", json!({ "webhook_url": url }));
+        assert_eq!(code, 422, "{url}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(what), "{url}: {message}");
+        assert!(
+            message.contains("--allow-private-targets"),
+            "{url}: {message}"
+        );
+    }
+    let (_, settings) = ada.get("/api/settings/alerts");
+    assert!(
+        settings["webhook_url"].is_null(),
+        "nothing saved: {settings}"
+    );
+
+    // A connection whose base URL is the simulator on 127.0.0.1, or the cloud's metadata
+    // address: refused before the key is sent anywhere.
+    for (base, what) in [
+        (sim.api_url(), "loopback"),
+        ("https://169.254.169.254/3.0".to_string(), "link-local"),
+    ] {
+        let (code, body) = ada.post(
+            "/api/connections",
+            json!({"name": "mc", "api_key": sim.key, "base_url": base, "accept_privacy_terms": true}),
+        );
+        assert_eq!(code, 422, "{base}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(what), "{base}: {message}");
+        assert!(
+            message.contains("--allow-private-targets"),
+            "{base}: {message}"
+        );
+    }
+    assert_eq!(sim.counters().requests, 0, "nothing reached the simulator");
+    // The command line says the same.
+    let args = [
+        "connection",
+        "add",
+        "mc",
+        "--api-key-env",
+        KEY_ENV,
+        "--base-url",
+        &s.api_url,
+        "--accept-privacy-terms",
+    ];
+    let mut c = s.command(&args);
+    c.env(KEY_ENV, &sim.key);
+    let out = s.run_command(&args, c);
+    assert_eq!(out.code, 2, "{}", out.text());
+    assert!(
+        out.stderr.contains("--allow-private-targets"),
+        "{}",
+        out.text()
+    );
+    assert_eq!(sim.counters().requests, 0, "nothing reached the simulator");
+}
+
+/// The audit's finding 10, what comes back: the test alert repeated 200 characters of the
+/// webhook's answer, and a connection's check what its base URL answered. Neither repeats an
+/// answer's body: they say the status and that the body is not shown.
+#[test]
+fn answers_of_other_servers_are_never_repeated() {
+    use serde_json::json;
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    // Private targets allowed (the tests' setting): the servers below are on 127.0.0.1.
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let body = r#"{"title":"Internal","detail":"internal-db-password-hunter2","secret":"internal-db-password-hunter2"}"#;
+    let webhook = answering_server("500 Internal Server Error", body);
+    let (code, settings) = ada.put(
+        "/api/settings/alerts",
+        json!({ "webhook_url": format!("{webhook}/hook") }),
+    );
+    assert_eq!(code, 200, "{settings}");
+    let (code, report) = ada.post("/api/settings/alerts/test", json!({}));
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(report["webhook"]["status"], "failed", "{report}");
+    let message = report["webhook"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("500"), "{message}");
+    assert!(message.contains("not shown"), "{message}");
+
+    let fake = answering_server("400 Bad Request", body);
+    let (code, answer) = ada.post(
+        "/api/connections",
+        json!({"name": "mc", "api_key": sim.key, "base_url": format!("{fake}/3.0"), "accept_privacy_terms": true}),
+    );
+    assert_eq!(code, 502, "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.contains("400"), "{message}");
+    assert!(message.contains("not shown"), "{message}");
+    for text in [report.to_string(), answer.to_string(), server.output()] {
+        assert!(!text.contains(INTERNAL), "an answer was repeated: {text}");
+    }
+}

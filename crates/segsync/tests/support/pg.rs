@@ -56,6 +56,31 @@ impl TestDb {
         }
     }
 
+    /// A login role of this database's own (`NAME_reader`, no password: the test server
+    /// trusts local connections) that can connect and run `grants` (e.g. `GRANT USAGE ON
+    /// SCHEMA crm TO {role}; GRANT SELECT ON crm.customers TO {role}`, `{role}` replaced by its
+    /// name); the URL that logs in as it. Dropped with the database.
+    pub fn reader(&self, grants: &str) -> String {
+        let role = self.reader_role();
+        admin()
+            .batch_execute(&format!(
+                "DROP ROLE IF EXISTS \"{role}\"; CREATE ROLE \"{role}\" LOGIN; \
+                 GRANT CONNECT ON DATABASE \"{}\" TO \"{role}\"",
+                self.name
+            ))
+            .unwrap_or_else(|e| panic!("cannot create the role {role}: {e}"));
+        self.client()
+            .batch_execute(&grants.replace("{role}", &format!("\"{role}\"")))
+            .unwrap_or_else(|e| panic!("cannot grant {grants} to {role}: {e}"));
+        let mut url = url::Url::parse(&self.url).expect("a PostgreSQL URL");
+        url.set_username(&role).expect("a user name");
+        url.to_string()
+    }
+
+    fn reader_role(&self) -> String {
+        format!("{}_reader", self.name)
+    }
+
     pub fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls)
             .unwrap_or_else(|e| panic!("cannot connect to the test database {}: {e}", self.name))
@@ -67,8 +92,9 @@ impl Drop for TestDb {
         let dropped =
             postgres::Client::connect(&server_url(), postgres::NoTls).and_then(|mut c| {
                 c.batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                    self.name
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE); DROP ROLE IF EXISTS \"{}\"",
+                    self.name,
+                    self.reader_role()
                 ))
             });
         if let Err(e) = dropped {

@@ -158,7 +158,7 @@ pub struct Ok_ {
 
 /// Checks a connection's credential with Mailchimp.
 #[utoipa::path(post, path = "/api/connections/{name}/test", tag = "connections", params(("name" = String, Path)),
-    responses((status = 200, body = Ok_), (status = 403, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = Ok_), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn test_connection(
     State(app): State<AppState>,
     who: Authed,
@@ -182,7 +182,7 @@ pub struct Audience {
 
 /// The audiences a connection can see (to choose an export's audience).
 #[utoipa::path(get, path = "/api/connections/{name}/audiences", tag = "connections", params(("name" = String, Path)),
-    responses((status = 200, body = [Audience]), (status = 403, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = [Audience]), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn audiences(
     State(app): State<AppState>,
     who: Authed,

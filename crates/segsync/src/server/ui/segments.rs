@@ -12,8 +12,9 @@ use super::layout::{self, csrf, Nav, Page};
 use super::{num, redirect_notice, seg, state_of, when, FormData, OrPage, PageResult, User};
 use crate::ops;
 use crate::server::auth::Authed;
+pub use crate::server::predicates::counted;
 use crate::server::{ApiError, AppState};
-use crate::state::{Role, SegmentRecord};
+use crate::state::Role;
 
 #[derive(Deserialize)]
 pub struct NoticeQuery {
@@ -23,38 +24,6 @@ pub struct NoticeQuery {
 /// Rows shown in a segment's preview.
 const SAMPLE_ROWS: usize = 10;
 
-/// Each segment with its member count now (or why it cannot be counted), counted off the
-/// async runtime (a predicate may take seconds over a million profiles).
-pub async fn counted(
-    app: &AppState,
-    segments: Vec<SegmentRecord>,
-) -> Result<Vec<(SegmentRecord, Result<u64, String>)>, ApiError> {
-    let app = app.app.clone();
-    tokio::task::spawn_blocking(move || {
-        // One store per source, opened once.
-        let mut stores = std::collections::HashMap::new();
-        segments
-            .into_iter()
-            .map(|s| {
-                let store = stores.entry(s.source.clone()).or_insert_with(|| {
-                    app.profiles_of(s.source.as_deref())
-                        .map_err(|e| format!("{e:#}"))
-                });
-                let count = match store {
-                    Ok(p) => p
-                        .preview(&s.predicate, 0)
-                        .map(|p| p.count)
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.clone()),
-                };
-                (s, count)
-            })
-            .collect()
-    })
-    .await
-    .map_err(ApiError::internal)
-}
-
 /// The profile columns (empty before the first import).
 pub async fn columns(app: &AppState) -> Result<Vec<crate::profiles::Column>, ApiError> {
     let app = app.app.clone();
@@ -62,6 +31,11 @@ pub async fn columns(app: &AppState) -> Result<Vec<crate::profiles::Column>, Api
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)
+}
+
+/// ` Warning: …` for each warning, to follow a notice.
+fn warned(warnings: &[String]) -> String {
+    warnings.iter().map(|w| format!(" Warning: {w}.")).collect()
 }
 
 fn count_cell(c: &Result<u64, String>) -> Markup {
@@ -174,19 +148,19 @@ pub async fn add(State(app): State<AppState>, User(who): User, form: FormData) -
         add.name.clone(),
         add.predicate.clone(),
     );
-    let result = tokio::task::spawn_blocking(move || {
-        ops::add_segment(&installation, &actor, &name, &predicate, None)
-    })
-    .await
-    .map_err(ApiError::internal)
-    .or_page(&who)?;
+    let result = app
+        .predicates
+        .run(move || ops::add_segment(&installation, &actor, &name, &predicate, None))
+        .await
+        .or_page(&who)?;
     match result {
-        Ok(count) => Ok(redirect_notice(
+        Ok(counted) => Ok(redirect_notice(
             &format!("/segments/{}", seg(&add.name)),
             &format!(
-                "Segment \"{}\" added: {} profiles match.",
+                "Segment \"{}\" added: {} profiles match.{}",
                 add.name,
-                num(count)
+                num(counted.count),
+                warned(&counted.warnings)
             ),
         )),
         Err(e) => {
@@ -223,16 +197,19 @@ async fn show_page(
     let can_change = who.actor.role >= Role::Contributor;
     // The sample holds personal data: contributors and admins only.
     let sample = if can_change { SAMPLE_ROWS } else { 0 };
-    let (app, predicate, source) = (app.app.clone(), s.predicate.clone(), s.source.clone());
-    let preview = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        app.profiles_of(source.as_deref())
-            .map_err(|e| format!("{e:#}"))?
-            .preview(&predicate, sample)
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(ApiError::internal)
-    .or_page(who)?;
+    let (installation, predicate, source) =
+        (app.app.clone(), s.predicate.clone(), s.source.clone());
+    let preview = app
+        .predicates
+        .run(move || -> Result<_, String> {
+            installation
+                .profiles_of(source.as_deref())
+                .map_err(|e| format!("{e:#}"))?
+                .preview(&predicate, sample)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .or_page(who)?;
     let base = format!("/segments/{}", seg(&s.name));
     let status = edit.as_ref().map_or(StatusCode::OK, |(_, st, _)| *st);
     let body = html! {
@@ -350,15 +327,19 @@ pub async fn change(
         name.clone(),
         predicate.clone(),
     );
-    let result =
-        tokio::task::spawn_blocking(move || ops::update_segment(&installation, &actor, &n, &p))
-            .await
-            .map_err(ApiError::internal)
-            .or_page(&who)?;
+    let result = app
+        .predicates
+        .run(move || ops::update_segment(&installation, &actor, &n, &p))
+        .await
+        .or_page(&who)?;
     match result {
-        Ok(count) => Ok(redirect_notice(
+        Ok(counted) => Ok(redirect_notice(
             &format!("/segments/{}", seg(&name)),
-            &format!("Condition saved: {} profiles match.", num(count)),
+            &format!(
+                "Condition saved: {} profiles match.{}",
+                num(counted.count),
+                warned(&counted.warnings)
+            ),
         )),
         Err(e) => {
             let e = ApiError::from(e);

@@ -33,7 +33,7 @@ use super::{
     STREAM_BATCH,
 };
 use super::{msg, schema};
-use crate::pg::{error_text, PgError, PgThread};
+use crate::pg::{error_text, PgError, PgThread, PgUse};
 
 /// A statement parameter that can travel to the connection's thread.
 type Param = Box<dyn ToSql + Sync + Send>;
@@ -219,7 +219,7 @@ impl PgState {
     /// the URL without it). [`StateBackend::migrate`] brings its schema up to date.
     pub fn connect(url: &str) -> Result<PgState> {
         Ok(PgState {
-            pg: PgThread::connect(url).map_err(closed)?,
+            pg: PgThread::connect(url, PgUse::State).map_err(closed)?,
         })
     }
 

@@ -551,6 +551,9 @@ pub struct Session {
     transcript: Mutex<Vec<String>>,
     /// Environment every command gets (e.g. `SEGSYNC_LOG`).
     env: Mutex<Vec<(String, String)>>,
+    /// Commands may send requests to loopback addresses (the simulator listens on
+    /// 127.0.0.1): `SEGSYNC_ALLOW_PRIVATE_TARGETS=1`, unless a test turns it off.
+    private_targets: std::sync::atomic::AtomicBool,
 }
 
 static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -578,7 +581,15 @@ impl Session {
             key: sim.key.clone(),
             transcript: Mutex::new(Vec::new()),
             env: Mutex::new(Vec::new()),
+            private_targets: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// Later commands run as an installation that sends requests to public addresses only
+    /// (segsync's default; the tests otherwise allow private targets to reach the simulator).
+    pub fn forbid_private_targets(&self) {
+        self.private_targets
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn home(&self) -> &Path {
@@ -590,7 +601,8 @@ impl Session {
     }
 
     /// `segsync ARGS` with this home (through `SEGSYNC_HOME`), nothing inherited that could
-    /// change its behaviour, and never the API key.
+    /// change its behaviour, and never the API key. Requests may go to the simulator on
+    /// 127.0.0.1 (`SEGSYNC_ALLOW_PRIVATE_TARGETS=1`) unless [`Session::forbid_private_targets`].
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
         c.args(args)
@@ -598,7 +610,14 @@ impl Session {
             .env_remove("SEGSYNC_MASTER_KEY")
             .env_remove(KEY_ENV)
             .env_remove("SEGSYNC_LOG")
+            .env_remove("SEGSYNC_ALLOW_PRIVATE_TARGETS")
             .stdin(Stdio::null());
+        if self
+            .private_targets
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            c.env("SEGSYNC_ALLOW_PRIVATE_TARGETS", "1");
+        }
         for (k, v) in self.env.lock().unwrap().iter() {
             c.env(k, v);
         }
