@@ -204,12 +204,18 @@ async fn readyz(axum::extract::State(app): axum::extract::State<AppState>) -> Re
     }
 }
 
+/// The paths outside `/api/` whose answers get [`api_headers`]' headers too: plain text a
+/// browser must not take for a page, and states a cache must not replay.
+const PROTECTED_PLAIN: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// Headers of every answer under `/api/` (JSON, the errors CSV, refusals, even a path no
-/// route matches): a browser must not guess another type than the one declared (`nosniff`:
-/// a JSON answer holding markup from the data is never run as a page) nor keep a copy of
-/// answers that hold personal data and tokens (`no-store`).
+/// route matches) and of `/healthz`, `/readyz` and `/metrics`: a browser must not guess
+/// another type than the one declared (`nosniff`: a JSON answer holding markup from the data
+/// is never run as a page) nor keep a copy of answers that hold personal data and tokens, or
+/// a health state that is stale a second later (`no-store`).
 async fn api_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let api = req.uri().path().starts_with("/api/");
+    let path = req.uri().path();
+    let api = path.starts_with("/api/") || PROTECTED_PLAIN.contains(&path);
     let mut res = next.run(req).await;
     if api {
         let h = res.headers_mut();

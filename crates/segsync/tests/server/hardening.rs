@@ -231,6 +231,23 @@ fn api_answers_are_never_sniffed_nor_cached() {
     assert!(doc.contains("Cache-Control: no-store"), "{doc}");
 }
 
+/// `/healthz`, `/readyz` and `/metrics` are plain text that nobody should take for a page
+/// nor keep: they carry the same headers as the API's answers.
+#[test]
+fn health_and_metrics_answers_are_never_sniffed_nor_cached() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let anon = server.anonymous();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let a = anon.send(anon.request("GET", path));
+        assert_eq!(a.status, 200, "{path}: {}", a.text);
+        assert_eq!(header(&a, "x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header(&a, "cache-control"), "no-store", "{path}");
+    }
+}
+
 /// The OAuth callback's page cannot be framed (clickjacking) and runs nothing.
 #[test]
 fn the_oauth_callback_page_has_a_content_security_policy_and_cannot_be_framed() {
