@@ -67,7 +67,8 @@ pub enum UserCmd {
         #[arg(value_parser = ["admin", "contributor", "viewer"])]
         role: String,
     },
-    /// Set a user's password (same sources as `add`); their sessions end.
+    /// Set a user's password (same sources as `add`); their sessions end and their API
+    /// tokens are revoked.
     Password {
         name: String,
         #[arg(long, group = "password")]
@@ -142,8 +143,10 @@ pub fn user(app: &App, cmd: UserCmd) -> Result<i32, Failure> {
             password_file,
         } => {
             let password = read_password(password_env, password_file)?;
-            ops::set_password(app, &actor, &name, &password).map_err(op_failure)?;
-            println!("password of \"{name}\" changed; their sessions ended");
+            let revoked = ops::set_password(app, &actor, &name, &password).map_err(op_failure)?;
+            println!(
+                "password of \"{name}\" changed; their sessions ended and their {revoked} API token(s) were revoked"
+            );
         }
         UserCmd::Remove { name } => {
             ops::remove_user(app, &actor, &name).map_err(op_failure)?;

@@ -101,6 +101,8 @@ pub struct Shared {
     pub local_addr: SocketAddr,
     pub runs: runs::RunManager,
     pub metrics: metrics::Metrics,
+    /// Failed logins and the slots of password hashing.
+    pub login: auth::guard::LoginGuard,
 }
 
 pub type AppState = Arc<Shared>;
@@ -119,7 +121,8 @@ impl Shared {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `invalid`, `not_found`, `conflict`, `forbidden`, `unauthenticated`,
-    /// `csrf`, `mailchimp`, `internal`.
+    /// `csrf`, `too_many_attempts` (429, with `Retry-After`), `busy` (503, with
+    /// `Retry-After`), `mailchimp`, `internal`.
     pub error: String,
     /// What was wrong, for a person.
     pub message: String,
@@ -131,6 +134,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -139,7 +144,21 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same answer with `Retry-After`.
+    pub fn retry_after(mut self, wait: Duration) -> ApiError {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// `Retry-After`'s whole seconds: the wait rounded up, at least 1.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .map(|s| s.max(1))
     }
 
     /// A failure that is not the caller's: logged, answered without details.
@@ -174,14 +193,20 @@ impl From<crate::state::StateError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let retry = self.retry_after_secs();
+        let mut r = (
             self.status,
             Json(ErrorBody {
                 error: self.code.to_string(),
                 message: self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = retry {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        r
     }
 }
 
@@ -274,7 +299,9 @@ impl Server {
             local_addr,
             runs,
             metrics: metrics::Metrics::new(),
+            login: auth::guard::LoginGuard::new(),
         });
+        app.login.warm_up();
         Ok(Server {
             local_addr,
             app,
@@ -302,7 +329,8 @@ impl Server {
             shutdown.await;
             runs.begin_shutdown();
         };
-        axum::serve(self.listener, router(app.clone()))
+        let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await?;
         scheduler.abort();

@@ -368,3 +368,135 @@ fn the_oauth_client_follows_no_redirect() {
     let (_, list) = ada.get("/api/connections");
     assert_eq!(list, serde_json::json!([]), "no connection was added");
 }
+
+/// `POST /api/login` as a script would send it.
+fn try_login(c: &Client, name: &str, password: &str) -> Answer {
+    c.send(
+        c.request("POST", "/api/login")
+            .json(&serde_json::json!({"name": name, "password": password})),
+    )
+}
+
+/// `Retry-After` in whole seconds.
+fn retry_after(a: &Answer) -> u64 {
+    header(a, "retry-after")
+        .parse()
+        .unwrap_or_else(|_| panic!("Retry-After: {:?}", a.headers))
+}
+
+/// Password guessing is slowed down per account: after 5 wrong passwords, even the right
+/// one is refused for a while (429 with Retry-After), in the API and in the login form;
+/// other accounts are not held up.
+#[test]
+fn after_five_wrong_passwords_even_the_right_one_is_refused_for_a_while() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let anon = server.anonymous();
+    for i in 0..5 {
+        let a = try_login(&anon, ADMIN.0, &format!("wrong-password-{i}"));
+        assert_eq!(a.status, 401, "attempt {i}: {}", a.text);
+        assert_eq!(a.json()["message"], "wrong user name or password");
+    }
+    let a = try_login(&anon, ADMIN.0, ADMIN.1);
+    assert_eq!(a.status, 429, "the right password while locked: {}", a.text);
+    let wait = retry_after(&a);
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+    assert_eq!(a.json()["error"], "too_many_attempts", "{}", a.text);
+    assert_eq!(
+        a.json()["message"],
+        format!("too many failed logins for \"ada\": try again in {wait} seconds"),
+    );
+
+    // The web UI's login form says the same, with the same status.
+    let page = anon.send(
+        anon.request("POST", "/login")
+            .form(&[("name", ADMIN.0), ("password", ADMIN.1)]),
+    );
+    assert_eq!(page.status, 429, "{}", page.text);
+    assert!(retry_after(&page) >= 1);
+    assert!(
+        page.text
+            .contains("Too many failed logins for &quot;ada&quot;: try again in"),
+        "{}",
+        page.text
+    );
+    assert!(header(&page, "set-cookie").is_empty(), "no session");
+
+    // Another account from the same address is not held up.
+    let carl = server.login(CONTRIBUTOR);
+    assert_eq!(carl.get("/api/me").0, 200);
+}
+
+/// Many names guessed from one address: past 20 failures, that address waits, whatever
+/// name it tries next.
+#[test]
+fn twenty_failed_logins_from_one_address_make_it_wait() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let anon = server.anonymous();
+    for i in 0..20 {
+        let a = try_login(&anon, &format!("guess-{i}"), "password-guess");
+        assert_eq!(a.status, 401, "attempt {i}: {}", a.text);
+    }
+    let a = try_login(&anon, CONTRIBUTOR.0, CONTRIBUTOR.1);
+    assert_eq!(a.status, 429, "{}", a.text);
+    let wait = retry_after(&a);
+    assert_eq!(
+        a.json()["message"],
+        format!("too many failed logins from this address: try again in {wait} seconds"),
+    );
+}
+
+/// An unknown user name and a known one with a wrong password get the same answer, and are
+/// counted alike: nothing in the answers tells which names exist.
+#[test]
+fn an_unknown_user_and_a_wrong_password_get_the_same_answer() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let anon = server.anonymous();
+    let same = |known: &Answer, unknown: &Answer, what: &str| {
+        assert_eq!(known.status, unknown.status, "{what}");
+        let names = |a: &Answer| {
+            let mut h: Vec<String> = a
+                .headers
+                .iter()
+                // The body's length differs past the limit: its message names the user.
+                .filter(|(k, _)| !["date", "retry-after", "content-length"].contains(&k.as_str()))
+                .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("")))
+                .collect();
+            h.sort();
+            h
+        };
+        assert_eq!(names(known), names(unknown), "{what}");
+    };
+    for i in 0..5 {
+        let known = try_login(&anon, ADMIN.0, "not-the-password");
+        let unknown = try_login(&anon, "nobody-at-all", "not-the-password");
+        same(&known, &unknown, &format!("attempt {i}"));
+        assert_eq!(known.status, 401);
+        assert_eq!(known.text, unknown.text, "attempt {i}");
+    }
+    let known = try_login(&anon, ADMIN.0, "not-the-password");
+    let unknown = try_login(&anon, "nobody-at-all", "not-the-password");
+    same(&known, &unknown, "past the limit");
+    assert_eq!(known.status, 429, "{}", known.text);
+    // The same words; only the name and the seconds left (the two began apart) differ.
+    let words = |a: &Answer, name: &str| {
+        a.json()["message"]
+            .as_str()
+            .unwrap()
+            .replace(&format!("\"{name}\""), "NAME")
+            .replace(&retry_after(a).to_string(), "N")
+    };
+    assert_eq!(words(&known, ADMIN.0), words(&unknown, "nobody-at-all"));
+    assert_eq!(
+        words(&known, ADMIN.0),
+        "too many failed logins for NAME: try again in N seconds"
+    );
+}
