@@ -45,6 +45,40 @@ pub struct ServeArgs {
     /// for this server or another one sharing a PostgreSQL state store).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_runs: u16,
+    /// Seconds a client has to send a request's headers; a connection that sends nothing or
+    /// half a header is closed then (also the longest a kept-alive connection sits idle).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub header_read_timeout: f64,
+    /// Seconds a request's body may pause between two parts before the request fails (an
+    /// upload that keeps sending is not limited).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub body_read_timeout: f64,
+    /// Connections served at once; further ones wait to be accepted until one closes.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds the requests in progress have to finish after SIGTERM or Ctrl-C; connections
+    /// still open then are closed (running exports then stop at their next checkpoint).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub shutdown_grace: f64,
+}
+
+/// The HTTP limits of `serve`'s flags, checked.
+fn http_limits(args: &ServeArgs) -> Result<server::http::HttpLimits, Failure> {
+    let seconds = |flag: &str, v: f64, min: f64, max: f64| {
+        if (min..=max).contains(&v) {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(usage(anyhow!(
+                "--{flag} takes {min} to {max} seconds, not {v}"
+            )))
+        }
+    };
+    Ok(server::http::HttpLimits {
+        header_read_timeout: seconds("header-read-timeout", args.header_read_timeout, 0.1, 3600.0)?,
+        body_read_timeout: seconds("body-read-timeout", args.body_read_timeout, 0.1, 86_400.0)?,
+        max_connections: args.max_connections as usize,
+        shutdown_grace: seconds("shutdown-grace", args.shutdown_grace, 0.0, 3600.0)?,
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,6 +198,7 @@ pub fn user(app: &App, cmd: UserCmd) -> Result<i32, Failure> {
 }
 
 pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
+    let http = http_limits(&args)?;
     let oauth = match args.oauth_client_id {
         Some(client_id) => {
             let secret = std::env::var(&args.oauth_client_secret_env).map_err(|_| {
@@ -197,6 +232,7 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
     config.secure_cookies = secure;
     config.scheduler_tick = Duration::from_secs_f64(args.scheduler_tick);
     config.max_runs = usize::from(args.max_runs);
+    config.http = http;
     config.run_settings = RunSettings {
         timeout: Duration::from_secs_f64(args.timeout),
         ..Default::default()

@@ -12,10 +12,12 @@
 //! - [`oauth`]: the OAuth2 authorization-code flow with Mailchimp's login server.
 //! - [`scheduler`]: cron and after-refresh triggers; [`alerts`]: webhook and e-mail alerts.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`http`]: the HTTP/1.1 server under the router (timeouts, connection cap, shutdown).
 
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod http;
 pub mod metrics;
 pub mod oauth;
 pub mod openapi;
@@ -77,6 +79,8 @@ pub struct ServeConfig {
     /// queue for a free slot here or on another server sharing the state store. "Run now"
     /// is not limited.
     pub max_runs: usize,
+    /// Timeouts of slow clients, the connection cap, the shutdown grace period.
+    pub http: http::HttpLimits,
 }
 
 impl ServeConfig {
@@ -89,6 +93,7 @@ impl ServeConfig {
             run_settings: RunSettings::default(),
             scheduler_tick: Duration::from_millis(500),
             max_runs: 8,
+            http: http::HttpLimits::default(),
         }
     }
 }
@@ -323,16 +328,19 @@ impl Server {
             tracing::info!(exports = ?resumed, "resumed interrupted runs");
         }
         // At the signal, runs stop starting and head for their checkpoint while the HTTP
-        // requests in progress drain.
+        // requests in progress drain, for the grace period at most.
         let runs = app.runs.clone();
         let shutdown = async move {
             shutdown.await;
             runs.begin_shutdown();
         };
-        let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        http::serve(
+            self.listener,
+            router(app.clone()),
+            &app.config.http,
+            shutdown,
+        )
+        .await;
         scheduler.abort();
         tracing::info!("shutting down: running exports stop at their next checkpoint");
         app.runs.shutdown().await;

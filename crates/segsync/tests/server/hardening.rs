@@ -500,3 +500,63 @@ fn an_unknown_user_and_a_wrong_password_get_the_same_answer() {
         "too many failed logins for NAME: try again in N seconds"
     );
 }
+
+/// A client that sends half a request's header, or nothing at all, then hangs, is
+/// disconnected once `--header-read-timeout` has passed, and holds nothing up meanwhile.
+#[test]
+fn a_client_that_sends_half_a_header_is_disconnected_within_the_timeout() {
+    use std::time::Duration;
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let server = Server::start(&s, &["--header-read-timeout", "1"]);
+    let mut half = hanging_client(
+        &server.url,
+        b"GET /healthz HTTP/1.1\r\nHost: segsync\r\nAcc",
+    );
+    let mut silent = hanging_client(&server.url, b"");
+    let anon = server.anonymous();
+    assert_eq!(anon.get("/api/me").0, 401, "others are served meanwhile");
+    for (what, stream) in [("half a header", &mut half), ("nothing", &mut silent)] {
+        let (after, sent) = closed_within(stream, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{what}: still connected after 10 s"));
+        assert!(
+            after < Duration::from_secs(8),
+            "{what}: closed after {after:?}"
+        );
+        assert!(
+            sent.is_empty() || sent.starts_with("HTTP/1.1 408"),
+            "{what}: {sent:?}"
+        );
+    }
+}
+
+/// Past `--max-connections`, a further connection waits until one of them closes.
+#[test]
+fn connections_past_the_cap_wait_for_a_free_slot() {
+    use std::time::Duration;
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let server = Server::start(
+        &s,
+        &["--max-connections", "2", "--header-read-timeout", "60"],
+    );
+    let idle: Vec<_> = (0..2)
+        .map(|_| hanging_client(&server.url, b"GET /healthz HTTP/1.1\r\n"))
+        .collect();
+    // Let the server take both before the next one comes.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut third = hanging_client(
+        &server.url,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        closed_within(&mut third, Duration::from_secs(2)).is_none(),
+        "a third connection was served beside two"
+    );
+    drop(idle);
+    let (_, answer) =
+        closed_within(&mut third, Duration::from_secs(20)).expect("served once a slot is free");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
