@@ -233,6 +233,10 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
     config.scheduler_tick = Duration::from_secs_f64(args.scheduler_tick);
     config.max_runs = usize::from(args.max_runs);
     config.http = http;
+    config.smtp_password = std::env::var(server::alerts::password::ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(SecretString::from);
     config.run_settings = RunSettings {
         timeout: Duration::from_secs_f64(args.timeout),
         ..Default::default()
@@ -245,6 +249,9 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
     println!("segsync serve: listening on http://{}", server.local_addr);
     if users.is_empty() {
         println!("no users yet: add the first admin with `segsync user add NAME --role admin`");
+    }
+    if let Some(notice) = server::alerts::legacy_notice(app) {
+        println!("{notice}");
     }
     server.run(server::shutdown_signal()).await?;
     println!("segsync serve: stopped");

@@ -81,6 +81,9 @@ pub struct ServeConfig {
     pub max_runs: usize,
     /// Timeouts of slow clients, the connection cap, the shutdown grace period.
     pub http: http::HttpLimits,
+    /// The SMTP relay's password the operator gave at start-up (`SEGSYNC_SMTP_PASSWORD`),
+    /// used when none is stored with the alert settings.
+    pub smtp_password: Option<SecretString>,
 }
 
 impl ServeConfig {
@@ -94,6 +97,7 @@ impl ServeConfig {
             scheduler_tick: Duration::from_millis(500),
             max_runs: 8,
             http: http::HttpLimits::default(),
+            smtp_password: None,
         }
     }
 }
