@@ -286,6 +286,21 @@ pub async fn set_password(
         .map_err(ApiError::from)
 }
 
+/// Adds a user (argon2 on a blocking thread): see [`ops::add_user`].
+pub async fn add_user(
+    app: &AppState,
+    actor: &Actor,
+    name: &str,
+    role: Role,
+    password: SecretString,
+) -> Result<crate::state::UserRecord, ApiError> {
+    let (core, actor, name) = (app.app.clone(), actor.clone(), name.to_string());
+    app.login
+        .blocking(move || ops::add_user(&core, &actor, &name, role, &password))
+        .await?
+        .map_err(ApiError::from)
+}
+
 /// Ends the session of the request's cookie; the cookie that clears it.
 pub fn logout(app: &AppState, headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
     if let Some(id) = cookie_value(headers, SESSION_COOKIE) {

@@ -560,3 +560,92 @@ fn connections_past_the_cap_wait_for_a_free_slot() {
         closed_within(&mut third, Duration::from_secs(20)).expect("served once a slot is free");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// Changing one's own password needs the current one (a stolen session alone cannot lock
+/// its owner out), and whatever the old password let in goes with it: API tokens and other
+/// sessions. An admin setting another user's password needs only to be an admin.
+#[test]
+fn changing_ones_own_password_needs_the_current_one_and_revokes_tokens_and_sessions() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let carl = server.login(CONTRIBUTOR);
+    let other_session = server.login(CONTRIBUTOR);
+    let script = server.token_client(CONTRIBUTOR);
+    let path = format!("/api/users/{}", CONTRIBUTOR.0);
+    const NEW: &str = "a-brand-new-password";
+
+    let (code, body) = carl.patch(&path, serde_json::json!({ "password": NEW }));
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"], "invalid");
+    assert_eq!(
+        body["message"],
+        "current_password is missing: changing your own password needs the one you log in with now"
+    );
+    let (code, body) = carl.patch(
+        &path,
+        serde_json::json!({ "password": NEW, "current_password": "not-my-password" }),
+    );
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(body["error"], "forbidden");
+    assert_eq!(
+        body["message"],
+        "current_password is wrong: give the password you log in with now"
+    );
+    assert_eq!(script.get("/api/me").0, 200, "nothing changed yet");
+    assert_eq!(
+        try_login(&server.anonymous(), CONTRIBUTOR.0, NEW).status,
+        401
+    );
+
+    let (code, body) = carl.patch(
+        &path,
+        serde_json::json!({ "password": NEW, "current_password": CONTRIBUTOR.1 }),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = script.get("/api/me");
+    assert_eq!(code, 401, "the API token is revoked: {body}");
+    assert_eq!(body["message"], "the API token is unknown or revoked");
+    assert_eq!(
+        other_session.get("/api/me").0,
+        401,
+        "the other session ended"
+    );
+    assert_eq!(carl.get("/api/me").0, 401, "this session ended too");
+    assert_eq!(
+        try_login(&server.anonymous(), CONTRIBUTOR.0, CONTRIBUTOR.1).status,
+        401
+    );
+    let carl = server.login((CONTRIBUTOR.0, NEW));
+    assert_eq!(carl.get("/api/me").0, 200);
+
+    // An admin resets another user's password without theirs; that user's tokens go too.
+    let vera_script = server.token_client(VIEWER);
+    let ada = server.login(ADMIN);
+    let (code, body) = ada.patch(
+        &format!("/api/users/{}", VIEWER.0),
+        serde_json::json!({ "password": "reset-by-the-admin" }),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(vera_script.get("/api/me").0, 401);
+    // An admin changing their own password gives theirs like everybody, in the API and in
+    // Admin > Users (whose form asks for it on the admin's own row only).
+    let (code, body) = ada.patch(
+        &format!("/api/users/{}", ADMIN.0),
+        serde_json::json!({ "password": NEW }),
+    );
+    assert_eq!(code, 400, "{body}");
+    let page = ada.send(ada.request("GET", "/admin/users"));
+    assert_eq!(
+        page.text.matches("name=\"current_password\"").count(),
+        1,
+        "{}",
+        page.text
+    );
+    let (_, audit) = ada.get("/api/audit");
+    assert!(
+        audit.to_string().contains("1 API token(s) revoked"),
+        "{audit}"
+    );
+}

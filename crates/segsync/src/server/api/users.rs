@@ -42,13 +42,8 @@ pub async fn add_user(
     who: Authed,
     Json(u): Json<NewUser>,
 ) -> ApiResult<(StatusCode, Json<UserRecord>)> {
-    let user = ops::add_user(
-        &app.app,
-        &who.actor,
-        &u.name,
-        u.role,
-        &SecretString::from(u.password),
-    )?;
+    let password = SecretString::from(u.password);
+    let user = auth::add_user(&app, &who.actor, &u.name, u.role, password).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 

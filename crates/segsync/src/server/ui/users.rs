@@ -155,12 +155,12 @@ pub async fn add(State(app): State<AppState>, Admin(who): Admin, form: FormData)
     let role = role_of(&form).map_err(|e| refused(&app, &who, &add, e))?;
     add.role = Some(role);
     let password = SecretString::from(form.get("password").unwrap_or("").to_string());
-    match ops::add_user(&app.app, &who.actor, &add.name, role, &password) {
+    match auth::add_user(&app, &who.actor, &add.name, role, password).await {
         Ok(u) => Ok(redirect_notice(
             "/admin/users",
             &format!("User \"{}\" added ({}).", u.name, u.role.as_str()),
         )),
-        Err(e) => Err(refused(&app, &who, &add, e.into())),
+        Err(e) => Err(refused(&app, &who, &add, e)),
     }
 }
 
