@@ -49,6 +49,40 @@ pub struct ServeArgs {
     /// wait for a free slot, and get 503 after 10 s.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub predicate_slots: u16,
+    /// Seconds a client has to send a request's headers; a connection that sends nothing or
+    /// half a header is closed then (also the longest a kept-alive connection sits idle).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub header_read_timeout: f64,
+    /// Seconds a request's body may pause between two parts before the request fails (an
+    /// upload that keeps sending is not limited).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub body_read_timeout: f64,
+    /// Connections served at once; further ones wait to be accepted until one closes.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds the requests in progress have to finish after SIGTERM or Ctrl-C; connections
+    /// still open then are closed (running exports then stop at their next checkpoint).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub shutdown_grace: f64,
+}
+
+/// The HTTP limits of `serve`'s flags, checked.
+fn http_limits(args: &ServeArgs) -> Result<server::http::HttpLimits, Failure> {
+    let seconds = |flag: &str, v: f64, min: f64, max: f64| {
+        if (min..=max).contains(&v) {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(usage(anyhow!(
+                "--{flag} takes {min} to {max} seconds, not {v}"
+            )))
+        }
+    };
+    Ok(server::http::HttpLimits {
+        header_read_timeout: seconds("header-read-timeout", args.header_read_timeout, 0.1, 3600.0)?,
+        body_read_timeout: seconds("body-read-timeout", args.body_read_timeout, 0.1, 86_400.0)?,
+        max_connections: args.max_connections as usize,
+        shutdown_grace: seconds("shutdown-grace", args.shutdown_grace, 0.0, 3600.0)?,
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,7 +105,8 @@ pub enum UserCmd {
         #[arg(value_parser = ["admin", "contributor", "viewer"])]
         role: String,
     },
-    /// Set a user's password (same sources as `add`); their sessions end.
+    /// Set a user's password (same sources as `add`); their sessions end and their API
+    /// tokens are revoked.
     Password {
         name: String,
         #[arg(long, group = "password")]
@@ -146,8 +181,10 @@ pub fn user(app: &App, cmd: UserCmd) -> Result<i32, Failure> {
             password_file,
         } => {
             let password = read_password(password_env, password_file)?;
-            ops::set_password(app, &actor, &name, &password).map_err(op_failure)?;
-            println!("password of \"{name}\" changed; their sessions ended");
+            let revoked = ops::set_password(app, &actor, &name, &password).map_err(op_failure)?;
+            println!(
+                "password of \"{name}\" changed; their sessions ended and their {revoked} API token(s) were revoked"
+            );
         }
         UserCmd::Remove { name } => {
             ops::remove_user(app, &actor, &name).map_err(op_failure)?;
@@ -165,6 +202,7 @@ pub fn user(app: &App, cmd: UserCmd) -> Result<i32, Failure> {
 }
 
 pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
+    let http = http_limits(&args)?;
     let oauth = match args.oauth_client_id {
         Some(client_id) => {
             let secret = std::env::var(&args.oauth_client_secret_env).map_err(|_| {
@@ -199,6 +237,11 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
     config.scheduler_tick = Duration::from_secs_f64(args.scheduler_tick);
     config.max_runs = usize::from(args.max_runs);
     config.predicate_slots = usize::from(args.predicate_slots);
+    config.http = http;
+    config.smtp_password = std::env::var(server::alerts::password::ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(SecretString::from);
     config.run_settings = RunSettings {
         timeout: Duration::from_secs_f64(args.timeout),
         ..Default::default()
@@ -211,6 +254,9 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
     println!("segsync serve: listening on http://{}", server.local_addr);
     if users.is_empty() {
         println!("no users yet: add the first admin with `segsync user add NAME --role admin`");
+    }
+    if let Some(notice) = server::alerts::legacy_notice(app) {
+        println!("{notice}");
     }
     server.run(server::shutdown_signal()).await?;
     println!("segsync serve: stopped");

@@ -97,6 +97,10 @@ pub enum Command {
     /// The history of runs: `runs [EXPORT]`, `runs show RUN`, `runs errors RUN --csv`.
     Runs(RunsArgs),
     /// Serve the REST API, the web UI, the scheduler and metrics.
+    #[command(after_help = "Environment:\n  \
+        SEGSYNC_OAUTH_CLIENT_SECRET  the Mailchimp OAuth app's client secret (see --oauth-client-secret-env)\n  \
+        SEGSYNC_SMTP_PASSWORD        the SMTP relay's password for alert e-mails, used when none was given\n                               \
+        as smtp.password in PUT /api/settings/alerts (which stores it sealed)")]
     Serve(admin::ServeArgs),
     /// Users of `segsync serve` and their API tokens.
     #[command(subcommand)]

@@ -95,22 +95,36 @@ pub fn set_role(app: &App, actor: &Actor, name: &str, role: Role) -> OpResult<Us
     Ok(state.user(name)?)
 }
 
-/// Sets a password: admins for anyone, everyone for themselves.
-pub fn set_password(app: &App, actor: &Actor, name: &str, password: &SecretString) -> OpResult<()> {
+/// Sets a password: admins for anyone, everyone for themselves (the server asks them for
+/// their current one first). Whatever the old password let in goes with it: every session
+/// of the user ends and every API token of theirs is revoked. The number of tokens revoked.
+pub fn set_password(
+    app: &App,
+    actor: &Actor,
+    name: &str,
+    password: &SecretString,
+) -> OpResult<usize> {
     if actor.name != name {
         require(actor, Role::Admin, "setting another user's password")?;
     }
     check_password(password)?;
     let state = app.state()?;
     state.set_password_hash(name, &hash_password(password)?)?;
+    let tokens = state.tokens(Some(name))?;
+    for t in &tokens {
+        state.revoke_token(t.id)?;
+    }
     audit(
         &state,
         actor,
         "user.password",
         name,
-        "password changed; sessions ended",
+        &format!(
+            "password changed; sessions ended, {} API token(s) revoked",
+            tokens.len()
+        ),
     )?;
-    Ok(())
+    Ok(tokens.len())
 }
 
 pub fn remove_user(app: &App, actor: &Actor, name: &str) -> OpResult<()> {

@@ -1,8 +1,10 @@
 //! Alerts when a run fails for good (after its retries): a Slack-compatible webhook and/or
 //! an e-mail. Configured per installation (`/api/settings/alerts`, see
 //! [`super::settings`]), stored in the state store's settings as one JSON document
-//! ([`SETTING`]) that never holds a secret: the SMTP password stays in an environment
-//! variable of the server, named by `smtp.password_env`.
+//! ([`SETTING`]) that never holds a secret: the SMTP password is given once as
+//! `smtp.password` and stored apart, sealed with the master key, or comes from
+//! `SEGSYNC_SMTP_PASSWORD` in the server's environment at start-up ([`password`]). No
+//! request names an environment variable for the server to read.
 //!
 //! A run that ends `failed` alerts; one that met transient errors and recovered
 //! (`succeeded`, `succeeded_with_errors`), or was cancelled or interrupted, does not. The same
@@ -27,6 +29,11 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::Semaphore;
 use utoipa::ToSchema;
+
+pub mod password;
+
+pub use password::PasswordSource;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::runs::{Event, RunEnded};
 use super::AppState;
@@ -67,10 +74,14 @@ pub struct AlertSettings {
     /// The mail server alert e-mails go through.
     #[serde(default)]
     pub smtp: Option<SmtpSettings>,
+    /// The environment variable that settings stored by an older segsync named for the SMTP
+    /// password (`smtp.password_env`): no longer read, only told about in the warnings.
+    #[serde(skip)]
+    pub legacy_password_env: Option<String>,
 }
 
-/// An SMTP relay. No password here: `password_env` names the server's environment variable
-/// that holds it.
+/// An SMTP relay. No password here: it is given as `smtp.password` when the settings are
+/// changed and stored apart, sealed ([`password`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
@@ -81,13 +92,10 @@ pub struct SmtpSettings {
     pub port: Option<u16>,
     /// The sender: `alerts@example.com` or `segsync <alerts@example.com>`.
     pub from: String,
-    /// The login, if the relay wants one (with `password_env`).
+    /// The login, if the relay wants one; its password is `smtp.password` (write-only) or
+    /// `SEGSYNC_SMTP_PASSWORD` in the server's environment.
     #[serde(default)]
     pub username: Option<String>,
-    /// The NAME of the environment variable of the server holding the password, such as
-    /// `SEGSYNC_SMTP_PASSWORD`; never the password itself.
-    #[serde(default)]
-    pub password_env: Option<String>,
     /// Upgrade the connection with STARTTLS (required). Off only for a relay on this
     /// machine or a test sink: the connection is then in clear text.
     #[serde(default = "yes")]
@@ -99,6 +107,11 @@ fn yes() -> bool {
 }
 
 impl AlertSettings {
+    /// The stored settings' relay, if it has a login.
+    pub fn smtp_relay(&self) -> Option<String> {
+        self.smtp.as_ref().and_then(password::relay_of)
+    }
+
     /// Whether e-mails are sent: recipients and a relay.
     pub fn email_enabled(&self) -> bool {
         !self.email_to.is_empty() && self.smtp.is_some()
@@ -109,14 +122,25 @@ impl AlertSettings {
     }
 }
 
-/// The alert settings in `home` (none set: no alerts).
+/// The alert settings in `home` (none set: no alerts). Settings stored by an older segsync
+/// may name an environment variable for the SMTP password (`smtp.password_env`): that name
+/// is kept aside, never read ([`AlertSettings::legacy_password_env`]).
 pub fn load(app: &App) -> anyhow::Result<AlertSettings> {
     let state = app.state()?;
-    match state.setting(SETTING)? {
-        None => Ok(AlertSettings::default()),
-        Some(text) => serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("the stored alert settings do not parse: {e}")),
-    }
+    let Some(text) = state.setting(SETTING)? else {
+        return Ok(AlertSettings::default());
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("the stored alert settings do not parse: {e}"))?;
+    let legacy = value
+        .get_mut("smtp")
+        .and_then(|s| s.as_object_mut())
+        .and_then(|s| s.remove("password_env"))
+        .and_then(|v| v.as_str().map(str::to_string));
+    let mut settings: AlertSettings = serde_json::from_value(value)
+        .map_err(|e| anyhow::anyhow!("the stored alert settings do not parse: {e}"))?;
+    settings.legacy_password_env = legacy;
+    Ok(settings)
 }
 
 /// Stores checked settings (from [`check`]).
@@ -130,25 +154,47 @@ pub fn save(app: &App, settings: &AlertSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Settings sent by a person, checked, and the SMTP password they gave (write-only).
+#[derive(Debug)]
+pub struct Checked {
+    pub settings: AlertSettings,
+    pub password: Option<SecretString>,
+}
+
+/// Takes `smtp.password` out of a request's body: never kept in the settings, never
+/// repeated in a message.
+fn take_password(body: &mut serde_json::Value) -> Result<Option<SecretString>, String> {
+    let Some(smtp) = body.get_mut("smtp").and_then(|s| s.as_object_mut()) else {
+        return Ok(None);
+    };
+    if smtp.contains_key("password_env") {
+        return Err(format!(
+            "smtp.password_env is no longer accepted: the server reads no environment \
+             variable named in a request. Give the password itself as smtp.password (stored \
+             sealed, never shown again), or start the server with {} set",
+            password::ENV
+        ));
+    }
+    match smtp.remove("password") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(p)) if p.is_empty() => Err(
+            "smtp.password is empty: give the relay's password, or leave the field out to keep \
+             the one stored"
+                .into(),
+        ),
+        Some(serde_json::Value::String(p)) => Ok(Some(SecretString::from(p))),
+        Some(_) => Err("smtp.password is text: the relay's password".into()),
+    }
+}
+
 /// Reads settings sent by a person and checks them; normalised (trimmed, empty values
 /// dropped, the port resolved), or what is wrong, in words. A webhook on a loopback, private
 /// or link-local address is refused unless `allow_private` (see [`check_webhook_target`] for
 /// the host names that resolve to one).
-pub fn check(body: serde_json::Value, allow_private: bool) -> Result<AlertSettings, String> {
-    if body
-        .get("smtp")
-        .and_then(|s| s.as_object())
-        .is_some_and(|s| s.contains_key("password"))
-    {
-        return Err(
-            "smtp.password is not accepted: the password is never stored. Put it in an \
-             environment variable of the server and give that variable's name as \
-             smtp.password_env"
-                .into(),
-        );
-    }
+pub fn check(mut body: serde_json::Value, allow_private: bool) -> Result<Checked, String> {
+    let password = take_password(&mut body)?;
     let mut s: AlertSettings = serde_json::from_value(body).map_err(|e| {
-        format!("the alert settings do not read: {e} (fields: webhook_url, email_to, smtp {{host, port, from, username, password_env, starttls}})")
+        format!("the alert settings do not read: {e} (fields: webhook_url, email_to, smtp {{host, port, from, username, password, starttls}})")
     })?;
 
     s.webhook_url = s
@@ -184,11 +230,17 @@ pub fn check(body: serde_json::Value, allow_private: bool) -> Result<AlertSettin
     if !s.email_to.is_empty() && s.smtp.is_none() {
         return Err(
             "email_to needs a mail server: give smtp {host, from} (and port, username, \
-             password_env, starttls as needed)"
+             password, starttls as needed)"
                 .into(),
         );
     }
-    Ok(s)
+    if password.is_some() && s.smtp_relay().is_none() {
+        return Err("smtp.password needs smtp.username (the login)".into());
+    }
+    Ok(Checked {
+        settings: s,
+        password,
+    })
 }
 
 /// Refuses a webhook whose host name resolves to a non-public address, unless
@@ -257,38 +309,6 @@ fn check_smtp(smtp: &mut SmtpSettings) -> Result<(), String> {
         .take()
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty());
-    smtp.password_env = smtp
-        .password_env
-        .take()
-        .map(|u| u.trim().to_string())
-        .filter(|u| !u.is_empty());
-    if let Some(var) = &smtp.password_env {
-        let valid = var.len() <= 128
-            && var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            // Not repeated in the message: it may be the password pasted by mistake.
-            return Err(
-                "smtp.password_env takes the NAME of an environment variable of the \
-                 server (letters, digits and _, such as SEGSYNC_SMTP_PASSWORD), not the \
-                 password itself"
-                    .into(),
-            );
-        }
-    }
-    match (&smtp.username, &smtp.password_env) {
-        (Some(_), None) => {
-            return Err(
-                "smtp.username needs smtp.password_env: the name of the server's \
-                 environment variable that holds the password"
-                    .into(),
-            )
-        }
-        (None, Some(_)) => {
-            return Err("smtp.password_env needs smtp.username (the login)".into());
-        }
-        _ => {}
-    }
     if smtp.username.is_some() && !smtp.starttls && !is_local(host) {
         return Err(format!(
             "smtp.starttls is off: the password would cross the network in clear text to \
@@ -306,18 +326,21 @@ fn is_local(host: &str) -> bool {
 }
 
 /// What a person should know about settings that are accepted but will not work as they
-/// may think (a missing password variable, a relay with no recipients).
-pub fn warnings(s: &AlertSettings) -> Vec<String> {
+/// may think (a login without a password, a relay with no recipients, a variable named by
+/// settings of an older segsync). `source`: where the relay's password comes from.
+pub fn warnings(s: &AlertSettings, source: Option<PasswordSource>) -> Vec<String> {
     let mut w = Vec::new();
+    if let Some(var) = &s.legacy_password_env {
+        w.push(format!(
+            "the stored settings name the environment variable {var} for the SMTP password \
+             (smtp.password_env): the server no longer reads variables named in settings. \
+             Give the password as smtp.password (stored sealed), or start the server with {} set",
+            password::ENV
+        ));
+    }
     if let Some(smtp) = &s.smtp {
-        if let Some(var) = &smtp.password_env {
-            if std::env::var_os(var).is_none() {
-                w.push(format!(
-                    "the environment variable {var} (smtp.password_env) is not set in the \
-                     server's environment: e-mails cannot log in until it is (restart the \
-                     server with it)"
-                ));
-            }
+        if smtp.username.is_some() && source.is_none() {
+            w.push(no_password_message());
         }
         if s.email_to.is_empty() {
             w.push("smtp is set but email_to is empty: no e-mail is sent".into());
@@ -329,9 +352,18 @@ pub fn warnings(s: &AlertSettings) -> Vec<String> {
     w
 }
 
+/// Why e-mails cannot log in: a login without a password.
+pub fn no_password_message() -> String {
+    format!(
+        "smtp.username is set but no password is: give smtp.password (stored sealed, never \
+         shown again) or start the server with {} set",
+        password::ENV
+    )
+}
+
 /// The settings in words, for the audit log: no secret (the webhook's path, which holds
-/// Slack's token, is left out).
-pub fn describe(s: &AlertSettings) -> String {
+/// Slack's token, is left out; the password only by where it comes from).
+pub fn describe(s: &AlertSettings, source: Option<PasswordSource>) -> String {
     let webhook = match s
         .webhook_url
         .as_deref()
@@ -350,8 +382,13 @@ pub fn describe(s: &AlertSettings) -> String {
             smtp.username
                 .as_ref()
                 .map(|u| format!(
-                    " as {u}, password from ${}",
-                    smtp.password_env.as_deref().unwrap_or("")
+                    " as {u}, {}",
+                    match source {
+                        Some(PasswordSource::Settings) => "password stored (sealed)".to_string(),
+                        Some(PasswordSource::Environment) =>
+                            format!("password from {}", password::ENV),
+                        None => "no password".to_string(),
+                    }
                 ))
                 .unwrap_or_default()
         ),
@@ -557,7 +594,11 @@ async fn post_webhook(http: &reqwest::Client, url: &str, alert: &Alert) -> Resul
     })
 }
 
-async fn send_email(s: &AlertSettings, alert: &Alert) -> Result<String, Failure> {
+async fn send_email(
+    s: &AlertSettings,
+    password: Option<&SecretString>,
+    alert: &Alert,
+) -> Result<String, Failure> {
     let permanent = |message: String| Failure {
         message,
         retry: false,
@@ -592,13 +633,12 @@ async fn send_email(s: &AlertSettings, alert: &Alert) -> Result<String, Failure>
     };
     let port = smtp.port.unwrap_or(if smtp.starttls { 587 } else { 25 });
     transport = transport.port(port).timeout(Some(ATTEMPT_TIMEOUT));
-    if let (Some(user), Some(var)) = (&smtp.username, &smtp.password_env) {
-        let password = std::env::var(var).map_err(|_| {
-            permanent(format!(
-                "the environment variable {var} (smtp.password_env) is not set in the server's environment"
-            ))
-        })?;
-        transport = transport.credentials(Credentials::new(user.clone(), password));
+    if let Some(user) = &smtp.username {
+        let password = password.ok_or_else(|| permanent(no_password_message()))?;
+        transport = transport.credentials(Credentials::new(
+            user.clone(),
+            password.expose_secret().to_string(),
+        ));
     }
     let transport = transport.build();
     let where_ = format!("{}:{port}", smtp.host);
@@ -646,6 +686,7 @@ where
 pub async fn deliver(
     http: &reqwest::Client,
     settings: &AlertSettings,
+    password: Option<&SecretString>,
     alert: &Alert,
     retries: bool,
 ) -> DeliveryReport {
@@ -662,22 +703,40 @@ pub async fn deliver(
         if !settings.email_enabled() {
             ChannelReport::not_configured("no email_to with an smtp server is set")
         } else if retries {
-            ChannelReport::of(with_retries("email", || send_email(settings, alert)).await)
+            ChannelReport::of(with_retries("email", || send_email(settings, password, alert)).await)
         } else {
-            ChannelReport::of(send_email(settings, alert).await)
+            ChannelReport::of(send_email(settings, password, alert).await)
         }
     };
     let (webhook, email) = tokio::join!(webhook, email);
     DeliveryReport { webhook, email }
 }
 
+/// The password the relay's login uses, if any ([`password::resolve`]).
+pub fn smtp_password(app: &AppState, s: &AlertSettings) -> anyhow::Result<Option<SecretString>> {
+    match &s.smtp {
+        Some(smtp) => password::resolve(&app.app, smtp, app.config.smtp_password.as_ref()),
+        None => Ok(None),
+    }
+}
+
+/// Where the relay's password comes from, if anywhere ([`password::source`]).
+pub fn password_source(
+    app: &AppState,
+    s: &AlertSettings,
+) -> anyhow::Result<Option<PasswordSource>> {
+    password::source(&app.app, s.smtp.as_ref(), app.config.smtp_password.as_ref())
+}
+
 /// Sends the test alert now, once per channel, and tells how each fared.
 pub async fn send_test(app: &AppState, actor: &str) -> anyhow::Result<DeliveryReport> {
     let settings = load(&app.app)?;
+    let password = smtp_password(app, &settings)?;
     let alert = test_alert(app, actor);
     let report = deliver(
         &http_client(app.app.private_targets()),
         &settings,
+        password.as_ref(),
         &alert,
         false,
     )
@@ -728,6 +787,38 @@ impl Throttle {
     }
 }
 
+/// What to tell the operator at start-up about settings of an older segsync that named an
+/// environment variable for the SMTP password (`smtp.password_env`), if they do.
+pub fn legacy_notice(app: &App) -> Option<String> {
+    let var = load(app).ok()?.legacy_password_env?;
+    Some(format!(
+        "the alert settings name the environment variable {var} for the SMTP password \
+         (smtp.password_env), which is no longer read: give the password as smtp.password in \
+         PUT /api/settings/alerts, or start the server with {} set",
+        password::ENV
+    ))
+}
+
+/// The settings and the relay's password for an alert now; `None` (logged) when they cannot
+/// be read or no channel is set.
+fn settings_for(app: &AppState, ended: &RunEnded) -> Option<(AlertSettings, Option<SecretString>)> {
+    let read = load(&app.app).and_then(|s| {
+        let p = smtp_password(app, &s)?;
+        Ok((s, p))
+    });
+    match read {
+        Ok((s, _)) if s.is_empty() => {
+            tracing::info!(export = %ended.export, run_id = ended.run_id, "run failed; no alert channel is set (PUT /api/settings/alerts)");
+            None
+        }
+        Ok(read) => Some(read),
+        Err(e) => {
+            tracing::error!(export = %ended.export, run_id = ended.run_id, error = %e, "no alert sent: reading the alert settings");
+            None
+        }
+    }
+}
+
 /// Follows the runs' events and alerts when one fails for good.
 pub fn spawn(app: &AppState) {
     let mut events = app.runs.subscribe();
@@ -751,17 +842,9 @@ pub fn spawn(app: &AppState) {
                 throttle.admit(&ended);
                 continue;
             }
-            let settings = match load(&app.app) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(export = %ended.export, run_id = ended.run_id, error = %e, "no alert sent: reading the alert settings");
-                    continue;
-                }
-            };
-            if settings.is_empty() {
-                tracing::info!(export = %ended.export, run_id = ended.run_id, "run failed; no alert channel is set (PUT /api/settings/alerts)");
+            let Some((settings, password)) = settings_for(&app, &ended) else {
                 continue;
-            }
+            };
             if !throttle.admit(&ended) {
                 tracing::info!(export = %ended.export, run_id = ended.run_id, "no alert: the same failure of this export was told less than an hour ago");
                 continue;
@@ -770,7 +853,7 @@ pub fn spawn(app: &AppState) {
             let (http, slots) = (http.clone(), slots.clone());
             tokio::spawn(async move {
                 let _slot = slots.acquire_owned().await;
-                let report = deliver(&http, &settings, &alert, true).await;
+                let report = deliver(&http, &settings, password.as_ref(), &alert, true).await;
                 log_report("run failed", Some(&ended.export), &report);
             });
         }
@@ -782,7 +865,7 @@ mod tests {
     use super::*;
 
     /// [`check`] as an installation that forbids private targets runs it.
-    fn check_local(body: serde_json::Value) -> Result<AlertSettings, String> {
+    fn check_local(body: serde_json::Value) -> Result<Checked, String> {
         check(body, false)
     }
 
@@ -813,7 +896,8 @@ mod tests {
             "email_to": ["ops@example.com", " OPS@example.com", ""],
             "smtp": smtp(),
         }))
-        .unwrap();
+        .unwrap()
+        .settings;
         assert_eq!(
             s.webhook_url.as_deref(),
             Some("https://hooks.slack.com/services/T0/B0/XYZ")
@@ -825,9 +909,13 @@ mod tests {
         let plain = check_local(
             json!({"smtp": {"host": "127.0.0.1", "from": "a@b.ro", "starttls": false}}),
         )
-        .unwrap();
+        .unwrap()
+        .settings;
         assert_eq!(plain.smtp.unwrap().port, Some(25));
-        assert_eq!(check_local(json!({})).unwrap(), AlertSettings::default());
+        assert_eq!(
+            check_local(json!({})).unwrap().settings,
+            AlertSettings::default()
+        );
     }
 
     #[test]
@@ -866,22 +954,25 @@ mod tests {
         );
         refused(
             json!({"smtp": {"host": "x.ro", "from": "a@b.ro", "password": "hunter2"}}),
-            "never stored",
+            "smtp.password needs smtp.username",
         );
         refused(
-            json!({"smtp": {"host": "x.ro", "from": "a@b.ro", "username": "u"}}),
-            "smtp.username needs smtp.password_env",
+            json!({"smtp": {"host": "x.ro", "from": "a@b.ro", "username": "u", "password": 7}}),
+            "smtp.password is text",
         );
-        let e = check_local(json!({"smtp": {"host": "x.ro", "from": "a@b.ro", "username": "u", "password_env": "hunter2 pass!"}}))
+        let e = check_local(json!({"smtp": {"host": "x.ro", "from": "a@b.ro", "username": "u", "password_env": "OAUTH_SECRET"}}))
             .unwrap_err();
-        assert!(e.contains("NAME of an environment variable"), "{e}");
-        assert!(!e.contains("hunter2"), "the message never repeats it: {e}");
+        assert!(e.contains("smtp.password_env is no longer accepted"), "{e}");
         refused(
-            json!({"smtp": {"host": "mail.example.com", "from": "a@b.ro", "username": "u", "password_env": "P", "starttls": false}}),
+            json!({"smtp": {"host": "mail.example.com", "from": "a@b.ro", "username": "u", "password": "P", "starttls": false}}),
             "clear text",
         );
-        check_local(json!({"smtp": {"host": "localhost", "from": "a@b.ro", "username": "u", "password_env": "P", "starttls": false}}))
+        let local = check_local(json!({"smtp": {"host": "localhost", "from": "a@b.ro", "username": "u", "password": "hunter2", "starttls": false}}))
             .unwrap();
+        assert!(!format!("{local:?}").contains("hunter2"), "{local:?}");
+        assert!(!serde_json::to_string(&local.settings)
+            .unwrap()
+            .contains("hunter2"));
         refused(json!({"webhook": "https://x.ro"}), "unknown field");
     }
 
@@ -890,14 +981,18 @@ mod tests {
         let s = check_local(json!({
             "webhook_url": "https://hooks.slack.com/services/T0/B0/SECRETTOKEN",
             "email_to": ["ops@example.com"],
-            "smtp": {"host": "smtp.example.com", "from": "a@b.ro", "username": "bot", "password_env": "SMTP_PW"},
+            "smtp": {"host": "smtp.example.com", "from": "a@b.ro", "username": "bot", "password": "pw-SECRET"},
         }))
-        .unwrap();
-        let d = describe(&s);
+        .unwrap()
+        .settings;
+        let d = describe(&s, Some(PasswordSource::Settings));
         assert!(
-            d.contains("hooks.slack.com") && d.contains("ops@example.com") && d.contains("SMTP_PW"),
+            d.contains("hooks.slack.com")
+                && d.contains("ops@example.com")
+                && d.contains("password stored (sealed)"),
             "{d}"
         );
+        assert!(!d.contains("pw-SECRET"), "{d}");
         assert!(!d.contains("SECRETTOKEN"), "{d}");
     }
 

@@ -1,6 +1,9 @@
 //! Who is asking: a browser session (cookie, with a CSRF token for every change) or an API
 //! token (`Authorization: Bearer sst_...`, for scripts). Both are stored only as SHA-256
-//! hashes; passwords as argon2id hashes.
+//! hashes; passwords as argon2id hashes, checked on blocking threads a few at a time, with
+//! failed logins limited per account and per address ([`guard`]).
+
+pub mod guard;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -160,28 +163,46 @@ impl FromRequestParts<AppState> for Authed {
     }
 }
 
+/// The address of the client, when the server knows it (the peer of the TCP connection: a
+/// proxy in front shares its own address among everybody).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
 /// Opens a session for `user` after checking the password; the cookie to set and the CSRF
-/// token. The same message for an unknown user and a wrong password.
-pub fn login(
+/// token. The same answer, after the same work, for an unknown user and a wrong password;
+/// 429 while the account or the address must wait ([`guard`]).
+pub async fn login(
     app: &AppState,
     name: &str,
-    password: &SecretString,
+    password: SecretString,
+    from: ClientAddr,
 ) -> Result<(HeaderValue, String, Actor), ApiError> {
     let state = app.app.state().map_err(ApiError::internal)?;
-    let refused = || {
-        ApiError::new(
+    let hash = state.password_hash(name).map_err(ApiError::internal)?;
+    if !app
+        .login
+        .check_password(name, from.0, hash, password)
+        .await?
+    {
+        tracing::info!(user = name, "login refused");
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             "wrong user name or password",
-        )
-    };
-    let hash = state
-        .password_hash(name)
-        .map_err(ApiError::internal)?
-        .ok_or_else(refused)?;
-    if !ops::verify_password(&hash, password) {
-        tracing::info!(user = name, "login refused");
-        return Err(refused());
+        ));
     }
     let user = state.user(name).map_err(ApiError::internal)?;
     let id = ops::new_token_value("");
@@ -214,6 +235,72 @@ pub fn login(
     ))
 }
 
+/// Before someone changes their own password: the current one, checked like a login (a
+/// wrong one counts as a failed login of the account). 400 when it is missing, 403 when it
+/// is wrong, 429 while the account or the address must wait.
+pub async fn check_current_password(
+    app: &AppState,
+    name: &str,
+    current: Option<String>,
+    from: ClientAddr,
+) -> Result<(), ApiError> {
+    let current = current.filter(|c| !c.is_empty()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "current_password is missing: changing your own password needs the one you log in with now",
+        )
+    })?;
+    let state = app.app.state().map_err(ApiError::internal)?;
+    let hash = state.password_hash(name).map_err(ApiError::internal)?;
+    let ok = app
+        .login
+        .check_password(name, from.0, hash, SecretString::from(current))
+        .await?;
+    if !ok {
+        tracing::info!(
+            user = name,
+            "password change refused: wrong current password"
+        );
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "current_password is wrong: give the password you log in with now",
+        ));
+    }
+    Ok(())
+}
+
+/// Sets `name`'s password (argon2 on a blocking thread): see [`ops::set_password`]. The
+/// number of API tokens revoked.
+pub async fn set_password(
+    app: &AppState,
+    actor: &Actor,
+    name: &str,
+    password: SecretString,
+) -> Result<usize, ApiError> {
+    let (core, actor, name) = (app.app.clone(), actor.clone(), name.to_string());
+    app.login
+        .blocking(move || ops::set_password(&core, &actor, &name, &password))
+        .await?
+        .map_err(ApiError::from)
+}
+
+/// Adds a user (argon2 on a blocking thread): see [`ops::add_user`].
+pub async fn add_user(
+    app: &AppState,
+    actor: &Actor,
+    name: &str,
+    role: Role,
+    password: SecretString,
+) -> Result<crate::state::UserRecord, ApiError> {
+    let (core, actor, name) = (app.app.clone(), actor.clone(), name.to_string());
+    app.login
+        .blocking(move || ops::add_user(&core, &actor, &name, role, &password))
+        .await?
+        .map_err(ApiError::from)
+}
+
 /// Ends the session of the request's cookie; the cookie that clears it.
 pub fn logout(app: &AppState, headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
     if let Some(id) = cookie_value(headers, SESSION_COOKIE) {
@@ -244,15 +331,21 @@ pub struct LoginAnswer {
     pub csrf_token: String,
 }
 
-/// Logs in: sets the session cookie and returns the CSRF token.
+/// Logs in: sets the session cookie and returns the CSRF token. After 5 failed logins of a
+/// user name, or 20 from one client address, within 15 minutes, that name or address must
+/// wait (429 with `Retry-After`: 1 minute, doubled at each further failure, at most 15)
+/// before any password is checked again, the right one included.
 #[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginRequest,
-    responses((status = 200, body = LoginAnswer), (status = 401, body = super::ErrorBody)))]
+    responses((status = 200, body = LoginAnswer), (status = 401, body = super::ErrorBody),
+        (status = 429, body = super::ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
+        (status = 503, body = super::ErrorBody)))]
 pub async fn api_login(
     State(app): State<AppState>,
+    from: ClientAddr,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let password = SecretString::from(req.password);
-    let (cookie, csrf, actor) = login(&app, &req.name, &password)?;
+    let (cookie, csrf, actor) = login(&app, &req.name, password, from).await?;
     let mut r = Json(LoginAnswer {
         name: actor.name,
         role: actor.role,

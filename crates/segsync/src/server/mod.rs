@@ -13,10 +13,12 @@
 //! - [`scheduler`]: cron and after-refresh triggers; [`alerts`]: webhook and e-mail alerts.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`predicates`]: where and how many segment predicates run for requests.
+//! - [`http`]: the HTTP/1.1 server under the router (timeouts, connection cap, shutdown).
 
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod http;
 pub mod metrics;
 pub mod oauth;
 pub mod openapi;
@@ -82,6 +84,11 @@ pub struct ServeConfig {
     /// How many segment predicates requests may run at once (previews, counts, checks);
     /// more wait for a free slot ([`predicates`]).
     pub predicate_slots: usize,
+    /// Timeouts of slow clients, the connection cap, the shutdown grace period.
+    pub http: http::HttpLimits,
+    /// The SMTP relay's password the operator gave at start-up (`SEGSYNC_SMTP_PASSWORD`),
+    /// used when none is stored with the alert settings.
+    pub smtp_password: Option<SecretString>,
 }
 
 impl ServeConfig {
@@ -95,6 +102,8 @@ impl ServeConfig {
             scheduler_tick: Duration::from_millis(500),
             max_runs: 8,
             predicate_slots: 4,
+            http: http::HttpLimits::default(),
+            smtp_password: None,
         }
     }
 }
@@ -108,6 +117,8 @@ pub struct Shared {
     pub runs: runs::RunManager,
     pub metrics: metrics::Metrics,
     pub predicates: predicates::PredicateSlots,
+    /// Failed logins and the slots of password hashing.
+    pub login: auth::guard::LoginGuard,
 }
 
 pub type AppState = Arc<Shared>;
@@ -126,7 +137,8 @@ impl Shared {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `invalid`, `not_found`, `conflict`, `forbidden`, `unauthenticated`,
-    /// `csrf`, `mailchimp`, `busy`, `internal`.
+    /// `csrf`, `too_many_attempts` (429, with `Retry-After`), `busy` (503, with
+    /// `Retry-After`), `mailchimp`, `internal`.
     pub error: String,
     /// What was wrong, for a person.
     pub message: String,
@@ -138,6 +150,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -146,7 +160,21 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same answer with `Retry-After`.
+    pub fn retry_after(mut self, wait: Duration) -> ApiError {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// `Retry-After`'s whole seconds: the wait rounded up, at least 1.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .map(|s| s.max(1))
     }
 
     /// A failure that is not the caller's: logged, answered without details.
@@ -181,14 +209,20 @@ impl From<crate::state::StateError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let retry = self.retry_after_secs();
+        let mut r = (
             self.status,
             Json(ErrorBody {
                 error: self.code.to_string(),
                 message: self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = retry {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        r
     }
 }
 
@@ -211,12 +245,18 @@ async fn readyz(axum::extract::State(app): axum::extract::State<AppState>) -> Re
     }
 }
 
+/// The paths outside `/api/` whose answers get [`api_headers`]' headers too: plain text a
+/// browser must not take for a page, and states a cache must not replay.
+const PROTECTED_PLAIN: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// Headers of every answer under `/api/` (JSON, the errors CSV, refusals, even a path no
-/// route matches): a browser must not guess another type than the one declared (`nosniff`:
-/// a JSON answer holding markup from the data is never run as a page) nor keep a copy of
-/// answers that hold personal data and tokens (`no-store`).
+/// route matches) and of `/healthz`, `/readyz` and `/metrics`: a browser must not guess
+/// another type than the one declared (`nosniff`: a JSON answer holding markup from the data
+/// is never run as a page) nor keep a copy of answers that hold personal data and tokens, or
+/// a health state that is stale a second later (`no-store`).
 async fn api_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let api = req.uri().path().starts_with("/api/");
+    let path = req.uri().path();
+    let api = path.starts_with("/api/") || PROTECTED_PLAIN.contains(&path);
     let mut res = next.run(req).await;
     if api {
         let h = res.headers_mut();
@@ -276,7 +316,9 @@ impl Server {
             local_addr,
             runs,
             metrics: metrics::Metrics::new(),
+            login: auth::guard::LoginGuard::new(),
         });
+        app.login.warm_up();
         Ok(Server {
             local_addr,
             app,
@@ -298,15 +340,19 @@ impl Server {
             tracing::info!(exports = ?resumed, "resumed interrupted runs");
         }
         // At the signal, runs stop starting and head for their checkpoint while the HTTP
-        // requests in progress drain.
+        // requests in progress drain, for the grace period at most.
         let runs = app.runs.clone();
         let shutdown = async move {
             shutdown.await;
             runs.begin_shutdown();
         };
-        axum::serve(self.listener, router(app.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        http::serve(
+            self.listener,
+            router(app.clone()),
+            &app.config.http,
+            shutdown,
+        )
+        .await;
         scheduler.abort();
         tracing::info!("shutting down: running exports stop at their next checkpoint");
         app.runs.shutdown().await;

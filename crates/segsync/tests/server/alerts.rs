@@ -1,7 +1,9 @@
 //! Alerts of `segsync serve`, end to end: a run that fails for good reaches a webhook (a
 //! small HTTP receiver here) and an SMTP server (a small sink here) once, with the export,
 //! the run, the error and a link; a run that met transient errors and recovered alerts no
-//! one; the settings are for admins, checked, and never show the SMTP password.
+//! one; the settings are for admins, checked, and never show the SMTP password, which is
+//! given once (stored sealed) or comes from the operator's SEGSYNC_SMTP_PASSWORD, never
+//! from an environment variable a request names.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -393,33 +395,42 @@ fn a_webhook_that_fails_is_tried_again_and_the_server_keeps_serving() {
     assert_eq!(code, 200, "the server is fine");
 }
 
+/// The alert settings of `sink` with the relay login `segsync-bot`.
+fn smtp_settings(sink: &SmtpSink) -> Value {
+    json!({
+        "email_to": ["ops@example.org", "oncall@example.org"],
+        "smtp": {
+            "host": "127.0.0.1", "port": sink.port, "from": "segsync <alerts@example.org>",
+            "username": "segsync-bot", "starttls": false
+        }
+    })
+}
+
 #[test]
-fn an_email_alert_reaches_the_admins_through_smtp_with_the_password_from_the_environment() {
+fn an_email_alert_reaches_the_admins_through_smtp_with_the_password_given_once() {
     let sim = Sim::start();
     let list = sim.new_list("Newsletter");
     let sink = SmtpSink::start();
     let s = installation(&sim, &people(80));
     s.connect();
     s.add_export(&list, &[]);
-    const PASSWORD: &str = "smtp-pa55word-from-env";
-    s.set_env("SEGSYNC_E2E_SMTP_PASSWORD", PASSWORD);
+    const PASSWORD: &str = "smtp-pa55word-given-once";
     s.set_env("SEGSYNC_LOG", "segsync=debug");
     let server = Server::start(&s, &[]);
     let ada = server.login(ADMIN);
 
-    let settings = json!({
-        "email_to": ["ops@example.org", "oncall@example.org"],
-        "smtp": {
-            "host": "127.0.0.1", "port": sink.port, "from": "segsync <alerts@example.org>",
-            "username": "segsync-bot", "password_env": "SEGSYNC_E2E_SMTP_PASSWORD",
-            "starttls": false
-        }
-    });
+    let mut settings = smtp_settings(&sink);
+    settings["smtp"]["password"] = json!(PASSWORD);
     let (code, body) = ada.put("/api/settings/alerts", settings);
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["smtp_password_available"], true, "{body}");
-    assert_eq!(body["smtp"]["password_env"], "SEGSYNC_E2E_SMTP_PASSWORD");
+    assert_eq!(body["smtp_password_set"], true, "{body}");
+    assert_eq!(body["smtp_password_from"], "settings", "{body}");
+    assert!(body["smtp"].get("password").is_none(), "{body}");
     assert_eq!(body["warnings"], json!([]), "{body}");
+    // Sent again as read (without the password), the settings keep it.
+    let (code, body) = ada.put("/api/settings/alerts", smtp_settings(&sink));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["smtp_password_from"], "settings", "{body}");
 
     // The test button: one e-mail, and the answer says what each channel did.
     let (code, report) = ada.post("/api/settings/alerts/test", json!({}));
@@ -453,7 +464,7 @@ fn an_email_alert_reaches_the_admins_through_smtp_with_the_password_from_the_env
     assert_eq!(
         mail.login,
         Some(("segsync-bot".to_string(), PASSWORD.to_string())),
-        "logged in with the password from the environment"
+        "logged in with the password given once"
     );
     assert_eq!(
         mail.header("Subject"),
@@ -543,11 +554,15 @@ fn alert_settings_are_for_admins_and_checked_with_clear_messages() {
         ),
         (
             json!({"email_to": ["ops@example.org"], "smtp": {"host": "smtp.example.org", "from": "a@example.org", "password": "hunter2"}}),
-            "smtp.password is not accepted",
+            "smtp.password needs smtp.username (the login)",
+        ),
+        (
+            json!({"email_to": ["ops@example.org"], "smtp": {"host": "smtp.example.org", "from": "a@example.org", "username": "bot"}}),
+            "smtp.username is set but no password is",
         ),
         (
             json!({"email_to": ["ops@example.org"], "smtp": {"host": "smtp.example.org", "from": "a@example.org", "username": "bot", "password_env": "hunter2!"}}),
-            "NAME of an environment variable",
+            "smtp.password_env is no longer accepted",
         ),
         (json!({"webhook": "https://x.org"}), "unknown field"),
         (json!(["https://x.org"]), "JSON object"),
@@ -583,4 +598,189 @@ fn alert_settings_are_for_admins_and_checked_with_clear_messages() {
     assert_eq!(code, 200, "{body}");
     assert!(body["webhook_url"].is_null(), "{body}");
     assert_eq!(body["email_to"], json!([]), "{body}");
+}
+
+/// Audit 15, finding 5: an admin could name any environment variable of the server as the
+/// SMTP password and have it sent to a mail server of their choice (the OAuth client secret
+/// reached a fake one). No request names a variable any more: the attempt is refused, and
+/// nothing of the server's environment reaches the relay.
+#[test]
+fn an_admin_cannot_send_an_environment_variable_of_the_server_to_a_mail_server() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let sink = SmtpSink::start();
+    const SECRET: &str = "oauth-client-secret-0123456789";
+    let s = installation(&sim, &people(20));
+    s.connect();
+    s.add_export(&list, &[]);
+    s.set_env("SEGSYNC_OAUTH_CLIENT_SECRET", SECRET);
+    let server = Server::start(&s, &["--oauth-client-id", "segsync-app"]);
+    let ada = server.login(ADMIN);
+
+    let mut settings = smtp_settings(&sink);
+    settings["smtp"]["password_env"] = json!("SEGSYNC_OAUTH_CLIENT_SECRET");
+    let (code, body) = ada.put("/api/settings/alerts", settings);
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["error"], "invalid");
+    assert_eq!(
+        body["message"],
+        "smtp.password_env is no longer accepted: the server reads no environment variable \
+         named in a request. Give the password itself as smtp.password (stored sealed, never \
+         shown again), or start the server with SEGSYNC_SMTP_PASSWORD set"
+    );
+    // Without a password the login is refused too: nothing to fall back on.
+    let (code, body) = ada.put("/api/settings/alerts", smtp_settings(&sink));
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["message"],
+        "smtp.username is set but no password is: give smtp.password (stored sealed, never \
+         shown again) or start the server with SEGSYNC_SMTP_PASSWORD set"
+    );
+    // Whether a variable exists is not told either.
+    let (code, shown) = ada.get("/api/settings/alerts");
+    assert_eq!(code, 200, "{shown}");
+    assert!(shown.get("smtp_password_available").is_none(), "{shown}");
+    let (_, report) = ada.post("/api/settings/alerts/test", json!({}));
+    assert_eq!(report["email"]["status"], "not_configured", "{report}");
+    for m in sink.mails() {
+        assert!(!format!("{m:?}").contains(SECRET), "{m:?}");
+    }
+
+    // A stored password goes only to the relay it was given for: pointing the settings at
+    // another host needs it again.
+    let mut given = smtp_settings(&sink);
+    given["smtp"]["password"] = json!("the-relay-password");
+    assert_eq!(ada.put("/api/settings/alerts", given).0, 200);
+    let other = SmtpSink::start();
+    let (code, body) = ada.put("/api/settings/alerts", smtp_settings(&other));
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["message"],
+        "smtp.host, smtp.port or smtp.username changed: give smtp.password again (a stored \
+         password is only sent to the relay it was given for)"
+    );
+    let (_, report) = ada.post("/api/settings/alerts/test", json!({}));
+    assert_eq!(report["email"]["status"], "sent", "{report}");
+    assert!(other.mails().is_empty(), "{:?}", other.mails());
+    assert_eq!(
+        sink.mails().last().and_then(|m| m.login.clone()),
+        Some(("segsync-bot".into(), "the-relay-password".into()))
+    );
+}
+
+/// The operator may give the relay's password at start-up in SEGSYNC_SMTP_PASSWORD: the
+/// settings then need none, and the answer tells where it comes from.
+#[test]
+fn the_smtp_password_may_come_from_segsync_smtp_password_at_start_up() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let sink = SmtpSink::start();
+    let s = installation(&sim, &people(20));
+    s.connect();
+    s.add_export(&list, &[]);
+    s.set_env("SEGSYNC_SMTP_PASSWORD", "operator-given-password");
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let (code, body) = ada.put("/api/settings/alerts", smtp_settings(&sink));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["smtp_password_set"], true, "{body}");
+    assert_eq!(body["smtp_password_from"], "environment", "{body}");
+    let (_, report) = ada.post("/api/settings/alerts/test", json!({}));
+    assert_eq!(report["email"]["status"], "sent", "{report}");
+    assert_eq!(
+        sink.mails()[0].login,
+        Some(("segsync-bot".into(), "operator-given-password".into()))
+    );
+}
+
+/// Settings stored by an older segsync name a variable (`smtp.password_env`): the server
+/// starts and serves them, never reads that variable, and says what to do instead.
+#[test]
+fn settings_that_name_a_password_variable_still_load_and_say_what_to_do() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let sink = SmtpSink::start();
+    let s = installation(&sim, &people(20));
+    s.connect();
+    s.add_export(&list, &[]);
+    {
+        let mut old = smtp_settings(&sink);
+        old["smtp"]["port"] = json!(sink.port);
+        old["smtp"]["password_env"] = json!("OLD_SMTP_PASSWORD");
+        let db = rusqlite::Connection::open(s.path("state.sqlite")).unwrap();
+        db.execute(
+            "INSERT INTO settings (name, value) VALUES ('alerts', ?1)",
+            [old.to_string()],
+        )
+        .unwrap();
+    }
+    s.set_env("OLD_SMTP_PASSWORD", "must-never-be-read");
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let (code, body) = ada.get("/api/settings/alerts");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["smtp"]["username"], "segsync-bot", "{body}");
+    assert!(body["smtp"].get("password_env").is_none(), "{body}");
+    assert_eq!(body["smtp_password_set"], false, "{body}");
+    let warnings = body["warnings"].to_string();
+    assert!(
+        warnings.contains(
+            "the stored settings name the environment variable OLD_SMTP_PASSWORD for the SMTP \
+             password (smtp.password_env): the server no longer reads variables named in settings"
+        ),
+        "{warnings}"
+    );
+    let (_, report) = ada.post("/api/settings/alerts/test", json!({}));
+    assert_eq!(report["email"]["status"], "failed", "{report}");
+    assert!(
+        report["email"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("smtp.username is set but no password is"),
+        "{report}"
+    );
+    assert!(sink.mails().is_empty(), "{:?}", sink.mails());
+    assert!(
+        server.output().contains("no longer read"),
+        "the log says so at start-up: {}",
+        server.output()
+    );
+}
+
+/// The OpenAPI document describes every field of the alert settings' answer, and the
+/// write-only password of the request.
+#[test]
+fn the_openapi_document_describes_the_alert_settings_as_answered() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let (_s, server) = served(&sim, &list);
+    let (code, doc) = server.anonymous().get("/api/openapi.json");
+    assert_eq!(code, 200);
+    let schemas = &doc["components"]["schemas"];
+    let props = |name: &str| -> Vec<String> {
+        let mut p: Vec<String> = schemas[name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name}: {}", schemas[name]))
+            .keys()
+            .cloned()
+            .collect();
+        p.sort();
+        p
+    };
+    let ada = server.token_client(ADMIN);
+    let (_, answer) = ada.get("/api/settings/alerts");
+    let mut answered: Vec<String> = answer.as_object().unwrap().keys().cloned().collect();
+    answered.sort();
+    assert_eq!(props("AlertSettingsView"), answered, "{answer}");
+    for field in ["smtp_password_set", "smtp_password_from", "warnings"] {
+        assert!(answered.contains(&field.to_string()), "{answer}");
+    }
+    assert!(!props("SmtpSettings").contains(&"password_env".to_string()));
+    assert!(!props("SmtpSettings").contains(&"password".to_string()));
+    assert_eq!(
+        schemas["SmtpChange"]["properties"]["password"]["writeOnly"],
+        true
+    );
+    let put = &doc["paths"]["/api/settings/alerts"]["put"]["requestBody"];
+    assert!(put.to_string().contains("AlertSettingsChange"), "{put}");
 }

@@ -117,6 +117,25 @@ impl Server {
         status.code().unwrap_or(-1)
     }
 
+    /// Sends SIGTERM and waits at most `limit` for the process to end: its exit code, or
+    /// `None` when it was still running then (it is killed).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM to segsync serve");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("segsync serve's status") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -257,6 +276,47 @@ impl Client {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// A client that connects to `base` (`http://HOST:PORT`), sends `bytes`, then nothing.
+pub fn hanging_client(base: &str, bytes: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("a TCP connection");
+    stream.write_all(bytes).expect("the first bytes are sent");
+    stream
+}
+
+/// Waits at most `limit` for the server to close `stream`: how long it took and what the
+/// server sent before; `None` if the connection is still open then.
+pub fn closed_within(
+    stream: &mut std::net::TcpStream,
+    limit: Duration,
+) -> Option<(Duration, String)> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("a read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None
+            }
+            // Reset by the server: closed too.
+            Err(_) => break,
+        }
+    }
+    Some((start.elapsed(), String::from_utf8_lossy(&got).into_owned()))
 }
 
 /// Polls `f` until it gives `Some`, for at most `secs` seconds.

@@ -116,3 +116,45 @@ fn sigterm_stops_a_run_at_its_checkpoint_and_the_next_server_resumes_it() {
         "the resumed run created only what the first one had not: {run}"
     );
 }
+
+/// A client that hangs in the middle of its request's header does not keep the server alive
+/// after SIGTERM: once `--shutdown-grace` has passed, its connection is closed and the
+/// server exits, as usual.
+#[test]
+fn sigterm_ends_the_server_within_the_grace_period_while_a_client_hangs() {
+    use std::time::{Duration, Instant};
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    crate::harness::add_users(&s);
+    let mut server = Server::start(
+        &s,
+        &["--shutdown-grace", "1", "--header-read-timeout", "120"],
+    );
+    let mut hanging = hanging_client(
+        &server.url,
+        b"POST /api/login HTTP/1.1\r\nHost: segsync\r\n",
+    );
+    assert_eq!(server.anonymous().get("/healthz").0, 200);
+    let start = Instant::now();
+    let code = server.terminate_within(Duration::from_secs(30));
+    assert_eq!(
+        code,
+        Some(0),
+        "segsync serve exits 0 after SIGTERM with a client hanging:\n{}",
+        server.output()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "it took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        server.output().contains("segsync serve: stopped"),
+        "{}",
+        server.output()
+    );
+    assert!(
+        closed_within(&mut hanging, Duration::from_secs(5)).is_some(),
+        "the hanging connection is closed"
+    );
+}

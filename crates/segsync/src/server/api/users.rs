@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::{state_of, ApiResult};
 use crate::ops;
-use crate::server::auth::Authed;
+use crate::server::auth::{self, Authed, ClientAddr};
 use crate::server::{AppState, ErrorBody};
 use crate::state::{Role, UserRecord};
 
@@ -42,41 +42,48 @@ pub async fn add_user(
     who: Authed,
     Json(u): Json<NewUser>,
 ) -> ApiResult<(StatusCode, Json<UserRecord>)> {
-    let user = ops::add_user(
-        &app.app,
-        &who.actor,
-        &u.name,
-        u.role,
-        &SecretString::from(u.password),
-    )?;
+    let password = SecretString::from(u.password);
+    let user = auth::add_user(&app, &who.actor, &u.name, u.role, password).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct UserChange {
     pub role: Option<Role>,
-    #[schema(format = Password)]
+    /// The new password (at least 8 characters). Every session of the user ends and every
+    /// API token of theirs is revoked.
+    #[schema(format = Password, write_only)]
     pub password: Option<String>,
+    /// The password the caller logs in with now: required to change one's own password (not
+    /// when an admin sets another user's). A wrong one counts as a failed login.
+    #[schema(format = Password, write_only)]
+    pub current_password: Option<String>,
 }
 
-/// Changes a user's role (admins) or password (admins, or the user themselves).
+/// Changes a user's role (admins) or password (admins for anyone; everyone for themselves,
+/// with `current_password`). A new password ends every session of the user, the caller's
+/// own included, and revokes every API token of theirs.
 #[utoipa::path(patch, path = "/api/users/{name}", tag = "users", request_body = UserChange,
     params(("name" = String, Path)),
-    responses((status = 200, body = UserRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = UserRecord), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn change_user(
     State(app): State<AppState>,
     who: Authed,
+    from: ClientAddr,
     Path(name): Path<String>,
     Json(c): Json<UserChange>,
 ) -> ApiResult<Json<UserRecord>> {
     if c.role.is_none() && c.password.is_none() {
         who.require(Role::Admin, "changing a user")?;
     }
+    if c.password.is_some() && name == who.actor.name {
+        auth::check_current_password(&app, &name, c.current_password, from).await?;
+    }
     if let Some(role) = c.role {
         ops::set_role(&app.app, &who.actor, &name, role)?;
     }
     if let Some(p) = c.password {
-        ops::set_password(&app.app, &who.actor, &name, &SecretString::from(p))?;
+        auth::set_password(&app, &who.actor, &name, SecretString::from(p)).await?;
     }
     Ok(Json(state_of(&app)?.user(&name)?))
 }

@@ -81,6 +81,20 @@ fn login_form(next: &str, name: &str, error: Option<String>, notice: Option<Stri
         .into_response()
 }
 
+/// The login form with why it must wait (429, 503), and `Retry-After`.
+fn must_wait(next: &str, name: &str, e: &crate::server::ApiError) -> Response {
+    let mut message = e.message.clone();
+    if let Some(first) = message.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    let mut r = login_form(next, name, Some(format!("{message}.")), None);
+    *r.status_mut() = e.status;
+    if let Some(secs) = e.retry_after_secs() {
+        r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    }
+    r
+}
+
 pub async fn login_page(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -118,6 +132,7 @@ fn same_origin(app: &AppState, headers: &HeaderMap) -> bool {
 
 pub async fn login_submit(
     State(app): State<AppState>,
+    from: auth::ClientAddr,
     headers: HeaderMap,
     form: FormData,
 ) -> Response {
@@ -137,7 +152,7 @@ pub async fn login_submit(
     if name.is_empty() {
         return login_form(&next, "", Some("Enter your user name.".into()), None);
     }
-    match auth::login(&app, &name, &password) {
+    match auth::login(&app, &name, password, from).await {
         Ok((cookie, _csrf, _actor)) => {
             let mut r = Redirect::to(&next).into_response();
             r.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -149,6 +164,7 @@ pub async fn login_submit(
             Some("Wrong user name or password.".into()),
             None,
         ),
+        Err(e) if e.retry_after.is_some() => must_wait(&next, &name, &e),
         Err(e) => error_page(None, &e),
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::layout::{self, csrf, Nav, Page};
 use super::{redirect_notice, seg, state_of, when, Admin, FormData, OrPage, PageResult};
 use crate::ops;
-use crate::server::auth::Authed;
+use crate::server::auth::{self, Authed};
 use crate::server::{ApiError, AppState};
 use crate::state::Role;
 
@@ -69,6 +69,9 @@ fn page(
                             td {
                                 form method="post" action=(format!("{base}/password")) class="actions" autocomplete="off" {
                                     (csrf(who))
+                                    @if u.name == who.actor.name {
+                                        input type="password" name="current_password" autocomplete="current-password" placeholder="current password" aria-label="Your current password" required;
+                                    }
                                     input type="password" name="password" autocomplete="new-password" placeholder="new password" aria-label=(format!("New password of {}", u.name));
                                     button type="submit" class="btn btn-secondary btn-small" { "Set" }
                                 }
@@ -152,12 +155,12 @@ pub async fn add(State(app): State<AppState>, Admin(who): Admin, form: FormData)
     let role = role_of(&form).map_err(|e| refused(&app, &who, &add, e))?;
     add.role = Some(role);
     let password = SecretString::from(form.get("password").unwrap_or("").to_string());
-    match ops::add_user(&app.app, &who.actor, &add.name, role, &password) {
+    match auth::add_user(&app, &who.actor, &add.name, role, password).await {
         Ok(u) => Ok(redirect_notice(
             "/admin/users",
             &format!("User \"{}\" added ({}).", u.name, u.role.as_str()),
         )),
-        Err(e) => Err(refused(&app, &who, &add, e.into())),
+        Err(e) => Err(refused(&app, &who, &add, e)),
     }
 }
 
@@ -179,21 +182,38 @@ pub async fn role(
     }
 }
 
+/// Sets a password: another user's, or the admin's own with their current one (after which
+/// their session ends too, and the login page says so).
 pub async fn password(
     State(app): State<AppState>,
     Admin(who): Admin,
+    from: auth::ClientAddr,
     Path(name): Path<String>,
     form: FormData,
 ) -> PageResult {
     form.check_csrf(&who).or_page(&who)?;
-    let password = SecretString::from(form.get("password").unwrap_or("").to_string());
-    match ops::set_password(&app.app, &who.actor, &name, &password) {
-        Ok(()) => Ok(redirect_notice(
-            "/admin/users",
-            &format!("Password of \"{name}\" changed; their sessions ended."),
-        )),
-        Err(e) => Err(refused(&app, &who, &AddForm::default(), e.into())),
+    let refuse = |e: ApiError| refused(&app, &who, &AddForm::default(), e);
+    if name == who.actor.name {
+        let current = form.get("current_password").map(str::to_string);
+        auth::check_current_password(&app, &name, current, from)
+            .await
+            .map_err(refuse)?;
     }
+    let password = SecretString::from(form.get("password").unwrap_or("").to_string());
+    let revoked = auth::set_password(&app, &who.actor, &name, password)
+        .await
+        .map_err(refuse)?;
+    let notice = format!(
+        "Password of \"{name}\" changed; their sessions ended and {revoked} API token(s) were revoked."
+    );
+    if name == who.actor.name {
+        return Ok(axum::response::Redirect::to(&format!(
+            "/login?notice={}",
+            super::query_enc(&notice)
+        ))
+        .into_response());
+    }
+    Ok(redirect_notice("/admin/users", &notice))
 }
 
 pub async fn remove_confirm(
