@@ -6,10 +6,10 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use super::extract::Json;
 use super::{ApiError, AppState};
 use crate::ops::{self, Actor};
 use crate::state::Role;

@@ -18,11 +18,12 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{authenticate, Authed};
+use super::extract::Json;
 use super::{ApiError, AppState, ErrorBody, OAuthApp};
 use crate::mailchimp::CredentialKind;
 use crate::ops::{self, Actor};

@@ -5,12 +5,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::alerts::{self, AlertSettings, DeliveryReport};
 use super::auth::Authed;
+use super::extract::Json;
 use super::{ApiError, AppState, ErrorBody};
 use crate::state::Role;
 

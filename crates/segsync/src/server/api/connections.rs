@@ -1,9 +1,8 @@
 //! Mailchimp connections: `/api/connections`, their credential check and their audiences.
 //! Secrets go in (API keys) and never come out.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,6 +11,7 @@ use super::{state_of, ApiResult};
 use crate::mailchimp::CredentialKind;
 use crate::ops::{self, ConnectionView};
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Path};
 use crate::server::{AppState, ErrorBody};
 use crate::state::Role;
 

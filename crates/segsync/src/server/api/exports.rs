@@ -1,15 +1,15 @@
 //! Exports: `/api/exports`, their configuration, state and schedule (pause, resume).
 //! Starting and cancelling their runs is in [`super::runs`].
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{state_of, ApiResult};
 use crate::ops::{self, ExportInput, SaveMode};
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Path};
 use crate::server::runs::ActiveRun;
 use crate::server::{ApiError, AppState, ErrorBody};
 use crate::state::{ExportConfig, Role, RunRecord};

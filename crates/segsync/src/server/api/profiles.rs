@@ -2,9 +2,8 @@
 //! refresh, after which the exports scheduled "after every refresh" start.
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -13,6 +12,7 @@ use utoipa::ToSchema;
 use super::ApiResult;
 use crate::ops::{self, ProfileSource};
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Query};
 use crate::server::runs::Event;
 use crate::server::{ApiError, AppState, ErrorBody};
 use crate::state::Role;

@@ -1,16 +1,16 @@
 //! Runs: starting and cancelling an export's run (`/api/exports/{name}/runs`, `.../cancel`),
 //! the run history (`/api/runs`), one run's progress and the records it could not send.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{state_of, ApiResult};
 use crate::ops;
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Path, Query};
 use crate::server::runs::ActiveRun;
 use crate::server::{ApiError, AppState, ErrorBody};
 use crate::state::{Role, RunRecord};

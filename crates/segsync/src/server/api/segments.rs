@@ -1,15 +1,15 @@
 //! Segments: `/api/segments`, with their member counts and, for contributors, a sample of
 //! their profiles.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{state_of, ApiResult};
 use crate::ops;
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Path, Query};
 use crate::server::{ApiError, AppState, ErrorBody};
 use crate::state::Role;
 

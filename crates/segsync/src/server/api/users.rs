@@ -1,9 +1,8 @@
 //! Users and their API tokens: `/api/users`, `/api/tokens`. Admins manage users; everyone
 //! manages their own tokens.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,6 +10,7 @@ use utoipa::ToSchema;
 use super::{state_of, ApiResult};
 use crate::ops;
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Path};
 use crate::server::{AppState, ErrorBody};
 use crate::state::{Role, UserRecord};
 
