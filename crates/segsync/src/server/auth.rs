@@ -245,7 +245,7 @@ pub struct LoginAnswer {
 }
 
 /// Logs in: sets the session cookie and returns the CSRF token.
-#[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginRequest, security(()),
     responses((status = 200, body = LoginAnswer), (status = 401, body = super::ErrorBody)))]
 pub async fn api_login(
     State(app): State<AppState>,
@@ -266,7 +266,7 @@ pub async fn api_login(
 /// Logs out: ends the session of the cookie. Like every change made with a session, it needs
 /// the session's CSRF token in `X-CSRF-Token` (else another site could log the user out);
 /// without a live session there is nothing to end, and the cookie is cleared.
-#[utoipa::path(post, path = "/api/logout", tag = "session",
+#[utoipa::path(post, path = "/api/logout", tag = "session", security(()),
     responses((status = 204), (status = 403, body = super::ErrorBody)))]
 pub async fn api_logout(
     State(app): State<AppState>,

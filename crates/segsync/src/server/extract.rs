@@ -7,16 +7,54 @@
 //! Handlers use these in place of axum's; [`Json`] also answers, as `axum::Json` does.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::ApiError;
 
 /// A JSON body (`Content-Type: application/json`), or a JSON answer.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+///
+/// A body is a JSON object, as the API describes every body: axum's `Json` reads the body
+/// (its content type, size and syntax) as an object, which is then read as `T`; serde alone
+/// would also read a struct from an array of its fields (`[null, null]`), which no client
+/// following the document sends.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(object) =
+            axum::Json::<serde_json::Map<String, Value>>::from_request(req, state)
+                .await
+                .map_err(|r| match r {
+                    JsonRejection::JsonDataError(_) => refused(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "the body must be a JSON object".into(),
+                    ),
+                    r => ApiError::from(r),
+                })?;
+        serde_path_to_error::deserialize(Value::Object(object))
+            .map(Json)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let message = if path == "." {
+                    format!("the body does not read: {}", e.inner())
+                } else {
+                    format!("the body does not read: {path}: {}", e.inner())
+                };
+                refused(StatusCode::UNPROCESSABLE_ENTITY, message)
+            })
+    }
+}
 
 impl<T> IntoResponse for Json<T>
 where

@@ -107,7 +107,7 @@ pub struct RunsParams {
 }
 
 /// The history of runs, newest first.
-#[utoipa::path(get, path = "/api/runs", tag = "runs", params(RunsParams), responses((status = 200, body = [Object])))]
+#[utoipa::path(get, path = "/api/runs", tag = "runs", params(RunsParams), responses((status = 200, body = [RunRecord])))]
 pub async fn list_runs(
     State(app): State<AppState>,
     _who: Authed,
@@ -119,7 +119,6 @@ pub async fn list_runs(
 
 #[derive(Serialize, ToSchema)]
 pub struct RunView {
-    #[schema(value_type = Object)]
     pub run: RunRecord,
     /// Live progress while it runs.
     pub progress: Option<ActiveRun>,

@@ -59,8 +59,10 @@ pub async fn list_segments(
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewSegment {
+    #[schema(schema_with = crate::server::openapi::name)]
     pub name: String,
     /// A SQL boolean expression over the profile columns.
+    #[schema(min_length = 1)]
     pub predicate: String,
     /// A PostgreSQL profile source to read instead of the imported profiles (the predicate
     /// is then checked by PostgreSQL).
@@ -116,7 +118,7 @@ pub struct SegmentPreview {
 /// A segment with its count and a sample of its profiles (contributors: the sample holds
 /// personal data; viewers get the count only).
 #[utoipa::path(get, path = "/api/segments/{name}", tag = "segments", params(("name" = String, Path), PreviewParams),
-    responses((status = 200, body = SegmentPreview), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SegmentPreview), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn get_segment(
     State(app): State<AppState>,
     who: Authed,
@@ -146,6 +148,7 @@ pub async fn get_segment(
 
 #[derive(Deserialize, ToSchema)]
 pub struct SegmentChange {
+    #[schema(min_length = 1)]
     pub predicate: String,
 }
 

@@ -27,10 +27,11 @@ pub async fn list_users(
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewUser {
+    #[schema(schema_with = crate::server::openapi::user_name)]
     pub name: String,
     pub role: Role,
     /// At least 8 characters; stored as an argon2id hash.
-    #[schema(format = Password)]
+    #[schema(schema_with = crate::server::openapi::password)]
     pub password: String,
 }
 
@@ -55,14 +56,15 @@ pub async fn add_user(
 #[derive(Deserialize, ToSchema)]
 pub struct UserChange {
     pub role: Option<Role>,
-    #[schema(format = Password)]
+    /// At least 8 characters.
+    #[schema(format = Password, min_length = 8)]
     pub password: Option<String>,
 }
 
 /// Changes a user's role (admins) or password (admins, or the user themselves).
 #[utoipa::path(patch, path = "/api/users/{name}", tag = "users", request_body = UserChange,
     params(("name" = String, Path)),
-    responses((status = 200, body = UserRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = UserRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn change_user(
     State(app): State<AppState>,
     who: Authed,
@@ -106,6 +108,7 @@ pub async fn list_tokens(
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewToken {
+    #[schema(schema_with = crate::server::openapi::name)]
     pub label: String,
     /// Whose token (admins only; by default the caller's).
     pub user: Option<String>,
@@ -122,7 +125,7 @@ pub struct CreatedToken {
 
 /// Creates an API token.
 #[utoipa::path(post, path = "/api/tokens", tag = "users", request_body = NewToken,
-    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_token(
     State(app): State<AppState>,
     who: Authed,
