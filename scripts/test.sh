@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace, as CI does: formatting, lints, then all tests
 # (the official Mailchimp clients' sessions, the web UI's browser tests and the PostgreSQL
-# tests included, with what they need installed or started first if needed).
+# tests included, with what they need installed or started first if needed), then the API
+# contract check (scripts/api-contract.sh).
 #
 # One red step never hides the others: formatting, clippy and every test binary all run
 # (`cargo test --no-fail-fast`), and the script ends with what failed, then exits non-zero.
@@ -32,6 +33,10 @@ if [ "$tests_status" -ne 0 ]; then
   [ "${#failed[@]}" -gt 0 ] || failed+=("cargo test exited $tests_status (see above)")
 fi
 
+# The API contract (README): schemathesis against a server, with the binaries cargo test built.
+scripts/api-contract.sh --bin "${CARGO_TARGET_DIR:-target}/debug" ||
+  failed+=("scripts/api-contract.sh: the API does not keep its contract (see above)")
+
 if [ "${#failed[@]}" -gt 0 ]; then
   echo
   echo "scripts/test.sh: ${#failed[@]} failure(s):"
@@ -39,4 +44,4 @@ if [ "${#failed[@]}" -gt 0 ]; then
   exit 1
 fi
 echo
-echo "scripts/test.sh: formatting, clippy and every test passed"
+echo "scripts/test.sh: formatting, clippy, every test and the API contract passed"
