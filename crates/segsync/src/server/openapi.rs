@@ -73,6 +73,7 @@ const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
+/// What a status means here, for the responses whose annotation says nothing more.
 fn describe(status: &str) -> &'static str {
     match status {
         "400" => "Refused: a path or query parameter of the wrong type, or a body that is not JSON",
@@ -86,7 +87,12 @@ fn describe(status: &str) -> &'static str {
         "429" => "Too many attempts: wait before trying again",
         "500" => "The server failed; its log says why",
         "502" => "Mailchimp refused or did not answer",
-        _ => "",
+        other => other
+            .parse::<u16>()
+            .ok()
+            .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("See the operation's description"),
     }
 }
 

@@ -63,7 +63,7 @@ pub async fn get_alerts(
 /// incoming webhook), `email_to` (addresses) and `smtp` {host, port, from, username,
 /// password_env, starttls}. `{}` turns alerts off. The SMTP password is never sent here:
 /// `password_env` names the server's environment variable that holds it.
-#[utoipa::path(put, path = "/api/settings/alerts", tag = "settings", request_body = Option<AlertSettings>,
+#[utoipa::path(put, path = "/api/settings/alerts", tag = "settings", request_body(content = Option<AlertSettings>, description = "The settings; no body is read as {} (alerts off)"),
     responses((status = 200, body = AlertSettingsView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_alerts(
     State(app): State<AppState>,
