@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace, as CI does: formatting, lints, then all tests
 # (the official Mailchimp clients' sessions, the web UI's browser tests and the PostgreSQL
-# tests included, with what they need installed or started first if needed).
+# tests included, with what they need installed or started first if needed), then the API
+# contract check (scripts/api-contract.sh).
 #
 # Every test runs with the simulator's default profile; the end-to-end CLI suite (crash
 # torture and fault soak included) runs a second time with its pessimistic profile.
@@ -53,6 +54,10 @@ tests_status=${PIPESTATUS[0]}
 set -e
 collect "$tests_status" "$log" " (pessimistic)"
 
+# The API contract (README): schemathesis against a server, with the binaries cargo test built.
+scripts/api-contract.sh --bin "${CARGO_TARGET_DIR:-target}/debug" ||
+  failed+=("scripts/api-contract.sh: the API does not keep its contract (see above)")
+
 if [ "${#failed[@]}" -gt 0 ]; then
   echo
   echo "scripts/test.sh: ${#failed[@]} failure(s):"
@@ -60,4 +65,4 @@ if [ "${#failed[@]}" -gt 0 ]; then
   exit 1
 fi
 echo
-echo "scripts/test.sh: formatting, clippy and every test passed (the end-to-end suite under both simulator profiles)"
+echo "scripts/test.sh: formatting, clippy, every test (the end-to-end suite under both simulator profiles) and the API contract passed"

@@ -13,7 +13,7 @@ use crate::state::{ExportConfig, FieldMap, Role, Schedule, SegmentTag, StateStor
 
 /// An export as a person or a file describes it; [`save_export`] checks it and turns it into
 /// an [`ExportConfig`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportInput {
     pub name: String,
@@ -31,10 +31,12 @@ pub struct ExportInput {
     /// The segments to send, each with the tag its members get (by default its name).
     pub segments: Vec<SegmentChoice>,
     #[serde(default = "default_status")]
+    #[schema(value_type = crate::server::openapi::NewStatus)]
     pub status_if_new: NewStatus,
     #[serde(default = "default_removal")]
+    #[schema(value_type = crate::server::openapi::RemovalPolicy)]
     pub removal: RemovalPolicy,
-    #[serde(default = "default_max")]
+    #[serde(default = "default_max", deserialize_with = "super::numbers::u64")]
     pub max_profiles: u64,
     #[serde(default)]
     pub create_merge_fields: bool,
@@ -56,7 +58,7 @@ fn default_max() -> u64 {
     1_000_000
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentChoice {
     pub segment: String,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// The type of a profile column, as declared in the SQLite table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     /// 64-bit signed integers.

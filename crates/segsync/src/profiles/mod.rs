@@ -57,7 +57,7 @@ pub(crate) const META_TABLE: &str = "segsync_profiles_meta";
 pub(crate) const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The format of a file to import.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Comma-separated values with a header line, UTF-8.
@@ -113,7 +113,7 @@ impl FromStr for Format {
 }
 
 /// A profile column: its name as in the imported file, and its type.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Column {
     pub name: String,
     #[serde(rename = "type")]

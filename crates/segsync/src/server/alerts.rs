@@ -88,7 +88,8 @@ pub struct SmtpSettings {
     /// Host name (or address) of the relay: `smtp.example.com`.
     pub host: String,
     /// By default 587 with STARTTLS, 25 without.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::ops::numbers::option_u16")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<u16>,
     /// The sender: `alerts@example.com` or `segsync <alerts@example.com>`.
     pub from: String,

@@ -9,10 +9,10 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use super::extract::Json;
 use super::{ApiError, AppState};
 use crate::ops::{self, Actor};
 use crate::state::Role;
@@ -335,7 +335,7 @@ pub struct LoginAnswer {
 /// user name, or 20 from one client address, within 15 minutes, that name or address must
 /// wait (429 with `Retry-After`: 1 minute, doubled at each further failure, at most 15)
 /// before any password is checked again, the right one included.
-#[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginRequest, security(()),
     responses((status = 200, body = LoginAnswer), (status = 401, body = super::ErrorBody),
         (status = 429, body = super::ErrorBody, headers(("Retry-After" = u64, description = "seconds to wait"))),
         (status = 503, body = super::ErrorBody)))]
@@ -359,7 +359,7 @@ pub async fn api_login(
 /// Logs out: ends the session of the cookie. Like every change made with a session, it needs
 /// the session's CSRF token in `X-CSRF-Token` (else another site could log the user out);
 /// without a live session there is nothing to end, and the cookie is cleared.
-#[utoipa::path(post, path = "/api/logout", tag = "session",
+#[utoipa::path(post, path = "/api/logout", tag = "session", security(()),
     responses((status = 204), (status = 403, body = super::ErrorBody)))]
 pub async fn api_logout(
     State(app): State<AppState>,

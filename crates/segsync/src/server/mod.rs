@@ -7,7 +7,8 @@
 //! and audit alike.
 //!
 //! - [`auth`]: sessions, API tokens, CSRF.
-//! - [`api`]: the JSON endpoints; [`openapi`]: their description.
+//! - [`api`]: the JSON endpoints; [`openapi`]: their description; [`extract`]: their
+//!   extractors, whose refusals answer the API's error shape.
 //! - [`ui`]: the server-rendered pages.
 //! - [`oauth`]: the OAuth2 authorization-code flow with Mailchimp's login server.
 //! - [`scheduler`]: cron and after-refresh triggers; [`alerts`]: webhook and e-mail alerts.
@@ -18,6 +19,7 @@
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod extract;
 pub mod http;
 pub mod metrics;
 pub mod oauth;
@@ -133,12 +135,16 @@ impl Shared {
     }
 }
 
-/// The body of every error answer of the API.
+/// The body of every error answer under `/api` (`Content-Type: application/json`), whoever
+/// refuses: a handler, an extractor (a body that is not JSON, a parameter of the wrong
+/// type), the router (no such route, another method).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// A stable code: `invalid`, `not_found`, `conflict`, `forbidden`, `unauthenticated`,
-    /// `csrf`, `too_many_attempts` (429, with `Retry-After`), `busy` (503, with
-    /// `Retry-After`), `mailchimp`, `internal`.
+    /// A stable code: `invalid` (400, 422), `unauthenticated` (401), `forbidden`, `csrf`
+    /// (403), `not_found` (404), `method_not_allowed` (405), `conflict` (409), `too_large`
+    /// (413), `unsupported_media_type` (415), `too_many_attempts` (429 from login, with
+    /// `Retry-After`), `rate_limited` (429), `internal` (500), `mailchimp` (502, or 400 from
+    /// Mailchimp's login server), `busy` (503, with `Retry-After`).
     pub error: String,
     /// What was wrong, for a person.
     pub message: String,
@@ -259,6 +265,7 @@ async fn api_headers(req: axum::extract::Request, next: axum::middleware::Next) 
     let api = path.starts_with("/api/") || PROTECTED_PLAIN.contains(&path);
     let mut res = next.run(req).await;
     if api {
+        res = problem_json(res).await;
         let h = res.headers_mut();
         h.insert(
             axum::http::header::X_CONTENT_TYPE_OPTIONS,
@@ -272,6 +279,77 @@ async fn api_headers(req: axum::extract::Request, next: axum::middleware::Next) 
     res
 }
 
+/// An error answer under `/api/` that is not JSON yet (one that no handler or extractor of
+/// the API made: a body over the size limit read as bytes, a refusal of a layer) becomes
+/// the API's error shape, its text the message; its status and other headers are kept.
+async fn problem_json(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        text
+    };
+    let body = serde_json::to_vec(&ErrorBody {
+        error: extract::code_of(status).to_string(),
+        message,
+    })
+    .unwrap_or_default();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// No route has this path: under `/api/`, a JSON 404 that says so.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no API route {} (the API is described at /api/openapi.json)",
+                uri.path()
+            ),
+        )
+        .into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+/// The route exists but not with this method: under `/api/`, a JSON 405 (the router adds
+/// `Allow` with the methods it has).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!(
+                "{} does not take {method} (see its Allow header)",
+                uri.path()
+            ),
+        )
+        .into_response()
+    } else {
+        StatusCode::METHOD_NOT_ALLOWED.into_response()
+    }
+}
+
 /// Every route of the server.
 pub fn router(app: AppState) -> Router {
     Router::new()
@@ -283,6 +361,8 @@ pub fn router(app: AppState) -> Router {
         .merge(oauth::routes())
         .merge(metrics::routes())
         .merge(ui::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(api_headers))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

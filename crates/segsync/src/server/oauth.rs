@@ -18,11 +18,12 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{authenticate, Authed};
+use super::extract::Json;
 use super::{ApiError, AppState, ErrorBody, OAuthApp};
 use crate::mailchimp::CredentialKind;
 use crate::ops::{self, Actor};
@@ -69,13 +70,16 @@ async fn callback_headers(mut res: Response) -> Response {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OAuthRequest {
     /// The connection to add, or to re-authenticate when `reauthenticate` is set.
+    #[schema(schema_with = crate::server::openapi::name)]
     pub name: String,
+    #[schema(schema_with = crate::server::openapi::optional_name)]
     pub display_name: Option<String>,
     /// Agreement to the data privacy statement (required for a new connection).
     #[serde(default)]
     pub accept_privacy_terms: bool,
     #[serde(default)]
     pub share_with_contributors: bool,
+    #[schema(schema_with = crate::server::openapi::optional_name)]
     pub export_user: Option<String>,
     #[serde(default)]
     pub reauthenticate: bool,
@@ -156,7 +160,7 @@ pub fn begin(app: &AppState, who: &Authed, req: OAuthRequest) -> Result<String, 
 
 /// Begins "Authenticate with Mailchimp" (admins): returns the URL to send the browser to.
 #[utoipa::path(post, path = "/api/oauth/mailchimp", tag = "connections", request_body = OAuthRequest,
-    responses((status = 200, body = OAuthStart), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = OAuthStart), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn api_begin(
     State(app): State<AppState>,
     who: Authed,

@@ -5,12 +5,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::alerts::{self, password, AlertSettings, DeliveryReport, PasswordSource, SmtpSettings};
 use super::auth::Authed;
+use super::extract::Json;
 use super::{ApiError, AppState, ErrorBody};
 use crate::state::Role;
 
@@ -141,7 +142,7 @@ fn settle_password(app: &AppState, checked: &alerts::Checked) -> Result<(), ApiE
 /// password, starttls}. `{}` turns alerts off. `smtp.password` is write-only: stored sealed,
 /// never shown; left out, the stored one is kept (while the relay stays the same) or
 /// `SEGSYNC_SMTP_PASSWORD` of the server's environment is used.
-#[utoipa::path(put, path = "/api/settings/alerts", tag = "settings", request_body = AlertSettingsChange,
+#[utoipa::path(put, path = "/api/settings/alerts", tag = "settings", request_body(content = Option<AlertSettingsChange>, description = "The settings; no body is read as {} (alerts off)"),
     responses((status = 200, body = AlertSettingsView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_alerts(
     State(app): State<AppState>,

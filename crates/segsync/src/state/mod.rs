@@ -133,21 +133,21 @@ pub struct SegmentRecord {
 }
 
 /// A profile column sent as a merge field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldMap {
     pub tag: String,
     pub column: String,
 }
 
 /// A chosen segment and the Mailchimp tag its members carry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SegmentTag {
     pub segment: String,
     pub tag: String,
 }
 
 /// An export's configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExportConfig {
     pub name: String,
     pub connection: String,
@@ -156,7 +156,9 @@ pub struct ExportConfig {
     /// FNAME, LNAME and further merge fields, each from a profile column.
     pub fields: Vec<FieldMap>,
     pub segments: Vec<SegmentTag>,
+    #[schema(value_type = crate::server::openapi::NewStatus)]
     pub status_if_new: NewStatus,
+    #[schema(value_type = crate::server::openapi::RemovalPolicy)]
     pub removal: RemovalPolicy,
     pub max_profiles: u64,
     pub create_merge_fields: bool,
@@ -171,7 +173,7 @@ pub struct ExportConfig {
 }
 
 /// When `segsync serve` runs an export by itself (besides "Run now").
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Schedule {
     /// Only when someone asks.
@@ -184,7 +186,7 @@ pub enum Schedule {
 }
 
 /// What a run did, counted.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunCounts {
     pub profiles: u64,
     pub members: u64,
@@ -210,7 +212,7 @@ pub struct RunCounts {
     pub retries: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Running,
@@ -245,7 +247,7 @@ impl Outcome {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub id: i64,
     pub export: String,

@@ -1,11 +1,11 @@
 //! The audit log: `/api/audit`, who changed what and when (admins).
 
-use axum::extract::{Query, State};
-use axum::Json;
+use axum::extract::State;
 use serde::Deserialize;
 
 use super::{state_of, ApiResult};
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Query};
 use crate::server::{AppState, ErrorBody};
 use crate::state::Role;
 

@@ -1,9 +1,8 @@
 //! Mailchimp connections: `/api/connections`, their credential check and their audiences.
 //! Secrets go in (API keys) and never come out.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,6 +11,7 @@ use super::{state_of, ApiResult};
 use crate::mailchimp::CredentialKind;
 use crate::ops::{self, ConnectionView};
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Path};
 use crate::server::{AppState, ErrorBody};
 use crate::state::Role;
 
@@ -27,7 +27,9 @@ pub async fn list_connections(
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewConnection {
+    #[schema(schema_with = crate::server::openapi::name)]
     pub name: String,
+    #[schema(schema_with = crate::server::openapi::optional_name)]
     pub display_name: Option<String>,
     /// The Mailchimp API key (or use "Authenticate with Mailchimp": POST /api/oauth/mailchimp).
     #[schema(format = Password)]
@@ -35,10 +37,12 @@ pub struct NewConnection {
     /// The API root; by default from the key's data center.
     pub base_url: Option<String>,
     /// Agreement to the data privacy statement (GET /api/privacy-statement); required.
+    #[schema(schema_with = crate::server::openapi::consent)]
     pub accept_privacy_terms: bool,
     #[serde(default)]
     pub share_with_contributors: bool,
     /// Who exports run as (by default the admin adding it).
+    #[schema(schema_with = crate::server::openapi::optional_name)]
     pub export_user: Option<String>,
 }
 
@@ -84,8 +88,10 @@ pub async fn get_connection(
 
 #[derive(Deserialize, ToSchema)]
 pub struct ConnectionChange {
+    #[schema(schema_with = crate::server::openapi::optional_name)]
     pub display_name: Option<String>,
     pub share_with_contributors: Option<bool>,
+    #[schema(schema_with = crate::server::openapi::optional_name)]
     pub export_user: Option<String>,
     /// A new API key (checked with Mailchimp first).
     #[schema(format = Password)]
@@ -95,7 +101,7 @@ pub struct ConnectionChange {
 
 /// Changes a connection (admins).
 #[utoipa::path(patch, path = "/api/connections/{name}", tag = "connections", params(("name" = String, Path)), request_body = ConnectionChange,
-    responses((status = 200, body = ConnectionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ConnectionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn change_connection(
     State(app): State<AppState>,
     who: Authed,
@@ -158,7 +164,7 @@ pub struct Ok_ {
 
 /// Checks a connection's credential with Mailchimp.
 #[utoipa::path(post, path = "/api/connections/{name}/test", tag = "connections", params(("name" = String, Path)),
-    responses((status = 200, body = Ok_), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = Ok_), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn test_connection(
     State(app): State<AppState>,
     who: Authed,
@@ -182,7 +188,7 @@ pub struct Audience {
 
 /// The audiences a connection can see (to choose an export's audience).
 #[utoipa::path(get, path = "/api/connections/{name}/audiences", tag = "connections", params(("name" = String, Path)),
-    responses((status = 200, body = [Audience]), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 200, body = [Audience]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn audiences(
     State(app): State<AppState>,
     who: Authed,

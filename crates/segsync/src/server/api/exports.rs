@@ -1,26 +1,24 @@
 //! Exports: `/api/exports`, their configuration, state and schedule (pause, resume).
 //! Starting and cancelling their runs is in [`super::runs`].
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{state_of, ApiResult};
 use crate::ops::{self, ExportInput, SaveMode};
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Path};
 use crate::server::runs::ActiveRun;
 use crate::server::{ApiError, AppState, ErrorBody};
 use crate::state::{ExportConfig, Role, RunRecord};
 
 #[derive(Serialize, ToSchema)]
 pub struct ExportView {
-    #[schema(value_type = Object)]
     pub config: ExportConfig,
     /// The run in progress, if any.
     pub running: Option<ActiveRun>,
-    #[schema(value_type = Option<Object>)]
     pub last_run: Option<RunRecord>,
     /// The next scheduled tick (cron schedules that are not paused).
     pub next_run_at: Option<String>,
@@ -64,7 +62,7 @@ pub async fn list_exports(
 
 /// Adds an export (contributors, on a connection they may use); the audience and mapping
 /// are checked with Mailchimp.
-#[utoipa::path(post, path = "/api/exports", tag = "exports", request_body(content = Object, description = "the export: name, connection, audience, email_field, first_name, last_name, merge [{tag, column}], segments [{segment, tag}], status_if_new, removal, max_profiles, create_merge_fields, updated_at_field, schedule {kind: manual|cron|after_refresh, cron, timezone}, paused"),
+#[utoipa::path(post, path = "/api/exports", tag = "exports", request_body = ExportInput,
     responses((status = 201, body = ExportView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn add_export(
     State(app): State<AppState>,
@@ -94,7 +92,7 @@ pub async fn get_export(
 
 /// Replaces an export's configuration (contributors with access). Another audience or
 /// connection starts it afresh there.
-#[utoipa::path(put, path = "/api/exports/{name}", tag = "exports", params(("name" = String, Path)), request_body(content = Object, description = "as for POST /api/exports"),
+#[utoipa::path(put, path = "/api/exports/{name}", tag = "exports", params(("name" = String, Path)), request_body(content = ExportInput, description = "as for POST /api/exports; `name` is the path's (or empty)"),
     responses((status = 200, body = ExportView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn change_export(
     State(app): State<AppState>,

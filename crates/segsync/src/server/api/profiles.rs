@@ -2,9 +2,8 @@
 //! refresh, after which the exports scheduled "after every refresh" start.
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -13,6 +12,7 @@ use utoipa::ToSchema;
 use super::ApiResult;
 use crate::ops::{self, ProfileSource};
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Query};
 use crate::server::runs::Event;
 use crate::server::{ApiError, AppState, ErrorBody};
 use crate::state::Role;
@@ -21,7 +21,6 @@ use crate::state::Role;
 pub struct ProfilesInfo {
     pub count: u64,
     pub key_column: Option<String>,
-    #[schema(value_type = Vec<Object>)]
     pub columns: Vec<crate::profiles::Column>,
     /// Where "refresh" reads from.
     pub source: Option<ProfileSource>,
@@ -49,8 +48,11 @@ pub async fn profiles(State(app): State<AppState>, who: Authed) -> ApiResult<Jso
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ImportParams {
     /// The column that identifies a profile.
+    #[param(value_type = String, required = true)]
     pub key: Option<String>,
-    /// csv, ndjson or parquet (with an uploaded body: required).
+    /// csv, ndjson or parquet (with an uploaded body: required; with `path`, by default
+    /// from the file's extension).
+    #[param(value_type = Option<crate::profiles::Format>, inline)]
     pub format: Option<String>,
     /// A file the server reads (instead of a body); remembered for "refresh".
     pub path: Option<String>,
@@ -60,7 +62,6 @@ pub struct ImportParams {
 pub struct ImportAnswer {
     pub rows: u64,
     pub key_column: String,
-    #[schema(value_type = Vec<Object>)]
     pub columns: Vec<crate::profiles::Column>,
     pub seconds: f64,
     /// Exports that run after every refresh and were started.
@@ -71,7 +72,8 @@ pub struct ImportAnswer {
 /// server (`path`, remembered as the source of "refresh"). Atomic: a refused file changes
 /// nothing. Exports scheduled "after every refresh" start afterwards.
 #[utoipa::path(post, path = "/api/profiles/import", tag = "profiles", params(ImportParams),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = Option<crate::server::openapi::Upload>, content_type = "application/octet-stream",
+        description = "The file to import (not read when `path` is given)"),
     responses((status = 200, body = ImportAnswer), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn import_profiles(
     State(app): State<AppState>,

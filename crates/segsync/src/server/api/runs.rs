@@ -1,16 +1,16 @@
 //! Runs: starting and cancelling an export's run (`/api/exports/{name}/runs`, `.../cancel`),
 //! the run history (`/api/runs`), one run's progress and the records it could not send.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{state_of, ApiResult};
 use crate::ops;
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Path, Query};
 use crate::server::runs::ActiveRun;
 use crate::server::{ApiError, AppState, ErrorBody};
 use crate::state::{Role, RunRecord};
@@ -107,7 +107,7 @@ pub struct RunsParams {
 }
 
 /// The history of runs, newest first.
-#[utoipa::path(get, path = "/api/runs", tag = "runs", params(RunsParams), responses((status = 200, body = [Object])))]
+#[utoipa::path(get, path = "/api/runs", tag = "runs", params(RunsParams), responses((status = 200, body = [RunRecord])))]
 pub async fn list_runs(
     State(app): State<AppState>,
     _who: Authed,
@@ -119,7 +119,6 @@ pub async fn list_runs(
 
 #[derive(Serialize, ToSchema)]
 pub struct RunView {
-    #[schema(value_type = Object)]
     pub run: RunRecord,
     /// Live progress while it runs.
     pub progress: Option<ActiveRun>,

@@ -1,15 +1,15 @@
 //! Segments: `/api/segments`, with their member counts and, for contributors, a sample of
 //! their profiles.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{state_of, ApiResult};
 use crate::ops;
 use crate::server::auth::Authed;
+use crate::server::extract::{Json, Path, Query};
 use crate::server::{ApiError, AppState, ErrorBody};
 use crate::state::Role;
 
@@ -65,8 +65,10 @@ pub async fn list_segments(
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewSegment {
+    #[schema(schema_with = crate::server::openapi::name)]
     pub name: String,
     /// A SQL boolean expression over the profile columns.
+    #[schema(min_length = 1)]
     pub predicate: String,
     /// A PostgreSQL profile source to read instead of the imported profiles (the predicate
     /// is then checked by PostgreSQL).
@@ -169,6 +171,7 @@ pub async fn get_segment(
 
 #[derive(Deserialize, ToSchema)]
 pub struct SegmentChange {
+    #[schema(min_length = 1)]
     pub predicate: String,
 }
 

@@ -1,9 +1,8 @@
 //! Users and their API tokens: `/api/users`, `/api/tokens`. Admins manage users; everyone
 //! manages their own tokens.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,6 +10,7 @@ use utoipa::ToSchema;
 use super::{state_of, ApiResult};
 use crate::ops;
 use crate::server::auth::{self, Authed, ClientAddr};
+use crate::server::extract::{Json, Path};
 use crate::server::{AppState, ErrorBody};
 use crate::state::{Role, UserRecord};
 
@@ -27,10 +27,11 @@ pub async fn list_users(
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewUser {
+    #[schema(schema_with = crate::server::openapi::user_name)]
     pub name: String,
     pub role: Role,
     /// At least 8 characters; stored as an argon2id hash.
-    #[schema(format = Password)]
+    #[schema(schema_with = crate::server::openapi::password)]
     pub password: String,
 }
 
@@ -52,7 +53,7 @@ pub struct UserChange {
     pub role: Option<Role>,
     /// The new password (at least 8 characters). Every session of the user ends and every
     /// API token of theirs is revoked.
-    #[schema(format = Password, write_only)]
+    #[schema(format = Password, write_only, min_length = 8)]
     pub password: Option<String>,
     /// The password the caller logs in with now: required to change one's own password (not
     /// when an admin sets another user's). A wrong one counts as a failed login.
@@ -113,6 +114,7 @@ pub async fn list_tokens(
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewToken {
+    #[schema(schema_with = crate::server::openapi::name)]
     pub label: String,
     /// Whose token (admins only; by default the caller's).
     pub user: Option<String>,
@@ -129,7 +131,7 @@ pub struct CreatedToken {
 
 /// Creates an API token.
 #[utoipa::path(post, path = "/api/tokens", tag = "users", request_body = NewToken,
-    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_token(
     State(app): State<AppState>,
     who: Authed,
