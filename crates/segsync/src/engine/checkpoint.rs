@@ -166,96 +166,20 @@ impl Writer {
         keys.sort_unstable();
         keys.dedup();
         let mut snapshot = self.state.snapshot_entries(&self.export, &keys)?;
-        let mut touched: Vec<MemberKey> = Vec::new();
+        let mut changes = Changes::default();
         let mut not_ours: Vec<MemberKey> = Vec::new();
-        let mut moved_away: Vec<MemberKey> = Vec::new();
         let mut errors: Vec<RecordError> = Vec::new();
         for a in answers {
             for fact in a.facts {
-                let key = fact.key();
-                if let Some(e) = self.replayed.get(&key) {
-                    snapshot.entry(key).or_insert_with(|| e.clone());
-                }
-                match fact {
-                    Fact::Upserted {
-                        key,
-                        email,
-                        status,
-                        created,
-                        fingerprint,
-                        profiles,
-                    } => {
-                        let item = Upsert {
-                            key,
-                            email,
-                            status,
-                            merge: None,
-                            fingerprint,
-                            profiles,
-                        };
-                        acknowledge_upsert(&mut snapshot, &item, status, created);
-                        self.replayed.remove(&key);
-                        touched.push(key);
-                    }
-                    Fact::Replayed { key, email } => {
-                        if !snapshot.contains_key(&key) {
-                            self.replayed.insert(
-                                key,
-                                SnapshotEntry {
-                                    email,
-                                    fingerprint: None,
-                                    tags: TagSet::default(),
-                                    status: Status::Subscribed,
-                                    owned: true,
-                                    profiles: None,
-                                },
-                            );
-                        }
-                    }
-                    Fact::Tagged {
-                        key,
-                        email,
-                        bit,
-                        added,
-                    } => {
-                        // The status is the entry's own; a member without one was just
-                        // tagged, so it is in the audience, subscribed as far as we know.
-                        acknowledge_tag(&mut snapshot, key, &email, bit, added, Status::Subscribed);
-                        touched.push(key);
-                    }
-                    Fact::Moved {
-                        from,
-                        key,
-                        email,
-                        status,
-                        fingerprint,
-                        profiles,
-                    } => {
-                        let item = Upsert {
-                            key,
-                            email,
-                            status,
-                            merge: None,
-                            fingerprint,
-                            profiles,
-                        };
-                        acknowledge_move(&mut snapshot, from, &item);
-                        moved_away.push(from);
-                        touched.push(key);
-                    }
-                    Fact::Archived { key } => {
-                        acknowledge_archive(&mut snapshot, key);
-                        touched.push(key);
-                    }
-                    Fact::Forgotten { key, email } => {
-                        acknowledge_forgotten(&mut snapshot, key, &email);
-                        touched.push(key);
-                    }
-                }
+                self.apply(fact, &mut snapshot, &mut changes);
             }
             not_ours.extend(a.not_ours);
             errors.extend(a.errors);
         }
+        let Changes {
+            mut touched,
+            mut moved_away,
+        } = changes;
         touched.sort_unstable();
         touched.dedup();
         let entries: Vec<(MemberKey, SnapshotEntry)> = touched
@@ -276,5 +200,100 @@ impl Writer {
             self.state.add_run_errors(self.run_id, &errors)?;
         }
         Ok(())
+    }
+
+    /// Moves the loaded `snapshot` forward by one fact.
+    fn apply(
+        &mut self,
+        fact: Fact,
+        snapshot: &mut HashMap<MemberKey, SnapshotEntry>,
+        changes: &mut Changes,
+    ) {
+        let key = fact.key();
+        if let Some(e) = self.replayed.get(&key) {
+            snapshot.entry(key).or_insert_with(|| e.clone());
+        }
+        match fact {
+            Fact::Upserted {
+                key,
+                email,
+                status,
+                created,
+                fingerprint,
+                profiles,
+            } => {
+                let item = written(key, email, status, fingerprint, profiles);
+                acknowledge_upsert(snapshot, &item, status, created);
+                self.replayed.remove(&key);
+            }
+            Fact::Replayed { key, email } => {
+                if !snapshot.contains_key(&key) {
+                    self.replayed.insert(key, replayed_entry(email));
+                }
+                return;
+            }
+            // The status is the entry's own; a member without one was just tagged, so it is
+            // in the audience, subscribed as far as we know.
+            Fact::Tagged {
+                key,
+                email,
+                bit,
+                added,
+            } => acknowledge_tag(snapshot, key, &email, bit, added, Status::Subscribed),
+            Fact::Moved {
+                from,
+                key,
+                email,
+                status,
+                fingerprint,
+                profiles,
+            } => {
+                let item = written(key, email, status, fingerprint, profiles);
+                acknowledge_move(snapshot, from, &item);
+                changes.moved_away.push(from);
+            }
+            Fact::Archived { key } => acknowledge_archive(snapshot, key),
+            Fact::Forgotten { key, email } => acknowledge_forgotten(snapshot, key, &email),
+        }
+        changes.touched.push(key);
+    }
+}
+
+/// What one checkpoint's facts changed: the entries to write, and the old addresses of moved
+/// members, whose entries went with them.
+#[derive(Default)]
+struct Changes {
+    touched: Vec<MemberKey>,
+    moved_away: Vec<MemberKey>,
+}
+
+/// A write Mailchimp acknowledged, as the snapshot's rules read it.
+fn written(
+    key: MemberKey,
+    email: String,
+    status: Status,
+    fingerprint: Option<u64>,
+    profiles: Option<String>,
+) -> Upsert {
+    Upsert {
+        key,
+        email,
+        status,
+        merge: None,
+        fingerprint,
+        profiles,
+    }
+}
+
+/// A member a lost answer's create made: the export's own, subscribed as far as we know,
+/// until the update that follows says more.
+fn replayed_entry(email: String) -> SnapshotEntry {
+    SnapshotEntry {
+        email,
+        fingerprint: None,
+        tags: TagSet::default(),
+        status: Status::Subscribed,
+        owned: true,
+        profiles: None,
     }
 }
