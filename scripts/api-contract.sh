@@ -116,7 +116,10 @@ sim=$(wait_url "$work/sim.out" "mailchimp-sim listening on ")
 for role in admin contributor viewer; do
   PW="password-of-the-$role" "$segsync" user add "$role" --role "$role" --password-env PW >/dev/null
 done
+# Private targets allowed: the connection's API root is the simulator on loopback (the
+# namespace has no other network, so nothing generated can reach anything else).
 SEGSYNC_OAUTH_CLIENT_SECRET=app-secret "$segsync" serve --listen 127.0.0.1:0 \
+  --allow-private-targets \
   --oauth-client-id segsync-contract --oauth-login-url "$sim/" >"$work/serve.out" 2>&1 &
 pids+=($!)
 url=$(wait_url "$work/serve.out" "segsync serve: listening on ")
