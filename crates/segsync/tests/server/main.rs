@@ -14,6 +14,7 @@ mod browser;
 mod contract;
 mod hardening;
 mod oauth;
+mod preview;
 mod roles;
 mod schedule;
 mod secrets;

@@ -1,4 +1,4 @@
-//! Data > Exports: the list, an export's page (configuration, Run now, Cancel, Pause/Resume,
+//! Data > Exports: the list, an export's page (configuration, Run now, Preview run, Cancel, Pause/Resume,
 //! Edit, Remove, live progress, the chart of records sent and the run history), and the
 //! actions behind its buttons. Running and cancelling go through the API's shared helpers,
 //! the rest through [`crate::ops`].
@@ -268,6 +268,7 @@ async fn show_page(
                 div class="actions" id="export-actions" {
                     @if running.is_none() {
                         (layout::post_button(who, &format!("{base}/run"), "Run now", "btn-primary"))
+                        a class="btn btn-secondary" id="preview-run" href=(format!("{base}/preview")) { "Preview run" }
                     }
                     @if e.paused {
                         (layout::post_button(who, &format!("{base}/resume"), "Resume", "btn-secondary"))

@@ -24,6 +24,7 @@ mod connections;
 mod export_form;
 mod exports;
 mod layout;
+mod preview;
 mod runs;
 mod segments;
 mod session;
@@ -97,6 +98,7 @@ pub fn routes() -> Router<AppState> {
             "/exports/{name}/edit",
             get(export_form::edit_form).post(export_form::edit_submit),
         )
+        .route("/exports/{name}/preview", get(preview::show))
         .route("/exports/{name}/run", post(exports::run_now))
         .route("/exports/{name}/cancel", post(exports::cancel))
         .route("/exports/{name}/pause", post(exports::pause))
