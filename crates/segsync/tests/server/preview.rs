@@ -1,5 +1,6 @@
-//! A run's plan before "Run now": `POST /api/exports/{name}/plan` and the export page's
-//! "Preview run" say what the run will do, send nothing, and the run then does just that.
+//! What a run will do and did: a run's plan before "Run now" (`POST
+//! /api/exports/{name}/plan`, the export page's "Preview run") sends nothing and the run then
+//! does just that; a run's page tells the truth about it, and names nobody to viewers.
 
 use serde_json::json;
 
@@ -93,10 +94,70 @@ fn a_previewed_run_sends_nothing_and_the_run_does_what_it_said() {
     assert_eq!(run["counts"]["refused"], 1, "{run}");
     assert_eq!(holding(&sim.view(&list), FIELDS), want);
 
+    // Its page names the refused record to contributors; viewers see how many, not who.
+    let run_page = format!("/runs/{}", started["run_id"]);
+    let page = browser.send(browser.request("GET", &run_page));
+    assert!(page.text.contains("chloe@orange"), "{}", page.text);
+    let vera = server.login(VIEWER);
+    let page = vera.send(vera.request("GET", &run_page));
+    assert_eq!(page.status, 200);
+    assert!(!page.text.contains("chloe@orange"), "{}", page.text);
+    assert!(!page.text.contains("X00001"), "{}", page.text);
+    assert!(
+        page.text.contains("1 record was not sent."),
+        "{}",
+        page.text
+    );
+    let page = vera.send(vera.request("GET", &format!("/exports/{EXPORT}")));
+    assert!(!page.text.contains("/errors"), "{}", page.text);
+    let errors = format!("/api/runs/{}/errors", started["run_id"]);
+    let (code, body) = viewer.get(&errors);
+    assert_eq!(code, 403, "{body}");
+    let (code, _) = contributor.get(&errors);
+    assert_eq!(code, 200);
+
     // Planned again: nothing left to do.
     let (code, again) = contributor.post(&format!("/api/exports/{EXPORT}/plan"), json!({}));
     assert_eq!(code, 200, "{again}");
     assert_eq!(again["creates"], 0, "{again}");
     assert_eq!(again["unchanged"], want.len(), "{again}");
     assert_eq!(again["requests"], 0, "{again}");
+}
+
+#[test]
+fn a_failed_run_never_says_every_record_was_delivered() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = installation(&sim, &people(40));
+    s.connect();
+    s.ok(&s
+        .export_args(&list, &[])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    let server = Server::start(&s, &[]);
+    let (code, body) = sim.admin(
+        "POST",
+        "/_sim/revoke",
+        Some(json!({ "credential": sim.key })),
+    );
+    assert!((200..300).contains(&code), "{code} {body}");
+    let ada = server.token_client(ADMIN);
+    let (code, started) = ada.post(&format!("/api/exports/{EXPORT}/runs"), json!({}));
+    assert_eq!(code, 202, "{started}");
+    let run = ada.wait_run(started["run_id"].as_i64().unwrap());
+    assert_eq!(run["outcome"], "failed", "{run}");
+    let browser = server.login(ADMIN);
+    let page = browser.send(browser.request("GET", &format!("/runs/{}", started["run_id"])));
+    assert!(
+        !page.text.contains("every record was delivered"),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains("the run failed before it had sent everything"),
+        "{}",
+        page.text
+    );
 }

@@ -305,7 +305,7 @@ fn cases(who: &str, sim: &Sim, list: &str, profiles_csv: &str, admin_token_id: i
             "/api/runs/{id}/errors",
             "/api/runs/1/errors",
             None,
-            Viewer,
+            Contributor,
             200,
         ),
         case(

@@ -3,8 +3,8 @@
 //!
 //! | role | may |
 //! | --- | --- |
-//! | viewer | read exports, runs (and their errors), segments, the connections shared with contributors |
-//! | contributor | also: segments; exports on shared connections (add, edit, preview a run, run, cancel, pause, remove); profile refresh |
+//! | viewer | read exports, runs (their counts: not the records they could not send, which name people), segments (their counts), the connections shared with contributors |
+//! | contributor | also: segments; the records runs could not send; exports on shared connections (add, edit, preview a run, run, cancel, pause, remove); profile refresh |
 //! | admin | everything: connections, users, tokens of others, profile imports, alert settings, the audit log |
 //!
 //! One file per resource: [`users`] (and tokens), [`connections`], [`segments`],

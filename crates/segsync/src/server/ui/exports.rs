@@ -196,7 +196,13 @@ fn progress_card(who: &Authed, e: &ExportConfig, r: &ActiveRun, may_edit: bool) 
     }
 }
 
-fn history_table(state: &StateStore, runs: &[RunRecord]) -> Result<Markup, ApiError> {
+/// `may_see_records`: whether the reader may download the records runs could not send
+/// (they name people: not viewers).
+fn history_table(
+    state: &StateStore,
+    runs: &[RunRecord],
+    may_see_records: bool,
+) -> Result<Markup, ApiError> {
     let mut errors = Vec::with_capacity(runs.len());
     for r in runs {
         errors.push(state.run_error_count(r.id)?);
@@ -225,7 +231,9 @@ fn history_table(state: &StateStore, runs: &[RunRecord]) -> Result<Markup, ApiEr
                             td class="num" data-count="tagged" { (num(r.counts.tagged)) }
                             td class="num" data-count="failed" { (num(r.counts.failed)) }
                             td {
-                                @if *n > 0 {
+                                @if *n > 0 && !may_see_records {
+                                    (num(*n))
+                                } @else if *n > 0 {
                                     a href=(format!("/api/runs/{}/errors", r.id)) download=(format!("run-{}-errors.csv", r.id)) { (num(*n)) " (CSV)" }
                                 } @else {
                                     span class="muted" { "—" }
@@ -253,7 +261,7 @@ async fn show_page(
     let may_edit = can_edit(&state, who, &e);
     let running = app.runs.running(&e.name);
     let runs = state.runs(Some(&e.name), HISTORY_ROWS).or_page(who)?;
-    let history = history_table(&state, &runs).or_page(who)?;
+    let history = history_table(&state, &runs, who.actor.role >= Role::Contributor).or_page(who)?;
     let chart_runs: Vec<&RunRecord> = runs.iter().take(CHART_RUNS).rev().collect();
     let base = format!("/exports/{}", seg(&e.name));
     let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);

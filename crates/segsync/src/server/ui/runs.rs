@@ -1,5 +1,6 @@
 //! A run's page: what triggered it, its outcome and every count, live progress while it
-//! runs, and the first records it could not send (all of them as CSV).
+//! runs, and the first records it could not send (all of them as CSV); viewers see how many
+//! records were not sent, not whose.
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -8,6 +9,7 @@ use maud::html;
 use super::layout::{outcome_badge, Nav, Page};
 use super::{num, seg, state_of, took, when, OrPage, PageResult, User};
 use crate::server::AppState;
+use crate::state::{Outcome, Role, RunRecord};
 
 /// Records not sent shown on the page (the CSV has them all).
 const ERROR_ROWS: usize = 100;
@@ -30,7 +32,13 @@ pub async fn show(
     let state = state_of(&app).or_page(&who)?;
     let run = state.run(id).or_page(&who)?;
     let total_errors = state.run_error_count(id).or_page(&who)?;
-    let errors = state.run_errors_head(id, ERROR_ROWS).or_page(&who)?;
+    // The records name people: viewers see how many there are, not who.
+    let may_see_records = who.actor.role >= Role::Contributor;
+    let errors = if may_see_records {
+        state.run_errors_head(id, ERROR_ROWS).or_page(&who)?
+    } else {
+        Vec::new()
+    };
     let live = app.runs.progress(id);
     let c = &run.counts;
     let mut counts: Vec<(&str, u64)> = vec![
@@ -106,12 +114,17 @@ pub async fn show(
         div class="card" {
             div class="card-head" {
                 h2 { "Records not sent" }
-                @if total_errors > 0 {
+                @if total_errors > 0 && may_see_records {
                     a class="btn btn-secondary btn-small" href=(format!("/api/runs/{id}/errors")) download=(format!("run-{id}-errors.csv")) { "Download all as CSV" }
                 }
             }
-            @if errors.is_empty() {
-                p class="muted" { "None: every record was delivered or left unchanged." }
+            @if total_errors == 0 {
+                p class="muted" id="no-errors" { (no_errors_text(&run)) }
+            } @else if !may_see_records {
+                p id="errors-count" {
+                    (num(total_errors)) @if total_errors == 1 { " record was" } @else { " records were" } " not sent."
+                }
+                p class="muted small" { "Viewers see the count only: the records hold personal data." }
             } @else {
                 @if total_errors > errors.len() as u64 {
                     p class="muted small" { "The first " (errors.len()) " of " (num(total_errors)) "." }
@@ -133,4 +146,22 @@ pub async fn show(
         .refresh(live.map(|_| (2, format!("/runs/{id}"))))
         .render(body)
         .into_response())
+}
+
+/// What the page says of a run without a record it could not send: only a run that ended
+/// well delivered everything.
+fn no_errors_text(run: &RunRecord) -> &'static str {
+    match (run.outcome, run.finished_at.is_some()) {
+        (_, false) => "None so far.",
+        (Outcome::Failed, true) => {
+            "None was refused, but the run failed before it had sent everything (the error is above); the next run sends the rest."
+        }
+        (Outcome::Cancelled, true) => {
+            "None was refused, but the run was cancelled before it had sent everything; the next run sends the rest."
+        }
+        (Outcome::Interrupted, true) => {
+            "None was refused, but the run was interrupted before it had sent everything; the next run sends the rest."
+        }
+        _ => "None: every record was delivered or left unchanged.",
+    }
 }
