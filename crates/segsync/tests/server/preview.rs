@@ -161,3 +161,43 @@ fn a_failed_run_never_says_every_record_was_delivered() {
         page.text
     );
 }
+
+#[test]
+fn pages_and_answers_that_find_nothing_say_so_without_command_line_hints() {
+    let sim = Sim::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    for (path, says) in [
+        ("/exports/nope", "no export named &quot;nope&quot;"),
+        ("/segments/nope", "no segment named &quot;nope&quot;"),
+        ("/runs/99", "no run 99<"),
+        ("/no/such/page", "There is no page at this address."),
+    ] {
+        let page = ada.send(ada.request("GET", path));
+        assert_eq!(page.status, 404, "{path}: {}", page.text);
+        assert!(
+            page.text.contains("<!DOCTYPE html>"),
+            "{path}: {}",
+            page.text
+        );
+        assert!(page.text.contains(says), "{path}: {}", page.text);
+        assert!(!page.text.contains("(see "), "{path}: {}", page.text);
+        assert!(
+            page.text.contains("href=\"/exports\""),
+            "{path}: {}",
+            page.text
+        );
+    }
+    let api = server.token_client(ADMIN);
+    for (path, says) in [
+        ("/api/exports/nope", "no export named \"nope\""),
+        ("/api/segments/nope", "no segment named \"nope\""),
+        ("/api/runs/99", "no run 99"),
+    ] {
+        let (code, body) = api.get(path);
+        assert_eq!(code, 404, "{path}: {body}");
+        assert_eq!(body["message"], says, "{path}: {body}");
+    }
+}

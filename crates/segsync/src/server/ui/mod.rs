@@ -301,6 +301,20 @@ pub fn error_page(who: Option<&Authed>, e: &ApiError) -> Response {
     (e.status, page).into_response()
 }
 
+/// The page of a path no route has (the server's fallback outside `/api/`), in words a
+/// person understands, with the way back.
+pub async fn page_not_found() -> Response {
+    let body = maud::html! {
+        div class="card" {
+            p class="lead" id="error-message" { "There is no page at this address." }
+            p class="muted" { "The link may be old, or the export, segment or run it named may have been removed." }
+            p { a class="btn btn-secondary" href="/exports" { "Go to exports" } }
+        }
+    };
+    let page = layout::Page::new(None, layout::Nav::None, "Page not found").render(body);
+    security_headers((StatusCode::NOT_FOUND, page).into_response()).await
+}
+
 /// The 403 page of every `/admin` page for people who are not admins.
 pub fn admins_only(who: &Authed) -> Response {
     let body = maud::html! {
