@@ -19,6 +19,8 @@ pub enum Nav {
     Exports,
     Connections,
     Users,
+    Alerts,
+    Audit,
 }
 
 /// A page being built: its frame around a body.
@@ -143,6 +145,8 @@ fn header(who: Option<&Authed>, nav: Nav) -> Markup {
                             span class="group-label" { "Admin" }
                             (link(Nav::Connections, "/admin/connections", "Connections"))
                             (link(Nav::Users, "/admin/users", "Users"))
+                            (link(Nav::Alerts, "/admin/alerts", "Alerts"))
+                            (link(Nav::Audit, "/admin/audit", "Audit log"))
                         }
                     }
                 }

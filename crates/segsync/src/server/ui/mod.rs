@@ -28,6 +28,7 @@ mod preview;
 mod runs;
 mod segments;
 mod session;
+mod settings;
 mod users;
 
 use axum::body::Bytes;
@@ -72,6 +73,12 @@ pub fn routes() -> Router<AppState> {
             "/admin/connections/{name}/remove",
             get(connections::remove_confirm).post(connections::remove),
         )
+        .route(
+            "/admin/alerts",
+            get(settings::alerts_page).post(settings::alerts_save),
+        )
+        .route("/admin/alerts/test", post(settings::alerts_test))
+        .route("/admin/audit", get(settings::audit_page))
         .route("/admin/users", get(users::list).post(users::add))
         .route("/admin/users/{name}/role", post(users::role))
         .route("/admin/users/{name}/password", post(users::password))
