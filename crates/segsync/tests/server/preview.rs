@@ -98,6 +98,27 @@ fn a_previewed_run_sends_nothing_and_the_run_does_what_it_said() {
     let run_page = format!("/runs/{}", started["run_id"]);
     let page = browser.send(browser.request("GET", &run_page));
     assert!(page.text.contains("chloe@orange"), "{}", page.text);
+    // The words that may be taken for one another are defined where they appear.
+    for word in ["refused", "failed", "skipped", "deferred"] {
+        assert!(
+            page.text.contains(&format!("<dt>{word}</dt><dd>")),
+            "{word}: {}",
+            page.text
+        );
+    }
+    let history = browser.send(browser.request("GET", &format!("/exports/{EXPORT}")));
+    assert!(
+        history
+            .text
+            .contains("<td class=\"num\" data-count=\"removed\">0</td>"),
+        "{}",
+        history.text
+    );
+    assert!(
+        history.text.contains("removed (archived or unsubscribed)"),
+        "{}",
+        history.text
+    );
     let vera = server.login(VIEWER);
     let page = vera.send(vera.request("GET", &run_page));
     assert_eq!(page.status, 200);

@@ -213,7 +213,9 @@ fn history_table(
                 thead { tr {
                     th { "Run" } th { "Trigger" } th { "Started" } th { "Took" } th { "Outcome" }
                     th class="num" { "Created" } th class="num" { "Updated" } th class="num" { "Tagged" }
-                    th class="num" { "Failed" } th { "Errors" }
+                    th class="num" title="archived or unsubscribed by the export's removal policy" { "Removed" }
+                    th class="num" title=(super::runs::FAILED_MEANS) { "Failed" }
+                    th title="records not sent (refused or failed), as CSV" { "Errors" }
                 } }
                 tbody {
                     @for (r, n) in runs.iter().zip(&errors) {
@@ -229,6 +231,7 @@ fn history_table(
                             td class="num" data-count="created" { (num(r.counts.created)) }
                             td class="num" data-count="updated" { (num(r.counts.updated)) }
                             td class="num" data-count="tagged" { (num(r.counts.tagged)) }
+                            td class="num" data-count="removed" { (num(chart::removed(r))) }
                             td class="num" data-count="failed" { (num(r.counts.failed)) }
                             td {
                                 @if *n > 0 && !may_see_records {

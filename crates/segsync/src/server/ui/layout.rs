@@ -407,6 +407,7 @@ progress:not([value])::-webkit-progress-bar{background:repeating-linear-gradient
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;vertical-align:-1px}
 .sw-created{background:#2563eb}
 .sw-updated{background:#7dd3fc}
+.sw-removed{background:#f59e0b}
 .danger-zone{border-color:#f5c2c2}
 .login-brand{text-align:center;margin-top:56px}
 .login-brand .logo{width:44px;height:44px;font-size:24px;border-radius:11px}

@@ -11,6 +11,28 @@ use super::{num, seg, state_of, took, when, OrPage, PageResult, User};
 use crate::server::AppState;
 use crate::state::{Outcome, Role, RunRecord};
 
+/// The words of a run's counts that a reader may take for one another, defined where they
+/// appear (the run page; the history's column titles).
+pub const REFUSED_MEANS: &str =
+    "not sent: segsync found the record unusable before sending (an invalid address, a value Mailchimp cannot take)";
+pub const FAILED_MEANS: &str =
+    "sent, but Mailchimp did not take it; its answer says why (see the records not sent)";
+pub const SKIPPED_MEANS: &str =
+    "left alone on purpose: the address is a member Mailchimp cleaned or that was archived, whom no run brings back";
+pub const DEFERRED_MEANS: &str =
+    "refused by Mailchimp for now only (too many recent sign-ups): not a failure, the next run sends it again";
+const WORDS: [(&str, &str); 4] = [
+    ("refused", REFUSED_MEANS),
+    ("failed", FAILED_MEANS),
+    ("skipped", SKIPPED_MEANS),
+    ("deferred", DEFERRED_MEANS),
+];
+
+fn meaning(count: &str) -> Option<&'static str> {
+    let word = count.split(' ').next().unwrap_or(count);
+    WORDS.iter().find(|(w, _)| *w == word).map(|(_, m)| *m)
+}
+
 /// Records not sent shown on the page (the CSV has them all).
 const ERROR_ROWS: usize = 100;
 
@@ -107,7 +129,12 @@ pub async fn show(
             h2 { "Counts" }
             div class="stats" id="counts" {
                 @for (k, v) in counts {
-                    div class="stat" { div class="v" { (num(v)) } div class="k" { (k) } }
+                    div class="stat" title=[meaning(k)] { div class="v" { (num(v)) } div class="k" { (k) } }
+                }
+            }
+            dl class="summary small" id="words" {
+                @for (word, means) in WORDS {
+                    dt { (word) } dd { (means) }
                 }
             }
         }
