@@ -357,6 +357,9 @@ fn ui_pages_check_sessions_csrf_roles_and_show_no_secret() {
     let a = connect(false);
     assert_eq!(a.status, 422, "{}", a.text);
     assert!(a.text.contains("only once you agree"), "{}", a.text);
+    // The statement is shown once, and the box to tick is marked.
+    assert_eq!(a.text.matches("you allow data").count(), 1, "{}", a.text);
+    assert!(a.text.contains("aria-invalid=\"true\""), "{}", a.text);
     assert!(!a.text.contains(&sim.key), "the key is never sent back");
     assert!(a.text.contains("Main account"), "the form is kept");
     let a = connect(true);

@@ -408,6 +408,8 @@ progress:not([value])::-webkit-progress-bar{background:repeating-linear-gradient
 .sw-created{background:#2563eb}
 .sw-updated{background:#7dd3fc}
 .sw-removed{background:#f59e0b}
+.card.missing{border-color:#e11d48;box-shadow:0 0 0 2px #fecdd3}
+.field-error{color:#b91c1c;font-weight:600;margin:6px 0 0}
 .danger-zone{border-color:#f5c2c2}
 .login-brand{text-align:center;margin-top:56px}
 .login-brand .logo{width:44px;height:44px;font-size:24px;border-radius:11px}
