@@ -60,8 +60,14 @@ fn require_browser_setup() {
 
 /// Runs `node flow.mjs` with `env`, at most [`FLOW_DEADLINE`]; its exit status and output.
 fn run_flow(env: &[(&str, String)]) -> (Option<i32>, String) {
+    run_script("flow.mjs", env)
+}
+
+/// Runs `node SCRIPT` (of `tests/browser`) with `env`, at most [`FLOW_DEADLINE`]; its exit
+/// status and output.
+fn run_script(script: &str, env: &[(&str, String)]) -> (Option<i32>, String) {
     let mut c = Command::new("node");
-    c.arg("flow.mjs")
+    c.arg(script)
         .current_dir(browser_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -607,4 +613,85 @@ fn ui_pages_check_sessions_csrf_roles_and_show_no_secret() {
     for page in [&s.transcript(), &server.output()] {
         assert!(!page.contains(&sim.key));
     }
+}
+
+/// Every page each role uses, on a phone (390 px wide): nothing wider than the screen.
+#[test]
+fn every_page_fits_a_phone_for_every_role() {
+    require_browser_setup();
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let mut profiles = people(60);
+    profiles.push(Profile::new(
+        "X-a-rather-long-profile-key-000001",
+        "someone.with.a.very.long.address.that.does.not.fit@example",
+        "Chloé",
+        "Martin",
+        "Paris",
+        "FR",
+        900.0,
+    ));
+    let s = crate::api::installation(&sim, &profiles);
+    let server = Server::start(&s, &[]);
+    let ada = server.token_client(ADMIN);
+    let (code, body) = ada.post(
+        "/api/connections",
+        json!({"name": CONNECTION, "display_name": "Mailchimp (marketing team)", "api_key": sim.key,
+               "base_url": sim.api_url(), "accept_privacy_terms": true, "share_with_contributors": true}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = ada.post("/api/exports", export_body(EXPORT, &list));
+    assert_eq!(code, 201, "{body}");
+    let (code, started) = ada.post(&format!("/api/exports/{EXPORT}/runs"), json!({}));
+    assert_eq!(code, 202, "{started}");
+    let run = ada.wait_run(started["run_id"].as_i64().unwrap());
+    assert_eq!(run["outcome"], "succeeded_with_errors", "{run}");
+    let run = format!("/runs/{}", started["run_id"]);
+
+    let export = format!("/exports/{EXPORT}");
+    let everyone = vec![
+        "/segments".to_string(),
+        "/segments/high_value".into(),
+        "/exports".into(),
+        export.clone(),
+        run.clone(),
+        "/no/such/page".into(),
+    ];
+    let mut contributor = everyone.clone();
+    contributor.extend([
+        "/exports/new".to_string(),
+        format!("{export}/edit"),
+        format!("{export}/preview"),
+    ]);
+    let mut admin = contributor.clone();
+    admin.extend([
+        "/admin/connections".to_string(),
+        "/admin/connections/new".into(),
+        format!("/admin/connections/{CONNECTION}"),
+        "/admin/users".into(),
+        "/admin/alerts".into(),
+        "/admin/audit".into(),
+    ]);
+    let visits = json!([
+        {"user": ADMIN.0, "password": ADMIN.1, "paths": admin},
+        {"user": CONTRIBUTOR.0, "password": CONTRIBUTOR.1, "paths": contributor},
+        {"user": VIEWER.0, "password": VIEWER.1, "paths": everyone},
+    ]);
+    let shoot = json!({
+        format!("{} {export}", ADMIN.0): "14-phone-export.png",
+        format!("{} {run}", ADMIN.0): "15-phone-run.png",
+    });
+    let screenshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    let (status, output) = run_script(
+        "phone.mjs",
+        &[
+            ("SEGSYNC_URL", server.url.clone()),
+            ("VISITS", visits.to_string()),
+            ("SHOOT", shoot.to_string()),
+            ("SCREENSHOTS", screenshots.display().to_string()),
+            ("CHROMIUM", chromium().display().to_string()),
+        ],
+    );
+    println!("{output}");
+    assert_eq!(status, Some(0), "the pages on a phone:\n{output}");
 }

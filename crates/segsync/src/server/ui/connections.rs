@@ -55,7 +55,7 @@ pub async fn list(
             }
         } @else {
             div class="card table-wrap" {
-                table id="connections" {
+                table class="stack" id="connections" {
                     thead { tr {
                         th { "Display name" } th { "Name" } th { "Kind" } th { "Who can use it" }
                         th { "Data privacy consent" } th { "Export user" } th { "Exports" }
@@ -64,13 +64,13 @@ pub async fn list(
                         @for c in &conns {
                             @let n = used.iter().filter(|(conn, _)| *conn == c.name).count();
                             tr data-connection=(c.name) {
-                                td { a href=(format!("/admin/connections/{}", seg(&c.name))) { strong { (c.display_name) } } }
-                                td { code { (c.name) } }
-                                td { (kind_badge(&c.credential_kind)) }
-                                td { (sharing(c.shared_with_contributors)) }
-                                td { (c.consent_by) br; span class="muted small" { (when(&c.consent_at)) } }
-                                td { (c.export_user.as_deref().unwrap_or("—")) }
-                                td class="num" { (n) }
+                                td data-label="Display name" { a href=(format!("/admin/connections/{}", seg(&c.name))) { strong { (c.display_name) } } }
+                                td data-label="Name" { code { (c.name) } }
+                                td data-label="Kind" { (kind_badge(&c.credential_kind)) }
+                                td data-label="Who can use it" { (sharing(c.shared_with_contributors)) }
+                                td data-label="Data privacy consent" { (c.consent_by) br; span class="muted small" { (when(&c.consent_at)) } }
+                                td data-label="Export user" { (c.export_user.as_deref().unwrap_or("—")) }
+                                td data-label="Exports" class="num" { (n) }
                             }
                         }
                     }

@@ -102,7 +102,7 @@ pub async fn list(
             }
         } @else {
             div class="card table-wrap" {
-                table id="exports" {
+                table class="stack" id="exports" {
                     thead { tr {
                         th { "Export" } th { "Connection" } th { "Audience" } th { "Segments" }
                         th { "Schedule" } th { "Last run" } th { "Now" }
@@ -110,17 +110,17 @@ pub async fn list(
                     tbody {
                         @for (e, last, running) in &rows {
                             tr data-export=(e.name) {
-                                td { a href=(format!("/exports/{}", seg(&e.name))) { strong { (e.name) } } }
-                                td { (names.get(&e.connection).unwrap_or(&e.connection)) }
-                                td { code { (e.audience_id) } }
-                                td {
+                                td data-label="Export" { a href=(format!("/exports/{}", seg(&e.name))) { strong { (e.name) } } }
+                                td data-label="Connection" { (names.get(&e.connection).unwrap_or(&e.connection)) }
+                                td data-label="Audience" { code { (e.audience_id) } }
+                                td data-label="Segments" {
                                     @for (i, s) in e.segments.iter().enumerate() {
                                         @if i > 0 { ", " }
                                         (s.segment)
                                     }
                                 }
-                                td { (schedule_text(e)) }
-                                td {
+                                td data-label="Schedule" { (schedule_text(e)) }
+                                td data-label="Last run" {
                                     @if let Some(r) = last {
                                         (outcome_badge(r.outcome))
                                         br;
@@ -129,7 +129,7 @@ pub async fn list(
                                         span class="muted" { "never run" }
                                     }
                                 }
-                                td {
+                                td data-label="Now" {
                                     @if let Some(r) = running { (running_cell(r)) } @else { span class="muted" { "—" } }
                                 }
                             }
@@ -209,7 +209,7 @@ fn history_table(
     }
     Ok(html! {
         div class="table-wrap" {
-            table id="history" {
+            table class="stack" id="history" {
                 thead { tr {
                     th { "Run" } th { "Trigger" } th { "Started" } th { "Took" } th { "Outcome" }
                     th class="num" { "Created" } th class="num" { "Updated" } th class="num" { "Tagged" }
@@ -220,20 +220,20 @@ fn history_table(
                 tbody {
                     @for (r, n) in runs.iter().zip(&errors) {
                         tr data-run=(r.id) data-outcome=(r.outcome.as_str()) {
-                            td { a href=(format!("/runs/{}", r.id)) { (r.id) } }
-                            td class="small" { (r.trigger) }
-                            td class="small" { (when(&r.started_at)) }
-                            td class="small" { (took(&r.started_at, r.finished_at.as_deref())) }
-                            td {
+                            td data-label="Run" { a href=(format!("/runs/{}", r.id)) { (r.id) } }
+                            td data-label="Trigger" class="small" { (r.trigger) }
+                            td data-label="Started" class="small" { (when(&r.started_at)) }
+                            td data-label="Took" class="small" { (took(&r.started_at, r.finished_at.as_deref())) }
+                            td data-label="Outcome" {
                                 (outcome_badge(r.outcome))
                                 @if let Some(err) = &r.error { br; span class="small muted" { (err) } }
                             }
-                            td class="num" data-count="created" { (num(r.counts.created)) }
-                            td class="num" data-count="updated" { (num(r.counts.updated)) }
-                            td class="num" data-count="tagged" { (num(r.counts.tagged)) }
-                            td class="num" data-count="removed" { (num(chart::removed(r))) }
-                            td class="num" data-count="failed" { (num(r.counts.failed)) }
-                            td {
+                            td data-label="Created" class="num" data-count="created" { (num(r.counts.created)) }
+                            td data-label="Updated" class="num" data-count="updated" { (num(r.counts.updated)) }
+                            td data-label="Tagged" class="num" data-count="tagged" { (num(r.counts.tagged)) }
+                            td data-label="Removed" class="num" data-count="removed" { (num(chart::removed(r))) }
+                            td data-label="Failed" class="num" data-count="failed" { (num(r.counts.failed)) }
+                            td data-label="Errors" {
                                 @if *n > 0 && !may_see_records {
                                     (num(*n))
                                 } @else if *n > 0 {

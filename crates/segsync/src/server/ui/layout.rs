@@ -408,10 +408,12 @@ progress:not([value])::-webkit-progress-bar{background:repeating-linear-gradient
 .sw-created{background:#2563eb}
 .sw-updated{background:#7dd3fc}
 .sw-removed{background:#f59e0b}
+@media (max-width:600px){#attributes,#segment-choice{display:block;overflow-x:auto}table.stack thead{display:none}table.stack,table.stack tbody,table.stack tr,table.stack td{display:block;width:100%}table.stack tr{border-bottom:1px solid #e2e7ef;padding:8px 0}table.stack td{border:none;padding:3px 12px;text-align:left;white-space:normal;overflow-wrap:anywhere}table.stack td[data-label]::before{content:attr(data-label);display:block;font-size:11px;font-weight:600;text-transform:uppercase;letter-spacing:.05em;color:#5f6b7a}table.stack td form.actions{flex-wrap:wrap}}
+#words{margin-top:16px}
 .card.missing{border-color:#e11d48;box-shadow:0 0 0 2px #fecdd3}
 .field-error{color:#b91c1c;font-weight:600;margin:6px 0 0}
 .danger-zone{border-color:#f5c2c2}
 .login-brand{text-align:center;margin-top:56px}
 .login-brand .logo{width:44px;height:44px;font-size:24px;border-radius:11px}
-@media (max-width:760px){header.top{flex-wrap:wrap;height:auto;padding:10px 16px;gap:10px}main{padding:20px 16px}.grid2{grid-template-columns:1fr}dl.summary{grid-template-columns:1fr}}
+@media (max-width:760px){header.top{flex-wrap:wrap;height:auto;padding:10px 16px;gap:10px}header nav{flex-wrap:wrap;flex-basis:100%;order:3;gap:6px 16px}.group{flex-wrap:wrap}header nav a{padding:5px 8px}main{padding:20px 16px}.grid2{grid-template-columns:1fr}dl.summary{grid-template-columns:1fr}}
 "#;

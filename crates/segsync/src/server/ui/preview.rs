@@ -123,11 +123,11 @@ fn requests(p: &PlanView) -> Markup {
 fn records(id: &str, listed: &[PlannedRecord], total: usize) -> Markup {
     html! {
         div class="table-wrap" {
-            table id=(id) {
+            table class="stack" id=(id) {
                 thead { tr { th { "Profile" } th { "Email" } th { "Reason" } } }
                 tbody {
                     @for r in listed.iter().take(SHOWN) {
-                        tr { td { (r.profile_key) } td { (r.email) } td { (r.reason) } }
+                        tr { td data-label="Profile" { (r.profile_key) } td data-label="Email" { (r.email) } td data-label="Reason" { (r.reason) } }
                     }
                 }
             }

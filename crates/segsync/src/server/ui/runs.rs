@@ -157,11 +157,11 @@ pub async fn show(
                     p class="muted small" { "The first " (errors.len()) " of " (num(total_errors)) "." }
                 }
                 div class="table-wrap" {
-                    table id="run-errors" {
+                    table class="stack" id="run-errors" {
                         thead { tr { th { "Profile" } th { "Email" } th { "Reason" } } }
                         tbody {
                             @for e in &errors {
-                                tr { td { code { (e.profile_key) } } td { (e.email) } td { (e.reason) } }
+                                tr { td data-label="Profile" { code { (e.profile_key) } } td data-label="Email" { (e.email) } td data-label="Reason" { (e.reason) } }
                             }
                         }
                     }
