@@ -80,7 +80,7 @@ pub fn records_per_run(runs: &[&RunRecord]) -> Markup {
                     @let u = r.counts.updated;
                     @let d = removed(r);
                     g class="bar" data-run=(r.id) {
-                        title { "Run " (r.id) ": " (num(c)) " created, " (num(u)) " updated, " (num(d)) " removed (" (r.outcome.as_str()) ")" }
+                        title { "Run " (r.number) ": " (num(c)) " created, " (num(u)) " updated, " (num(d)) " removed (" (r.outcome.as_str()) ")" }
                         rect x=(x) y=(y(c)) width=(bar) height=(y(0) - y(c)) fill=(CREATED) {}
                         rect x=(x) y=(y(c + u)) width=(bar) height=(y(c) - y(c + u)) fill=(UPDATED) {}
                         rect x=(x) y=(y(c + u + d)) width=(bar) height=(y(c + u) - y(c + u + d)) fill=(REMOVED) {}
@@ -88,7 +88,7 @@ pub fn records_per_run(runs: &[&RunRecord]) -> Markup {
                             rect x=(x) y=(y(0) - 1.5) width=(bar) height="1.5" fill="#cbd2d9" {}
                         }
                         @if i % label_every == 0 || i + 1 == runs.len() {
-                            text x=(x + bar / 2.0) y=(HEIGHT - BOTTOM + 16.0) text-anchor="middle" font-size="10" fill="#5f6b7a" { (r.id) }
+                            text x=(x + bar / 2.0) y=(HEIGHT - BOTTOM + 16.0) text-anchor="middle" font-size="10" fill="#5f6b7a" { (r.number) }
                         }
                     }
                 }

@@ -163,11 +163,18 @@ fn field_rows(e: &ExportConfig) -> Markup {
     }
 }
 
-fn progress_card(who: &Authed, e: &ExportConfig, r: &ActiveRun, may_edit: bool) -> Markup {
+/// `number`: the run's number among the export's runs, when the history has it already.
+fn progress_card(
+    who: &Authed,
+    e: &ExportConfig,
+    r: &ActiveRun,
+    number: Option<i64>,
+    may_edit: bool,
+) -> Markup {
     html! {
         div class="card" id="progress" {
             div class="card-head" {
-                h2 { "Running now: run " (r.run_id) }
+                h2 { "Running now: " a href=(format!("/runs/{}", r.run_id)) { "run " (number.unwrap_or(r.run_id)) } }
                 @if may_edit && !r.stopping {
                     (layout::post_button(who, &format!("/exports/{}/cancel", seg(&e.name)), "Cancel run", "btn-secondary"))
                 }
@@ -220,7 +227,7 @@ fn history_table(
                 tbody {
                     @for (r, n) in runs.iter().zip(&errors) {
                         tr data-run=(r.id) data-outcome=(r.outcome.as_str()) {
-                            td data-label="Run" { a href=(format!("/runs/{}", r.id)) { (r.id) } }
+                            td data-label="Run" { a href=(format!("/runs/{}", r.id)) { (r.number) } }
                             td data-label="Trigger" class="small" { (r.trigger) }
                             td data-label="Started" class="small" { (when(&r.started_at)) }
                             td data-label="Took" class="small" { (took(&r.started_at, r.finished_at.as_deref())) }
@@ -292,7 +299,7 @@ async fn show_page(
             }
         }
         @if let Some(r) = &running {
-            (progress_card(who, &e, r, may_edit))
+            (progress_card(who, &e, r, runs.iter().find(|x| x.id == r.run_id).map(|x| x.number), may_edit))
         }
         div class="card" {
             h2 { "Records sent per run" }

@@ -115,6 +115,7 @@ pub async fn show(
         div class="card" {
             h2 { "Run" }
             dl class="summary" {
+                dt { "Number" } dd id="run-number" { (run.number) " of export " (run.export) " (run " (run.id) " of this installation)" }
                 dt { "Trigger" } dd { (run.trigger) }
                 dt { "Started" } dd { (when(&run.started_at)) }
                 dt { "Finished" } dd { (run.finished_at.as_deref().map(when).unwrap_or_else(|| "—".into())) }
@@ -134,7 +135,9 @@ pub async fn show(
             }
             dl class="summary small" id="words" {
                 @for (word, means) in WORDS {
-                    dt { (word) } dd { (means) }
+                    @if word != "deferred" || c.deferred > 0 {
+                        dt { (word) } dd { (means) }
+                    }
                 }
             }
         }
@@ -169,10 +172,14 @@ pub async fn show(
             }
         }
     };
-    Ok(Page::new(Some(&who), Nav::Exports, format!("Run {id}"))
-        .refresh(live.map(|_| (2, format!("/runs/{id}"))))
-        .render(body)
-        .into_response())
+    Ok(Page::new(
+        Some(&who),
+        Nav::Exports,
+        format!("Run {} of {}", run.number, run.export),
+    )
+    .refresh(live.map(|_| (2, format!("/runs/{id}"))))
+    .render(body)
+    .into_response())
 }
 
 /// What the page says of a run without a record it could not send: only a run that ended
