@@ -276,6 +276,14 @@ async fn api_headers(req: axum::extract::Request, next: axum::middleware::Next) 
     let path = req.uri().path();
     let api = path.starts_with("/api/") || PROTECTED_PLAIN.contains(&path);
     let mut res = next.run(req).await;
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body was not read: the connection cannot carry another request,
+        // and a client that does not hear so would send its next one into a closed socket.
+        res.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     if api {
         res = problem_json(res).await;
         let h = res.headers_mut();
