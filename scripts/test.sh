@@ -15,6 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-clients.sh
 scripts/setup-browser.sh
 scripts/setup-postgres.sh
+scripts/setup-mariadb.sh
 
 failed=()
 log=$(mktemp -t segsync-test.XXXXXX)
