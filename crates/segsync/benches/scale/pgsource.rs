@@ -227,7 +227,7 @@ impl Bench {
 }
 
 /// One size of `pgsource`: the profiles in PostgreSQL, the segments evaluated there.
-struct PgFigures {
+pub struct PgFigures {
     size: usize,
     members: u64,
     load: PgLoad,
@@ -250,7 +250,7 @@ struct PgFigures {
 }
 
 impl PgFigures {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         json!({
             "profiles": self.size,
             "members": self.members,
