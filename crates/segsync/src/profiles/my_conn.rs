@@ -211,12 +211,36 @@ impl Target {
                     _ => "REQUIRED",
                 }
             ),
-            other => error_text(other),
+            other => self.explain_tls(error_text(other)),
         };
         MyConnError::Connect {
             server: "MySQL",
             url: self.shown.clone(),
             message,
+        }
+    }
+
+    /// A clear sentence for a refused certificate (the driver gives rustls's reason only).
+    fn explain_tls(&self, text: String) -> String {
+        let ca = self
+            .ca
+            .as_ref()
+            .map_or("(the public authorities)".to_string(), |p| {
+                p.display().to_string()
+            });
+        if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+            format!(
+                "the server's certificate is not signed by a certificate authority in ssl-ca {ca} \
+                 ({text})"
+            )
+        } else if text.contains("NotValidForName") || text.contains("not valid for name") {
+            let host = self.opts.get_ip_or_hostname();
+            format!(
+                "the server's certificate is not made out to the host name \"{host}\" \
+                 (ssl-mode=VERIFY_IDENTITY checks it; VERIFY_CA does not)"
+            )
+        } else {
+            text
         }
     }
 
