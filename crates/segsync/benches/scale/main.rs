@@ -81,7 +81,7 @@ use serde_json::{json, Value};
 use bench::Bench;
 use report::thousands;
 
-const PARTS: [&str; 7] = [
+const PARTS: [&str; 8] = [
     "full",
     "reruns",
     "pipeline",

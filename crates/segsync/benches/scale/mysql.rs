@@ -108,7 +108,7 @@ pub fn my_load(url: &str, csv: &Path, rows: usize) -> crate::pg::PgLoad {
     let columns = HEADER.split(',').count();
     let mut loaded = 0usize;
     let mut batch: Vec<csv::StringRecord> = Vec::with_capacity(2000);
-    let mut flush = |batch: &mut Vec<csv::StringRecord>, c: &mut mysql::Conn| {
+    let flush = |batch: &mut Vec<csv::StringRecord>, c: &mut mysql::Conn| {
         if batch.is_empty() {
             return;
         }

@@ -11,7 +11,7 @@ use crate::drive::{Proc, Stages};
 use crate::mysql::{my_alone, my_load, MyDatabase, MY_COLUMN_TYPES, MY_PREDICATES};
 use crate::pgsource::PgFigures;
 use crate::pipeline::Pipeline;
-use crate::report::{opt, plan_json, run_json, thousands};
+use crate::report::{opt, thousands};
 use crate::sim::{start_sim, Latency};
 
 impl Bench {

@@ -472,7 +472,7 @@ impl MySqlSource {
         f: impl FnOnce(&mut Conn, &Watchdog) -> Result<R, Fault>,
     ) -> Result<R, Fault> {
         let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if !slot.as_mut().is_some_and(|c| c.ping().is_ok()) {
+        if slot.as_mut().is_none_or(|c| c.ping().is_err()) {
             tracing::info!(url = %self.target.shown, "reconnecting to {}", self.flavor.name());
             *slot = None;
             let (conn, _) = self
