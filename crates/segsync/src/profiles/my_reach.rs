@@ -73,50 +73,53 @@ impl MySqlSource {
             PgRelation::Query(_) => None,
         };
         let limit = self.limits.check_timeout;
-        self.call(limit, move |conn, _| -> Result<MyReach, Fault> {
-            let user: Option<String> = conn.query_first("SELECT CURRENT_USER()")?;
-            let user = user.unwrap_or_default();
-            let (name, host) = user.rsplit_once('@').unwrap_or((&user, "%"));
-            let grantee = format!(
-                "'{}'@'{}'",
-                name.replace('\'', "''"),
-                host.replace('\'', "''")
-            );
-            let global: Vec<String> = conn.exec(
+        self.call(
+            super::Clock::Server(limit),
+            move |conn, _| -> Result<MyReach, Fault> {
+                let user: Option<String> = conn.query_first("SELECT CURRENT_USER()")?;
+                let user = user.unwrap_or_default();
+                let (name, host) = user.rsplit_once('@').unwrap_or((&user, "%"));
+                let grantee = format!(
+                    "'{}'@'{}'",
+                    name.replace('\'', "''"),
+                    host.replace('\'', "''")
+                );
+                let global: Vec<String> = conn.exec(
                 "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ?",
                 (&grantee,),
             )?;
-            let databases: Vec<String> = conn.exec(
-                "SELECT DISTINCT TABLE_SCHEMA FROM information_schema.SCHEMA_PRIVILEGES \
+                let databases: Vec<String> = conn.exec(
+                    "SELECT DISTINCT TABLE_SCHEMA FROM information_schema.SCHEMA_PRIVILEGES \
                  WHERE GRANTEE = ? AND PRIVILEGE_TYPE = 'SELECT' ORDER BY 1",
-                (&grantee,),
-            )?;
-            let db: Option<String> = conn.query_first("SELECT DATABASE()")?;
-            let db = db.unwrap_or_default();
-            let tables: Vec<(String, String)> = conn.exec(
+                    (&grantee,),
+                )?;
+                let db: Option<String> = conn.query_first("SELECT DATABASE()")?;
+                let db = db.unwrap_or_default();
+                let tables: Vec<(String, String)> = conn.exec(
                 "SELECT DISTINCT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLE_PRIVILEGES \
                  WHERE GRANTEE = ? AND PRIVILEGE_TYPE = 'SELECT' ORDER BY 1, 2",
                 (&grantee,),
             )?;
-            let other_tables = tables
-                .into_iter()
-                .filter(|(schema, table)| {
-                    own_table.as_deref().is_none_or(|own| {
-                        !(own == table && *schema == db) && own != format!("{schema}.{table}")
-                    })
-                })
-                .map(|(schema, table)| format!("{schema}.{table}"))
-                .collect();
-            Ok(MyReach {
-                user: user.clone(),
-                global: global
+                let other_tables = tables
                     .into_iter()
-                    .filter(|p| GLOBAL.contains(&p.as_str()))
-                    .collect(),
-                databases,
-                other_tables,
-            })
-        })
+                    .filter(|(schema, table)| {
+                        own_table.as_deref().is_none_or(|own| {
+                            !(own == table && *schema == db) && own != format!("{schema}.{table}")
+                        })
+                    })
+                    .map(|(schema, table)| format!("{schema}.{table}"))
+                    .collect();
+                Ok(MyReach {
+                    user: user.clone(),
+                    global: global
+                        .into_iter()
+                        .filter(|p| GLOBAL.contains(&p.as_str()))
+                        .collect(),
+                    databases,
+                    other_tables,
+                })
+            },
+        )
         .map_err(|f| self.source_error(f, limit))
     }
 }

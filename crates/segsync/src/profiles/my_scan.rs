@@ -288,9 +288,9 @@ mod tests {
         ));
         for breakout in [
             "1=1) OR (true",
-            // A backslash escapes the quote in MySQL: the string goes on past `'`.
-            "email = '\\' ) OR (true -- '",
-            "email = \"\\\" ) OR (true -- \"",
+            // A backslash escapes the quote in MySQL: the string ends at the third quote.
+            "email = '\\'' ) OR (true -- '",
+            "email = \"\\\"\" ) OR (true -- \"",
             // `--` without a space is not a comment: the ')' counts.
             "x = 1 --) OR (true",
             // Comments do not nest: the first '*/' ends this one.

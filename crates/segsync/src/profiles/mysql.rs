@@ -17,8 +17,9 @@
 //!
 //! Every statement runs in a `START TRANSACTION READ ONLY` transaction that is always rolled
 //! back, after the session's settings are fixed (`sql_mode` without `ANSI_QUOTES` and
-//! `NO_BACKSLASH_ESCAPES`, so that strings read as [`scan`] read them; `time_zone` UTC; the
-//! statement time limit, `max_execution_time` on MySQL, `max_statement_time` on MariaDB).
+//! `NO_BACKSLASH_ESCAPES`, so that strings read as [`scan`] read them; `time_zone` UTC; for
+//! checks, previews and counts the statement time limit, `max_execution_time` on MySQL,
+//! `max_statement_time` on MariaDB).
 //! After every use the session is reset (`COM_RESET_CONNECTION`): nothing a statement left
 //! (a variable, a lock) reaches the next. [`scan`] tokenises each predicate as the server's
 //! lexer does and refuses anything that could change the query's shape or reach outside the
@@ -175,6 +176,16 @@ impl From<mysql::Error> for Fault {
     }
 }
 
+/// How a call's time is limited.
+#[derive(Clone, Copy)]
+enum Clock {
+    /// By the server's statement time limit (and the watchdog): the whole statement.
+    Server(Duration),
+    /// By the watchdog only: the time spent waiting for the server (a select, whose caller
+    /// takes its time with each row).
+    Watchdog(Duration),
+}
+
 /// The SQL after `FROM` (before `AS profiles`): the backquoted table name, or `(\nquery\n)`.
 fn relation_sql(relation: &PgRelation) -> Result<String, MySqlSourceError> {
     let bad = |reason: String| MySqlSourceError::BadRelation {
@@ -306,7 +317,7 @@ impl MySqlSource {
     pub fn row_count(&self) -> Result<u64, MySqlSourceError> {
         let sql = format!("SELECT COUNT(*) FROM {} AS profiles", self.from);
         let limit = self.limits.select_timeout;
-        self.call(limit, |conn, _| -> Result<u64, Fault> {
+        self.call(Clock::Server(limit), |conn, _| -> Result<u64, Fault> {
             let n: Option<u64> = conn.query_first(sql)?;
             Ok(n.unwrap_or(0))
         })
@@ -324,8 +335,10 @@ impl MySqlSource {
             wrap(predicate)
         );
         let limit = self.limits.check_timeout;
-        self.call(limit, |conn, _| prepare(conn, &sql).map(drop))
-            .map_err(|f| self.predicate_error(predicate, f, limit))
+        self.call(Clock::Server(limit), |conn, _| {
+            prepare(conn, &sql).map(drop)
+        })
+        .map_err(|f| self.predicate_error(predicate, f, limit))
     }
 
     /// The number of profiles for which `predicate` holds, and up to `sample` of them (all
@@ -347,30 +360,33 @@ impl MySqlSource {
             self.from
         );
         let limit = self.limits.check_timeout;
-        self.call(limit, |conn, watch| -> Result<Preview, Fault> {
-            let stmt = prepare(conn, &count_sql)?;
-            let count: Option<u64> = conn.exec_first(&stmt, ())?;
-            let mut rows = Vec::new();
-            if sample > 0 {
-                let stmt = prepare(conn, &sample_sql)?;
-                for row in conn.exec_iter(&stmt, ())? {
-                    let values = row?.unwrap();
-                    let mut map = Map::new();
-                    for (field, value) in fields.iter().zip(values) {
-                        map.insert(field.name.clone(), decode(field.how, value));
+        self.call(
+            Clock::Server(limit),
+            |conn, watch| -> Result<Preview, Fault> {
+                let stmt = prepare(conn, &count_sql)?;
+                let count: Option<u64> = conn.exec_first(&stmt, ())?;
+                let mut rows = Vec::new();
+                if sample > 0 {
+                    let stmt = prepare(conn, &sample_sql)?;
+                    for row in conn.exec_iter(&stmt, ())? {
+                        let values = row?.unwrap();
+                        let mut map = Map::new();
+                        for (field, value) in fields.iter().zip(values) {
+                            map.insert(field.name.clone(), decode(field.how, value));
+                        }
+                        rows.push(map);
                     }
-                    rows.push(map);
                 }
-            }
-            if watch.fired() {
-                return Err(Fault::Timeout);
-            }
-            Ok(Preview {
-                count: count.unwrap_or(0),
-                columns: fields.iter().map(|f| f.name.clone()).collect(),
-                sample: rows,
-            })
-        })
+                if watch.fired() {
+                    return Err(Fault::Timeout);
+                }
+                Ok(Preview {
+                    count: count.unwrap_or(0),
+                    columns: fields.iter().map(|f| f.name.clone()).collect(),
+                    sample: rows,
+                })
+            },
+        )
         .map_err(|f| self.predicate_error(predicate, f, limit))
     }
 
@@ -423,7 +439,8 @@ impl MySqlSource {
             duration: Duration::ZERO,
         };
         let mut callback_error = None;
-        let done = self.call(limit, |conn, watch| -> Result<(), Fault> {
+        // The watchdog alone bounds it: the server's limit would count the time `each` takes.
+        let done = self.call(Clock::Watchdog(limit), |conn, watch| -> Result<(), Fault> {
             for (index, predicate) in predicates.iter().enumerate() {
                 let sql = format!(
                     "SELECT 1 FROM {} AS profiles WHERE {}",
@@ -464,11 +481,11 @@ impl MySqlSource {
     }
 
     /// Runs `f` on the connection (reconnecting if it was closed) inside a read-only
-    /// transaction with the session's settings fixed and a statement time limit of `limit`,
+    /// transaction with the session's settings fixed and the time limit `clock` says,
     /// watched by a [`Watchdog`]; then rolls back and resets the session.
     fn call<R>(
         &self,
-        limit: Duration,
+        clock: Clock,
         f: impl FnOnce(&mut Conn, &Watchdog) -> Result<R, Fault>,
     ) -> Result<R, Fault> {
         let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
@@ -484,9 +501,12 @@ impl MySqlSource {
         let conn = slot
             .as_mut()
             .ok_or_else(|| Fault::Client("no connection".into()))?;
+        let (limit, server_limit) = match clock {
+            Clock::Server(limit) => (limit, format!(", {}", self.flavor.time_limit(limit))),
+            Clock::Watchdog(limit) => (limit, String::new()),
+        };
         conn.query_drop(format!(
-            "SET SESSION sql_mode = '{SQL_MODE}', SESSION time_zone = '+00:00', {}",
-            self.flavor.time_limit(limit)
+            "SET SESSION sql_mode = '{SQL_MODE}', SESSION time_zone = '+00:00'{server_limit}"
         ))?;
         conn.query_drop("START TRANSACTION READ ONLY")?;
         let watch = Watchdog::start(&self.target, conn.connection_id(), limit);
@@ -511,35 +531,38 @@ impl MySqlSource {
         let limit = self.limits.check_timeout;
         let flavor = self.flavor;
         let fields = self
-            .call(limit, |conn, _| -> Result<Vec<Field>, Fault> {
-                let stmt = conn.prep(&sql)?;
-                let json = match flavor {
-                    Flavor::MariaDb => json_columns(conn, &stmt)?,
-                    Flavor::MySql => Vec::new(),
-                };
-                let fields = stmt
-                    .columns()
-                    .iter()
-                    .map(|c| {
-                        let origin = (
-                            c.org_table_str().into_owned(),
-                            c.org_name_str().into_owned(),
-                        );
-                        let kind = if json.contains(&origin) {
-                            ColumnType::Json
-                        } else {
-                            kind_of(c)
-                        };
-                        Field {
-                            name: c.name_str().into_owned(),
-                            kind,
-                            how: Decode::of(c, kind),
-                        }
-                    })
-                    .collect();
-                conn.close(stmt)?;
-                Ok(fields)
-            })
+            .call(
+                Clock::Server(limit),
+                |conn, _| -> Result<Vec<Field>, Fault> {
+                    let stmt = conn.prep(&sql)?;
+                    let json = match flavor {
+                        Flavor::MariaDb => json_columns(conn, &stmt)?,
+                        Flavor::MySql => Vec::new(),
+                    };
+                    let fields = stmt
+                        .columns()
+                        .iter()
+                        .map(|c| {
+                            let origin = (
+                                c.org_table_str().into_owned(),
+                                c.org_name_str().into_owned(),
+                            );
+                            let kind = if json.contains(&origin) {
+                                ColumnType::Json
+                            } else {
+                                kind_of(c)
+                            };
+                            Field {
+                                name: c.name_str().into_owned(),
+                                kind,
+                                how: Decode::of(c, kind),
+                            }
+                        })
+                        .collect();
+                    conn.close(stmt)?;
+                    Ok(fields)
+                },
+            )
             .map_err(|f| self.source_error(f, limit))?;
         for (i, f) in fields.iter().enumerate() {
             if fields[..i].iter().any(|g| g.name == f.name) {
