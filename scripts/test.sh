@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace, as CI does: formatting, lints, then all tests
 # (the official Mailchimp clients' sessions, the web UI's browser tests and the PostgreSQL
-# tests included, with what they need installed or started first if needed), then the API
+# and MariaDB tests included, with what they need installed or started first if needed), then the API
 # contract check (scripts/api-contract.sh).
 #
 # Every test runs with the simulator's default profile; the end-to-end CLI suite (crash

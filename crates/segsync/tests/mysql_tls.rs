@@ -33,6 +33,16 @@ fn authority(name: &str) -> Authority {
     }
 }
 
+/// `name` from /usr/sbin or /usr/bin when it is there (root's PATH may lack /usr/sbin), else
+/// as found in PATH.
+fn sbin(name: &str) -> std::path::PathBuf {
+    ["/usr/sbin", "/usr/bin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| name.into())
+}
+
 /// A MariaDB server of this test's own, secure transport only, stopped when dropped.
 struct TlsServer {
     dir: tempfile::TempDir,
@@ -53,7 +63,7 @@ impl TlsServer {
         std::fs::write(dir.path().join("server.crt"), cert.pem()).unwrap();
         std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
         std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
-        let out = Command::new("mariadb-install-db")
+        let out = Command::new(sbin("mariadb-install-db"))
             .args(["--no-defaults", "--user=mysql", "--skip-test-db"])
             .arg(format!("--datadir={}", data.display()))
             .output()
@@ -78,7 +88,7 @@ impl TlsServer {
             l.local_addr().unwrap().port()
         };
         let d = dir.path();
-        let child = Command::new("mariadbd")
+        let child = Command::new(sbin("mariadbd"))
             .arg("--no-defaults")
             .arg("--user=mysql")
             .arg(format!("--datadir={}", data.display()))
