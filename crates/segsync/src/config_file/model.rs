@@ -61,7 +61,7 @@ pub struct SegmentSpec {
     /// `where`: a SQL predicate over the profile columns of its source.
     #[serde(rename = "where")]
     pub predicate: Spanned<String>,
-    /// A PostgreSQL profile source (`segsync profiles source add`); absent: the imported
+    /// A PostgreSQL or MySQL profile source (`segsync profiles source add`); absent: the imported
     /// profiles.
     #[serde(default)]
     pub source: Option<Spanned<String>>,

@@ -41,7 +41,7 @@ pub use profiles::{
     import_profiles, import_upload, profile_source, refresh_profiles, ProfileSource,
 };
 pub use segments::{add_segment, remove_segment, update_segment, Counted};
-pub use sources::{add_pg_source, pg_sources, remove_pg_source, AddedSource, PgSourceInput};
+pub use sources::{add_source, list_sources, remove_source, AddedSource, SourceInput, SourceKind};
 pub use users::{
     add_user, create_token, hash_password, new_token_value, remove_user, revoke_token,
     set_password, set_role, token_hash, verify_password,
