@@ -819,6 +819,7 @@ fn plan_rule(
                 &m.email,
                 Status::Subscribed,
                 Some(m.fingerprint),
+                TagSet::default(),
             )?;
             for bit in bits(m.tags.0) {
                 w.tag(bit, true, key, &m.email)?;
@@ -832,6 +833,7 @@ fn plan_rule(
                     &m.email,
                     e.status,
                     Some(m.fingerprint),
+                    TagSet::default(),
                 )?;
             }
             for bit in bits(m.tags.0 & !e.tags.0) {
@@ -852,6 +854,7 @@ fn plan_rule(
                     &e.email,
                     Status::Unsubscribed,
                     None,
+                    TagSet::default(),
                 )?;
             } else if e.owned {
                 w.archive(key, &e.email)?;

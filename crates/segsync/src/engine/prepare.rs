@@ -488,18 +488,28 @@ struct PlanCounts {
     updates: usize,
     unsubscribes: usize,
     archives: usize,
-    /// Adds and removes per tag bit.
+    /// Adds and removes per tag bit, by tag batches.
     per_tag: Vec<(usize, usize)>,
+    /// Tags carried by creates, per tag bit.
+    create_tags: Vec<usize>,
     unchanged: u64,
     skipped: Vec<segsync_core::Skip>,
 }
 
 impl PlanCounts {
     fn plan(&self) -> StagedPlan {
-        let bits: Vec<usize> = (0..self.per_tag.len())
-            .filter(|b| self.per_tag[*b] != (0, 0))
+        // The tags the creates carry count too: their ids are found before sending, and
+        // members whose create did not apply them are tagged by tag batches.
+        let bits: Vec<usize> = (0..self.per_tag.len().max(self.create_tags.len()))
+            .filter(|b| {
+                self.per_tag.get(*b).is_some_and(|t| *t != (0, 0))
+                    || self.create_tags.get(*b).is_some_and(|n| *n > 0)
+            })
             .collect();
-        let per_tag: Vec<(usize, usize)> = bits.iter().map(|b| self.per_tag[*b]).collect();
+        let per_tag: Vec<(usize, usize)> = bits
+            .iter()
+            .map(|b| self.per_tag.get(*b).copied().unwrap_or_default())
+            .collect();
         StagedPlan {
             summary: PlanSummary::from_counts(
                 self.moves,
@@ -507,9 +517,19 @@ impl PlanCounts {
                 self.updates,
                 self.unsubscribes,
                 &per_tag,
+                self.create_tags.iter().sum(),
                 self.archives,
             ),
             tag_bits: bits,
+        }
+    }
+
+    fn create_tags(&mut self, tags: TagSet) {
+        for bit in tags.iter() {
+            if self.create_tags.len() <= bit {
+                self.create_tags.resize(bit + 1, 0);
+            }
+            self.create_tags[bit] += 1;
         }
     }
 
@@ -542,16 +562,17 @@ impl StageSink<'_, '_, '_> {
 
 impl DiffSink for StageSink<'_, '_, '_> {
     fn upsert(&mut self, key: MemberKey, want: &Want<'_>, status: Status, create: bool) {
-        let phase = if create {
+        let (phase, tags) = if create {
             self.acc.creates += 1;
-            UpsertPhase::Create
+            self.acc.create_tags(want.tags);
+            (UpsertPhase::Create, want.tags)
         } else {
             self.acc.updates += 1;
-            UpsertPhase::Update
+            (UpsertPhase::Update, TagSet::default())
         };
         let r = self
             .writer
-            .upsert(phase, key, want.email, status, Some(want.fingerprint));
+            .upsert(phase, key, want.email, status, Some(want.fingerprint), tags);
         self.keep(r);
     }
     fn move_member(
@@ -579,6 +600,7 @@ impl DiffSink for StageSink<'_, '_, '_> {
             email,
             Status::Unsubscribed,
             None,
+            TagSet::default(),
         );
         self.keep(r);
     }

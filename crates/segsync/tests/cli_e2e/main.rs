@@ -22,6 +22,7 @@ mod moves;
 mod postgres;
 mod probe;
 mod records;
+mod requests;
 mod resume;
 mod secrets;
 mod soak;
