@@ -34,6 +34,11 @@ pub struct Upsert {
     pub fingerprint: Option<u64>,
     /// The keys of the member's profiles ([`SnapshotEntry::profiles`]), when known.
     pub profiles: Option<String>,
+    /// The export's tags a new member is created with, in the create itself (the answer
+    /// says whether Mailchimp applied them; those it did not are tagged by tag batches).
+    /// Empty for every other write: an existing member's tags change only through tag
+    /// batches, which never touch tags others gave it.
+    pub tags: TagSet,
 }
 
 /// A member moved to a new address (`PATCH` of the old member with the new
@@ -105,8 +110,8 @@ pub struct Want<'a> {
 
 /// Receives the diff's decisions, one member at a time, in key order.
 pub trait DiffSink {
-    /// Write the member's content (`create`: a new member with `status`; otherwise an
-    /// existing one keeping `status`).
+    /// Write the member's content (`create`: a new member with `status`, created with the
+    /// tags `want.tags`; otherwise an existing one keeping `status`).
     fn upsert(&mut self, key: MemberKey, want: &Want<'_>, status: Status, create: bool);
     /// Moves the member `from` (as the export knew it) to `key`, the new address `want`
     /// describes, keeping its status.
@@ -141,12 +146,8 @@ pub fn decide(
     let had_tags = entry.map_or(TagSet::default(), |e| e.tags);
     if let Some(want) = want {
         match status {
-            None => {
-                sink.upsert(key, want, opts.status_if_new.status(), true);
-                if !want.tags.is_empty() {
-                    sink.tags(key, want.email, want.tags, TagSet::default());
-                }
-            }
+            // A new member carries its tags in the create ([`Upsert::tags`]).
+            None => sink.upsert(key, want, opts.status_if_new.status(), true),
             Some(Status::Archived) => sink.skip(
                 key,
                 want.email,
@@ -238,6 +239,7 @@ impl DiffSink for Collect<'_> {
             merge: Some(self.desired[&key].merge.clone()),
             fingerprint: Some(want.fingerprint),
             profiles: None,
+            tags: if create { want.tags } else { TagSet::default() },
         };
         if create {
             self.d.creates.push(u)
@@ -253,6 +255,7 @@ impl DiffSink for Collect<'_> {
             merge: None,
             fingerprint: None,
             profiles: None,
+            tags: TagSet::default(),
         });
     }
     fn move_member(
@@ -272,6 +275,7 @@ impl DiffSink for Collect<'_> {
                 merge: Some(self.desired[&key].merge.clone()),
                 fingerprint: Some(want.fingerprint),
                 profiles: None,
+                tags: TagSet::default(),
             },
         });
     }

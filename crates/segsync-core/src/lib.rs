@@ -8,6 +8,7 @@
 //! - [`moves`]: a member follows its profile to a new address.
 //! - [`plan`]: requests in phases, the facts Mailchimp acknowledges, and how they move the
 //!   snapshot.
+//! - [`refresh`]: which statuses a re-run's audience read asks for.
 //! - [`requests`]: the grouping of planned rows into requests, shared by the tested plan and
 //!   the engine.
 
@@ -16,6 +17,7 @@ pub mod model;
 pub mod moves;
 pub mod normalize;
 pub mod plan;
+pub mod refresh;
 pub mod requests;
 
 pub use diff::{
@@ -30,4 +32,5 @@ pub use normalize::{
     check_email, format_value, newer, Collector, FieldSpec, MergeKind, Normalized, RecordError, Row,
 };
 pub use plan::{plan, Fact, Op, Plan, PlanSummary, BATCH};
+pub use refresh::statuses_to_read;
 pub use requests::{Part, PlannedRows, Requests};

@@ -3,8 +3,9 @@
 //!
 //! Phases run in order, each after the previous one finished: member upserts (creates with
 //! `update_existing: false`, so a member that appeared meanwhile is reported instead of
-//! overwritten, then updates carrying each member's own status), then tag membership, then
-//! removals (archives and unsubscribes).
+//! overwritten, each carrying its tags; then updates carrying each member's own status), then
+//! tag membership of existing members (and of new ones whose create did not apply their
+//! tags), then removals (archives and unsubscribes).
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -98,7 +99,10 @@ impl Plan {
                 Op::Upsert {
                     update_existing: false,
                     items,
-                } => s.creates += items.len(),
+                } => {
+                    s.creates += items.len();
+                    s.tag_adds += items.iter().map(|u| u.tags.len()).sum::<usize>();
+                }
                 Op::Upsert { items, .. } => {
                     for i in items {
                         if i.merge.is_some() {
@@ -128,13 +132,15 @@ impl Plan {
 impl PlanSummary {
     /// The summary of a plan known by its counts (a streaming plan kept on disk): the same
     /// requests [`plan`] would make, chunk for chunk. `per_tag` holds each tag's adds and
-    /// removes.
+    /// removes by tag batches; `create_tags` counts the tags new members carry in their
+    /// creates (no request of their own).
     pub fn from_counts(
         moves: usize,
         creates: usize,
         updates: usize,
         unsubscribes: usize,
         per_tag: &[(usize, usize)],
+        create_tags: usize,
         archives: usize,
     ) -> PlanSummary {
         let upserts =
@@ -182,7 +188,7 @@ impl PlanSummary {
             creates,
             updates,
             moves,
-            tag_adds: per_tag.iter().map(|(a, _)| a).sum(),
+            tag_adds: per_tag.iter().map(|(a, _)| a).sum::<usize>() + create_tags,
             tag_removes: per_tag.iter().map(|(_, r)| r).sum(),
             archives,
             unsubscribes,

@@ -3,9 +3,11 @@
 //! engine, over the rows it staged on disk). Pure: the rows come through [`PlannedRows`].
 //!
 //! A plan is sent in three phases, each after the previous one finished:
-//! 1. upserts: moves (one `PATCH` each), creates (`update_existing: false`), then updates,
-//!    500 members a request;
-//! 2. tags: for each tag, requests of at most 500 additions and 500 removals, side by side;
+//! 1. upserts: moves (one `PATCH` each), creates (`update_existing: false`, each new member
+//!    with its tags), then updates, 500 members a request;
+//! 2. tags: for each tag, requests of at most 500 additions and 500 removals, side by side,
+//!    for existing members (and for new members whose create did not apply their tags: the
+//!    executor adds those rows when the creates' answers say so);
 //! 3. removals: unsubscribes (status-only upserts, 500 a request), then archives (one
 //!    request each).
 //!

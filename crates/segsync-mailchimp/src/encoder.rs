@@ -1,13 +1,20 @@
 //! Plan operations as Mailchimp request bodies: the core's members and statuses in the
 //! API's words. Pure; the [`sink`](crate::sink) sends what this builds.
 
-use segsync_core::{MemberKey, Status, Upsert};
+use std::collections::HashMap;
+
+use segsync_core::{MemberKey, Status, TagSet, Upsert};
 
 use crate::types::{MemberStatus, UpsertItem};
 
 /// The items of a batch upsert (`POST /lists/{list_id}`): each member's address, the status
-/// the plan gives it, and its merge values when it carries content.
-pub fn upsert_items(items: &[Upsert]) -> Vec<UpsertItem> {
+/// the plan gives it, its merge values when it carries content, and, in a create
+/// (`creating`), the names (`tag_names`, by tag bit) of the tags it is created with.
+pub fn upsert_items(
+    items: &[Upsert],
+    creating: bool,
+    tag_names: &HashMap<usize, String>,
+) -> Vec<UpsertItem> {
     items
         .iter()
         .map(|u| UpsertItem {
@@ -18,7 +25,19 @@ pub fn upsert_items(items: &[Upsert]) -> Vec<UpsertItem> {
                 .clone()
                 .map(|m| m.into_iter().collect())
                 .unwrap_or_default(),
+            tags: if creating {
+                tag_names_of(u.tags, tag_names)
+            } else {
+                Vec::new()
+            },
         })
+        .collect()
+}
+
+/// The names of the tags `tags` (a tag without a name is left out).
+pub fn tag_names_of(tags: TagSet, tag_names: &HashMap<usize, String>) -> Vec<String> {
+    tags.iter()
+        .filter_map(|b| tag_names.get(&b).cloned())
         .collect()
 }
 

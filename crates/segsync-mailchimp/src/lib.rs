@@ -49,7 +49,7 @@ pub use client::{Client, MAX_BATCH_MEMBERS, MAX_TAG_CHANGES, PAGE_SIZE};
 pub use config::{default_base_url, ClientConfig, Credential, CredentialKind, RetryPolicy};
 pub use error::{Error, FieldError, Problem};
 pub use retry::{RetryCause, REQUEUE_ROUNDS};
-pub use sink::{Read, Refused, Sent, Sink, Tally};
+pub use sink::{AudienceTags, Read, Refused, Sent, Sink, Tally};
 pub use stats::{ClientStats, Endpoint, EndpointStats, RetryCounts, StatsSnapshot};
 pub use types::{
     subscriber_hash, AcceptedMember, Archived, BatchOutcome, FailureKind, ListInfo, MemberFailure,

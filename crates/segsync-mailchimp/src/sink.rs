@@ -3,13 +3,15 @@
 //! - the facts Mailchimp acknowledged (the snapshot moves only for those);
 //! - the members it refused, and why, in words a user can act on;
 //! - members a create found already there, to update with their own status;
+//! - new members whose create did not apply their tags (judged from the answer's
+//!   `new_members[].tags`), to tag by tag batches in the same run;
 //! - the request to send again later (Mailchimp failing transiently, [`retry::requeue`]);
 //! - an error that fails the run, or one that stops it at once (a rejected credential).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use segsync_core::{Fact, MemberKey, Op, Upsert};
+use segsync_core::{Fact, MemberKey, Op, TagSet, Upsert};
 
 use crate::client::Client;
 use crate::encoder::{addresses, core_status, upsert_items};
@@ -38,23 +40,30 @@ impl Sent {
     }
 }
 
-/// Sends `op` to audience `list_id`; `segment_ids` maps the export's tag bits to the
-/// audience's tag ids (a tag missing from the audience has nothing to remove).
-pub async fn send(
-    client: Client,
-    list_id: Arc<str>,
-    segment_ids: Arc<HashMap<usize, u64>>,
-    op: Op,
-) -> Sent {
+/// The export's tags on the audience, by tag bit.
+#[derive(Clone, Debug, Default)]
+pub struct AudienceTags {
+    /// The audience's tag ids (a tag missing from the audience has nothing to remove).
+    pub ids: HashMap<usize, u64>,
+    /// The tags' names, which creates carry.
+    pub names: HashMap<usize, String>,
+}
+
+/// Sends `op` to audience `list_id`, with the export's tags `tags`.
+pub async fn send(client: Client, list_id: Arc<str>, tags: Arc<AudienceTags>, op: Op) -> Sent {
     let result = match &op {
         Op::Upsert {
             update_existing,
             items,
         } => client
-            .batch_upsert(&list_id, &upsert_items(items), *update_existing)
+            .batch_upsert(
+                &list_id,
+                &upsert_items(items, !update_existing, &tags.names),
+                *update_existing,
+            )
             .await
             .map(Answer::Upsert),
-        Op::Tag { tag, add, remove } => match segment_ids.get(tag) {
+        Op::Tag { tag, add, remove } => match tags.ids.get(tag) {
             Some(id) => client
                 .update_tag_members(&list_id, *id, &addresses(add), &addresses(remove))
                 .await
@@ -107,6 +116,10 @@ pub struct Read {
     pub tally: Tally,
     /// Members a create found on the audience: to update, each with its own status.
     pub exists: Vec<Upsert>,
+    /// Tags (`(bit, member, address)`) that new members' creates carried and Mailchimp did
+    /// not apply (its answer does not list them on the member), or that a create found
+    /// already there may lack: to add by tag batches.
+    pub retag: Vec<(usize, MemberKey, String)>,
     /// Requests to send again after the rest of the phase: one that failed transiently, or
     /// the parts of a batch split around the items Mailchimp refused.
     pub again: Vec<Op>,
@@ -117,6 +130,8 @@ pub struct Read {
 /// What the sink remembers between the answers of one run.
 #[derive(Default)]
 pub struct Sink {
+    /// The export's tag names by bit: what a create's answer is checked against.
+    tag_names: HashMap<usize, String>,
     /// Members of re-queued creates: an earlier attempt may have created them.
     maybe_applied: HashSet<MemberKey>,
     /// Members a replayed create made (its first attempt applied, its answer lost): counted
@@ -125,6 +140,14 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// A sink for a run whose creates carry the tags `tag_names` (by tag bit).
+    pub fn new(tag_names: HashMap<usize, String>) -> Sink {
+        Sink {
+            tag_names,
+            ..Sink::default()
+        }
+    }
+
     /// Reads the answer to a request sent in re-queue round `round`. A rejected credential
     /// comes back as the error: the run stops at once, as every further request would fail.
     pub fn read(&mut self, sent: Sent, round: u32) -> Result<Read, Error> {
@@ -214,8 +237,10 @@ impl Sink {
             });
             if a.created {
                 read.tally.created += 1;
+                self.tags_taken(read, u, &a.tags);
             } else {
                 self.count_update(&mut read.tally, u);
+                retag(read, u, u.tags);
             }
         }
         for f in &outcome.failed {
@@ -277,8 +302,45 @@ impl Sink {
         } else {
             read.not_ours.push(u.key);
         }
-        read.exists.push(u.clone());
+        // Whether its tags took is unknown (or they did not): tag batches add them, once
+        // the update that follows has delivered it.
+        retag(read, u, u.tags);
+        read.exists.push(Upsert {
+            tags: TagSet::default(),
+            ..u.clone()
+        });
     }
+
+    /// The tags a created member's answer lists (`answered`, by name), against those its
+    /// create carried: each one listed is acknowledged; the others are left to tag batches.
+    fn tags_taken(&self, read: &mut Read, u: &Upsert, answered: &[String]) {
+        let mut missing = TagSet::default();
+        for bit in u.tags.iter() {
+            let took = self.tag_names.get(&bit).is_some_and(|name| {
+                answered
+                    .iter()
+                    .any(|a| a == name || a.to_lowercase() == name.to_lowercase())
+            });
+            if took {
+                read.facts.push(Fact::Tagged {
+                    key: u.key,
+                    email: u.email.clone(),
+                    bit,
+                    added: true,
+                });
+                read.tally.tagged += 1;
+            } else {
+                missing = missing.with(bit);
+            }
+        }
+        retag(read, u, missing);
+    }
+}
+
+/// Leaves the tags `tags` of member `u` to tag batches.
+fn retag(read: &mut Read, u: &Upsert, tags: TagSet) {
+    read.retag
+        .extend(tags.iter().map(|bit| (bit, u.key, u.email.clone())));
 }
 
 /// Whether Mailchimp refused a write because the address is already on the audience.
@@ -488,6 +550,7 @@ mod tests {
             merge: Some(Default::default()),
             fingerprint: Some(i as u64),
             profiles: None,
+            tags: TagSet::default(),
         }
     }
 
@@ -599,6 +662,7 @@ mod tests {
                 hash: crate::types::subscriber_hash("m0@posta.ro"),
                 status: crate::types::MemberStatus::Subscribed,
                 created: false,
+                tags: Vec::new(),
             }],
             unanswered: vec!["m1@posta.ro".into()],
             ..Default::default()
@@ -686,5 +750,114 @@ mod tests {
         );
         assert_eq!(read.undelivered, ["m2@posta.ro"], "its tags are not sent");
         assert!(read.failure.is_none());
+    }
+
+    fn tagged_create(i: usize, tags: TagSet) -> Op {
+        Op::Upsert {
+            update_existing: false,
+            items: vec![Upsert { tags, ..member(i) }],
+        }
+    }
+
+    fn named_sink() -> Sink {
+        Sink::new(HashMap::from([
+            (0, "romania".to_string()),
+            (1, "High value".to_string()),
+        ]))
+    }
+
+    fn created(i: usize, tags: &[&str]) -> BatchOutcome {
+        let email = format!("m{i}@posta.ro");
+        BatchOutcome {
+            accepted: vec![crate::types::AcceptedMember {
+                hash: crate::types::subscriber_hash(&email),
+                email,
+                status: crate::types::MemberStatus::Subscribed,
+                created: true,
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tags_a_create_applied_are_acknowledged_and_the_others_go_by_tag_batches() {
+        let both = TagSet::default().with(0).with(1);
+        let read = named_sink()
+            .read(
+                Sent {
+                    op: tagged_create(1, both),
+                    result: Ok(Answer::Upsert(created(1, &["romania"]))),
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!(read.tally.tagged, 1);
+        assert!(read.facts.contains(&Fact::Tagged {
+            key: MemberKey::of("m1@posta.ro"),
+            email: "m1@posta.ro".into(),
+            bit: 0,
+            added: true,
+        }));
+        assert_eq!(
+            read.retag,
+            vec![(1, MemberKey::of("m1@posta.ro"), "m1@posta.ro".to_string())],
+            "the tag the answer does not list"
+        );
+        // Mailchimp ignored them all.
+        let read = named_sink()
+            .read(
+                Sent {
+                    op: tagged_create(2, both),
+                    result: Ok(Answer::Upsert(created(2, &[]))),
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!(read.tally.tagged, 0);
+        assert_eq!(read.retag.len(), 2);
+    }
+
+    #[test]
+    fn a_create_that_meets_a_member_leaves_its_tags_to_tag_batches() {
+        let outcome = BatchOutcome {
+            failed: vec![MemberFailure {
+                email: "m3@posta.ro".into(),
+                kind: FailureKind::Exists,
+                message: "m3@posta.ro is already a list member".into(),
+                field: None,
+                field_message: None,
+            }],
+            ..Default::default()
+        };
+        let read = named_sink()
+            .read(
+                Sent {
+                    op: tagged_create(3, TagSet::default().with(1)),
+                    result: Ok(Answer::Upsert(outcome)),
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!(
+            read.retag,
+            vec![(1, MemberKey::of("m3@posta.ro"), "m3@posta.ro".to_string())]
+        );
+        assert_eq!(read.exists.len(), 1);
+        assert!(read.exists[0].tags.is_empty(), "the update carries no tags");
+    }
+
+    #[test]
+    fn only_creates_carry_tags_and_never_sync_tags() {
+        let names = HashMap::from([(0, "romania".to_string())]);
+        let u = Upsert {
+            tags: TagSet::default().with(0),
+            ..member(4)
+        };
+        let create = crate::encoder::upsert_items(std::slice::from_ref(&u), true, &names);
+        assert_eq!(create[0].tags, ["romania"]);
+        let update = crate::encoder::upsert_items(std::slice::from_ref(&u), false, &names);
+        let body = serde_json::to_value(&update[0]).unwrap();
+        assert!(body.get("tags").is_none(), "{body}");
     }
 }

@@ -220,6 +220,10 @@ pub struct UpsertItem {
     pub status: MemberStatus,
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub merge_fields: serde_json::Map<String, serde_json::Value>,
+    /// Tags (by name) a new member is created with; never sent for existing members, and
+    /// never with `sync_tags` (which would strip tags others gave them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// A member a batch upsert created or updated.
@@ -231,6 +235,9 @@ pub struct AcceptedMember {
     pub status: MemberStatus,
     /// Created by this request (else updated).
     pub created: bool,
+    /// The names of the tags Mailchimp's answer lists on a created member (what shows
+    /// whether the item's `tags` took).
+    pub tags: Vec<String>,
 }
 
 /// A member a batch upsert refused, with Mailchimp's reason.
@@ -462,6 +469,15 @@ pub(crate) struct WireMemberPage {
 pub(crate) struct WireBatchMember {
     pub email_address: String,
     pub status: MemberStatus,
+    #[serde(default)]
+    pub tags: Vec<WireTagRef>,
+}
+
+/// A tag as a member lists it (`{id, name}`).
+#[derive(Deserialize)]
+pub(crate) struct WireTagRef {
+    #[serde(default)]
+    pub name: String,
 }
 
 #[derive(Deserialize)]

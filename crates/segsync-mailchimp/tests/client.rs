@@ -95,6 +95,7 @@ fn item(email: &str, status: MemberStatus, fname: &str) -> UpsertItem {
         email: email.to_string(),
         status,
         merge_fields,
+        tags: Vec::new(),
     }
 }
 

@@ -828,6 +828,7 @@ fn plan_rule(
                 &m.email,
                 Status::Subscribed,
                 Some(m.fingerprint),
+                TagSet::default(),
             )?;
             for bit in bits(m.tags.0) {
                 w.tag(bit, true, key, &m.email)?;
@@ -841,6 +842,7 @@ fn plan_rule(
                     &m.email,
                     e.status,
                     Some(m.fingerprint),
+                    TagSet::default(),
                 )?;
             }
             for bit in bits(m.tags.0 & !e.tags.0) {
@@ -861,6 +863,7 @@ fn plan_rule(
                     &e.email,
                     Status::Unsubscribed,
                     None,
+                    TagSet::default(),
                 )?;
             } else if e.owned {
                 w.archive(key, &e.email)?;

@@ -282,6 +282,7 @@ fn written(
         merge: None,
         fingerprint,
         profiles,
+        tags: TagSet::default(),
     }
 }
 

@@ -54,14 +54,17 @@ pub async fn execute(
             failure: None,
         },
         undelivered: HashSet::new(),
-        sink: Sink::default(),
+        sink: Sink::new(tag_names(&p)),
         checkpoints,
         progress,
         hook: crash::Hook::from_env(),
         answered: 0,
         changed_since: p.audience_read_at,
     };
-    let segment_ids = Arc::new(run.ready_audience(&p).await?);
+    let segment_ids = Arc::new(sink::AudienceTags {
+        ids: run.ready_audience(&p).await?,
+        names: tag_names(&p),
+    });
     let mut queue = phases(&p);
     let mut i = 0;
     while i < queue.len() {
@@ -99,6 +102,15 @@ pub async fn execute(
         run.tally,
         p.audience_read_at,
     )
+}
+
+/// The export's tag names, by tag bit.
+fn tag_names(p: &Prepared) -> HashMap<usize, String> {
+    p.tag_bits
+        .iter()
+        .copied()
+        .zip(p.tag_names.iter().cloned())
+        .collect()
 }
 
 /// The plan's phases, each from the plan on disk, with its members to go.
@@ -180,6 +192,7 @@ fn upsert_of(r: PlannedUpsert) -> Result<Upsert, RunError> {
         merge,
         fingerprint: r.fingerprint,
         profiles: r.profiles,
+        tags: r.tags,
     })
 }
 
@@ -325,7 +338,7 @@ impl Sending<'_> {
     async fn send_phase(
         &mut self,
         phase: &mut Phase,
-        segment_ids: &Arc<HashMap<usize, u64>>,
+        segment_ids: &Arc<sink::AudienceTags>,
         stop: &StopSignal,
     ) -> Result<PhaseEnd, RunError> {
         let mut end = PhaseEnd::default();
@@ -356,7 +369,7 @@ impl Sending<'_> {
         &mut self,
         phase: &mut Phase,
         in_flight: &mut JoinSet<sink::Sent>,
-        segment_ids: &Arc<HashMap<usize, u64>>,
+        segment_ids: &Arc<sink::AudienceTags>,
         stop: &StopSignal,
     ) -> Result<(), RunError> {
         let max_in_flight = self.client.max_in_flight().max(1);
@@ -404,6 +417,8 @@ impl Sending<'_> {
         let size = sent.op.size() as u64;
         let read = self.sink.read(sent, round)?;
         self.undelivered.extend(read.undelivered);
+        // Tags new members' creates did not apply: the tag phase sends them.
+        self.state.add_planned_tags(&read.retag)?;
         add_tally(&mut self.tally.counts, read.tally);
         end.exists.extend(read.exists);
         end.again.extend(read.again);

@@ -4,12 +4,13 @@
 //! disk. `segsync plan` prints what this returns; `segsync run` sends it.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use segsync_core::{
-    decide, decide_move, fingerprint, pair_moves, Collector, DiffOptions, DiffSink, FieldSpec,
-    MemberKey, MergeKind, Moves, Normalized, PlanSummary, RecordError, Route, Row, SnapshotEntry,
-    Status, TagSet, Want,
+    decide, decide_move, fingerprint, pair_moves, statuses_to_read, Collector, DiffOptions,
+    DiffSink, FieldSpec, MemberKey, MergeKind, Moves, Normalized, PlanSummary, RecordError, Route,
+    Row, SnapshotEntry, Status, TagSet, Want,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -324,10 +325,11 @@ fn stage_profiles(
     })
 }
 
-/// What the audience says now: everything on the first run, the changes since the last
-/// read afterwards. Only each member's status is kept (compact, whatever the audience's
-/// size). Also returns when the next run should read from; `t` is when the run began
-/// preparing, for the debug log's stages.
+/// What the audience says now: everything on the first run; afterwards the members changed
+/// since the last read whose status can differ from what the export delivered (see
+/// `segsync_core::refresh`). Only each member's status is kept (compact, whatever the
+/// audience's size). Also returns when the next run should read from; `t` is when the run
+/// began preparing, for the debug log's stages.
 async fn learn_audience(
     client: &Client,
     state: &mut StateStore,
@@ -341,24 +343,27 @@ async fn learn_audience(
             .map(|t| t.with_timezone(&chrono::Utc)),
         _ => None,
     };
+    let reads = audience_reads(state, export, since.is_some())?;
     let local_start = chrono::Utc::now();
-    let mut audience: HashMap<MemberKey, Status> = HashMap::new();
-    let server_time = client
-        .members_each(&export.audience_id, since, |m| {
+    // The reads run side by side, in this task; each member's status goes in as it comes.
+    let audience: Mutex<HashMap<MemberKey, Status>> = Mutex::new(HashMap::new());
+    let answers = futures_util::future::join_all(reads.iter().map(|status| {
+        let audience = &audience;
+        client.members_with_status_each(&export.audience_id, since, *status, move |m| {
             if let Some(k) = MemberKey::from_hex(&m.hash) {
+                let mut audience = audience.lock().unwrap_or_else(|e| e.into_inner());
                 audience.insert(k, core_status(&m.status));
             }
         })
-        .await?;
-    // Archived contacts are asked for by name: some answers leave them out of a plain read,
-    // and a contact archived in Mailchimp must never be sent a status (that unarchives it).
-    client
-        .members_with_status_each(&export.audience_id, since, Some("archived"), |m| {
-            if let Some(k) = MemberKey::from_hex(&m.hash) {
-                audience.insert(k, core_status(&m.status));
-            }
-        })
-        .await?;
+    }))
+    .await;
+    let mut server_time: Option<chrono::DateTime<chrono::Utc>> = None;
+    for answer in answers {
+        if let Some(at) = answer? {
+            server_time = Some(server_time.map_or(at, |t| t.min(at)));
+        }
+    }
+    let audience = audience.into_inner().unwrap_or_else(|e| e.into_inner());
     // The next run reads what changed after this read began, by Mailchimp's own clock when
     // it tells it (a few seconds of margin for its one-second resolution), else by ours with
     // a margin for clock skew.
@@ -366,9 +371,35 @@ async fn learn_audience(
         Some(t) => t - chrono::Duration::seconds(AUDIENCE_MARGIN_SECS),
         None => local_start - chrono::Duration::minutes(10),
     };
-    tracing::debug!(changed = audience.len(), ?since, elapsed = ?t.elapsed(), "audience read");
+    tracing::debug!(changed = audience.len(), ?since, reads = ?reads, elapsed = ?t.elapsed(), "audience read");
     keep_what_the_audience_said(state, export, &audience, first_run)?;
     Ok((audience, read_at))
+}
+
+/// The member reads of one audience read, by status (`None`: every status but, in some
+/// answers, archived). Without an earlier read to go on from: everyone, and archived
+/// contacts by name (some answers leave them out of a plain read, and a contact archived in
+/// Mailchimp must never be sent a status: that unarchives it). After one: the statuses that
+/// can differ from what the export delivered, and all of them when a run died before it knew
+/// what its creates did (their members are recognised by their create intents).
+fn audience_reads(
+    state: &StateStore,
+    export: &ExportConfig,
+    incremental: bool,
+) -> Result<Vec<Option<&'static str>>, RunError> {
+    if !incremental {
+        return Ok(vec![None, Some("archived")]);
+    }
+    let held = if state.create_intents(&export.name)?.is_empty() {
+        state.snapshot_statuses(&export.name)?
+    } else {
+        // Any status other than the one it delivers: every status is read.
+        vec![Status::Archived, Status::Subscribed, Status::Pending]
+    };
+    Ok(statuses_to_read(export.status_if_new.status(), &held)
+        .into_iter()
+        .map(|s| Some(s.as_str()))
+        .collect())
 }
 
 /// What the audience said is true now: keep it, so that a member who unsubscribed in
@@ -488,18 +519,28 @@ struct PlanCounts {
     updates: usize,
     unsubscribes: usize,
     archives: usize,
-    /// Adds and removes per tag bit.
+    /// Adds and removes per tag bit, by tag batches.
     per_tag: Vec<(usize, usize)>,
+    /// Tags carried by creates, per tag bit.
+    create_tags: Vec<usize>,
     unchanged: u64,
     skipped: Vec<segsync_core::Skip>,
 }
 
 impl PlanCounts {
     fn plan(&self) -> StagedPlan {
-        let bits: Vec<usize> = (0..self.per_tag.len())
-            .filter(|b| self.per_tag[*b] != (0, 0))
+        // The tags the creates carry count too: their ids are found before sending, and
+        // members whose create did not apply them are tagged by tag batches.
+        let bits: Vec<usize> = (0..self.per_tag.len().max(self.create_tags.len()))
+            .filter(|b| {
+                self.per_tag.get(*b).is_some_and(|t| *t != (0, 0))
+                    || self.create_tags.get(*b).is_some_and(|n| *n > 0)
+            })
             .collect();
-        let per_tag: Vec<(usize, usize)> = bits.iter().map(|b| self.per_tag[*b]).collect();
+        let per_tag: Vec<(usize, usize)> = bits
+            .iter()
+            .map(|b| self.per_tag.get(*b).copied().unwrap_or_default())
+            .collect();
         StagedPlan {
             summary: PlanSummary::from_counts(
                 self.moves,
@@ -507,9 +548,19 @@ impl PlanCounts {
                 self.updates,
                 self.unsubscribes,
                 &per_tag,
+                self.create_tags.iter().sum(),
                 self.archives,
             ),
             tag_bits: bits,
+        }
+    }
+
+    fn create_tags(&mut self, tags: TagSet) {
+        for bit in tags.iter() {
+            if self.create_tags.len() <= bit {
+                self.create_tags.resize(bit + 1, 0);
+            }
+            self.create_tags[bit] += 1;
         }
     }
 
@@ -542,16 +593,17 @@ impl StageSink<'_, '_, '_> {
 
 impl DiffSink for StageSink<'_, '_, '_> {
     fn upsert(&mut self, key: MemberKey, want: &Want<'_>, status: Status, create: bool) {
-        let phase = if create {
+        let (phase, tags) = if create {
             self.acc.creates += 1;
-            UpsertPhase::Create
+            self.acc.create_tags(want.tags);
+            (UpsertPhase::Create, want.tags)
         } else {
             self.acc.updates += 1;
-            UpsertPhase::Update
+            (UpsertPhase::Update, TagSet::default())
         };
         let r = self
             .writer
-            .upsert(phase, key, want.email, status, Some(want.fingerprint));
+            .upsert(phase, key, want.email, status, Some(want.fingerprint), tags);
         self.keep(r);
     }
     fn move_member(
@@ -579,6 +631,7 @@ impl DiffSink for StageSink<'_, '_, '_> {
             email,
             Status::Unsubscribed,
             None,
+            TagSet::default(),
         );
         self.keep(r);
     }

@@ -82,6 +82,7 @@ CREATE TEMP TABLE IF NOT EXISTS plan_upsert (
     email TEXT NOT NULL,
     status TEXT NOT NULL,
     fp INTEGER,
+    tags INTEGER NOT NULL,
     PRIMARY KEY (phase, seq)
 ) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS plan_tag (
@@ -141,6 +142,8 @@ pub struct PlannedUpsert {
     pub merge_json: Option<String>,
     /// The keys of the member's profiles, when it is staged.
     pub profiles: Option<String>,
+    /// The tags a create carries (none for other upserts).
+    pub tags: TagSet,
 }
 
 fn key_of(bytes: Vec<u8>) -> rusqlite::Result<MemberKey> {
@@ -182,6 +185,7 @@ impl PlanWriter<'_> {
         email: &str,
         status: Status,
         fingerprint: Option<u64>,
+        tags: TagSet,
     ) -> Result<()> {
         self.seq += 1;
         self.upsert.execute(params![
@@ -190,7 +194,8 @@ impl PlanWriter<'_> {
             &key.0[..],
             email,
             status.as_str(),
-            fingerprint.map(|f| f as i64)
+            fingerprint.map(|f| f as i64),
+            tags.0 as i64
         ])?;
         Ok(())
     }
@@ -433,7 +438,7 @@ impl StateStore {
                 ))
             })?;
             let mut writer = PlanWriter {
-                upsert: tx.prepare_cached("INSERT INTO temp.plan_upsert (seq, phase, key, email, status, fp) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?,
+                upsert: tx.prepare_cached("INSERT INTO temp.plan_upsert (seq, phase, key, email, status, fp, tags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?,
                 tag: tx.prepare_cached("INSERT INTO temp.plan_tag (bit, adding, seq, key, email) VALUES (?1, ?2, ?3, ?4, ?5)")?,
                 archive: tx.prepare_cached("INSERT INTO temp.plan_archive (seq, key, email) VALUES (?1, ?2, ?3)")?,
                 profiles: tx.prepare_cached("INSERT OR REPLACE INTO temp.profile_refresh (key, profiles) VALUES (?1, ?2)")?,
@@ -476,7 +481,7 @@ impl StateStore {
         limit: usize,
     ) -> Result<Vec<PlannedUpsert>> {
         let mut st = self.stage().prepare_cached(
-            "SELECT p.seq, p.key, p.email, p.status, p.fp, CASE WHEN p.fp IS NULL THEN NULL ELSE s.merge END, s.profiles
+            "SELECT p.seq, p.key, p.email, p.status, p.fp, CASE WHEN p.fp IS NULL THEN NULL ELSE s.merge END, s.profiles, p.tags
              FROM temp.plan_upsert p LEFT JOIN temp.staged s ON s.key = p.key
              WHERE p.phase = ?1 AND p.seq > ?2 ORDER BY p.seq LIMIT ?3",
         )?;
@@ -491,6 +496,7 @@ impl StateStore {
                     fingerprint: r.get::<_, Option<i64>>(4)?.map(|f| f as u64),
                     merge_json: r.get(5)?,
                     profiles: r.get::<_, Option<String>>(6)?.map(sorted_profiles),
+                    tags: TagSet(r.get::<_, i64>(7)? as u64),
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -520,6 +526,7 @@ impl StateStore {
                     fingerprint: Some(r.get::<_, i64>(4)? as u64),
                     merge_json: r.get(5)?,
                     profiles: r.get::<_, Option<String>>(6)?.map(sorted_profiles),
+                    tags: TagSet::default(),
                 };
                 Ok((key_of(r.get(7)?)?, r.get(8)?, to))
             })?
@@ -622,6 +629,30 @@ impl StateStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// Adds tag additions to the plan, after every planned one of their tag: new members
+    /// whose create did not apply their tags (`(bit, member, address)`), for the tag phase
+    /// to send. Called while the upserts are answered, before the tag phase reads the plan.
+    pub fn add_planned_tags(&mut self, rows: &[(usize, MemberKey, String)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tx = self.stage_mut().transaction()?;
+        {
+            let mut last = tx.prepare_cached(
+                "SELECT COALESCE(MAX(seq), 0) FROM temp.plan_tag WHERE bit = ?1 AND adding = 1",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO temp.plan_tag (bit, adding, seq, key, email) VALUES (?1, 1, ?2, ?3, ?4)",
+            )?;
+            for (bit, key, email) in rows {
+                let seq: i64 = last.query_row([*bit as i64], |r| r.get(0))?;
+                insert.execute(params![*bit as i64, seq + 1, &key.0[..], email])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// The next page of planned archives after `after`.

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use segsync_core::{MemberKey, RecordError, SnapshotEntry};
+use segsync_core::{MemberKey, RecordError, SnapshotEntry, Status};
 
 use super::{
     AuditEntry, ConnectionRecord, ExportConfig, Outcome, ProfileSourceRecord, QueuedRun, Result,
@@ -83,6 +83,9 @@ pub trait SnapshotStore {
     ) -> Result<HashMap<MemberKey, SnapshotEntry>>;
     /// Whether `export` has a snapshot at all (a first run reads the whole audience).
     fn has_snapshot(&self, export: &str) -> Result<bool>;
+    /// The statuses `export`'s snapshot members have, each once: which changes of status
+    /// the audience read must ask for (`segsync_core::statuses_to_read`).
+    fn snapshot_statuses(&self, export: &str) -> Result<Vec<Status>>;
     /// `export`'s snapshot in key order, in batches, without holding it all in memory.
     fn snapshot_in_key_order(&self, export: &str, sink: &mut SnapshotSink<'_>) -> Result<()>;
     //

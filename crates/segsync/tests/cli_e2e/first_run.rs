@@ -60,11 +60,6 @@ fn first_run_creates_members_with_merge_fields_and_a_tag_per_segment() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("tagging: 5/5 members"),
-        "plain progress lines:\n{}",
-        out.stderr
-    );
-    assert!(
         !out.stderr.contains('\r') && !out.stderr.contains('\u{1b}'),
         "no terminal control codes off a terminal:\n{:?}",
         out.stderr

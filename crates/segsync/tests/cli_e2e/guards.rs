@@ -180,8 +180,8 @@ fn plan_prints_the_counts_and_sends_nothing() {
     assert_eq!(line("records refused"), "1");
     assert_eq!(
         line("Mailchimp requests"),
-        "3",
-        "one batch upsert, one request per tag"
+        "1",
+        "one batch upsert, its creates carrying their tags"
     );
     assert!(
         out.stdout.contains("merge fields to create: CITY"),

@@ -23,6 +23,7 @@ mod mysql;
 mod postgres;
 mod probe;
 mod records;
+mod requests;
 mod resume;
 mod secrets;
 mod soak;

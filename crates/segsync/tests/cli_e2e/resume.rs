@@ -15,6 +15,9 @@ fn slow(sim: &Sim) {
     sim.settings(|st| {
         st.latency.base_ms = 50.0;
         st.latency.per_item_ms = 1.0;
+        // Creates' tags ignored: every tag goes by a tag batch, so that a run can be caught
+        // tagging.
+        st.variants.batch_item_tags = mailchimp_sim::config::BatchItemTags::Ignored;
     });
 }
 

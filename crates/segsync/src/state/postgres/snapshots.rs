@@ -82,6 +82,22 @@ impl SnapshotStore for PgState {
         )
     }
 
+    fn snapshot_statuses(&self, export: &str) -> Result<Vec<Status>> {
+        self.query(
+            "read a snapshot",
+            "SELECT DISTINCT status FROM snapshot WHERE export = $1".into(),
+            params![export.to_string()],
+        )?
+        .iter()
+        .map(|r| {
+            let text: String = get(r, 0)?;
+            Status::parse(&text).ok_or_else(|| {
+                StateError::Corrupt(format!("unknown status {text:?} in the snapshot"))
+            })
+        })
+        .collect()
+    }
+
     fn snapshot_in_key_order(&self, export: &str, sink: &mut SnapshotSink<'_>) -> Result<()> {
         self.stream(
             "read a snapshot",

@@ -165,6 +165,16 @@ impl SnapshotStore for SqliteState {
         )?)
     }
 
+    fn snapshot_statuses(&self, export: &str) -> Result<Vec<Status>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT status FROM snapshot WHERE export = ?1")?;
+        let texts = st
+            .query_map([export], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        texts.iter().map(|t| known_status(t)).collect()
+    }
+
     fn snapshot_in_key_order(&self, export: &str, sink: &mut SnapshotSink<'_>) -> Result<()> {
         let mut st = self.conn.prepare(
             "SELECT key, email, fingerprint, tags, status, owned, profiles FROM snapshot WHERE export = ?1 ORDER BY key",
@@ -183,4 +193,10 @@ impl SnapshotStore for SqliteState {
         }
         Ok(())
     }
+}
+
+/// A snapshot status as stored.
+fn known_status(text: &str) -> Result<Status> {
+    Status::parse(text)
+        .ok_or_else(|| StateError::Corrupt(format!("unknown status {text:?} in the snapshot")))
 }
