@@ -64,6 +64,11 @@ pub struct ServeArgs {
     /// still open then are closed (running exports then stop at their next checkpoint).
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub shutdown_grace: f64,
+    /// With a PostgreSQL state store: seconds a worker's hold on a connection slot of a
+    /// Mailchimp account lasts unless renewed (it is renewed every third of that while the
+    /// worker lives); a worker that dies gives its slots back within this time.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub slot_lease: f64,
 }
 
 /// The HTTP limits of `serve`'s flags, checked.
@@ -225,6 +230,13 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
     if !(0.001..=86_400.0).contains(&args.timeout) {
         return Err(usage(anyhow!("--timeout takes 0.001 to 86400 seconds")));
     }
+    if !(1.0..=3_600.0).contains(&args.slot_lease) {
+        return Err(usage(anyhow!(
+            "--slot-lease takes 1 to 3600 seconds, not {}",
+            args.slot_lease
+        )));
+    }
+    crate::budget::share_across_processes(app, Duration::from_secs_f64(args.slot_lease))?;
     let secure = args.secure_cookies
         || args
             .public_url
