@@ -47,11 +47,25 @@ pub fn share_across_processes(app: &App, lease: Duration) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The slot budget of `account`: the smallest of its connections' (every connection to it
+/// shares one budget, so the most careful setting wins).
+pub fn account_cap(connections: &[ConnectionRecord], account: &str) -> Option<usize> {
+    connections
+        .iter()
+        .filter(|c| c.account_id.as_deref() == Some(account))
+        .map(ConnectionRecord::budget)
+        .min()
+}
+
 /// The shared budget of `c`'s account, if its account is known.
-pub fn budget_of(c: &ConnectionRecord) -> Option<Arc<AccountBudget>> {
-    c.account_id
-        .as_deref()
-        .map(|a| Budgets::shared().account(a, c.budget()))
+pub fn budget_of(state: &StateStore, c: &ConnectionRecord) -> Option<Arc<AccountBudget>> {
+    let account = c.account_id.as_deref()?;
+    let cap = state
+        .connections()
+        .ok()
+        .and_then(|all| account_cap(&all, account))
+        .unwrap_or_else(|| c.budget());
+    Some(Budgets::shared().account(account, cap))
 }
 
 /// Learns the account of `c` with `client` (one `GET /`) and records it, if not known yet.

@@ -90,7 +90,7 @@ pub struct ConnectionAdd {
     pub export_user: Option<String>,
     /// Requests in flight at once over every run on the connection's Mailchimp account, all
     /// its connections together (1 to 10; default 8, leaving room for the account's other
-    /// apps). Connections to one account share the budget; the last one set applies.
+    /// apps). Connections to one account share one budget: the smallest of theirs.
     #[arg(long, value_name = "SLOTS")]
     pub slot_budget: Option<u32>,
 }

@@ -196,7 +196,7 @@ pub fn client_for(
     config.timeout = settings.timeout;
     config.retry = settings.retry.clone();
     config.allow_private_targets = app.private_targets();
-    config.budget = crate::budget::budget_of(&c);
+    config.budget = crate::budget::budget_of(state, &c);
     Ok(Client::new(config)?)
 }
 

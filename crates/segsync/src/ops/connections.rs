@@ -35,7 +35,8 @@ pub struct ConnectionView {
     /// The Mailchimp account the credential belongs to; connections of one account share
     /// its slot budget. `null` until learned (at the first run of an older connection).
     pub account_id: Option<String>,
-    /// Requests in flight at once over every run on the account (1 to 10; default 8).
+    /// Requests in flight at once over every run on the account (1 to 10; default 8). The
+    /// account's connections share one budget: the smallest of theirs.
     #[schema(minimum = 1, maximum = 10)]
     pub slot_budget: u32,
 }

@@ -10,6 +10,7 @@ mod harness;
 
 mod alerts;
 mod api;
+mod budget;
 mod browser;
 mod contract;
 mod hardening;
