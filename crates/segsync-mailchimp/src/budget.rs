@@ -207,11 +207,7 @@ impl std::fmt::Debug for AccountBudget {
 
 impl AccountBudget {
     /// A budget of `cap` slots, shared across processes through `leases` when given.
-    pub fn new(
-        account: &str,
-        cap: usize,
-        leases: Option<Arc<dyn SlotLeases>>,
-    ) -> AccountBudget {
+    pub fn new(account: &str, cap: usize, leases: Option<Arc<dyn SlotLeases>>) -> AccountBudget {
         let cap = cap.max(1);
         AccountBudget {
             account: account.to_string(),
@@ -510,8 +506,7 @@ mod tests {
         let b = Arc::new(AccountBudget::new("acc", 4, None));
         let big = b.join(10);
         let small = b.join(10);
-        let mut held: Vec<_> =
-            futures_util::future::join_all((0..4).map(|_| big.acquire())).await;
+        let mut held: Vec<_> = futures_util::future::join_all((0..4).map(|_| big.acquire())).await;
         assert_eq!(b.view().in_use, 4);
         // The big party queues more; the small one asks after. A freed slot goes to the small one.
         let big_next = big.acquire();

@@ -176,7 +176,12 @@ fn scenario(
     let watch = {
         let (sim, first_write) = (sim.sim().clone(), first_write.clone());
         rt.spawn(async move {
-            while sim.counters.writes.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            while sim
+                .counters
+                .writes
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0
+            {
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             }
             *first_write.lock().unwrap() = Some(Instant::now());
@@ -238,7 +243,9 @@ fn main() {
         "segsync connection budget benchmark: exports of {members} members each on one account at once, one process, budget {DEFAULT_SLOT_BUDGET}; simulator cap {MAILCHIMP_CAP} in flight, latency {BASE_MS} ms + {PER_ITEM_MS} ms/member"
     );
     println!("| exports | outside load | requests | 429s / requests | bound s | wall s | wall / bound | sending s | sending / bound | in flight (avg) | request time / modelled | each export's share of the slots |");
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!(
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
     for (exports, outside) in [(2, 0), (4, 0), (2, 3), (4, 3)] {
         // A fresh account per scenario: its budget starts at the cap.
         let key = sim.add_account();

@@ -151,9 +151,13 @@ async fn set_outside_load(
     };
     let mut held = account.outside_load.lock();
     if req.slots >= *held {
-        account.in_flight.fetch_add(req.slots - *held, Ordering::SeqCst);
+        account
+            .in_flight
+            .fetch_add(req.slots - *held, Ordering::SeqCst);
     } else {
-        account.in_flight.fetch_sub(*held - req.slots, Ordering::SeqCst);
+        account
+            .in_flight
+            .fetch_sub(*held - req.slots, Ordering::SeqCst);
     }
     *held = req.slots;
     json_response(

@@ -124,7 +124,9 @@ async fn checked_client(
         .await
         .map_err(|e| OpError::Mailchimp(format!("Mailchimp refused the connection: {e}")))?;
     let account = client.account_id().await.map_err(|e| {
-        OpError::Mailchimp(format!("Mailchimp did not say which account the credential belongs to: {e}"))
+        OpError::Mailchimp(format!(
+            "Mailchimp did not say which account the credential belongs to: {e}"
+        ))
     })?;
     Ok((base_url, account))
 }

@@ -314,14 +314,20 @@ async fn start_queued(app: &AppState) {
             Stagger::shared().waiting.fetch_sub(1, Ordering::Relaxed);
             match app.app.state() {
                 Ok(state) => start_claimed(&app, state, q).await,
-                Err(e) => tracing::warn!(export = %q.export, error = %e, "a staggered run could not start"),
+                Err(e) => {
+                    tracing::warn!(export = %q.export, error = %e, "a staggered run could not start")
+                }
             }
         });
     }
 }
 
 /// Starts a claimed queue row's run (unless its export cannot run now) and marks the row done.
-async fn start_claimed(app: &AppState, state: crate::state::StateStore, q: crate::state::QueuedRun) {
+async fn start_claimed(
+    app: &AppState,
+    state: crate::state::StateStore,
+    q: crate::state::QueuedRun,
+) {
     let worker = crate::app::worker_id();
     let run_id = match not_runnable(app, &q.export, None) {
         Some(why) => {

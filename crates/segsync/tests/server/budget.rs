@@ -18,7 +18,10 @@ use crate::harness::*;
 fn account_id(sim: &Sim) -> String {
     let (code, root) = sim.api("GET", "/", None);
     assert_eq!(code, 200, "{root}");
-    root["account_id"].as_str().expect("an account id").to_string()
+    root["account_id"]
+        .as_str()
+        .expect("an account id")
+        .to_string()
 }
 
 /// A second connection `name` to the simulator's account, with a key of its own.
@@ -96,15 +99,21 @@ fn two_runs_in_one_server_share_their_accounts_budget_over_two_connections() {
     let listed = s.ok(&["connection", "list"]).stdout;
     let account = account_id(&sim);
     assert_eq!(
-        listed.matches(&format!("account: {account}; slot budget: 8")).count(),
+        listed
+            .matches(&format!("account: {account}; slot budget: 8"))
+            .count(),
         2,
         "{listed}"
     );
     let edited = s.ok(&["connection", "edit", CONNECTION, "--slot-budget", "3"]);
     assert!(edited.stdout.contains("slot budget 3"), "{}", edited.text());
-    let bad = s.expect(2, &["connection", "edit", CONNECTION, "--slot-budget", "11"]);
+    let bad = s.expect(
+        2,
+        &["connection", "edit", CONNECTION, "--slot-budget", "11"],
+    );
     assert!(
-        bad.stderr.contains("the slot budget must be between 1 and 10"),
+        bad.stderr
+            .contains("the slot budget must be between 1 and 10"),
         "{}",
         bad.text()
     );
@@ -160,11 +169,10 @@ fn two_runs_in_one_server_share_their_accounts_budget_over_two_connections() {
             line.ends_with("refused for too many connections (429) 0 times"),
             "{line}"
         );
-        let page = ada
-            .send(ada.request("GET", &format!("/runs/{id}")))
-            .text;
+        let page = ada.send(ada.request("GET", &format!("/runs/{id}"))).text;
         assert!(
-            page.contains("held on average") && page.contains("refused for too many connections (429)"),
+            page.contains("held on average")
+                && page.contains("refused for too many connections (429)"),
             "the run page shows the slots"
         );
     }
@@ -205,8 +213,7 @@ fn live_slots_of(db: &TestDb, pid: u32) -> i64 {
 }
 
 #[test]
-fn two_workers_on_postgres_share_the_budget_and_a_killed_ones_slots_come_back_within_its_lease(
-) {
+fn two_workers_on_postgres_share_the_budget_and_a_killed_ones_slots_come_back_within_its_lease() {
     const LEASE: u64 = 6;
     let db = TestDb::create("budget");
     let sim = Sim::start();

@@ -10,8 +10,8 @@ mod harness;
 
 mod alerts;
 mod api;
-mod budget;
 mod browser;
+mod budget;
 mod contract;
 mod hardening;
 mod oauth;

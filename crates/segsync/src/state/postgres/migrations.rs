@@ -21,7 +21,8 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "connection budgets: each connection's Mailchimp account and slot budget, slot leases",
+        name:
+            "connection budgets: each connection's Mailchimp account and slot budget, slot leases",
         sql: POSTGRES_V4,
     },
 ];
