@@ -163,7 +163,7 @@ impl Client {
         }
     }
 
-    /// `GET /` (the API root): the id of the Mailchimp account the credential belongs to. Two
+    /// `GET /` (the API root, `/3.0`): the id of the Mailchimp account the credential belongs to. Two
     /// credentials of one account (keys, OAuth tokens) share its connection limit, so segsync
     /// keeps one connection budget per account id.
     pub async fn account_id(&self) -> Result<String, Error> {

@@ -140,7 +140,7 @@ fn scenario(
     }
     let account = rt.block_on(async {
         reqwest::Client::new()
-            .get(format!("{api}/"))
+            .get(api.clone())
             .basic_auth("bench", Some(key))
             .send()
             .await

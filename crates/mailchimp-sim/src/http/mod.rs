@@ -52,7 +52,6 @@ pub struct Items(pub usize);
 pub fn router(sim: AppState) -> Router {
     let api = Router::new()
         .route("/3.0", get(account::root))
-        .route("/3.0/", get(account::root))
         .route("/3.0/ping", get(account::ping))
         .route("/3.0/lists", get(lists::list_all).post(lists::create))
         .route(

@@ -16,7 +16,7 @@ use crate::harness::*;
 
 /// The simulator account's id, as Mailchimp's API root gives it.
 fn account_id(sim: &Sim) -> String {
-    let (code, root) = sim.api("GET", "/", None);
+    let (code, root) = sim.api("GET", "", None);
     assert_eq!(code, 200, "{root}");
     root["account_id"]
         .as_str()
