@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// worker lives); a worker that dies gives its slots back within this time.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub slot_lease: f64,
+    /// Seconds between the starts of scheduled runs of exports on one Mailchimp account that
+    /// fall due together (0: start them all at once).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub stagger: f64,
 }
 
 /// The HTTP limits of `serve`'s flags, checked.
@@ -236,6 +240,12 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
             args.slot_lease
         )));
     }
+    if !(0.0..=600.0).contains(&args.stagger) {
+        return Err(usage(anyhow!(
+            "--stagger takes 0 to 600 seconds, not {}",
+            args.stagger
+        )));
+    }
     crate::budget::share_across_processes(app, Duration::from_secs_f64(args.slot_lease))?;
     let secure = args.secure_cookies
         || args
@@ -248,6 +258,7 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
     config.secure_cookies = secure;
     config.scheduler_tick = Duration::from_secs_f64(args.scheduler_tick);
     config.max_runs = usize::from(args.max_runs);
+    config.stagger = Duration::from_secs_f64(args.stagger);
     config.predicate_slots = usize::from(args.predicate_slots);
     config.http = http;
     config.smtp_password = std::env::var(server::alerts::password::ENV)

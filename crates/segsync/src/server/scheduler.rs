@@ -13,7 +13,7 @@
 //! one more run after it (the running one read the old profiles).
 //!
 //! Scheduled runs of exports on one Mailchimp account are staggered: each starts
-//! [`STAGGER`] after the previous one on that account (all of them share the account's
+//! `--stagger` (2 s) after the previous one on that account (all of them share the account's
 //! connection budget, so starting them together only makes them queue for slots while each
 //! reads its profiles and audience at once).
 
@@ -240,7 +240,7 @@ fn queue_tick(app: &AppState, export: &str, at: DateTime<Utc>) {
 }
 
 /// How long after a scheduled run starts the next scheduled run on the same Mailchimp
-/// account may start.
+/// account may start, by default (`segsync serve --stagger`).
 pub const STAGGER: Duration = Duration::from_secs(2);
 
 /// When the next scheduled run may start on each account, and the runs waiting for it.
@@ -257,12 +257,12 @@ impl Stagger {
     }
 
     /// How long a scheduled run on `account` waits before it starts; books its start.
-    fn delay(&self, account: &str) -> Duration {
+    fn delay(&self, account: &str, stagger: Duration) -> Duration {
         let now = Instant::now();
         let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
         next.retain(|_, t| *t > now);
         let at = next.get(account).copied().unwrap_or(now).max(now);
-        next.insert(account.to_string(), at + STAGGER);
+        next.insert(account.to_string(), at + stagger);
         at - now
     }
 }
@@ -299,7 +299,9 @@ async fn start_queued(app: &AppState) {
             }
         };
         let wait = match account_of(&state, &q.export) {
-            Some(account) if q.trigger == "schedule" => Stagger::shared().delay(&account),
+            Some(account) if q.trigger == "schedule" && !app.config.stagger.is_zero() => {
+                Stagger::shared().delay(&account, app.config.stagger)
+            }
             _ => Duration::ZERO,
         };
         if wait.is_zero() {
