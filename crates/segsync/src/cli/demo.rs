@@ -298,6 +298,7 @@ async fn add_connection(
             accept_privacy_terms: true,
             share_with_contributors: false,
             export_user: None,
+            slot_budget: None,
         }),
     )
     .await?;

@@ -105,6 +105,9 @@ fn render_connection(out: &mut String, c: &ConnectionView) {
     if let Some(u) = &c.export_user {
         let _ = writeln!(out, "export_user = {}", quote(u));
     }
+    if c.slot_budget as usize != crate::mailchimp::DEFAULT_SLOT_BUDGET {
+        let _ = writeln!(out, "slot_budget = {}", c.slot_budget);
+    }
     let source = if c.credential_kind == CredentialKind::OAuth.as_str() {
         "oauth_token_env"
     } else {

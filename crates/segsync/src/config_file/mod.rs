@@ -31,6 +31,7 @@
 //! base_url = "https://us6.api.mailchimp.com/3.0"   # default: from the key's data center
 //! share_with_contributors = true           # default: admins only
 //! export_user = "ana"                      # default: whoever applies the file
+//! slot_budget = 6                          # requests in flight on the account (default 8)
 //! accept_privacy_terms = true              # required to create it (the data privacy statement)
 //!
 //! [[segment]]

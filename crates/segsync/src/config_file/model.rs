@@ -47,6 +47,10 @@ pub struct ConnectionSpec {
     /// Who exports run as; absent: whoever applies the file, on creation.
     #[serde(default)]
     pub export_user: Option<Spanned<String>>,
+    /// Requests in flight at once over every run on the connection's Mailchimp account
+    /// (1 to 10); absent: 8 on creation, left as it is afterwards.
+    #[serde(default)]
+    pub slot_budget: Option<Spanned<u32>>,
     /// Agreement to the data privacy statement, without which no connection is created.
     #[serde(default)]
     pub accept_privacy_terms: Option<Spanned<bool>>,

@@ -59,6 +59,8 @@ pub(super) fn installation() -> Installation {
             shared_with_contributors: true,
             export_user: Some("ana".into()),
             created_at: "2026-11-22T10:00:00Z".into(),
+            account_id: Some("sim-account".into()),
+            slot_budget: 8,
         }],
         segments: vec![
             SegmentRecord {

@@ -15,7 +15,7 @@ use segsync_core::{
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{client_for, RunError, RunSettings};
+use super::{RunError, RunSettings};
 use crate::app::App;
 use crate::mailchimp::{self, encoder::core_status, Client};
 use crate::profiles::SelectError;
@@ -130,7 +130,7 @@ pub async fn prepare(
 ) -> Result<Prepared, RunError> {
     let t = Instant::now();
     let export = state.export(export_name)?;
-    let client = client_for(state, app, &export.connection, settings)?;
+    let client = super::run_client(state, app, &export.connection, settings).await?;
     let list = client.list(&export.audience_id).await?;
     let fields = client.merge_fields(&export.audience_id).await?;
     let (specs, to_create) = field_specs(&export, &list.name, &fields)?;

@@ -24,8 +24,11 @@ pub trait ConnectionStore {
     fn connection(&self, name: &str) -> Result<ConnectionRecord>;
     fn connections(&self) -> Result<Vec<ConnectionRecord>>;
     /// Changes what may change of a connection after its creation: its display name, who may
-    /// use it, the export user, and (on re-authentication) its credential and API root.
+    /// use it, the export user, its slot budget, and (on re-authentication) its credential,
+    /// API root and account.
     fn update_connection(&self, c: &ConnectionRecord) -> Result<()>;
+    /// Records the Mailchimp account a connection's credential belongs to, once learned.
+    fn set_connection_account(&self, name: &str, account_id: &str) -> Result<()>;
     /// Removes a connection and its sealed secret; the exports on it stop running.
     fn remove_connection(&self, name: &str) -> Result<()>;
 }
