@@ -251,6 +251,7 @@ fn import_profiles(app: &App, csv: &Path, text: &str) -> Result<i32, Failure> {
             path: csv.to_path_buf(),
             key: "customer_id".into(),
             format: None,
+            csv: Default::default(),
         },
     )
 }

@@ -3,9 +3,11 @@
 //! Two streaming passes: the first checks the structure (field counts, UTF-8, keys present)
 //! and infers the column types; the second converts and stores the rows.
 
-use super::error::{quoted, ImportError, Location};
-use super::infer::{self, ColumnType};
+use super::dialect::{self, DateFormat, Dialect, ImportOptions, OnBadValue};
+use super::error::{quoted, BadValue, ImportError, Location};
+use super::infer::ColumnType;
 use super::load::{self, Cell, ImportMeta, Loader, RowError, Schema};
+use super::typing::{self, ColumnStats};
 use super::{check_column_names, key_index, Column, Format};
 use csv::ByteRecord;
 use rusqlite::Connection;
@@ -18,31 +20,108 @@ use std::rc::Rc;
 
 /// The longest record accepted (a longer one is nearly always an unbalanced quote).
 pub(crate) const MAX_RECORD_BYTES: u64 = 64 * 1024 * 1024;
+/// The most bad values an import lists (all are counted).
+pub(crate) const MAX_BAD_VALUES_LISTED: usize = 100;
+
+/// What an import did, besides storing the rows (only CSV imports have a dialect and bad
+/// values).
+#[derive(Debug)]
+pub(crate) struct Imported {
+    pub rows: u64,
+    pub columns: Vec<Column>,
+    pub dialect: Option<Dialect>,
+    /// The first [`MAX_BAD_VALUES_LISTED`] bad values, in file order.
+    pub bad_values: Vec<BadValue>,
+    pub bad_value_count: u64,
+    /// Profiles left out for their bad values ([`OnBadValue::Skip`]).
+    pub skipped_rows: u64,
+    /// What people should know about the types chosen.
+    pub notes: Vec<String>,
+}
+
+impl Imported {
+    /// An import of another format: rows and columns.
+    pub(crate) fn other((rows, columns): (u64, Vec<Column>)) -> Imported {
+        Imported {
+            rows,
+            columns,
+            dialect: None,
+            bad_values: Vec::new(),
+            bad_value_count: 0,
+            skipped_rows: 0,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// The columns of a file, its formats, and what the person importing asked for.
+pub(crate) struct Plan {
+    pub schema: Schema,
+    pub dialect: Dialect,
+    pub notes: Vec<String>,
+}
 
 pub(crate) fn import(
     conn: &mut Connection,
     store: &Path,
     file: &Path,
     key_column: &str,
-) -> Result<(u64, Vec<Column>), ImportError> {
-    let (schema, _rows) = infer_schema(file, key_column)?;
+    options: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let (plan, _rows) = infer_schema(file, key_column, options)?;
     let meta = ImportMeta {
         file,
         format: Format::Csv,
         key_column,
     };
-    let rows = load::replace_profiles(conn, store, &schema, &meta, |loader| {
-        store_rows(file, &schema, loader)
+    let mut outcome = Outcome::default();
+    let rows = load::replace_profiles(conn, store, &plan.schema, &meta, |loader| {
+        store_rows(file, &plan, options.on_bad_value, loader, &mut outcome)?;
+        if options.on_bad_value == OnBadValue::Refuse && outcome.count > 0 {
+            return Err(ImportError::BadValues {
+                file: file.to_path_buf(),
+                count: outcome.count,
+                values: std::mem::take(&mut outcome.listed),
+            });
+        }
+        Ok(())
     })?;
-    Ok((rows, schema.columns))
+    Ok(Imported {
+        rows,
+        columns: plan.schema.columns,
+        dialect: Some(plan.dialect),
+        bad_values: outcome.listed,
+        bad_value_count: outcome.count,
+        skipped_rows: outcome.skipped,
+        notes: plan.notes,
+    })
 }
 
-/// The columns of the file with their inferred types (the first pass).
-pub(crate) fn infer_schema(file: &Path, key_column: &str) -> Result<(Schema, u64), ImportError> {
-    let mut input = Input::open(file)?;
+/// The columns of the file with their inferred types, and the file's formats (the first pass).
+pub(crate) fn infer_schema(
+    file: &Path,
+    key_column: &str,
+    options: &ImportOptions,
+) -> Result<(Plan, u64), ImportError> {
+    let sniffed = dialect::sniff(file, options.delimiter)?;
+    let mut input = Input::open(file, sniffed.delimiter)?;
     let names = input.header()?;
     let key = key_index(file, &names, key_column)?;
-    let mut types: Vec<Option<ColumnType>> = vec![None; names.len()];
+    for name in &options.text_columns {
+        if !names.contains(name) {
+            return Err(ImportError::input(
+                file,
+                None,
+                None,
+                format!(
+                    "no column {} to keep as text (columns: {})",
+                    quoted(name),
+                    super::error::list(&names)
+                ),
+            ));
+        }
+    }
+    let mut stats: Vec<ColumnStats> = vec![ColumnStats::default(); names.len()];
     let mut rows = 0u64;
     while let Some(line) = input.next_record()? {
         let fields = input.fields(line, &names)?;
@@ -57,7 +136,7 @@ pub(crate) fn infer_schema(file: &Path, key_column: &str) -> Result<(Schema, u64
                     ));
                 }
             } else if !value.is_empty() {
-                types[i] = Some(infer::merge(types[i], infer::classify(value)));
+                stats[i].add(value, line);
             }
         }
         rows += 1;
@@ -70,25 +149,124 @@ pub(crate) fn infer_schema(file: &Path, key_column: &str) -> Result<(Schema, u64
             "no profiles: the file has a header but no rows",
         ));
     }
+    let (decimal_comma, date_format, mut notes) = formats(&stats, sniffed.delimiter, options);
     let columns = names
         .into_iter()
-        .zip(types)
+        .zip(&stats)
         .enumerate()
-        .map(|(i, (name, kind))| Column {
-            name,
-            kind: if i == key {
+        .map(|(i, (name, stats))| {
+            let kind = if i == key {
                 load::KEY_TYPE
+            } else if options.text_columns.contains(&name) {
+                ColumnType::Text
             } else {
-                kind.unwrap_or(ColumnType::Text)
-            },
+                let (kind, note) = stats.decide(decimal_comma, date_format);
+                if let Some(note) = note {
+                    notes.push(format!("column {}: {note}", quoted(&name)));
+                }
+                kind
+            };
+            Column { name, kind }
         })
         .collect();
-    Ok((Schema { columns, key }, rows))
+    let dialect = Dialect {
+        delimiter: dialect::delimiter_name(sniffed.delimiter),
+        delimiter_detected: sniffed.delimiter_detected,
+        bom: sniffed.bom,
+        line_ending: if sniffed.crlf { "crlf" } else { "lf" }.to_string(),
+        decimal_comma,
+        date_format,
+    };
+    Ok((
+        Plan {
+            schema: Schema { columns, key },
+            dialect,
+            notes,
+        },
+        rows,
+    ))
 }
 
-/// The second pass: every record converted to the column types and stored.
-fn store_rows(file: &Path, schema: &Schema, loader: &mut Loader<'_>) -> Result<(), ImportError> {
-    let mut input = Input::open(file)?;
+/// The file's number and date formats: given, else what its values say, else what its
+/// delimiter suggests (`;` is the delimiter of the locales that write decimal commas and
+/// day-first dates), with a note when the dates could be read either way.
+fn formats(
+    stats: &[ColumnStats],
+    delimiter: u8,
+    options: &ImportOptions,
+) -> (bool, DateFormat, Vec<String>) {
+    let sum = |f: fn(&ColumnStats) -> u64| stats.iter().map(f).sum::<u64>();
+    let european = delimiter == b';';
+    let decimal_comma = options.decimal_comma.unwrap_or_else(|| {
+        let (comma, point) = (sum(|s| s.comma_only), sum(|s| s.point_only));
+        if comma == point {
+            european
+        } else {
+            comma > point
+        }
+    });
+    let mut notes = Vec::new();
+    let date_format = options.date_format.unwrap_or_else(|| {
+        let (dmy, mdy) = (sum(|s| s.dmy_only), sum(|s| s.mdy_only));
+        if dmy != mdy {
+            return if dmy > mdy {
+                DateFormat::DayMonthYear
+            } else {
+                DateFormat::MonthDayYear
+            };
+        }
+        let guess = if european || decimal_comma {
+            DateFormat::DayMonthYear
+        } else {
+            DateFormat::MonthDayYear
+        };
+        let ambiguous = stats
+            .iter()
+            .any(|s| s.decide(decimal_comma, guess).0 != s.decide(decimal_comma, DateFormat::Iso).0);
+        if ambiguous {
+            notes.push(format!(
+                "dates such as 05/04/2024 could be day first or month first, and no date in the file tells: read as {guess} (give the date format to say otherwise)"
+            ));
+        }
+        guess
+    });
+    (decimal_comma, date_format, notes)
+}
+
+/// The bad values found by the second pass.
+#[derive(Default)]
+struct Outcome {
+    listed: Vec<BadValue>,
+    count: u64,
+    skipped: u64,
+}
+
+impl Outcome {
+    fn bad(&mut self, line: u64, column: &Column, value: &str, dialect: &Dialect) {
+        self.count += 1;
+        if self.listed.len() < MAX_BAD_VALUES_LISTED {
+            self.listed.push(BadValue {
+                line,
+                column: column.name.clone(),
+                value: value.to_string(),
+                problem: typing::expected(column.kind, dialect.decimal_comma, dialect.date_format),
+            });
+        }
+    }
+}
+
+/// The second pass: every record converted to the column types and stored; values that do
+/// not fit their column's type are counted and listed, and left empty or their row skipped.
+fn store_rows(
+    file: &Path,
+    plan: &Plan,
+    on_bad_value: OnBadValue,
+    loader: &mut Loader<'_>,
+    outcome: &mut Outcome,
+) -> Result<(), ImportError> {
+    let (schema, dialect) = (&plan.schema, &plan.dialect);
+    let delimiter = dialect::parse_delimiter(&dialect.delimiter).expect("a delimiter read back");
+    let mut input = Input::open(file, delimiter)?;
     let names = input.header()?;
     let expected: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     if names != expected {
@@ -97,8 +275,9 @@ fn store_rows(file: &Path, schema: &Schema, loader: &mut Loader<'_>) -> Result<(
     while let Some(line) = input.next_record()? {
         let fields = input.fields(line, &names)?;
         let mut cells = Vec::with_capacity(fields.len());
+        let mut bad_row = false;
         for (i, (value, column)) in fields.iter().zip(&schema.columns).enumerate() {
-            let cell = if i == schema.key {
+            if i == schema.key {
                 if value.trim().is_empty() {
                     return Err(changed(
                         file,
@@ -106,20 +285,25 @@ fn store_rows(file: &Path, schema: &Schema, loader: &mut Loader<'_>) -> Result<(
                         Some(&column.name),
                     ));
                 }
-                Some(Cell::Text(Cow::Borrowed(*value)))
-            } else {
-                text_cell(value, column.kind)
-            };
-            match cell {
+                cells.push(Cell::Text(Cow::Borrowed(*value)));
+                continue;
+            }
+            match typing::cell(value, column.kind, dialect.decimal_comma, dialect.date_format) {
                 Some(cell) => cells.push(cell),
                 None => {
-                    return Err(changed(
-                        file,
-                        Some(Location::Line(line)),
-                        Some(&column.name),
-                    ))
+                    outcome.bad(line, column, value, dialect);
+                    bad_row = true;
+                    cells.push(Cell::Null);
                 }
             }
+        }
+        if bad_row && on_bad_value == OnBadValue::Skip {
+            outcome.skipped += 1;
+            continue;
+        }
+        if on_bad_value == OnBadValue::Refuse && outcome.count > 0 {
+            // Nothing will be stored: the rest of the file is only read for its bad values.
+            continue;
         }
         match loader.add(Location::Line(line), &cells) {
             Ok(()) => {}
@@ -145,21 +329,6 @@ fn store_rows(file: &Path, schema: &Schema, loader: &mut Loader<'_>) -> Result<(
     Ok(())
 }
 
-/// A cell of a column of type `kind`; `None` when the value does not fit the type.
-pub(crate) fn text_cell(value: &str, kind: ColumnType) -> Option<Cell<'_>> {
-    if value.is_empty() {
-        return Some(Cell::Null);
-    }
-    match kind {
-        ColumnType::Integer => infer::parse_int(value).map(Cell::Int),
-        ColumnType::Real => infer::parse_real(value).map(Cell::Real),
-        ColumnType::Boolean => infer::parse_bool(value).map(|b| Cell::Int(i64::from(b))),
-        ColumnType::Text | ColumnType::Date | ColumnType::Timestamp | ColumnType::Json => {
-            Some(Cell::Text(Cow::Borrowed(value)))
-        }
-    }
-}
-
 fn changed(file: &Path, location: Option<Location>, column: Option<&str>) -> ImportError {
     ImportError::input(
         file,
@@ -181,6 +350,7 @@ fn loader_failed(file: &Path, line: u64, e: rusqlite::Error) -> ImportError {
 /// A CSV file being read, record by record.
 struct Input<'f> {
     file: &'f Path,
+    delimiter: u8,
     reader: csv::Reader<Guarded>,
     /// Byte offset where the current record starts (for the record size guard).
     record_start: Rc<StdCell<u64>>,
@@ -192,7 +362,7 @@ struct Input<'f> {
 }
 
 impl<'f> Input<'f> {
-    fn open(file: &'f Path) -> Result<Input<'f>, ImportError> {
+    fn open(file: &'f Path, delimiter: u8) -> Result<Input<'f>, ImportError> {
         let f = File::open(file).map_err(|source| ImportError::Io {
             file: file.to_path_buf(),
             source,
@@ -201,14 +371,16 @@ impl<'f> Input<'f> {
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            .delimiter(delimiter)
             .from_reader(Guarded {
                 inner: f,
                 read: 0,
                 record_start: record_start.clone(),
-                quotes: QuoteTracker::default(),
+                quotes: QuoteTracker::new(delimiter),
             });
         Ok(Input {
             file,
+            delimiter,
             reader,
             record_start,
             record: ByteRecord::new(),
@@ -332,12 +504,21 @@ impl<'f> Input<'f> {
             names.push(name.to_string());
         }
         if let [only] = names.as_slice() {
-            if only.contains('\t') {
+            if let Some(d) = dialect::DELIMITERS
+                .into_iter()
+                .find(|&d| d != self.delimiter && only.contains(d as char))
+            {
                 return Err(ImportError::input(
                     self.file,
                     Some(Location::Line(line)),
                     None,
-                    "the header has a single column holding tabs: the file seems to use tabs as its delimiter, but CSV files must use ','",
+                    format!(
+                        "the header is a single column holding {}: the file seems to use {} as its delimiter, not {} (give the delimiter {})",
+                        quoted(&dialect::delimiter_name(d)),
+                        quoted(&dialect::delimiter_name(d)),
+                        quoted(&dialect::delimiter_name(self.delimiter)),
+                        quoted(&dialect::delimiter_name(d)),
+                    ),
                 ));
             }
         }
@@ -374,7 +555,10 @@ impl<'f> Input<'f> {
                     line + newlines as u64
                 ));
             } else if self.width == 1 && self.record.len() > 1 {
-                message.push_str(" (the header has a single column: is the delimiter ','?)");
+                message.push_str(&format!(
+                    " (the header has a single column: is the delimiter {}?)",
+                    quoted(&dialect::delimiter_name(self.delimiter))
+                ));
             }
             return Err(ImportError::input(
                 self.file,
@@ -445,11 +629,12 @@ impl std::fmt::Display for UnclosedQuote {
 
 impl std::error::Error for UnclosedQuote {}
 
-/// Follows the quoting of the bytes read, as the csv reader (`csv_core`, with its defaults:
-/// `,`, `"`, doubled quotes, CR/LF/CRLF terminators) sees them, to tell at the end of the file
-/// whether a quoted field was left open.
+/// Follows the quoting of the bytes read, as the csv reader (`csv_core`, with the file's
+/// delimiter, `"`, doubled quotes, CR/LF/CRLF terminators) sees them, to tell at the end of
+/// the file whether a quoted field was left open.
 #[derive(Debug, Default)]
 struct QuoteTracker {
+    delimiter: u8,
     state: QuoteState,
     /// Line being read (0-based count of `\n` seen).
     newlines: u64,
@@ -471,6 +656,13 @@ enum QuoteState {
 }
 
 impl QuoteTracker {
+    fn new(delimiter: u8) -> QuoteTracker {
+        QuoteTracker {
+            delimiter,
+            ..QuoteTracker::default()
+        }
+    }
+
     fn feed(&mut self, bytes: &[u8]) {
         use QuoteState::*;
         if let Some(&last) = bytes.last() {
@@ -490,7 +682,7 @@ impl QuoteTracker {
                     self.open_field = self.field;
                     Quoted
                 }
-                (_, b',') => {
+                (_, d) if d == self.delimiter => {
                     self.field += 1;
                     FieldStart
                 }
@@ -554,7 +746,7 @@ mod tests {
     use super::*;
 
     fn unclosed(bytes: &[u8]) -> Option<(u64, usize, u64)> {
-        let mut t = QuoteTracker::default();
+        let mut t = QuoteTracker::new(b',');
         // Fed in small pieces, as reads deliver them.
         for piece in bytes.chunks(3) {
             t.feed(piece);
