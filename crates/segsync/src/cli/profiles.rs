@@ -198,9 +198,10 @@ fn print_import(report: &crate::profiles::ImportReport) {
     super::print_warnings(&report.notes);
     if report.bad_value_count > 0 {
         let done = match report.on_bad_value {
-            crate::profiles::OnBadValue::Skip => {
-                format!("their {} profiles were left out", report.skipped_rows)
-            }
+            crate::profiles::OnBadValue::Skip => match report.skipped_rows {
+                1 => "1 profile was left out".to_string(),
+                n => format!("{n} profiles were left out"),
+            },
             _ => "they were left empty".to_string(),
         };
         eprintln!(

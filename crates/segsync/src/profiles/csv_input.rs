@@ -12,7 +12,7 @@ use super::{check_column_names, key_index, Column, Format};
 use csv::ByteRecord;
 use rusqlite::Connection;
 use std::borrow::Cow;
-use std::cell::Cell as StdCell;
+use std::cell::{Cell as StdCell, RefCell};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
@@ -354,6 +354,8 @@ struct Input<'f> {
     reader: csv::Reader<Guarded>,
     /// Byte offset where the current record starts (for the record size guard).
     record_start: Rc<StdCell<u64>>,
+    /// The last bytes read, to tell how the current record ended.
+    tail: Rc<RefCell<Tail>>,
     record: ByteRecord,
     /// Number of fields of the header.
     width: usize,
@@ -368,6 +370,7 @@ impl<'f> Input<'f> {
             source,
         })?;
         let record_start = Rc::new(StdCell::new(0));
+        let tail = Rc::new(RefCell::new(Tail::default()));
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -377,12 +380,14 @@ impl<'f> Input<'f> {
                 read: 0,
                 record_start: record_start.clone(),
                 quotes: QuoteTracker::new(delimiter),
+                tail: tail.clone(),
             });
         Ok(Input {
             file,
             delimiter,
             reader,
             record_start,
+            tail,
             record: ByteRecord::new(),
             width: 0,
             names: Vec::new(),
@@ -390,16 +395,32 @@ impl<'f> Input<'f> {
     }
 
     /// Reads the next record; returns the line it starts on.
+    ///
+    /// The csv reader's own record position is where its read began: before the blank lines
+    /// it skipped, and on CRLF files before the `\n` of the previous record's end. The line is
+    /// counted back from the record's end instead: the line reached, less the line breaks
+    /// inside its fields, less one if its terminator was a `\n` (a `\r\n` leaves the `\n`
+    /// for the next read; the last record may have none).
     fn next_record(&mut self) -> Result<Option<u64>, ImportError> {
         let starts_on = self.reader.position().line();
         match self.reader.read_byte_record(&mut self.record) {
             Ok(true) => {
-                self.record_start.set(self.reader.position().byte());
-                let line = self
+                let end = self.reader.position();
+                self.record_start.set(end.byte());
+                let inside: u64 = self
                     .record
-                    .position()
-                    .map_or(starts_on, csv::Position::line);
-                Ok(Some(line))
+                    .iter()
+                    .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
+                    .sum();
+                let ended_by_newline = end
+                    .byte()
+                    .checked_sub(1)
+                    .and_then(|at| self.tail.borrow().byte_at(at))
+                    == Some(b'\n');
+                let line = end
+                    .line()
+                    .saturating_sub(inside + u64::from(ended_by_newline));
+                Ok(Some(line.max(1)))
             }
             Ok(false) => Ok(None),
             Err(e) => Err(self.read_error(e, starts_on)),
@@ -716,6 +737,44 @@ struct Guarded {
     read: u64,
     record_start: Rc<StdCell<u64>>,
     quotes: QuoteTracker,
+    tail: Rc<RefCell<Tail>>,
+}
+
+/// The last [`Tail::SIZE`] bytes read from the file (the csv reader reads ahead of the record
+/// it returns by its buffer, 8 KiB), by their offset in the file.
+struct Tail {
+    ring: Vec<u8>,
+    /// Bytes read so far.
+    end: u64,
+}
+
+impl Default for Tail {
+    fn default() -> Tail {
+        Tail {
+            ring: vec![0; Tail::SIZE],
+            end: 0,
+        }
+    }
+}
+
+impl Tail {
+    const SIZE: usize = 64 * 1024;
+
+    fn push(&mut self, bytes: &[u8]) {
+        let skipped = bytes.len().saturating_sub(Tail::SIZE);
+        self.end += skipped as u64;
+        for &b in &bytes[skipped..] {
+            let at = (self.end % Tail::SIZE as u64) as usize;
+            self.ring[at] = b;
+            self.end += 1;
+        }
+    }
+
+    /// The byte at `offset`, if it is among the last ones read.
+    fn byte_at(&self, offset: u64) -> Option<u8> {
+        (offset < self.end && self.end - offset <= Tail::SIZE as u64)
+            .then(|| self.ring[(offset % Tail::SIZE as u64) as usize])
+    }
 }
 
 impl Read for Guarded {
@@ -736,6 +795,7 @@ impl Read for Guarded {
             0
         };
         self.quotes.feed(&buf[skip..n]);
+        self.tail.borrow_mut().push(&buf[..n]);
         self.read += n as u64;
         Ok(n)
     }
@@ -772,5 +832,25 @@ mod tests {
         assert_eq!(unclosed(b"a,b\n1,2\n\"x"), Some((3, 0, 3)));
         assert_eq!(unclosed(b"a,b\n1,\"say \"\"hi\"\"\n"), Some((2, 1, 2)));
         assert_eq!(unclosed(b"a,b\r\n1,\"2\r\n3,4"), Some((2, 1, 3)));
+    }
+
+    #[test]
+    fn records_start_on_their_lines_whatever_the_line_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, lines) in [
+            (&b"h,x\na,1\n\nb,\"2\n3\"\nc,4"[..], [1, 2, 4, 6]),
+            (b"\xEF\xBB\xBFh,x\r\na,1\r\n\r\nb,\"2\r\n3\"\r\nc,4\r\n", [1, 2, 4, 6]),
+            (b"h,x\r\na,1\r\n\r\nb,\"2\r\n3\"\r\nc,\"4\n\"", [1, 2, 4, 6]),
+            (b"h,x\ra,1\r\rb,\"2\r3\"\rc,4\r", [1, 1, 1, 1]),
+        ] {
+            let file = dir.path().join("f.csv");
+            std::fs::write(&file, text).unwrap();
+            let mut input = Input::open(&file, b',').unwrap();
+            let mut found = Vec::new();
+            while let Some(line) = input.next_record().unwrap() {
+                found.push(line);
+            }
+            assert_eq!(found, lines, "{:?}", String::from_utf8_lossy(text));
+        }
     }
 }
