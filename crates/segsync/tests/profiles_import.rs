@@ -684,10 +684,26 @@ fn csv_missing_key_column() {
 fn csv_delimiter_is_detected_or_given() {
     let (dir, store) = store();
     for (name, text, delimiter) in [
-        ("semi.csv", "customer_id;email;ltv\nC1;a@x.ro;5\nC2;\"b;c\"@x.ro;7\n", ";"),
-        ("tab.csv", "customer_id\temail\tltv\nC1\ta@x.ro\t5\nC2\tb@x.ro\t7\n", "tab"),
-        ("pipe.csv", "customer_id|email|ltv\nC1|a@x.ro|5\nC2|b@x.ro|7\n", "|"),
-        ("comma.csv", "customer_id,email,ltv\nC1,a@x.ro,5\nC2,\"b;c|d\"@x.ro,7\n", ","),
+        (
+            "semi.csv",
+            "customer_id;email;ltv\nC1;a@x.ro;5\nC2;\"b;c\"@x.ro;7\n",
+            ";",
+        ),
+        (
+            "tab.csv",
+            "customer_id\temail\tltv\nC1\ta@x.ro\t5\nC2\tb@x.ro\t7\n",
+            "tab",
+        ),
+        (
+            "pipe.csv",
+            "customer_id|email|ltv\nC1|a@x.ro|5\nC2|b@x.ro|7\n",
+            "|",
+        ),
+        (
+            "comma.csv",
+            "customer_id,email,ltv\nC1,a@x.ro,5\nC2,\"b;c|d\"@x.ro,7\n",
+            ",",
+        ),
     ] {
         let file = write(&dir, name, text);
         let report = store.import(&file, None, "customer_id").unwrap();
@@ -728,7 +744,8 @@ fn csv_delimiter_is_detected_or_given() {
         .import_with(&ndjson, None, "customer_id", &options)
         .unwrap_err();
     assert!(
-        err.to_string().ends_with("apply to CSV files only, not to ndjson"),
+        err.to_string()
+            .ends_with("apply to CSV files only, not to ndjson"),
         "{err}"
     );
 }
@@ -744,10 +761,14 @@ fn excel_fixture() -> PathBuf {
 fn keys_of(store: &ProfileStore, predicate: &str) -> Vec<String> {
     let mut keys = Vec::new();
     store
-        .select(&[], &[predicate.to_string()], |row| -> Result<(), Infallible> {
-            keys.push(row.key);
-            Ok(())
-        })
+        .select(
+            &[],
+            &[predicate.to_string()],
+            |row| -> Result<(), Infallible> {
+                keys.push(row.key);
+                Ok(())
+            },
+        )
         .unwrap();
     keys.sort();
     keys
@@ -820,9 +841,16 @@ fn excel_european_csv_is_read_with_its_formats_and_segments_count_right() {
         ("\"Last order\" >= '2024-12-31'", 2),
         ("Zip = '00118'", 1),
     ] {
-        assert_eq!(store.preview(predicate, 0).unwrap().count, count, "{predicate}");
+        assert_eq!(
+            store.preview(predicate, 0).unwrap().count,
+            count,
+            "{predicate}"
+        );
     }
-    let rows = all_rows(&store, &["Lifetime value", "Orders", "Joined", "Last order", "Zip"]);
+    let rows = all_rows(
+        &store,
+        &["Lifetime value", "Orders", "Joined", "Last order", "Zip"],
+    );
     assert_eq!(
         rows[0],
         (
@@ -862,7 +890,11 @@ fn bad_values_refuse_or_skip_as_chosen() {
             file.display()
         )
     );
-    assert_eq!(store.row_count().unwrap(), 1, "a refused import changes nothing");
+    assert_eq!(
+        store.row_count().unwrap(),
+        1,
+        "a refused import changes nothing"
+    );
     assert_eq!(store.key_column().unwrap().as_deref(), Some("id"));
 
     let skip = ImportOptions {
@@ -874,8 +906,17 @@ fn bad_values_refuse_or_skip_as_chosen() {
         .unwrap();
     assert_eq!((report.rows, report.skipped_rows), (16, 2));
     assert_eq!(store.row_count().unwrap(), 16);
-    assert_eq!(store.preview("\"Customer ID\" IN ('C008', 'C009')", 0).unwrap().count, 0);
-    assert_eq!(store.preview("\"Lifetime value\" > 500", 0).unwrap().count, 8);
+    assert_eq!(
+        store
+            .preview("\"Customer ID\" IN ('C008', 'C009')", 0)
+            .unwrap()
+            .count,
+        0
+    );
+    assert_eq!(
+        store.preview("\"Lifetime value\" > 500", 0).unwrap().count,
+        8
+    );
 
     // A column kept as text on request; the formats can be given too.
     let text = ImportOptions {
@@ -925,13 +966,23 @@ fn every_bad_value_is_reported_up_to_a_cap_with_crlf_line_numbers() {
         on_bad_value: OnBadValue::Refuse,
         ..Default::default()
     };
-    let err = store.import_with(&file, None, "id", &refuse).unwrap_err().to_string();
+    let err = store
+        .import_with(&file, None, "id", &refuse)
+        .unwrap_err()
+        .to_string();
     assert!(
-        err.starts_with(&format!("{}: {} values do not fit", file.display(), bad_lines.len())),
+        err.starts_with(&format!(
+            "{}: {} values do not fit",
+            file.display(),
+            bad_lines.len()
+        )),
         "{err}"
     );
     assert!(err.contains(&format!("\n  line {}: column \"ltv\": \"n/a\" is not a number (with a decimal point, as 1,234.50)", bad_lines[0])), "{err}");
-    assert!(err.ends_with(&format!("\n  … and {} more", bad_lines.len() - 100)), "{err}");
+    assert!(
+        err.ends_with(&format!("\n  … and {} more", bad_lines.len() - 100)),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 102);
 }
 
@@ -946,7 +997,11 @@ fn us_formats_are_detected_and_formats_can_be_given() {
     let report = store.import(&us, None, "id").unwrap();
     let dialect = report.dialect.unwrap();
     assert_eq!(
-        (dialect.delimiter.as_str(), dialect.decimal_comma, dialect.date_format),
+        (
+            dialect.delimiter.as_str(),
+            dialect.decimal_comma,
+            dialect.date_format
+        ),
         (",", false, DateFormat::MonthDayYear)
     );
     assert_eq!(report.bad_value_count, 0);
@@ -956,7 +1011,11 @@ fn us_formats_are_detected_and_formats_can_be_given() {
     assert_eq!(rows[2].1, [json!(2000.0), Value::Null]);
 
     // Decimal commas in a comma-delimited file (quoted), detected.
-    let eu = write(&dir, "eu.csv", "id,ltv\nA,\"69,34\"\nB,\"1.234,5\"\nC,600\n");
+    let eu = write(
+        &dir,
+        "eu.csv",
+        "id,ltv\nA,\"69,34\"\nB,\"1.234,5\"\nC,600\n",
+    );
     store.import(&eu, None, "id").unwrap();
     assert_eq!(keys_of(&store, "ltv > 500"), ["B", "C"]);
 
@@ -964,8 +1023,15 @@ fn us_formats_are_detected_and_formats_can_be_given() {
     // or as given.
     let ambiguous = write(&dir, "amb.csv", "id,joined\nA,05/04/2024\nB,01/02/2024\n");
     let report = store.import(&ambiguous, None, "id").unwrap();
-    assert_eq!(report.dialect.unwrap().date_format, DateFormat::MonthDayYear);
-    assert!(report.notes[0].starts_with("dates such as 05/04/2024 could be day first or month first"), "{:?}", report.notes);
+    assert_eq!(
+        report.dialect.unwrap().date_format,
+        DateFormat::MonthDayYear
+    );
+    assert!(
+        report.notes[0].starts_with("dates such as 05/04/2024 could be day first or month first"),
+        "{:?}",
+        report.notes
+    );
     assert_eq!(all_rows(&store, &["joined"])[0].1, [json!("2024-05-04")]);
     let given = ImportOptions {
         date_format: Some(DateFormat::DayMonthYear),
@@ -981,7 +1047,10 @@ fn us_formats_are_detected_and_formats_can_be_given() {
         ..Default::default()
     };
     let report = store.import_with(&dots, None, "id", &comma).unwrap();
-    assert_eq!(report.bad_value_count, 1, "2.5 is no number with a decimal comma");
+    assert_eq!(
+        report.bad_value_count, 1,
+        "2.5 is no number with a decimal comma"
+    );
     assert_eq!(all_rows(&store, &["n"])[0].1, [json!(1234)]);
     store.import(&dots, None, "id").unwrap();
     assert_eq!(all_rows(&store, &["n"])[0].1, [json!(1.234)]);

@@ -181,7 +181,11 @@ fn print_import(report: &crate::profiles::ImportReport) {
         println!(
             "  read as: delimiter {}{}, {}, dates {}{}{}",
             d.delimiter,
-            if d.delimiter_detected { " (detected)" } else { "" },
+            if d.delimiter_detected {
+                " (detected)"
+            } else {
+                ""
+            },
             if d.decimal_comma {
                 "decimal comma (1.234,50)"
             } else {
@@ -189,7 +193,11 @@ fn print_import(report: &crate::profiles::ImportReport) {
             },
             d.date_format,
             if d.bom { ", UTF-8 byte order mark" } else { "" },
-            if d.line_ending == "crlf" { ", CRLF line ends" } else { "" },
+            if d.line_ending == "crlf" {
+                ", CRLF line ends"
+            } else {
+                ""
+            },
         );
     }
     for c in &report.columns {
@@ -208,7 +216,11 @@ fn print_import(report: &crate::profiles::ImportReport) {
             "warning: {} value{} did not fit {} column's type; {done}:",
             report.bad_value_count,
             if report.bad_value_count == 1 { "" } else { "s" },
-            if report.bad_value_count == 1 { "its" } else { "their" },
+            if report.bad_value_count == 1 {
+                "its"
+            } else {
+                "their"
+            },
         );
         for v in &report.bad_values {
             eprintln!("  {}", super::printable(&v.to_string()));

@@ -288,7 +288,12 @@ fn store_rows(
                 cells.push(Cell::Text(Cow::Borrowed(*value)));
                 continue;
             }
-            match typing::cell(value, column.kind, dialect.decimal_comma, dialect.date_format) {
+            match typing::cell(
+                value,
+                column.kind,
+                dialect.decimal_comma,
+                dialect.date_format,
+            ) {
                 Some(cell) => cells.push(cell),
                 None => {
                     outcome.bad(line, column, value, dialect);
@@ -839,7 +844,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for (text, lines) in [
             (&b"h,x\na,1\n\nb,\"2\n3\"\nc,4"[..], [1, 2, 4, 6]),
-            (b"\xEF\xBB\xBFh,x\r\na,1\r\n\r\nb,\"2\r\n3\"\r\nc,4\r\n", [1, 2, 4, 6]),
+            (
+                b"\xEF\xBB\xBFh,x\r\na,1\r\n\r\nb,\"2\r\n3\"\r\nc,4\r\n",
+                [1, 2, 4, 6],
+            ),
             (b"h,x\r\na,1\r\n\r\nb,\"2\r\n3\"\r\nc,\"4\n\"", [1, 2, 4, 6]),
             (b"h,x\ra,1\r\rb,\"2\r3\"\rc,4\r", [1, 1, 1, 1]),
         ] {

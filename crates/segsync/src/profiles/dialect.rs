@@ -187,9 +187,7 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
         }
     };
     if !b.is_ascii() || b.is_ascii_alphanumeric() || matches!(b, b'"' | b'\n' | b'\r' | b'.') {
-        return Err(format!(
-            "\"{s}\" cannot be a delimiter: use , ; | or tab"
-        ));
+        return Err(format!("\"{s}\" cannot be a delimiter: use , ; | or tab"));
     }
     Ok(b)
 }

@@ -40,7 +40,9 @@ mod typing;
 
 pub use self::postgres::{check_source, PgRelation, PgSource, PgSourceError, Reach, BATCH_ROWS};
 pub use dialect::{parse_delimiter, DateFormat, Dialect, ImportOptions, OnBadValue};
-pub use error::{BadValue, ImportError, InputError, Location, PredicateError, ProfileError, SelectError};
+pub use error::{
+    BadValue, ImportError, InputError, Location, PredicateError, ProfileError, SelectError,
+};
 pub use fuzz::{fuzz_import, fuzz_predicate, FUZZ_KEY};
 pub use infer::ColumnType;
 pub use typecheck::comparison_warnings;

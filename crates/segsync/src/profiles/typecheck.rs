@@ -28,7 +28,10 @@ pub fn comparison_warnings(predicate: &str, columns: &[Column]) -> Vec<String> {
         };
         // `x > -5`: the sign is its own token; `a - 1 > b` is not a comparison of a column.
         let previous = i.checked_sub(1).map(|j| &tokens[j]);
-        if matches!(previous, Some(Token::Other('-' | '+' | '*' | '/' | '%' | '|'))) {
+        if matches!(
+            previous,
+            Some(Token::Other('-' | '+' | '*' | '/' | '%' | '|'))
+        ) {
             continue;
         }
         let Some(column) = column else { continue };
@@ -122,17 +125,21 @@ fn tokens(sql: &str) -> Vec<Token> {
                 i = next;
             }
             '[' => {
-                let end = chars[i..].iter().position(|&c| c == ']').map_or(chars.len(), |p| i + p);
+                let end = chars[i..]
+                    .iter()
+                    .position(|&c| c == ']')
+                    .map_or(chars.len(), |p| i + p);
                 out.push(Token::Ident(chars[i + 1..end].iter().collect()));
                 i = end + 1;
             }
-            c if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) => {
+            c if c.is_ascii_digit()
+                || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
+            {
                 let start = i;
                 while i < chars.len()
                     && (chars[i].is_ascii_alphanumeric()
                         || chars[i] == '.'
-                        || (matches!(chars[i], '+' | '-')
-                            && matches!(chars[i - 1], 'e' | 'E')))
+                        || (matches!(chars[i], '+' | '-') && matches!(chars[i - 1], 'e' | 'E')))
                 {
                     i += 1;
                 }
@@ -140,7 +147,9 @@ fn tokens(sql: &str) -> Vec<Token> {
             }
             c if c.is_alphabetic() || c == '_' => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '$')) {
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '$'))
+                {
                     i += 1;
                 }
                 let word: String = chars[start..i].iter().collect();
@@ -226,7 +235,11 @@ mod tests {
             "CAST(\"Lifetime value\" AS REAL) > 500",
             "ltv - city > 5",
         ] {
-            assert_eq!(comparison_warnings(p, &columns()), Vec::<String>::new(), "{p}");
+            assert_eq!(
+                comparison_warnings(p, &columns()),
+                Vec::<String>::new(),
+                "{p}"
+            );
         }
     }
 }

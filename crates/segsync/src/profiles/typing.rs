@@ -354,10 +354,7 @@ pub(crate) fn expected(kind: ColumnType, decimal_comma: bool, dates: DateFormat)
         ColumnType::Integer => format!("not a whole number ({numbers})"),
         ColumnType::Real => format!("not a number ({numbers})"),
         ColumnType::Date => format!("not a date ({} or yyyy-mm-dd)", dates),
-        ColumnType::Timestamp => format!(
-            "not a date or time ({} [HH:MM[:SS]] or ISO 8601)",
-            dates
-        ),
+        ColumnType::Timestamp => format!("not a date or time ({} [HH:MM[:SS]] or ISO 8601)", dates),
         ColumnType::Boolean => "not true or false".to_string(),
         ColumnType::Text | ColumnType::Json => "not text".to_string(),
     }
@@ -444,10 +441,7 @@ mod tests {
         );
         assert_eq!(joined.dmy_only, 1);
         let names = stats(&["Ana", "Ion", "5"]);
-        assert_eq!(
-            names.decide(false, DateFormat::Iso).0,
-            ColumnType::Text
-        );
+        assert_eq!(names.decide(false, DateFormat::Iso).0, ColumnType::Text);
         let zips = stats(&["012345", "400123", "500100"]);
         let (kind, note) = zips.decide(false, DateFormat::Iso);
         assert_eq!(kind, ColumnType::Text);

@@ -47,7 +47,11 @@ fn an_excel_file_of_a_european_locale_gives_the_right_audience() {
     let s = Session::new(&sim);
 
     let out = import_fixture(&s, &[]);
-    assert!(out.stdout.contains("imported 18 profiles"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("imported 18 profiles"),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stdout.contains(
             "  read as: delimiter ; (detected), decimal comma (1.234,50), dates dd/mm/yyyy, UTF-8 byte order mark, CRLF line ends"
@@ -105,7 +109,10 @@ fn an_excel_file_of_a_european_locale_gives_the_right_audience() {
     // The plan counts every write the run makes: the merge field and the tag it creates too.
     let plan = s.ok(&["plan", EXPORT, "--json"]);
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
-    assert_eq!(plan["merge_fields_to_create"], serde_json::json!(["COUNTRY"]));
+    assert_eq!(
+        plan["merge_fields_to_create"],
+        serde_json::json!(["COUNTRY"])
+    );
     assert_eq!(plan["tags_to_create"], serde_json::json!(["high_value"]));
     let planned = |endpoint: &str| {
         plan["summary"]["requests_by_endpoint"]
@@ -145,7 +152,10 @@ fn an_excel_file_of_a_european_locale_gives_the_right_audience() {
         .members
         .iter()
         .all(|m| m.status == Status::Subscribed && m.tags == ["high_value"]));
-    assert_eq!(merge(member(&view, "nina.kovac@gmail.com"), "COUNTRY"), "SI");
+    assert_eq!(
+        merge(member(&view, "nina.kovac@gmail.com"), "COUNTRY"),
+        "SI"
+    );
 }
 
 #[test]
@@ -188,13 +198,20 @@ fn a_segment_comparing_text_with_a_number_is_warned_about_when_saved() {
     .unwrap();
     let out = s.ok(&["apply", file.to_str().unwrap()]);
     assert!(
-        out.text()
-            .contains("column \"Lifetime value\" holds text, so \"Lifetime value\" >= 1000 compares text"),
+        out.text().contains(
+            "column \"Lifetime value\" holds text, so \"Lifetime value\" >= 1000 compares text"
+        ),
         "{}",
         out.text()
     );
     // A comparison with text, or over a number column, is not warned about.
-    let out = s.ok(&["segments", "add", "ro", "--where", "Country = 'RO' AND Orders > 2"]);
+    let out = s.ok(&[
+        "segments",
+        "add",
+        "ro",
+        "--where",
+        "Country = 'RO' AND Orders > 2",
+    ]);
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
 }
 
@@ -240,7 +257,11 @@ fn bad_values_can_refuse_the_import() {
             "ignore",
         ],
     );
-    assert!(out.stderr.contains("expected empty, skip or refuse"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("expected empty, skip or refuse"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// `segsync ARGS | head`, with a reader that is gone before anything is written.
@@ -250,7 +271,10 @@ fn with_output_closed(s: &Session, args: &[&str]) -> (Option<i32>, String) {
     let mut child = c.spawn().unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -299,12 +323,23 @@ fn demo_honours_home_and_says_how_to_keep_its_folder() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("demo-home");
     let out = std::process::Command::new(bin())
-        .args(["--home", home.to_str().unwrap(), "demo", "--latency-ms", "0"])
+        .args([
+            "--home",
+            home.to_str().unwrap(),
+            "demo",
+            "--latency-ms",
+            "0",
+        ])
         .env_remove("SEGSYNC_HOME")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.trim_end().ends_with(&format!(
             "The demo's home folder is {}: look around with `segsync --home {} runs` (or set SEGSYNC_HOME).",
@@ -324,7 +359,13 @@ fn demo_honours_home_and_says_how_to_keep_its_folder() {
     assert!(String::from_utf8_lossy(&runs.stdout).contains("newsletter"));
     // It refuses to change an installation that is there already.
     let again = std::process::Command::new(bin())
-        .args(["--home", home.to_str().unwrap(), "demo", "--latency-ms", "0"])
+        .args([
+            "--home",
+            home.to_str().unwrap(),
+            "demo",
+            "--latency-ms",
+            "0",
+        ])
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(2));

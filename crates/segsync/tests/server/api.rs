@@ -370,8 +370,11 @@ fn an_excel_upload_is_read_with_its_formats_and_the_import_options() {
     .unwrap();
     let upload = |query: &str| {
         ada.send(
-            ada.request("POST", &format!("/api/profiles/import?format=csv&key=Customer%20ID{query}"))
-                .body(excel.clone()),
+            ada.request(
+                "POST",
+                &format!("/api/profiles/import?format=csv&key=Customer%20ID{query}"),
+            )
+            .body(excel.clone()),
         )
     };
     let a = upload("");
@@ -404,20 +407,28 @@ fn an_excel_upload_is_read_with_its_formats_and_the_import_options() {
     assert_eq!(a.status, 422, "{}", a.text);
     let message = a.json()["message"].as_str().unwrap().to_string();
     assert!(
-        message.starts_with("the uploaded file: 2 values do not fit their column's type, so nothing was imported")
-            && message.contains("\n  line 10: column \"Joined\": \"n/a\" is not a date"),
+        message.starts_with(
+            "the uploaded file: 2 values do not fit their column's type, so nothing was imported"
+        ) && message.contains("\n  line 10: column \"Joined\": \"n/a\" is not a date"),
         "{message}"
     );
     let a = upload("&delimiter=%7C");
     assert_eq!(a.status, 422, "{}", a.text);
     let a = upload("&on_bad_value=later");
     assert_eq!(a.status, 422, "{}", a.text);
-    assert!(a.text.contains("expected empty, skip or refuse"), "{}", a.text);
+    assert!(
+        a.text.contains("expected empty, skip or refuse"),
+        "{}",
+        a.text
+    );
 
     let a = upload("&on_bad_value=skip&text=Lifetime%20value&delimiter=%3B&decimal_comma=true&date_format=dd/mm/yyyy");
     assert_eq!(a.status, 200, "{}", a.text);
     let answer = a.json();
-    assert_eq!((answer["rows"].clone(), answer["skipped_rows"].clone()), (json!(17), json!(1)));
+    assert_eq!(
+        (answer["rows"].clone(), answer["skipped_rows"].clone()),
+        (json!(17), json!(1))
+    );
     assert_eq!(answer["dialect"]["delimiter_detected"], false);
     let (code, seg) = ada.post(
         "/api/segments",
