@@ -180,8 +180,13 @@ fn plan_prints_the_counts_and_sends_nothing() {
     assert_eq!(line("records refused"), "1");
     assert_eq!(
         line("Mailchimp requests"),
-        "3",
-        "one batch upsert, one request per tag"
+        "6",
+        "the merge field and the two tags to create, one batch upsert, one request per tag"
+    );
+    assert!(
+        out.stdout.contains("tags to create: High value, romania"),
+        "{}",
+        out.stdout
     );
     assert!(
         out.stdout.contains("merge fields to create: CITY"),
