@@ -442,6 +442,30 @@ fn an_excel_upload_is_read_with_its_formats_and_the_import_options() {
             .starts_with("column \"Lifetime value\" holds text, so \"Lifetime value\" > 500 compares text, not numbers"),
         "{seg}"
     );
+
+    // A file on the server is refreshed with the options it was imported with.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/excel-eu.csv");
+    let a = ada.send(ada.request(
+        "POST",
+        &format!(
+            "/api/profiles/import?path={}&key=Customer%20ID&on_bad_value=skip",
+            path.display()
+        ),
+    ));
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["skipped_rows"], 2);
+    let (_, info) = ada.get("/api/profiles");
+    assert_eq!(
+        info["source"]["options"],
+        json!({"on_bad_value": "skip"}),
+        "{info}"
+    );
+    let (code, refreshed) = ada.post("/api/profiles/refresh", json!({}));
+    assert_eq!(code, 200, "{refreshed}");
+    assert_eq!(
+        (refreshed["rows"].clone(), refreshed["skipped_rows"].clone()),
+        (json!(16), json!(2))
+    );
 }
 
 /// A record Mailchimp refuses only for now ("signed up to a lot of lists very recently") is
