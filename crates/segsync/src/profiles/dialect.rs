@@ -175,10 +175,13 @@ fn de_delimiter<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D:
 }
 
 /// A delimiter as given: one ASCII character other than a quote, a letter, a digit or a line
-/// break; `tab` or `\t` for a tab.
+/// break; `tab` or `\t` for a tab (also `comma`, `semicolon`, `pipe`).
 pub fn parse_delimiter(s: &str) -> Result<u8, String> {
-    let b = match s {
-        "tab" | "TAB" | "\\t" | "\t" => b'\t',
+    let b = match s.to_ascii_lowercase().as_str() {
+        "tab" | "\\t" | "\t" => b'\t',
+        "comma" => b',',
+        "semicolon" => b';',
+        "pipe" => b'|',
         _ if s.len() == 1 => s.as_bytes()[0],
         _ => {
             return Err(format!(
@@ -308,6 +311,8 @@ mod tests {
     fn parses_options() {
         assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
         assert_eq!(parse_delimiter(";"), Ok(b';'));
+        assert_eq!(parse_delimiter("Semicolon"), Ok(b';'));
+        assert_eq!(parse_delimiter("\\t"), Ok(b'\t'));
         assert!(parse_delimiter("ab").is_err());
         assert!(parse_delimiter("\"").is_err());
         assert_eq!("DD.MM.YYYY".parse(), Ok(DateFormat::DayMonthYear));

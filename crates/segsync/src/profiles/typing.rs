@@ -19,10 +19,12 @@ pub(crate) enum Num {
     Real(f64),
 }
 
-/// Reads `s` as a number: with a decimal point (`-1234.5`, `1,234.5`, `1e3`) or a decimal
-/// comma (`-1234,5`, `1.234,5`, `1 234,5`). Thousands separators must group by three;
+/// Reads `s` as a number: with a decimal point (`-1234.5`, `1,234.5`, `1'234.5`, `1e3`) or
+/// a decimal comma (`-1234,5`, `1.234,5`, `1 234,5`), with or without a currency sign
+/// (`€ 1.234,50`, `1.234,50 €`, `$1,234.50`). Thousands separators must group by three;
 /// integers with a leading zero (`01234`) are not numbers.
 pub(crate) fn parse_number(s: &str, decimal_comma: bool) -> Option<Num> {
+    let s = without_currency(s);
     if !decimal_comma {
         if let Some(i) = infer::parse_int(s) {
             return Some(Num::Int(i));
@@ -32,9 +34,9 @@ pub(crate) fn parse_number(s: &str, decimal_comma: bool) -> Option<Num> {
         }
     }
     let (decimal, groups): (char, &[char]) = if decimal_comma {
-        (',', &['.', ' ', '\u{a0}', '\u{202f}'])
+        (',', &['.', ' ', '\u{a0}', '\u{202f}', '\'', '’'])
     } else {
-        ('.', &[','])
+        ('.', &[',', ' ', '\u{a0}', '\u{202f}', '\'', '’'])
     };
     let (negative, body) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -60,6 +62,19 @@ pub(crate) fn parse_number(s: &str, decimal_comma: bool) -> Option<Num> {
         }
         Some(_) => None,
     }
+}
+
+/// `s` without one currency sign before or after it (and the space beside the sign).
+fn without_currency(s: &str) -> &str {
+    const SIGNS: [char; 4] = ['€', '$', '£', '¥'];
+    let spaces: &[char] = &[' ', '\u{a0}', '\u{202f}'];
+    if let Some(rest) = s.strip_prefix(SIGNS) {
+        return rest.trim_start_matches(spaces);
+    }
+    if let Some(rest) = s.strip_suffix(SIGNS) {
+        return rest.trim_end_matches(spaces);
+    }
+    s
 }
 
 /// The digits of `1234` or of `1.234.567` (one separator of `seps`, the same throughout, every
@@ -146,20 +161,37 @@ fn local_parts(s: &str) -> Option<LocalParts> {
     }
     let time = match time {
         None => None,
-        Some(t) => {
-            let mut hms = t.split(':');
-            let (h, m) = (small(hms.next()?)?, small(hms.next()?)?);
-            let sec = match hms.next() {
-                Some(sec) => small(sec)?,
-                None => 0,
-            };
-            if hms.next().is_some() || h > 23 || m > 59 || sec > 59 {
-                return None;
-            }
-            Some((h, m, sec))
-        }
+        Some(t) => Some(clock(t)?),
     };
     Some((small(a)?, small(b)?, number(y)?, time))
+}
+
+/// `HH:MM[:SS]`, or `H:MM[:SS] AM|PM` (as US spreadsheets write times).
+fn clock(t: &str) -> Option<(u32, u32, u32)> {
+    let upper = t.to_ascii_uppercase();
+    let (t, half) = match upper
+        .strip_suffix("AM")
+        .or_else(|| upper.strip_suffix("PM"))
+    {
+        Some(rest) => (rest.trim_end().to_string(), Some(upper.ends_with("PM"))),
+        None => (upper.clone(), None),
+    };
+    let mut hms = t.split(':');
+    let (mut h, m) = (small(hms.next()?)?, small(hms.next()?)?);
+    let sec = match hms.next() {
+        Some(sec) => small(sec)?,
+        None => 0,
+    };
+    if hms.next().is_some() || m > 59 || sec > 59 {
+        return None;
+    }
+    if let Some(pm) = half {
+        if !(1..=12).contains(&h) {
+            return None;
+        }
+        h = h % 12 + if pm { 12 } else { 0 };
+    }
+    (h <= 23).then_some((h, m, sec))
 }
 
 /// One or two digits.
@@ -379,7 +411,7 @@ mod tests {
             ("1.234", Some(Real(1.234)), Some(Int(1234))),
             ("1.234.567", None, Some(Int(1234567))),
             ("1 234,5", None, Some(Real(1234.5))),
-            ("1\u{a0}234", None, Some(Int(1234))),
+            ("1\u{a0}234", Some(Int(1234)), Some(Int(1234))),
             ("0,5", None, Some(Real(0.5))),
             ("-1.234,5", None, Some(Real(-1234.5))),
             ("01234", None, None),
@@ -388,6 +420,13 @@ mod tests {
             ("1.234,", None, None),
             ("x", None, None),
             ("1.234.5", None, None),
+            ("1'234.50", Some(Real(1234.5)), None),
+            ("€ 1.234,50", None, Some(Real(1234.5))),
+            ("1.234,50 €", None, Some(Real(1234.5))),
+            ("$1,234.50", Some(Real(1234.5)), None),
+            ("£5", Some(Int(5)), Some(Int(5))),
+            ("€", None, None),
+            ("5 €€", None, None),
         ] {
             assert_eq!(parse_number(s, false), point, "{s:?} with a point");
             assert_eq!(parse_number(s, true), comma, "{s:?} with a comma");
@@ -417,6 +456,15 @@ mod tests {
         assert_eq!(d("31/12/24", DayMonthYear), None);
         assert_eq!(d("31/12-2024", DayMonthYear), None);
         assert_eq!(d("31/12/2024 25:00", DayMonthYear), None);
+        assert_eq!(
+            d("12/31/2024 2:30 PM", MonthDayYear),
+            Some(("2024-12-31 14:30:00".into(), true))
+        );
+        assert_eq!(
+            d("12/31/2024 12:05:09 am", MonthDayYear),
+            Some(("2024-12-31 00:05:09".into(), true))
+        );
+        assert_eq!(d("12/31/2024 13:00 PM", MonthDayYear), None);
     }
 
     #[test]
