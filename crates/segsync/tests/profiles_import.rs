@@ -987,6 +987,41 @@ fn every_bad_value_is_reported_up_to_a_cap_with_crlf_line_numbers() {
 }
 
 #[test]
+fn every_wrong_row_is_reported_at_once_with_its_line() {
+    let (dir, store) = store();
+    let file = write(
+        &dir,
+        "rows.csv",
+        "id;email;ltv\r\nA;a@x.ro;1\r\nB;b@x.ro\r\n;c@x.ro;3\r\nD;\"d\r\n\";4\r\nE;e@x.ro;5;6\r\n",
+    );
+    assert_eq!(
+        import_error(&store, &file, "id"),
+        format!(
+            "{f}: 3 rows cannot be imported, so nothing was:\n  \
+             {f}:3: expected 3 fields, found 2\n  \
+             {f}:4: column \"id\": empty key\n  \
+             {f}:7: expected 3 fields, found 4",
+            f = file.display()
+        )
+    );
+    let dupes = write(
+        &dir,
+        "dupes.csv",
+        "id,n\r\nA,1\r\nB,2\r\nA,3\r\nB,4\r\nC,5\r\n",
+    );
+    assert_eq!(
+        import_error(&store, &dupes, "id"),
+        format!(
+            "{f}: 2 rows cannot be imported, so nothing was:\n  \
+             {f}:4: column \"id\": duplicate key \"A\" (first on line 2)\n  \
+             {f}:5: column \"id\": duplicate key \"B\" (first on line 3)",
+            f = dupes.display()
+        )
+    );
+    assert_eq!(store.row_count().unwrap(), 0, "nothing was imported");
+}
+
+#[test]
 fn us_formats_are_detected_and_formats_can_be_given() {
     let (dir, store) = store();
     let us = write(

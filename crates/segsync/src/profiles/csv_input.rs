@@ -4,7 +4,7 @@
 //! and infers the column types; the second converts and stores the rows.
 
 use super::dialect::{self, DateFormat, Dialect, ImportOptions, OnBadValue};
-use super::error::{quoted, BadValue, ImportError, Location};
+use super::error::{quoted, BadValue, ImportError, InputError, Location};
 use super::infer::ColumnType;
 use super::load::{self, Cell, ImportMeta, Loader, RowError, Schema};
 use super::typing::{self, ColumnStats};
@@ -123,24 +123,28 @@ pub(crate) fn infer_schema(
     }
     let mut stats: Vec<ColumnStats> = vec![ColumnStats::default(); names.len()];
     let mut rows = 0u64;
+    let mut problems = RowProblems::default();
     while let Some(line) = input.next_record()? {
-        let fields = input.fields(line, &names)?;
+        rows += 1;
+        let fields = match input.fields(line, &names) {
+            Ok(fields) => fields,
+            Err(e) => {
+                problems.push(e)?;
+                continue;
+            }
+        };
+        if fields[key].trim().is_empty() {
+            let at = Some(Location::Line(line));
+            problems.push(ImportError::input(file, at, Some(&names[key]), "empty key"))?;
+            continue;
+        }
         for (i, value) in fields.iter().enumerate() {
-            if i == key {
-                if value.trim().is_empty() {
-                    return Err(ImportError::input(
-                        file,
-                        Some(Location::Line(line)),
-                        Some(&names[key]),
-                        "empty key",
-                    ));
-                }
-            } else if !value.is_empty() {
+            if i != key && !value.is_empty() {
                 stats[i].add(value, line);
             }
         }
-        rows += 1;
     }
+    problems.finish(file)?;
     if rows == 0 {
         return Err(ImportError::input(
             file,
@@ -272,36 +276,14 @@ fn store_rows(
     if names != expected {
         return Err(changed(file, Some(Location::Line(1)), None));
     }
+    let mut problems = RowProblems::default();
     while let Some(line) = input.next_record()? {
         let fields = input.fields(line, &names)?;
-        let mut cells = Vec::with_capacity(fields.len());
-        let mut bad_row = false;
-        for (i, (value, column)) in fields.iter().zip(&schema.columns).enumerate() {
-            if i == schema.key {
-                if value.trim().is_empty() {
-                    return Err(changed(
-                        file,
-                        Some(Location::Line(line)),
-                        Some(&column.name),
-                    ));
-                }
-                cells.push(Cell::Text(Cow::Borrowed(*value)));
-                continue;
-            }
-            match typing::cell(
-                value,
-                column.kind,
-                dialect.decimal_comma,
-                dialect.date_format,
-            ) {
-                Some(cell) => cells.push(cell),
-                None => {
-                    outcome.bad(line, column, value, dialect);
-                    bad_row = true;
-                    cells.push(Cell::Null);
-                }
-            }
+        if fields[schema.key].trim().is_empty() {
+            let column = &schema.columns[schema.key].name;
+            return Err(changed(file, Some(Location::Line(line)), Some(column)));
         }
+        let (cells, bad_row) = row_cells(line, &fields, plan, outcome);
         if bad_row && on_bad_value == OnBadValue::Skip {
             outcome.skipped += 1;
             continue;
@@ -310,28 +292,91 @@ fn store_rows(
             // Nothing will be stored: the rest of the file is only read for its bad values.
             continue;
         }
+        let at = Some(Location::Line(line));
         match loader.add(Location::Line(line), &cells) {
             Ok(()) => {}
-            Err(RowError::Duplicate { key, first }) => {
-                return Err(ImportError::input(
-                    file,
-                    Some(Location::Line(line)),
-                    Some(&schema.columns[schema.key].name),
-                    format!("duplicate key {} (first {})", quoted(&key), first.phrase()),
-                ))
-            }
-            Err(RowError::Nul { column }) => {
-                return Err(ImportError::input(
-                    file,
-                    Some(Location::Line(line)),
-                    Some(&schema.columns[column].name),
-                    load::NUL_MESSAGE,
-                ))
-            }
+            Err(RowError::Duplicate { key, first }) => problems.push(ImportError::input(
+                file,
+                at,
+                Some(&schema.columns[schema.key].name),
+                format!("duplicate key {} (first {})", quoted(&key), first.phrase()),
+            ))?,
+            Err(RowError::Nul { column }) => problems.push(ImportError::input(
+                file,
+                at,
+                Some(&schema.columns[column].name),
+                load::NUL_MESSAGE,
+            ))?,
             Err(RowError::Sql(e)) => return Err(loader_failed(file, line, e)),
         }
     }
-    Ok(())
+    problems.finish(file)
+}
+
+/// A record's cells, converted to the column types with the file's formats (the key as it
+/// is), and whether any value did not fit (counted and listed in `outcome`, left empty).
+fn row_cells<'v>(
+    line: u64,
+    fields: &[&'v str],
+    plan: &Plan,
+    outcome: &mut Outcome,
+) -> (Vec<Cell<'v>>, bool) {
+    let (schema, dialect) = (&plan.schema, &plan.dialect);
+    let mut cells = Vec::with_capacity(fields.len());
+    let mut bad_row = false;
+    for (i, (value, column)) in fields.iter().zip(&schema.columns).enumerate() {
+        if i == schema.key {
+            cells.push(Cell::Text(Cow::Borrowed(*value)));
+            continue;
+        }
+        let cell = typing::cell(
+            value,
+            column.kind,
+            dialect.decimal_comma,
+            dialect.date_format,
+        );
+        cells.push(cell.unwrap_or_else(|| {
+            outcome.bad(line, column, value, dialect);
+            bad_row = true;
+            Cell::Null
+        }));
+    }
+    (cells, bad_row)
+}
+
+/// Rows that cannot be imported (wrong field counts, empty or duplicate keys, ...), found
+/// while reading on: all are reported at once, the first [`MAX_BAD_VALUES_LISTED`] listed.
+#[derive(Default)]
+struct RowProblems {
+    listed: Vec<InputError>,
+    count: u64,
+}
+
+impl RowProblems {
+    /// Notes a row's problem; any other error (the file cannot be read on) is returned.
+    fn push(&mut self, e: ImportError) -> Result<(), ImportError> {
+        let ImportError::Input(e) = e else {
+            return Err(e);
+        };
+        self.count += 1;
+        if self.listed.len() < MAX_BAD_VALUES_LISTED {
+            self.listed.push(e);
+        }
+        Ok(())
+    }
+
+    /// The error of the rows found wrong: a single one as it is, several together.
+    fn finish(mut self, file: &Path) -> Result<(), ImportError> {
+        match self.count {
+            0 => Ok(()),
+            1 => Err(ImportError::Input(self.listed.remove(0))),
+            count => Err(ImportError::Rows {
+                file: file.to_path_buf(),
+                count,
+                errors: self.listed,
+            }),
+        }
+    }
 }
 
 fn changed(file: &Path, location: Option<Location>, column: Option<&str>) -> ImportError {

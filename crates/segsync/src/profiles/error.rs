@@ -99,6 +99,14 @@ pub enum ImportError {
         file.display()
     )]
     UnknownFormat { file: PathBuf },
+    /// Several rows of the file cannot be imported (each error says where and why): the
+    /// first of them listed, all counted.
+    #[error("{}", rows_message(file, *count, errors))]
+    Rows {
+        file: PathBuf,
+        count: u64,
+        errors: Vec<InputError>,
+    },
     /// Values that do not fit their column's type, and the import was to be refused for them
     /// ([`super::OnBadValue::Refuse`]): the first of them listed, all counted.
     #[error("{}", bad_values_message(file, *count, values))]
@@ -137,6 +145,20 @@ impl fmt::Display for BadValue {
     }
 }
 
+fn rows_message(file: &std::path::Path, count: u64, errors: &[InputError]) -> String {
+    let mut out = format!(
+        "{}: {count} rows cannot be imported, so nothing was:",
+        file.display()
+    );
+    for e in errors {
+        out.push_str(&format!("\n  {e}"));
+    }
+    if count > errors.len() as u64 {
+        out.push_str(&format!("\n  … and {} more", count - errors.len() as u64));
+    }
+    out
+}
+
 fn bad_values_message(file: &std::path::Path, count: u64, values: &[BadValue]) -> String {
     let mut out = format!(
         "{}: {count} value{} do{} not fit {} column's type, so nothing was imported (to import the rest, choose to leave bad values empty or to skip their rows):",
@@ -169,10 +191,12 @@ impl ImportError {
         })
     }
 
-    /// The input error, when the file's content was at fault.
+    /// The input error, when the file's content was at fault (the first, when several rows
+    /// were).
     pub fn as_input(&self) -> Option<&InputError> {
         match self {
             ImportError::Input(e) => Some(e),
+            ImportError::Rows { errors, .. } => errors.first(),
             _ => None,
         }
     }
