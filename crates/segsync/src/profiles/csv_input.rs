@@ -813,10 +813,13 @@ impl Tail {
     fn push(&mut self, bytes: &[u8]) {
         let skipped = bytes.len().saturating_sub(Tail::SIZE);
         self.end += skipped as u64;
-        for &b in &bytes[skipped..] {
+        let mut rest = &bytes[skipped..];
+        while !rest.is_empty() {
             let at = (self.end % Tail::SIZE as u64) as usize;
-            self.ring[at] = b;
-            self.end += 1;
+            let n = rest.len().min(Tail::SIZE - at);
+            self.ring[at..at + n].copy_from_slice(&rest[..n]);
+            self.end += n as u64;
+            rest = &rest[n..];
         }
     }
 

@@ -240,6 +240,13 @@ impl ColumnStats {
     /// Counts one non-empty value, found on `line`.
     pub fn add(&mut self, value: &str, line: u64) {
         self.nonempty += 1;
+        // Text at first sight (a name, an address): no number, date or boolean starts so.
+        let maybe_typed = value.starts_with(|c: char| {
+            c.is_ascii_digit() || matches!(c, '-' | '€' | '$' | '£' | '¥' | 't' | 'T' | 'f' | 'F')
+        });
+        if !maybe_typed {
+            return;
+        }
         if infer::parse_bool(value).is_some() {
             self.booleans += 1;
             return;
