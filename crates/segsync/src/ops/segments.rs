@@ -6,7 +6,8 @@ use crate::app::App;
 use crate::state::{Role, StateStore};
 
 /// A segment counted when it was added or changed, with what people should know about it
-/// (the profile source's role can read more than the profiles).
+/// (the profile source's role can read more than the profiles; the predicate compares a text
+/// column with a number).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counted {
     pub count: u64,
@@ -71,10 +72,12 @@ fn count_segment(
     };
     store.check_predicate(predicate).map_err(refused)?;
     let count = store.preview(predicate, 0).map_err(refused)?.count;
-    Ok(Counted {
-        count,
-        warnings: store.warnings(),
-    })
+    let mut warnings = store.warnings();
+    match store.columns() {
+        Ok(columns) => warnings.extend(crate::profiles::comparison_warnings(predicate, &columns)),
+        Err(e) => tracing::debug!(error = %e, "no column types to check the predicate against"),
+    }
+    Ok(Counted { count, warnings })
 }
 
 /// Changes a segment's predicate (checked and counted first). Returns its new count.
