@@ -134,8 +134,19 @@ fn an_excel_file_of_a_european_locale_gives_the_right_audience() {
         after.by_endpoint.get(endpoint).copied().unwrap_or(0)
             - before.by_endpoint.get(endpoint).copied().unwrap_or(0)
     };
+    // New members carry their tags in the create. Where Mailchimp ignores an item's tags
+    // (a reading the pessimistic simulator takes), the run sends them by tag batches it
+    // learns of from Mailchimp's answer: the plan cannot foresee those.
+    let mut item_tags_ignored = false;
+    sim.settings(|st| {
+        item_tags_ignored =
+            st.variants.batch_item_tags == mailchimp_sim::config::BatchItemTags::Ignored
+    });
+    let fallback = made("POST /3.0/lists/{list_id}/segments/{segment_id}")
+        - planned("POST /lists/{list_id}/segments/{segment_id}");
+    assert_eq!(fallback > 0, item_tags_ignored, "{:?}", after.by_endpoint);
     assert_eq!(
-        after.writes - before.writes,
+        after.writes - before.writes - fallback,
         plan["summary"]["requests"].as_u64().unwrap(),
         "the plan's requests are the run's writes: {:?}",
         after.by_endpoint
