@@ -26,6 +26,7 @@ pub use segsync_mailchimp as mailchimp;
 pub mod ops;
 pub mod pg;
 pub mod profiles;
+pub mod rules;
 pub mod schedule;
 pub mod secrets;
 pub mod server;

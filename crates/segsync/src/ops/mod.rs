@@ -40,7 +40,10 @@ pub use exports::{
 pub use profiles::{
     import_profiles, import_upload, profile_source, refresh_profiles, ProfileSource,
 };
-pub use segments::{add_segment, remove_segment, update_segment, Counted};
+pub use segments::{
+    add_segment, add_segment_defined, remove_segment, update_segment, update_segment_defined,
+    Counted, Definition,
+};
 pub use sources::{add_pg_source, pg_sources, remove_pg_source, AddedSource, PgSourceInput};
 pub use users::{
     add_user, create_token, hash_password, new_token_value, remove_user, revoke_token,

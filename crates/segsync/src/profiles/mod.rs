@@ -32,8 +32,8 @@ mod load;
 mod ndjson_input;
 mod parquet_input;
 mod pg_calls;
-mod postgres;
-mod predicate;
+pub(crate) mod postgres;
+pub(crate) mod predicate;
 
 pub use self::postgres::{check_source, PgRelation, PgSource, PgSourceError, Reach, BATCH_ROWS};
 pub use error::{ImportError, InputError, Location, PredicateError, ProfileError, SelectError};

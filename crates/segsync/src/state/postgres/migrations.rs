@@ -19,9 +19,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "the profiles behind each delivered member (members follow their profiles)",
         sql: POSTGRES_V3,
     },
+    Migration {
+        version: 4,
+        name: "the structured rule a segment was built from, next to its SQL",
+        sql: POSTGRES_V4,
+    },
 ];
 
 const POSTGRES_V3: &str = "ALTER TABLE snapshot ADD COLUMN profiles TEXT;";
+
+const POSTGRES_V4: &str = "ALTER TABLE segments ADD COLUMN rule TEXT;";
 
 const POSTGRES_V1: &str = r#"
 CREATE TABLE connections (

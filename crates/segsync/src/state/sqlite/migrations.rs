@@ -19,9 +19,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "the profiles behind each delivered member (members follow their profiles)",
         sql: SQLITE_V3,
     },
+    Migration {
+        version: 4,
+        name: "the structured rule a segment was built from, next to its SQL",
+        sql: SQLITE_V4,
+    },
 ];
 
 const SQLITE_V3: &str = "ALTER TABLE snapshot ADD COLUMN profiles TEXT;";
+
+const SQLITE_V4: &str = "ALTER TABLE segments ADD COLUMN rule TEXT;";
 
 const SQLITE_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS connections (
