@@ -38,6 +38,13 @@
 //! where = "lifetime_value > 500"           # a SQL predicate over the profile columns
 //! # source = "crm"                         # a PostgreSQL profile source (default: imported profiles)
 //!
+//! [[segment]]
+//! name = "recent-romania"                  # or the condition as a rule (see `crate::rules`)
+//! rule = { all = [
+//!   { condition = { column = "country", op = "is", value = "RO" } },
+//!   { condition = { column = "last_order", op = "in_last", value = { amount = 90, unit = "days" } } },
+//! ] }
+//!
 //! [[export]]
 //! name = "newsletter"
 //! connection = "mailchimp"                 # in this file or already in the installation

@@ -131,5 +131,6 @@ pub(super) fn installation() -> Installation {
         .map(|s| s.to_string())
         .collect(),
         source_columns: BTreeMap::new(),
+        rule_columns: BTreeMap::new(),
     }
 }

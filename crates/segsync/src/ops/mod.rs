@@ -22,6 +22,7 @@
 
 mod connections;
 mod exports;
+pub mod builder;
 pub mod numbers;
 mod profiles;
 mod segments;

@@ -15,13 +15,13 @@ pub enum Definition {
 }
 
 /// A definition made ready to save: the SQL predicate, and the rule's JSON if it has one.
-struct Compiled {
-    predicate: String,
-    rule: Option<String>,
+pub(super) struct Compiled {
+    pub predicate: String,
+    pub rule: Option<String>,
 }
 
 /// The SQL of `def` over `profiles` (a rule compiled for their columns and dialect).
-fn compile(profiles: &Profiles, name: &str, def: &Definition) -> OpResult<Compiled> {
+pub(super) fn compile_for(profiles: &Profiles, name: &str, def: &Definition) -> OpResult<Compiled> {
     match def {
         Definition::Sql(sql) => Ok(Compiled {
             predicate: sql.clone(),
@@ -121,7 +121,7 @@ fn count_segment(
     let store = app
         .profiles_of(source)
         .map_err(|e| OpError::Invalid(format!("segment \"{name}\": {e:#}")))?;
-    let c = compile(&store, name, def)?;
+    let c = compile_for(&store, name, def)?;
     let predicate = c.predicate.as_str();
     let refused = |e: crate::profiles::PredicateError| {
         OpError::Invalid(format!("segment \"{name}\" refused: {e}"))

@@ -436,6 +436,7 @@ impl utoipa::ToSchema for Upload {}
         oauth::api_begin,
         api::segments::list_segments, api::segments::add_segment, api::segments::get_segment,
         api::segments::change_segment, api::segments::remove_segment,
+        api::segments::preview_draft, api::segments::column_stats, api::segments::export_sizes,
         api::profiles::profiles, api::profiles::import_profiles, api::profiles::refresh_profiles,
         api::exports::list_exports, api::exports::add_export, api::exports::get_export,
         api::exports::change_export, api::exports::remove_export,
