@@ -25,6 +25,7 @@ mod export_form;
 mod exports;
 mod layout;
 mod runs;
+mod builder_js;
 mod segments;
 mod session;
 mod users;
