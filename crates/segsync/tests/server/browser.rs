@@ -168,6 +168,7 @@ fn admin_connects_with_oauth_and_a_contributor_sees_the_export_in_the_browser() 
             .to_string(),
         ),
         ("EXPECTED_CREATED", want.len().to_string()),
+        ("CHOSEN_MEMBERS", want.len().to_string()),
         (
             "SECRETS",
             json!([CLIENT_SECRET, ADMIN.1, CONTRIBUTOR.1]).to_string(),

@@ -11,6 +11,7 @@ mod harness;
 mod alerts;
 mod api;
 mod browser;
+mod builder;
 mod contract;
 mod hardening;
 mod oauth;
