@@ -330,13 +330,16 @@ fn connections_segments_sources_exports(_env: &Env, s: &mut StateStore) {
         (ro.predicate.as_str(), ro.rule.as_deref()),
         ("\"country\" = 'FR'", Some(rule2))
     );
-    s.set_segment_predicate("romania", "country = 'FR'").unwrap();
+    s.set_segment_predicate("romania", "country = 'FR'")
+        .unwrap();
     assert_eq!(s.segment("romania").unwrap().rule, None);
     assert_eq!(
         s.set_segment_definition("nope", "1", Some(rule))
             .unwrap_err()
             .to_string(),
-        s.set_segment_predicate("nope", "1").unwrap_err().to_string()
+        s.set_segment_predicate("nope", "1")
+            .unwrap_err()
+            .to_string()
     );
     s.remove_segment("romania").unwrap();
     // A source in use stays; unused, it goes.

@@ -127,7 +127,11 @@ fn render_connection(out: &mut String, c: &ConnectionView) {
 fn render_segment(out: &mut String, s: &SegmentRecord) {
     let _ = writeln!(out, "\n[[segment]]");
     let _ = writeln!(out, "name = {}", quote(&s.name));
-    match s.rule.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+    match s
+        .rule
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
         Some(Ok(rule)) => {
             let _ = writeln!(out, "rule = {}", inline(&rule));
             let _ = writeln!(out, "# where = {}", quote(&s.predicate).replace('\n', " "));

@@ -39,10 +39,14 @@ pub fn column_stats(app: &App, source: Option<&str>) -> OpResult<Vec<ColumnStats
     let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
     let mut g = Gatherer::new(&columns);
     profiles
-        .select(&names, &["1 = 1".to_string()], |row| -> Result<(), Infallible> {
-            g.add(&row.values);
-            Ok(())
-        })
+        .select(
+            &names,
+            &["1 = 1".to_string()],
+            |row| -> Result<(), Infallible> {
+                g.add(&row.values);
+                Ok(())
+            },
+        )
         .map_err(|e| OpError::Invalid(format!("reading the profiles: {e}")))?;
     Ok(g.finish())
 }

@@ -20,9 +20,9 @@
 //! role check ([`require`]), the name check ([`check_name`]) and the audit entry. Everything
 //! is re-exported here, so callers keep naming `ops::save_export`, never the file it is in.
 
+pub mod builder;
 mod connections;
 mod exports;
-pub mod builder;
 pub mod numbers;
 mod profiles;
 mod segments;

@@ -151,7 +151,11 @@ fn condition(c: &Condition, columns: &[Column], dialect: Dialect) -> Result<Stri
         if names.is_empty() {
             "there are no profile columns yet (import profiles first)".to_string()
         } else {
-            format!("no column named \"{}\" (columns: {})", c.column, names.join(", "))
+            format!(
+                "no column named \"{}\" (columns: {})",
+                c.column,
+                names.join(", ")
+            )
         }
     })?;
     let kind = Kind::of(column.kind).ok_or_else(|| {

@@ -269,7 +269,10 @@ mod tests {
                 }
             ]
         );
-        assert_eq!((s[1].min.clone(), s[1].max.clone()), (Some(json!(10)), Some(json!(100))));
+        assert_eq!(
+            (s[1].min.clone(), s[1].max.clone()),
+            (Some(json!(10)), Some(json!(100)))
+        );
         let p: Vec<(u8, f64)> = s[1].percentiles.iter().map(|p| (p.p, p.value)).collect();
         assert_eq!(
             p,
@@ -293,6 +296,12 @@ mod tests {
         assert!(s[0].distinct_capped);
         assert_eq!(s[0].distinct, Some(MAX_DISTINCT as u64));
         assert_eq!(s[0].top.len(), TOP);
-        assert_eq!(s[0].top[0], TopValue { value: json!("v0"), count: 2 });
+        assert_eq!(
+            s[0].top[0],
+            TopValue {
+                value: json!("v0"),
+                count: 2
+            }
+        );
     }
 }

@@ -55,12 +55,8 @@ pub trait SegmentStore {
         self.set_segment_definition(name, predicate, None)
     }
     /// The predicate and the rule (JSON) it was compiled from, together.
-    fn set_segment_definition(
-        &self,
-        name: &str,
-        predicate: &str,
-        rule: Option<&str>,
-    ) -> Result<()>;
+    fn set_segment_definition(&self, name: &str, predicate: &str, rule: Option<&str>)
+        -> Result<()>;
     /// Refused while an export uses the segment.
     fn remove_segment(&self, name: &str) -> Result<()>;
     fn add_profile_source(&self, s: &ProfileSourceRecord) -> Result<()>;

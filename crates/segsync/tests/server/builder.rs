@@ -24,13 +24,22 @@ pub fn profiles() -> Vec<Profile> {
         p.push(twin);
     }
     p.push(Profile::new(
-        "X0001", "not-an-address", "Nu", "Mail", "Iasi", "RO", 900.5,
+        "X0001",
+        "not-an-address",
+        "Nu",
+        "Mail",
+        "Iasi",
+        "RO",
+        900.5,
     ));
     p
 }
 
 /// Per valid lower-cased address, which of `tests` any of its profiles passes.
-fn members(profiles: &[Profile], tests: &[&dyn Fn(&Profile) -> bool]) -> BTreeMap<String, Vec<bool>> {
+pub fn members(
+    profiles: &[Profile],
+    tests: &[&dyn Fn(&Profile) -> bool],
+) -> BTreeMap<String, Vec<bool>> {
     let mut m: BTreeMap<String, Vec<bool>> = BTreeMap::new();
     for p in profiles.iter().filter(|p| p.email.contains('@')) {
         let bits = m
@@ -147,10 +156,16 @@ fn the_builder_counts_drafts_and_saves_rules_with_their_sql() {
         json!({"name": "both", "rule": rule_ro_high(), "predicate": "1 = 1"}),
     );
     assert_eq!(code, 422, "{e}");
-    assert_eq!(e["message"], "give either a predicate (SQL) or a rule, not both");
+    assert_eq!(
+        e["message"],
+        "give either a predicate (SQL) or a rule, not both"
+    );
     let (_, list) = carl.get("/api/segments");
     assert!(
-        list.as_array().unwrap().iter().all(|s| s["name"] != "broken" && s["name"] != "both"),
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["name"] != "broken" && s["name"] != "both"),
         "{list}"
     );
 
@@ -177,7 +192,10 @@ fn the_builder_counts_drafts_and_saves_rules_with_their_sql() {
         profiles.iter().filter(|p| p.country == "FR").count()
     );
     assert_eq!(changed["predicate"], "\"country\" = 'FR'");
-    let (code, changed) = carl.put("/api/segments/ro_high", json!({"predicate": "country = 'RO'"}));
+    let (code, changed) = carl.put(
+        "/api/segments/ro_high",
+        json!({"predicate": "country = 'RO'"}),
+    );
     assert_eq!(code, 200, "{changed}");
     assert_eq!(changed["rule"], Value::Null);
 }
@@ -205,7 +223,10 @@ fn export_sizes_merge_shared_addresses_and_changes_say_who_gains_or_loses_a_tag(
     let profiles_in_any = profiles.iter().filter(|p| high(p) || romanian(p)).count();
     let sum_of_counts = profiles.iter().filter(|p| high(p)).count()
         + profiles.iter().filter(|p| romanian(p)).count();
-    assert!(sum_of_counts > want.len(), "the fixture has overlaps and twins");
+    assert!(
+        sum_of_counts > want.len(),
+        "the fixture has overlaps and twins"
+    );
 
     let body = json!({"segments": ["high_value", "romania"], "email_field": "email", "max_profiles": want.len()});
     for who in [&carl, &vera] {
@@ -308,7 +329,10 @@ rule = { condition = { column = "updated_at", op = "in_last", value = { amount =
     .unwrap();
     let refused = s.expect(2, &["apply", file.to_str().unwrap()]);
     assert!(
-        refused.text().contains("segsync.toml:3") && refused.text().contains("\"gt\" does not apply to a text column"),
+        refused.text().contains("segsync.toml:3")
+            && refused
+                .text()
+                .contains("\"gt\" does not apply to a text column"),
         "{}",
         refused.text()
     );

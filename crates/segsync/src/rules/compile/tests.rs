@@ -84,10 +84,7 @@ fn text_operators() {
         c(EndsWith, Some(json!("O"))),
         r#"lower("country") LIKE '%o' ESCAPE '!'"#,
     );
-    both(
-        c(IsEmpty, None),
-        r#"("country" IS NULL OR "country" = '')"#,
-    );
+    both(c(IsEmpty, None), r#"("country" IS NULL OR "country" = '')"#);
     both(
         c(IsNotEmpty, None),
         r#"("country" IS NOT NULL AND "country" <> '')"#,
@@ -147,13 +144,20 @@ fn absolute_dates() {
         c(On, Some(json!("2024-02-29"))),
         r#"("last order" >= '2024-02-29' AND "last order" < '2024-03-01')"#,
     );
-    both(c(Before, Some(json!("2024-01-01"))), r#""last order" < '2024-01-01'"#);
+    both(
+        c(Before, Some(json!("2024-01-01"))),
+        r#""last order" < '2024-01-01'"#,
+    );
     both(
         c(After, Some(json!("2024-12-31"))),
         r#""last order" >= '2025-01-01'"#,
     );
     both(
-        cond("seen_at", Between, Some(json!(["2024-01-01", "2024-01-31"]))),
+        cond(
+            "seen_at",
+            Between,
+            Some(json!(["2024-01-01", "2024-01-31"])),
+        ),
         r#"("seen_at" >= '2024-01-01' AND "seen_at" < '2024-02-01')"#,
     );
     assert!(refused(c(On, Some(json!("31/12/2024")))).contains("expected a date as YYYY-MM-DD"));
@@ -193,7 +197,9 @@ fn relative_dates_are_left_to_the_database() {
     let r = cond("last order", Op::InLast, span(1, "year"));
     assert!(sql(&r, Dialect::Sqlite).contains("date('now', '-1 years')"));
     assert!(refused(cond("last order", Op::InLast, span(0, "days"))).contains("from 1 to"));
-    assert!(refused(cond("last order", Op::InLast, span(3, "fortnights"))).contains("unknown unit"));
+    assert!(
+        refused(cond("last order", Op::InLast, span(3, "fortnights"))).contains("unknown unit")
+    );
     assert!(refused(cond("last order", Op::InLast, Some(json!(90)))).contains("needs a span"));
 }
 
@@ -243,7 +249,9 @@ fn mistakes_say_where_and_what() {
     assert!(refused(Rule::All(vec![])).contains("an empty AND group"));
     assert!(refused(Rule::Sql("  ".into())).contains("the SQL condition is empty"));
     assert!(refused(cond("country", Op::Is, None)).contains("\"is\" needs a value"));
-    assert!(refused(cond("country", Op::OneOf, Some(json!([])))).contains("list of values is empty"));
+    assert!(
+        refused(cond("country", Op::OneOf, Some(json!([])))).contains("list of values is empty")
+    );
     let mut deep = cond("vip", Op::IsTrue, None);
     for _ in 0..20 {
         deep = Rule::Not(Box::new(deep));
@@ -262,7 +270,10 @@ fn rules_read_from_json_say_where_they_are_wrong() {
         r,
         "round trip"
     );
-    let e = crate::rules::parse(r#"{"all":[{"condition":{"column":"c","op":"bigger"}}]}"#)
-        .unwrap_err();
-    assert!(e.starts_with("rule, at all[0].condition.op: unknown variant `bigger`"), "{e}");
+    let e =
+        crate::rules::parse(r#"{"all":[{"condition":{"column":"c","op":"bigger"}}]}"#).unwrap_err();
+    assert!(
+        e.starts_with("rule, at all[0].condition.op: unknown variant `bigger`"),
+        "{e}"
+    );
 }

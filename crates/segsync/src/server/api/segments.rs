@@ -8,10 +8,10 @@ use utoipa::ToSchema;
 
 use super::{state_of, ApiResult};
 use crate::ops;
+use crate::rules::Rule;
 use crate::server::auth::Authed;
 use crate::server::extract::{Json, Path, Query};
 use crate::server::{ApiError, AppState, ErrorBody};
-use crate::rules::Rule;
 use crate::state::Role;
 
 /// The stored rule of a segment (JSON text), read back.
@@ -20,18 +20,13 @@ fn rule_of(s: &crate::state::SegmentRecord) -> Option<Rule> {
 }
 
 /// A segment's definition as sent: exactly one of a SQL predicate and a rule.
-fn definition(
-    predicate: Option<String>,
-    rule: Option<Rule>,
-) -> Result<ops::Definition, ApiError> {
+fn definition(predicate: Option<String>, rule: Option<Rule>) -> Result<ops::Definition, ApiError> {
     let invalid = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
     match (predicate, rule) {
         (Some(p), None) if p.trim().is_empty() => Err(invalid("the predicate is empty")),
         (Some(p), None) => Ok(ops::Definition::Sql(p)),
         (None, Some(r)) => Ok(ops::Definition::Rule(r)),
-        (Some(_), Some(_)) => Err(invalid(
-            "give either a predicate (SQL) or a rule, not both",
-        )),
+        (Some(_), Some(_)) => Err(invalid("give either a predicate (SQL) or a rule, not both")),
         (None, None) => Err(invalid("give a predicate (SQL) or a rule")),
     }
 }

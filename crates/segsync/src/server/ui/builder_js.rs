@@ -202,7 +202,7 @@ pub const SCRIPT: &str = r#"
     return b;
   }
   function groupBox(g, parent) {
-    var box = el('div', {class: parent ? 'group nested' : 'group'});
+    var box = el('div', {class: parent ? 'rule-group nested' : 'rule-group'});
     var head = el('div', {class: 'group-head'});
     var match = el('select', {class: 'group-op', 'aria-label': 'Match'});
     [['all', 'all of (AND)'], ['any', 'any of (OR)']].forEach(function (o) {

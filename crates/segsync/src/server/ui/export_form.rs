@@ -358,7 +358,10 @@ struct Context {
 }
 
 /// The members the chosen segments give over the email column, as a run counts them.
-async fn sizes(app: &AppState, f: &ExportForm) -> Result<Option<Result<SizesView, String>>, ApiError> {
+async fn sizes(
+    app: &AppState,
+    f: &ExportForm,
+) -> Result<Option<Result<SizesView, String>>, ApiError> {
     if f.chosen.is_empty() || f.email_field.is_empty() {
         return Ok(None);
     }
@@ -527,18 +530,20 @@ fn form_page(
                 @if f.attrs.is_empty() {
                     p class="muted" id="no-attributes" { "No attribute: only the email address is sent." }
                 } @else {
-                    table id="attributes" {
-                        thead { tr { th { "Mailchimp merge field" } th { "Profile column" } th {} } }
-                        tbody {
-                            @for (i, (tag, column)) in f.attrs.iter().enumerate() {
-                                tr {
-                                    td { input type="text" name="attr_tag" value=(tag) list="merge-tags" aria-label=(format!("Merge tag {}", i + 1)) placeholder="FNAME"; }
-                                    td {
-                                        select name="attr_column" aria-label=(format!("Profile column {}", i + 1)) {
-                                            (column_options(&cx.columns, column, Some("— choose a column —")))
+                    div class="table-wrap" {
+                        table id="attributes" {
+                            thead { tr { th { "Mailchimp merge field" } th { "Profile column" } th {} } }
+                            tbody {
+                                @for (i, (tag, column)) in f.attrs.iter().enumerate() {
+                                    tr {
+                                        td { input type="text" name="attr_tag" value=(tag) list="merge-tags" aria-label=(format!("Merge tag {}", i + 1)) placeholder="FNAME"; }
+                                        td {
+                                            select name="attr_column" aria-label=(format!("Profile column {}", i + 1)) {
+                                                (column_options(&cx.columns, column, Some("— choose a column —")))
+                                            }
                                         }
+                                        td { button type="submit" name="remove_attribute" value=(i) formaction=(rows_url) class="btn btn-secondary btn-small" aria-label=(format!("Remove attribute {}", i + 1)) { "Remove" } }
                                     }
-                                    td { button type="submit" name="remove_attribute" value=(i) formaction=(rows_url) class="btn btn-secondary btn-small" aria-label=(format!("Remove attribute {}", i + 1)) { "Remove" } }
                                 }
                             }
                         }
@@ -565,31 +570,33 @@ fn form_page(
                     div class="flash flash-warn" { "No segment yet: add one in " a href="/segments" { "Data > Segments" } "." }
                 } @else {
                     p class="muted small" { "Each chosen segment becomes a tag on its members in Mailchimp." }
-                    table id="segment-choice" {
-                        thead { tr { th { "Send" } th class="num" { "Profiles" } th class="num" { "Members" } th { "Tag in Mailchimp" } } }
-                        tbody {
-                            @for (name, count) in &cx.segments {
-                                tr data-segment=(name) {
-                                    td {
-                                        label class="check" {
-                                            input type="checkbox" name="segment" value=(name) checked[f.chosen.contains(name)] data-count=(count.as_ref().copied().unwrap_or(0));
-                                            span { (name) }
+                    div class="table-wrap" {
+                        table id="segment-choice" {
+                            thead { tr { th { "Send" } th class="num" { "Profiles" } th class="num" { "Members" } th { "Tag in Mailchimp" } } }
+                            tbody {
+                                @for (name, count) in &cx.segments {
+                                    tr data-segment=(name) {
+                                        td {
+                                            label class="check" {
+                                                input type="checkbox" name="segment" value=(name) checked[f.chosen.contains(name)] data-count=(count.as_ref().copied().unwrap_or(0));
+                                                span { (name) }
+                                            }
                                         }
-                                    }
-                                    td class="num" {
-                                        @match count {
-                                            Ok(n) => (num(*n)),
-                                            Err(e) => span class="badge badge-error" title=(e) { "cannot count" },
+                                        td class="num" {
+                                            @match count {
+                                                Ok(n) => (num(*n)),
+                                                Err(e) => span class="badge badge-error" title=(e) { "cannot count" },
+                                            }
                                         }
-                                    }
-                                    td class="num" data-members=(name) {
-                                        @match sized.and_then(|s| s.segments.iter().find(|x| &x.segment == name)) {
-                                            Some(x) => (num(x.members)),
-                                            None => span class="muted" { "—" },
+                                        td class="num" data-members=(name) {
+                                            @match sized.and_then(|s| s.segments.iter().find(|x| &x.segment == name)) {
+                                                Some(x) => (num(x.members)),
+                                                None => span class="muted" { "—" },
+                                            }
                                         }
-                                    }
-                                    td {
-                                        input type="text" name=(format!("tag:{name}")) value=(f.tags.get(name).map_or(name.as_str(), String::as_str)) aria-label=(format!("Tag for {name}"));
+                                        td {
+                                            input type="text" name=(format!("tag:{name}")) value=(f.tags.get(name).map_or(name.as_str(), String::as_str)) aria-label=(format!("Tag for {name}"));
+                                        }
                                     }
                                 }
                             }

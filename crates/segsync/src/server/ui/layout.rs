@@ -453,8 +453,8 @@ progress:not([value])::-webkit-progress-bar{background:repeating-linear-gradient
 .login-brand{text-align:center;margin-top:56px}
 .login-brand .logo{width:44px;height:44px;font-size:24px;border-radius:11px}
 @media (max-width:760px){header.top{flex-wrap:wrap;height:auto;padding:10px 16px;gap:10px}main{padding:20px 16px}.grid2{grid-template-columns:1fr}dl.summary{grid-template-columns:1fr}}
-.group{border:1px solid #d0d7e2;border-radius:8px;padding:10px;margin:6px 0;background:#fafbfd}
-.group.nested{background:#fff;margin-left:8px}
+.rule-group{border:1px solid #d0d7e2;border-radius:8px;padding:10px;margin:6px 0;background:#fafbfd;min-width:0}
+.rule-group.nested{background:#fff;margin-left:8px}
 .group-head,.group-tools,.cond{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:4px 0}
 .cond{padding:6px 0;border-top:1px dashed #e2e6ee}
 .cond select,.cond input{width:auto;max-width:100%;min-width:0}
@@ -465,4 +465,5 @@ progress:not([value])::-webkit-progress-bar{background:repeating-linear-gradient
 .builder-status .live{font-size:18px;margin:8px 0}
 #view-sql pre,#segment-sql pre{white-space:pre-wrap;word-break:break-word}
 .overlaps{margin:6px 0;padding-left:18px}
+@media (max-width:760px){nav{flex-wrap:wrap;gap:8px;min-width:0}nav .group{flex-wrap:wrap}}
 "#;

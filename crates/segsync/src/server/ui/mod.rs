@@ -19,13 +19,13 @@
 // once per request and sent at once, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod builder_js;
 mod chart;
 mod connections;
 mod export_form;
 mod exports;
 mod layout;
 mod runs;
-mod builder_js;
 mod segments;
 mod session;
 mod users;

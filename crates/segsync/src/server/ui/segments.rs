@@ -337,7 +337,8 @@ async fn show_page(
             }
         }
     };
-    let mut page = Page::new(Some(who), Nav::Segments, format!("Segment {}", s.name)).notice(notice);
+    let mut page =
+        Page::new(Some(who), Nav::Segments, format!("Segment {}", s.name)).notice(notice);
     if can_change {
         page = page.with_builder_script();
     }
@@ -404,15 +405,7 @@ pub async fn change(
                 return Err(super::error_page(Some(&who), &e));
             }
             Err(
-                match show_page(
-                    &app,
-                    &who,
-                    &name,
-                    None,
-                    Some((edit, e.status, e.message)),
-                )
-                .await
-                {
+                match show_page(&app, &who, &name, None, Some((edit, e.status, e.message))).await {
                     Ok(r) | Err(r) => r,
                 },
             )

@@ -36,9 +36,9 @@ impl SegmentStore for SqliteState {
     }
 
     fn segments(&self) -> Result<Vec<SegmentRecord>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT name, predicate, created_at, source, rule FROM segments ORDER BY name")?;
+        let mut st = self.conn.prepare(
+            "SELECT name, predicate, created_at, source, rule FROM segments ORDER BY name",
+        )?;
         let rows = st
             .query_map([], segment_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
