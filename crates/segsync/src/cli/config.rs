@@ -200,11 +200,7 @@ fn installation(app: &App, state: &StateStore, actor: &Actor) -> Result<Installa
 /// The typed columns and dialect of the imported profiles and of each profile source, for
 /// the rules of the file's segments (a source that cannot be read is left out: its rules
 /// are refused, saying so).
-fn rule_columns(
-    app: &App,
-    state: &StateStore,
-) -> Result<BTreeMap<Option<String>, (Vec<crate::profiles::Column>, crate::rules::Dialect)>, Failure>
-{
+fn rule_columns(app: &App, state: &StateStore) -> Result<config_file::RuleColumns, Failure> {
     let mut out = BTreeMap::new();
     let mut names = vec![None];
     names.extend(state.profile_sources()?.into_iter().map(|r| Some(r.name)));

@@ -104,7 +104,9 @@ mod testkit;
 pub use dump::{quote, render};
 pub use model::{ConfigFile, ConnectionSpec, ExportSpec, ScheduleSpec, SegmentRef, SegmentSpec};
 pub use parse::parse;
-pub use plan::{plan, Action, Checks, Installation, Kind, Op, Options, Plan, PredicateCheck, Step};
+pub use plan::{
+    plan, Action, Checks, Installation, Kind, Op, Options, Plan, PredicateCheck, RuleColumns, Step,
+};
 pub use plan_export::export_changes;
 pub use secrets::{check_credential, SecretSource};
 pub use source::{Problem, Source};

@@ -33,9 +33,12 @@ pub struct Installation {
     pub source_columns: BTreeMap<String, Vec<String>>,
     /// The typed columns and SQL dialect of each source's profiles (`None`: the imported
     /// ones), to compile segment rules.
-    pub rule_columns:
-        BTreeMap<Option<String>, (Vec<crate::profiles::Column>, crate::rules::Dialect)>,
+    pub rule_columns: RuleColumns,
 }
+
+/// The typed columns and SQL dialect of each source's profiles (`None`: the imported ones).
+pub type RuleColumns =
+    BTreeMap<Option<String>, (Vec<crate::profiles::Column>, crate::rules::Dialect)>;
 
 /// How `apply` was asked to behave.
 #[derive(Clone, Copy, Debug, Default)]
