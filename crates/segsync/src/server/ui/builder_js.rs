@@ -4,7 +4,8 @@
 //! in the form's hidden `rule` field, and each change is counted live
 //! (`POST /api/segment-preview`: the count, the SQL, a sample for contributors, and for a
 //! segment exports use, the members that would gain or lose its tag). A draft with a mistake
-//! cannot be saved. Without JavaScript the form keeps its SQL field.
+//! cannot be saved. SQL written in the form's SQL field (with the builder empty) is counted
+//! the same way. Without JavaScript the form keeps its SQL field.
 //!
 //! Served inline and allowed by its hash (see `layout::content_security_policy`).
 
@@ -252,19 +253,29 @@ pub const SCRIPT: &str = r#"
     clearTimeout(timer);
     timer = setTimeout(live, 300);
   }
-  function fail(msg) {
+  // A rule with a mistake cannot be saved; SQL is checked by the server when saved.
+  function fail(msg, rule) {
     errorEl.textContent = msg; errorEl.hidden = false; countEl.textContent = '—';
-    if (submit) submit.disabled = true;
+    if (submit) submit.disabled = !!rule;
+  }
+  var sqlField = document.getElementById('seg-predicate');
+  if (sqlField) sqlField.addEventListener('input', update);
+  function draft() {
+    if (count(model)) return {rule: toRule(model)};
+    var sql = sqlField ? sqlField.value.trim() : '';
+    return sql ? {predicate: sql} : null;
   }
   function live() {
-    if (!count(model)) {
+    var d = draft();
+    if (!d) {
       errorEl.hidden = true; countEl.textContent = '—'; sample.textContent = ''; changes.textContent = '';
       document.getElementById('compiled-sql').textContent = '';
       if (submit) submit.disabled = false;
       return;
     }
     var mine = ++seq;
-    var body = {rule: toRule(model), sample: root.dataset.sample ? 5 : 0};
+    var body = d;
+    body.sample = root.dataset.sample ? 5 : 0;
     if (root.dataset.segment) body.segment = root.dataset.segment;
     fetch('/api/segment-preview', {method: 'POST', credentials: 'same-origin',
       headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf}, body: JSON.stringify(body)})
@@ -272,7 +283,7 @@ pub const SCRIPT: &str = r#"
       .then(function (res) {
         if (mine !== seq) return;
         var j = res[1];
-        if (!res[0]) { fail(j.message || 'This rule cannot be counted.'); return; }
+        if (!res[0]) { fail(j.message || 'This rule cannot be counted.', !!d.rule); return; }
         errorEl.hidden = true; if (submit) submit.disabled = false;
         countEl.textContent = fmt.format(j.count);
         document.getElementById('compiled-sql').textContent = j.predicate;
@@ -291,7 +302,7 @@ pub const SCRIPT: &str = r#"
           sample.appendChild(t);
         }
       })
-      .catch(function () { if (mine === seq) fail('The count could not be fetched.'); });
+      .catch(function () { if (mine === seq) fail('The count could not be fetched.', false); });
   }
   fetch('/api/profiles/columns' + (root.dataset.source ? '?source=' + encodeURIComponent(root.dataset.source) : ''), {credentials: 'same-origin'})
     .then(function (r) { return r.json(); })
