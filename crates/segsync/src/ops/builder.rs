@@ -6,7 +6,7 @@
 
 use std::convert::Infallible;
 
-use super::segments::{compile_for, Definition};
+use super::segments::Definition;
 use super::{OpError, OpResult};
 use crate::app::App;
 use crate::profiles::Preview;
@@ -22,7 +22,13 @@ pub fn preview_draft(
     sample: usize,
 ) -> OpResult<(String, Preview)> {
     let profiles = profiles(app, source)?;
-    let predicate = compile_for(&profiles, "draft", def)?.predicate;
+    let predicate = match def {
+        Definition::Sql(sql) => sql.clone(),
+        Definition::Rule(rule) => {
+            crate::rules::compile(rule, &profiles.columns()?, profiles.dialect())
+                .map_err(|e| OpError::Invalid(e.to_string()))?
+        }
+    };
     let refused = |e: crate::profiles::PredicateError| OpError::Invalid(format!("refused: {e}"));
     profiles.check_predicate(&predicate).map_err(refused)?;
     let preview = profiles.preview(&predicate, sample).map_err(refused)?;

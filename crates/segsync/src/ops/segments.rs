@@ -15,13 +15,13 @@ pub enum Definition {
 }
 
 /// A definition made ready to save: the SQL predicate, and the rule's JSON if it has one.
-pub(super) struct Compiled {
-    pub predicate: String,
-    pub rule: Option<String>,
+struct Compiled {
+    predicate: String,
+    rule: Option<String>,
 }
 
 /// The SQL of `def` over `profiles` (a rule compiled for their columns and dialect).
-pub(super) fn compile_for(profiles: &Profiles, name: &str, def: &Definition) -> OpResult<Compiled> {
+fn compile_for(profiles: &Profiles, name: &str, def: &Definition) -> OpResult<Compiled> {
     match def {
         Definition::Sql(sql) => Ok(Compiled {
             predicate: sql.clone(),

@@ -147,7 +147,7 @@ fn the_builder_counts_drafts_and_saves_rules_with_their_sql() {
     assert_eq!(code, 422, "{e}");
     assert_eq!(
         e["message"],
-        "segment \"draft\": rule, at all[0] (condition on \"country\"): \"gt\" does not apply to a text column (it takes is, is_not, one_of, none_of, contains, not_contains, starts_with, ends_with, is_empty, is_not_empty)"
+        "rule, at all[0] (condition on \"country\"): \"gt\" does not apply to a text column (it takes is, is_not, one_of, none_of, contains, not_contains, starts_with, ends_with, is_empty, is_not_empty)"
     );
     let (code, e) = carl.post("/api/segments", json!({"name": "broken", "rule": bad}));
     assert_eq!(code, 422, "{e}");
