@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace, as CI does: formatting, lints, then all tests
 # (the official Mailchimp clients' sessions, the web UI's browser tests and the PostgreSQL
-# tests included, with what they need installed or started first if needed), then the API
+# and MariaDB tests included, with what they need installed or started first if needed), then the API
 # contract check (scripts/api-contract.sh).
 #
 # Every test runs with the simulator's default profile; the end-to-end CLI suite (crash
@@ -15,6 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-clients.sh
 scripts/setup-browser.sh
 scripts/setup-postgres.sh
+scripts/setup-mariadb.sh
 
 failed=()
 log=$(mktemp -t segsync-test.XXXXXX)

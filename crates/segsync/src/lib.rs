@@ -25,6 +25,7 @@ pub mod locks;
 pub use segsync_mailchimp as mailchimp;
 pub mod ops;
 pub mod pg;
+pub mod pg_tls;
 pub mod profiles;
 pub mod rules;
 pub mod schedule;

@@ -8,6 +8,9 @@
 //! URLs may carry a password. It never appears in errors or `Debug` output: [`redact`] hides
 //! it, and when a URL has none, `PGPASSWORD` from the environment is used, so that the
 //! password need not be on a command line at all.
+//!
+//! Connections use TLS as the URL's `sslmode` and `sslrootcert` say (default `prefer`), on
+//! rustls: see [`crate::pg_tls`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -137,13 +140,20 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// The client configuration of `url`, with `PGPASSWORD` as the password when the URL has none.
-pub fn config(url: &str) -> Result<postgres::Config, PgError> {
-    let mut config: postgres::Config =
-        url.parse().map_err(|e: postgres::Error| PgError::BadUrl {
-            url: redact(url),
-            reason: strip_url(&e.to_string(), url),
-        })?;
+/// The client configuration of `url`, with `PGPASSWORD` as the password when the URL has
+/// none, and the TLS connector its `sslmode` and `sslrootcert` ask for.
+pub fn config(url: &str) -> Result<(postgres::Config, crate::pg_tls::Connector), PgError> {
+    let bad = |reason: String| PgError::BadUrl {
+        url: redact(url),
+        reason: strip_url(&reason, url),
+    };
+    let tls = crate::pg_tls::split(url).map_err(bad)?;
+    let connector = crate::pg_tls::Connector::new(tls.mode, tls.root.as_deref()).map_err(bad)?;
+    let mut config: postgres::Config = tls
+        .rest
+        .parse()
+        .map_err(|e: postgres::Error| bad(e.to_string()))?;
+    config.ssl_mode(tls.mode.client_mode());
     if config.get_password().is_none() {
         if let Some(pw) = std::env::var_os("PGPASSWORD") {
             config.password(pw.to_string_lossy().as_bytes());
@@ -156,7 +166,7 @@ pub fn config(url: &str) -> Result<postgres::Config, PgError> {
         // An unreachable host fails in seconds, not after the system's TCP timeout.
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
-    Ok(config)
+    Ok((config, connector))
 }
 
 /// An error message that might quote the URL, with the URL replaced by its redacted form.
@@ -273,13 +283,13 @@ impl PgThread {
         if let Some(t) = reuse(use_, url, &shown) {
             return Ok(t);
         }
-        let config = config(url)?;
+        let (config, tls) = config(url)?;
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), String>>(1);
         let (jobs, queue) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("segsync-pg".into())
             .spawn(move || {
-                let mut client = match config.connect(postgres::NoTls) {
+                let mut client = match config.connect(tls) {
                     Ok(c) => {
                         let _ = ready_tx.send(Ok(()));
                         c
@@ -375,7 +385,19 @@ pub fn error_text(e: &postgres::Error) -> String {
             }
             s
         }
-        None => e.to_string(),
+        None => {
+            // The client's error, with its causes (a TLS handshake's says why it failed).
+            let mut s = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !s.contains(&text) {
+                    s.push_str(&format!(": {text}"));
+                }
+                cause = c.source();
+            }
+            s
+        }
     }
 }
 

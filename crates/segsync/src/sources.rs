@@ -1,19 +1,20 @@
 //! Where a segment's profiles come from: the embedded profile store (files imported into
-//! `HOME/profiles.sqlite`), or a PostgreSQL table or query the team already has
-//! (`segsync profiles source add NAME --postgres URL --table T | --query SQL --key COL`).
+//! `HOME/profiles.sqlite`), or a PostgreSQL or MySQL / MariaDB table or query the team
+//! already has (`segsync profiles source add NAME --postgres URL | --mysql URL --table T |
+//! --query SQL --key COL`).
 //!
 //! A segment belongs to one source, and an export's segments all come from the same one: a
 //! run reads them in one pass, evaluated where the profiles are (SQLite for the embedded
-//! store, PostgreSQL itself for a PostgreSQL source). A source's URL is sealed with the
-//! master key like a connection's credential; it is opened only to read.
+//! store, the database server itself for a PostgreSQL or MySQL source). A source's URL is
+//! sealed with the master key like a connection's credential; it is opened only to read.
 
 use anyhow::Context;
 use serde::Serialize;
 
 use crate::app::App;
 use crate::profiles::{
-    Column, PgRelation, PgSource, PredicateError, Preview, ProfileRow, ProfileStore, SelectError,
-    SelectStats,
+    Column, MySqlSource, PgRelation, PgSource, PredicateError, Preview, ProfileRow, ProfileStore,
+    SelectError, SelectStats,
 };
 use crate::state::ProfileSourceRecord;
 
@@ -21,6 +22,7 @@ use crate::state::ProfileSourceRecord;
 pub enum Profiles {
     Embedded(ProfileStore),
     Postgres(PgSource),
+    MySql(MySqlSource),
 }
 
 impl Profiles {
@@ -29,6 +31,7 @@ impl Profiles {
         match self {
             Profiles::Embedded(_) => crate::rules::Dialect::Sqlite,
             Profiles::Postgres(_) => crate::rules::Dialect::Postgres,
+            Profiles::MySql(_) => crate::rules::Dialect::MySql,
         }
     }
 
@@ -36,6 +39,7 @@ impl Profiles {
         Ok(match self {
             Profiles::Embedded(s) => s.columns()?,
             Profiles::Postgres(s) => s.columns()?,
+            Profiles::MySql(s) => s.columns()?,
         })
     }
 
@@ -43,6 +47,7 @@ impl Profiles {
         Ok(match self {
             Profiles::Embedded(s) => s.row_count()?,
             Profiles::Postgres(s) => s.row_count()?,
+            Profiles::MySql(s) => s.row_count()?,
         })
     }
 
@@ -50,17 +55,24 @@ impl Profiles {
         match self {
             Profiles::Embedded(s) => s.check_predicate(predicate),
             Profiles::Postgres(s) => s.check_predicate(predicate),
+            Profiles::MySql(s) => s.check_predicate(predicate),
         }
     }
 
-    /// What people should know before trusting segments over these profiles: a PostgreSQL
-    /// source whose role can read more than the profiles (see [`crate::profiles::Reach`]).
+    /// What people should know before trusting segments over these profiles: a database
+    /// source whose role or user can read more than the profiles (see
+    /// [`crate::profiles::Reach`], [`crate::profiles::MyReach`]).
     pub fn warnings(&self) -> Vec<String> {
         match self {
             Profiles::Embedded(_) => Vec::new(),
             Profiles::Postgres(s) => s.reach().map(|r| r.warnings()).unwrap_or_else(|e| {
                 vec![format!(
                     "what the source's role can read besides the profiles could not be checked: {e}"
+                )]
+            }),
+            Profiles::MySql(s) => s.reach().map(|r| r.warnings()).unwrap_or_else(|e| {
+                vec![format!(
+                    "what the source's user can read besides the profiles could not be checked: {e}"
                 )]
             }),
         }
@@ -70,6 +82,7 @@ impl Profiles {
         match self {
             Profiles::Embedded(s) => s.preview(predicate, sample),
             Profiles::Postgres(s) => s.preview(predicate, sample),
+            Profiles::MySql(s) => s.preview(predicate, sample),
         }
     }
 
@@ -86,6 +99,7 @@ impl Profiles {
         match self {
             Profiles::Embedded(s) => s.select(columns, predicates, each),
             Profiles::Postgres(s) => s.select(columns, predicates, each),
+            Profiles::MySql(s) => s.select(columns, predicates, each),
         }
     }
 }
@@ -154,10 +168,10 @@ impl App {
         };
         let record = self.state()?.profile_source(name)?;
         let url = url_of(self, &record)?;
-        Ok(Profiles::Postgres(PgSource::connect(
-            &url,
-            relation_of(&record)?,
-            &record.key_column,
-        )?))
+        let relation = relation_of(&record)?;
+        Ok(match record.kind.as_str() {
+            "mysql" => Profiles::MySql(MySqlSource::connect(&url, relation, &record.key_column)?),
+            _ => Profiles::Postgres(PgSource::connect(&url, relation, &record.key_column)?),
+        })
     }
 }

@@ -554,6 +554,15 @@ fn runs_and_their_errors(_env: &Env, s: &mut StateStore) {
     assert_eq!(of_a, vec![c, a]);
     assert_eq!(s.runs(None, 2).unwrap().len(), 2);
     assert_eq!(s.runs(Some("a"), 10).unwrap()[1], s.run(a).unwrap());
+    // Each run's number counts its own export's runs only.
+    let numbers = |export: &str| -> Vec<i64> {
+        let runs = s.runs(Some(export), 10).unwrap();
+        runs.iter().map(|r| r.number).collect()
+    };
+    assert_eq!(numbers("a"), vec![2, 1]);
+    assert_eq!(numbers("b"), vec![1]);
+    assert_eq!(numbers("c"), vec![2, 1]);
+    assert_eq!((s.run(c).unwrap().number, s.run(b).unwrap().number), (2, 1));
 
     // Errors: appended in order, counted, paged.
     let errors: Vec<RecordError> = (0..2500)

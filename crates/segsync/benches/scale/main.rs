@@ -11,14 +11,18 @@
 //! - `SEGSYNC_BENCH_SCALE` (default 0.1): the latency model is Mailchimp's plausible 300 ms per
 //!   request + 2 ms per member, times this; both the scaled and the unscaled figures are shown.
 //! - `SEGSYNC_BENCH_PARTS` (default all): a comma list of
-//!   `full,reruns,pipeline,memory,naive,sim,pgsource` (`reruns` runs `full` first, which it
-//!   needs).
+//!   `full,reruns,pipeline,memory,naive,sim,pgsource,mysqlsource` (`reruns` runs `full`
+//!   first, which it needs).
 //! - `SEGSYNC_BENCH_MEMORY_SIZES` (default `100000,1000000,3000000`): the sizes of `memory`.
 //! - `SEGSYNC_BENCH_PG_SIZES` (default `100000,1000000`): the sizes of `pgsource`.
 //! - `SEGSYNC_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`): the
 //!   maintenance database of the PostgreSQL server `pgsource` uses; its role must be able to
 //!   create databases without a password (trust). Unreachable, the bench fails: it never
 //!   skips the part.
+//! - `SEGSYNC_BENCH_MYSQL_SIZES` (default `100000,1000000`): the sizes of `mysqlsource`.
+//! - `SEGSYNC_BENCH_MYSQL_URL` (default `mysql://root@127.0.0.1:3306/mysql`): a MySQL or
+//!   MariaDB server `mysqlsource` uses; its user must be able to create databases. Unreachable,
+//!   the bench fails: it never skips the part.
 //! - `SEGSYNC_BENCH_NAIVE_SAMPLE` (default 5,000): members sent the naive ways; the figures
 //!   are extrapolated linearly to the full export's members.
 //! - `SEGSYNC_BENCH_BATCH_OPS_PER_S` (default 16, as Mailchimp was seen to run `/batches`
@@ -43,6 +47,11 @@
 //! the predicates counted by PostgreSQL, and the run's one query streamed through segsync's
 //! cursor without staging.
 //!
+//! `mysqlsource` (issue 19) does the same with the profiles in a MySQL / MariaDB table
+//! `customers` (loaded with multi-row INSERTs), the segments in MySQL's SQL, and a source
+//! added with `--mysql`; its figures are printed beside `pgsource`'s and the embedded store's
+//! at the same sizes when those parts ran too.
+//!
 //! Nothing is asserted about times: the figures are printed (BENCHMARKS.md explains them).
 //! Correctness is checked (audience size, tag sizes, segment sizes, no write on an unchanged
 //! re-run); a failed check is printed and makes the bench exit with status 1.
@@ -51,6 +60,8 @@ mod bench;
 mod drive;
 mod full;
 mod generate;
+mod mysql;
+mod mysqlsource;
 mod naive;
 mod pg;
 mod pgsource;
@@ -70,8 +81,15 @@ use serde_json::{json, Value};
 use bench::Bench;
 use report::thousands;
 
-const PARTS: [&str; 7] = [
-    "full", "reruns", "pipeline", "memory", "naive", "sim", "pgsource",
+const PARTS: [&str; 8] = [
+    "full",
+    "reruns",
+    "pipeline",
+    "memory",
+    "naive",
+    "sim",
+    "pgsource",
+    "mysqlsource",
 ];
 
 /// What the environment asks of this run (the module's doc lists the variables).
@@ -82,6 +100,8 @@ struct Knobs {
     memory_sizes: Vec<usize>,
     pg_sizes: Vec<usize>,
     pg_url: String,
+    mysql_sizes: Vec<usize>,
+    mysql_url: String,
     naive_sample: usize,
     batch_ops_per_s: f64,
     dir: Option<PathBuf>,
@@ -118,6 +138,9 @@ impl Knobs {
             pg_sizes: env_sizes("SEGSYNC_BENCH_PG_SIZES", "100000,1000000"),
             pg_url: std::env::var("SEGSYNC_BENCH_PG_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            mysql_sizes: env_sizes("SEGSYNC_BENCH_MYSQL_SIZES", "100000,1000000"),
+            mysql_url: std::env::var("SEGSYNC_BENCH_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into()),
             naive_sample: env_or("SEGSYNC_BENCH_NAIVE_SAMPLE", 5_000),
             batch_ops_per_s: env_or("SEGSYNC_BENCH_BATCH_OPS_PER_S", 16.0),
             dir: std::env::var_os("SEGSYNC_BENCH_DIR").map(PathBuf::from),
@@ -136,6 +159,7 @@ impl Knobs {
         json!({"profiles": self.n, "scale": self.scale, "parts": self.parts,
             "memory_sizes": self.memory_sizes,
             "pg_sizes": self.pg_sizes,
+            "mysql_sizes": self.mysql_sizes,
             "naive_sample": self.naive_sample, "batch_ops_per_s": self.batch_ops_per_s,
             "base_ms": bench.lat.base_ms, "per_item_ms": bench.lat.per_item_ms,
             "failures": bench.failures})
@@ -199,6 +223,9 @@ fn main() {
     // After `pipeline` and `memory`: their figures at the same sizes are shown for comparison.
     if knobs.has("pgsource") {
         bench.pgsource_part(&knobs.pg_url, &knobs.pg_sizes);
+    }
+    if knobs.has("mysqlsource") {
+        bench.mysqlsource_part(&knobs.mysql_url, &knobs.mysql_sizes);
     }
     if knobs.has("naive") {
         bench.naive_part(knobs.naive_sample, knobs.batch_ops_per_s);

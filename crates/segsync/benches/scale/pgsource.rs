@@ -226,31 +226,32 @@ impl Bench {
     }
 }
 
-/// One size of `pgsource`: the profiles in PostgreSQL, the segments evaluated there.
-struct PgFigures {
-    size: usize,
-    members: u64,
-    load: PgLoad,
-    alone: PgAlone,
+/// One size of `pgsource` (and of `mysqlsource`): the profiles in the database, the segments
+/// evaluated there.
+pub struct PgFigures {
+    pub size: usize,
+    pub members: u64,
+    pub load: PgLoad,
+    pub alone: PgAlone,
     /// `profiles source add` (connects, describes the table).
-    source_add_s: f64,
+    pub source_add_s: f64,
     /// `segments add` x4, each counted by PostgreSQL.
-    segments_s: f64,
-    plan_wall: f64,
-    plan_rss: f64,
-    plan_cpu: f64,
-    plan_requests: Option<u64>,
-    stages: Stages,
-    run_wall: f64,
-    run_rss: f64,
-    run_cpu: f64,
-    run_stages: Stages,
-    run_requests: u64,
-    run_sim_cpu: f64,
+    pub segments_s: f64,
+    pub plan_wall: f64,
+    pub plan_rss: f64,
+    pub plan_cpu: f64,
+    pub plan_requests: Option<u64>,
+    pub stages: Stages,
+    pub run_wall: f64,
+    pub run_rss: f64,
+    pub run_cpu: f64,
+    pub run_stages: Stages,
+    pub run_requests: u64,
+    pub run_sim_cpu: f64,
 }
 
 impl PgFigures {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         json!({
             "profiles": self.size,
             "members": self.members,

@@ -1,5 +1,6 @@
-//! `segsync profiles ...`: importing and showing the profile store, and the PostgreSQL
-//! profile sources (`profiles source ...`) whose profiles stay in their database.
+//! `segsync profiles ...`: importing and showing the profile store, and the PostgreSQL and
+//! MySQL / MariaDB profile sources (`profiles source ...`) whose profiles stay in their
+//! database.
 
 use std::path::PathBuf;
 
@@ -26,21 +27,29 @@ pub enum ProfilesCmd {
     },
     /// The columns and their types, and the number of profiles.
     Show,
-    /// Profiles that stay in a PostgreSQL database: segments over them are evaluated there.
+    /// Profiles that stay in a PostgreSQL or MySQL / MariaDB database: segments over them are
+    /// evaluated there.
     #[command(subcommand)]
     Source(SourceCmd),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum SourceCmd {
-    /// Add a PostgreSQL table or query as a profile source (admin). The URL's password comes
-    /// from PGPASSWORD or, with `--postgres env:VAR`, the whole URL from VAR: never from the
-    /// command line. Segments then name it: `segments add NAME --where P --source NAME`.
+    /// Add a PostgreSQL or MySQL / MariaDB table or query as a profile source (admin). The
+    /// URL's password comes from PGPASSWORD (MYSQL_PWD) or, with `--postgres env:VAR`
+    /// (`--mysql env:VAR`), the whole URL from VAR: never from the command line. Segments then
+    /// name it: `segments add NAME --where P --source NAME`.
+    #[command(group(clap::ArgGroup::new("database").required(true)))]
     Add {
         name: String,
-        /// postgres://USER@HOST:PORT/DB, or env:VAR for a URL held in VAR.
-        #[arg(long, value_name = "URL")]
-        postgres: String,
+        /// postgres://USER@HOST:PORT/DB[?sslmode=MODE&sslrootcert=FILE], or env:VAR for a URL
+        /// held in VAR.
+        #[arg(long, value_name = "URL", group = "database")]
+        postgres: Option<String>,
+        /// mysql://USER@HOST:PORT/DB[?ssl-mode=MODE&ssl-ca=FILE] (MySQL or MariaDB), or
+        /// env:VAR for a URL held in VAR.
+        #[arg(long, value_name = "URL", group = "database")]
+        mysql: Option<String>,
         /// A table or view (schema.table allowed).
         #[arg(long, group = "relation")]
         table: Option<String>,
@@ -50,8 +59,8 @@ pub enum SourceCmd {
         /// The column that identifies a profile.
         #[arg(long)]
         key: String,
-        /// Add it even when the URL's role is a PostgreSQL superuser (refused otherwise:
-        /// segment predicates run with the role's rights).
+        /// Add it even when the URL's role is a PostgreSQL superuser, or its MySQL user has
+        /// global privileges (refused otherwise: segment predicates run with its rights).
         #[arg(long)]
         allow_superuser: bool,
     },
@@ -117,12 +126,18 @@ fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {
         SourceCmd::Add {
             name,
             postgres,
+            mysql,
             table,
             query,
             key,
             allow_superuser,
         } => {
-            let url = store::postgres_flag(&postgres).map_err(usage)?;
+            let (kind, url) = match (postgres, mysql) {
+                (Some(p), _) => (ops::SourceKind::Postgres, store::postgres_flag(&p)),
+                (None, Some(m)) => (ops::SourceKind::MySql, store::mysql_flag(&m)),
+                (None, None) => return Err(usage(anyhow!("give --postgres URL or --mysql URL"))),
+            };
+            let url = url.map_err(usage)?;
             let relation = match (table, query) {
                 (Some(t), None) => crate::profiles::PgRelation::Table(t),
                 (None, Some(q)) => crate::profiles::PgRelation::Query(q),
@@ -132,11 +147,12 @@ fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {
                     )))
                 }
             };
-            let added = ops::add_pg_source(
+            let added = ops::add_source(
                 app,
                 &Actor::cli(),
-                ops::PgSourceInput {
+                ops::SourceInput {
                     name: name.clone(),
+                    kind,
                     url: SecretString::from(url),
                     relation,
                     key_column: key,
@@ -155,15 +171,15 @@ fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {
             super::print_warnings(&added.warnings);
         }
         SourceCmd::List => {
-            for s in ops::pg_sources(app, &Actor::cli()).map_err(op_failure)? {
+            for s in ops::list_sources(app, &Actor::cli()).map_err(op_failure)? {
                 println!(
-                    "{:<24} {} {} at {} (key {})",
-                    s.name, s.relation_kind, s.relation, s.url, s.key_column
+                    "{:<24} {:<8} {} {} at {} (key {})",
+                    s.name, s.kind, s.relation_kind, s.relation, s.url, s.key_column
                 );
             }
         }
         SourceCmd::Remove { name } => {
-            ops::remove_pg_source(app, &Actor::cli(), &name).map_err(op_failure)?;
+            ops::remove_source(app, &Actor::cli(), &name).map_err(op_failure)?;
             println!("profile source \"{name}\" removed");
         }
     }

@@ -45,6 +45,31 @@ pub(crate) fn postgres_flag(value: &str) -> anyhow::Result<String> {
     url_flag(value, "a PostgreSQL database", false)
 }
 
+/// A MySQL / MariaDB URL from the command line (`mysql://...`, `mariadb://...` or `env:VAR`).
+/// A password in it is refused (use `MYSQL_PWD`, or the whole URL in VAR).
+pub(crate) fn mysql_flag(value: &str) -> anyhow::Result<String> {
+    if let Some(var) = value.strip_prefix("env:") {
+        return std::env::var(var).map_err(|_| {
+            anyhow!("environment variable {var} (named by \"env:{var}\") is not set")
+        });
+    }
+    if !crate::profiles::is_mysql_url(value) {
+        bail!(
+            "\"{}\" is not the URL of a MySQL database: use mysql://USER@HOST/DB or env:VAR",
+            crate::pg::redact(value)
+        );
+    }
+    let shown = crate::pg::redact(value);
+    if shown != value {
+        bail!(
+            "{shown} carries a password on the command line, where the process list shows it: \
+             put the password in MYSQL_PWD, or the whole URL in an environment variable and \
+             pass env:VAR"
+        );
+    }
+    Ok(value.to_string())
+}
+
 /// A URL from the command line: `env:VAR` reads it from VAR; a password written on the
 /// command line is refused, because the process list shows it to every user of the machine.
 fn url_flag(value: &str, what: &str, sqlite: bool) -> anyhow::Result<String> {

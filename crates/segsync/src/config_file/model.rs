@@ -65,7 +65,7 @@ pub struct SegmentSpec {
     /// the predicate (or give `where`).
     #[serde(default)]
     pub rule: Option<Spanned<crate::rules::Rule>>,
-    /// A PostgreSQL profile source (`segsync profiles source add`); absent: the imported
+    /// A PostgreSQL or MySQL profile source (`segsync profiles source add`); absent: the imported
     /// profiles.
     #[serde(default)]
     pub source: Option<Spanned<String>>,

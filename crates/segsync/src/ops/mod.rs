@@ -45,7 +45,7 @@ pub use segments::{
     add_segment, add_segment_defined, remove_segment, update_segment, update_segment_defined,
     Counted, Definition,
 };
-pub use sources::{add_pg_source, pg_sources, remove_pg_source, AddedSource, PgSourceInput};
+pub use sources::{add_source, list_sources, remove_source, AddedSource, SourceInput, SourceKind};
 pub use users::{
     add_user, create_token, hash_password, new_token_value, remove_user, revoke_token,
     set_password, set_role, token_hash, verify_password,

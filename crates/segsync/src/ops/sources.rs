@@ -1,5 +1,6 @@
-//! PostgreSQL profile sources (admins only): checked against the database before they are
-//! saved, their URL sealed at rest and shown without its password.
+//! Database profile sources, PostgreSQL or MySQL / MariaDB (admins only): checked against
+//! the database before they are saved, their URL sealed at rest and shown without its
+//! password.
 
 use secrecy::SecretString;
 
@@ -7,15 +8,46 @@ use super::{audit, check_name, require, Actor, OpError, OpResult};
 use crate::app::App;
 use crate::state::Role;
 
-/// A PostgreSQL profile source as an admin describes it.
+/// Which database a source reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    Postgres,
+    MySql,
+}
+
+impl SourceKind {
+    /// As stored (`profile_sources.kind`) and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Postgres => "postgres",
+            SourceKind::MySql => "mysql",
+        }
+    }
+
+    /// The kind a URL names (`postgres://`, `postgresql://`, `mysql://`, `mariadb://`).
+    pub fn of_url(url: &str) -> Option<SourceKind> {
+        if crate::pg::is_postgres_url(url) {
+            Some(SourceKind::Postgres)
+        } else if crate::profiles::is_mysql_url(url) {
+            Some(SourceKind::MySql)
+        } else {
+            None
+        }
+    }
+}
+
+/// A database profile source as an admin describes it.
 #[derive(Clone)]
-pub struct PgSourceInput {
+pub struct SourceInput {
     pub name: String,
-    /// `postgres://...`; it may hold a password (sealed at rest, never shown).
+    pub kind: SourceKind,
+    /// `postgres://...` or `mysql://...`; it may hold a password (sealed at rest, never
+    /// shown).
     pub url: SecretString,
     pub relation: crate::profiles::PgRelation,
     pub key_column: String,
-    /// Add it even when its role is a PostgreSQL superuser (refused otherwise).
+    /// Add it even when its role is a PostgreSQL superuser, or its MySQL user has global
+    /// privileges (refused otherwise).
     pub allow_superuser: bool,
 }
 
@@ -27,18 +59,30 @@ pub struct AddedSource {
     pub warnings: Vec<String>,
 }
 
-/// Adds a PostgreSQL profile source (admin): connects, checks that the table or query can be
-/// read and has the key column, and what else its role can read (a superuser is refused
-/// unless `allow_superuser`; a role that can read other tables is accepted with a warning),
-/// then saves it with its URL sealed.
-pub fn add_pg_source(app: &App, actor: &Actor, input: PgSourceInput) -> OpResult<AddedSource> {
+/// What a source's role or user can read besides the profiles: whether like a superuser,
+/// its name, and the warnings to give.
+struct Reach {
+    superuser: bool,
+    who: String,
+    warnings: Vec<String>,
+}
+
+/// Adds a database profile source (admin): connects, checks that the table or query can be
+/// read and has the key column, and what else its role (user) can read (a superuser, or a
+/// MySQL user with global privileges, is refused unless `allow_superuser`; one that can read
+/// other tables is accepted with a warning), then saves it with its URL sealed.
+pub fn add_source(app: &App, actor: &Actor, input: SourceInput) -> OpResult<AddedSource> {
     use secrecy::ExposeSecret;
     require(actor, Role::Admin, "adding a profile source")?;
     check_name("profile source", &input.name)?;
     let url = input.url.expose_secret();
-    if !crate::pg::is_postgres_url(url) {
+    if SourceKind::of_url(url) != Some(input.kind) {
+        let form = match input.kind {
+            SourceKind::Postgres => "a PostgreSQL URL (postgres://USER@HOST:PORT/DB)",
+            SourceKind::MySql => "a MySQL URL (mysql://USER@HOST:PORT/DB)",
+        };
         return Err(OpError::Invalid(format!(
-            "profile source \"{}\": {} is not a PostgreSQL URL (postgres://USER@HOST:PORT/DB)",
+            "profile source \"{}\": {} is not {form}",
             input.name,
             crate::pg::redact(url)
         )));
@@ -47,23 +91,61 @@ pub fn add_pg_source(app: &App, actor: &Actor, input: PgSourceInput) -> OpResult
         crate::profiles::PgRelation::Table(t) => ("table", t.clone()),
         crate::profiles::PgRelation::Query(q) => ("query", q.clone()),
     };
-    let (columns, reach) =
-        crate::profiles::check_source(url, input.relation.clone(), &input.key_column)
-            .map_err(|e| OpError::Invalid(format!("profile source \"{}\": {e}", input.name)))?;
+    let invalid = |e: &dyn std::fmt::Display| {
+        OpError::Invalid(format!("profile source \"{}\": {e}", input.name))
+    };
+    let (columns, reach) = match input.kind {
+        SourceKind::Postgres => {
+            let (columns, r) =
+                crate::profiles::check_source(url, input.relation.clone(), &input.key_column)
+                    .map_err(|e| invalid(&e))?;
+            let reach = Reach {
+                superuser: r.superuser,
+                who: format!("its role \"{}\" is a PostgreSQL superuser", r.role),
+                warnings: r.warnings(),
+            };
+            (columns, reach)
+        }
+        SourceKind::MySql => {
+            let (columns, r) =
+                crate::profiles::check_mysql_source(url, input.relation.clone(), &input.key_column)
+                    .map_err(|e| invalid(&e))?;
+            let reach = Reach {
+                superuser: r.superuser(),
+                who: format!(
+                    "its user \"{}\" has global privileges ({})",
+                    r.user,
+                    r.global.join(", ")
+                ),
+                warnings: r.warnings(),
+            };
+            (columns, reach)
+        }
+    };
     if reach.superuser && !input.allow_superuser {
+        let (login, example) = match input.kind {
+            SourceKind::Postgres => (
+                "role",
+                "CREATE ROLE segsync_reader LOGIN; GRANT SELECT ON <table> TO segsync_reader",
+            ),
+            SourceKind::MySql => (
+                "user",
+                "CREATE USER segsync_reader IDENTIFIED BY '…'; \
+                 GRANT SELECT ON <db>.<table> TO segsync_reader",
+            ),
+        };
         return Err(OpError::Invalid(format!(
-            "profile source \"{}\" refused: its role \"{}\" is a PostgreSQL superuser, and \
-             segment predicates (which contributors write) would run with its rights, able to \
-             read every table. Give the source a role that can read only the profiles \
-             (CREATE ROLE segsync_reader LOGIN; GRANT SELECT ON <table> TO segsync_reader), \
-             or add it anyway with --allow-superuser",
-            input.name, reach.role
+            "profile source \"{}\" refused: {}, and segment predicates (which contributors \
+             write) would run with its rights, able to read every table. Give the source a \
+             {login} that can read only the profiles ({example}), or add it anyway with \
+             --allow-superuser",
+            input.name, reach.who
         )));
     }
     let state = app.state()?;
     let record = crate::state::ProfileSourceRecord {
         name: input.name.clone(),
-        kind: "postgres".into(),
+        kind: input.kind.as_str().into(),
         sealed_url: app
             .master_key()?
             .seal(&crate::sources::seal_name(&input.name), &input.url),
@@ -78,7 +160,7 @@ pub fn add_pg_source(app: &App, actor: &Actor, input: PgSourceInput) -> OpResult
     };
     state.add_profile_source(&record)?;
     let view = crate::sources::view(app, &record);
-    let warnings = reach.warnings();
+    let warnings = reach.warnings;
     audit(
         &state,
         actor,
@@ -103,8 +185,8 @@ pub fn add_pg_source(app: &App, actor: &Actor, input: PgSourceInput) -> OpResult
     })
 }
 
-/// The PostgreSQL profile sources, URLs without their password.
-pub fn pg_sources(app: &App, actor: &Actor) -> OpResult<Vec<crate::sources::SourceView>> {
+/// The database profile sources, URLs without their password.
+pub fn list_sources(app: &App, actor: &Actor) -> OpResult<Vec<crate::sources::SourceView>> {
     require(actor, Role::Viewer, "listing profile sources")?;
     let state = app.state()?;
     Ok(state
@@ -115,7 +197,7 @@ pub fn pg_sources(app: &App, actor: &Actor) -> OpResult<Vec<crate::sources::Sour
 }
 
 /// Removes a profile source no segment reads.
-pub fn remove_pg_source(app: &App, actor: &Actor, name: &str) -> OpResult<()> {
+pub fn remove_source(app: &App, actor: &Actor, name: &str) -> OpResult<()> {
     require(actor, Role::Admin, "removing a profile source")?;
     let state = app.state()?;
     state.profile_source(name)?;

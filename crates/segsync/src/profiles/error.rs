@@ -157,6 +157,14 @@ pub enum PredicateError {
     /// its message says why (e.g. `column "ltv" does not exist`).
     #[error("segment predicate rejected by PostgreSQL: {message}")]
     Postgres { predicate: String, message: String },
+    /// MySQL or MariaDB (`server`) refused the predicate or failed running it (a MySQL
+    /// profile source); its message says why (e.g. `Unknown column 'ltv' in 'where clause'`).
+    #[error("segment predicate rejected by {server}: {message}")]
+    MySql {
+        server: &'static str,
+        predicate: String,
+        message: String,
+    },
     /// The predicate compiled but failed while running (SQLite's message).
     #[error("the predicate failed: {0}")]
     Failed(String),

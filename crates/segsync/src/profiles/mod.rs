@@ -29,13 +29,21 @@ mod error;
 mod fuzz;
 mod infer;
 mod load;
+mod my_conn;
+mod my_scan;
+mod my_types;
+mod mysql;
 mod ndjson_input;
 mod parquet_input;
 mod pg_calls;
 pub(crate) mod postgres;
 pub(crate) mod predicate;
 
+pub use self::mysql::{check_mysql_source, MyReach, MySqlSource, MySqlSourceError};
 pub use self::postgres::{check_source, PgRelation, PgSource, PgSourceError, Reach, BATCH_ROWS};
+pub use my_conn::{is_mysql_url, MyConnError};
+/// Where a database source's profiles are: a table or a query (PostgreSQL or MySQL).
+pub type Relation = PgRelation;
 pub use error::{ImportError, InputError, Location, PredicateError, ProfileError, SelectError};
 pub use fuzz::{fuzz_import, fuzz_predicate, FUZZ_KEY};
 pub use infer::ColumnType;

@@ -4,8 +4,10 @@
 //! strings with quotes doubled (on PostgreSQL, a value holding a backslash is written as an
 //! `E'…'` string, right whatever `standard_conforming_strings` says); `LIKE` patterns escape
 //! `%`, `_` and their escape character `!`. Control characters are refused in values.
-//! Relative dates are left to the database (`date('now', '-90 days')` on SQLite,
-//! `CURRENT_DATE - INTERVAL '90 days'` on PostgreSQL), so that "in the last 90 days" means the
+//! On MySQL, identifiers are in backticks and backslashes in strings are doubled (its
+//! sessions read them as escapes). Relative dates are left to the database (`date('now',
+//! '-90 days')` on SQLite, `CURRENT_DATE - INTERVAL '90 days'` on PostgreSQL,
+//! `CURRENT_DATE - INTERVAL 90 DAY` on MySQL), so that "in the last 90 days" means the
 //! 90 days before each run, in UTC on SQLite and in the session's time zone on PostgreSQL.
 
 use chrono::NaiveDate;
@@ -30,6 +32,9 @@ pub enum Dialect {
     Sqlite,
     /// A PostgreSQL profile source.
     Postgres,
+    /// A MySQL or MariaDB profile source (its sessions read identifiers in backticks and
+    /// backslashes in strings as escapes).
+    MySql,
 }
 
 /// The SQL predicate of `rule` over profiles with `columns`, for `dialect`.
@@ -170,7 +175,7 @@ fn condition(c: &Condition, columns: &[Column], dialect: Dialect) -> Result<Stri
             names.join(", ")
         ));
     }
-    let col = ident(&c.column);
+    let col = ident(&c.column, dialect);
     let v = Values {
         value: c.value.as_ref(),
         op: c.op,
@@ -328,6 +333,16 @@ impl Unit {
             Unit::Years => format!("{n} years"),
         }
     }
+
+    /// `n` of this unit as a MySQL interval (`90 DAY`).
+    fn mysql(self, n: i64) -> String {
+        match self {
+            Unit::Days => format!("{n} DAY"),
+            Unit::Weeks => format!("{} DAY", n * 7),
+            Unit::Months => format!("{n} MONTH"),
+            Unit::Years => format!("{n} YEAR"),
+        }
+    }
 }
 
 /// Today (at each run) moved by `n` units, as a date.
@@ -343,6 +358,12 @@ fn today_plus(d: Dialect, n: i64, unit: Unit) -> String {
                 unit.amount(n.abs())
             )
         }
+        (Dialect::MySql, 0) => "CURRENT_DATE".into(),
+        (Dialect::MySql, n) => format!(
+            "(CURRENT_DATE {} INTERVAL {})",
+            sign(n),
+            unit.mysql(n.abs())
+        ),
     }
 }
 
@@ -353,6 +374,10 @@ fn after_span_and_a_day(d: Dialect, n: i64, unit: Unit) -> String {
         Dialect::Postgres => format!(
             "(CURRENT_DATE + INTERVAL '{}' + INTERVAL '1 days')",
             unit.amount(n)
+        ),
+        Dialect::MySql => format!(
+            "(CURRENT_DATE + INTERVAL {} + INTERVAL 1 DAY)",
+            unit.mysql(n)
         ),
     }
 }
@@ -365,13 +390,20 @@ fn sign(n: i64) -> &'static str {
     }
 }
 
-/// `"name"`, quotes doubled: safe as an identifier in SQLite and PostgreSQL.
-pub(crate) fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+/// `"name"`, quotes doubled: safe as an identifier in SQLite and PostgreSQL; on MySQL,
+/// `` `name` ``, backticks doubled.
+pub(crate) fn ident(name: &str, d: Dialect) -> String {
+    match d {
+        Dialect::MySql => format!("`{}`", name.replace('`', "``")),
+        _ => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
 }
 
 /// A SQL string literal of `s` (already checked for control characters).
 fn string(s: &str, d: Dialect) -> String {
+    if d == Dialect::MySql {
+        return format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
+    }
     let quoted = s.replace('\'', "''");
     if d == Dialect::Postgres && s.contains('\\') {
         format!("E'{}'", quoted.replace('\\', "\\\\"))

@@ -198,12 +198,24 @@ impl From<OpError> for ApiError {
     fn from(e: OpError) -> Self {
         match e {
             OpError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
-            OpError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
+            OpError::NotFound(m) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", without_cli_hint(&m))
+            }
             OpError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             OpError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             OpError::Mailchimp(m) => ApiError::new(StatusCode::BAD_GATEWAY, "mailchimp", m),
             OpError::Internal(e) => ApiError::internal(format!("{e:#}")),
         }
+    }
+}
+
+/// A message of the state store without the hint it gives command-line users (`no export
+/// named "x" (see `segsync export list`)`): people on the web UI or the API have lists of
+/// their own.
+fn without_cli_hint(m: &str) -> String {
+    match m.find(" (see `segsync ") {
+        Some(i) if m.ends_with("`)") => m[..i].to_string(),
+        _ => m.to_string(),
     }
 }
 
@@ -264,6 +276,14 @@ async fn api_headers(req: axum::extract::Request, next: axum::middleware::Next) 
     let path = req.uri().path();
     let api = path.starts_with("/api/") || PROTECTED_PLAIN.contains(&path);
     let mut res = next.run(req).await;
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body was not read: the connection cannot carry another request,
+        // and a client that does not hear so would send its next one into a closed socket.
+        res.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     if api {
         res = problem_json(res).await;
         let h = res.headers_mut();
@@ -315,7 +335,8 @@ async fn problem_json(res: Response) -> Response {
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 
-/// No route has this path: under `/api/`, a JSON 404 that says so.
+/// No route has this path: under `/api/`, a JSON 404 that says so; elsewhere the page that
+/// says so.
 async fn not_found(uri: axum::http::Uri) -> Response {
     if uri.path().starts_with("/api/") {
         ApiError::new(
@@ -328,7 +349,7 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         )
         .into_response()
     } else {
-        StatusCode::NOT_FOUND.into_response()
+        ui::page_not_found().await
     }
 }
 

@@ -420,7 +420,7 @@ impl utoipa::ToSchema for Upload {}
 #[openapi(
     info(
         title = "segsync",
-        description = "Export segments of customer profiles to Mailchimp audiences. Roles: viewer (reads exports and runs), contributor (segments, exports on shared connections; a segment that an export on a connection kept for admins uses is changed or removed by admins only: 403 naming those exports), admin (everything). Every error answer under /api, whoever refuses (a handler, a body that is not JSON, an unknown route), is an ErrorBody {error, message} in JSON, and every status an operation can answer is listed with it. Endpoints that evaluate segment predicates (segment list, preview, add, change) run them in a bounded number of slots per server: 503 with error \"busy\" when none frees within 10 s. Mailchimp base URLs and alert webhooks must be public addresses unless the server runs with --allow-private-targets (422 otherwise); errors never repeat another server's answer. Every answer under /api carries X-Content-Type-Options: nosniff and Cache-Control: no-store.",
+        description = "Export segments of customer profiles to Mailchimp audiences. Roles: viewer (reads exports, runs and segments with their counts, never the personal data of profiles or of the records a run could not send), contributor (segments, exports on shared connections, the records runs could not send, previews of runs; a segment that an export on a connection kept for admins uses is changed or removed by admins only: 403 naming those exports), admin (everything). Every error answer under /api, whoever refuses (a handler, a body that is not JSON, an unknown route), is an ErrorBody {error, message} in JSON, and every status an operation can answer is listed with it. Endpoints that evaluate segment predicates (segment list, preview, add, change; an export's plan) run them in a bounded number of slots per server: 503 with error \"busy\" when none frees within 10 s. Mailchimp base URLs and alert webhooks must be public addresses unless the server runs with --allow-private-targets (422 otherwise); errors never repeat another server's answer. Every answer under /api carries X-Content-Type-Options: nosniff and Cache-Control: no-store.",
     ),
     modifiers(&Security, &Contract),
     // The segment rule refers to itself, so its parts are listed here (schemas reached from
@@ -444,6 +444,7 @@ impl utoipa::ToSchema for Upload {}
         api::exports::list_exports, api::exports::add_export, api::exports::get_export,
         api::exports::change_export, api::exports::remove_export,
         api::exports::pause_export, api::exports::resume_export,
+        api::preview::plan_export,
         api::runs::run_export, api::runs::cancel_export,
         api::runs::list_runs, api::runs::get_run, api::runs::run_errors, api::runs::cancel_run,
         api::audit::audit_log,

@@ -40,7 +40,7 @@ pub struct AlertSettingsView {
     pub warnings: Vec<String>,
 }
 
-fn view(app: &AppState, settings: AlertSettings) -> Result<AlertSettingsView, ApiError> {
+pub fn view(app: &AppState, settings: AlertSettings) -> Result<AlertSettingsView, ApiError> {
     let from = alerts::password_source(app, &settings).map_err(ApiError::internal)?;
     Ok(AlertSettingsView {
         warnings: alerts::warnings(&settings, from),
@@ -151,13 +151,24 @@ pub async fn put_alerts(
 ) -> Result<Json<AlertSettingsView>, ApiError> {
     who.require(Role::Admin, "changing the alert settings")?;
     let checked = read_body(&body, app.app.private_targets())?;
+    Ok(Json(change_alerts(&app, &who, checked).await?))
+}
+
+/// Checks where the new settings send alerts, settles the relay's password, stores them and
+/// audits the change; shared with the web UI's Admin > Alerts.
+pub async fn change_alerts(
+    app: &AppState,
+    who: &Authed,
+    checked: alerts::Checked,
+) -> Result<AlertSettingsView, ApiError> {
+    who.require(Role::Admin, "changing the alert settings")?;
     alerts::check_webhook_target(&checked.settings, app.app.private_targets())
         .await
         .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m))?;
-    settle_password(&app, &checked)?;
+    settle_password(app, &checked)?;
     let settings = checked.settings;
     alerts::save(&app.app, &settings).map_err(ApiError::internal)?;
-    let from = alerts::password_source(&app, &settings).map_err(ApiError::internal)?;
+    let from = alerts::password_source(app, &settings).map_err(ApiError::internal)?;
     let state = app.app.state().map_err(ApiError::internal)?;
     state.audit(
         &who.actor.name,
@@ -165,7 +176,7 @@ pub async fn put_alerts(
         "alerts",
         &alerts::describe(&settings, from),
     )?;
-    Ok(Json(view(&app, settings)?))
+    view(app, settings)
 }
 
 /// Sends a test alert on every configured channel now (admins) and tells how each fared.
@@ -175,8 +186,13 @@ pub async fn test_alerts(
     State(app): State<AppState>,
     who: Authed,
 ) -> Result<Json<DeliveryReport>, ApiError> {
+    Ok(Json(send_test_alert(&app, &who).await?))
+}
+
+/// Sends a test alert and audits it; shared with the web UI.
+pub async fn send_test_alert(app: &AppState, who: &Authed) -> Result<DeliveryReport, ApiError> {
     who.require(Role::Admin, "sending a test alert")?;
-    let report = alerts::send_test(&app, &who.actor.name)
+    let report = alerts::send_test(app, &who.actor.name)
         .await
         .map_err(ApiError::internal)?;
     let state = app.app.state().map_err(ApiError::internal)?;
@@ -189,5 +205,5 @@ pub async fn test_alerts(
             report.webhook.status, report.email.status
         ),
     )?;
-    Ok(Json(report))
+    Ok(report)
 }

@@ -261,6 +261,9 @@ pub struct RunRecord {
     pub outcome: Outcome,
     pub counts: RunCounts,
     pub error: Option<String>,
+    /// The run's number among its export's runs: 1 for its first (ids count every export's).
+    #[serde(default)]
+    pub number: i64,
 }
 
 /// Where the profiles of segments come from, besides the embedded store: a table or a query

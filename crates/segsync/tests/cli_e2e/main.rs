@@ -19,6 +19,7 @@ mod guards;
 mod incremental;
 mod membership;
 mod moves;
+mod mysql;
 mod postgres;
 mod probe;
 mod records;

@@ -784,3 +784,92 @@ fn the_openapi_document_describes_the_alert_settings_as_answered() {
     let put = &doc["paths"]["/api/settings/alerts"]["put"]["requestBody"];
     assert!(put.to_string().contains("AlertSettingsChange"), "{put}");
 }
+
+/// Admin > Alerts and Admin > Audit log: the settings as pages, for admins only, through the
+/// API's checks (a refused form is shown as filled, with why), a test alert from the page.
+#[test]
+fn admins_set_alerts_send_a_test_and_read_the_audit_log_on_pages() {
+    let sim = Sim::start();
+    let sink = SmtpSink::start();
+    let s = Session::new(&sim);
+    add_users(&s);
+    let server = Server::start(&s, &[]);
+    let ada = server.login(ADMIN);
+    let csrf = ada.csrf.clone().expect("a session's CSRF token");
+    let form = |fields: &[(&str, &str)]| {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        ada.send(ada.request("POST", "/admin/alerts").form(&all))
+    };
+
+    let page = ada.send(ada.request("GET", "/admin/alerts"));
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("id=\"alerts-form\""), "{}", page.text);
+    let carl = server.login(CONTRIBUTOR);
+    for path in ["/admin/alerts", "/admin/audit"] {
+        assert_eq!(carl.send(carl.request("GET", path)).status, 403, "{path}");
+    }
+
+    // A relay without a sender is refused with the API's words; nothing is stored.
+    let port = sink.port.to_string();
+    let a = form(&[
+        ("email_to", "ops@example.org"),
+        ("smtp_host", "127.0.0.1"),
+        ("smtp_port", &port),
+    ]);
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert!(a.text.contains("id=\"error\""), "{}", a.text);
+    assert!(
+        a.text.contains("value=\"ops@example.org\""),
+        "the form as filled: {}",
+        a.text
+    );
+    let (_, stored) = ada.get("/api/settings/alerts");
+    assert_eq!(stored["email_to"], json!([]), "{stored}");
+
+    const PASSWORD: &str = "relay-pa55word-from-the-page";
+    let a = form(&[
+        ("email_to", "ops@example.org, oncall@example.org"),
+        ("smtp_host", "127.0.0.1"),
+        ("smtp_port", &port),
+        ("smtp_from", "segsync <alerts@example.org>"),
+        ("smtp_username", "segsync-bot"),
+        ("smtp_password", PASSWORD),
+    ]);
+    assert_eq!(a.status, 303, "{}", a.text);
+    let (_, stored) = ada.get("/api/settings/alerts");
+    assert_eq!(
+        stored["email_to"],
+        json!(["ops@example.org", "oncall@example.org"]),
+        "{stored}"
+    );
+    assert_eq!(stored["smtp"]["port"], sink.port, "{stored}");
+    assert_eq!(stored["smtp"]["starttls"], false, "unchecked box: {stored}");
+    assert_eq!(stored["smtp_password_set"], true, "{stored}");
+    let page = ada.send(ada.request("GET", "/admin/alerts"));
+    assert!(!page.text.contains(PASSWORD), "never shown again");
+    assert!(page.text.contains("One is set"), "{}", page.text);
+
+    let a = ada.send(
+        ada.request("POST", "/admin/alerts/test")
+            .form(&[("csrf", csrf.as_str())]),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert!(a.text.contains("id=\"test-report\""), "{}", a.text);
+    assert!(a.text.contains("data-status=\"sent\""), "{}", a.text);
+    assert_eq!(sink.mails().len(), 1);
+
+    let page = ada.send(ada.request("GET", "/admin/audit"));
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains("data-action=\"settings.alerts\""),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("data-action=\"settings.alerts.test\""),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains(PASSWORD));
+}

@@ -403,6 +403,12 @@ fn a_deferred_record_is_counted_in_the_runs_answer_and_on_its_page() {
         page.text
     );
     assert!(page.text.contains(&stefan().email), "{}", page.text);
+    assert!(
+        page.text
+            .contains("<dt>deferred</dt><dd>refused by Mailchimp for now only"),
+        "the word is defined where it appears: {}",
+        page.text
+    );
 
     // Mailchimp takes it now: the next run sends it, and its page shows no deferred count.
     sim.settings(|st| st.variants.recent_signups.clear());

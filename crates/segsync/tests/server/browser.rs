@@ -63,7 +63,7 @@ fn run_flow(env: &[(&str, String)]) -> (Option<i32>, String) {
     run_script("flow.mjs", env)
 }
 
-/// Runs `node SCRIPT` (in tests/browser) with `env`, at most [`FLOW_DEADLINE`]; its exit
+/// Runs `node SCRIPT` (of `tests/browser`) with `env`, at most [`FLOW_DEADLINE`]; its exit
 /// status and output.
 fn run_script(script: &str, env: &[(&str, String)]) -> (Option<i32>, String) {
     let mut c = Command::new("node");
@@ -364,6 +364,9 @@ fn ui_pages_check_sessions_csrf_roles_and_show_no_secret() {
     let a = connect(false);
     assert_eq!(a.status, 422, "{}", a.text);
     assert!(a.text.contains("only once you agree"), "{}", a.text);
+    // The statement is shown once, and the box to tick is marked.
+    assert_eq!(a.text.matches("you allow data").count(), 1, "{}", a.text);
+    assert!(a.text.contains("aria-invalid=\"true\""), "{}", a.text);
     assert!(!a.text.contains(&sim.key), "the key is never sent back");
     assert!(a.text.contains("Main account"), "the form is kept");
     let a = connect(true);
@@ -696,4 +699,85 @@ fn the_segment_builder_and_true_sizes_in_the_browser() {
         "(\"country\" IN ('RO') AND \"lifetime_value\" >= 500)"
     );
     assert!(saved["rule"]["all"].is_array(), "{saved}");
+}
+
+/// Every page each role uses, on a phone (390 px wide): nothing wider than the screen.
+#[test]
+fn every_page_fits_a_phone_for_every_role() {
+    require_browser_setup();
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let mut profiles = people(60);
+    profiles.push(Profile::new(
+        "X-a-rather-long-profile-key-000001",
+        "someone.with.a.very.long.address.that.does.not.fit@example",
+        "Chloé",
+        "Martin",
+        "Paris",
+        "FR",
+        900.0,
+    ));
+    let s = crate::api::installation(&sim, &profiles);
+    let server = Server::start(&s, &[]);
+    let ada = server.token_client(ADMIN);
+    let (code, body) = ada.post(
+        "/api/connections",
+        json!({"name": CONNECTION, "display_name": "Mailchimp (marketing team)", "api_key": sim.key,
+               "base_url": sim.api_url(), "accept_privacy_terms": true, "share_with_contributors": true}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = ada.post("/api/exports", export_body(EXPORT, &list));
+    assert_eq!(code, 201, "{body}");
+    let (code, started) = ada.post(&format!("/api/exports/{EXPORT}/runs"), json!({}));
+    assert_eq!(code, 202, "{started}");
+    let run = ada.wait_run(started["run_id"].as_i64().unwrap());
+    assert_eq!(run["outcome"], "succeeded_with_errors", "{run}");
+    let run = format!("/runs/{}", started["run_id"]);
+
+    let export = format!("/exports/{EXPORT}");
+    let everyone = vec![
+        "/segments".to_string(),
+        "/segments/high_value".into(),
+        "/exports".into(),
+        export.clone(),
+        run.clone(),
+        "/no/such/page".into(),
+    ];
+    let mut contributor = everyone.clone();
+    contributor.extend([
+        "/exports/new".to_string(),
+        format!("{export}/edit"),
+        format!("{export}/preview"),
+    ]);
+    let mut admin = contributor.clone();
+    admin.extend([
+        "/admin/connections".to_string(),
+        "/admin/connections/new".into(),
+        format!("/admin/connections/{CONNECTION}"),
+        "/admin/users".into(),
+        "/admin/alerts".into(),
+        "/admin/audit".into(),
+    ]);
+    let visits = json!([
+        {"user": ADMIN.0, "password": ADMIN.1, "paths": admin},
+        {"user": CONTRIBUTOR.0, "password": CONTRIBUTOR.1, "paths": contributor},
+        {"user": VIEWER.0, "password": VIEWER.1, "paths": everyone},
+    ]);
+    let shoot = json!({
+        format!("{} {export}", ADMIN.0): "14-phone-export.png",
+        format!("{} {run}", ADMIN.0): "15-phone-run.png",
+    });
+    let screenshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    let (status, output) = run_script(
+        "phone.mjs",
+        &[
+            ("SEGSYNC_URL", server.url.clone()),
+            ("VISITS", visits.to_string()),
+            ("SHOOT", shoot.to_string()),
+            ("SCREENSHOTS", screenshots.display().to_string()),
+            ("CHROMIUM", chromium().display().to_string()),
+        ],
+    );
+    println!("{output}");
+    assert_eq!(status, Some(0), "the pages on a phone:\n{output}");
 }

@@ -97,11 +97,13 @@ fn refusals_of_bodies_parameters_and_routes_answer_the_json_error_shape() {
         "{{\"name\": \"a\", \"predicate\": \"{}\"}}",
         "x".repeat(3 << 20)
     );
-    problem(
-        "over the body limit",
-        &post_segment(json_type, &big),
-        413,
-        "too_large",
+    let a = post_segment(json_type, &big);
+    problem("over the body limit", &a, 413, "too_large");
+    // The unread rest of the body leaves the connection unusable: the client is told so.
+    assert_eq!(
+        a.headers.get("connection").and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "over the body limit"
     );
 
     let m = problem(

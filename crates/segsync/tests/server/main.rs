@@ -15,6 +15,7 @@ mod builder;
 mod contract;
 mod hardening;
 mod oauth;
+mod preview;
 mod roles;
 mod schedule;
 mod secrets;

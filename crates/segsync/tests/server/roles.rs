@@ -299,6 +299,14 @@ fn cases(who: &str, sim: &Sim, list: &str, profiles_csv: &str, admin_token_id: i
         ),
         case(
             "POST",
+            "/api/exports/{name}/plan",
+            format!("/api/exports/{EXPORT}/plan"),
+            None,
+            Contributor,
+            200,
+        ),
+        case(
+            "POST",
             "/api/exports/{name}/runs",
             format!("/api/exports/{EXPORT}/runs"),
             None,
@@ -321,7 +329,7 @@ fn cases(who: &str, sim: &Sim, list: &str, profiles_csv: &str, admin_token_id: i
             "/api/runs/{id}/errors",
             "/api/runs/1/errors",
             None,
-            Viewer,
+            Contributor,
             200,
         ),
         case(
@@ -587,6 +595,7 @@ fn contributors_never_use_a_connection_kept_for_admins() {
     assert_eq!(view["can_edit"], false);
     for (method, path) in [
         ("POST", "/api/exports/private-export/runs"),
+        ("POST", "/api/exports/private-export/plan"),
         ("POST", "/api/exports/private-export/pause"),
         ("DELETE", "/api/exports/private-export"),
     ] {

@@ -277,3 +277,26 @@ fn rules_read_from_json_say_where_they_are_wrong() {
         "{e}"
     );
 }
+
+#[test]
+fn mysql_quotes_with_backticks_and_doubles_backslashes() {
+    let c = |column: &str, op, v| {
+        compile(&cond(column, op, v), &columns(), Dialect::MySql).unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(
+        c("we\"ird", Op::Is, Some(json!(r"O'B\x"))),
+        r#"`we"ird` = 'O''B\\x'"#
+    );
+    assert_eq!(
+        c("last order", Op::InLast, Some(json!({"amount": 2, "unit": "weeks"}))),
+        "(`last order` >= (CURRENT_DATE - INTERVAL 14 DAY) AND `last order` < (CURRENT_DATE + INTERVAL 1 DAY))"
+    );
+    assert_eq!(
+        c("seen_at", Op::InNext, Some(json!({"amount": 3, "unit": "months"}))),
+        "(`seen_at` >= CURRENT_DATE AND `seen_at` < (CURRENT_DATE + INTERVAL 3 MONTH + INTERVAL 1 DAY))"
+    );
+    assert_eq!(
+        c("country", Op::Contains, Some(json!("50%"))),
+        "lower(`country`) LIKE '%50!%%' ESCAPE '!'"
+    );
+}

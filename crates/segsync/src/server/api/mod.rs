@@ -3,17 +3,18 @@
 //!
 //! | role | may |
 //! | --- | --- |
-//! | viewer | read exports, runs (and their errors), segments, the connections shared with contributors |
-//! | contributor | also: segments; exports on shared connections (add, edit, run, cancel, pause, remove); profile refresh |
+//! | viewer | read exports, runs (their counts: not the records they could not send, which name people), segments (their counts), the connections shared with contributors |
+//! | contributor | also: segments; the records runs could not send; exports on shared connections (add, edit, preview a run, run, cancel, pause, remove); profile refresh |
 //! | admin | everything: connections, users, tokens of others, profile imports, alert settings, the audit log |
 //!
 //! One file per resource: [`users`] (and tokens), [`connections`], [`segments`],
-//! [`profiles`], [`exports`], [`runs`], [`audit`]. Alert settings are in
+//! [`profiles`], [`exports`] (and [`preview`], a run's plan), [`runs`], [`audit`]. Alert settings are in
 //! [`crate::server::settings`]; login and sessions in [`crate::server::auth`].
 
 pub mod audit;
 pub mod connections;
 pub mod exports;
+pub mod preview;
 pub mod profiles;
 pub mod runs;
 pub mod segments;
@@ -100,6 +101,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/exports/{name}/pause", post(exports::pause_export))
         .route("/api/exports/{name}/resume", post(exports::resume_export))
+        .route("/api/exports/{name}/plan", post(preview::plan_export))
         .route("/api/exports/{name}/runs", post(runs::run_export))
         .route("/api/exports/{name}/cancel", post(runs::cancel_export))
         .route("/api/runs", get(runs::list_runs))

@@ -144,7 +144,8 @@ pub async fn get_run(
     }))
 }
 
-/// Every record a run could not send and why, as CSV (`profile_key,email,reason`); a cell
+/// Every record a run could not send and why, as CSV (`profile_key,email,reason`;
+/// contributors and admins: the records name people, viewers see their count in the run); a cell
 /// that starts like a spreadsheet formula (`=`, `+`, `-`, `@`, tab, carriage return) has a
 /// `'` in front, so that a spreadsheet shows it as text.
 #[utoipa::path(get, path = "/api/runs/{id}/errors", tag = "runs", params(("id" = i64, Path)),
@@ -152,12 +153,16 @@ pub async fn get_run(
         ("Content-Disposition" = String, description = "attachment; filename=\"run-{id}-errors.csv\""),
         ("X-Content-Type-Options" = String, description = "nosniff"),
         ("Cache-Control" = String, description = "no-store"),
-    )), (status = 404, body = ErrorBody)))]
+    )), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn run_errors(
     State(app): State<AppState>,
-    _who: Authed,
+    who: Authed,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
+    who.require(
+        Role::Contributor,
+        "reading the records a run could not send",
+    )?;
     let state = state_of(&app)?;
     state.run(id)?;
     let errors = state.run_errors(id)?;

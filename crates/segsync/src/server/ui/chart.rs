@@ -1,4 +1,5 @@
-//! The chart of an export's page: records sent per run (created and updated, stacked), for
+//! The chart of an export's page: records sent per run (created, updated and removed:
+//! archived or unsubscribed by the removal policy, stacked), for
 //! the last runs, as inline SVG (no script, no external file).
 
 use maud::{html, Markup};
@@ -15,6 +16,7 @@ const BOTTOM: f64 = 30.0;
 
 const CREATED: &str = "#2563eb";
 const UPDATED: &str = "#7dd3fc";
+const REMOVED: &str = "#f59e0b";
 
 /// The top of the scale: four equal steps, each a "round" number (1, 2, 2.5 or 5 times a
 /// power of ten, and whole), together at or above `max`.
@@ -37,6 +39,11 @@ fn scale_top(max: u64) -> u64 {
     }
 }
 
+/// Members a run took out of the audience by the export's removal policy.
+pub fn removed(r: &RunRecord) -> u64 {
+    r.counts.archived + r.counts.unsubscribed
+}
+
 /// `runs` oldest first.
 pub fn records_per_run(runs: &[&RunRecord]) -> Markup {
     if runs.is_empty() {
@@ -44,7 +51,7 @@ pub fn records_per_run(runs: &[&RunRecord]) -> Markup {
     }
     let max = runs
         .iter()
-        .map(|r| r.counts.created + r.counts.updated)
+        .map(|r| r.counts.created + r.counts.updated + removed(r))
         .max()
         .unwrap_or(0);
     let top = scale_top(max);
@@ -55,7 +62,7 @@ pub fn records_per_run(runs: &[&RunRecord]) -> Markup {
     let y = |v: u64| TOP + plot_h - (v as f64 / top as f64) * plot_h;
     let label_every = if slot < 20.0 { 2 } else { 1 };
     let label = format!(
-        "Records sent per run, last {} runs: created and updated",
+        "Records sent per run, last {} runs: created, updated and removed",
         runs.len()
     );
     html! {
@@ -71,15 +78,17 @@ pub fn records_per_run(runs: &[&RunRecord]) -> Markup {
                     @let x = LEFT + slot * i as f64 + (slot - bar) / 2.0;
                     @let c = r.counts.created;
                     @let u = r.counts.updated;
+                    @let d = removed(r);
                     g class="bar" data-run=(r.id) {
-                        title { "Run " (r.id) ": " (num(c)) " created, " (num(u)) " updated (" (r.outcome.as_str()) ")" }
+                        title { "Run " (r.number) ": " (num(c)) " created, " (num(u)) " updated, " (num(d)) " removed (" (r.outcome.as_str()) ")" }
                         rect x=(x) y=(y(c)) width=(bar) height=(y(0) - y(c)) fill=(CREATED) {}
                         rect x=(x) y=(y(c + u)) width=(bar) height=(y(c) - y(c + u)) fill=(UPDATED) {}
-                        @if c + u == 0 {
+                        rect x=(x) y=(y(c + u + d)) width=(bar) height=(y(c + u) - y(c + u + d)) fill=(REMOVED) {}
+                        @if c + u + d == 0 {
                             rect x=(x) y=(y(0) - 1.5) width=(bar) height="1.5" fill="#cbd2d9" {}
                         }
                         @if i % label_every == 0 || i + 1 == runs.len() {
-                            text x=(x + bar / 2.0) y=(HEIGHT - BOTTOM + 16.0) text-anchor="middle" font-size="10" fill="#5f6b7a" { (r.id) }
+                            text x=(x + bar / 2.0) y=(HEIGHT - BOTTOM + 16.0) text-anchor="middle" font-size="10" fill="#5f6b7a" { (r.number) }
                         }
                     }
                 }
@@ -88,6 +97,7 @@ pub fn records_per_run(runs: &[&RunRecord]) -> Markup {
             div class="legend" {
                 span { span class="swatch sw-created" {} "created" }
                 span { span class="swatch sw-updated" {} "updated" }
+                span { span class="swatch sw-removed" {} "removed (archived or unsubscribed)" }
             }
         }
     }

@@ -55,7 +55,7 @@ pub async fn list(
             }
         } @else {
             div class="card table-wrap" {
-                table id="connections" {
+                table class="stack" id="connections" {
                     thead { tr {
                         th { "Display name" } th { "Name" } th { "Kind" } th { "Who can use it" }
                         th { "Data privacy consent" } th { "Export user" } th { "Exports" }
@@ -64,13 +64,13 @@ pub async fn list(
                         @for c in &conns {
                             @let n = used.iter().filter(|(conn, _)| *conn == c.name).count();
                             tr data-connection=(c.name) {
-                                td { a href=(format!("/admin/connections/{}", seg(&c.name))) { strong { (c.display_name) } } }
-                                td { code { (c.name) } }
-                                td { (kind_badge(&c.credential_kind)) }
-                                td { (sharing(c.shared_with_contributors)) }
-                                td { (c.consent_by) br; span class="muted small" { (when(&c.consent_at)) } }
-                                td { (c.export_user.as_deref().unwrap_or("—")) }
-                                td class="num" { (n) }
+                                td data-label="Display name" { a href=(format!("/admin/connections/{}", seg(&c.name))) { strong { (c.display_name) } } }
+                                td data-label="Name" { code { (c.name) } }
+                                td data-label="Kind" { (kind_badge(&c.credential_kind)) }
+                                td data-label="Who can use it" { (sharing(c.shared_with_contributors)) }
+                                td data-label="Data privacy consent" { (c.consent_by) br; span class="muted small" { (when(&c.consent_at)) } }
+                                td data-label="Export user" { (c.export_user.as_deref().unwrap_or("—")) }
+                                td data-label="Exports" class="num" { (n) }
                             }
                         }
                     }
@@ -182,6 +182,8 @@ fn new_page(
     status: StatusCode,
 ) -> Response {
     let oauth_ready = app.config.oauth.is_some();
+    // A refused form without consent marks the checkbox, instead of repeating the statement.
+    let consent_missing = error.is_some() && !f.agree;
     let body = html! {
         form method="post" action="/admin/connections" id="connection-form" autocomplete="off" {
             (csrf(who))
@@ -202,12 +204,15 @@ fn new_page(
                 }
                 (sharing_radios(f.shared))
             }
-            div class="card" {
+            div class=(if consent_missing { "card missing" } else { "card" }) id="privacy" {
                 h2 { "Data privacy and compliance" }
                 p class="statement" id="privacy-statement" { (PRIVACY_STATEMENT) }
                 label class="check" {
-                    input type="checkbox" name="agree" value="yes" checked[f.agree];
+                    input type="checkbox" name="agree" value="yes" checked[f.agree] aria-invalid=[consent_missing.then_some("true")] aria-describedby=[consent_missing.then_some("agree-missing")];
                     span { "I agree" }
+                }
+                @if consent_missing {
+                    p class="field-error" id="agree-missing" { "Tick “I agree” to add the connection." }
                 }
             }
             div class="card" {
@@ -271,6 +276,15 @@ pub async fn create(State(app): State<AppState>, Admin(who): Admin, form: FormDa
             new_page(&app, &who, &f, Some(e.message), e.status)
         }
     };
+    if !f.agree {
+        return Err(new_page(
+            &app,
+            &who,
+            &f,
+            Some("Agree to the data privacy statement below: the connection is added only once you agree to it.".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ));
+    }
     if form.get("connect") == Some("oauth") {
         let req = OAuthRequest {
             name: name.clone(),

@@ -1,4 +1,4 @@
-//! Data > Exports: the list, an export's page (configuration, Run now, Cancel, Pause/Resume,
+//! Data > Exports: the list, an export's page (configuration, Run now, Preview run, Cancel, Pause/Resume,
 //! Edit, Remove, live progress, the chart of records sent and the run history), and the
 //! actions behind its buttons. Running and cancelling go through the API's shared helpers,
 //! the rest through [`crate::ops`].
@@ -102,7 +102,7 @@ pub async fn list(
             }
         } @else {
             div class="card table-wrap" {
-                table id="exports" {
+                table class="stack" id="exports" {
                     thead { tr {
                         th { "Export" } th { "Connection" } th { "Audience" } th { "Segments" }
                         th { "Schedule" } th { "Last run" } th { "Now" }
@@ -110,17 +110,17 @@ pub async fn list(
                     tbody {
                         @for (e, last, running) in &rows {
                             tr data-export=(e.name) {
-                                td { a href=(format!("/exports/{}", seg(&e.name))) { strong { (e.name) } } }
-                                td { (names.get(&e.connection).unwrap_or(&e.connection)) }
-                                td { code { (e.audience_id) } }
-                                td {
+                                td data-label="Export" { a href=(format!("/exports/{}", seg(&e.name))) { strong { (e.name) } } }
+                                td data-label="Connection" { (names.get(&e.connection).unwrap_or(&e.connection)) }
+                                td data-label="Audience" { code { (e.audience_id) } }
+                                td data-label="Segments" {
                                     @for (i, s) in e.segments.iter().enumerate() {
                                         @if i > 0 { ", " }
                                         (s.segment)
                                     }
                                 }
-                                td { (schedule_text(e)) }
-                                td {
+                                td data-label="Schedule" { (schedule_text(e)) }
+                                td data-label="Last run" {
                                     @if let Some(r) = last {
                                         (outcome_badge(r.outcome))
                                         br;
@@ -129,7 +129,7 @@ pub async fn list(
                                         span class="muted" { "never run" }
                                     }
                                 }
-                                td {
+                                td data-label="Now" {
                                     @if let Some(r) = running { (running_cell(r)) } @else { span class="muted" { "—" } }
                                 }
                             }
@@ -163,11 +163,18 @@ fn field_rows(e: &ExportConfig) -> Markup {
     }
 }
 
-fn progress_card(who: &Authed, e: &ExportConfig, r: &ActiveRun, may_edit: bool) -> Markup {
+/// `number`: the run's number among the export's runs, when the history has it already.
+fn progress_card(
+    who: &Authed,
+    e: &ExportConfig,
+    r: &ActiveRun,
+    number: Option<i64>,
+    may_edit: bool,
+) -> Markup {
     html! {
         div class="card" id="progress" {
             div class="card-head" {
-                h2 { "Running now: run " (r.run_id) }
+                h2 { "Running now: " a href=(format!("/runs/{}", r.run_id)) { "run " (number.unwrap_or(r.run_id)) } }
                 @if may_edit && !r.stopping {
                     (layout::post_button(who, &format!("/exports/{}/cancel", seg(&e.name)), "Cancel run", "btn-secondary"))
                 }
@@ -196,36 +203,47 @@ fn progress_card(who: &Authed, e: &ExportConfig, r: &ActiveRun, may_edit: bool) 
     }
 }
 
-fn history_table(state: &StateStore, runs: &[RunRecord]) -> Result<Markup, ApiError> {
+/// `may_see_records`: whether the reader may download the records runs could not send
+/// (they name people: not viewers).
+fn history_table(
+    state: &StateStore,
+    runs: &[RunRecord],
+    may_see_records: bool,
+) -> Result<Markup, ApiError> {
     let mut errors = Vec::with_capacity(runs.len());
     for r in runs {
         errors.push(state.run_error_count(r.id)?);
     }
     Ok(html! {
         div class="table-wrap" {
-            table id="history" {
+            table class="stack" id="history" {
                 thead { tr {
                     th { "Run" } th { "Trigger" } th { "Started" } th { "Took" } th { "Outcome" }
                     th class="num" { "Created" } th class="num" { "Updated" } th class="num" { "Tagged" }
-                    th class="num" { "Failed" } th { "Errors" }
+                    th class="num" title="archived or unsubscribed by the export's removal policy" { "Removed" }
+                    th class="num" title=(super::runs::FAILED_MEANS) { "Failed" }
+                    th title="records not sent (refused or failed), as CSV" { "Errors" }
                 } }
                 tbody {
                     @for (r, n) in runs.iter().zip(&errors) {
                         tr data-run=(r.id) data-outcome=(r.outcome.as_str()) {
-                            td { a href=(format!("/runs/{}", r.id)) { (r.id) } }
-                            td class="small" { (r.trigger) }
-                            td class="small" { (when(&r.started_at)) }
-                            td class="small" { (took(&r.started_at, r.finished_at.as_deref())) }
-                            td {
+                            td data-label="Run" { a href=(format!("/runs/{}", r.id)) { (r.number) } }
+                            td data-label="Trigger" class="small" { (r.trigger) }
+                            td data-label="Started" class="small" { (when(&r.started_at)) }
+                            td data-label="Took" class="small" { (took(&r.started_at, r.finished_at.as_deref())) }
+                            td data-label="Outcome" {
                                 (outcome_badge(r.outcome))
                                 @if let Some(err) = &r.error { br; span class="small muted" { (err) } }
                             }
-                            td class="num" data-count="created" { (num(r.counts.created)) }
-                            td class="num" data-count="updated" { (num(r.counts.updated)) }
-                            td class="num" data-count="tagged" { (num(r.counts.tagged)) }
-                            td class="num" data-count="failed" { (num(r.counts.failed)) }
-                            td {
-                                @if *n > 0 {
+                            td data-label="Created" class="num" data-count="created" { (num(r.counts.created)) }
+                            td data-label="Updated" class="num" data-count="updated" { (num(r.counts.updated)) }
+                            td data-label="Tagged" class="num" data-count="tagged" { (num(r.counts.tagged)) }
+                            td data-label="Removed" class="num" data-count="removed" { (num(chart::removed(r))) }
+                            td data-label="Failed" class="num" data-count="failed" { (num(r.counts.failed)) }
+                            td data-label="Errors" {
+                                @if *n > 0 && !may_see_records {
+                                    (num(*n))
+                                } @else if *n > 0 {
                                     a href=(format!("/api/runs/{}/errors", r.id)) download=(format!("run-{}-errors.csv", r.id)) { (num(*n)) " (CSV)" }
                                 } @else {
                                     span class="muted" { "—" }
@@ -253,7 +271,7 @@ async fn show_page(
     let may_edit = can_edit(&state, who, &e);
     let running = app.runs.running(&e.name);
     let runs = state.runs(Some(&e.name), HISTORY_ROWS).or_page(who)?;
-    let history = history_table(&state, &runs).or_page(who)?;
+    let history = history_table(&state, &runs, who.actor.role >= Role::Contributor).or_page(who)?;
     let chart_runs: Vec<&RunRecord> = runs.iter().take(CHART_RUNS).rev().collect();
     let base = format!("/exports/{}", seg(&e.name));
     let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
@@ -268,6 +286,7 @@ async fn show_page(
                 div class="actions" id="export-actions" {
                     @if running.is_none() {
                         (layout::post_button(who, &format!("{base}/run"), "Run now", "btn-primary"))
+                        a class="btn btn-secondary" id="preview-run" href=(format!("{base}/preview")) { "Preview run" }
                     }
                     @if e.paused {
                         (layout::post_button(who, &format!("{base}/resume"), "Resume", "btn-secondary"))
@@ -280,7 +299,7 @@ async fn show_page(
             }
         }
         @if let Some(r) = &running {
-            (progress_card(who, &e, r, may_edit))
+            (progress_card(who, &e, r, runs.iter().find(|x| x.id == r.run_id).map(|x| x.number), may_edit))
         }
         div class="card" {
             h2 { "Records sent per run" }

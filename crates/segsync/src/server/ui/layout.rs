@@ -19,6 +19,8 @@ pub enum Nav {
     Exports,
     Connections,
     Users,
+    Alerts,
+    Audit,
 }
 
 /// A page being built: its frame around a body.
@@ -150,6 +152,8 @@ fn header(who: Option<&Authed>, nav: Nav) -> Markup {
                             span class="group-label" { "Admin" }
                             (link(Nav::Connections, "/admin/connections", "Connections"))
                             (link(Nav::Users, "/admin/users", "Users"))
+                            (link(Nav::Alerts, "/admin/alerts", "Alerts"))
+                            (link(Nav::Audit, "/admin/audit", "Audit log"))
                         }
                     }
                 }
@@ -449,10 +453,15 @@ progress:not([value])::-webkit-progress-bar{background:repeating-linear-gradient
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px;vertical-align:-1px}
 .sw-created{background:#2563eb}
 .sw-updated{background:#7dd3fc}
+.sw-removed{background:#f59e0b}
+@media (max-width:600px){#attributes,#segment-choice{display:block;overflow-x:auto}table.stack thead{display:none}table.stack,table.stack tbody,table.stack tr,table.stack td{display:block;width:100%}table.stack tr{border-bottom:1px solid #e2e7ef;padding:8px 0}table.stack td{border:none;padding:3px 12px;text-align:left;white-space:normal;overflow-wrap:anywhere}table.stack td[data-label]::before{content:attr(data-label);display:block;font-size:11px;font-weight:600;text-transform:uppercase;letter-spacing:.05em;color:#5f6b7a}table.stack td form.actions{flex-wrap:wrap}}
+#words{margin-top:16px}
+.card.missing{border-color:#e11d48;box-shadow:0 0 0 2px #fecdd3}
+.field-error{color:#b91c1c;font-weight:600;margin:6px 0 0}
 .danger-zone{border-color:#f5c2c2}
 .login-brand{text-align:center;margin-top:56px}
 .login-brand .logo{width:44px;height:44px;font-size:24px;border-radius:11px}
-@media (max-width:760px){header.top{flex-wrap:wrap;height:auto;padding:10px 16px;gap:10px}main{padding:20px 16px}.grid2{grid-template-columns:1fr}dl.summary{grid-template-columns:1fr}}
+@media (max-width:760px){header.top{flex-wrap:wrap;height:auto;padding:10px 16px;gap:10px}header nav{flex-wrap:wrap;flex-basis:100%;order:3;gap:6px 16px}.group{flex-wrap:wrap}header nav a{padding:5px 8px}main{padding:20px 16px}.grid2{grid-template-columns:1fr}dl.summary{grid-template-columns:1fr}}
 .rule-group{border:1px solid #d0d7e2;border-radius:8px;padding:10px;margin:6px 0;background:#fafbfd;min-width:0}
 .rule-group.nested{background:#fff;margin-left:8px}
 .group-head,.group-tools,.cond{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:4px 0}
@@ -465,5 +474,4 @@ progress:not([value])::-webkit-progress-bar{background:repeating-linear-gradient
 .builder-status .live{font-size:18px;margin:8px 0}
 #view-sql pre,#segment-sql pre{white-space:pre-wrap;word-break:break-word}
 .overlaps{margin:6px 0;padding-left:18px}
-@media (max-width:760px){nav{flex-wrap:wrap;gap:8px;min-width:0}nav .group{flex-wrap:wrap}}
 "#;

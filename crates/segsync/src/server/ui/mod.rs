@@ -25,9 +25,11 @@ mod connections;
 mod export_form;
 mod exports;
 mod layout;
+mod preview;
 mod runs;
 mod segments;
 mod session;
+mod settings;
 mod users;
 
 use axum::body::Bytes;
@@ -72,6 +74,12 @@ pub fn routes() -> Router<AppState> {
             "/admin/connections/{name}/remove",
             get(connections::remove_confirm).post(connections::remove),
         )
+        .route(
+            "/admin/alerts",
+            get(settings::alerts_page).post(settings::alerts_save),
+        )
+        .route("/admin/alerts/test", post(settings::alerts_test))
+        .route("/admin/audit", get(settings::audit_page))
         .route("/admin/users", get(users::list).post(users::add))
         .route("/admin/users/{name}/role", post(users::role))
         .route("/admin/users/{name}/password", post(users::password))
@@ -98,6 +106,7 @@ pub fn routes() -> Router<AppState> {
             "/exports/{name}/edit",
             get(export_form::edit_form).post(export_form::edit_submit),
         )
+        .route("/exports/{name}/preview", get(preview::show))
         .route("/exports/{name}/run", post(exports::run_now))
         .route("/exports/{name}/cancel", post(exports::cancel))
         .route("/exports/{name}/pause", post(exports::pause))
@@ -298,6 +307,20 @@ pub fn error_page(who: Option<&Authed>, e: &ApiError) -> Response {
     };
     let page = layout::Page::new(who, layout::Nav::None, title).render(body);
     (e.status, page).into_response()
+}
+
+/// The page of a path no route has (the server's fallback outside `/api/`), in words a
+/// person understands, with the way back.
+pub async fn page_not_found() -> Response {
+    let body = maud::html! {
+        div class="card" {
+            p class="lead" id="error-message" { "There is no page at this address." }
+            p class="muted" { "The link may be old, or the export, segment or run it named may have been removed." }
+            p { a class="btn btn-secondary" href="/exports" { "Go to exports" } }
+        }
+    };
+    let page = layout::Page::new(None, layout::Nav::None, "Page not found").render(body);
+    security_headers((StatusCode::NOT_FOUND, page).into_response()).await
 }
 
 /// The 403 page of every `/admin` page for people who are not admins.

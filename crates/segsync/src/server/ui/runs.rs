@@ -1,5 +1,6 @@
 //! A run's page: what triggered it, its outcome and every count, live progress while it
-//! runs, and the first records it could not send (all of them as CSV).
+//! runs, and the first records it could not send (all of them as CSV); viewers see how many
+//! records were not sent, not whose.
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -8,6 +9,29 @@ use maud::html;
 use super::layout::{outcome_badge, Nav, Page};
 use super::{num, seg, state_of, took, when, OrPage, PageResult, User};
 use crate::server::AppState;
+use crate::state::{Outcome, Role, RunRecord};
+
+/// The words of a run's counts that a reader may take for one another, defined where they
+/// appear (the run page; the history's column titles).
+pub const REFUSED_MEANS: &str =
+    "not sent: segsync found the record unusable before sending (an invalid address, a value Mailchimp cannot take)";
+pub const FAILED_MEANS: &str =
+    "sent, but Mailchimp did not take it; its answer says why (see the records not sent)";
+pub const SKIPPED_MEANS: &str =
+    "left alone on purpose: the address is a member Mailchimp cleaned or that was archived, whom no run brings back";
+pub const DEFERRED_MEANS: &str =
+    "refused by Mailchimp for now only (too many recent sign-ups): not a failure, the next run sends it again";
+const WORDS: [(&str, &str); 4] = [
+    ("refused", REFUSED_MEANS),
+    ("failed", FAILED_MEANS),
+    ("skipped", SKIPPED_MEANS),
+    ("deferred", DEFERRED_MEANS),
+];
+
+fn meaning(count: &str) -> Option<&'static str> {
+    let word = count.split(' ').next().unwrap_or(count);
+    WORDS.iter().find(|(w, _)| *w == word).map(|(_, m)| *m)
+}
 
 /// Records not sent shown on the page (the CSV has them all).
 const ERROR_ROWS: usize = 100;
@@ -30,7 +54,13 @@ pub async fn show(
     let state = state_of(&app).or_page(&who)?;
     let run = state.run(id).or_page(&who)?;
     let total_errors = state.run_error_count(id).or_page(&who)?;
-    let errors = state.run_errors_head(id, ERROR_ROWS).or_page(&who)?;
+    // The records name people: viewers see how many there are, not who.
+    let may_see_records = who.actor.role >= Role::Contributor;
+    let errors = if may_see_records {
+        state.run_errors_head(id, ERROR_ROWS).or_page(&who)?
+    } else {
+        Vec::new()
+    };
     let live = app.runs.progress(id);
     let c = &run.counts;
     let mut counts: Vec<(&str, u64)> = vec![
@@ -85,6 +115,7 @@ pub async fn show(
         div class="card" {
             h2 { "Run" }
             dl class="summary" {
+                dt { "Number" } dd id="run-number" { (run.number) " of export " (run.export) " (run " (run.id) " of this installation)" }
                 dt { "Trigger" } dd { (run.trigger) }
                 dt { "Started" } dd { (when(&run.started_at)) }
                 dt { "Finished" } dd { (run.finished_at.as_deref().map(when).unwrap_or_else(|| "—".into())) }
@@ -99,29 +130,41 @@ pub async fn show(
             h2 { "Counts" }
             div class="stats" id="counts" {
                 @for (k, v) in counts {
-                    div class="stat" { div class="v" { (num(v)) } div class="k" { (k) } }
+                    div class="stat" title=[meaning(k)] { div class="v" { (num(v)) } div class="k" { (k) } }
+                }
+            }
+            dl class="summary small" id="words" {
+                @for (word, means) in WORDS {
+                    @if word != "deferred" || c.deferred > 0 {
+                        dt { (word) } dd { (means) }
+                    }
                 }
             }
         }
         div class="card" {
             div class="card-head" {
                 h2 { "Records not sent" }
-                @if total_errors > 0 {
+                @if total_errors > 0 && may_see_records {
                     a class="btn btn-secondary btn-small" href=(format!("/api/runs/{id}/errors")) download=(format!("run-{id}-errors.csv")) { "Download all as CSV" }
                 }
             }
-            @if errors.is_empty() {
-                p class="muted" { "None: every record was delivered or left unchanged." }
+            @if total_errors == 0 {
+                p class="muted" id="no-errors" { (no_errors_text(&run)) }
+            } @else if !may_see_records {
+                p id="errors-count" {
+                    (num(total_errors)) @if total_errors == 1 { " record was" } @else { " records were" } " not sent."
+                }
+                p class="muted small" { "Viewers see the count only: the records hold personal data." }
             } @else {
                 @if total_errors > errors.len() as u64 {
                     p class="muted small" { "The first " (errors.len()) " of " (num(total_errors)) "." }
                 }
                 div class="table-wrap" {
-                    table id="run-errors" {
+                    table class="stack" id="run-errors" {
                         thead { tr { th { "Profile" } th { "Email" } th { "Reason" } } }
                         tbody {
                             @for e in &errors {
-                                tr { td { code { (e.profile_key) } } td { (e.email) } td { (e.reason) } }
+                                tr { td data-label="Profile" { code { (e.profile_key) } } td data-label="Email" { (e.email) } td data-label="Reason" { (e.reason) } }
                             }
                         }
                     }
@@ -129,8 +172,30 @@ pub async fn show(
             }
         }
     };
-    Ok(Page::new(Some(&who), Nav::Exports, format!("Run {id}"))
-        .refresh(live.map(|_| (2, format!("/runs/{id}"))))
-        .render(body)
-        .into_response())
+    Ok(Page::new(
+        Some(&who),
+        Nav::Exports,
+        format!("Run {} of {}", run.number, run.export),
+    )
+    .refresh(live.map(|_| (2, format!("/runs/{id}"))))
+    .render(body)
+    .into_response())
+}
+
+/// What the page says of a run without a record it could not send: only a run that ended
+/// well delivered everything.
+fn no_errors_text(run: &RunRecord) -> &'static str {
+    match (run.outcome, run.finished_at.is_some()) {
+        (_, false) => "None so far.",
+        (Outcome::Failed, true) => {
+            "None was refused, but the run failed before it had sent everything (the error is above); the next run sends the rest."
+        }
+        (Outcome::Cancelled, true) => {
+            "None was refused, but the run was cancelled before it had sent everything; the next run sends the rest."
+        }
+        (Outcome::Interrupted, true) => {
+            "None was refused, but the run was interrupted before it had sent everything; the next run sends the rest."
+        }
+        _ => "None: every record was delivered or left unchanged.",
+    }
 }

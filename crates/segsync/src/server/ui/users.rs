@@ -47,14 +47,14 @@ fn page(
     let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
     let body = html! {
         div class="card table-wrap" {
-            table id="users" {
+            table class="stack" id="users" {
                 thead { tr { th { "Name" } th { "Role" } th { "Since" } th { "Password" } th {} } }
                 tbody {
                     @for u in &users {
                         @let base = format!("/admin/users/{}", seg(&u.name));
                         tr data-user=(u.name) {
-                            td { strong { (u.name) } @if u.name == who.actor.name { " " span class="badge badge-muted" { "you" } } }
-                            td {
+                            td data-label="Name" { strong { (u.name) } @if u.name == who.actor.name { " " span class="badge badge-muted" { "you" } } }
+                            td data-label="Role" {
                                 form method="post" action=(format!("{base}/role")) class="actions" {
                                     (csrf(who))
                                     select name="role" aria-label=(format!("Role of {}", u.name)) {
@@ -65,8 +65,8 @@ fn page(
                                     button type="submit" class="btn btn-secondary btn-small" { "Change" }
                                 }
                             }
-                            td class="muted small" { (when(&u.created_at)) }
-                            td {
+                            td data-label="Since" class="muted small" { (when(&u.created_at)) }
+                            td data-label="Password" {
                                 form method="post" action=(format!("{base}/password")) class="actions" autocomplete="off" {
                                     (csrf(who))
                                     @if u.name == who.actor.name {
@@ -76,7 +76,7 @@ fn page(
                                     button type="submit" class="btn btn-secondary btn-small" { "Set" }
                                 }
                             }
-                            td { a class="btn btn-secondary btn-small" href=(format!("{base}/remove")) { "Remove" } }
+                            td data-label="Remove" { a class="btn btn-secondary btn-small" href=(format!("{base}/remove")) { "Remove" } }
                         }
                     }
                 }

@@ -54,7 +54,9 @@ const TAG_LOCK_CLASS: i32 = 0x7365_6701;
 const CONNECTION_COLUMNS: &str = "name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at";
 const PROFILE_SOURCE_COLUMNS: &str =
     "name, kind, sealed_url, relation_kind, relation, key_column, email_hint, created_at";
-const RUN_COLUMNS: &str = "id, export, trigger, started_at, finished_at, outcome, counts, error";
+/// A run's columns, and its number among its export's runs (`runs_by_export` answers it).
+const RUN_COLUMNS: &str = "id, export, trigger, started_at, finished_at, outcome, counts, error, \
+     (SELECT count(*) FROM runs r2 WHERE r2.export = runs.export AND r2.id <= runs.id)";
 const QUEUE_COLUMNS: &str =
     "id, export, trigger, requested_by, tick, requested_at, state, worker, lease_until, run_id";
 const SNAPSHOT_COLUMNS: &str = "key, email, fingerprint, tags, status, owned, profiles";
@@ -168,6 +170,7 @@ fn run_row(r: &Row) -> Result<RunRecord> {
         outcome: Outcome::parse(&outcome),
         counts: serde_json::from_str(&counts).unwrap_or_default(),
         error: get(r, 7)?,
+        number: get(r, 8)?,
     })
 }
 

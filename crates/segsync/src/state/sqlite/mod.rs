@@ -101,6 +101,10 @@ fn profile_source_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProfileSou
     })
 }
 
+/// A run's columns, and its number among its export's runs (`runs_by_export` answers it).
+pub(super) const RUN_COLUMNS: &str =
+    "id, export, trigger, started_at, finished_at, outcome, counts, error, \
+     (SELECT count(*) FROM runs r2 WHERE r2.export = runs.export AND r2.id <= runs.id)";
 const QUEUE_COLUMNS: &str =
     "id, export, trigger, requested_by, tick, requested_at, state, worker, lease_until, run_id";
 
@@ -189,6 +193,7 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         outcome: Outcome::parse(&outcome),
         counts: serde_json::from_str(&counts).unwrap_or_default(),
         error: r.get(7)?,
+        number: r.get(8)?,
     })
 }
 

@@ -88,7 +88,7 @@ impl RunStore for SqliteState {
 
     fn runs(&self, export: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
         let mut st = self.conn.prepare(
-            "SELECT id, export, trigger, started_at, finished_at, outcome, counts, error FROM runs WHERE (?1 IS NULL OR export = ?1) ORDER BY id DESC LIMIT ?2",
+            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR export = ?1) ORDER BY id DESC LIMIT ?2"),
         )?;
         let rows = st
             .query_map(params![export, limit as i64], run_from_row)?
@@ -98,7 +98,11 @@ impl RunStore for SqliteState {
 
     fn run(&self, id: i64) -> Result<RunRecord> {
         self.conn
-            .query_row("SELECT id, export, trigger, started_at, finished_at, outcome, counts, error FROM runs WHERE id = ?1", [id], run_from_row)
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                [id],
+                run_from_row,
+            )
             .optional()?
             .ok_or_else(|| msg::no_run(id))
     }

@@ -48,6 +48,49 @@ pub fn write_pg_table(db: &TestDb, profiles: &[Profile]) {
     }
 }
 
+// --- MySQL / MariaDB ---
+
+#[path = "../../support/mysql.rs"]
+mod mysql_support;
+#[allow(unused_imports)]
+pub use mysql_support::{MyTestDb, READER_PASSWORD};
+
+/// Writes `profiles` into a new table `customers` of `db`, with the columns of the CSV the
+/// other tests import (lifetime_value as DECIMAL, updated_at as DATETIME), in batches.
+pub fn write_mysql_table(db: &MyTestDb, profiles: &[Profile]) {
+    use mysql::prelude::Queryable;
+    let mut conn = db.conn();
+    conn.query_drop(
+        "CREATE TABLE customers (
+             customer_id VARCHAR(20) PRIMARY KEY, email VARCHAR(200), first_name VARCHAR(100),
+             last_name VARCHAR(100), city VARCHAR(100), country CHAR(2),
+             lifetime_value DECIMAL(10,2), updated_at DATETIME NULL
+         ) CHARACTER SET utf8mb4",
+    )
+    .expect("create customers");
+    for chunk in profiles.chunks(1000) {
+        let mut sql = String::from("INSERT INTO customers VALUES ");
+        let mut values: Vec<mysql::Value> = Vec::with_capacity(chunk.len() * 8);
+        for (i, p) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?)");
+            values.extend([
+                p.id.clone().into(),
+                p.email.clone().into(),
+                p.first.clone().into(),
+                p.last.clone().into(),
+                p.city.clone().into(),
+                p.country.clone().into(),
+                p.ltv.into(),
+                p.updated_at.trim_end_matches('Z').replace('T', " ").into(),
+            ]);
+        }
+        conn.exec_drop(sql, values).expect("insert customers");
+    }
+}
+
 // --- the simulator ---
 
 /// A simulator with one account, serving on a free port from its own runtime.
