@@ -29,6 +29,7 @@ pub mod ops;
 pub mod pg;
 pub mod pg_tls;
 pub mod profiles;
+pub mod rules;
 pub mod schedule;
 pub mod secrets;
 pub mod server;

@@ -328,6 +328,37 @@ fn connections_segments_sources_exports(_env: &Env, s: &mut StateStore) {
         s.segment("high-value").unwrap().predicate,
         "lifetime_value > 600"
     );
+    // A segment built from a rule keeps the rule next to its SQL; SQL written over it drops
+    // the rule (it no longer says what the predicate does).
+    let rule = r#"{"condition":{"column":"country","op":"is","value":"RO"}}"#;
+    s.add_segment_with("romania", "\"country\" = 'RO'", Some(rule), None)
+        .unwrap();
+    let ro = s.segment("romania").unwrap();
+    assert_eq!(
+        (ro.predicate.as_str(), ro.rule.as_deref()),
+        ("\"country\" = 'RO'", Some(rule))
+    );
+    assert_eq!(s.segment("high-value").unwrap().rule, None);
+    let rule2 = r#"{"condition":{"column":"country","op":"is","value":"FR"}}"#;
+    s.set_segment_definition("romania", "\"country\" = 'FR'", Some(rule2))
+        .unwrap();
+    let ro = s.segment("romania").unwrap();
+    assert_eq!(
+        (ro.predicate.as_str(), ro.rule.as_deref()),
+        ("\"country\" = 'FR'", Some(rule2))
+    );
+    s.set_segment_predicate("romania", "country = 'FR'")
+        .unwrap();
+    assert_eq!(s.segment("romania").unwrap().rule, None);
+    assert_eq!(
+        s.set_segment_definition("nope", "1", Some(rule))
+            .unwrap_err()
+            .to_string(),
+        s.set_segment_predicate("nope", "1")
+            .unwrap_err()
+            .to_string()
+    );
+    s.remove_segment("romania").unwrap();
     // A source in use stays; unused, it goes.
     let e = s.remove_profile_source("warehouse").unwrap_err();
     assert_eq!(
@@ -1247,9 +1278,10 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 /// A PostgreSQL database taken back to version 1, with the same segment and run.
 const BACK_TO_V1_POSTGRES: &str = r#"
-DELETE FROM schema_migrations WHERE version IN (2, 3, 4);
+DELETE FROM schema_migrations WHERE version IN (2, 3, 4, 5);
 DROP TABLE profile_sources, leases, run_queue, account_slots;
 ALTER TABLE connections DROP COLUMN account_id, DROP COLUMN slot_budget;
+ALTER TABLE segments DROP COLUMN rule;
 ALTER TABLE snapshot DROP COLUMN profiles;
 ALTER TABLE segments DROP COLUMN source;
 INSERT INTO segments VALUES ('old', 'country = ''RO''', '2026-01-01T00:00:00Z');
@@ -1259,10 +1291,10 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 fn migrations(env: &Env, s: &mut StateStore) {
     // Opening again, or migrating, changes nothing.
-    assert_eq!(s.schema_version().unwrap(), 4);
-    assert_eq!(schema_version(&env.url).unwrap(), (4, 4));
+    assert_eq!(s.schema_version().unwrap(), 5);
+    assert_eq!(schema_version(&env.url).unwrap(), (5, 5));
     let report = migrate(&env.url).unwrap();
-    assert_eq!((report.from_version, report.to_version), (4, 4));
+    assert_eq!((report.from_version, report.to_version), (5, 5));
     assert!(report.applied.is_empty());
     s.add_segment("kept", "1 = 1").unwrap();
     drop(env.reopen());
@@ -1270,7 +1302,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
 
     // A fresh store, migrated by several processes at once: each migration applied once.
     let fresh = env.new_url(env.kind);
-    assert_eq!(schema_version(&fresh).unwrap(), (0, 4));
+    assert_eq!(schema_version(&fresh).unwrap(), (0, 5));
     let racers: Vec<_> = (0..3)
         .map(|_| {
             let url = fresh.clone();
@@ -1284,7 +1316,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     applied.sort();
     assert_eq!(
         applied.iter().map(|a| a.0).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4],
+        vec![1, 2, 3, 4, 5],
         "{applied:?}"
     );
     assert!(applied.iter().all(|a| !a.1.is_empty()));
@@ -1309,12 +1341,13 @@ fn migrations(env: &Env, s: &mut StateStore) {
     };
     assert_eq!(schema_version(&old).unwrap().0, expected_from);
     let upgraded = StateStore::open_url(&old).unwrap();
-    assert_eq!(upgraded.schema_version().unwrap(), 4);
+    assert_eq!(upgraded.schema_version().unwrap(), 5);
     let seg = upgraded.segment("old").unwrap();
     assert_eq!(
         (seg.predicate.as_str(), seg.source),
         ("country = 'RO'", None)
     );
+    assert_eq!(seg.rule, None);
     assert_eq!(upgraded.run(1).unwrap().outcome, Outcome::Succeeded);
     assert_eq!(upgraded.start_run("e", "manual").unwrap(), 2);
     assert!(upgraded
@@ -1329,7 +1362,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(names.len(), 4);
+        assert_eq!(names.len(), 5);
     }
 }
 

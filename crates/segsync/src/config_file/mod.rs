@@ -39,6 +39,13 @@
 //! where = "lifetime_value > 500"           # a SQL predicate over the profile columns
 //! # source = "crm"                         # a PostgreSQL profile source (default: imported profiles)
 //!
+//! [[segment]]
+//! name = "recent-romania"                  # or the condition as a rule (see `crate::rules`)
+//! rule = { all = [
+//!   { condition = { column = "country", op = "is", value = "RO" } },
+//!   { condition = { column = "last_order", op = "in_last", value = { amount = 90, unit = "days" } } },
+//! ] }
+//!
 //! [[export]]
 //! name = "newsletter"
 //! connection = "mailchimp"                 # in this file or already in the installation
@@ -98,7 +105,9 @@ mod testkit;
 pub use dump::{quote, render};
 pub use model::{ConfigFile, ConnectionSpec, ExportSpec, ScheduleSpec, SegmentRef, SegmentSpec};
 pub use parse::parse;
-pub use plan::{plan, Action, Checks, Installation, Kind, Op, Options, Plan, PredicateCheck, Step};
+pub use plan::{
+    plan, Action, Checks, Installation, Kind, Op, Options, Plan, PredicateCheck, RuleColumns, Step,
+};
 pub use plan_export::export_changes;
 pub use secrets::{check_credential, SecretSource};
 pub use source::{Problem, Source};

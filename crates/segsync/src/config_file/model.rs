@@ -62,9 +62,13 @@ pub struct ConnectionSpec {
 pub struct SegmentSpec {
     /// What the installation knows it by, and what exports name in `segments`.
     pub name: Spanned<String>,
-    /// `where`: a SQL predicate over the profile columns of its source.
-    #[serde(rename = "where")]
-    pub predicate: Spanned<String>,
+    /// `where`: a SQL predicate over the profile columns of its source (or give `rule`).
+    #[serde(rename = "where", default)]
+    pub predicate: Option<Spanned<String>>,
+    /// `rule`: the condition as a structured rule (see [`crate::rules::Rule`]), compiled to
+    /// the predicate (or give `where`).
+    #[serde(default)]
+    pub rule: Option<Spanned<crate::rules::Rule>>,
     /// A PostgreSQL or MySQL profile source (`segsync profiles source add`); absent: the imported
     /// profiles.
     #[serde(default)]

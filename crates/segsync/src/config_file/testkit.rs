@@ -67,12 +67,14 @@ pub(super) fn installation() -> Installation {
                 name: "romania".into(),
                 predicate: "country = 'RO'".into(),
                 source: None,
+                rule: None,
                 created_at: "x".into(),
             },
             SegmentRecord {
                 name: "high-value".into(),
                 predicate: "lifetime_value > 500 AND note <> \"a\\b\"".into(),
                 source: None,
+                rule: None,
                 created_at: "x".into(),
             },
         ],
@@ -131,5 +133,6 @@ pub(super) fn installation() -> Installation {
         .map(|s| s.to_string())
         .collect(),
         source_columns: BTreeMap::new(),
+        rule_columns: BTreeMap::new(),
     }
 }

@@ -37,8 +37,8 @@ mod mysql;
 mod ndjson_input;
 mod parquet_input;
 mod pg_calls;
-mod postgres;
-mod predicate;
+pub(crate) mod postgres;
+pub(crate) mod predicate;
 mod typecheck;
 mod typing;
 

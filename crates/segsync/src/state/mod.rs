@@ -144,6 +144,10 @@ pub struct SegmentRecord {
     /// The profile source the predicate runs over; `None` is the embedded profile store.
     #[serde(default)]
     pub source: Option<String>,
+    /// The structured rule (JSON, see [`crate::rules::Rule`]) the predicate was compiled
+    /// from; `None` for a predicate written as SQL.
+    #[serde(default)]
+    pub rule: Option<String>,
 }
 
 /// A profile column sent as a merge field.

@@ -40,10 +40,26 @@ pub trait SegmentStore {
         self.add_segment_from(name, predicate, None)
     }
     /// A segment over `source` (a profile source's name; `None`: the embedded store).
-    fn add_segment_from(&self, name: &str, predicate: &str, source: Option<&str>) -> Result<()>;
+    fn add_segment_from(&self, name: &str, predicate: &str, source: Option<&str>) -> Result<()> {
+        self.add_segment_with(name, predicate, None, source)
+    }
+    /// A segment with the structured rule (JSON) its predicate was compiled from, if any.
+    fn add_segment_with(
+        &self,
+        name: &str,
+        predicate: &str,
+        rule: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<()>;
     fn segment(&self, name: &str) -> Result<SegmentRecord>;
     fn segments(&self) -> Result<Vec<SegmentRecord>>;
-    fn set_segment_predicate(&self, name: &str, predicate: &str) -> Result<()>;
+    /// A predicate written as SQL: any rule it was compiled from is dropped.
+    fn set_segment_predicate(&self, name: &str, predicate: &str) -> Result<()> {
+        self.set_segment_definition(name, predicate, None)
+    }
+    /// The predicate and the rule (JSON) it was compiled from, together.
+    fn set_segment_definition(&self, name: &str, predicate: &str, rule: Option<&str>)
+        -> Result<()>;
     /// Refused while an export uses the segment.
     fn remove_segment(&self, name: &str) -> Result<()>;
     fn add_profile_source(&self, s: &ProfileSourceRecord) -> Result<()>;

@@ -12,6 +12,7 @@ mod alerts;
 mod api;
 mod browser;
 mod budget;
+mod builder;
 mod contract;
 mod hardening;
 mod oauth;

@@ -25,6 +25,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             "connection budgets: each connection's Mailchimp account and slot budget, slot leases",
         sql: POSTGRES_V4,
     },
+    Migration {
+        version: 5,
+        name: "the structured rule a segment was built from, next to its SQL",
+        sql: POSTGRES_V5,
+    },
 ];
 
 /// The account a connection's credential belongs to (learned from the API root), the
@@ -43,6 +48,8 @@ CREATE TABLE account_slots (
 "#;
 
 const POSTGRES_V3: &str = "ALTER TABLE snapshot ADD COLUMN profiles TEXT;";
+
+const POSTGRES_V5: &str = "ALTER TABLE segments ADD COLUMN rule TEXT;";
 
 const POSTGRES_V1: &str = r#"
 CREATE TABLE connections (

@@ -143,6 +143,7 @@ fn segment_row(r: &Row) -> Result<SegmentRecord> {
         predicate: get(r, 1)?,
         created_at: get(r, 2)?,
         source: get(r, 3)?,
+        rule: get(r, 4)?,
     })
 }
 

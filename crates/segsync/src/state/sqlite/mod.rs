@@ -83,6 +83,7 @@ fn segment_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRecord> {
         predicate: r.get(1)?,
         created_at: r.get(2)?,
         source: r.get(3)?,
+        rule: r.get(4)?,
     })
 }
 
