@@ -55,7 +55,7 @@ pub struct ColumnStats {
 
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct TopValue {
-    #[schema(value_type = Object)]
+    /// The value as the column holds it: text, a number or a boolean.
     pub value: Value,
     pub count: u64,
 }
