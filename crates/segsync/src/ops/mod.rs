@@ -41,7 +41,10 @@ pub use profiles::{
     import_profiles, import_upload, profile_source, refresh_profiles, ProfileSource,
 };
 pub use segments::{add_segment, remove_segment, update_segment, Counted};
-pub use sources::{add_source, list_sources, remove_source, AddedSource, SourceInput, SourceKind};
+pub use sources::{
+    add_source, list_sources, remove_source, source_status, status_of, AddedSource, SourceInput,
+    SourceKind, SourceStatus,
+};
 pub use users::{
     add_user, create_token, hash_password, new_token_value, remove_user, revoke_token,
     set_password, set_role, token_hash, verify_password,

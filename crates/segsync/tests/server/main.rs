@@ -7,6 +7,10 @@
 #[path = "../cli_e2e/common/mod.rs"]
 mod common;
 mod harness;
+#[path = "../support/mysql.rs"]
+mod mysql_support;
+#[path = "../support/pg.rs"]
+mod pg_support;
 
 mod alerts;
 mod api;
@@ -19,4 +23,5 @@ mod roles;
 mod schedule;
 mod secrets;
 mod shutdown;
+mod sources;
 mod workers;

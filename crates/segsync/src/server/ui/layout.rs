@@ -16,6 +16,7 @@ pub const NOTICE_CHARS: usize = 400;
 pub enum Nav {
     None,
     Segments,
+    Sources,
     Exports,
     Connections,
     Users,
@@ -138,6 +139,7 @@ fn header(who: Option<&Authed>, nav: Nav) -> Markup {
                     div class="group" {
                         span class="group-label" { "Data" }
                         (link(Nav::Segments, "/segments", "Segments"))
+                        (link(Nav::Sources, "/sources", "Sources"))
                         (link(Nav::Exports, "/exports", "Exports"))
                     }
                     @if who.actor.role == Role::Admin {
