@@ -163,6 +163,35 @@ impl Client {
         }
     }
 
+    /// `GET /` (the API root, `/3.0`): the id of the Mailchimp account the credential belongs to. Two
+    /// credentials of one account (keys, OAuth tokens) share its connection limit, so segsync
+    /// keeps one connection budget per account id.
+    pub async fn account_id(&self) -> Result<String, Error> {
+        #[derive(serde::Deserialize)]
+        struct Root {
+            account_id: String,
+        }
+        let call = Call::new(Endpoint::Root, Method::GET, Vec::new()).query("fields", "account_id");
+        let root: Root = self.get(call).await?;
+        if root.account_id.trim().is_empty() {
+            return Err(Error::UnexpectedAnswer {
+                endpoint: Endpoint::Root.as_str(),
+                message: "the API root names no account_id".into(),
+            });
+        }
+        Ok(root.account_id)
+    }
+
+    /// How long ago the client was made (what its slot time is averaged over).
+    pub fn age(&self) -> std::time::Duration {
+        self.service.age()
+    }
+
+    /// The connection budget this client's requests take their slots from.
+    pub fn budget(&self) -> &Arc<crate::budget::AccountBudget> {
+        self.service.budget()
+    }
+
     /// `GET /lists`, every page: the audiences the credential can see.
     pub async fn lists(&self) -> Result<Vec<ListInfo>, Error> {
         let mut out = Vec::new();

@@ -205,6 +205,10 @@ pub struct ClientConfig {
     /// How long one attempt may take, from sending to the last byte of the answer.
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// The connection budget of the account, shared with the other clients of the account
+    /// ([`crate::budget::Budgets`]); `None`: a budget of the client's own, of `max_in_flight`
+    /// slots. Either way `max_in_flight` also caps this client's share.
+    pub budget: Option<std::sync::Arc<crate::budget::AccountBudget>>,
 }
 
 impl ClientConfig {
@@ -218,6 +222,7 @@ impl ClientConfig {
             max_in_flight: MAILCHIMP_MAX_IN_FLIGHT,
             timeout: MAILCHIMP_TIMEOUT,
             retry: RetryPolicy::default(),
+            budget: None,
         }
     }
 

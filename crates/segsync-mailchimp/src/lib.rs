@@ -4,8 +4,11 @@
 //! - [`config`]: the credential (API key or OAuth token, never shown, of a [`CredentialKind`]),
 //!   base URL and limits; [`ClientConfig::for_connection`] is the one way from a stored
 //!   connection to a client.
-//! - [`service`]: the request stack every call goes through, outermost first: concurrency
-//!   limit (10 in flight, Mailchimp's per-user cap), retry, timeout, HTTP.
+//! - [`service`]: the request stack every call goes through, outermost first: retry, a slot
+//!   of the account's connection budget per attempt, timeout, HTTP.
+//! - [`budget`]: the connection budget of a Mailchimp account (Mailchimp allows 10 requests
+//!   in flight per user), shared by every client of the account, fair between them, adaptive
+//!   to refusals, and across processes through leases.
 //! - [`retry`]: the retry decision ([`retry::decide`]) and policy, apart from the backoff
 //!   mechanics.
 //! - [`error`]: one [`Error`] type, each kind retryable or permanent, messages that say what
@@ -33,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod budget;
 pub mod client;
 pub mod config;
 pub mod encoder;
@@ -45,6 +49,7 @@ pub mod stats;
 pub mod targets;
 pub mod types;
 
+pub use budget::{AccountBudget, BudgetView, Budgets, SlotLeases, DEFAULT_SLOT_BUDGET};
 pub use client::{Client, MAX_BATCH_MEMBERS, MAX_TAG_CHANGES, PAGE_SIZE};
 pub use config::{default_base_url, ClientConfig, Credential, CredentialKind, RetryPolicy};
 pub use error::{Error, FieldError, Problem};

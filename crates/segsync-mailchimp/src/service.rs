@@ -1,10 +1,12 @@
 //! The request stack every call goes through, outermost layer first:
 //!
-//! 1. **concurrency limit**: a semaphore of `max_in_flight` permits (Mailchimp allows 10
-//!    connections per user), taken before the first attempt and held until the last byte of
-//!    the final answer, retries and waits included, so the client never has more requests
-//!    open than Mailchimp allows and waits in turn (the semaphore is fair) when it has;
-//! 2. **retry**: [`retry::run`], which asks [`retry::decide`] after each failure;
+//! 1. **retry**: [`retry::run`], which asks [`retry::decide`] after each failure;
+//! 2. **connection budget**: each attempt takes a slot of the account's
+//!    [budget](crate::budget) (shared by every client of the account in the process, and
+//!    across processes through leases) and holds it until the last byte of its answer, so
+//!    the account never has more requests open than its budget, and a request waiting to
+//!    retry holds none; the client's own `max_in_flight` caps its share. A refusal for load
+//!    shrinks the budget, successes grow it back;
 //! 3. **timeout**: each attempt, from sending to the last byte of the answer;
 //! 4. **HTTP**: reqwest, with the credential in a sensitive `Authorization` header, no
 //!    redirects followed (Mailchimp's API does not redirect; following one could carry the
@@ -21,9 +23,9 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use secrecy::zeroize::Zeroizing;
 use secrecy::ExposeSecret;
-use tokio::sync::Semaphore;
 use url::Url;
 
+use crate::budget::{AccountBudget, BudgetParty};
 use crate::config::{ClientConfig, Credential, RetryPolicy};
 use crate::error::Error;
 use crate::retry::{self, Attempts};
@@ -80,11 +82,13 @@ pub(crate) struct Service {
     base: Url,
     /// `Basic ...` or `Bearer ...`, marked sensitive.
     auth: HeaderValue,
-    limit: Semaphore,
+    /// This client's place in its account's connection budget.
+    party: BudgetParty,
     max_in_flight: usize,
     timeout: Duration,
     retry: RetryPolicy,
     stats: Arc<ClientStats>,
+    created: std::time::Instant,
 }
 
 impl std::fmt::Debug for Service {
@@ -143,11 +147,16 @@ impl Service {
             http,
             base,
             auth: authorization(&config.credential)?,
-            limit: Semaphore::new(config.max_in_flight),
+            party: config
+                .budget
+                .clone()
+                .unwrap_or_else(|| AccountBudget::private(config.max_in_flight))
+                .join(config.max_in_flight),
             max_in_flight: config.max_in_flight,
             timeout: config.timeout,
             retry: config.retry.clone(),
             stats: Arc::new(ClientStats::default()),
+            created: std::time::Instant::now(),
         })
     }
 
@@ -157,6 +166,15 @@ impl Service {
 
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight
+    }
+
+    /// How long ago the service was made.
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+
+    pub fn budget(&self) -> &std::sync::Arc<AccountBudget> {
+        self.party.budget()
     }
 
     fn url(&self, call: &Call) -> Url {
@@ -181,13 +199,6 @@ impl Service {
     pub async fn send(&self, call: &Call) -> (Result<Answer, Error>, Attempts) {
         let endpoint = call.endpoint;
         self.stats.call_started(endpoint);
-        let _permit = {
-            let _waiting = self.stats.waiting_guard();
-            self.limit
-                .acquire()
-                .await
-                .expect("the semaphore is never closed")
-        };
         let url = self.url(call);
         let (result, attempts) = retry::run(
             &self.retry,
@@ -245,8 +256,27 @@ impl Service {
         }
     }
 
-    /// One attempt, bounded by the timeout; a non-success status becomes an error.
+    /// One attempt in a slot of the account's budget, telling the budget how it went.
     async fn attempt(&self, call: &Call, url: &Url, n: u32) -> Result<Answer, Error> {
+        let slot = {
+            let _waiting = self.stats.waiting_guard();
+            self.party.acquire().await
+        };
+        let result = self.attempt_in_slot(call, url, n).await;
+        match &result {
+            Ok(_) => slot.succeeded(),
+            Err(Error::RateLimited { .. }) => {
+                self.stats.throttled_once();
+                slot.throttled();
+            }
+            Err(_) => {}
+        }
+        self.stats.slot_held(slot.held());
+        result
+    }
+
+    /// One attempt, bounded by the timeout; a non-success status becomes an error.
+    async fn attempt_in_slot(&self, call: &Call, url: &Url, n: u32) -> Result<Answer, Error> {
         let endpoint = call.endpoint.as_str();
         let _on_wire = self.stats.sending(call.endpoint);
         tracing::trace!(endpoint, attempt = n, "Mailchimp request");

@@ -12,6 +12,7 @@ use crate::retry::RetryCause;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Ping,
+    Root,
     ListLists,
     GetList,
     ListMergeFields,
@@ -30,8 +31,9 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 16] = [
+    pub const ALL: [Endpoint; 17] = [
         Endpoint::Ping,
+        Endpoint::Root,
         Endpoint::ListLists,
         Endpoint::GetList,
         Endpoint::ListMergeFields,
@@ -53,6 +55,7 @@ impl Endpoint {
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::Ping => "GET /ping",
+            Endpoint::Root => "GET /",
             Endpoint::ListLists => "GET /lists",
             Endpoint::GetList => "GET /lists/{list_id}",
             Endpoint::ListMergeFields => "GET /lists/{list_id}/merge-fields",
@@ -102,6 +105,8 @@ pub struct ClientStats {
     max_in_flight: AtomicUsize,
     retries: [AtomicU64; 4],
     failures: AtomicU64,
+    throttled: AtomicU64,
+    slot_micros: AtomicU64,
     endpoints: [PerEndpoint; Endpoint::ALL.len()],
 }
 
@@ -146,6 +151,16 @@ impl ClientStats {
         self.retries.iter().map(load).sum()
     }
 
+    /// Attempts Mailchimp refused for too many connections (429, or a bodyless 403).
+    pub fn throttled(&self) -> u64 {
+        load(&self.throttled)
+    }
+
+    /// Slot time held in the account's connection budget, summed over attempts.
+    pub fn slot_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(load(&self.slot_micros))
+    }
+
     /// Everything at once, for a report or JSON.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -155,6 +170,8 @@ impl ClientStats {
             in_flight: self.in_flight(),
             max_in_flight: self.max_in_flight(),
             failures: load(&self.failures),
+            throttled: self.throttled(),
+            slot_ms: self.slot_time().as_millis() as u64,
             retries: RetryCounts {
                 too_many_requests: self.retries(RetryCause::TooManyRequests),
                 server_error: self.retries(RetryCause::ServerError),
@@ -190,6 +207,15 @@ impl ClientStats {
         self.endpoints[e.index()]
             .failures
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn throttled_once(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn slot_held(&self, held: std::time::Duration) {
+        self.slot_micros
+            .fetch_add(held.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn retried(&self, e: Endpoint, cause: RetryCause) {
@@ -238,6 +264,10 @@ pub struct StatsSnapshot {
     pub max_in_flight: usize,
     /// Calls that ended in an error.
     pub failures: u64,
+    /// Attempts refused for too many connections (429, or a bodyless 403).
+    pub throttled: u64,
+    /// Milliseconds of connection-budget slots held, summed over attempts.
+    pub slot_ms: u64,
     pub retries: RetryCounts,
     /// Endpoints called at least once.
     pub by_endpoint: Vec<EndpointStats>,

@@ -13,9 +13,11 @@
 //! - [`cli`]: the `segsync` command line; [`app`]: an installation as a process sees it (its
 //!   [`home`] folder's paths and its state store, chosen once at start and handed down);
 //!   [`locks`]: an export's run lock (a lock file, or a lease in a shared store);
-//!   [`csv_out`]: the CSV files written for people, safe to open in a spreadsheet.
+//!   [`csv_out`]: the CSV files written for people, safe to open in a spreadsheet;
+//!   [`budget`]: each Mailchimp account's connection budget, shared by every run on it.
 
 pub mod app;
+pub mod budget;
 pub mod cli;
 pub mod config_file;
 pub mod csv_out;
@@ -27,6 +29,7 @@ pub mod ops;
 pub mod pg;
 pub mod pg_tls;
 pub mod profiles;
+pub mod rules;
 pub mod schedule;
 pub mod secrets;
 pub mod server;

@@ -26,6 +26,15 @@ pub enum Profiles {
 }
 
 impl Profiles {
+    /// The SQL dialect their predicates are written in.
+    pub fn dialect(&self) -> crate::rules::Dialect {
+        match self {
+            Profiles::Embedded(_) => crate::rules::Dialect::Sqlite,
+            Profiles::Postgres(_) => crate::rules::Dialect::Postgres,
+            Profiles::MySql(_) => crate::rules::Dialect::MySql,
+        }
+    }
+
     pub fn columns(&self) -> anyhow::Result<Vec<Column>> {
         Ok(match self {
             Profiles::Embedded(s) => s.columns()?,

@@ -681,16 +681,414 @@ fn csv_missing_key_column() {
 }
 
 #[test]
-fn csv_wrong_delimiter() {
+fn csv_delimiter_is_detected_or_given() {
     let (dir, store) = store();
-    let file = write(&dir, "semi.csv", "customer_id;email\nC1;a@x.ro\n");
+    for (name, text, delimiter) in [
+        (
+            "semi.csv",
+            "customer_id;email;ltv\nC1;a@x.ro;5\nC2;\"b;c\"@x.ro;7\n",
+            ";",
+        ),
+        (
+            "tab.csv",
+            "customer_id\temail\tltv\nC1\ta@x.ro\t5\nC2\tb@x.ro\t7\n",
+            "tab",
+        ),
+        (
+            "pipe.csv",
+            "customer_id|email|ltv\nC1|a@x.ro|5\nC2|b@x.ro|7\n",
+            "|",
+        ),
+        (
+            "comma.csv",
+            "customer_id,email,ltv\nC1,a@x.ro,5\nC2,\"b;c|d\"@x.ro,7\n",
+            ",",
+        ),
+    ] {
+        let file = write(&dir, name, text);
+        let report = store.import(&file, None, "customer_id").unwrap();
+        let dialect = report.dialect.unwrap();
+        assert_eq!(dialect.delimiter, delimiter, "{name}");
+        assert!(dialect.delimiter_detected);
+        assert_eq!(report.rows, 2, "{name}");
+        assert_eq!(
+            columns(&store),
+            cols(&[
+                ("customer_id", ColumnType::Text),
+                ("email", ColumnType::Text),
+                ("ltv", ColumnType::Integer)
+            ]),
+            "{name}"
+        );
+        assert_eq!(store.preview("ltv > 6", 0).unwrap().count, 1, "{name}");
+    }
+    // A delimiter given is used as given: the wrong one is explained.
+    let semi = write(&dir, "semi2.csv", "customer_id;email\nC1;a@x.ro\n");
+    let options = ImportOptions {
+        delimiter: Some(b','),
+        ..Default::default()
+    };
+    let err = store
+        .import_with(&semi, None, "customer_id", &options)
+        .unwrap_err();
     assert_eq!(
-        import_error(&store, &file, "customer_id"),
+        err.to_string(),
         format!(
-            "{}: no column \"customer_id\" (columns: customer_id;email); the file seems to use ';' as its delimiter, but CSV files must use ','",
+            "{}:1: the header is a single column holding \";\": the file seems to use \";\" as its delimiter, not \",\" (give the delimiter \";\")",
+            semi.display()
+        )
+    );
+    // CSV options on another format are refused, not ignored.
+    let ndjson = write(&dir, "p.ndjson", "{\"customer_id\":\"C1\"}\n");
+    let err = store
+        .import_with(&ndjson, None, "customer_id", &options)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("apply to CSV files only, not to ndjson"),
+        "{err}"
+    );
+}
+
+/// The Excel file of a European locale: UTF-8 byte order mark, `;`, CRLF, decimal commas
+/// with thousands dots, `dd/mm/yyyy` dates and `dd/mm/yyyy HH:MM` times, zip codes with
+/// leading zeros, one "x" among the amounts and one "n/a" among the dates.
+fn excel_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/excel-eu.csv")
+}
+
+/// The profiles of `predicate`, by key.
+fn keys_of(store: &ProfileStore, predicate: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    store
+        .select(
+            &[],
+            &[predicate.to_string()],
+            |row| -> Result<(), Infallible> {
+                keys.push(row.key);
+                Ok(())
+            },
+        )
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn excel_european_csv_is_read_with_its_formats_and_segments_count_right() {
+    let (_dir, store) = store();
+    let file = excel_fixture();
+    let report = store.import(&file, None, "Customer ID").unwrap();
+    assert_eq!(report.rows, 18);
+    assert_eq!(
+        report.dialect,
+        Some(Dialect {
+            delimiter: ";".into(),
+            delimiter_detected: true,
+            bom: true,
+            line_ending: "crlf".into(),
+            decimal_comma: true,
+            date_format: DateFormat::DayMonthYear,
+        })
+    );
+    use ColumnType::*;
+    assert_eq!(
+        columns(&store),
+        cols(&[
+            ("Customer ID", Text),
+            ("E-mail", Text),
+            ("First name", Text),
+            ("Country", Text),
+            ("Lifetime value", Real),
+            ("Orders", Integer),
+            ("Joined", Date),
+            ("Last order", Timestamp),
+            ("Zip", Text),
+        ])
+    );
+    // The two values that are not what their column holds, with their lines (CRLF file).
+    assert_eq!(report.bad_value_count, 2);
+    let bad: Vec<String> = report.bad_values.iter().map(|b| b.to_string()).collect();
+    assert_eq!(
+        bad,
+        [
+            "line 9: column \"Lifetime value\": \"x\" is not a number (with a decimal comma, as 1.234,50)",
+            "line 10: column \"Joined\": \"n/a\" is not a date (dd/mm/yyyy or yyyy-mm-dd)",
+        ]
+    );
+    assert_eq!(report.on_bad_value, OnBadValue::Empty);
+    assert_eq!(report.skipped_rows, 0);
+    assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
+    assert!(
+        report.notes[0].starts_with("column \"Zip\": kept as text: 15 of its 18 values are numbers, but \"010101\" (line 2) and 2 more start with 0"),
+        "{}",
+        report.notes[0]
+    );
+
+    // Exactly the customers worth more than 500 (not 69,34 nor 87,14, which text would be).
+    assert_eq!(
+        keys_of(&store, "\"Lifetime value\" > 500"),
+        ["C001", "C005", "C006", "C010", "C011", "C012", "C014", "C016"]
+    );
+    for (predicate, count) in [
+        ("\"Lifetime value\" > 500", 8),
+        ("\"Lifetime value\" < 100", 4),
+        ("\"Lifetime value\" IS NULL", 2), // the "x" and the empty one
+        ("\"Lifetime value\" > 500 AND Country = 'RO'", 3),
+        ("Orders >= 5", 7),
+        ("Joined >= '2024-01-01'", 8),
+        ("Joined IS NULL", 1),
+        ("\"Last order\" >= '2024-12-31'", 2),
+        ("Zip = '00118'", 1),
+    ] {
+        assert_eq!(
+            store.preview(predicate, 0).unwrap().count,
+            count,
+            "{predicate}"
+        );
+    }
+    let rows = all_rows(
+        &store,
+        &["Lifetime value", "Orders", "Joined", "Last order", "Zip"],
+    );
+    assert_eq!(
+        rows[0],
+        (
+            "C001".to_string(),
+            vec![
+                json!(1234.5),
+                json!(12),
+                json!("2024-12-31"),
+                json!("2025-01-05 14:30:00"),
+                json!("010101"),
+            ]
+        )
+    );
+    assert_eq!(rows[15].1[0], json!(1_000_000.0));
+    assert_eq!(rows[15].1[1], json!(1200), "1.200 orders: a thousands dot");
+}
+
+#[test]
+fn bad_values_refuse_or_skip_as_chosen() {
+    let (dir, store) = store();
+    let good = write(&dir, "good.csv", "id,ltv\nA,1\n");
+    store.import(&good, None, "id").unwrap();
+    let file = excel_fixture();
+    let refuse = ImportOptions {
+        on_bad_value: OnBadValue::Refuse,
+        ..Default::default()
+    };
+    let err = store
+        .import_with(&file, None, "Customer ID", &refuse)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: 2 values do not fit their column's type, so nothing was imported (to import the rest, choose to leave bad values empty or to skip their rows):\n  \
+             line 9: column \"Lifetime value\": \"x\" is not a number (with a decimal comma, as 1.234,50)\n  \
+             line 10: column \"Joined\": \"n/a\" is not a date (dd/mm/yyyy or yyyy-mm-dd)",
             file.display()
         )
     );
+    assert_eq!(
+        store.row_count().unwrap(),
+        1,
+        "a refused import changes nothing"
+    );
+    assert_eq!(store.key_column().unwrap().as_deref(), Some("id"));
+
+    let skip = ImportOptions {
+        on_bad_value: OnBadValue::Skip,
+        ..Default::default()
+    };
+    let report = store
+        .import_with(&file, None, "Customer ID", &skip)
+        .unwrap();
+    assert_eq!((report.rows, report.skipped_rows), (16, 2));
+    assert_eq!(store.row_count().unwrap(), 16);
+    assert_eq!(
+        store
+            .preview("\"Customer ID\" IN ('C008', 'C009')", 0)
+            .unwrap()
+            .count,
+        0
+    );
+    assert_eq!(
+        store.preview("\"Lifetime value\" > 500", 0).unwrap().count,
+        8
+    );
+
+    // A column kept as text on request; the formats can be given too.
+    let text = ImportOptions {
+        text_columns: vec!["Lifetime value".into()],
+        delimiter: Some(b';'),
+        decimal_comma: Some(true),
+        date_format: Some(DateFormat::DayMonthYear),
+        ..Default::default()
+    };
+    let report = store
+        .import_with(&file, None, "Customer ID", &text)
+        .unwrap();
+    assert_eq!(report.bad_value_count, 1, "only the date");
+    assert_eq!(report.columns[4].kind, ColumnType::Text);
+    let dialect = report.dialect.unwrap();
+    assert!(!dialect.delimiter_detected);
+}
+
+#[test]
+fn every_bad_value_is_reported_up_to_a_cap_with_crlf_line_numbers() {
+    let (dir, store) = store();
+    let mut text = String::from("id,ltv,note\r\n");
+    let mut line = 2;
+    let mut bad_lines = Vec::new();
+    for i in 0..1000 {
+        if i % 5 == 0 {
+            // A quoted note over two lines: the next record starts a line later.
+            text.push_str(&format!("K{i},{i}.5,\"two\r\nlines\"\r\n"));
+            line += 2;
+        } else if i % 7 == 3 {
+            text.push_str(&format!("K{i},n/a,x\r\n"));
+            bad_lines.push(line);
+            line += 1;
+        } else {
+            text.push_str(&format!("K{i},{i},x\r\n"));
+            line += 1;
+        }
+    }
+    let file = write(&dir, "many.csv", &text);
+    let report = store.import(&file, None, "id").unwrap();
+    assert_eq!(report.columns[1].kind, ColumnType::Real);
+    assert_eq!(report.bad_value_count, bad_lines.len() as u64);
+    assert!(bad_lines.len() > 100);
+    let listed: Vec<u64> = report.bad_values.iter().map(|b| b.line).collect();
+    assert_eq!(listed, bad_lines[..100]);
+    let refuse = ImportOptions {
+        on_bad_value: OnBadValue::Refuse,
+        ..Default::default()
+    };
+    let err = store
+        .import_with(&file, None, "id", &refuse)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}: {} values do not fit",
+            file.display(),
+            bad_lines.len()
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("\n  line {}: column \"ltv\": \"n/a\" is not a number (with a decimal point, as 1,234.50)", bad_lines[0])), "{err}");
+    assert!(
+        err.ends_with(&format!("\n  … and {} more", bad_lines.len() - 100)),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 102);
+}
+
+#[test]
+fn every_wrong_row_is_reported_at_once_with_its_line() {
+    let (dir, store) = store();
+    let file = write(
+        &dir,
+        "rows.csv",
+        "id;email;ltv\r\nA;a@x.ro;1\r\nB;b@x.ro\r\n;c@x.ro;3\r\nD;\"d\r\n\";4\r\nE;e@x.ro;5;6\r\n",
+    );
+    assert_eq!(
+        import_error(&store, &file, "id"),
+        format!(
+            "{f}: 3 rows cannot be imported, so nothing was:\n  \
+             {f}:3: expected 3 fields, found 2\n  \
+             {f}:4: column \"id\": empty key\n  \
+             {f}:7: expected 3 fields, found 4",
+            f = file.display()
+        )
+    );
+    let dupes = write(
+        &dir,
+        "dupes.csv",
+        "id,n\r\nA,1\r\nB,2\r\nA,3\r\nB,4\r\nC,5\r\n",
+    );
+    assert_eq!(
+        import_error(&store, &dupes, "id"),
+        format!(
+            "{f}: 2 rows cannot be imported, so nothing was:\n  \
+             {f}:4: column \"id\": duplicate key \"A\" (first on line 2)\n  \
+             {f}:5: column \"id\": duplicate key \"B\" (first on line 3)",
+            f = dupes.display()
+        )
+    );
+    assert_eq!(store.row_count().unwrap(), 0, "nothing was imported");
+}
+
+#[test]
+fn us_formats_are_detected_and_formats_can_be_given() {
+    let (dir, store) = store();
+    let us = write(
+        &dir,
+        "us.csv",
+        "id,ltv,joined\nA,\"1,234.50\",12/31/2024\nB,69.34,01/02/2024 08:00\nC,\"2,000\",\n",
+    );
+    let report = store.import(&us, None, "id").unwrap();
+    let dialect = report.dialect.unwrap();
+    assert_eq!(
+        (
+            dialect.delimiter.as_str(),
+            dialect.decimal_comma,
+            dialect.date_format
+        ),
+        (",", false, DateFormat::MonthDayYear)
+    );
+    assert_eq!(report.bad_value_count, 0);
+    let rows = all_rows(&store, &["ltv", "joined"]);
+    assert_eq!(rows[0].1, [json!(1234.5), json!("2024-12-31")]);
+    assert_eq!(rows[1].1, [json!(69.34), json!("2024-01-02 08:00:00")]);
+    assert_eq!(rows[2].1, [json!(2000.0), Value::Null]);
+
+    // Decimal commas in a comma-delimited file (quoted), detected.
+    let eu = write(
+        &dir,
+        "eu.csv",
+        "id,ltv\nA,\"69,34\"\nB,\"1.234,5\"\nC,600\n",
+    );
+    store.import(&eu, None, "id").unwrap();
+    assert_eq!(keys_of(&store, "ltv > 500"), ["B", "C"]);
+
+    // Dates that could be read either way: read as the delimiter suggests, with a note;
+    // or as given.
+    let ambiguous = write(&dir, "amb.csv", "id,joined\nA,05/04/2024\nB,01/02/2024\n");
+    let report = store.import(&ambiguous, None, "id").unwrap();
+    assert_eq!(
+        report.dialect.unwrap().date_format,
+        DateFormat::MonthDayYear
+    );
+    assert!(
+        report.notes[0].starts_with("dates such as 05/04/2024 could be day first or month first"),
+        "{:?}",
+        report.notes
+    );
+    assert_eq!(all_rows(&store, &["joined"])[0].1, [json!("2024-05-04")]);
+    let given = ImportOptions {
+        date_format: Some(DateFormat::DayMonthYear),
+        ..Default::default()
+    };
+    let report = store.import_with(&ambiguous, None, "id", &given).unwrap();
+    assert!(report.notes.is_empty());
+    assert_eq!(all_rows(&store, &["joined"])[0].1, [json!("2024-04-05")]);
+    // 1.234 is a thousand and more with a decimal comma, about one with a decimal point.
+    let dots = write(&dir, "dots.csv", "id,n\nA,1.234\nB,2.5\nC,7\n");
+    let comma = ImportOptions {
+        decimal_comma: Some(true),
+        ..Default::default()
+    };
+    let report = store.import_with(&dots, None, "id", &comma).unwrap();
+    assert_eq!(
+        report.bad_value_count, 1,
+        "2.5 is no number with a decimal comma"
+    );
+    assert_eq!(all_rows(&store, &["n"])[0].1, [json!(1234)]);
+    store.import(&dots, None, "id").unwrap();
+    assert_eq!(all_rows(&store, &["n"])[0].1, [json!(1.234)]);
 }
 
 #[test]

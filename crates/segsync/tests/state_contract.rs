@@ -156,6 +156,8 @@ fn connection(name: &str) -> ConnectionRecord {
         shared_with_contributors: false,
         export_user: None,
         created_at: "2026-11-22T10:00:00Z".into(),
+        account_id: None,
+        slot_budget: None,
     }
 }
 
@@ -252,14 +254,29 @@ fn connections_segments_sources_exports(_env: &Env, s: &mut StateStore) {
     let mut other = connection("other");
     other.shared_with_contributors = true;
     other.export_user = Some("bob".into());
+    other.account_id = Some("8d3a3db4d97663a9074efcc16".into());
+    other.slot_budget = Some(5);
     s.add_connection(&other).unwrap();
     assert_eq!(s.connection("main").unwrap(), main);
     assert_eq!(s.connections().unwrap(), vec![main.clone(), other.clone()]);
     main.sealed_secret = vec![0xff; 40];
     main.credential_kind = segsync::mailchimp::CredentialKind::OAuth;
     main.shared_with_contributors = true;
+    main.slot_budget = Some(3);
     s.update_connection(&main).unwrap();
     assert_eq!(s.connection("main").unwrap(), main);
+    assert_eq!(main.budget(), 3);
+    assert_eq!(other.budget(), 5);
+    assert_eq!(connection("x").budget(), 8, "the default budget");
+    // The account, once learned, is recorded on its own.
+    s.set_connection_account("main", "8d3a3db4d97663a9074efcc16")
+        .unwrap();
+    main.account_id = Some("8d3a3db4d97663a9074efcc16".into());
+    assert_eq!(s.connection("main").unwrap(), main);
+    assert!(matches!(
+        s.set_connection_account("missing", "x"),
+        Err(segsync::state::StateError::NotFound(_))
+    ));
     let shown = format!("{main:?}");
     assert!(!shown.contains("255"), "{shown}");
 
@@ -311,6 +328,37 @@ fn connections_segments_sources_exports(_env: &Env, s: &mut StateStore) {
         s.segment("high-value").unwrap().predicate,
         "lifetime_value > 600"
     );
+    // A segment built from a rule keeps the rule next to its SQL; SQL written over it drops
+    // the rule (it no longer says what the predicate does).
+    let rule = r#"{"condition":{"column":"country","op":"is","value":"RO"}}"#;
+    s.add_segment_with("romania", "\"country\" = 'RO'", Some(rule), None)
+        .unwrap();
+    let ro = s.segment("romania").unwrap();
+    assert_eq!(
+        (ro.predicate.as_str(), ro.rule.as_deref()),
+        ("\"country\" = 'RO'", Some(rule))
+    );
+    assert_eq!(s.segment("high-value").unwrap().rule, None);
+    let rule2 = r#"{"condition":{"column":"country","op":"is","value":"FR"}}"#;
+    s.set_segment_definition("romania", "\"country\" = 'FR'", Some(rule2))
+        .unwrap();
+    let ro = s.segment("romania").unwrap();
+    assert_eq!(
+        (ro.predicate.as_str(), ro.rule.as_deref()),
+        ("\"country\" = 'FR'", Some(rule2))
+    );
+    s.set_segment_predicate("romania", "country = 'FR'")
+        .unwrap();
+    assert_eq!(s.segment("romania").unwrap().rule, None);
+    assert_eq!(
+        s.set_segment_definition("nope", "1", Some(rule))
+            .unwrap_err()
+            .to_string(),
+        s.set_segment_predicate("nope", "1")
+            .unwrap_err()
+            .to_string()
+    );
+    s.remove_segment("romania").unwrap();
     // A source in use stays; unused, it goes.
     let e = s.remove_profile_source("warehouse").unwrap_err();
     assert_eq!(
@@ -1230,8 +1278,10 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 /// A PostgreSQL database taken back to version 1, with the same segment and run.
 const BACK_TO_V1_POSTGRES: &str = r#"
-DELETE FROM schema_migrations WHERE version IN (2, 3);
-DROP TABLE profile_sources, leases, run_queue;
+DELETE FROM schema_migrations WHERE version IN (2, 3, 4, 5);
+DROP TABLE profile_sources, leases, run_queue, account_slots;
+ALTER TABLE connections DROP COLUMN account_id, DROP COLUMN slot_budget;
+ALTER TABLE segments DROP COLUMN rule;
 ALTER TABLE snapshot DROP COLUMN profiles;
 ALTER TABLE segments DROP COLUMN source;
 INSERT INTO segments VALUES ('old', 'country = ''RO''', '2026-01-01T00:00:00Z');
@@ -1241,10 +1291,10 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 fn migrations(env: &Env, s: &mut StateStore) {
     // Opening again, or migrating, changes nothing.
-    assert_eq!(s.schema_version().unwrap(), 3);
-    assert_eq!(schema_version(&env.url).unwrap(), (3, 3));
+    assert_eq!(s.schema_version().unwrap(), 5);
+    assert_eq!(schema_version(&env.url).unwrap(), (5, 5));
     let report = migrate(&env.url).unwrap();
-    assert_eq!((report.from_version, report.to_version), (3, 3));
+    assert_eq!((report.from_version, report.to_version), (5, 5));
     assert!(report.applied.is_empty());
     s.add_segment("kept", "1 = 1").unwrap();
     drop(env.reopen());
@@ -1252,7 +1302,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
 
     // A fresh store, migrated by several processes at once: each migration applied once.
     let fresh = env.new_url(env.kind);
-    assert_eq!(schema_version(&fresh).unwrap(), (0, 3));
+    assert_eq!(schema_version(&fresh).unwrap(), (0, 5));
     let racers: Vec<_> = (0..3)
         .map(|_| {
             let url = fresh.clone();
@@ -1266,7 +1316,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     applied.sort();
     assert_eq!(
         applied.iter().map(|a| a.0).collect::<Vec<_>>(),
-        vec![1, 2, 3],
+        vec![1, 2, 3, 4, 5],
         "{applied:?}"
     );
     assert!(applied.iter().all(|a| !a.1.is_empty()));
@@ -1291,12 +1341,13 @@ fn migrations(env: &Env, s: &mut StateStore) {
     };
     assert_eq!(schema_version(&old).unwrap().0, expected_from);
     let upgraded = StateStore::open_url(&old).unwrap();
-    assert_eq!(upgraded.schema_version().unwrap(), 3);
+    assert_eq!(upgraded.schema_version().unwrap(), 5);
     let seg = upgraded.segment("old").unwrap();
     assert_eq!(
         (seg.predicate.as_str(), seg.source),
         ("country = 'RO'", None)
     );
+    assert_eq!(seg.rule, None);
     assert_eq!(upgraded.run(1).unwrap().outcome, Outcome::Succeeded);
     assert_eq!(upgraded.start_run("e", "manual").unwrap(), 2);
     assert!(upgraded
@@ -1311,7 +1362,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(names.len(), 3);
+        assert_eq!(names.len(), 5);
     }
 }
 
@@ -1504,4 +1555,54 @@ fn urls(env: &Env, s: &mut StateStore) {
         .unwrap();
     let same = StateStore::open_url(&format!("sqlite:{}", path.display())).unwrap();
     assert_eq!(same.segment("x").unwrap().predicate, "1 = 1");
+}
+
+/// The connection slots workers hold as leases in a PostgreSQL store: never more holders than
+/// slots, a slot given back is free at once, and one whose holder stopped renewing it (a
+/// killed worker) is free once its lease runs out.
+#[test]
+fn slot_leases_on_postgres() {
+    use segsync::mailchimp::SlotLeases;
+    use segsync::state::postgres::slots::PgSlotLeases;
+    let env = Env::new(Kind::Postgres, "slot_leases");
+    drop(StateStore::open_url(&env.url).unwrap()); // migrated
+    let lease = std::time::Duration::from_secs(1);
+    let first = PgSlotLeases::connect(&env.url, lease).unwrap();
+    let second = PgSlotLeases::connect(&env.url, lease).unwrap();
+    let a = first.take("acc", 3).unwrap().expect("a free slot");
+    let b = second.take("acc", 3).unwrap().expect("a free slot");
+    let c = first.take("acc", 3).unwrap().expect("a free slot");
+    let mut taken = vec![a, b, c];
+    taken.sort();
+    assert_eq!(taken, [0, 1, 2]);
+    assert_eq!(second.take("acc", 3).unwrap(), None, "all 3 are held");
+    assert_eq!(
+        second.take("other-account", 3).unwrap(),
+        Some(0),
+        "accounts apart"
+    );
+    // A slot given back is free at once, for anyone; not by a process that does not hold it.
+    second.give_back("acc", a).unwrap();
+    assert_eq!(second.take("acc", 3).unwrap(), None, "not second's to give");
+    first.give_back("acc", a).unwrap();
+    assert_eq!(second.take("acc", 3).unwrap(), Some(a));
+    // The first process stops (its renewing thread with it): its slots come back once their
+    // lease runs out, and not before a renewal lapses.
+    let held_by_first: i64 = env
+        .pg_client()
+        .query_one(
+            "SELECT count(*) FROM account_slots WHERE holder = $1 AND expires_at > now()",
+            &[&first.holder()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(held_by_first, 1);
+    drop(first);
+    let got = (0..60).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        second.take("acc", 3).unwrap()
+    });
+    assert_eq!(got, Some(c), "the stopped process's slot came back");
+    // A smaller limit only hands out slots under it.
+    assert_eq!(second.take("acc", 2).unwrap(), None);
 }

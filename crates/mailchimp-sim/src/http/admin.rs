@@ -7,10 +7,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 
 use super::{json_response, AppState};
 use crate::config::{OAuthClient, Profile, Settings, Variants};
@@ -25,6 +26,10 @@ pub fn routes() -> Router<AppState> {
         .route("/_sim/accounts", get(accounts).post(create_account))
         .route("/_sim/accounts/{account_id}/lists", post(create_list))
         .route("/_sim/accounts/{account_id}/keys", post(add_key))
+        .route(
+            "/_sim/accounts/{account_id}/outside-load",
+            put(set_outside_load),
+        )
         .route("/_sim/lists/{list_id}", get(list_state))
         .route(
             "/_sim/lists/{list_id}/members/{member}/status",
@@ -68,6 +73,7 @@ async fn index() -> Response {
             "endpoints": [
                 "GET /_sim/accounts", "POST /_sim/accounts {api_key?}",
                 "POST /_sim/accounts/{account_id}/keys {api_key?}",
+                "PUT /_sim/accounts/{account_id}/outside-load {slots}",
                 "POST /_sim/accounts/{account_id}/lists {name?, double_optin?}",
                 "GET /_sim/lists/{list_id}[?members=false]",
                 "POST /_sim/lists/{list_id}/members/{hash_or_email}/status {status}",
@@ -121,6 +127,43 @@ async fn create_account(State(sim): State<AppState>, body: Bytes) -> Response {
         ),
         Err(e) => bad_request(e),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutsideLoad {
+    slots: usize,
+}
+
+/// Makes `slots` of the account's in-flight cap taken by "other apps" (signup forms,
+/// integrations) until changed again: they count against the cap like live requests.
+async fn set_outside_load(
+    State(sim): State<AppState>,
+    Path(account_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let req: OutsideLoad = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    let Some(account) = sim.account(&account_id) else {
+        return not_found("account");
+    };
+    let mut held = account.outside_load.lock();
+    if req.slots >= *held {
+        account
+            .in_flight
+            .fetch_add(req.slots - *held, Ordering::SeqCst);
+    } else {
+        account
+            .in_flight
+            .fetch_sub(*held - req.slots, Ordering::SeqCst);
+    }
+    *held = req.slots;
+    json_response(
+        StatusCode::OK,
+        &json!({"account_id": account_id, "outside_load": req.slots}),
+    )
 }
 
 /// Another API key for an existing account: it shares the account's data and in-flight cap.

@@ -86,6 +86,9 @@ pub struct Account {
     pub dc: String,
     pub created_at: i64,
     pub in_flight: AtomicUsize,
+    /// Slots held by "other apps" of the account (`PUT /_sim/accounts/{id}/outside-load`),
+    /// counted in `in_flight` the whole time.
+    pub outside_load: Mutex<usize>,
     /// 429 answers still owed by a burst in progress.
     pub burst_left: AtomicU32,
     /// Whether a task is running this account's `/batches` jobs.
@@ -103,6 +106,7 @@ impl Account {
             dc: dc.to_string(),
             created_at: list::now_micros(),
             in_flight: AtomicUsize::new(0),
+            outside_load: Mutex::new(0),
             burst_left: AtomicU32::new(0),
             batch_runner: std::sync::atomic::AtomicBool::new(false),
             data: Mutex::new(AccountData {

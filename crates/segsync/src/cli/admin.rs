@@ -64,6 +64,15 @@ pub struct ServeArgs {
     /// still open then are closed (running exports then stop at their next checkpoint).
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub shutdown_grace: f64,
+    /// With a PostgreSQL state store: seconds a worker's hold on a connection slot of a
+    /// Mailchimp account lasts unless renewed (it is renewed every third of that while the
+    /// worker lives); a worker that dies gives its slots back within this time.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub slot_lease: f64,
+    /// Seconds between the starts of scheduled runs of exports on one Mailchimp account that
+    /// fall due together (0: start them all at once).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub stagger: f64,
 }
 
 /// The HTTP limits of `serve`'s flags, checked.
@@ -225,6 +234,19 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
     if !(0.001..=86_400.0).contains(&args.timeout) {
         return Err(usage(anyhow!("--timeout takes 0.001 to 86400 seconds")));
     }
+    if !(1.0..=3_600.0).contains(&args.slot_lease) {
+        return Err(usage(anyhow!(
+            "--slot-lease takes 1 to 3600 seconds, not {}",
+            args.slot_lease
+        )));
+    }
+    if !(0.0..=600.0).contains(&args.stagger) {
+        return Err(usage(anyhow!(
+            "--stagger takes 0 to 600 seconds, not {}",
+            args.stagger
+        )));
+    }
+    crate::budget::share_across_processes(app, Duration::from_secs_f64(args.slot_lease))?;
     let secure = args.secure_cookies
         || args
             .public_url
@@ -236,6 +258,7 @@ pub async fn serve(app: &App, args: ServeArgs) -> Result<i32, Failure> {
     config.secure_cookies = secure;
     config.scheduler_tick = Duration::from_secs_f64(args.scheduler_tick);
     config.max_runs = usize::from(args.max_runs);
+    config.stagger = Duration::from_secs_f64(args.stagger);
     config.predicate_slots = usize::from(args.predicate_slots);
     config.http = http;
     config.smtp_password = std::env::var(server::alerts::password::ENV)

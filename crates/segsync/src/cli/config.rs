@@ -12,7 +12,7 @@
 //!    line per object as it is done. A failure here (Mailchimp changed its mind between 3
 //!    and 4, the network went away) stops the apply; the output says what was applied before.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -231,7 +231,25 @@ fn installation(app: &App, state: &StateStore, actor: &Actor) -> Result<Installa
                 (r.name, columns)
             })
             .collect(),
+        rule_columns: rule_columns(app, state)?,
     })
+}
+
+/// The typed columns and dialect of the imported profiles and of each profile source, for
+/// the rules of the file's segments (a source that cannot be read is left out: its rules
+/// are refused, saying so).
+fn rule_columns(app: &App, state: &StateStore) -> Result<config_file::RuleColumns, Failure> {
+    let mut out = BTreeMap::new();
+    let mut names = vec![None];
+    names.extend(state.profile_sources()?.into_iter().map(|r| Some(r.name)));
+    for name in names {
+        if let Ok(p) = app.profiles_of(name.as_deref()) {
+            if let Ok(columns) = p.columns() {
+                out.insert(name, (columns, p.dialect()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub async fn apply(app: &App, args: ApplyArgs) -> Result<i32, Failure> {
@@ -456,6 +474,17 @@ async fn apply_steps(
     (reports, failure)
 }
 
+/// A planned segment's definition: its rule when it has one (compiled again, to the same
+/// SQL), else its SQL.
+fn definition(predicate: String, rule: Option<String>) -> Result<ops::Definition, ops::OpError> {
+    match rule {
+        Some(r) => crate::rules::parse(&r)
+            .map(ops::Definition::Rule)
+            .map_err(ops::OpError::Invalid),
+        None => Ok(ops::Definition::Sql(predicate)),
+    }
+}
+
 /// One step's change through ops; for a segment, how many profiles it matches.
 async fn perform(
     app: &App,
@@ -472,11 +501,13 @@ async fn perform(
         Op::AddSource(input) => ops::add_source(app, actor, *input)
             .map(|a| Some(format!("{} columns", a.columns.len()))),
         Op::RemoveSource => ops::remove_source(app, actor, name).map(|_| None),
-        Op::AddSegment(p, source) => {
-            ops::add_segment(app, actor, name, &p, source.as_deref()).map(|c| Some(c.to_string()))
+        Op::AddSegment(p, source, rule) => {
+            ops::add_segment_defined(app, actor, name, &definition(p, rule)?, source.as_deref())
+                .map(|c| Some(c.to_string()))
         }
-        Op::UpdateSegment(p) => {
-            ops::update_segment(app, actor, name, &p).map(|c| Some(c.to_string()))
+        Op::UpdateSegment(p, rule) => {
+            ops::update_segment_defined(app, actor, name, &definition(p, rule)?)
+                .map(|c| Some(c.to_string()))
         }
         Op::SaveExport(input, mode) => ops::save_export(app, actor, *input, mode)
             .await

@@ -21,6 +21,8 @@ pub enum ConnectionCmd {
     /// Add a Mailchimp connection. The credential is read from an environment variable or a
     /// file (never from the command line), checked with Mailchimp, and stored encrypted.
     Add(ConnectionAdd),
+    /// Change a connection's display name or slot budget.
+    Edit(ConnectionEdit),
     List,
     /// Check a connection's credential with Mailchimp.
     Test {
@@ -86,6 +88,22 @@ pub struct ConnectionAdd {
     /// The user exports on this connection run as (default: the current user).
     #[arg(long)]
     pub export_user: Option<String>,
+    /// Requests in flight at once over every run on the connection's Mailchimp account, all
+    /// its connections together (1 to 10; default 8, leaving room for the account's other
+    /// apps). Connections to one account share one budget: the smallest of theirs.
+    #[arg(long, value_name = "SLOTS")]
+    pub slot_budget: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectionEdit {
+    pub name: String,
+    #[arg(long)]
+    pub display_name: Option<String>,
+    /// Requests in flight at once over every run on the connection's Mailchimp account
+    /// (1 to 10).
+    #[arg(long, value_name = "SLOTS")]
+    pub slot_budget: Option<u32>,
 }
 
 /// Reads a credential from where the flags say; never from the command line itself.
@@ -141,6 +159,7 @@ pub(super) async fn connection(app: &App, cmd: ConnectionCmd) -> Result<i32, Fai
                     accept_privacy_terms: true,
                     share_with_contributors: args.share_with_contributors,
                     export_user: args.export_user.clone(),
+                    slot_budget: args.slot_budget,
                 },
             )
             .await
@@ -150,14 +169,39 @@ pub(super) async fn connection(app: &App, cmd: ConnectionCmd) -> Result<i32, Fai
                 args.name
             );
         }
+        ConnectionCmd::Edit(args) => {
+            if args.display_name.is_none() && args.slot_budget.is_none() {
+                return Err(usage(anyhow!(
+                    "say what to change: --display-name NAME and/or --slot-budget SLOTS"
+                )));
+            }
+            let v = ops::update_connection(
+                app,
+                &Actor::cli(),
+                &args.name,
+                ops::ConnectionChange {
+                    display_name: args.display_name.clone(),
+                    slot_budget: args.slot_budget,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(op_failure)?;
+            println!(
+                "connection \"{}\": display name \"{}\", slot budget {}",
+                v.name, v.display_name, v.slot_budget
+            );
+        }
         ConnectionCmd::List => {
             for c in state.connections()? {
                 println!(
-                    "{:<16} {:<24} {:<8} {}  (consent: {} at {}; used by: {})",
+                    "{:<16} {:<24} {:<8} {}  (account: {}; slot budget: {}; consent: {} at {}; used by: {})",
                     c.name,
                     c.display_name,
                     c.credential_kind,
                     c.base_url,
+                    c.account_id.as_deref().unwrap_or("not known yet"),
+                    c.budget(),
                     c.consent_by,
                     c.consent_at,
                     if c.shared_with_contributors {

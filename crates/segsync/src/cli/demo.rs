@@ -18,8 +18,9 @@ use crate::app::App;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Keep the demo's home folder here instead of a temporary one.
-    #[arg(long)]
+    /// Keep the demo's home folder here instead of a temporary one (the same as the global
+    /// `--home`; the folder must be new or empty).
+    #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
     /// Per-request latency of the built-in simulator, in milliseconds.
     #[arg(long, default_value_t = 40.0)]
@@ -165,9 +166,14 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     opts.open(path)?.write_all(text.as_bytes())
 }
 
-pub async fn run(args: &DemoArgs) -> Result<i32, Failure> {
-    let (root, temporary) = match &args.keep {
-        Some(p) => (p.clone(), false),
+/// Runs the demo in `home` (the global `--home`, else `--keep`), which is kept, or in a
+/// temporary folder removed at the end; the last line says which, and how to keep it.
+pub async fn run(args: &DemoArgs, home: Option<&Path>) -> Result<i32, Failure> {
+    let (root, temporary) = match home.or(args.keep.as_deref()) {
+        Some(p) => {
+            check_empty(p)?;
+            (p.to_path_buf(), false)
+        }
         None => (
             std::env::temp_dir().join(format!("segsync-demo-{}", std::process::id())),
             true,
@@ -176,8 +182,39 @@ pub async fn run(args: &DemoArgs) -> Result<i32, Failure> {
     let result = demo(args, &root).await;
     if temporary {
         let _ = std::fs::remove_dir_all(&root);
+        println!(
+            "\nThe demo's home folder {} was removed; to keep it, give one: `segsync demo --home DIR`, then look around with `segsync --home DIR runs`.",
+            root.display()
+        );
+    } else {
+        println!(
+            "\nThe demo's home folder is {}: look around with `segsync --home {} runs` (or set SEGSYNC_HOME).",
+            root.display(),
+            root.display()
+        );
     }
     result
+}
+
+/// The demo adds its own connection, segments and export: it refuses a folder that already
+/// holds something (an installation it would change).
+fn check_empty(dir: &Path) -> Result<(), Failure> {
+    let used = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return Err(super::usage(
+                anyhow::Error::new(e).context(format!("demo home folder {}", dir.display())),
+            ))
+        }
+    };
+    if used {
+        return Err(super::usage(anyhow::anyhow!(
+            "demo home folder {} is not empty: give a new or empty folder, so that the demo changes no installation",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
@@ -231,7 +268,7 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
 
     show_outcome(&sim, &list_id, &unsubscribed);
     sim.shutdown().await;
-    println!("\nThe demo's home folder was {}; the record errors above are the sample's deliberately invalid addresses.", root.display());
+    println!("\nThe record errors above are the sample's deliberately invalid addresses.");
     // The sample's invalid addresses make both runs end "with record errors": that is the
     // demo working as meant.
     let fine = |c: i32| c == EXIT_OK || c == super::EXIT_RECORD_ERRORS;
@@ -251,6 +288,7 @@ fn import_profiles(app: &App, csv: &Path, text: &str) -> Result<i32, Failure> {
             path: csv.to_path_buf(),
             key: "customer_id".into(),
             format: None,
+            csv: Default::default(),
         },
     )
 }
@@ -298,6 +336,7 @@ async fn add_connection(
             accept_privacy_terms: true,
             share_with_contributors: false,
             export_user: None,
+            slot_budget: None,
         }),
     )
     .await?;

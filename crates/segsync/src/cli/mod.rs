@@ -163,7 +163,7 @@ fn run_failure(e: RunError) -> Failure {
 /// Runs the parsed command line; returns the exit code.
 pub async fn main(cli: Cli) -> Result<i32, Failure> {
     if let Command::Demo(args) = &cli.command {
-        return demo::run(args).await;
+        return demo::run(args, cli.home.as_deref()).await;
     }
     // The installation, chosen once here and handed down: its home folder and its state store.
     let state_url = match &cli.state {

@@ -18,7 +18,7 @@ pub(super) async fn plan(app: &App, args: PlanArgs) -> Result<i32, Failure> {
     let prepared = engine::prepare(app, &mut state, &args.export, &RunSettings::default())
         .await
         .map_err(run_failure)?;
-    let report = prepared.report();
+    let report = prepared.plan_report().await.map_err(run_failure)?;
     if args.json {
         println!(
             "{}",
@@ -57,6 +57,10 @@ pub(super) async fn plan(app: &App, args: PlanArgs) -> Result<i32, Failure> {
             "  merge fields to create: {}",
             report.merge_fields_to_create.join(", ")
         );
+    }
+    if !report.tags_to_create.is_empty() {
+        let names: Vec<String> = report.tags_to_create.iter().map(|t| printable(t)).collect();
+        println!("  tags to create: {}", names.join(", "));
     }
     for e in report.refused.iter().take(20) {
         println!(

@@ -24,6 +24,8 @@ pub enum ProfilesCmd {
         /// csv, ndjson or parquet (default: from the file's extension).
         #[arg(long)]
         format: Option<String>,
+        #[command(flatten)]
+        csv: CsvArgs,
     },
     /// The columns and their types, and the number of profiles.
     Show,
@@ -31,6 +33,62 @@ pub enum ProfilesCmd {
     /// evaluated there.
     #[command(subcommand)]
     Source(SourceCmd),
+}
+
+/// How a CSV file is written, when detection should not decide; what to do with bad values.
+#[derive(clap::Args, Debug)]
+pub struct CsvArgs {
+    /// The CSV delimiter: , ; | or tab (default: detected among these).
+    #[arg(long, value_name = "CHAR", value_parser = crate::profiles::parse_delimiter)]
+    delimiter: Option<u8>,
+    /// Numbers use a decimal comma: 1.234,50 (default: detected from the values).
+    #[arg(long, conflicts_with = "decimal_point")]
+    decimal_comma: bool,
+    /// Numbers use a decimal point: 1,234.50 (default: detected from the values).
+    #[arg(long)]
+    decimal_point: bool,
+    /// How dates that are not ISO are written: dd/mm/yyyy, mm/dd/yyyy or yyyy-mm-dd (default:
+    /// detected; `.` or `-` may stand for `/`, and a time HH:MM[:SS] may follow).
+    #[arg(long, value_name = "FORMAT")]
+    date_format: Option<crate::profiles::DateFormat>,
+    /// A value that does not fit its column's type (an "x" among numbers): `empty` keeps the
+    /// profile with that value empty, `skip` leaves the profile out, `refuse` imports
+    /// nothing. Every such value is listed, with its line, whatever the choice.
+    #[arg(long, value_name = "CHOICE", default_value = "empty")]
+    on_bad_value: crate::profiles::OnBadValue,
+    /// A column to keep as text whatever it holds (repeatable).
+    #[arg(long = "text", value_name = "COLUMN")]
+    text_columns: Vec<String>,
+}
+
+impl Default for CsvArgs {
+    /// Everything detected; bad values left empty.
+    fn default() -> CsvArgs {
+        CsvArgs {
+            delimiter: None,
+            decimal_comma: false,
+            decimal_point: false,
+            date_format: None,
+            on_bad_value: crate::profiles::OnBadValue::Empty,
+            text_columns: Vec::new(),
+        }
+    }
+}
+
+impl CsvArgs {
+    fn options(self) -> crate::profiles::ImportOptions {
+        crate::profiles::ImportOptions {
+            delimiter: self.delimiter,
+            decimal_comma: match (self.decimal_comma, self.decimal_point) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+            date_format: self.date_format,
+            on_bad_value: self.on_bad_value,
+            text_columns: self.text_columns,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,7 +135,12 @@ pub(super) fn profiles(app: &App, cmd: ProfilesCmd) -> Result<i32, Failure> {
     let store = app.profiles()?;
     match cmd {
         ProfilesCmd::Source(_) => unreachable!("handled above"),
-        ProfilesCmd::Import { path, key, format } => {
+        ProfilesCmd::Import {
+            path,
+            key,
+            format,
+            csv,
+        } => {
             let format = match format.as_deref() {
                 None => None,
                 Some(f) => Some(match f.to_ascii_lowercase().as_str() {
@@ -91,16 +154,10 @@ pub(super) fn profiles(app: &App, cmd: ProfilesCmd) -> Result<i32, Failure> {
                     }
                 }),
             };
-            let report = store.import(&path, format, &key).map_err(usage)?;
-            println!(
-                "imported {} profiles from {} in {:.1}s",
-                report.rows,
-                path.display(),
-                report.duration.as_secs_f64()
-            );
-            for c in &report.columns {
-                println!("  {:<24} {}", c.name, c.kind.as_str());
-            }
+            let report = store
+                .import_with(&path, format, &key, &csv.options())
+                .map_err(usage)?;
+            print_import(&report);
         }
         ProfilesCmd::Show => {
             let columns = store.columns()?;
@@ -119,6 +176,69 @@ pub(super) fn profiles(app: &App, cmd: ProfilesCmd) -> Result<i32, Failure> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// What an import did: the profiles and columns, how the file was read, the bad values.
+fn print_import(report: &crate::profiles::ImportReport) {
+    println!(
+        "imported {} profiles from {} in {:.1}s",
+        report.rows,
+        report.file.display(),
+        report.duration.as_secs_f64()
+    );
+    if let Some(d) = &report.dialect {
+        println!(
+            "  read as: delimiter {}{}, {}, dates {}{}{}",
+            d.delimiter,
+            if d.delimiter_detected {
+                " (detected)"
+            } else {
+                ""
+            },
+            if d.decimal_comma {
+                "decimal comma (1.234,50)"
+            } else {
+                "decimal point (1,234.50)"
+            },
+            d.date_format,
+            if d.bom { ", UTF-8 byte order mark" } else { "" },
+            if d.line_ending == "crlf" {
+                ", CRLF line ends"
+            } else {
+                ""
+            },
+        );
+    }
+    for c in &report.columns {
+        println!("  {:<24} {}", c.name, c.kind.as_str());
+    }
+    super::print_warnings(&report.notes);
+    if report.bad_value_count > 0 {
+        let done = match report.on_bad_value {
+            crate::profiles::OnBadValue::Skip => match report.skipped_rows {
+                1 => "1 profile was left out".to_string(),
+                n => format!("{n} profiles were left out"),
+            },
+            _ => "they were left empty".to_string(),
+        };
+        eprintln!(
+            "warning: {} value{} did not fit {} column's type; {done}:",
+            report.bad_value_count,
+            if report.bad_value_count == 1 { "" } else { "s" },
+            if report.bad_value_count == 1 {
+                "its"
+            } else {
+                "their"
+            },
+        );
+        for v in &report.bad_values {
+            eprintln!("  {}", super::printable(&v.to_string()));
+        }
+        let unlisted = report.bad_value_count - report.bad_values.len() as u64;
+        if unlisted > 0 {
+            eprintln!("  … and {unlisted} more");
+        }
+    }
 }
 
 fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {

@@ -19,7 +19,8 @@ pub struct RunArgs {
     /// Print the run summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Requests in flight (Mailchimp allows 10 per user).
+    /// Requests in flight for this run at most; the connection's slot budget (shared by every
+    /// run on its Mailchimp account, default 8) also applies, so the smaller one wins.
     #[arg(long, default_value_t = 10)]
     pub max_in_flight: usize,
     /// Seconds before a Mailchimp request times out (fractions allowed: 0.5).
@@ -60,6 +61,9 @@ pub(super) async fn run(app: &App, args: RunArgs) -> Result<i32, Failure> {
         timeout: Duration::from_secs_f64(args.timeout),
         ..Default::default()
     };
+    // On a shared (PostgreSQL) state store the run also shares its account's slots with the
+    // workers and other runs on that store.
+    crate::budget::share_across_processes(app, crate::budget::DEFAULT_SLOT_LEASE)?;
     let progress = progress::for_terminal(args.quiet || args.json);
     let report = engine::run(app, &args.export, &settings, progress)
         .await

@@ -75,6 +75,11 @@ fn show_run(state: &StateStore, id: i64, args: &RunsArgs) -> Result<i32, Failure
         r.finished_at.as_deref().unwrap_or("-")
     );
     print_counts(&r.counts);
+    println!(
+        "  connection slots held on average {:.1}; refused for too many connections (429) {} times",
+        r.counts.slots_held(),
+        r.counts.throttled
+    );
     if let Some(e) = &r.error {
         println!("  error: {e}");
     }

@@ -144,6 +144,9 @@ fn render_connection(out: &mut String, c: &ConnectionView) {
     if let Some(u) = &c.export_user {
         let _ = writeln!(out, "export_user = {}", quote(u));
     }
+    if c.slot_budget as usize != crate::mailchimp::DEFAULT_SLOT_BUDGET {
+        let _ = writeln!(out, "slot_budget = {}", c.slot_budget);
+    }
     let source = if c.credential_kind == CredentialKind::OAuth.as_str() {
         "oauth_token_env"
     } else {
@@ -166,9 +169,43 @@ fn render_connection(out: &mut String, c: &ConnectionView) {
 fn render_segment(out: &mut String, s: &SegmentRecord) {
     let _ = writeln!(out, "\n[[segment]]");
     let _ = writeln!(out, "name = {}", quote(&s.name));
-    let _ = writeln!(out, "where = {}", quote(&s.predicate));
+    match s
+        .rule
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
+        Some(Ok(rule)) => {
+            let _ = writeln!(out, "rule = {}", inline(&rule));
+            let _ = writeln!(out, "# where = {}", quote(&s.predicate).replace('\n', " "));
+        }
+        _ => {
+            let _ = writeln!(out, "where = {}", quote(&s.predicate));
+        }
+    }
     if let Some(src) = &s.source {
         let _ = writeln!(out, "source = {}", quote(src));
+    }
+}
+
+/// A segment rule (as JSON) written as a TOML inline value.
+fn inline(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "\"\"".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => quote(s),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(inline).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(m) => format!(
+            "{{ {} }}",
+            m.iter()
+                .map(|(k, v)| format!("{} = {}", quote(k), inline(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

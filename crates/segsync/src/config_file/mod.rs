@@ -31,6 +31,7 @@
 //! base_url = "https://us6.api.mailchimp.com/3.0"   # default: from the key's data center
 //! share_with_contributors = true           # default: admins only
 //! export_user = "ana"                      # default: whoever applies the file
+//! slot_budget = 6                          # requests in flight on the account (default 8)
 //! accept_privacy_terms = true              # required to create it (the data privacy statement)
 //!
 //! [[source]]                               # a PostgreSQL or MySQL / MariaDB table or query
@@ -46,6 +47,13 @@
 //! name = "high-value"
 //! where = "lifetime_value > 500"           # a SQL predicate over the profile columns
 //! # source = "crm"                         # a database profile source (default: imported profiles)
+//!
+//! [[segment]]
+//! name = "recent-romania"                  # or the condition as a rule (see `crate::rules`)
+//! rule = { all = [
+//!   { condition = { column = "country", op = "is", value = "RO" } },
+//!   { condition = { column = "last_order", op = "in_last", value = { amount = 90, unit = "days" } } },
+//! ] }
 //!
 //! [[export]]
 //! name = "newsletter"
@@ -113,7 +121,9 @@ pub use model::{
     ConfigFile, ConnectionSpec, ExportSpec, ScheduleSpec, SegmentRef, SegmentSpec, SourceSpec,
 };
 pub use parse::parse;
-pub use plan::{plan, Action, Checks, Installation, Kind, Op, Options, Plan, PredicateCheck, Step};
+pub use plan::{
+    plan, Action, Checks, Installation, Kind, Op, Options, Plan, PredicateCheck, RuleColumns, Step,
+};
 pub use plan_export::export_changes;
 pub use secrets::{check_credential, SecretSource};
 pub use source::{Problem, Source};

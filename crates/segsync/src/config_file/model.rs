@@ -47,6 +47,10 @@ pub struct ConnectionSpec {
     /// Who exports run as; absent: whoever applies the file, on creation.
     #[serde(default)]
     pub export_user: Option<Spanned<String>>,
+    /// Requests in flight at once over every run on the connection's Mailchimp account
+    /// (1 to 10); absent: 8 on creation, left as it is afterwards.
+    #[serde(default)]
+    pub slot_budget: Option<Spanned<u32>>,
     /// Agreement to the data privacy statement, without which no connection is created.
     #[serde(default)]
     pub accept_privacy_terms: Option<Spanned<bool>>,
@@ -82,9 +86,13 @@ pub struct SourceSpec {
 pub struct SegmentSpec {
     /// What the installation knows it by, and what exports name in `segments`.
     pub name: Spanned<String>,
-    /// `where`: a SQL predicate over the profile columns of its source.
-    #[serde(rename = "where")]
-    pub predicate: Spanned<String>,
+    /// `where`: a SQL predicate over the profile columns of its source (or give `rule`).
+    #[serde(rename = "where", default)]
+    pub predicate: Option<Spanned<String>>,
+    /// `rule`: the condition as a structured rule (see [`crate::rules::Rule`]), compiled to
+    /// the predicate (or give `where`).
+    #[serde(default)]
+    pub rule: Option<Spanned<crate::rules::Rule>>,
     /// A PostgreSQL or MySQL profile source (`segsync profiles source add`); absent: the imported
     /// profiles.
     #[serde(default)]

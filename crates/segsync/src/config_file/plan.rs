@@ -35,7 +35,14 @@ pub struct Installation {
     /// The columns of each database profile source by name (and of each source the file
     /// declares, when it can be read).
     pub source_columns: BTreeMap<String, Vec<String>>,
+    /// The typed columns and SQL dialect of each source's profiles (`None`: the imported
+    /// ones), to compile segment rules.
+    pub rule_columns: RuleColumns,
 }
+
+/// The typed columns and SQL dialect of each source's profiles (`None`: the imported ones).
+pub type RuleColumns =
+    BTreeMap<Option<String>, (Vec<crate::profiles::Column>, crate::rules::Dialect)>;
 
 /// How `apply` was asked to behave.
 #[derive(Clone, Copy, Debug, Default)]
@@ -111,8 +118,10 @@ pub enum Op {
     AddSource(Box<ops::SourceInput>),
     RemoveSource,
     /// The predicate and the profile source.
-    AddSegment(String, Option<String>),
-    UpdateSegment(String),
+    /// Predicate, source, and the rule (JSON) it was compiled from.
+    AddSegment(String, Option<String>, Option<String>),
+    /// Predicate, and the rule (JSON) it was compiled from.
+    UpdateSegment(String, Option<String>),
     SaveExport(Box<ExportInput>, ops::SaveMode),
     RemoveExport,
     RemoveSegment,

@@ -69,6 +69,12 @@ fn check_keys<'c>(c: &'c ConnectionSpec, p: &mut Problems<'_>) -> Option<Checked
             ok = false;
         }
     }
+    if let Some(b) = &c.slot_budget {
+        if let Err(e) = crate::budget::check_slot_budget(*b.get_ref()) {
+            p.at(b.span(), format!("{what}: {e}"));
+            ok = false;
+        }
+    }
     let base_url = match &c.base_url {
         Some(u) => match url::Url::parse(u.get_ref().trim()) {
             Ok(parsed) => Some((parsed.to_string(), u.span())),
@@ -181,6 +187,7 @@ fn plan_new(checked: Checked<'_>, p: &mut Problems<'_>) -> Option<Step> {
             accept_privacy_terms: true,
             share_with_contributors: c.share_with_contributors.unwrap_or(false),
             export_user: c.export_user.as_ref().map(|u| u.get_ref().clone()),
+            slot_budget: c.slot_budget.as_ref().map(|b| *b.get_ref()),
         })),
     );
     st.notes
@@ -300,6 +307,12 @@ fn described_changes(
         if Some(u.get_ref()) != current.export_user.as_ref() {
             change.export_user = Some(u.get_ref().clone());
             changes.push("export_user".to_string());
+        }
+    }
+    if let Some(b) = &c.slot_budget {
+        if *b.get_ref() != current.slot_budget {
+            change.slot_budget = Some(*b.get_ref());
+            changes.push("slot_budget".to_string());
         }
     }
     (change, changes)

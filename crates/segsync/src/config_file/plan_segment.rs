@@ -18,7 +18,6 @@ pub(super) fn plan_segment(
         p.op(s.name.span(), "segment", e);
         return None;
     }
-    let predicate = s.predicate.get_ref();
     let source = s.source.as_ref().map(|x| x.get_ref().as_str());
     if let Some(src) = &s.source {
         if !inst.source_columns.contains_key(src.get_ref()) {
@@ -36,6 +35,8 @@ pub(super) fn plan_segment(
             return None;
         }
     }
+    let (predicate, rule, span) = definition(s, source, inst, p)?;
+    let predicate = &predicate;
     let current = inst.segments.iter().find(|x| &x.name == name);
     if let Some(c) = current {
         if c.source.as_deref() != source {
@@ -54,14 +55,11 @@ pub(super) fn plan_segment(
             return None;
         }
     }
-    if current.is_some_and(|c| &c.predicate == predicate) {
+    if current.is_some_and(|c| &c.predicate == predicate && c.rule == rule) {
         return Some(step(Kind::Segment, name, Action::Unchanged, Op::None));
     }
     if let Err(e) = (checks.predicate)(predicate, source) {
-        p.at(
-            s.predicate.span(),
-            format!("segment \"{name}\": invalid predicate: {e}"),
-        );
+        p.at(span, format!("segment \"{name}\": invalid predicate: {e}"));
         return None;
     }
     let mut st = match current {
@@ -69,17 +67,62 @@ pub(super) fn plan_segment(
             Kind::Segment,
             name,
             Action::Create,
-            Op::AddSegment(predicate.clone(), source.map(str::to_string)),
+            Op::AddSegment(predicate.clone(), source.map(str::to_string), rule),
         ),
         Some(_) => step(
             Kind::Segment,
             name,
             Action::Update,
-            Op::UpdateSegment(predicate.clone()),
+            Op::UpdateSegment(predicate.clone(), rule),
         ),
     };
     if st.action == Action::Update {
         st.changes.push("where".into());
     }
     Some(st)
+}
+
+/// The segment's predicate (written as `where`, or compiled from `rule` for the profiles of
+/// its source), the rule's JSON, and where in the file they are.
+fn definition(
+    s: &SegmentSpec,
+    source: Option<&str>,
+    inst: &Installation,
+    p: &mut Problems<'_>,
+) -> Option<(String, Option<String>, std::ops::Range<usize>)> {
+    let name = s.name.get_ref();
+    match (&s.predicate, &s.rule) {
+        (Some(w), None) => Some((w.get_ref().clone(), None, w.span())),
+        (None, Some(r)) => {
+            let key = source.map(str::to_string);
+            let Some((columns, dialect)) = inst.rule_columns.get(&key) else {
+                p.at(
+                    r.span(),
+                    format!("segment \"{name}\": the profile columns could not be read to compile its rule"),
+                );
+                return None;
+            };
+            match crate::rules::compile(r.get_ref(), columns, *dialect) {
+                Ok(sql) => Some((sql, Some(crate::rules::to_json(r.get_ref())), r.span())),
+                Err(e) => {
+                    p.at(r.span(), format!("segment \"{name}\": {e}"));
+                    None
+                }
+            }
+        }
+        (Some(w), Some(_)) => {
+            p.at(
+                w.span(),
+                format!("segment \"{name}\": give either `where` or `rule`, not both"),
+            );
+            None
+        }
+        (None, None) => {
+            p.at(
+                s.name.span(),
+                format!("segment \"{name}\": give its condition as `where` (SQL) or `rule`"),
+            );
+            None
+        }
+    }
 }

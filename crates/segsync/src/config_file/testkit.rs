@@ -60,18 +60,22 @@ pub(super) fn installation() -> Installation {
             shared_with_contributors: true,
             export_user: Some("ana".into()),
             created_at: "2026-11-22T10:00:00Z".into(),
+            account_id: Some("sim-account".into()),
+            slot_budget: 8,
         }],
         segments: vec![
             SegmentRecord {
                 name: "romania".into(),
                 predicate: "country = 'RO'".into(),
                 source: None,
+                rule: None,
                 created_at: "x".into(),
             },
             SegmentRecord {
                 name: "high-value".into(),
                 predicate: "lifetime_value > 500 AND note <> \"a\\b\"".into(),
                 source: None,
+                rule: None,
                 created_at: "x".into(),
             },
         ],
@@ -130,5 +134,6 @@ pub(super) fn installation() -> Installation {
         .map(|s| s.to_string())
         .collect(),
         source_columns: BTreeMap::new(),
+        rule_columns: BTreeMap::new(),
     }
 }

@@ -171,7 +171,9 @@ impl Default for RunSettings {
 }
 
 /// Builds the Mailchimp client of a stored connection: the one way from a connection to a
-/// client, for runs, checks and the audience pickers alike.
+/// client, for runs, checks and the audience pickers alike. Once the connection's account is
+/// known, the client takes its slots from the process's budget of that account
+/// ([`crate::budget`]); `settings.max_in_flight` caps its own share.
 pub fn client_for(
     state: &StateStore,
     app: &App,
@@ -194,5 +196,22 @@ pub fn client_for(
     config.timeout = settings.timeout;
     config.retry = settings.retry.clone();
     config.allow_private_targets = app.private_targets();
+    config.budget = crate::budget::budget_of(state, &c);
     Ok(Client::new(config)?)
+}
+
+/// The client of a run: [`client_for`], after learning the connection's account (one
+/// `GET /`, the first time), so that the run shares its account's connection budget.
+pub async fn run_client(
+    state: &mut StateStore,
+    app: &App,
+    connection: &str,
+    settings: &RunSettings,
+) -> Result<Client, RunError> {
+    let c = state.connection(connection).ok();
+    if let Some(c) = c.filter(|c| c.account_id.is_none()) {
+        let first = client_for(state, app, connection, settings)?;
+        crate::budget::learn_account(state, &first, c).await?;
+    }
+    client_for(state, app, connection, settings)
 }

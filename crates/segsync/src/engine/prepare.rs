@@ -15,7 +15,7 @@ use segsync_core::{
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{client_for, RunError, RunSettings};
+use super::{RunError, RunSettings};
 use crate::app::App;
 use crate::mailchimp::{self, encoder::core_status, Client};
 use crate::profiles::SelectError;
@@ -46,7 +46,8 @@ pub struct Prepared {
     pub audience_name: String,
 }
 
-/// What `segsync plan` prints.
+/// What `segsync plan` prints. Its request counts include those that ready the audience:
+/// one per merge field and one per tag the run creates.
 #[derive(Debug, Serialize)]
 pub struct PlanReport {
     pub export: String,
@@ -56,13 +57,51 @@ pub struct PlanReport {
     pub duplicates: u64,
     pub unchanged: u64,
     pub merge_fields_to_create: Vec<String>,
+    /// Tags the run creates in the audience (those it adds that the audience lacks).
+    pub tags_to_create: Vec<String>,
     pub summary: PlanSummary,
     pub refused: Vec<RecordError>,
     pub skipped: Vec<RecordError>,
 }
 
+/// The endpoints of the requests that ready an audience, as the plan's counts name them.
+const CREATE_MERGE_FIELD: &str = "POST /lists/{list_id}/merge-fields";
+const CREATE_TAG: &str = "POST /lists/{list_id}/segments";
+
 impl Prepared {
-    pub fn report(&self) -> PlanReport {
+    /// The plan as `segsync plan` shows it, with the tags the run would create (read from
+    /// the audience when the plan tags anyone: the run does the same before sending).
+    pub async fn plan_report(&self) -> Result<PlanReport, RunError> {
+        let summary = &self.plan.summary;
+        let tags_to_create = if summary.tag_adds + summary.tag_removes > 0 {
+            let existing = self.client.tags(&self.export.audience_id).await?;
+            self.tag_names
+                .iter()
+                .filter(|name| !existing.iter().any(|(_, n)| n == *name))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(self.report(tags_to_create))
+    }
+
+    /// The plan, given the tags the run would create.
+    pub fn report(&self, tags_to_create: Vec<String>) -> PlanReport {
+        let mut summary = self.plan.summary.clone();
+        let mut setup = Vec::new();
+        for (endpoint, n) in [
+            (CREATE_MERGE_FIELD, self.fields_to_create.len()),
+            (CREATE_TAG, tags_to_create.len()),
+        ] {
+            if n > 0 {
+                setup.push((endpoint.to_string(), n));
+                summary.requests += n;
+            }
+        }
+        // In the order the run sends them: the audience is readied first.
+        setup.append(&mut summary.requests_by_endpoint);
+        summary.requests_by_endpoint = setup;
         PlanReport {
             export: self.export.name.clone(),
             audience: format!("{} ({})", self.audience_name, self.export.audience_id),
@@ -71,7 +110,8 @@ impl Prepared {
             duplicates: self.counts.duplicates,
             unchanged: self.counts.unchanged,
             merge_fields_to_create: self.fields_to_create.clone(),
-            summary: self.plan.summary.clone(),
+            tags_to_create,
+            summary,
             refused: self.refused.clone(),
             skipped: self
                 .skipped
@@ -130,7 +170,7 @@ pub async fn prepare(
 ) -> Result<Prepared, RunError> {
     let t = Instant::now();
     let export = state.export(export_name)?;
-    let client = client_for(state, app, &export.connection, settings)?;
+    let client = super::run_client(state, app, &export.connection, settings).await?;
     let list = client.list(&export.audience_id).await?;
     let fields = client.merge_fields(&export.audience_id).await?;
     let (specs, to_create) = field_specs(&export, &list.name, &fields)?;

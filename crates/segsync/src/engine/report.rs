@@ -127,6 +127,9 @@ fn count_requests(counts: &mut RunCounts, client: &Client) {
     let stats = client.stats().snapshot();
     counts.requests = stats.requests_sent;
     counts.retries = stats.retries.total();
+    counts.slot_ms = stats.slot_ms;
+    counts.mailchimp_ms = client.age().as_millis() as u64;
+    counts.throttled = stats.throttled;
 }
 
 /// The profile key of the profile that gave `email`, for error reports ("" if unknown).

@@ -32,6 +32,13 @@ pub struct ConnectionView {
     pub shared_with_contributors: bool,
     pub export_user: Option<String>,
     pub created_at: String,
+    /// The Mailchimp account the credential belongs to; connections of one account share
+    /// its slot budget. `null` until learned (at the first run of an older connection).
+    pub account_id: Option<String>,
+    /// Requests in flight at once over every run on the account (1 to 10; default 8). The
+    /// account's connections share one budget: the smallest of theirs.
+    #[schema(minimum = 1, maximum = 10)]
+    pub slot_budget: u32,
 }
 
 impl From<&ConnectionRecord> for ConnectionView {
@@ -46,6 +53,8 @@ impl From<&ConnectionRecord> for ConnectionView {
             shared_with_contributors: c.shared_with_contributors,
             export_user: c.export_user.clone(),
             created_at: c.created_at.clone(),
+            account_id: c.account_id.clone(),
+            slot_budget: c.budget() as u32,
         }
     }
 }
@@ -88,15 +97,18 @@ pub struct NewConnection {
     pub share_with_contributors: bool,
     /// Who exports run as; by default the admin who adds it ("Add yourself as export user").
     pub export_user: Option<String>,
+    /// Requests in flight at once over every run on the account; `None`: the default (8).
+    pub slot_budget: Option<u32>,
 }
 
-/// Builds a client for a credential and checks it with `GET /ping`; a base URL that is (or
-/// resolves to) a non-public address is refused first, unless the installation allows them.
+/// Builds a client for a credential and checks it with `GET /ping`, then learns its account
+/// (`GET /`); a base URL that is (or resolves to) a non-public address is refused first,
+/// unless the installation allows them. Gives the base URL and the account id.
 async fn checked_client(
     app: &App,
     credential: &CredentialInput,
     base_url: Option<&str>,
-) -> OpResult<url::Url> {
+) -> OpResult<(url::Url, String)> {
     let mut config =
         ClientConfig::for_credential(credential.kind, credential.secret.clone(), base_url)
             .map_err(|e| OpError::Invalid(e.to_string()))?;
@@ -111,7 +123,19 @@ async fn checked_client(
         .ping()
         .await
         .map_err(|e| OpError::Mailchimp(format!("Mailchimp refused the connection: {e}")))?;
-    Ok(base_url)
+    let account = client.account_id().await.map_err(|e| {
+        OpError::Mailchimp(format!(
+            "Mailchimp did not say which account the credential belongs to: {e}"
+        ))
+    })?;
+    Ok((base_url, account))
+}
+
+fn checked_budget(budget: Option<u32>) -> OpResult<Option<u32>> {
+    budget
+        .map(crate::budget::check_slot_budget)
+        .transpose()
+        .map_err(OpError::Invalid)
 }
 
 /// Adds a connection: consent recorded, credential checked with Mailchimp, sealed, audited.
@@ -133,6 +157,7 @@ pub async fn add_connection(
             "{PRIVACY_STATEMENT}\n\nThe connection is added only once you agree to this statement."
         )));
     }
+    let slot_budget = checked_budget(input.slot_budget)?;
     let state = app.state()?;
     if state.connection(&input.name).is_ok() {
         return Err(OpError::Conflict(format!(
@@ -140,7 +165,8 @@ pub async fn add_connection(
             input.name
         )));
     }
-    let base_url = checked_client(app, &input.credential, input.base_url.as_deref()).await?;
+    let (base_url, account_id) =
+        checked_client(app, &input.credential, input.base_url.as_deref()).await?;
     let sealed = app
         .master_key()?
         .seal(&input.name, &input.credential.secret);
@@ -160,6 +186,8 @@ pub async fn add_connection(
                 .unwrap_or_else(|| actor.user_name().to_string()),
         ),
         created_at: at,
+        account_id: Some(account_id),
+        slot_budget,
     };
     state.add_connection(&record)?;
     audit(
@@ -168,9 +196,11 @@ pub async fn add_connection(
         "connection.add",
         &record.name,
         &format!(
-            "{} credential, {}; consent to the data privacy statement recorded; used by {}",
+            "{} credential, {}; account {}, slot budget {}; consent to the data privacy statement recorded; used by {}",
             record.credential_kind,
             record.base_url,
+            record.account_id.as_deref().unwrap_or_default(),
+            record.budget(),
             if record.shared_with_contributors {
                 "admins and contributors"
             } else {
@@ -190,6 +220,8 @@ pub struct ConnectionChange {
     /// A new credential (re-authentication), checked with Mailchimp before it replaces the old.
     pub credential: Option<CredentialInput>,
     pub base_url: Option<String>,
+    /// A new slot budget for the account's runs (1 to 10).
+    pub slot_budget: Option<u32>,
 }
 
 pub async fn update_connection(
@@ -229,12 +261,17 @@ pub async fn update_connection(
         what.push(format!("export user {u}"));
         c.export_user = Some(u);
     }
+    if let Some(b) = checked_budget(change.slot_budget)?.filter(|b| Some(*b) != c.slot_budget) {
+        what.push(format!("slot budget {b}"));
+        c.slot_budget = Some(b);
+    }
     if let Some(cred) = change.credential {
-        let base =
+        let (base, account) =
             checked_client(app, &cred, change.base_url.as_deref().or(Some(&c.base_url))).await?;
         c.sealed_secret = app.master_key()?.seal(name, &cred.secret);
         c.credential_kind = cred.kind;
         c.base_url = base.to_string();
+        c.account_id = Some(account);
         what.push(format!("new {} credential", cred.kind));
     } else if let Some(b) = change.base_url.filter(|b| *b != c.base_url) {
         return Err(OpError::Invalid(format!(

@@ -20,6 +20,7 @@
 //! role check ([`require`]), the name check ([`check_name`]) and the audit entry. Everything
 //! is re-exported here, so callers keep naming `ops::save_export`, never the file it is in.
 
+pub mod builder;
 mod connections;
 mod exports;
 pub mod numbers;
@@ -40,7 +41,10 @@ pub use exports::{
 pub use profiles::{
     import_profiles, import_upload, profile_source, refresh_profiles, ProfileSource,
 };
-pub use segments::{add_segment, remove_segment, update_segment, Counted};
+pub use segments::{
+    add_segment, add_segment_defined, remove_segment, update_segment, update_segment_defined,
+    Counted, Definition,
+};
 pub use sources::{
     add_source, list_sources, remove_source, source_status, status_of, AddedSource, SourceInput,
     SourceKind, SourceStatus,

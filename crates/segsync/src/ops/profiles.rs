@@ -14,6 +14,10 @@ pub struct ProfileSource {
     /// csv, ndjson or parquet (by default from the extension).
     pub format: Option<String>,
     pub key: String,
+    /// How the CSV file is written, when detection should not decide; what to do with
+    /// values that do not fit their column's type.
+    #[serde(default)]
+    pub options: crate::profiles::ImportOptions,
 }
 
 const PROFILE_SOURCE: &str = "profiles.source";
@@ -49,7 +53,12 @@ pub fn import_profiles(
 fn import_quietly(app: &App, source: &ProfileSource) -> OpResult<crate::profiles::ImportReport> {
     let format = parse_format(source.format.as_deref())?;
     app.profiles()?
-        .import(std::path::Path::new(&source.path), format, &source.key)
+        .import_with(
+            std::path::Path::new(&source.path),
+            format,
+            &source.key,
+            &source.options,
+        )
         .map_err(|e| OpError::Invalid(e.to_string()))
 }
 
@@ -60,12 +69,13 @@ pub fn import_upload(
     path: &std::path::Path,
     format: Option<&str>,
     key: &str,
+    options: &crate::profiles::ImportOptions,
     label: &str,
 ) -> OpResult<crate::profiles::ImportReport> {
     require(actor, Role::Admin, "importing profiles")?;
     let report = app
         .profiles()?
-        .import(path, parse_format(format)?, key)
+        .import_with(path, parse_format(format)?, key, options)
         .map_err(|e| OpError::Invalid(e.to_string().replace(&path.display().to_string(), label)))?;
     let state = app.state()?;
     audit(

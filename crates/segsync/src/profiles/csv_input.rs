@@ -3,14 +3,16 @@
 //! Two streaming passes: the first checks the structure (field counts, UTF-8, keys present)
 //! and infers the column types; the second converts and stores the rows.
 
-use super::error::{quoted, ImportError, Location};
-use super::infer::{self, ColumnType};
+use super::dialect::{self, DateFormat, Dialect, ImportOptions, OnBadValue};
+use super::error::{quoted, BadValue, ImportError, InputError, Location};
+use super::infer::ColumnType;
 use super::load::{self, Cell, ImportMeta, Loader, RowError, Schema};
+use super::typing::{self, ColumnStats};
 use super::{check_column_names, key_index, Column, Format};
 use csv::ByteRecord;
 use rusqlite::Connection;
 use std::borrow::Cow;
-use std::cell::Cell as StdCell;
+use std::cell::{Cell as StdCell, RefCell};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
@@ -18,50 +20,131 @@ use std::rc::Rc;
 
 /// The longest record accepted (a longer one is nearly always an unbalanced quote).
 pub(crate) const MAX_RECORD_BYTES: u64 = 64 * 1024 * 1024;
+/// The most bad values an import lists (all are counted).
+pub(crate) const MAX_BAD_VALUES_LISTED: usize = 100;
+
+/// What an import did, besides storing the rows (only CSV imports have a dialect and bad
+/// values).
+#[derive(Debug)]
+pub(crate) struct Imported {
+    pub rows: u64,
+    pub columns: Vec<Column>,
+    pub dialect: Option<Dialect>,
+    /// The first [`MAX_BAD_VALUES_LISTED`] bad values, in file order.
+    pub bad_values: Vec<BadValue>,
+    pub bad_value_count: u64,
+    /// Profiles left out for their bad values ([`OnBadValue::Skip`]).
+    pub skipped_rows: u64,
+    /// What people should know about the types chosen.
+    pub notes: Vec<String>,
+}
+
+impl Imported {
+    /// An import of another format: rows and columns.
+    pub(crate) fn other((rows, columns): (u64, Vec<Column>)) -> Imported {
+        Imported {
+            rows,
+            columns,
+            dialect: None,
+            bad_values: Vec::new(),
+            bad_value_count: 0,
+            skipped_rows: 0,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// The columns of a file, its formats, and what the person importing asked for.
+pub(crate) struct Plan {
+    pub schema: Schema,
+    pub dialect: Dialect,
+    pub notes: Vec<String>,
+}
 
 pub(crate) fn import(
     conn: &mut Connection,
     store: &Path,
     file: &Path,
     key_column: &str,
-) -> Result<(u64, Vec<Column>), ImportError> {
-    let (schema, _rows) = infer_schema(file, key_column)?;
+    options: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let (plan, _rows) = infer_schema(file, key_column, options)?;
     let meta = ImportMeta {
         file,
         format: Format::Csv,
         key_column,
     };
-    let rows = load::replace_profiles(conn, store, &schema, &meta, |loader| {
-        store_rows(file, &schema, loader)
+    let mut outcome = Outcome::default();
+    let rows = load::replace_profiles(conn, store, &plan.schema, &meta, |loader| {
+        store_rows(file, &plan, options.on_bad_value, loader, &mut outcome)?;
+        if options.on_bad_value == OnBadValue::Refuse && outcome.count > 0 {
+            return Err(ImportError::BadValues {
+                file: file.to_path_buf(),
+                count: outcome.count,
+                values: std::mem::take(&mut outcome.listed),
+            });
+        }
+        Ok(())
     })?;
-    Ok((rows, schema.columns))
+    Ok(Imported {
+        rows,
+        columns: plan.schema.columns,
+        dialect: Some(plan.dialect),
+        bad_values: outcome.listed,
+        bad_value_count: outcome.count,
+        skipped_rows: outcome.skipped,
+        notes: plan.notes,
+    })
 }
 
-/// The columns of the file with their inferred types (the first pass).
-pub(crate) fn infer_schema(file: &Path, key_column: &str) -> Result<(Schema, u64), ImportError> {
-    let mut input = Input::open(file)?;
+/// The columns of the file with their inferred types, and the file's formats (the first pass).
+pub(crate) fn infer_schema(
+    file: &Path,
+    key_column: &str,
+    options: &ImportOptions,
+) -> Result<(Plan, u64), ImportError> {
+    let sniffed = dialect::sniff(file, options.delimiter)?;
+    let mut input = Input::open(file, sniffed.delimiter)?;
     let names = input.header()?;
     let key = key_index(file, &names, key_column)?;
-    let mut types: Vec<Option<ColumnType>> = vec![None; names.len()];
+    for name in &options.text_columns {
+        if !names.contains(name) {
+            return Err(ImportError::input(
+                file,
+                None,
+                None,
+                format!(
+                    "no column {} to keep as text (columns: {})",
+                    quoted(name),
+                    super::error::list(&names)
+                ),
+            ));
+        }
+    }
+    let mut stats: Vec<ColumnStats> = vec![ColumnStats::default(); names.len()];
     let mut rows = 0u64;
+    let mut problems = RowProblems::default();
     while let Some(line) = input.next_record()? {
-        let fields = input.fields(line, &names)?;
+        rows += 1;
+        let fields = match input.fields(line, &names) {
+            Ok(fields) => fields,
+            Err(e) => {
+                problems.push(e)?;
+                continue;
+            }
+        };
+        if fields[key].trim().is_empty() {
+            let at = Some(Location::Line(line));
+            problems.push(ImportError::input(file, at, Some(&names[key]), "empty key"))?;
+            continue;
+        }
         for (i, value) in fields.iter().enumerate() {
-            if i == key {
-                if value.trim().is_empty() {
-                    return Err(ImportError::input(
-                        file,
-                        Some(Location::Line(line)),
-                        Some(&names[key]),
-                        "empty key",
-                    ));
-                }
-            } else if !value.is_empty() {
-                types[i] = Some(infer::merge(types[i], infer::classify(value)));
+            if i != key && !value.is_empty() {
+                stats[i].add(value, line);
             }
         }
-        rows += 1;
     }
+    problems.finish(file)?;
     if rows == 0 {
         return Err(ImportError::input(
             file,
@@ -70,92 +153,228 @@ pub(crate) fn infer_schema(file: &Path, key_column: &str) -> Result<(Schema, u64
             "no profiles: the file has a header but no rows",
         ));
     }
+    let (decimal_comma, date_format, mut notes) = formats(&stats, sniffed.delimiter, options);
     let columns = names
         .into_iter()
-        .zip(types)
+        .zip(&stats)
         .enumerate()
-        .map(|(i, (name, kind))| Column {
-            name,
-            kind: if i == key {
+        .map(|(i, (name, stats))| {
+            let kind = if i == key {
                 load::KEY_TYPE
+            } else if options.text_columns.contains(&name) {
+                ColumnType::Text
             } else {
-                kind.unwrap_or(ColumnType::Text)
-            },
+                let (kind, note) = stats.decide(decimal_comma, date_format);
+                if let Some(note) = note {
+                    notes.push(format!("column {}: {note}", quoted(&name)));
+                }
+                kind
+            };
+            Column { name, kind }
         })
         .collect();
-    Ok((Schema { columns, key }, rows))
+    let dialect = Dialect {
+        delimiter: dialect::delimiter_name(sniffed.delimiter),
+        delimiter_detected: sniffed.delimiter_detected,
+        bom: sniffed.bom,
+        line_ending: if sniffed.crlf { "crlf" } else { "lf" }.to_string(),
+        decimal_comma,
+        date_format,
+    };
+    Ok((
+        Plan {
+            schema: Schema { columns, key },
+            dialect,
+            notes,
+        },
+        rows,
+    ))
 }
 
-/// The second pass: every record converted to the column types and stored.
-fn store_rows(file: &Path, schema: &Schema, loader: &mut Loader<'_>) -> Result<(), ImportError> {
-    let mut input = Input::open(file)?;
+/// The file's number and date formats: given, else what its values say, else what its
+/// delimiter suggests (`;` is the delimiter of the locales that write decimal commas and
+/// day-first dates), with a note when the dates could be read either way.
+fn formats(
+    stats: &[ColumnStats],
+    delimiter: u8,
+    options: &ImportOptions,
+) -> (bool, DateFormat, Vec<String>) {
+    let sum = |f: fn(&ColumnStats) -> u64| stats.iter().map(f).sum::<u64>();
+    let european = delimiter == b';';
+    let decimal_comma = options.decimal_comma.unwrap_or_else(|| {
+        let (comma, point) = (sum(|s| s.comma_only), sum(|s| s.point_only));
+        if comma == point {
+            european
+        } else {
+            comma > point
+        }
+    });
+    let mut notes = Vec::new();
+    let date_format = options.date_format.unwrap_or_else(|| {
+        let (dmy, mdy) = (sum(|s| s.dmy_only), sum(|s| s.mdy_only));
+        if dmy != mdy {
+            return if dmy > mdy {
+                DateFormat::DayMonthYear
+            } else {
+                DateFormat::MonthDayYear
+            };
+        }
+        let guess = if european || decimal_comma {
+            DateFormat::DayMonthYear
+        } else {
+            DateFormat::MonthDayYear
+        };
+        let ambiguous = stats
+            .iter()
+            .any(|s| s.decide(decimal_comma, guess).0 != s.decide(decimal_comma, DateFormat::Iso).0);
+        if ambiguous {
+            notes.push(format!(
+                "dates such as 05/04/2024 could be day first or month first, and no date in the file tells: read as {guess} (give the date format to say otherwise)"
+            ));
+        }
+        guess
+    });
+    (decimal_comma, date_format, notes)
+}
+
+/// The bad values found by the second pass.
+#[derive(Default)]
+struct Outcome {
+    listed: Vec<BadValue>,
+    count: u64,
+    skipped: u64,
+}
+
+impl Outcome {
+    fn bad(&mut self, line: u64, column: &Column, value: &str, dialect: &Dialect) {
+        self.count += 1;
+        if self.listed.len() < MAX_BAD_VALUES_LISTED {
+            self.listed.push(BadValue {
+                line,
+                column: column.name.clone(),
+                value: value.to_string(),
+                problem: typing::expected(column.kind, dialect.decimal_comma, dialect.date_format),
+            });
+        }
+    }
+}
+
+/// The second pass: every record converted to the column types and stored; values that do
+/// not fit their column's type are counted and listed, and left empty or their row skipped.
+fn store_rows(
+    file: &Path,
+    plan: &Plan,
+    on_bad_value: OnBadValue,
+    loader: &mut Loader<'_>,
+    outcome: &mut Outcome,
+) -> Result<(), ImportError> {
+    let (schema, dialect) = (&plan.schema, &plan.dialect);
+    let delimiter = dialect::parse_delimiter(&dialect.delimiter).expect("a delimiter read back");
+    let mut input = Input::open(file, delimiter)?;
     let names = input.header()?;
     let expected: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     if names != expected {
         return Err(changed(file, Some(Location::Line(1)), None));
     }
+    let mut problems = RowProblems::default();
     while let Some(line) = input.next_record()? {
         let fields = input.fields(line, &names)?;
-        let mut cells = Vec::with_capacity(fields.len());
-        for (i, (value, column)) in fields.iter().zip(&schema.columns).enumerate() {
-            let cell = if i == schema.key {
-                if value.trim().is_empty() {
-                    return Err(changed(
-                        file,
-                        Some(Location::Line(line)),
-                        Some(&column.name),
-                    ));
-                }
-                Some(Cell::Text(Cow::Borrowed(*value)))
-            } else {
-                text_cell(value, column.kind)
-            };
-            match cell {
-                Some(cell) => cells.push(cell),
-                None => {
-                    return Err(changed(
-                        file,
-                        Some(Location::Line(line)),
-                        Some(&column.name),
-                    ))
-                }
-            }
+        if fields[schema.key].trim().is_empty() {
+            let column = &schema.columns[schema.key].name;
+            return Err(changed(file, Some(Location::Line(line)), Some(column)));
         }
+        let (cells, bad_row) = row_cells(line, &fields, plan, outcome);
+        if bad_row && on_bad_value == OnBadValue::Skip {
+            outcome.skipped += 1;
+            continue;
+        }
+        if on_bad_value == OnBadValue::Refuse && outcome.count > 0 {
+            // Nothing will be stored: the rest of the file is only read for its bad values.
+            continue;
+        }
+        let at = Some(Location::Line(line));
         match loader.add(Location::Line(line), &cells) {
             Ok(()) => {}
-            Err(RowError::Duplicate { key, first }) => {
-                return Err(ImportError::input(
-                    file,
-                    Some(Location::Line(line)),
-                    Some(&schema.columns[schema.key].name),
-                    format!("duplicate key {} (first {})", quoted(&key), first.phrase()),
-                ))
-            }
-            Err(RowError::Nul { column }) => {
-                return Err(ImportError::input(
-                    file,
-                    Some(Location::Line(line)),
-                    Some(&schema.columns[column].name),
-                    load::NUL_MESSAGE,
-                ))
-            }
+            Err(RowError::Duplicate { key, first }) => problems.push(ImportError::input(
+                file,
+                at,
+                Some(&schema.columns[schema.key].name),
+                format!("duplicate key {} (first {})", quoted(&key), first.phrase()),
+            ))?,
+            Err(RowError::Nul { column }) => problems.push(ImportError::input(
+                file,
+                at,
+                Some(&schema.columns[column].name),
+                load::NUL_MESSAGE,
+            ))?,
             Err(RowError::Sql(e)) => return Err(loader_failed(file, line, e)),
         }
     }
-    Ok(())
+    problems.finish(file)
 }
 
-/// A cell of a column of type `kind`; `None` when the value does not fit the type.
-pub(crate) fn text_cell(value: &str, kind: ColumnType) -> Option<Cell<'_>> {
-    if value.is_empty() {
-        return Some(Cell::Null);
+/// A record's cells, converted to the column types with the file's formats (the key as it
+/// is), and whether any value did not fit (counted and listed in `outcome`, left empty).
+fn row_cells<'v>(
+    line: u64,
+    fields: &[&'v str],
+    plan: &Plan,
+    outcome: &mut Outcome,
+) -> (Vec<Cell<'v>>, bool) {
+    let (schema, dialect) = (&plan.schema, &plan.dialect);
+    let mut cells = Vec::with_capacity(fields.len());
+    let mut bad_row = false;
+    for (i, (value, column)) in fields.iter().zip(&schema.columns).enumerate() {
+        if i == schema.key {
+            cells.push(Cell::Text(Cow::Borrowed(*value)));
+            continue;
+        }
+        let cell = typing::cell(
+            value,
+            column.kind,
+            dialect.decimal_comma,
+            dialect.date_format,
+        );
+        cells.push(cell.unwrap_or_else(|| {
+            outcome.bad(line, column, value, dialect);
+            bad_row = true;
+            Cell::Null
+        }));
     }
-    match kind {
-        ColumnType::Integer => infer::parse_int(value).map(Cell::Int),
-        ColumnType::Real => infer::parse_real(value).map(Cell::Real),
-        ColumnType::Boolean => infer::parse_bool(value).map(|b| Cell::Int(i64::from(b))),
-        ColumnType::Text | ColumnType::Date | ColumnType::Timestamp | ColumnType::Json => {
-            Some(Cell::Text(Cow::Borrowed(value)))
+    (cells, bad_row)
+}
+
+/// Rows that cannot be imported (wrong field counts, empty or duplicate keys, ...), found
+/// while reading on: all are reported at once, the first [`MAX_BAD_VALUES_LISTED`] listed.
+#[derive(Default)]
+struct RowProblems {
+    listed: Vec<InputError>,
+    count: u64,
+}
+
+impl RowProblems {
+    /// Notes a row's problem; any other error (the file cannot be read on) is returned.
+    fn push(&mut self, e: ImportError) -> Result<(), ImportError> {
+        let ImportError::Input(e) = e else {
+            return Err(e);
+        };
+        self.count += 1;
+        if self.listed.len() < MAX_BAD_VALUES_LISTED {
+            self.listed.push(e);
+        }
+        Ok(())
+    }
+
+    /// The error of the rows found wrong: a single one as it is, several together.
+    fn finish(mut self, file: &Path) -> Result<(), ImportError> {
+        match self.count {
+            0 => Ok(()),
+            1 => Err(ImportError::Input(self.listed.remove(0))),
+            count => Err(ImportError::Rows {
+                file: file.to_path_buf(),
+                count,
+                errors: self.listed,
+            }),
         }
     }
 }
@@ -181,9 +400,12 @@ fn loader_failed(file: &Path, line: u64, e: rusqlite::Error) -> ImportError {
 /// A CSV file being read, record by record.
 struct Input<'f> {
     file: &'f Path,
+    delimiter: u8,
     reader: csv::Reader<Guarded>,
     /// Byte offset where the current record starts (for the record size guard).
     record_start: Rc<StdCell<u64>>,
+    /// The last bytes read, to tell how the current record ended.
+    tail: Rc<RefCell<Tail>>,
     record: ByteRecord,
     /// Number of fields of the header.
     width: usize,
@@ -192,25 +414,30 @@ struct Input<'f> {
 }
 
 impl<'f> Input<'f> {
-    fn open(file: &'f Path) -> Result<Input<'f>, ImportError> {
+    fn open(file: &'f Path, delimiter: u8) -> Result<Input<'f>, ImportError> {
         let f = File::open(file).map_err(|source| ImportError::Io {
             file: file.to_path_buf(),
             source,
         })?;
         let record_start = Rc::new(StdCell::new(0));
+        let tail = Rc::new(RefCell::new(Tail::default()));
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            .delimiter(delimiter)
             .from_reader(Guarded {
                 inner: f,
                 read: 0,
                 record_start: record_start.clone(),
-                quotes: QuoteTracker::default(),
+                quotes: QuoteTracker::new(delimiter),
+                tail: tail.clone(),
             });
         Ok(Input {
             file,
+            delimiter,
             reader,
             record_start,
+            tail,
             record: ByteRecord::new(),
             width: 0,
             names: Vec::new(),
@@ -218,16 +445,32 @@ impl<'f> Input<'f> {
     }
 
     /// Reads the next record; returns the line it starts on.
+    ///
+    /// The csv reader's own record position is where its read began: before the blank lines
+    /// it skipped, and on CRLF files before the `\n` of the previous record's end. The line is
+    /// counted back from the record's end instead: the line reached, less the line breaks
+    /// inside its fields, less one if its terminator was a `\n` (a `\r\n` leaves the `\n`
+    /// for the next read; the last record may have none).
     fn next_record(&mut self) -> Result<Option<u64>, ImportError> {
         let starts_on = self.reader.position().line();
         match self.reader.read_byte_record(&mut self.record) {
             Ok(true) => {
-                self.record_start.set(self.reader.position().byte());
-                let line = self
+                let end = self.reader.position();
+                self.record_start.set(end.byte());
+                let inside: u64 = self
                     .record
-                    .position()
-                    .map_or(starts_on, csv::Position::line);
-                Ok(Some(line))
+                    .iter()
+                    .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
+                    .sum();
+                let ended_by_newline = end
+                    .byte()
+                    .checked_sub(1)
+                    .and_then(|at| self.tail.borrow().byte_at(at))
+                    == Some(b'\n');
+                let line = end
+                    .line()
+                    .saturating_sub(inside + u64::from(ended_by_newline));
+                Ok(Some(line.max(1)))
             }
             Ok(false) => Ok(None),
             Err(e) => Err(self.read_error(e, starts_on)),
@@ -332,12 +575,21 @@ impl<'f> Input<'f> {
             names.push(name.to_string());
         }
         if let [only] = names.as_slice() {
-            if only.contains('\t') {
+            if let Some(d) = dialect::DELIMITERS
+                .into_iter()
+                .find(|&d| d != self.delimiter && only.contains(d as char))
+            {
                 return Err(ImportError::input(
                     self.file,
                     Some(Location::Line(line)),
                     None,
-                    "the header has a single column holding tabs: the file seems to use tabs as its delimiter, but CSV files must use ','",
+                    format!(
+                        "the header is a single column holding {}: the file seems to use {} as its delimiter, not {} (give the delimiter {})",
+                        quoted(&dialect::delimiter_name(d)),
+                        quoted(&dialect::delimiter_name(d)),
+                        quoted(&dialect::delimiter_name(self.delimiter)),
+                        quoted(&dialect::delimiter_name(d)),
+                    ),
                 ));
             }
         }
@@ -374,7 +626,10 @@ impl<'f> Input<'f> {
                     line + newlines as u64
                 ));
             } else if self.width == 1 && self.record.len() > 1 {
-                message.push_str(" (the header has a single column: is the delimiter ','?)");
+                message.push_str(&format!(
+                    " (the header has a single column: is the delimiter {}?)",
+                    quoted(&dialect::delimiter_name(self.delimiter))
+                ));
             }
             return Err(ImportError::input(
                 self.file,
@@ -445,11 +700,12 @@ impl std::fmt::Display for UnclosedQuote {
 
 impl std::error::Error for UnclosedQuote {}
 
-/// Follows the quoting of the bytes read, as the csv reader (`csv_core`, with its defaults:
-/// `,`, `"`, doubled quotes, CR/LF/CRLF terminators) sees them, to tell at the end of the file
-/// whether a quoted field was left open.
+/// Follows the quoting of the bytes read, as the csv reader (`csv_core`, with the file's
+/// delimiter, `"`, doubled quotes, CR/LF/CRLF terminators) sees them, to tell at the end of
+/// the file whether a quoted field was left open.
 #[derive(Debug, Default)]
 struct QuoteTracker {
+    delimiter: u8,
     state: QuoteState,
     /// Line being read (0-based count of `\n` seen).
     newlines: u64,
@@ -471,6 +727,13 @@ enum QuoteState {
 }
 
 impl QuoteTracker {
+    fn new(delimiter: u8) -> QuoteTracker {
+        QuoteTracker {
+            delimiter,
+            ..QuoteTracker::default()
+        }
+    }
+
     fn feed(&mut self, bytes: &[u8]) {
         use QuoteState::*;
         if let Some(&last) = bytes.last() {
@@ -490,7 +753,7 @@ impl QuoteTracker {
                     self.open_field = self.field;
                     Quoted
                 }
-                (_, b',') => {
+                (_, d) if d == self.delimiter => {
                     self.field += 1;
                     FieldStart
                 }
@@ -524,6 +787,47 @@ struct Guarded {
     read: u64,
     record_start: Rc<StdCell<u64>>,
     quotes: QuoteTracker,
+    tail: Rc<RefCell<Tail>>,
+}
+
+/// The last [`Tail::SIZE`] bytes read from the file (the csv reader reads ahead of the record
+/// it returns by its buffer, 8 KiB), by their offset in the file.
+struct Tail {
+    ring: Vec<u8>,
+    /// Bytes read so far.
+    end: u64,
+}
+
+impl Default for Tail {
+    fn default() -> Tail {
+        Tail {
+            ring: vec![0; Tail::SIZE],
+            end: 0,
+        }
+    }
+}
+
+impl Tail {
+    const SIZE: usize = 64 * 1024;
+
+    fn push(&mut self, bytes: &[u8]) {
+        let skipped = bytes.len().saturating_sub(Tail::SIZE);
+        self.end += skipped as u64;
+        let mut rest = &bytes[skipped..];
+        while !rest.is_empty() {
+            let at = (self.end % Tail::SIZE as u64) as usize;
+            let n = rest.len().min(Tail::SIZE - at);
+            self.ring[at..at + n].copy_from_slice(&rest[..n]);
+            self.end += n as u64;
+            rest = &rest[n..];
+        }
+    }
+
+    /// The byte at `offset`, if it is among the last ones read.
+    fn byte_at(&self, offset: u64) -> Option<u8> {
+        (offset < self.end && self.end - offset <= Tail::SIZE as u64)
+            .then(|| self.ring[(offset % Tail::SIZE as u64) as usize])
+    }
 }
 
 impl Read for Guarded {
@@ -544,6 +848,7 @@ impl Read for Guarded {
             0
         };
         self.quotes.feed(&buf[skip..n]);
+        self.tail.borrow_mut().push(&buf[..n]);
         self.read += n as u64;
         Ok(n)
     }
@@ -554,7 +859,7 @@ mod tests {
     use super::*;
 
     fn unclosed(bytes: &[u8]) -> Option<(u64, usize, u64)> {
-        let mut t = QuoteTracker::default();
+        let mut t = QuoteTracker::new(b',');
         // Fed in small pieces, as reads deliver them.
         for piece in bytes.chunks(3) {
             t.feed(piece);
@@ -580,5 +885,28 @@ mod tests {
         assert_eq!(unclosed(b"a,b\n1,2\n\"x"), Some((3, 0, 3)));
         assert_eq!(unclosed(b"a,b\n1,\"say \"\"hi\"\"\n"), Some((2, 1, 2)));
         assert_eq!(unclosed(b"a,b\r\n1,\"2\r\n3,4"), Some((2, 1, 3)));
+    }
+
+    #[test]
+    fn records_start_on_their_lines_whatever_the_line_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, lines) in [
+            (&b"h,x\na,1\n\nb,\"2\n3\"\nc,4"[..], [1, 2, 4, 6]),
+            (
+                b"\xEF\xBB\xBFh,x\r\na,1\r\n\r\nb,\"2\r\n3\"\r\nc,4\r\n",
+                [1, 2, 4, 6],
+            ),
+            (b"h,x\r\na,1\r\n\r\nb,\"2\r\n3\"\r\nc,\"4\n\"", [1, 2, 4, 6]),
+            (b"h,x\ra,1\r\rb,\"2\r3\"\rc,4\r", [1, 1, 1, 1]),
+        ] {
+            let file = dir.path().join("f.csv");
+            std::fs::write(&file, text).unwrap();
+            let mut input = Input::open(&file, b',').unwrap();
+            let mut found = Vec::new();
+            while let Some(line) = input.next_record().unwrap() {
+                found.push(line);
+            }
+            assert_eq!(found, lines, "{:?}", String::from_utf8_lossy(text));
+        }
     }
 }

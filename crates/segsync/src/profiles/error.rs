@@ -99,9 +99,81 @@ pub enum ImportError {
         file.display()
     )]
     UnknownFormat { file: PathBuf },
+    /// Several rows of the file cannot be imported (each error says where and why): the
+    /// first of them listed, all counted.
+    #[error("{}", rows_message(file, *count, errors))]
+    Rows {
+        file: PathBuf,
+        count: u64,
+        errors: Vec<InputError>,
+    },
+    /// Values that do not fit their column's type, and the import was to be refused for them
+    /// ([`super::OnBadValue::Refuse`]): the first of them listed, all counted.
+    #[error("{}", bad_values_message(file, *count, values))]
+    BadValues {
+        file: PathBuf,
+        count: u64,
+        values: Vec<BadValue>,
+    },
     /// The store itself failed.
     #[error(transparent)]
     Store(#[from] ProfileError),
+}
+
+/// A value that does not fit its column's type (an `x` among numbers).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct BadValue {
+    /// The line on which its record starts (1-based, the header being line 1).
+    pub line: u64,
+    pub column: String,
+    pub value: String,
+    /// What is wrong with it: `not a number (with a decimal comma, as 1.234,50)`.
+    pub problem: String,
+}
+
+impl fmt::Display for BadValue {
+    /// `line 7: column "Lifetime value": "x" is not a number (...)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}: column {}: {} is {}",
+            self.line,
+            quoted(&self.column),
+            quoted(&self.value),
+            self.problem
+        )
+    }
+}
+
+fn rows_message(file: &std::path::Path, count: u64, errors: &[InputError]) -> String {
+    let mut out = format!(
+        "{}: {count} rows cannot be imported, so nothing was:",
+        file.display()
+    );
+    for e in errors {
+        out.push_str(&format!("\n  {e}"));
+    }
+    if count > errors.len() as u64 {
+        out.push_str(&format!("\n  … and {} more", count - errors.len() as u64));
+    }
+    out
+}
+
+fn bad_values_message(file: &std::path::Path, count: u64, values: &[BadValue]) -> String {
+    let mut out = format!(
+        "{}: {count} value{} do{} not fit {} column's type, so nothing was imported (to import the rest, choose to leave bad values empty or to skip their rows):",
+        file.display(),
+        if count == 1 { "" } else { "s" },
+        if count == 1 { "es" } else { "" },
+        if count == 1 { "its" } else { "their" },
+    );
+    for v in values {
+        out.push_str(&format!("\n  {v}"));
+    }
+    if count > values.len() as u64 {
+        out.push_str(&format!("\n  … and {} more", count - values.len() as u64));
+    }
+    out
 }
 
 impl ImportError {
@@ -119,10 +191,12 @@ impl ImportError {
         })
     }
 
-    /// The input error, when the file's content was at fault.
+    /// The input error, when the file's content was at fault (the first, when several rows
+    /// were).
     pub fn as_input(&self) -> Option<&InputError> {
         match self {
             ImportError::Input(e) => Some(e),
+            ImportError::Rows { errors, .. } => errors.first(),
             _ => None,
         }
     }

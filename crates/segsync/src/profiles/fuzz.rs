@@ -37,7 +37,8 @@ pub fn fuzz_import(bytes: &[u8], format: Format) -> Result<u64, ImportError> {
     .expect("the meta table");
     let store = PathBuf::from(":memory:");
     let result = match format {
-        Format::Csv => csv_input::import(&mut conn, &store, &file, FUZZ_KEY),
+        Format::Csv => csv_input::import(&mut conn, &store, &file, FUZZ_KEY, &Default::default())
+            .map(|i| (i.rows, i.columns)),
         Format::Ndjson => ndjson_input::import(&mut conn, &store, &file, FUZZ_KEY),
         Format::Parquet => parquet_input::import(&mut conn, &store, &file, FUZZ_KEY),
     };

@@ -1,7 +1,8 @@
 //! Column types and their inference from text cells.
 //!
-//! A CSV cell (or an NDJSON string) is classified on its own; a column's type is the merge of
-//! the classes of all its non-empty cells. The rules are strict on purpose, so that nothing is
+//! An NDJSON string is classified on its own, and a column's type is the merge of the classes
+//! of all its values; CSV columns are typed with the file's number and date formats in
+//! `super::typing`. The rules are strict on purpose, so that nothing is
 //! lost by storing a value as a number: `01234` (a zip code) and `+40 712` (a phone) stay text,
 //! and so does an integer too large for 64 bits.
 
@@ -94,7 +95,9 @@ pub(crate) fn merge(a: Option<ColumnType>, b: ColumnType) -> ColumnType {
     }
 }
 
-/// The class of one non-empty text cell.
+/// The class of one non-empty text cell on its own, with a decimal point and ISO dates (the
+/// strict rules that the CSV import's typing, `super::typing`, builds on).
+#[cfg(test)]
 pub(crate) fn classify(s: &str) -> ColumnType {
     let b = s.as_bytes();
     match b.first() {

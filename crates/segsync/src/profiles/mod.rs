@@ -25,6 +25,7 @@
 //! ```
 
 mod csv_input;
+mod dialect;
 mod error;
 mod fuzz;
 mod infer;
@@ -36,17 +37,23 @@ mod mysql;
 mod ndjson_input;
 mod parquet_input;
 mod pg_calls;
-mod postgres;
-mod predicate;
+pub(crate) mod postgres;
+pub(crate) mod predicate;
+mod typecheck;
+mod typing;
 
 pub use self::mysql::{check_mysql_source, MyReach, MySqlSource, MySqlSourceError};
 pub use self::postgres::{check_source, PgRelation, PgSource, PgSourceError, Reach, BATCH_ROWS};
+pub use dialect::{parse_delimiter, DateFormat, Dialect, ImportOptions, OnBadValue};
+pub use error::{
+    BadValue, ImportError, InputError, Location, PredicateError, ProfileError, SelectError,
+};
 pub use my_conn::{is_mysql_url, MyConnError};
 /// Where a database source's profiles are: a table or a query (PostgreSQL or MySQL).
 pub type Relation = PgRelation;
-pub use error::{ImportError, InputError, Location, PredicateError, ProfileError, SelectError};
 pub use fuzz::{fuzz_import, fuzz_predicate, FUZZ_KEY};
 pub use infer::ColumnType;
+pub use typecheck::comparison_warnings;
 
 use error::{list, quoted};
 use rusqlite::Connection;
@@ -68,7 +75,7 @@ pub(crate) const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// Comma-separated values with a header line, UTF-8.
+    /// Delimited values (`,` `;` tab `|`, detected) with a header line, UTF-8.
     Csv,
     /// One JSON object per line, UTF-8.
     Ndjson,
@@ -140,6 +147,19 @@ pub struct ImportReport {
     pub columns: Vec<Column>,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
+    /// How a CSV file was read (delimiter, number and date formats): given or detected.
+    pub dialect: Option<Dialect>,
+    /// What was done with values that do not fit their column's type.
+    pub on_bad_value: OnBadValue,
+    /// The first values that do not fit their column's type (at most 100), in file order.
+    pub bad_values: Vec<BadValue>,
+    /// All of them.
+    pub bad_value_count: u64,
+    /// Profiles left out for their bad values (with [`OnBadValue::Skip`]).
+    pub skipped_rows: u64,
+    /// What people should know about the types chosen (a column kept as text although most
+    /// of its values are numbers; dates that could be read day first or month first).
+    pub notes: Vec<String>,
 }
 
 /// A predicate's member count and a few of its members.
@@ -283,12 +303,33 @@ impl ProfileStore {
         format: Option<Format>,
         key_column: &str,
     ) -> Result<ImportReport, ImportError> {
+        self.import_with(file, format, key_column, &ImportOptions::default())
+    }
+
+    /// [`ProfileStore::import`], with what the person importing says about a CSV file:
+    /// delimiter, number and date formats, columns kept as text, what to do with values that
+    /// do not fit their column's type.
+    pub fn import_with(
+        &self,
+        file: &Path,
+        format: Option<Format>,
+        key_column: &str,
+        options: &ImportOptions,
+    ) -> Result<ImportReport, ImportError> {
         let started = Instant::now();
         let format = format.or_else(|| Format::from_path(file)).ok_or_else(|| {
             ImportError::UnknownFormat {
                 file: file.to_path_buf(),
             }
         })?;
+        if format != Format::Csv && options.has_csv_options() {
+            return Err(ImportError::input(
+                file,
+                None,
+                None,
+                format!("the import options (delimiter, decimal comma, date format, bad values, text columns) apply to CSV files only, not to {format}"),
+            ));
+        }
         let mut conn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let err = |source| ProfileError::Sqlite {
             path: self.path.clone(),
@@ -298,9 +339,11 @@ impl ProfileStore {
         conn.execute_batch("PRAGMA cache_size = -16384; PRAGMA temp.cache_size = -16384;")
             .map_err(err)?;
         let result = match format {
-            Format::Csv => csv_input::import(&mut conn, &self.path, file, key_column),
-            Format::Ndjson => ndjson_input::import(&mut conn, &self.path, file, key_column),
-            Format::Parquet => parquet_input::import(&mut conn, &self.path, file, key_column),
+            Format::Csv => csv_input::import(&mut conn, &self.path, file, key_column, options),
+            Format::Ndjson => ndjson_input::import(&mut conn, &self.path, file, key_column)
+                .map(csv_input::Imported::other),
+            Format::Parquet => parquet_input::import(&mut conn, &self.path, file, key_column)
+                .map(csv_input::Imported::other),
         };
         if let Err(e) =
             conn.execute_batch("PRAGMA cache_size = -2000; PRAGMA temp.cache_size = -2000;")
@@ -308,20 +351,27 @@ impl ProfileStore {
             tracing::debug!(error = %e, "restoring the cache size failed");
         }
         drop(conn);
-        let (rows, columns) = result?;
+        let imported = result?;
         let report = ImportReport {
             file: file.to_path_buf(),
             format,
             key_column: key_column.to_string(),
-            rows,
-            columns,
+            rows: imported.rows,
+            columns: imported.columns,
             duration: started.elapsed(),
+            dialect: imported.dialect,
+            on_bad_value: options.on_bad_value,
+            bad_values: imported.bad_values,
+            bad_value_count: imported.bad_value_count,
+            skipped_rows: imported.skipped_rows,
+            notes: imported.notes,
         };
         tracing::info!(
             file = %file.display(),
             %format,
-            rows,
+            rows = report.rows,
             columns = report.columns.len(),
+            bad_values = report.bad_value_count,
             seconds = report.duration.as_secs_f64(),
             "profiles imported"
         );
@@ -486,7 +536,7 @@ pub(crate) fn key_index(file: &Path, names: &[String], key: &str) -> Result<usiz
     } else if let [only] = names {
         if let Some(d) = [';', '\t', '|'].into_iter().find(|d| only.contains(*d)) {
             message.push_str(&format!(
-                "; the file seems to use {d:?} as its delimiter, but CSV files must use ','"
+                "; the file seems to use {d:?} as its delimiter: give the delimiter {d:?}"
             ));
         }
     }

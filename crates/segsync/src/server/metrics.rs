@@ -1,6 +1,8 @@
 //! Prometheus metrics at `/metrics`: runs by outcome, records sent and refused, Mailchimp
-//! requests by endpoint and retries by cause, runs in progress, and the latency of the
-//! server's own requests by route.
+//! requests by endpoint and retries by cause, runs in progress, each Mailchimp account's
+//! connection budget (cap, current budget, slots in use, attempts and refusals for too many
+//! connections, and their ratio: the throttle rate), and the latency of the server's own
+//! requests by route.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -37,6 +39,12 @@ struct RecordLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    /// The Mailchimp account id (a closed set: the accounts of the installation's connections).
+    account: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -89,6 +97,75 @@ pub struct Metrics {
     mailchimp_retries: Family<RetryLabels, Counter>,
     runs_active: Gauge,
     http: Family<HttpLabels, Histogram>,
+    budgets: BudgetMetrics,
+}
+
+/// Each account's connection budget, read from the process's budgets when `/metrics` is read.
+#[derive(Default)]
+struct BudgetMetrics {
+    cap: Family<AccountLabels, Gauge>,
+    budget: Family<AccountLabels, Gauge>,
+    in_use: Family<AccountLabels, Gauge>,
+    attempts: Family<AccountLabels, Counter>,
+    throttled: Family<AccountLabels, Counter>,
+    throttle_ratio: Family<AccountLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+impl BudgetMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "mailchimp_slot_cap",
+            "Configured connection budget of each Mailchimp account (its connections' slot budget)",
+            self.cap.clone(),
+        );
+        registry.register(
+            "mailchimp_slot_budget",
+            "Requests in flight each Mailchimp account allows now: the cap, lowered after refusals for too many connections and grown back on success",
+            self.budget.clone(),
+        );
+        registry.register(
+            "mailchimp_slots_in_use",
+            "Connection slots of each Mailchimp account held by this process now",
+            self.in_use.clone(),
+        );
+        registry.register(
+            "mailchimp_slot_attempts",
+            "Requests sent in a slot of each Mailchimp account's budget, retries included",
+            self.attempts.clone(),
+        );
+        registry.register(
+            "mailchimp_throttled",
+            "Requests Mailchimp refused for too many connections (429 or bodyless 403), by account",
+            self.throttled.clone(),
+        );
+        registry.register(
+            "mailchimp_throttle_ratio",
+            "Share of each account's requests Mailchimp refused for too many connections, since the process started",
+            self.throttle_ratio.clone(),
+        );
+    }
+
+    /// Brings the series up to the budgets' state now.
+    fn refresh(&self) {
+        for v in crate::mailchimp::Budgets::shared().views() {
+            let l = AccountLabels {
+                account: v.account.clone(),
+            };
+            self.cap.get_or_create(&l).set(v.cap as i64);
+            self.budget.get_or_create(&l).set(v.budget as i64);
+            self.in_use.get_or_create(&l).set(v.in_use as i64);
+            let a = self.attempts.get_or_create(&l);
+            a.inc_by(v.attempts.saturating_sub(a.get()));
+            let t = self.throttled.get_or_create(&l);
+            t.inc_by(v.throttled.saturating_sub(t.get()));
+            let ratio = if v.attempts > 0 {
+                v.throttled as f64 / v.attempts as f64
+            } else {
+                0.0
+            };
+            self.throttle_ratio.get_or_create(&l).set(ratio);
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -130,7 +207,10 @@ impl Metrics {
             "Latency of the server's HTTP requests, by method, route and status",
             http.clone(),
         );
+        let budgets = BudgetMetrics::default();
+        budgets.register(&mut registry);
         Metrics {
+            budgets,
             registry: Mutex::new(registry),
             runs,
             records,
@@ -191,6 +271,7 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
+        self.budgets.refresh();
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         prometheus_client::encoding::text::encode(&mut out, &registry)

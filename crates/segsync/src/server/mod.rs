@@ -83,6 +83,9 @@ pub struct ServeConfig {
     /// queue for a free slot here or on another server sharing the state store. "Run now"
     /// is not limited.
     pub max_runs: usize,
+    /// How long after a scheduled run starts the next scheduled run on the same Mailchimp
+    /// account may start (zero: no staggering).
+    pub stagger: Duration,
     /// How many segment predicates requests may run at once (previews, counts, checks);
     /// more wait for a free slot ([`predicates`]).
     pub predicate_slots: usize,
@@ -103,6 +106,7 @@ impl ServeConfig {
             run_settings: RunSettings::default(),
             scheduler_tick: Duration::from_millis(500),
             max_runs: 8,
+            stagger: scheduler::STAGGER,
             predicate_slots: 4,
             http: http::HttpLimits::default(),
             smtp_password: None,

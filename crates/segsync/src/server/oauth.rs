@@ -404,6 +404,7 @@ async fn finish(
                 accept_privacy_terms: req.accept_privacy_terms,
                 share_with_contributors: req.share_with_contributors,
                 export_user: req.export_user,
+                slot_budget: None,
             },
         )
         .await?;

@@ -423,6 +423,9 @@ impl utoipa::ToSchema for Upload {}
         description = "Export segments of customer profiles to Mailchimp audiences. Roles: viewer (reads exports, runs and segments with their counts, never the personal data of profiles or of the records a run could not send), contributor (segments, exports on shared connections, the records runs could not send, previews of runs; a segment that an export on a connection kept for admins uses is changed or removed by admins only: 403 naming those exports), admin (everything). Every error answer under /api, whoever refuses (a handler, a body that is not JSON, an unknown route), is an ErrorBody {error, message} in JSON, and every status an operation can answer is listed with it. Endpoints that evaluate segment predicates (segment list, preview, add, change; an export's plan) run them in a bounded number of slots per server: 503 with error \"busy\" when none frees within 10 s. Mailchimp base URLs and alert webhooks must be public addresses unless the server runs with --allow-private-targets (422 otherwise); errors never repeat another server's answer. Every answer under /api carries X-Content-Type-Options: nosniff and Cache-Control: no-store.",
     ),
     modifiers(&Security, &Contract),
+    // The segment rule refers to itself, so its parts are listed here (schemas reached from
+    // the operations are collected on their own).
+    components(schemas(crate::rules::Rule, crate::rules::Condition, crate::rules::Op, crate::rules::Kind)),
     security(("token" = []), ("session" = [])),
     paths(
         auth::api_login, auth::api_logout, auth::api_me,
@@ -436,6 +439,7 @@ impl utoipa::ToSchema for Upload {}
         oauth::api_begin,
         api::segments::list_segments, api::segments::add_segment, api::segments::get_segment,
         api::segments::change_segment, api::segments::remove_segment,
+        api::segments::preview_draft, api::segments::column_stats, api::segments::export_sizes,
         api::profiles::profiles, api::profiles::import_profiles, api::profiles::refresh_profiles,
         api::sources::list_sources, api::sources::get_source, api::sources::add_source,
         api::sources::remove_source,
@@ -547,5 +551,35 @@ mod tests {
             "a query parameter is never null: {limit}"
         );
         assert_eq!(limit["maximum"], json!(u64::MAX));
+    }
+
+    /// Every `$ref` names a schema of the document (the segment rule refers to itself).
+    #[test]
+    fn every_reference_resolves_and_rules_are_described() {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let schemas = doc["components"]["schemas"].clone();
+        let mut refs = Vec::new();
+        walk(&mut doc, &mut |m| {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                refs.push(r.clone());
+            }
+        });
+        for r in &refs {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or(r);
+            assert!(schemas.get(name).is_some(), "{r} does not resolve");
+        }
+        let rule = serde_json::to_string(&schemas["Rule"]).unwrap();
+        for variant in ["all", "any", "not", "condition", "sql"] {
+            assert!(
+                rule.contains(&format!("\"{variant}\"")),
+                "{variant}: {rule}"
+            );
+        }
+        assert!(refs.iter().any(|r| r.ends_with("/Rule")));
+        let new_segment = &doc["paths"]["/api/segments"]["post"]["requestBody"];
+        assert!(new_segment.is_object());
+        assert!(doc["paths"]["/api/segment-preview"]["post"].is_object());
+        assert!(doc["paths"]["/api/export-sizes"]["post"].is_object());
+        assert!(doc["paths"]["/api/profiles/columns"]["get"].is_object());
     }
 }

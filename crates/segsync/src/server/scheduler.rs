@@ -11,8 +11,16 @@
 //! next tick, once); a tick that finds the export still running is skipped; paused and
 //! removed exports do not fire. A refresh that finds an after-refresh export running queues
 //! one more run after it (the running one read the old profiles).
+//!
+//! Scheduled runs of exports on one Mailchimp account are staggered: each starts
+//! `--stagger` (2 s) after the previous one on that account (all of them share the account's
+//! connection budget, so starting them together only makes them queue for slots while each
+//! reads its profiles and audience at once).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
@@ -231,6 +239,40 @@ fn queue_tick(app: &AppState, export: &str, at: DateTime<Utc>) {
     }
 }
 
+/// How long after a scheduled run starts the next scheduled run on the same Mailchimp
+/// account may start, by default (`segsync serve --stagger`).
+pub const STAGGER: Duration = Duration::from_secs(2);
+
+/// When the next scheduled run may start on each account, and the runs waiting for it.
+#[derive(Default)]
+struct Stagger {
+    next: Mutex<HashMap<String, Instant>>,
+    waiting: AtomicUsize,
+}
+
+impl Stagger {
+    fn shared() -> &'static Stagger {
+        static S: std::sync::OnceLock<Stagger> = std::sync::OnceLock::new();
+        S.get_or_init(Stagger::default)
+    }
+
+    /// How long a scheduled run on `account` waits before it starts; books its start.
+    fn delay(&self, account: &str, stagger: Duration) -> Duration {
+        let now = Instant::now();
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        next.retain(|_, t| *t > now);
+        let at = next.get(account).copied().unwrap_or(now).max(now);
+        next.insert(account.to_string(), at + stagger);
+        at - now
+    }
+}
+
+/// The Mailchimp account of an export's connection, when known.
+fn account_of(state: &crate::state::StateStore, export: &str) -> Option<String> {
+    let e = state.export(export).ok()?;
+    state.connection(&e.connection).ok()?.account_id
+}
+
 /// How long a claimed queue row stays this worker's before another may claim it: the time
 /// between the claim and the run's start (its export's lease takes over from there).
 const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -256,31 +298,65 @@ async fn start_queued(app: &AppState) {
                 return;
             }
         };
-        let run_id = match not_runnable(app, &q.export, None) {
-            Some(why) => {
-                tracing::info!(export = %q.export, why, "queued run skipped");
-                None
+        let wait = match account_of(&state, &q.export) {
+            Some(account) if q.trigger == "schedule" && !app.config.stagger.is_zero() => {
+                Stagger::shared().delay(&account, app.config.stagger)
             }
-            None => match app.runs.start(&q.export, &q.trigger).await {
-                Ok(run_id) => {
-                    tracing::info!(export = %q.export, run_id, trigger = %q.trigger, "queued run started");
-                    Some(run_id)
-                }
-                Err(err) => {
-                    tracing::info!(export = %q.export, error = %err, "queued run skipped");
-                    None
-                }
-            },
+            _ => Duration::ZERO,
         };
-        if let Err(e) = state.complete_queued_run(q.id, worker, run_id) {
-            tracing::warn!(export = %q.export, error = %e, "marking a queued run done");
+        if wait.is_zero() {
+            start_claimed(app, state, q).await;
+            continue;
         }
+        tracing::info!(export = %q.export, wait_ms = wait.as_millis() as u64, "scheduled run staggered behind another on the same Mailchimp account");
+        Stagger::shared().waiting.fetch_add(1, Ordering::Relaxed);
+        let app = app.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            Stagger::shared().waiting.fetch_sub(1, Ordering::Relaxed);
+            match app.app.state() {
+                Ok(state) => start_claimed(&app, state, q).await,
+                Err(e) => {
+                    tracing::warn!(export = %q.export, error = %e, "a staggered run could not start")
+                }
+            }
+        });
     }
 }
 
-/// Whether this server runs as many exports as it takes on (`--max-runs`).
+/// Starts a claimed queue row's run (unless its export cannot run now) and marks the row done.
+async fn start_claimed(
+    app: &AppState,
+    state: crate::state::StateStore,
+    q: crate::state::QueuedRun,
+) {
+    let worker = crate::app::worker_id();
+    let run_id = match not_runnable(app, &q.export, None) {
+        Some(why) => {
+            tracing::info!(export = %q.export, why, "queued run skipped");
+            None
+        }
+        None => match app.runs.start(&q.export, &q.trigger).await {
+            Ok(run_id) => {
+                tracing::info!(export = %q.export, run_id, trigger = %q.trigger, "queued run started");
+                Some(run_id)
+            }
+            Err(err) => {
+                tracing::info!(export = %q.export, error = %err, "queued run skipped");
+                None
+            }
+        },
+    };
+    if let Err(e) = state.complete_queued_run(q.id, worker, run_id) {
+        tracing::warn!(export = %q.export, error = %e, "marking a queued run done");
+    }
+}
+
+/// Whether this server runs as many exports as it takes on (`--max-runs`), the staggered
+/// ones about to start included.
 fn busy(app: &AppState) -> bool {
-    app.runs.all_running().len() >= app.config.max_runs
+    app.runs.all_running().len() + Stagger::shared().waiting.load(Ordering::Relaxed)
+        >= app.config.max_runs
 }
 
 /// How often a server looks for runs that another one left unfinished.

@@ -90,6 +90,7 @@ pub static TABLES: &[TableDef] = &[
             ("predicate", Text),
             ("created_at", Text),
             ("source", Text),
+            ("rule", Text),
         ],
         order_by: &["name"],
         has_sequence: false,

@@ -108,6 +108,20 @@ pub struct ConnectionRecord {
     pub shared_with_contributors: bool,
     pub export_user: Option<String>,
     pub created_at: String,
+    /// The Mailchimp account the credential belongs to (the API root's `account_id`), once
+    /// learned: connections of one account share its connection budget.
+    pub account_id: Option<String>,
+    /// Requests in flight at once over every run on the account; `None`: the default
+    /// ([`crate::mailchimp::DEFAULT_SLOT_BUDGET`]).
+    pub slot_budget: Option<u32>,
+}
+
+impl ConnectionRecord {
+    /// The connection's slot budget, its default applied.
+    pub fn budget(&self) -> usize {
+        self.slot_budget
+            .map_or(crate::mailchimp::DEFAULT_SLOT_BUDGET, |b| b as usize)
+    }
 }
 
 impl std::fmt::Debug for ConnectionRecord {
@@ -130,6 +144,10 @@ pub struct SegmentRecord {
     /// The profile source the predicate runs over; `None` is the embedded profile store.
     #[serde(default)]
     pub source: Option<String>,
+    /// The structured rule (JSON, see [`crate::rules::Rule`]) the predicate was compiled
+    /// from; `None` for a predicate written as SQL.
+    #[serde(default)]
+    pub rule: Option<String>,
 }
 
 /// A profile column sent as a merge field.
@@ -210,6 +228,28 @@ pub struct RunCounts {
     pub deferred: u64,
     pub requests: u64,
     pub retries: u64,
+    /// Milliseconds of the account's connection slots the run held, summed over its
+    /// requests: divided by the run's duration, the slots it held on average.
+    #[serde(default)]
+    pub slot_ms: u64,
+    /// Milliseconds from the run's first word with Mailchimp to its end: the time over which
+    /// [`RunCounts::slots_held`] averages.
+    #[serde(default)]
+    pub mailchimp_ms: u64,
+    /// Requests Mailchimp refused for too many connections (429, or a bodyless 403).
+    #[serde(default)]
+    pub throttled: u64,
+}
+
+impl RunCounts {
+    /// The account's connection slots the run held on average while it talked to Mailchimp.
+    pub fn slots_held(&self) -> f64 {
+        if self.mailchimp_ms > 0 {
+            self.slot_ms as f64 / self.mailchimp_ms as f64
+        } else {
+            0.0
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

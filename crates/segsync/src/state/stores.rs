@@ -24,8 +24,11 @@ pub trait ConnectionStore {
     fn connection(&self, name: &str) -> Result<ConnectionRecord>;
     fn connections(&self) -> Result<Vec<ConnectionRecord>>;
     /// Changes what may change of a connection after its creation: its display name, who may
-    /// use it, the export user, and (on re-authentication) its credential and API root.
+    /// use it, the export user, its slot budget, and (on re-authentication) its credential,
+    /// API root and account.
     fn update_connection(&self, c: &ConnectionRecord) -> Result<()>;
+    /// Records the Mailchimp account a connection's credential belongs to, once learned.
+    fn set_connection_account(&self, name: &str, account_id: &str) -> Result<()>;
     /// Removes a connection and its sealed secret; the exports on it stop running.
     fn remove_connection(&self, name: &str) -> Result<()>;
 }
@@ -37,10 +40,26 @@ pub trait SegmentStore {
         self.add_segment_from(name, predicate, None)
     }
     /// A segment over `source` (a profile source's name; `None`: the embedded store).
-    fn add_segment_from(&self, name: &str, predicate: &str, source: Option<&str>) -> Result<()>;
+    fn add_segment_from(&self, name: &str, predicate: &str, source: Option<&str>) -> Result<()> {
+        self.add_segment_with(name, predicate, None, source)
+    }
+    /// A segment with the structured rule (JSON) its predicate was compiled from, if any.
+    fn add_segment_with(
+        &self,
+        name: &str,
+        predicate: &str,
+        rule: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<()>;
     fn segment(&self, name: &str) -> Result<SegmentRecord>;
     fn segments(&self) -> Result<Vec<SegmentRecord>>;
-    fn set_segment_predicate(&self, name: &str, predicate: &str) -> Result<()>;
+    /// A predicate written as SQL: any rule it was compiled from is dropped.
+    fn set_segment_predicate(&self, name: &str, predicate: &str) -> Result<()> {
+        self.set_segment_definition(name, predicate, None)
+    }
+    /// The predicate and the rule (JSON) it was compiled from, together.
+    fn set_segment_definition(&self, name: &str, predicate: &str, rule: Option<&str>)
+        -> Result<()>;
     /// Refused while an export uses the segment.
     fn remove_segment(&self, name: &str) -> Result<()>;
     fn add_profile_source(&self, s: &ProfileSourceRecord) -> Result<()>;

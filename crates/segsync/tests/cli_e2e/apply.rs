@@ -550,7 +550,7 @@ fn a_bad_file_is_refused_with_the_place_of_every_problem_and_changes_nothing() {
         typo,
         None,
         &format!(
-            "{}: segment \"high-value\": unknown field `wher`, expected one of `name`, `where`, `source`",
+            "{}: segment \"high-value\": unknown field `wher`, expected one of `name`, `where`, `rule`, `source`",
             at("where = \"lifetime_value > 500\"", typo, typo)
         ),
     );

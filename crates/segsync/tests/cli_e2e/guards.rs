@@ -180,8 +180,13 @@ fn plan_prints_the_counts_and_sends_nothing() {
     assert_eq!(line("records refused"), "1");
     assert_eq!(
         line("Mailchimp requests"),
-        "1",
-        "one batch upsert, its creates carrying their tags"
+        "4",
+        "the merge field and the two tags to create, one batch upsert whose creates carry their tags"
+    );
+    assert!(
+        out.stdout.contains("tags to create: High value, romania"),
+        "{}",
+        out.stdout
     );
     assert!(
         out.stdout.contains("merge fields to create: CITY"),

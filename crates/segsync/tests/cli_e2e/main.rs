@@ -12,6 +12,7 @@ mod common;
 
 mod apply;
 mod compliance;
+mod excel;
 mod faults;
 mod fidelity;
 mod first_run;

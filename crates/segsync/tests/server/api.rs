@@ -354,6 +354,120 @@ fn an_admin_uploads_profiles_and_a_broken_upload_changes_nothing() {
     assert_eq!(a.status, 403, "{}", a.text);
 }
 
+/// An Excel file of a European locale uploaded as it is: read with its formats (the answer
+/// says which), its bad values listed with their lines, the options of `profiles import`
+/// taken as query parameters; a segment comparing a text column with a number is saved
+/// with a warning.
+#[test]
+fn an_excel_upload_is_read_with_its_formats_and_the_import_options() {
+    let sim = Sim::start();
+    let s = installation(&sim, &people(3));
+    let server = Server::start(&s, &[]);
+    let ada = server.token_client(ADMIN);
+    let excel = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/excel-eu.csv"),
+    )
+    .unwrap();
+    let upload = |query: &str| {
+        ada.send(
+            ada.request(
+                "POST",
+                &format!("/api/profiles/import?format=csv&key=Customer%20ID{query}"),
+            )
+            .body(excel.clone()),
+        )
+    };
+    let a = upload("");
+    assert_eq!(a.status, 200, "{}", a.text);
+    let answer = a.json();
+    assert_eq!(answer["rows"], 18);
+    assert_eq!(
+        answer["dialect"],
+        json!({"delimiter": ";", "delimiter_detected": true, "bom": true, "line_ending": "crlf",
+               "decimal_comma": true, "date_format": "dd/mm/yyyy"})
+    );
+    assert_eq!(answer["bad_value_count"], 2);
+    assert_eq!(
+        answer["bad_values"][0],
+        json!({"line": 9, "column": "Lifetime value", "value": "x",
+               "problem": "not a number (with a decimal comma, as 1.234,50)"})
+    );
+    let (code, seg) = ada.post(
+        "/api/segments",
+        json!({"name": "big", "predicate": "\"Lifetime value\" > 500"}),
+    );
+    assert_eq!(code, 201, "{seg}");
+    assert_eq!(seg["count"], 8);
+    assert!(
+        seg["warnings"].is_null() || seg["warnings"] == json!([]),
+        "{seg}"
+    );
+
+    let a = upload("&on_bad_value=refuse");
+    assert_eq!(a.status, 422, "{}", a.text);
+    let message = a.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with(
+            "the uploaded file: 2 values do not fit their column's type, so nothing was imported"
+        ) && message.contains("\n  line 10: column \"Joined\": \"n/a\" is not a date"),
+        "{message}"
+    );
+    let a = upload("&delimiter=%7C");
+    assert_eq!(a.status, 422, "{}", a.text);
+    let a = upload("&on_bad_value=later");
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert!(
+        a.text.contains("expected empty, skip or refuse"),
+        "{}",
+        a.text
+    );
+
+    let a = upload("&on_bad_value=skip&text=Lifetime%20value&delimiter=%3B&decimal_comma=true&date_format=dd/mm/yyyy");
+    assert_eq!(a.status, 200, "{}", a.text);
+    let answer = a.json();
+    assert_eq!(
+        (answer["rows"].clone(), answer["skipped_rows"].clone()),
+        (json!(17), json!(1))
+    );
+    assert_eq!(answer["dialect"]["delimiter_detected"], false);
+    let (code, seg) = ada.post(
+        "/api/segments",
+        json!({"name": "big-text", "predicate": "\"Lifetime value\" > 500"}),
+    );
+    assert_eq!(code, 201, "{seg}");
+    assert!(
+        seg["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("column \"Lifetime value\" holds text, so \"Lifetime value\" > 500 compares text, not numbers"),
+        "{seg}"
+    );
+
+    // A file on the server is refreshed with the options it was imported with.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/excel-eu.csv");
+    let a = ada.send(ada.request(
+        "POST",
+        &format!(
+            "/api/profiles/import?path={}&key=Customer%20ID&on_bad_value=skip",
+            path.display()
+        ),
+    ));
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["skipped_rows"], 2);
+    let (_, info) = ada.get("/api/profiles");
+    assert_eq!(
+        info["source"]["options"],
+        json!({"on_bad_value": "skip"}),
+        "{info}"
+    );
+    let (code, refreshed) = ada.post("/api/profiles/refresh", json!({}));
+    assert_eq!(code, 200, "{refreshed}");
+    assert_eq!(
+        (refreshed["rows"].clone(), refreshed["skipped_rows"].clone()),
+        (json!(16), json!(2))
+    );
+}
+
 /// A record Mailchimp refuses only for now ("signed up to a lot of lists very recently") is
 /// counted as deferred, not failed, in the run's API answer and on its page; the next run,
 /// once Mailchimp takes it, sends it and defers nothing.

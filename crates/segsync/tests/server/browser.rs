@@ -174,6 +174,7 @@ fn admin_connects_with_oauth_and_a_contributor_sees_the_export_in_the_browser() 
             .to_string(),
         ),
         ("EXPECTED_CREATED", want.len().to_string()),
+        ("CHOSEN_MEMBERS", want.len().to_string()),
         (
             "SECRETS",
             json!([CLIENT_SECRET, ADMIN.1, CONTRIBUTOR.1]).to_string(),
@@ -613,6 +614,91 @@ fn ui_pages_check_sessions_csrf_roles_and_show_no_secret() {
     for page in [&s.transcript(), &server.output()] {
         assert!(!page.contains(&sim.key));
     }
+}
+
+/// Issue 18, items 1 and 2 in Chromium at 1280 and 390 px: the admin and the contributor
+/// build a segment with the builder (no SQL typed), see its live count, SQL and sample, save
+/// it, and see the export form's distinct members, overlap and limit check; the admin sees
+/// who would gain or lose a tag; the viewer sees counts only. Counts are those the profiles
+/// must give.
+#[test]
+fn the_segment_builder_and_true_sizes_in_the_browser() {
+    require_browser_setup();
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let profiles = crate::builder::profiles();
+    let s = crate::api::installation(&sim, &profiles);
+    let server = Server::start(&s, &[]);
+    let admin = server.login(ADMIN);
+    let (code, c) = admin.post(
+        "/api/connections",
+        json!({
+            "name": CONNECTION, "display_name": "Mailchimp (simulator)", "api_key": sim.key,
+            "base_url": sim.api_url(), "accept_privacy_terms": true,
+            "share_with_contributors": true
+        }),
+    );
+    assert_eq!(code, 201, "{c}");
+    let (code, e) = server
+        .token_client(CONTRIBUTOR)
+        .post("/api/exports", export_body(EXPORT, &list));
+    assert_eq!(code, 201, "{e}");
+
+    let high = |p: &Profile| p.ltv >= 500.0;
+    let romanian = |p: &Profile| p.country == "RO";
+    let french = |p: &Profile| p.country == "FR";
+    let m = crate::builder::members(&profiles, &[&high, &romanian, &french]);
+    let both: Vec<&Vec<bool>> = m.values().filter(|b| b[0] || b[1]).collect();
+    let want = json!({
+        "ro_high": profiles.iter().filter(|p| romanian(p) && high(p)).count(),
+        "ro_top": profiles.iter().filter(|p| romanian(p)).count(),
+        "members_both": both.len(),
+        "members_high": m.values().filter(|b| b[0]).count(),
+        "overlap": m.values().filter(|b| b[0] && b[1]).count(),
+        "gain": m.values().filter(|b| !b[1] && b[2]).count(),
+        "lose": m.values().filter(|b| b[1] && !b[2]).count(),
+    });
+    let users = json!({
+        "admin": {"name": ADMIN.0, "password": ADMIN.1},
+        "contributor": {"name": CONTRIBUTOR.0, "password": CONTRIBUTOR.1},
+        "viewer": {"name": VIEWER.0, "password": VIEWER.1},
+    });
+    let screenshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    let failure_dir = s.path("browser-failure");
+    let (status, output) = run_script(
+        "builder.mjs",
+        &[
+            ("SEGSYNC_URL", server.url.clone()),
+            ("USERS", users.to_string()),
+            ("SCREENSHOTS", screenshots.display().to_string()),
+            ("FAILURE_DIR", failure_dir.display().to_string()),
+            ("EXPORT_NAME", EXPORT.into()),
+            ("WANT", want.to_string()),
+            ("CHROMIUM", chromium().display().to_string()),
+        ],
+    );
+    if status != Some(0) {
+        let kept = std::env::temp_dir().join("segsync-builder-failure");
+        let _ = std::fs::remove_dir_all(&kept);
+        let _ = std::fs::create_dir_all(&kept);
+        for f in ["failure.png", "failure.html"] {
+            let _ = std::fs::copy(failure_dir.join(f), kept.join(f));
+        }
+        panic!(
+            "the builder flow failed (exit {status:?}; the page at the failure is in {})\n{output}\n--- segsync serve\n{}",
+            kept.display(),
+            server.output()
+        );
+    }
+    println!("{output}");
+    // The segments saved in the browser hold their rule and count what the profiles give.
+    let (_, saved) = admin.get("/api/segments/ro_high_contributor_390");
+    assert_eq!(saved["count"], want["ro_high"], "{saved}");
+    assert_eq!(
+        saved["predicate"],
+        "(\"country\" IN ('RO') AND \"lifetime_value\" >= 500)"
+    );
+    assert!(saved["rule"]["all"].is_array(), "{saved}");
 }
 
 /// Every page each role uses, on a phone (390 px wide): nothing wider than the screen.

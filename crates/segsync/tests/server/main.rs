@@ -15,6 +15,8 @@ mod pg_support;
 mod alerts;
 mod api;
 mod browser;
+mod budget;
+mod builder;
 mod contract;
 mod hardening;
 mod oauth;

@@ -62,7 +62,20 @@ fn three_workers_share_a_dozen_scheduled_exports_and_take_over_a_killed_one() {
         st.latency.per_item_ms = 2.0;
     });
     let mut workers: Vec<Server> = (0..3)
-        .map(|_| Server::start(&s, &["--scheduler-tick", "0.2", "--max-runs", "4"]))
+        // All at once (no staggering of one account's exports): the tick's runs are shared.
+        .map(|_| {
+            Server::start(
+                &s,
+                &[
+                    "--scheduler-tick",
+                    "0.2",
+                    "--max-runs",
+                    "4",
+                    "--stagger",
+                    "0",
+                ],
+            )
+        })
         .collect();
     assert!(
         Utc::now() < at - chrono::Duration::seconds(2),

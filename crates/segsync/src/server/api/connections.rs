@@ -44,6 +44,10 @@ pub struct NewConnection {
     /// Who exports run as (by default the admin adding it).
     #[schema(schema_with = crate::server::openapi::optional_name)]
     pub export_user: Option<String>,
+    /// Requests in flight at once over every run on the account, all its connections
+    /// together (default 8, leaving room for the account's other apps).
+    #[schema(minimum = 1, maximum = 10)]
+    pub slot_budget: Option<u32>,
 }
 
 /// Adds a connection with an API key (admins). The key is checked with Mailchimp and stored
@@ -69,6 +73,7 @@ pub async fn add_connection(
             accept_privacy_terms: c.accept_privacy_terms,
             share_with_contributors: c.share_with_contributors,
             export_user: c.export_user,
+            slot_budget: c.slot_budget,
         },
     )
     .await?;
@@ -97,6 +102,9 @@ pub struct ConnectionChange {
     #[schema(format = Password)]
     pub api_key: Option<String>,
     pub base_url: Option<String>,
+    /// Requests in flight at once over every run on the account.
+    #[schema(minimum = 1, maximum = 10)]
+    pub slot_budget: Option<u32>,
 }
 
 /// Changes a connection (admins).
@@ -121,6 +129,7 @@ pub async fn change_connection(
                 kind: CredentialKind::ApiKey,
             }),
             base_url: c.base_url,
+            slot_budget: c.slot_budget,
         },
     )
     .await?;

@@ -89,7 +89,10 @@ pub fn routes() -> Router<AppState> {
             "/api/sources/{name}",
             get(sources::get_source).delete(sources::remove_source),
         )
+        .route("/api/segment-preview", post(segments::preview_draft))
+        .route("/api/export-sizes", post(segments::export_sizes))
         .route("/api/profiles", get(profiles::profiles))
+        .route("/api/profiles/columns", get(segments::column_stats))
         .route(
             "/api/profiles/import",
             post(profiles::import_profiles).layer(DefaultBodyLimit::max(4 << 30)),

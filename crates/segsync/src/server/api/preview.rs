@@ -13,7 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{state_of, ApiResult};
-use crate::engine::{self, PlanReport, RunError};
+use crate::engine::{self, PlanReport};
 use crate::ops::{self, OpError};
 use crate::server::auth::Authed;
 use crate::server::extract::{Json, Path};
@@ -53,6 +53,9 @@ pub struct PlanView {
     pub requests_by_endpoint: Vec<EndpointCount>,
     /// Merge fields the run will create in the audience first.
     pub merge_fields_to_create: Vec<String>,
+    /// Tags the run will create in the audience first (those it gives that the audience
+    /// lacks).
+    pub tags_to_create: Vec<String>,
     /// Records that will not be sent (an invalid address, a value Mailchimp refuses).
     pub refused_total: usize,
     /// The first [`LISTED`] of them.
@@ -114,6 +117,7 @@ impl From<PlanReport> for PlanView {
                 .map(|(endpoint, requests)| EndpointCount { endpoint, requests })
                 .collect(),
             merge_fields_to_create: r.merge_fields_to_create,
+            tags_to_create: r.tags_to_create,
             refused_total: r.refused.len(),
             refused: listed(r.refused),
             skipped_total: r.skipped.len(),
@@ -164,7 +168,7 @@ pub async fn plan(app: &AppState, who: &Authed, export: &str) -> ApiResult<PlanV
             runtime.block_on(async move {
                 let mut state = core.state()?;
                 let prepared = engine::prepare(&core, &mut state, &name, &settings).await?;
-                Ok::<_, RunError>(prepared.report())
+                prepared.plan_report().await
             })
         })
         .await?;

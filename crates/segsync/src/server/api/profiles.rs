@@ -56,6 +56,55 @@ pub struct ImportParams {
     pub format: Option<String>,
     /// A file the server reads (instead of a body); remembered for "refresh".
     pub path: Option<String>,
+    /// CSV: the delimiter, `,` `;` `|` or `tab` (default: detected among these).
+    pub delimiter: Option<String>,
+    /// CSV: `true` when numbers use a decimal comma (`1.234,50`), `false` for a decimal
+    /// point (default: detected from the values).
+    pub decimal_comma: Option<bool>,
+    /// CSV: how dates that are not ISO are written (default: detected).
+    #[param(value_type = Option<crate::profiles::DateFormat>, inline)]
+    pub date_format: Option<String>,
+    /// CSV: what to do with a value that does not fit its column's type: `empty` (default:
+    /// keep the profile, that value empty), `skip` (leave the profile out) or `refuse`
+    /// (import nothing). Every such value is listed in the answer, whatever the choice.
+    #[param(value_type = Option<crate::profiles::OnBadValue>, inline)]
+    pub on_bad_value: Option<String>,
+    /// CSV: columns to keep as text whatever they hold, separated by commas.
+    pub text: Option<String>,
+}
+
+impl ImportParams {
+    /// The import options given, checked.
+    fn options(&self) -> Result<crate::profiles::ImportOptions, ApiError> {
+        let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
+        Ok(crate::profiles::ImportOptions {
+            delimiter: self
+                .delimiter
+                .as_deref()
+                .map(crate::profiles::parse_delimiter)
+                .transpose()
+                .map_err(invalid)?,
+            decimal_comma: self.decimal_comma,
+            date_format: self
+                .date_format
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(invalid)?,
+            on_bad_value: self
+                .on_bad_value
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(invalid)?
+                .unwrap_or_default(),
+            text_columns: self
+                .text
+                .as_deref()
+                .map(|t| t.split(',').map(|c| c.trim().to_string()).collect())
+                .unwrap_or_default(),
+        })
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -66,6 +115,33 @@ pub struct ImportAnswer {
     pub seconds: f64,
     /// Exports that run after every refresh and were started.
     pub started: Vec<String>,
+    /// How a CSV file was read (delimiter, number and date formats): given or detected.
+    pub dialect: Option<crate::profiles::Dialect>,
+    /// The first values that did not fit their column's type (at most 100), in file order.
+    pub bad_values: Vec<crate::profiles::BadValue>,
+    /// All of them.
+    pub bad_value_count: u64,
+    /// Profiles left out for their bad values (`on_bad_value=skip`).
+    pub skipped_rows: u64,
+    /// What people should know about the column types chosen.
+    pub notes: Vec<String>,
+}
+
+impl ImportAnswer {
+    fn new(report: crate::profiles::ImportReport, started: Vec<String>) -> ImportAnswer {
+        ImportAnswer {
+            rows: report.rows,
+            key_column: report.key_column,
+            columns: report.columns,
+            seconds: report.duration.as_secs_f64(),
+            started,
+            dialect: report.dialect,
+            bad_values: report.bad_values,
+            bad_value_count: report.bad_value_count,
+            skipped_rows: report.skipped_rows,
+            notes: report.notes,
+        }
+    }
 }
 
 /// Imports profiles (admins): the request body (with `format` and `key`), or a file on the
@@ -89,11 +165,13 @@ pub async fn import_profiles(
             "give the key column: ?key=COLUMN",
         )
     })?;
+    let options = q.options()?;
     let report = if let Some(path) = q.path.clone() {
         let source = ProfileSource {
             path,
             format: q.format.clone(),
             key,
+            options,
         };
         let (app, actor) = (app.app.clone(), who.actor.clone());
         tokio::task::spawn_blocking(move || ops::import_profiles(&app, &actor, &source))
@@ -141,6 +219,7 @@ pub async fn import_profiles(
                     &f,
                     Some(format.as_str()),
                     &key,
+                    &options,
                     "the uploaded file",
                 )
             })
@@ -153,13 +232,7 @@ pub async fn import_profiles(
         result?
     };
     let started = after_refresh(&app).await;
-    Ok(Json(ImportAnswer {
-        rows: report.rows,
-        key_column: report.key_column,
-        columns: report.columns,
-        seconds: report.duration.as_secs_f64(),
-        started,
-    }))
+    Ok(Json(ImportAnswer::new(report, started)))
 }
 
 /// Tells the scheduler the profiles changed; the exports it starts.
@@ -181,11 +254,5 @@ pub async fn refresh_profiles(
         .await
         .map_err(ApiError::internal)??;
     let started = after_refresh(&app).await;
-    Ok(Json(ImportAnswer {
-        rows: report.rows,
-        key_column: report.key_column,
-        columns: report.columns,
-        seconds: report.duration.as_secs_f64(),
-        started,
-    }))
+    Ok(Json(ImportAnswer::new(report, started)))
 }

@@ -327,6 +327,7 @@ pub async fn create(State(app): State<AppState>, Admin(who): Admin, form: FormDa
             accept_privacy_terms: f.agree,
             share_with_contributors: f.shared,
             export_user: f.export_user(&who),
+            slot_budget: None,
         },
     )
     .await;
@@ -377,6 +378,8 @@ async fn show_page(
                 dt { "Who can use it" } dd { (sharing(c.shared_with_contributors)) }
                 dt { "Data privacy consent" } dd { "agreed by " (c.consent_by) " on " (when(&c.consent_at)) }
                 dt { "Export user" } dd { (c.export_user.as_deref().unwrap_or("—")) }
+                dt { "Mailchimp account" } dd { (c.account_id.as_deref().unwrap_or("not known yet (learned at its first run)")) }
+                dt { "Slot budget" } dd id="slot-budget" { (c.slot_budget) " requests in flight at once, shared by every run on the account" }
                 dt { "Added" } dd { (when(&c.created_at)) }
                 dt { "Used by exports" } dd {
                     @if used.is_empty() { span class="muted" { "none" } }
@@ -399,6 +402,11 @@ async fn show_page(
                 div class="field" {
                     label for="export_user" { "Export user" }
                     input id="export_user" name="export_user" type="text" value=(c.export_user.as_deref().unwrap_or(""));
+                }
+                div class="field" {
+                    label for="slot_budget" { "Slot budget" }
+                    input id="slot_budget" name="slot_budget" type="number" min="1" max="10" value=(c.slot_budget);
+                    span class="hint" { "Requests in flight at once over every run on this Mailchimp account, all its connections together. Mailchimp allows 10 per account, shared with its other apps." }
                 }
                 button type="submit" class="btn btn-primary" { "Save changes" }
             }
@@ -457,7 +465,7 @@ pub async fn show(
     show_page(&app, &who, &name, q.notice, None).await
 }
 
-/// Changes the display name, sharing and export user.
+/// Changes the display name, sharing, export user and slot budget.
 pub async fn change(
     State(app): State<AppState>,
     Admin(who): Admin,
@@ -465,12 +473,25 @@ pub async fn change(
     form: FormData,
 ) -> PageResult {
     form.check_csrf(&who).or_page(&who)?;
+    let slot_budget = match form.opt("slot_budget").map(|b| b.trim().parse::<u32>()) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(_)) => {
+            let e = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "The slot budget must be a whole number from 1 to 10.",
+            );
+            return Err(refused_on_page(&app, &who, &name, e).await);
+        }
+    };
     let change = ops::ConnectionChange {
         display_name: form.opt("display_name"),
         share_with_contributors: form.get("shared").map(|s| s == "contributors"),
         export_user: form.opt("export_user"),
         credential: None,
         base_url: None,
+        slot_budget,
     };
     match ops::update_connection(&app.app, &who.actor, &name, change).await {
         Ok(_) => Ok(redirect_notice(

@@ -24,6 +24,7 @@ use super::segments::{columns, counted};
 use super::{num, redirect_notice, seg, state_of, FormData, OrPage, PageResult, User};
 use crate::mailchimp::ListInfo;
 use crate::ops::{self, ConnectionView, ExportInput, SaveMode, SegmentChoice};
+use crate::server::api::segments::{sizes_view, SizesView};
 use crate::server::auth::Authed;
 use crate::server::{ApiError, AppState};
 use crate::state::{FieldMap, Role, Schedule};
@@ -352,6 +353,30 @@ struct Context {
     audiences: Result<Vec<ListInfo>, String>,
     columns: Vec<String>,
     segments: Vec<(String, Result<u64, String>)>,
+    /// The distinct members the chosen segments give (none chosen: `None`).
+    sizes: Option<Result<SizesView, String>>,
+}
+
+/// The members the chosen segments give over the email column, as a run counts them.
+async fn sizes(
+    app: &AppState,
+    f: &ExportForm,
+) -> Result<Option<Result<SizesView, String>>, ApiError> {
+    if f.chosen.is_empty() || f.email_field.is_empty() {
+        return Ok(None);
+    }
+    let (installation, chosen, email) = (app.app.clone(), f.chosen.clone(), f.email_field.clone());
+    let names = chosen.clone();
+    let counted = app
+        .predicates
+        .run(move || ops::builder::segment_sizes(&installation, &chosen, &email))
+        .await?;
+    let max = f.max_profiles().ok();
+    Ok(Some(
+        counted
+            .map(|c| sizes_view(&names, c, max))
+            .map_err(|e| ApiError::from(e).message),
+    ))
 }
 
 /// Step 2: everything else. `None` when the connection cannot be used (the answer to send).
@@ -381,6 +406,7 @@ async fn context(app: &AppState, who: &Authed, f: &ExportForm) -> Result<Context
         audiences,
         columns,
         segments,
+        sizes: sizes(app, f).await?,
     })
 }
 
@@ -406,13 +432,9 @@ fn form_page(
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
-    let total: u64 = cx
-        .segments
-        .iter()
-        .filter(|(s, _)| f.chosen.contains(s))
-        .filter_map(|(_, c)| c.as_ref().ok())
-        .sum();
     let max = f.max_profiles().unwrap_or(DEFAULT_MAX_PROFILES);
+    let sized = cx.sizes.as_ref().and_then(|s| s.as_ref().ok());
+    let total = sized.map_or(0, |s| s.members);
     let over = total > max;
     let change_connection = match mode {
         Mode::New => format!(
@@ -508,18 +530,20 @@ fn form_page(
                 @if f.attrs.is_empty() {
                     p class="muted" id="no-attributes" { "No attribute: only the email address is sent." }
                 } @else {
-                    table id="attributes" {
-                        thead { tr { th { "Mailchimp merge field" } th { "Profile column" } th {} } }
-                        tbody {
-                            @for (i, (tag, column)) in f.attrs.iter().enumerate() {
-                                tr {
-                                    td { input type="text" name="attr_tag" value=(tag) list="merge-tags" aria-label=(format!("Merge tag {}", i + 1)) placeholder="FNAME"; }
-                                    td {
-                                        select name="attr_column" aria-label=(format!("Profile column {}", i + 1)) {
-                                            (column_options(&cx.columns, column, Some("— choose a column —")))
+                    div class="table-wrap" {
+                        table id="attributes" {
+                            thead { tr { th { "Mailchimp merge field" } th { "Profile column" } th {} } }
+                            tbody {
+                                @for (i, (tag, column)) in f.attrs.iter().enumerate() {
+                                    tr {
+                                        td { input type="text" name="attr_tag" value=(tag) list="merge-tags" aria-label=(format!("Merge tag {}", i + 1)) placeholder="FNAME"; }
+                                        td {
+                                            select name="attr_column" aria-label=(format!("Profile column {}", i + 1)) {
+                                                (column_options(&cx.columns, column, Some("— choose a column —")))
+                                            }
                                         }
+                                        td { button type="submit" name="remove_attribute" value=(i) formaction=(rows_url) class="btn btn-secondary btn-small" aria-label=(format!("Remove attribute {}", i + 1)) { "Remove" } }
                                     }
-                                    td { button type="submit" name="remove_attribute" value=(i) formaction=(rows_url) class="btn btn-secondary btn-small" aria-label=(format!("Remove attribute {}", i + 1)) { "Remove" } }
                                 }
                             }
                         }
@@ -546,36 +570,57 @@ fn form_page(
                     div class="flash flash-warn" { "No segment yet: add one in " a href="/segments" { "Data > Segments" } "." }
                 } @else {
                     p class="muted small" { "Each chosen segment becomes a tag on its members in Mailchimp." }
-                    table id="segment-choice" {
-                        thead { tr { th { "Send" } th class="num" { "Members" } th { "Tag in Mailchimp" } } }
-                        tbody {
-                            @for (name, count) in &cx.segments {
-                                tr data-segment=(name) {
-                                    td {
-                                        label class="check" {
-                                            input type="checkbox" name="segment" value=(name) checked[f.chosen.contains(name)] data-count=(count.as_ref().copied().unwrap_or(0));
-                                            span { (name) }
+                    div class="table-wrap" {
+                        table id="segment-choice" {
+                            thead { tr { th { "Send" } th class="num" { "Profiles" } th class="num" { "Members" } th { "Tag in Mailchimp" } } }
+                            tbody {
+                                @for (name, count) in &cx.segments {
+                                    tr data-segment=(name) {
+                                        td {
+                                            label class="check" {
+                                                input type="checkbox" name="segment" value=(name) checked[f.chosen.contains(name)] data-count=(count.as_ref().copied().unwrap_or(0));
+                                                span { (name) }
+                                            }
                                         }
-                                    }
-                                    td class="num" {
-                                        @match count {
-                                            Ok(n) => (num(*n)),
-                                            Err(e) => span class="badge badge-error" title=(e) { "cannot count" },
+                                        td class="num" {
+                                            @match count {
+                                                Ok(n) => (num(*n)),
+                                                Err(e) => span class="badge badge-error" title=(e) { "cannot count" },
+                                            }
                                         }
-                                    }
-                                    td {
-                                        input type="text" name=(format!("tag:{name}")) value=(f.tags.get(name).map_or(name.as_str(), String::as_str)) aria-label=(format!("Tag for {name}"));
+                                        td class="num" data-members=(name) {
+                                            @match sized.and_then(|s| s.segments.iter().find(|x| &x.segment == name)) {
+                                                Some(x) => (num(x.members)),
+                                                None => span class="muted" { "—" },
+                                            }
+                                        }
+                                        td {
+                                            input type="text" name=(format!("tag:{name}")) value=(f.tags.get(name).map_or(name.as_str(), String::as_str)) aria-label=(format!("Tag for {name}"));
+                                        }
                                     }
                                 }
                             }
                         }
                     }
-                    p class="small" {
-                        "Chosen segments: " strong id="segment-total" { (num(total)) } " profiles at most "
-                        span class="muted" { "(a profile in several segments is sent once) · limit " (num(max)) }
+                    p class="small" id="segment-sizes" {
+                        "Chosen segments: " strong id="segment-total" { (num(total)) } " members"
+                        span class="muted" {
+                            " (distinct addresses, after merging profiles that share one; "
+                            span id="segment-profiles" { (num(sized.map_or(0, |s| s.profiles))) } " profiles, "
+                            span id="segment-refused" { (num(sized.map_or(0, |s| s.refused))) } " without a valid address) · limit "
+                            span id="limit-value" { (num(max)) }
+                        }
+                    }
+                    @if let Some(Err(e)) = &cx.sizes {
+                        div class="flash flash-error" id="sizes-error" role="alert" { "The chosen segments cannot be counted: " (e) }
+                    }
+                    ul class="overlaps small" id="segment-overlaps" {
+                        @for o in sized.map_or(&[][..], |s| s.overlaps.as_slice()) {
+                            li { "In both " strong { (o.a) } " and " strong { (o.b) } ": " (num(o.members)) " members" }
+                        }
                     }
                     div class="flash flash-warn" id="limit-warning" role="alert" hidden[!over] {
-                        "The chosen segments hold more profiles than this export's limit: a run is refused before anything is sent. Choose fewer segments or raise the limit."
+                        "The chosen segments give more members than this export's limit: a run is refused before anything is sent. Choose fewer segments or raise the limit."
                     }
                 }
             }

@@ -32,7 +32,7 @@ pub struct Page<'a> {
     notice: Option<String>,
     error: Option<String>,
     refresh: Option<(u32, String)>,
-    script: bool,
+    script: Option<&'static str>,
     heading: bool,
 }
 
@@ -45,7 +45,7 @@ impl<'a> Page<'a> {
             notice: None,
             error: None,
             refresh: None,
-            script: false,
+            script: None,
             heading: true,
         }
     }
@@ -74,7 +74,14 @@ impl<'a> Page<'a> {
 
     /// Adds the small progressive-enhancement script (live totals on the export form).
     pub fn with_script(mut self) -> Self {
-        self.script = true;
+        self.script = Some(SCRIPT);
+        self
+    }
+
+    /// Adds the segment builder's script (conditions, pickers, live count; see
+    /// [`super::builder_js`]).
+    pub fn with_builder_script(mut self) -> Self {
+        self.script = Some(super::builder_js::SCRIPT);
         self
     }
 
@@ -113,8 +120,8 @@ impl<'a> Page<'a> {
                         (body)
                     }
                     footer { "segsync · exports segments of customer profiles to Mailchimp audiences" }
-                    @if self.script {
-                        script { (PreEscaped(SCRIPT)) }
+                    @if let Some(js) = self.script {
+                        script { (PreEscaped(js)) }
                     }
                 }
             }
@@ -255,13 +262,22 @@ pub fn kind_label(kind: &str) -> &str {
 }
 
 /// The content security policy of every page: scripts and styles only this server's own
-/// inline ones, by hash; forms go to this server, which may send the browser on to
+/// inline ones, by hash; scripts may call this server's API (the segment builder's live
+/// count, the export form's sizes); forms go to this server, which may send the browser on to
 /// Mailchimp's login server (`login_origin`) for "Authenticate with Mailchimp".
 pub fn content_security_policy(login_origin: Option<&str>) -> String {
-    static HASHES: LazyLock<(String, String)> =
-        LazyLock::new(|| (sha256_source(CSS), sha256_source(SCRIPT)));
+    static HASHES: LazyLock<(String, String)> = LazyLock::new(|| {
+        (
+            sha256_source(CSS),
+            format!(
+                "{}' '{}",
+                sha256_source(SCRIPT),
+                sha256_source(super::builder_js::SCRIPT)
+            ),
+        )
+    });
     format!(
-        "default-src 'none'; img-src 'self' data:; style-src '{}'; script-src '{}'; form-action 'self'{}{}; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; img-src 'self' data:; style-src '{}'; script-src '{}'; connect-src 'self'; form-action 'self'{}{}; frame-ancestors 'none'; base-uri 'none'",
         HASHES.0,
         HASHES.1,
         if login_origin.is_some() { " " } else { "" },
@@ -280,26 +296,56 @@ fn sha256_source(text: &str) -> String {
 
 const FAVICON: &str = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'%3E%3Crect width='32' height='32' rx='8' fill='%232563eb'/%3E%3Ctext x='16' y='22' font-size='18' font-family='sans-serif' font-weight='700' text-anchor='middle' fill='white'%3Es%3C/text%3E%3C/svg%3E";
 
-/// On the export form: the total of the chosen segments and the over-the-limit warning,
-/// updated as boxes are ticked (the server computes the same on every re-render).
+/// On the export form: the distinct members the chosen segments give (asked of
+/// `POST /api/export-sizes` as boxes are ticked, the email column or the limit change), their
+/// overlaps, and the over-the-limit warning against that number (the server computes the
+/// same on every re-render).
 const SCRIPT: &str = r#"
 (function () {
   var form = document.getElementById('export-form');
   if (!form) return;
   var fmt = new Intl.NumberFormat('en-US');
+  var csrf = (form.querySelector('input[name="csrf"]') || {}).value || '';
+  var timer = null, seq = 0;
+  function set(id, text) { var e = document.getElementById(id); if (e) e.textContent = text; }
   function update() {
-    var total = 0;
-    form.querySelectorAll('input[name="segment"]').forEach(function (b) {
-      if (b.checked) total += Number(b.getAttribute('data-count') || 0);
-    });
+    var chosen = [];
+    form.querySelectorAll('input[name="segment"]').forEach(function (b) { if (b.checked) chosen.push(b.value); });
     var max = Number((document.getElementById('max_profiles') || {}).value || 0);
-    var t = document.getElementById('segment-total');
-    if (t) t.textContent = fmt.format(total);
-    var w = document.getElementById('limit-warning');
-    if (w) w.hidden = !(max > 0 && total > max);
+    var email = (document.getElementById('email_field') || {}).value || '';
+    set('limit-value', fmt.format(max));
+    var mine = ++seq;
+    function show(j) {
+      if (mine !== seq) return;
+      set('segment-total', fmt.format(j.members));
+      set('segment-profiles', fmt.format(j.profiles));
+      set('segment-refused', fmt.format(j.refused));
+      form.querySelectorAll('td[data-members]').forEach(function (td) {
+        var s = (j.segments || []).filter(function (x) { return x.segment === td.getAttribute('data-members'); })[0];
+        td.textContent = s ? fmt.format(s.members) : '—';
+      });
+      var ul = document.getElementById('segment-overlaps');
+      if (ul) {
+        ul.textContent = '';
+        (j.overlaps || []).forEach(function (o) {
+          var li = document.createElement('li');
+          li.textContent = 'In both ' + o.a + ' and ' + o.b + ': ' + fmt.format(o.members) + ' members';
+          ul.appendChild(li);
+        });
+      }
+      var w = document.getElementById('limit-warning');
+      if (w) w.hidden = !(max > 0 && j.members > max);
+    }
+    if (!chosen.length || !email) { show({members: 0, profiles: 0, refused: 0, segments: [], overlaps: []}); return; }
+    fetch('/api/export-sizes', {method: 'POST', credentials: 'same-origin',
+      headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
+      body: JSON.stringify({segments: chosen, email_field: email, max_profiles: max})})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (j) { if (j) show(j); });
   }
-  form.addEventListener('change', update);
-  form.addEventListener('input', update);
+  function later() { clearTimeout(timer); timer = setTimeout(update, 250); }
+  form.addEventListener('change', later);
+  form.addEventListener('input', later);
 })();
 "#;
 
@@ -418,4 +464,16 @@ progress:not([value])::-webkit-progress-bar{background:repeating-linear-gradient
 .login-brand{text-align:center;margin-top:56px}
 .login-brand .logo{width:44px;height:44px;font-size:24px;border-radius:11px}
 @media (max-width:760px){header.top{flex-wrap:wrap;height:auto;padding:10px 16px;gap:10px}header nav{flex-wrap:wrap;flex-basis:100%;order:3;gap:6px 16px}.group{flex-wrap:wrap}header nav a{padding:5px 8px}main{padding:20px 16px}.grid2{grid-template-columns:1fr}dl.summary{grid-template-columns:1fr}}
+.rule-group{border:1px solid #d0d7e2;border-radius:8px;padding:10px;margin:6px 0;background:#fafbfd;min-width:0}
+.rule-group.nested{background:#fff;margin-left:8px}
+.group-head,.group-tools,.cond{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:4px 0}
+.cond{padding:6px 0;border-top:1px dashed #e2e6ee}
+.cond select,.cond input{width:auto;max-width:100%;min-width:0}
+.cond-values{display:flex;flex-wrap:wrap;gap:6px;align-items:center;min-width:0;max-width:100%}
+.cond-sql textarea{flex:1 1 220px;min-width:0}
+.pickers{display:flex;flex-wrap:wrap;gap:4px}
+.chip{border:1px solid #c8d1e0;background:#eef2f8;border-radius:12px;padding:2px 8px;font-size:12px;cursor:pointer;max-width:100%;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.builder-status .live{font-size:18px;margin:8px 0}
+#view-sql pre,#segment-sql pre{white-space:pre-wrap;word-break:break-word}
+.overlaps{margin:6px 0;padding-left:18px}
 "#;

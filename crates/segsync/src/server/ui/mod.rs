@@ -19,6 +19,7 @@
 // once per request and sent at once, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod builder_js;
 mod chart;
 mod connections;
 mod export_form;

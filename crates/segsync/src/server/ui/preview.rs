@@ -98,6 +98,9 @@ fn counts(p: &PlanView) -> Markup {
         @if !p.merge_fields_to_create.is_empty() {
             p id="merge-fields" { "Merge fields to create first: " (p.merge_fields_to_create.join(", ")) }
         }
+        @if !p.tags_to_create.is_empty() {
+            p id="tags-to-create" { "Tags to create first: " (p.tags_to_create.join(", ")) }
+        }
     }
 }
 

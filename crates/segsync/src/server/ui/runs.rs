@@ -121,6 +121,10 @@ pub async fn show(
                 dt { "Finished" } dd { (run.finished_at.as_deref().map(when).unwrap_or_else(|| "—".into())) }
                 dt { "Took" } dd { (took(&run.started_at, run.finished_at.as_deref())) }
                 dt { "Outcome" } dd { (outcome_badge(run.outcome)) }
+                dt { "Connection slots" } dd id="slots" {
+                    (format!("{:.1}", run.counts.slots_held())) " held on average; "
+                    (num(run.counts.throttled)) " refused for too many connections (429)"
+                }
                 @if let Some(e) = &run.error {
                     dt { "Error" } dd { (e) }
                 }

@@ -50,6 +50,52 @@ fn count_cell(c: &Result<u64, String>) -> Markup {
 struct AddForm {
     name: String,
     predicate: String,
+    /// The builder's rule (JSON), empty when the condition is SQL.
+    rule: String,
+}
+
+/// What a segment form defines: the builder's rule when it has one, else the SQL.
+fn definition(rule: &str, predicate: &str) -> Result<ops::Definition, ApiError> {
+    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
+    match (rule.trim().is_empty(), predicate.trim().is_empty()) {
+        (false, false) => Err(invalid(
+            "give the condition either with the builder or as SQL, not both".into(),
+        )),
+        (false, true) => crate::rules::parse(rule)
+            .map(ops::Definition::Rule)
+            .map_err(invalid),
+        (true, _) => Ok(ops::Definition::Sql(predicate.to_string())),
+    }
+}
+
+/// The condition fields of a segment form: the builder (rule in the hidden `rule` field; for
+/// `segment`, the one being changed) and, under "SQL", the predicate for data teams (the
+/// only field without JavaScript).
+fn condition_fields(
+    who: &Authed,
+    rule: &str,
+    predicate: &str,
+    segment: Option<&str>,
+    source: Option<&str>,
+) -> Markup {
+    let sql_only = rule.is_empty() && !predicate.trim().is_empty();
+    html! {
+        div class="field" {
+            span class="label" { "Condition" }
+            div id="builder" data-rule=[(!rule.is_empty()).then_some(rule)] data-segment=[segment]
+                data-source=[source] data-sample=[(who.actor.role >= Role::Contributor).then_some("1")]
+                data-sqlonly=[sql_only.then_some("1")] {}
+            input type="hidden" name="rule" id="rule-json" value=(rule);
+        }
+        details id="sql-mode" open {
+            summary { "Write the whole condition in SQL (data teams)" }
+            div class="field" {
+                label for="seg-predicate" { "SQL condition" }
+                textarea id="seg-predicate" name="predicate" placeholder="lifetime_value > 500 AND country = 'RO'" { (predicate) }
+                span class="hint" { "A SQL boolean expression over the profile columns; leave it empty when you use the builder. It is checked and counted before it is saved." }
+            }
+        }
+    }
 }
 
 async fn list_page(
@@ -70,7 +116,7 @@ async fn list_page(
     let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
     let body = html! {
         div class="toolbar" {
-            p class="muted" { "Segments are SQL conditions over the customer profiles. Exports send their members to Mailchimp, each segment as a tag." }
+            p class="muted" { "Segments are conditions over the customer profiles, built from the columns' values or written in SQL. Exports send their members to Mailchimp, each segment as a tag." }
         }
         @if rows.is_empty() {
             div class="card empty" { p { "No segment yet." } }
@@ -97,17 +143,13 @@ async fn list_page(
                 @if let Some((_, e)) = &error {
                     div class="flash flash-error" role="alert" id="segment-error" { (e) }
                 }
-                form method="post" action="/segments" {
+                form method="post" action="/segments" id="segment-form" {
                     (csrf(who))
                     div class="field" {
                         label for="seg-name" { "Name" }
                         input id="seg-name" name="name" type="text" value=(add.name) required placeholder="high_value";
                     }
-                    div class="field" {
-                        label for="seg-predicate" { "Condition" }
-                        textarea id="seg-predicate" name="predicate" required placeholder="lifetime_value > 500 AND country = 'RO'" { (add.predicate) }
-                        span class="hint" { "A SQL boolean expression over the profile columns. It is checked and counted before it is saved." }
-                    }
+                    (condition_fields(who, &add.rule, &add.predicate, None, None))
                     @if !cols.is_empty() {
                         p class="small muted" {
                             "Columns: "
@@ -117,13 +159,14 @@ async fn list_page(
                             }
                         }
                     }
-                    button type="submit" class="btn btn-primary" { "Add segment" }
+                    button type="submit" class="btn btn-primary" id="segment-submit" { "Add segment" }
                 }
             }
         }
     };
     let page = Page::new(Some(who), Nav::Segments, "Segments")
         .notice(notice)
+        .with_builder_script()
         .render(body);
     Ok((status, page).into_response())
 }
@@ -141,18 +184,18 @@ pub async fn add(State(app): State<AppState>, User(who): User, form: FormData) -
     let add = AddForm {
         name: form.text("name"),
         predicate: form.text("predicate"),
+        rule: form.text("rule"),
     };
-    let (installation, actor, name, predicate) = (
-        app.app.clone(),
-        who.actor.clone(),
-        add.name.clone(),
-        add.predicate.clone(),
-    );
-    let result = app
-        .predicates
-        .run(move || ops::add_segment(&installation, &actor, &name, &predicate, None))
-        .await
-        .or_page(&who)?;
+    let (installation, actor, name) = (app.app.clone(), who.actor.clone(), add.name.clone());
+    let result = match definition(&add.rule, &add.predicate) {
+        Ok(def) => app
+            .predicates
+            .run(move || ops::add_segment_defined(&installation, &actor, &name, &def, None))
+            .await
+            .or_page(&who)?
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(counted) => Ok(redirect_notice(
             &format!("/segments/{}", seg(&add.name)),
@@ -164,7 +207,6 @@ pub async fn add(State(app): State<AppState>, User(who): User, form: FormData) -
             ),
         )),
         Err(e) => {
-            let e = ApiError::from(e);
             if e.status == StatusCode::FORBIDDEN {
                 return Err(super::error_page(Some(&who), &e));
             }
@@ -182,7 +224,7 @@ async fn show_page(
     who: &Authed,
     name: &str,
     notice: Option<String>,
-    edit: Option<(String, StatusCode, String)>,
+    edit: Option<(Edit, StatusCode, String)>,
 ) -> PageResult {
     let state = state_of(app).or_page(who)?;
     let s = state.segment(name).or_page(who)?;
@@ -220,7 +262,12 @@ async fn show_page(
                     a class="btn btn-secondary btn-small" href=(format!("{base}/remove")) { "Remove" }
                 }
             }
-            p { code id="predicate" { (s.predicate) } }
+            @if s.rule.is_some() {
+                p class="small muted" { "Built with the segment builder." }
+                details id="segment-sql" { summary { "View SQL" } pre { code id="predicate" { (s.predicate) } } }
+            } @else {
+                p { code id="predicate" { (s.predicate) } }
+            }
             div class="stats" {
                 div class="stat" {
                     div class="v" id="member-count" {
@@ -276,23 +323,33 @@ async fn show_page(
                 @if let Some((_, _, e)) = &edit {
                     div class="flash flash-error" role="alert" id="segment-error" { (e) }
                 }
-                form method="post" action=(base) {
+                @if !used.is_empty() {
+                    p class="small muted" { "While you edit, the members that would gain or lose this segment's tag in each export that uses it are shown below the count." }
+                }
+                form method="post" action=(base) id="segment-form" {
                     (csrf(who))
-                    div class="field" {
-                        label for="seg-predicate" { "Condition" }
-                        textarea id="seg-predicate" name="predicate" required {
-                            (edit.as_ref().map_or(s.predicate.as_str(), |(p, _, _)| p.as_str()))
-                        }
+                    @match &edit {
+                        Some((e, _, _)) => (condition_fields(who, &e.rule, &e.predicate, Some(&s.name), s.source.as_deref())),
+                        None => (condition_fields(who, s.rule.as_deref().unwrap_or(""), if s.rule.is_some() { "" } else { &s.predicate }, Some(&s.name), s.source.as_deref())),
                     }
-                    button type="submit" class="btn btn-primary" { "Save condition" }
+                    button type="submit" class="btn btn-primary" id="segment-submit" { "Save condition" }
                 }
             }
         }
     };
-    let page = Page::new(Some(who), Nav::Segments, format!("Segment {}", s.name))
-        .notice(notice)
-        .render(body);
+    let mut page =
+        Page::new(Some(who), Nav::Segments, format!("Segment {}", s.name)).notice(notice);
+    if can_change {
+        page = page.with_builder_script();
+    }
+    let page = page.render(body);
     Ok((status, page).into_response())
+}
+
+/// What the change form held when it was refused.
+struct Edit {
+    predicate: String,
+    rule: String,
 }
 
 fn cell(v: Option<&serde_json::Value>) -> Markup {
@@ -320,18 +377,20 @@ pub async fn change(
     form: FormData,
 ) -> PageResult {
     form.check_csrf(&who).or_page(&who)?;
-    let predicate = form.text("predicate");
-    let (installation, actor, n, p) = (
-        app.app.clone(),
-        who.actor.clone(),
-        name.clone(),
-        predicate.clone(),
-    );
-    let result = app
-        .predicates
-        .run(move || ops::update_segment(&installation, &actor, &n, &p))
-        .await
-        .or_page(&who)?;
+    let edit = Edit {
+        predicate: form.text("predicate"),
+        rule: form.text("rule"),
+    };
+    let (installation, actor, n) = (app.app.clone(), who.actor.clone(), name.clone());
+    let result = match definition(&edit.rule, &edit.predicate) {
+        Ok(def) => app
+            .predicates
+            .run(move || ops::update_segment_defined(&installation, &actor, &n, &def))
+            .await
+            .or_page(&who)?
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(counted) => Ok(redirect_notice(
             &format!("/segments/{}", seg(&name)),
@@ -342,20 +401,11 @@ pub async fn change(
             ),
         )),
         Err(e) => {
-            let e = ApiError::from(e);
             if e.status == StatusCode::FORBIDDEN || e.status == StatusCode::NOT_FOUND {
                 return Err(super::error_page(Some(&who), &e));
             }
             Err(
-                match show_page(
-                    &app,
-                    &who,
-                    &name,
-                    None,
-                    Some((predicate, e.status, e.message)),
-                )
-                .await
-                {
+                match show_page(&app, &who, &name, None, Some((edit, e.status, e.message))).await {
                     Ok(r) | Err(r) => r,
                 },
             )

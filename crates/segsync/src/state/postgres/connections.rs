@@ -7,8 +7,8 @@ impl ConnectionStore for PgState {
     fn add_connection(&self, c: &ConnectionRecord) -> Result<()> {
         self.execute_unique(
             "add a connection",
-            "INSERT INTO connections (name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO connections (name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at, account_id, slot_budget)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             params![
                 c.name.clone(),
                 c.display_name.clone(),
@@ -19,7 +19,9 @@ impl ConnectionStore for PgState {
                 c.consent_at.clone(),
                 c.shared_with_contributors,
                 c.export_user.clone(),
-                c.created_at.clone()
+                c.created_at.clone(),
+                c.account_id.clone(),
+                c.slot_budget.map(|b| b as i32)
             ],
             msg::connection_exists(&c.name),
         )?;
@@ -51,7 +53,7 @@ impl ConnectionStore for PgState {
     fn update_connection(&self, c: &ConnectionRecord) -> Result<()> {
         let n = self.execute(
             "update a connection",
-            "UPDATE connections SET display_name = $2, base_url = $3, credential_kind = $4, sealed_secret = $5, consent_by = $6, consent_at = $7, shared_with_contributors = $8, export_user = $9 WHERE name = $1",
+            "UPDATE connections SET display_name = $2, base_url = $3, credential_kind = $4, sealed_secret = $5, consent_by = $6, consent_at = $7, shared_with_contributors = $8, export_user = $9, account_id = $10, slot_budget = $11 WHERE name = $1",
             params![
                 c.name.clone(),
                 c.display_name.clone(),
@@ -61,11 +63,25 @@ impl ConnectionStore for PgState {
                 c.consent_by.clone(),
                 c.consent_at.clone(),
                 c.shared_with_contributors,
-                c.export_user.clone()
+                c.export_user.clone(),
+                c.account_id.clone(),
+                c.slot_budget.map(|b| b as i32)
             ],
         )?;
         if n == 0 {
             return Err(msg::no_connection(&c.name));
+        }
+        Ok(())
+    }
+
+    fn set_connection_account(&self, name: &str, account_id: &str) -> Result<()> {
+        let n = self.execute(
+            "record a connection's account",
+            "UPDATE connections SET account_id = $2 WHERE name = $1",
+            params![name.to_string(), account_id.to_string()],
+        )?;
+        if n == 0 {
+            return Err(msg::no_connection(name));
         }
         Ok(())
     }

@@ -19,9 +19,37 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "the profiles behind each delivered member (members follow their profiles)",
         sql: POSTGRES_V3,
     },
+    Migration {
+        version: 4,
+        name:
+            "connection budgets: each connection's Mailchimp account and slot budget, slot leases",
+        sql: POSTGRES_V4,
+    },
+    Migration {
+        version: 5,
+        name: "the structured rule a segment was built from, next to its SQL",
+        sql: POSTGRES_V5,
+    },
 ];
 
+/// The account a connection's credential belongs to (learned from the API root), the
+/// connection's slot budget (NULL: the default), and the slots of each account held by
+/// workers as leases (`state::postgres::slots`).
+const POSTGRES_V4: &str = r#"
+ALTER TABLE connections ADD COLUMN account_id TEXT;
+ALTER TABLE connections ADD COLUMN slot_budget INTEGER;
+CREATE TABLE account_slots (
+    account_id TEXT COLLATE "C" NOT NULL,
+    slot INTEGER NOT NULL,
+    holder TEXT,
+    expires_at TIMESTAMPTZ,
+    PRIMARY KEY (account_id, slot)
+);
+"#;
+
 const POSTGRES_V3: &str = "ALTER TABLE snapshot ADD COLUMN profiles TEXT;";
+
+const POSTGRES_V5: &str = "ALTER TABLE segments ADD COLUMN rule TEXT;";
 
 const POSTGRES_V1: &str = r#"
 CREATE TABLE connections (

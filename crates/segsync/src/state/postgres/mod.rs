@@ -51,7 +51,7 @@ const QUEUE_LOCK: i64 = 0x7365_6773_0002;
 /// The two-key form's first key, for per-export tag dictionaries.
 const TAG_LOCK_CLASS: i32 = 0x7365_6701;
 
-const CONNECTION_COLUMNS: &str = "name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at";
+const CONNECTION_COLUMNS: &str = "name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at, account_id, slot_budget";
 const PROFILE_SOURCE_COLUMNS: &str =
     "name, kind, sealed_url, relation_kind, relation, key_column, email_hint, created_at";
 /// A run's columns, and its number among its export's runs (`runs_by_export` answers it).
@@ -132,6 +132,8 @@ fn connection_row(r: &Row) -> Result<ConnectionRecord> {
         shared_with_contributors: get(r, 7)?,
         export_user: get(r, 8)?,
         created_at: get(r, 9)?,
+        account_id: get(r, 10)?,
+        slot_budget: get::<Option<i32>>(r, 11)?.map(|b| b as u32),
     })
 }
 
@@ -141,6 +143,7 @@ fn segment_row(r: &Row) -> Result<SegmentRecord> {
         predicate: get(r, 1)?,
         created_at: get(r, 2)?,
         source: get(r, 3)?,
+        rule: get(r, 4)?,
     })
 }
 
@@ -599,4 +602,5 @@ mod people;
 mod queue;
 mod runs;
 mod segments;
+pub mod slots;
 mod snapshots;

@@ -4,18 +4,25 @@ use super::*;
 use crate::state::stores::*;
 
 impl SegmentStore for PgState {
-    fn add_segment_from(&self, name: &str, predicate: &str, source: Option<&str>) -> Result<()> {
+    fn add_segment_with(
+        &self,
+        name: &str,
+        predicate: &str,
+        rule: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<()> {
         if let Some(source) = source {
             self.profile_source(source)?;
         }
         self.execute_unique(
             "add a segment",
-            "INSERT INTO segments (name, predicate, source, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO segments (name, predicate, source, created_at, rule) VALUES ($1, $2, $3, $4, $5)",
             params![
                 name.to_string(),
                 predicate.to_string(),
                 source.map(str::to_string),
-                now()
+                now(),
+                rule.map(str::to_string)
             ],
             msg::segment_exists(name),
         )?;
@@ -25,7 +32,7 @@ impl SegmentStore for PgState {
     fn segment(&self, name: &str) -> Result<SegmentRecord> {
         self.query_opt(
             "read a segment",
-            "SELECT name, predicate, created_at, source FROM segments WHERE name = $1".into(),
+            "SELECT name, predicate, created_at, source, rule FROM segments WHERE name = $1".into(),
             params![name.to_string()],
         )?
         .map(|r| segment_row(&r))
@@ -36,7 +43,7 @@ impl SegmentStore for PgState {
     fn segments(&self) -> Result<Vec<SegmentRecord>> {
         self.query(
             "list segments",
-            "SELECT name, predicate, created_at, source FROM segments ORDER BY name".into(),
+            "SELECT name, predicate, created_at, source, rule FROM segments ORDER BY name".into(),
             params![],
         )?
         .iter()
@@ -44,11 +51,20 @@ impl SegmentStore for PgState {
         .collect()
     }
 
-    fn set_segment_predicate(&self, name: &str, predicate: &str) -> Result<()> {
+    fn set_segment_definition(
+        &self,
+        name: &str,
+        predicate: &str,
+        rule: Option<&str>,
+    ) -> Result<()> {
         let n = self.execute(
             "change a segment",
-            "UPDATE segments SET predicate = $2 WHERE name = $1",
-            params![name.to_string(), predicate.to_string()],
+            "UPDATE segments SET predicate = $2, rule = $3 WHERE name = $1",
+            params![
+                name.to_string(),
+                predicate.to_string(),
+                rule.map(str::to_string)
+            ],
         )?;
         if n == 0 {
             return Err(msg::no_segment(name));

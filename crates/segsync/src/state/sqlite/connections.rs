@@ -6,9 +6,9 @@ use crate::state::stores::*;
 impl ConnectionStore for SqliteState {
     fn add_connection(&self, c: &ConnectionRecord) -> Result<()> {
         let r = self.conn.execute(
-            "INSERT INTO connections (name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![c.name, c.display_name, c.base_url, c.credential_kind.as_str(), c.sealed_secret, c.consent_by, c.consent_at, c.shared_with_contributors, c.export_user, c.created_at],
+            "INSERT INTO connections (name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at, account_id, slot_budget)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![c.name, c.display_name, c.base_url, c.credential_kind.as_str(), c.sealed_secret, c.consent_by, c.consent_at, c.shared_with_contributors, c.export_user, c.created_at, c.account_id, c.slot_budget],
         );
         match r {
             Err(e) if is_constraint(&e) => Err(msg::connection_exists(&c.name)),
@@ -45,11 +45,22 @@ impl ConnectionStore for SqliteState {
     /// use it, the export user, and (on re-authentication) its credential and API root.
     fn update_connection(&self, c: &ConnectionRecord) -> Result<()> {
         let n = self.conn.execute(
-            "UPDATE connections SET display_name = ?2, base_url = ?3, credential_kind = ?4, sealed_secret = ?5, consent_by = ?6, consent_at = ?7, shared_with_contributors = ?8, export_user = ?9 WHERE name = ?1",
-            params![c.name, c.display_name, c.base_url, c.credential_kind.as_str(), c.sealed_secret, c.consent_by, c.consent_at, c.shared_with_contributors, c.export_user],
+            "UPDATE connections SET display_name = ?2, base_url = ?3, credential_kind = ?4, sealed_secret = ?5, consent_by = ?6, consent_at = ?7, shared_with_contributors = ?8, export_user = ?9, account_id = ?10, slot_budget = ?11 WHERE name = ?1",
+            params![c.name, c.display_name, c.base_url, c.credential_kind.as_str(), c.sealed_secret, c.consent_by, c.consent_at, c.shared_with_contributors, c.export_user, c.account_id, c.slot_budget],
         )?;
         if n == 0 {
             return Err(msg::no_connection(&c.name));
+        }
+        Ok(())
+    }
+
+    fn set_connection_account(&self, name: &str, account_id: &str) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE connections SET account_id = ?2 WHERE name = ?1",
+            params![name, account_id],
+        )?;
+        if n == 0 {
+            return Err(msg::no_connection(name));
         }
         Ok(())
     }

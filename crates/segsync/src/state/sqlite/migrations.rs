@@ -19,9 +19,26 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "the profiles behind each delivered member (members follow their profiles)",
         sql: SQLITE_V3,
     },
+    Migration {
+        version: 4,
+        name: "connection budgets: each connection's Mailchimp account and slot budget",
+        sql: SQLITE_V4,
+    },
+    Migration {
+        version: 5,
+        name: "the structured rule a segment was built from, next to its SQL",
+        sql: SQLITE_V5,
+    },
 ];
 
+/// The account a connection's credential belongs to (learned from the API root) and the
+/// connection's slot budget (NULL: the default).
+const SQLITE_V4: &str = "ALTER TABLE connections ADD COLUMN account_id TEXT;
+ALTER TABLE connections ADD COLUMN slot_budget INTEGER;";
+
 const SQLITE_V3: &str = "ALTER TABLE snapshot ADD COLUMN profiles TEXT;";
+
+const SQLITE_V5: &str = "ALTER TABLE segments ADD COLUMN rule TEXT;";
 
 const SQLITE_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS connections (

@@ -47,7 +47,7 @@ pub(super) fn insert_snapshot_row(
     ])
 }
 
-const CONNECTION_COLUMNS: &str = "name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at";
+const CONNECTION_COLUMNS: &str = "name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at, account_id, slot_budget";
 
 fn connection_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionRecord> {
     Ok(ConnectionRecord {
@@ -61,6 +61,8 @@ fn connection_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionRe
         shared_with_contributors: row.get(7)?,
         export_user: row.get(8)?,
         created_at: row.get(9)?,
+        account_id: row.get(10)?,
+        slot_budget: row.get::<_, Option<i64>>(11)?.map(|b| b as u32),
     })
 }
 
@@ -81,6 +83,7 @@ fn segment_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRecord> {
         predicate: r.get(1)?,
         created_at: r.get(2)?,
         source: r.get(3)?,
+        rule: r.get(4)?,
     })
 }
 

@@ -4,13 +4,19 @@ use super::*;
 use crate::state::stores::*;
 
 impl SegmentStore for SqliteState {
-    fn add_segment_from(&self, name: &str, predicate: &str, source: Option<&str>) -> Result<()> {
+    fn add_segment_with(
+        &self,
+        name: &str,
+        predicate: &str,
+        rule: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<()> {
         if let Some(source) = source {
             self.profile_source(source)?;
         }
         let r = self.conn.execute(
-            "INSERT INTO segments (name, predicate, source, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, predicate, source, now()],
+            "INSERT INTO segments (name, predicate, source, created_at, rule) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, predicate, source, now(), rule],
         );
         match r {
             Err(e) if is_constraint(&e) => Err(msg::segment_exists(name)),
@@ -21,7 +27,7 @@ impl SegmentStore for SqliteState {
     fn segment(&self, name: &str) -> Result<SegmentRecord> {
         self.conn
             .query_row(
-                "SELECT name, predicate, created_at, source FROM segments WHERE name = ?1",
+                "SELECT name, predicate, created_at, source, rule FROM segments WHERE name = ?1",
                 [name],
                 segment_from_row,
             )
@@ -30,19 +36,24 @@ impl SegmentStore for SqliteState {
     }
 
     fn segments(&self) -> Result<Vec<SegmentRecord>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT name, predicate, created_at, source FROM segments ORDER BY name")?;
+        let mut st = self.conn.prepare(
+            "SELECT name, predicate, created_at, source, rule FROM segments ORDER BY name",
+        )?;
         let rows = st
             .query_map([], segment_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
-    fn set_segment_predicate(&self, name: &str, predicate: &str) -> Result<()> {
+    fn set_segment_definition(
+        &self,
+        name: &str,
+        predicate: &str,
+        rule: Option<&str>,
+    ) -> Result<()> {
         let n = self.conn.execute(
-            "UPDATE segments SET predicate = ?2 WHERE name = ?1",
-            params![name, predicate],
+            "UPDATE segments SET predicate = ?2, rule = ?3 WHERE name = ?1",
+            params![name, predicate, rule],
         )?;
         if n == 0 {
             return Err(msg::no_segment(name));
