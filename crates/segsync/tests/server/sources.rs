@@ -212,3 +212,139 @@ fn a_source_that_is_down_shows_why() {
     assert_eq!(page.status, 200);
     assert!(page.text.contains("cannot be read now"), "{}", page.text);
 }
+
+fn csrf_in(page: &str) -> String {
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("a form with a CSRF token in:\n{page}"));
+    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').expect("the token ends")].to_string()
+}
+
+fn post_form(c: &Client, path: &str, form: &[(&str, &str)]) -> Answer {
+    c.send(c.request("POST", path).form(form))
+}
+
+/// The web UI: an admin adds a MariaDB source with the Data > Sources form (a mistake shown
+/// by the form, the URL never sent back), a contributor adds segments on each source with
+/// the Data > Segments form's "Profiles from" selector, counted where the profiles are, and
+/// an admin removes a source once no segment reads it.
+#[test]
+fn the_ui_adds_sources_and_segments_on_them() {
+    let sim = Sim::start();
+    let s = installation(&sim, &people(10));
+    let server = Server::start(&s, &[]);
+    let (_pg, pg_url) = pg_customers();
+    let (_my, my_url) = mysql_customers();
+    let ada = server.login(ADMIN);
+    let carl = server.login(CONTRIBUTOR);
+    let (code, body) = server
+        .token_client(ADMIN)
+        .post("/api/sources", source_body("crm", "postgres", &pg_url));
+    assert_eq!(code, 201, "{body}");
+
+    // Admins get the form; a wrong key column is refused by the form, saying why.
+    let page = ada.send(ada.request("GET", "/sources")).text;
+    assert!(page.contains("id=\"add-source\""), "{page}");
+    let token = csrf_in(&page);
+    let mut form = vec![
+        ("csrf", token.as_str()),
+        ("name", "shop"),
+        ("kind", "mysql"),
+        ("url", my_url.as_str()),
+        ("relation_kind", "table"),
+        ("relation", "customers"),
+        ("key", "nope"),
+    ];
+    let a = post_form(&ada, "/sources", &form);
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert!(a.text.contains("id=\"source-error\""), "{}", a.text);
+    assert!(a.text.contains("nope"), "{}", a.text);
+    assert!(
+        !a.text.contains(READER_PASSWORD),
+        "the URL is not sent back"
+    );
+    form[6] = ("key", "customer_id");
+    let a = post_form(&ada, "/sources", &form);
+    assert_eq!(a.status, 303, "{}", a.text);
+    let (code, shop) = ada.get("/api/sources/shop");
+    assert_eq!(code, 200, "{shop}");
+    assert_eq!(shop["status"]["count"], 20, "{shop}");
+    // Contributors cannot add one.
+    let page = carl.send(carl.request("GET", "/sources")).text;
+    assert!(!page.contains("id=\"add-source\""));
+    let a = post_form(
+        &carl,
+        "/sources",
+        &[("csrf", &csrf_in(&page)), ("name", "x")],
+    );
+    assert_eq!(a.status, 403, "{}", a.text);
+
+    // The segment form reads any source.
+    let page = carl.send(carl.request("GET", "/segments")).text;
+    assert!(page.contains("id=\"seg-source\""), "{page}");
+    assert!(page.contains("<option value=\"shop\""), "{page}");
+    let token = csrf_in(&page);
+    for (name, predicate, source, count) in [
+        ("ui_cluj", "city = 'Cluj'", "crm", "12"),
+        ("ui_vip", "vip = 1", "shop", "10"),
+    ] {
+        let a = post_form(
+            &carl,
+            "/segments",
+            &[
+                ("csrf", &token),
+                ("name", name),
+                ("predicate", predicate),
+                ("rule", ""),
+                ("source", source),
+            ],
+        );
+        assert_eq!(a.status, 303, "{}", a.text);
+        let (code, body) = carl.get(&format!("/api/segments/{name}"));
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["count"].to_string(), count, "{body}");
+        let (_, list) = carl.get("/api/segments");
+        let listed = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(listed["source"], source, "{list}");
+    }
+    // A condition over a column the source lacks: the database's message, on the form.
+    let a = post_form(
+        &carl,
+        "/segments",
+        &[
+            ("csrf", &token),
+            ("name", "ui_bad"),
+            ("predicate", "vip = 1"),
+            ("rule", ""),
+            ("source", "crm"),
+        ],
+    );
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert!(a.text.contains("vip"), "{}", a.text);
+    // The builder's live count reads the chosen source too.
+    let (code, body) = carl.post(
+        "/api/segment-preview",
+        json!({"predicate": "vip = 1", "source": "shop"}),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["count"], 10, "{body}");
+
+    // The source's page lists the segments that read it; removal waits for them.
+    let page = ada.send(ada.request("GET", "/sources/shop")).text;
+    assert!(page.contains("ui_vip"), "{page}");
+    let a = post_form(&ada, "/sources/shop/remove", &[("csrf", &csrf_in(&page))]);
+    assert_eq!(a.status, 409, "{}", a.text);
+    let (code, _) = carl.delete("/api/segments/ui_vip");
+    assert_eq!(code, 204);
+    let a = post_form(&ada, "/sources/shop/remove", &[("csrf", &csrf_in(&page))]);
+    assert_eq!(a.status, 303, "{}", a.text);
+    let (code, _) = ada.get("/api/sources/shop");
+    assert_eq!(code, 404);
+}
