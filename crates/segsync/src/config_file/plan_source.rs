@@ -98,3 +98,95 @@ pub(super) fn plan_source(
     st.blame = Some(s.name.span());
     Some(st)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config_file::testkit::{installation, messages, plan_of};
+    use crate::config_file::{Action, Kind, Options};
+    use crate::sources::SourceView;
+
+    const SOURCE: &str = "[[source]]\nname = \"shop\"\nkind = \"mysql\"\nurl = \"URL\"\ntable = \"customers\"\nkey = \"customer_id\"\n";
+
+    fn shop() -> SourceView {
+        SourceView {
+            name: "shop".into(),
+            kind: "mysql".into(),
+            url: "mysql://r:***@db/shop".into(),
+            relation_kind: "table".into(),
+            relation: "customers".into(),
+            key_column: "customer_id".into(),
+            created_at: "x".into(),
+        }
+    }
+
+    #[test]
+    fn a_password_in_the_file_is_refused_without_showing_it() {
+        let text = SOURCE.replace("URL", "mysql://reader:Pw-in-git-99@db:3306/shop");
+        let m = messages(plan_of(&text, &installation(), Options::default()));
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].starts_with("segsync.toml:4:7: source \"shop\": the url mysql://reader:***@db:3306/shop holds a password"), "{m:?}");
+        assert!(m[0].contains("url = \"env:VAR\""), "{m:?}");
+        assert!(!m[0].contains("Pw-in-git-99"), "{m:?}");
+        // Without a password a URL may be written in the file.
+        let text = SOURCE.replace("URL", "mysql://reader@db:3306/shop");
+        let plan = plan_of(&text, &installation(), Options::default()).unwrap();
+        let st = plan.steps.iter().find(|s| s.kind == Kind::Source).unwrap();
+        assert_eq!(st.action, Action::Create);
+    }
+
+    #[test]
+    fn kinds_relations_and_definitions_are_checked() {
+        let text = SOURCE
+            .replace("URL", "env:SEGSYNC_TEST_UNSET_VARIABLE_X")
+            .replace("kind = \"mysql\"", "kind = \"oracle\"");
+        let m = messages(plan_of(&text, &installation(), Options::default()));
+        assert!(
+            m[0].contains("unknown kind \"oracle\": use \"postgres\" or \"mysql\""),
+            "{m:?}"
+        );
+        let text = SOURCE.replace("table = \"customers\"\n", "");
+        let m = messages(plan_of(&text, &installation(), Options::default()));
+        assert!(m[0].contains("give its `table` or its `query`"), "{m:?}");
+        let text = SOURCE.replace("URL", "env:SEGSYNC_TEST_UNSET_VARIABLE_X");
+        let m = messages(plan_of(&text, &installation(), Options::default()));
+        assert!(
+            m[0].contains("url env:SEGSYNC_TEST_UNSET_VARIABLE_X: the variable is not set"),
+            "{m:?}"
+        );
+
+        // An existing source: unchanged without reading its variable, refused if redefined.
+        let mut inst = installation();
+        inst.sources.push(shop());
+        let text = SOURCE.replace("URL", "env:SEGSYNC_TEST_UNSET_VARIABLE_X");
+        let plan = plan_of(&text, &inst, Options::default()).unwrap();
+        let st = plan.steps.iter().find(|s| s.kind == Kind::Source).unwrap();
+        assert_eq!(st.action, Action::Unchanged);
+        let text = text.replace("key = \"customer_id\"", "key = \"email\"");
+        let m = messages(plan_of(&text, &inst, Options::default()));
+        assert!(m[0].contains("a source keeps its definition"), "{m:?}");
+    }
+
+    #[test]
+    fn prune_removes_sources_after_the_segments_that_read_them() {
+        let mut inst = installation();
+        inst.sources.push(shop());
+        let text = "[[segment]]\nname = \"romania\"\nwhere = \"country = 'RO'\"\n";
+        let plan = plan_of(
+            text,
+            &inst,
+            Options {
+                prune: true,
+                rotate_secrets: false,
+            },
+        )
+        .unwrap();
+        let last = plan.steps.last().unwrap();
+        assert_eq!(
+            (last.kind, last.name.as_str(), last.action),
+            (Kind::Source, "shop", Action::Remove)
+        );
+        let plan = plan_of(text, &inst, Options::default()).unwrap();
+        let last = plan.steps.last().unwrap();
+        assert_eq!((last.kind, last.action), (Kind::Source, Action::NotInFile));
+    }
+}

@@ -734,7 +734,7 @@ fn every_page_fits_a_phone_for_every_role() {
     assert_eq!(run["outcome"], "succeeded_with_errors", "{run}");
     let run = format!("/runs/{}", started["run_id"]);
     // A MySQL profile source with a long query, and a segment on it.
-    let shop = crate::mysql_support::MyTestDb::create("phone");
+    let shop = MyTestDb::create("phone");
     shop.exec(
         "CREATE TABLE customers (customer_id VARCHAR(40) PRIMARY KEY, email VARCHAR(100), \
          lifetime_value DECIMAL(10,2)); \

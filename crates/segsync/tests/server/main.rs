@@ -7,10 +7,6 @@
 #[path = "../cli_e2e/common/mod.rs"]
 mod common;
 mod harness;
-#[path = "../support/mysql.rs"]
-mod mysql_support;
-#[path = "../support/pg.rs"]
-mod pg_support;
 
 mod alerts;
 mod api;

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 use crate::api::installation;
 use crate::common::*;
 use crate::harness::*;
-use crate::pg_support::TestDb;
 
 /// Who may call an endpoint, at least.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

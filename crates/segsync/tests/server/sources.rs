@@ -8,8 +8,6 @@ use serde_json::json;
 use crate::api::installation;
 use crate::common::*;
 use crate::harness::*;
-use crate::mysql_support::{MyTestDb, READER_PASSWORD};
-use crate::pg_support::TestDb;
 
 /// 30 customers, 12 of them in Cluj.
 fn pg_customers() -> (TestDb, String) {
