@@ -11,7 +11,7 @@
 //! - `connections.rs`: Mailchimp connections (consent, credentials checked and sealed) and the
 //!   audiences they see.
 //! - `segments.rs`: segments over the profiles, checked and counted before they are saved.
-//! - `sources.rs`: PostgreSQL profile sources.
+//! - `sources.rs`: database profile sources (PostgreSQL, MySQL / MariaDB) and their status.
 //! - `exports.rs`: exports (what `apply`, the form and the API save), pausing and removal.
 //! - `users.rs`: users, passwords and API tokens.
 //! - `profiles.rs`: importing the profiles from a file and refreshing them.
