@@ -168,10 +168,48 @@ fn refused(
     })
 }
 
+/// The sources the file declares that the installation does not have yet, opened from the
+/// URL their variable holds, so that the segments on them can be checked before anything is
+/// created (a source that cannot be opened is left out: its step says why when applied).
+fn declared_sources(
+    file: &config_file::ConfigFile,
+    inst: &Installation,
+) -> std::collections::HashMap<String, crate::sources::Profiles> {
+    use secrecy::ExposeSecret;
+    let mut out = std::collections::HashMap::new();
+    for s in &file.sources {
+        let name = s.name.get_ref();
+        if inst.sources.iter().any(|x| &x.name == name) {
+            continue;
+        }
+        let Ok(url) = s.read_url() else { continue };
+        let relation = match (&s.table, &s.query) {
+            (Some(t), None) => crate::profiles::PgRelation::Table(t.get_ref().clone()),
+            (None, Some(q)) => crate::profiles::PgRelation::Query(q.get_ref().clone()),
+            _ => continue,
+        };
+        let key = s.key.get_ref();
+        let opened = match s.kind.get_ref().as_str() {
+            "mysql" => crate::profiles::MySqlSource::connect(url.expose_secret(), relation, key)
+                .map(crate::sources::Profiles::MySql)
+                .ok(),
+            "postgres" => crate::profiles::PgSource::connect(url.expose_secret(), relation, key)
+                .map(crate::sources::Profiles::Postgres)
+                .ok(),
+            _ => continue,
+        };
+        if let Some(p) = opened {
+            out.insert(name.clone(), p);
+        }
+    }
+    out
+}
+
 /// The installation as the plan sees it.
 fn installation(app: &App, state: &StateStore, actor: &Actor) -> Result<Installation, Failure> {
     Ok(Installation {
         connections: ops::connections(state, actor).map_err(super::op_failure)?,
+        sources: ops::list_sources(app, actor).map_err(super::op_failure)?,
         segments: state.segments()?,
         exports: state.exports()?,
         columns: app
@@ -231,12 +269,25 @@ pub async fn apply(app: &App, args: ApplyArgs) -> Result<i32, Failure> {
 
     let actor = Actor::cli();
     let state = app.state()?;
-    let inst = installation(app, &state, &actor)?;
+    let mut inst = installation(app, &state, &actor)?;
+    let declared = declared_sources(&file, &inst);
+    for (name, p) in &declared {
+        if let Ok(columns) = p.columns() {
+            inst.source_columns
+                .insert(name.clone(), columns.into_iter().map(|c| c.name).collect());
+        }
+    }
     let predicate = |p: &str, source: Option<&str>| {
-        app.profiles_of(source)
-            .map_err(|e| format!("{e:#}"))?
-            .check_predicate(p)
-            .map_err(|e| e.to_string())
+        let declared = source.and_then(|s| declared.get(s));
+        let opened;
+        let profiles = match declared {
+            Some(d) => d,
+            None => {
+                opened = app.profiles_of(source).map_err(|e| format!("{e:#}"))?;
+                &opened
+            }
+        };
+        profiles.check_predicate(p).map_err(|e| e.to_string())
     };
     let master_key = if args.rotate_secrets {
         Some(app.master_key()?)
@@ -447,6 +498,9 @@ async fn perform(
         Op::UpdateConnection(c) => ops::update_connection(app, actor, name, *c)
             .await
             .map(|_| None),
+        Op::AddSource(input) => ops::add_source(app, actor, *input)
+            .map(|a| Some(format!("{} columns", a.columns.len()))),
+        Op::RemoveSource => ops::remove_source(app, actor, name).map(|_| None),
         Op::AddSegment(p, source, rule) => {
             ops::add_segment_defined(app, actor, name, &definition(p, rule)?, source.as_deref())
                 .map(|c| Some(c.to_string()))
@@ -679,9 +733,10 @@ pub fn dump(app: &App, args: DumpArgs) -> Result<i32, Failure> {
     let actor = Actor::cli();
     let state = app.state()?;
     let connections = ops::connections(&state, &actor).map_err(super::op_failure)?;
+    let sources = ops::list_sources(app, &actor).map_err(super::op_failure)?;
     let segments = state.segments()?;
     let exports = state.exports()?;
-    let text = config_file::render(&connections, &segments, &exports);
+    let text = config_file::render(&connections, &sources, &segments, &exports);
     match &args.output {
         None => {
             let mut out = std::io::stdout().lock();
@@ -694,8 +749,13 @@ pub fn dump(app: &App, args: DumpArgs) -> Result<i32, Failure> {
             std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
             std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
             eprintln!(
-                "wrote {} connection(s), {} segment(s), {} export(s) to {}",
+                "wrote {} connection(s), {}{} segment(s), {} export(s) to {}",
                 connections.len(),
+                if sources.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} source(s), ", sources.len())
+                },
                 segments.len(),
                 exports.len(),
                 path.display()

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use segsync_core::{NewStatus, RemovalPolicy};
 
 use crate::ops::{self, ConnectionView, ExportInput};
+use crate::sources::SourceView;
 use crate::state::{ExportConfig, Schedule, SegmentRecord};
 
 use super::model::DEFAULT_MAX_PROFILES;
@@ -63,6 +64,7 @@ fn removal_word(r: RemovalPolicy) -> &'static str {
 /// of the same configuration are the same bytes and dumps diff well in git.
 pub fn render(
     connections: &[ConnectionView],
+    sources: &[SourceView],
     segments: &[SegmentRecord],
     exports: &[ExportConfig],
 ) -> String {
@@ -77,6 +79,11 @@ pub fn render(
     for c in connections {
         render_connection(&mut out, c);
     }
+    let mut sources: Vec<&SourceView> = sources.iter().collect();
+    sources.sort_by(|a, b| a.name.cmp(&b.name));
+    for s in sources {
+        render_source(&mut out, s);
+    }
     let mut segments: Vec<&SegmentRecord> = segments.iter().collect();
     segments.sort_by(|a, b| a.name.cmp(&b.name));
     for s in segments {
@@ -88,6 +95,38 @@ pub fn render(
         render_export(&mut out, e);
     }
     out
+}
+
+/// The environment variable a dumped source's URL is read from: `SEGSYNC_SOURCE_` and its
+/// name in capitals, other characters as `_`.
+pub fn source_url_var(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("SEGSYNC_SOURCE_{name}")
+}
+
+/// A database source: its URL stays in the installation; the file names a variable for it,
+/// with the URL without its password in a comment.
+fn render_source(out: &mut String, s: &SourceView) {
+    let _ = writeln!(out, "\n[[source]]");
+    let _ = writeln!(out, "name = {}", quote(&s.name));
+    let _ = writeln!(out, "kind = {}", quote(&s.kind));
+    let _ = writeln!(
+        out,
+        "url = {}   # the URL stays in the installation: {}",
+        quote(&format!("env:{}", source_url_var(&s.name))),
+        s.url.replace(['\n', '\r'], " ")
+    );
+    let _ = writeln!(out, "{} = {}", key(&s.relation_kind), quote(&s.relation));
+    let _ = writeln!(out, "key = {}", quote(&s.key_column));
 }
 
 /// A connection; its secret source and consent are commented out, since the secret stays in
@@ -244,7 +283,12 @@ mod tests {
     #[test]
     fn a_dump_parses_back_and_plans_nothing() {
         let inst = installation();
-        let text = render(&inst.connections, &inst.segments, &inst.exports);
+        let text = render(
+            &inst.connections,
+            &inst.sources,
+            &inst.segments,
+            &inst.exports,
+        );
         let plan = plan_of(&text, &inst, Options::default()).unwrap_or_else(|e| {
             panic!("{text}\n{e:?}");
         });
@@ -266,7 +310,12 @@ mod tests {
         shuffled.segments.reverse();
         shuffled.exports[0].fields.reverse();
         assert_eq!(
-            render(&shuffled.connections, &shuffled.segments, &shuffled.exports),
+            render(
+                &shuffled.connections,
+                &shuffled.sources,
+                &shuffled.segments,
+                &shuffled.exports
+            ),
             text
         );
     }

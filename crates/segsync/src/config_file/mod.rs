@@ -34,10 +34,19 @@
 //! slot_budget = 6                          # requests in flight on the account (default 8)
 //! accept_privacy_terms = true              # required to create it (the data privacy statement)
 //!
+//! [[source]]                               # a PostgreSQL or MySQL / MariaDB table or query
+//! name = "crm"
+//! kind = "mysql"                           # or "postgres"
+//! url = "env:CRM_DATABASE_URL"             # the variable holding the URL; a URL written here
+//!                                          # is refused when it holds a password
+//! table = "customers"                      # or query = "SELECT ..."
+//! key = "customer_id"
+//! # allow_superuser = true                 # a user that can read every table (refused otherwise)
+//!
 //! [[segment]]
 //! name = "high-value"
 //! where = "lifetime_value > 500"           # a SQL predicate over the profile columns
-//! # source = "crm"                         # a PostgreSQL profile source (default: imported profiles)
+//! # source = "crm"                         # a database profile source (default: imported profiles)
 //!
 //! [[segment]]
 //! name = "recent-romania"                  # or the condition as a rule (see `crate::rules`)
@@ -88,7 +97,11 @@
 //!   default (above), except `paused`, an operational switch left as it is unless the file
 //!   says. The order of `merge` and `segments` carries no meaning.
 //! - Objects of the installation that the file does not declare are left alone and listed;
-//!   `--prune` removes such exports and segments, never connections.
+//!   `--prune` removes such exports, segments and sources, never connections.
+//! - A source is created from the URL its variable holds when it is applied (the database
+//!   is reached and the table or query checked then); an existing source keeps its kind,
+//!   table or query and key, and its URL is never replaced by `apply`. `dump` writes a source
+//!   with `url = "env:SEGSYNC_SOURCE_<NAME>"` and the URL without its password in a comment.
 
 mod dump;
 mod model;
@@ -97,13 +110,16 @@ mod plan;
 mod plan_connection;
 mod plan_export;
 mod plan_segment;
+mod plan_source;
 mod secrets;
 mod source;
 #[cfg(test)]
 mod testkit;
 
-pub use dump::{quote, render};
-pub use model::{ConfigFile, ConnectionSpec, ExportSpec, ScheduleSpec, SegmentRef, SegmentSpec};
+pub use dump::{quote, render, source_url_var};
+pub use model::{
+    ConfigFile, ConnectionSpec, ExportSpec, ScheduleSpec, SegmentRef, SegmentSpec, SourceSpec,
+};
 pub use parse::parse;
 pub use plan::{
     plan, Action, Checks, Installation, Kind, Op, Options, Plan, PredicateCheck, RuleColumns, Step,

@@ -56,6 +56,30 @@ pub struct ConnectionSpec {
     pub accept_privacy_terms: Option<Spanned<bool>>,
 }
 
+/// A `[[source]]`: a PostgreSQL or MySQL / MariaDB table or query that segments read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// What the installation knows it by, and what segments name in `source`.
+    pub name: Spanned<String>,
+    /// `postgres` or `mysql` (MySQL and MariaDB).
+    pub kind: Spanned<String>,
+    /// `env:VAR`: an environment variable holding the URL, which may hold a password; a URL
+    /// written in the file is taken only without a password.
+    pub url: Spanned<String>,
+    /// The table (or view) holding the profiles; give it or `query`.
+    #[serde(default)]
+    pub table: Option<Spanned<String>>,
+    /// A SELECT giving the profiles; give it or `table`.
+    #[serde(default)]
+    pub query: Option<Spanned<String>>,
+    /// The column that identifies a profile.
+    pub key: Spanned<String>,
+    /// Add it even when its user can read every table (refused otherwise); absent: no.
+    #[serde(default)]
+    pub allow_superuser: Option<bool>,
+}
+
 /// A `[[segment]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +213,8 @@ pub struct ConfigFile {
     pub source: Source,
     /// The `[[connection]]` tables.
     pub connections: Vec<ConnectionSpec>,
+    /// The `[[source]]` tables.
+    pub sources: Vec<SourceSpec>,
     /// The `[[segment]]` tables.
     pub segments: Vec<SegmentSpec>,
     /// The `[[export]]` tables.

@@ -22,16 +22,18 @@ pub fn parse(source: Source) -> Result<ConfigFile, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut connections = Vec::new();
     let mut segments = Vec::new();
+    let mut sources = Vec::new();
     let mut exports = Vec::new();
     for (key, value) in root.into_inner() {
         match key.get_ref().as_ref() {
             "connection" => read_tables(&source, "connection", value, &mut connections, &mut problems),
             "segment" => read_tables(&source, "segment", value, &mut segments, &mut problems),
+            "source" => read_tables(&source, "source", value, &mut sources, &mut problems),
             "export" => read_tables(&source, "export", value, &mut exports, &mut problems),
             other => problems.push(source.problem(
                 Some(key.span()),
                 format!(
-                    "unknown key `{other}`: a file holds [[connection]], [[segment]] and [[export]] tables"
+                    "unknown key `{other}`: a file holds [[connection]], [[source]], [[segment]] and [[export]] tables"
                 ),
             )),
         }
@@ -43,6 +45,7 @@ pub fn parse(source: Source) -> Result<ConfigFile, Vec<Problem>> {
     Ok(ConfigFile {
         source,
         connections,
+        sources,
         segments,
         exports,
     })

@@ -17,6 +17,7 @@ use super::model::ConfigFile;
 use super::plan_connection::plan_connection;
 use super::plan_export::plan_export;
 use super::plan_segment::plan_segment;
+use super::plan_source::plan_source;
 use super::source::{sort_problems, Problem, Source};
 
 // --- the installation as the plan sees it ---
@@ -29,7 +30,10 @@ pub struct Installation {
     pub exports: Vec<ExportConfig>,
     /// The profile columns (empty: no profiles imported yet).
     pub columns: Vec<String>,
-    /// The columns of each PostgreSQL profile source, by name.
+    /// The database profile sources.
+    pub sources: Vec<crate::sources::SourceView>,
+    /// The columns of each database profile source by name (and of each source the file
+    /// declares, when it can be read).
     pub source_columns: BTreeMap<String, Vec<String>>,
     /// The typed columns and SQL dialect of each source's profiles (`None`: the imported
     /// ones), to compile segment rules.
@@ -43,7 +47,7 @@ pub type RuleColumns =
 /// How `apply` was asked to behave.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
-    /// Remove exports and segments the file does not declare (never connections).
+    /// Remove exports, segments and sources the file does not declare (never connections).
     pub prune: bool,
     /// Replace existing connections' credentials from the secret sources the file names.
     pub rotate_secrets: bool,
@@ -66,6 +70,7 @@ pub struct Checks<'a> {
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Connection,
+    Source,
     Segment,
     Export,
 }
@@ -74,6 +79,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Connection => "connection",
+            Kind::Source => "source",
             Kind::Segment => "segment",
             Kind::Export => "export",
         }
@@ -109,6 +115,8 @@ pub enum Op {
     None,
     AddConnection(Box<ops::NewConnection>),
     UpdateConnection(Box<ops::ConnectionChange>),
+    AddSource(Box<ops::SourceInput>),
+    RemoveSource,
     /// The predicate and the profile source.
     /// Predicate, source, and the rule (JSON) it was compiled from.
     AddSegment(String, Option<String>, Option<String>),
@@ -133,8 +141,9 @@ pub struct Step {
     pub blame: Option<Range<usize>>,
 }
 
-/// The steps of an apply, in the order they run: connections, segments, exports, then the
-/// segments the file no longer declares (after the exports that used them).
+/// The steps of an apply, in the order they run: connections, sources, segments, exports,
+/// then the segments the file no longer declares (after the exports that used them), then
+/// such sources (after the segments that read them).
 pub struct Plan {
     pub steps: Vec<Step>,
 }
@@ -186,6 +195,7 @@ fn duplicates<'a>(
 /// Problems of the file as a whole, before any object is compared with the installation.
 fn whole_file_problems(file: &ConfigFile, options: Options, p: &mut Problems<'_>) {
     duplicates(p, "connection", file.connections.iter().map(|c| &c.name));
+    duplicates(p, "source", file.sources.iter().map(|s| &s.name));
     duplicates(p, "segment", file.segments.iter().map(|s| &s.name));
     duplicates(p, "export", file.exports.iter().map(|e| &e.name));
     if options.prune && file.segments.is_empty() && file.exports.is_empty() {
@@ -236,6 +246,18 @@ pub fn plan(
         }
     }
 
+    // Database profile sources.
+    let file_sources: BTreeSet<&str> = file
+        .sources
+        .iter()
+        .map(|s| s.name.get_ref().as_str())
+        .collect();
+    for s in &file.sources {
+        if let Some(step) = plan_source(s, inst, &mut p) {
+            steps.push(step);
+        }
+    }
+
     // Segments, with the profile source each reads.
     let file_segments: BTreeMap<&str, Option<&str>> = file
         .segments
@@ -248,7 +270,7 @@ pub fn plan(
         })
         .collect();
     for s in &file.segments {
-        if let Some(step) = plan_segment(s, inst, checks, &mut p) {
+        if let Some(step) = plan_segment(s, inst, &file_sources, checks, &mut p) {
             steps.push(step);
         }
     }
@@ -280,6 +302,13 @@ pub fn plan(
                 options,
                 Op::RemoveSegment,
             ));
+        }
+    }
+
+    // Sources the file does not declare: after the segments (pruned ones read them).
+    for s in &inst.sources {
+        if !file_sources.contains(s.name.as_str()) {
+            steps.push(undeclared(Kind::Source, &s.name, options, Op::RemoveSource));
         }
     }
 

@@ -388,7 +388,12 @@ mod tests {
     #[test]
     fn a_changed_export_names_the_keys_that_change() {
         let inst = installation();
-        let mut text = render(&inst.connections, &inst.segments, &inst.exports);
+        let mut text = render(
+            &inst.connections,
+            &inst.sources,
+            &inst.segments,
+            &inst.exports,
+        );
         text = text.replace(
             "schedule = { cron = \"0 6 * * *\", timezone = \"Europe/Bucharest\" }",
             "schedule = \"after_refresh\"",

@@ -9,6 +9,7 @@ use super::plan::{step, Action, Checks, Installation, Kind, Op, Problems, Step};
 pub(super) fn plan_segment(
     s: &SegmentSpec,
     inst: &Installation,
+    file_sources: &std::collections::BTreeSet<&str>,
     checks: &Checks<'_>,
     p: &mut Problems<'_>,
 ) -> Option<Step> {
@@ -20,10 +21,14 @@ pub(super) fn plan_segment(
     let source = s.source.as_ref().map(|x| x.get_ref().as_str());
     if let Some(src) = &s.source {
         if !inst.source_columns.contains_key(src.get_ref()) {
+            if file_sources.contains(src.get_ref().as_str()) {
+                // Declared in the file and not readable: its own step says why.
+                return None;
+            }
             p.at(
                 src.span(),
                 format!(
-                    "segment \"{name}\": no profile source named \"{}\" (an admin adds it with `segsync profiles source add`)",
+                    "segment \"{name}\": no profile source named \"{}\" (declare it in a [[source]] of the file, or an admin adds it with `segsync profiles source add`)",
                     src.get_ref()
                 ),
             );

@@ -161,3 +161,39 @@ pub fn check_credential(
     }
     config.validate().map_err(|e| e.to_string())
 }
+
+impl super::model::SourceSpec {
+    /// The URL of a `[[source]]`: read from the environment variable `url = "env:VAR"` names,
+    /// or written in the file when it holds no password. A URL with a password in the file
+    /// is refused (a file lives in git): the message never shows the password.
+    pub fn read_url(&self) -> Result<SecretString, String> {
+        let name = self.name.get_ref();
+        let given = self.url.get_ref().trim();
+        if let Some(var) = given.strip_prefix("env:") {
+            let var = var.trim();
+            if var.is_empty() {
+                return Err(format!(
+                    "source \"{name}\": url = \"env:\" names no environment variable"
+                ));
+            }
+            return match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
+                Ok(_) => Err(format!("source \"{name}\": url env:{var}: it is empty")),
+                Err(std::env::VarError::NotPresent) => Err(format!(
+                    "source \"{name}\": url env:{var}: the variable is not set"
+                )),
+                Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                    "source \"{name}\": url env:{var}: the variable is not valid UTF-8"
+                )),
+            };
+        }
+        let shown = crate::pg::redact(given);
+        if shown != given {
+            return Err(format!(
+                "source \"{name}\": the url {shown} holds a password, which must never be written in \
+                 the file: put the URL in an environment variable and write url = \"env:VAR\""
+            ));
+        }
+        Ok(SecretString::from(given.to_string()))
+    }
+}

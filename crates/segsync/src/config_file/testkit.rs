@@ -49,6 +49,7 @@ pub(super) fn messages(r: Result<Plan, Vec<Problem>>) -> Vec<String> {
 
 pub(super) fn installation() -> Installation {
     Installation {
+        sources: vec![],
         connections: vec![ConnectionView {
             name: "mailchimp".into(),
             display_name: "Mailchimp (marketing)".into(),

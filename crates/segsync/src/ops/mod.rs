@@ -11,7 +11,7 @@
 //! - `connections.rs`: Mailchimp connections (consent, credentials checked and sealed) and the
 //!   audiences they see.
 //! - `segments.rs`: segments over the profiles, checked and counted before they are saved.
-//! - `sources.rs`: PostgreSQL profile sources.
+//! - `sources.rs`: database profile sources (PostgreSQL, MySQL / MariaDB) and their status.
 //! - `exports.rs`: exports (what `apply`, the form and the API save), pausing and removal.
 //! - `users.rs`: users, passwords and API tokens.
 //! - `profiles.rs`: importing the profiles from a file and refreshing them.
@@ -45,7 +45,10 @@ pub use segments::{
     add_segment, add_segment_defined, remove_segment, update_segment, update_segment_defined,
     Counted, Definition,
 };
-pub use sources::{add_source, list_sources, remove_source, AddedSource, SourceInput, SourceKind};
+pub use sources::{
+    add_source, list_sources, remove_source, source_status, status_of, AddedSource, SourceInput,
+    SourceKind, SourceStatus,
+};
 pub use users::{
     add_user, create_token, hash_password, new_token_value, remove_user, revoke_token,
     set_password, set_role, token_hash, verify_password,

@@ -217,3 +217,52 @@ pub fn remove_source(app: &App, actor: &Actor, name: &str) -> OpResult<()> {
     audit(&state, actor, "profile_source.remove", name, "")?;
     Ok(())
 }
+
+/// How a source answers now: reachable with its row count and columns, or why not, in
+/// clear words.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SourceStatus {
+    pub reachable: bool,
+    /// Why the source cannot be read now (absent when it can).
+    pub error: Option<String>,
+    /// Profiles in the table or query (absent when unreachable).
+    pub count: Option<u64>,
+    /// Its columns and their types (empty when unreachable).
+    pub columns: Vec<crate::profiles::Column>,
+}
+
+/// Connects to `name` and reads its row count and columns (viewers and up). Blocking: it
+/// may wait on a slow database (the server runs it in a predicate slot).
+pub fn source_status(app: &App, actor: &Actor, name: &str) -> OpResult<SourceStatus> {
+    require(actor, Role::Viewer, "reading a profile source")?;
+    app.state()?.profile_source(name)?;
+    Ok(status_of(app, Some(name)))
+}
+
+/// The status of a source (`None`: the imported profiles), the error as people read it.
+pub fn status_of(app: &App, source: Option<&str>) -> SourceStatus {
+    let read = || -> anyhow::Result<(u64, Vec<crate::profiles::Column>)> {
+        let profiles = app.profiles_of(source)?;
+        let columns = profiles.columns()?;
+        let count = if columns.is_empty() {
+            0
+        } else {
+            profiles.row_count()?
+        };
+        Ok((count, columns))
+    };
+    match read() {
+        Ok((count, columns)) => SourceStatus {
+            reachable: true,
+            error: None,
+            count: Some(count),
+            columns,
+        },
+        Err(e) => SourceStatus {
+            reachable: false,
+            error: Some(format!("{e:#}")),
+            count: None,
+            columns: Vec::new(),
+        },
+    }
+}

@@ -240,3 +240,79 @@ fn a_user_with_global_privileges_is_refused_and_one_that_reads_more_is_named() {
     );
     assert!(out.stderr.contains("invoices"), "{}", out.text());
 }
+
+/// `apply` declares a MySQL source whose URL comes from an environment variable and a segment
+/// on it; a URL with its password written in the file is refused; `dump` writes the source
+/// without its URL's password, and applying the dump changes nothing.
+#[test]
+fn apply_declares_a_mysql_source_from_an_environment_variable_and_a_segment_on_it() {
+    let sim = Sim::start();
+    let profiles = people(20);
+    let db = MyTestDb::create("apply");
+    write_mysql_table(&db, &profiles);
+    let url = db.reader(READ_CUSTOMERS, true);
+    let s = Session::new(&sim);
+    let file = |url_value: &str| {
+        format!(
+            "[[source]]\nname = \"shop\"\nkind = \"mysql\"\nurl = \"{url_value}\"\n\
+             table = \"customers\"\nkey = \"customer_id\"\n\n\
+             [[segment]]\nname = \"everyone\"\nwhere = \"email LIKE '%@%'\"\nsource = \"shop\"\n"
+        )
+    };
+    let path = s.path("segsync.toml");
+
+    // A password in the file: refused, saying where and why, without showing it.
+    std::fs::write(&path, file(&url)).unwrap();
+    let out = s.expect(2, &["apply", path.to_str().unwrap()]);
+    assert!(out.text().contains("segsync.toml:4:7"), "{}", out.text());
+    assert!(out.text().contains("holds a password"), "{}", out.text());
+    assert!(out.text().contains("env:VAR"), "{}", out.text());
+    assert!(!out.text().contains(READER_PASSWORD), "{}", out.text());
+    // A variable that is not set: refused too.
+    std::fs::write(&path, file("env:SHOP_URL")).unwrap();
+    let out = s.expect(2, &["apply", path.to_str().unwrap()]);
+    assert!(
+        out.text()
+            .contains("url env:SHOP_URL: the variable is not set"),
+        "{}",
+        out.text()
+    );
+    s.ok(&["profiles", "source", "list"]);
+
+    // From the environment: the source and the segment on it are created.
+    s.set_env("SHOP_URL", &url);
+    let out = s.ok(&["apply", path.to_str().unwrap()]);
+    assert!(out.stdout.contains("+ source shop"), "{}", out.text());
+    assert!(out.stdout.contains("+ segment everyone"), "{}", out.text());
+    assert!(!out.text().contains(READER_PASSWORD), "{}", out.text());
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("+ segment everyone") && l.contains("20 profiles")),
+        "the segment counts what the table gives: {}",
+        out.text()
+    );
+    let out = s.ok(&["apply", path.to_str().unwrap()]);
+    assert!(out.stdout.contains("= source shop"), "{}", out.text());
+
+    // The dump: the source with a variable for its URL, never the password.
+    let dumped = s.path("dumped.toml");
+    s.ok(&["dump", "-o", dumped.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&dumped).unwrap();
+    assert!(text.contains("[[source]]"), "{text}");
+    assert!(text.contains("url = \"env:SEGSYNC_SOURCE_SHOP\""), "{text}");
+    assert!(text.contains("_r:***@"), "{text}");
+    assert!(!text.contains(READER_PASSWORD), "{text}");
+    let out = s.ok(&["apply", dumped.to_str().unwrap()]);
+    assert!(out.stdout.contains("= source shop"), "{}", out.text());
+    assert!(out.stdout.contains("= segment everyone"), "{}", out.text());
+    assert!(!db_files_hold(&s, READER_PASSWORD));
+}
+
+/// Whether a file of the installation's home holds `needle` in clear.
+fn db_files_hold(s: &Session, needle: &str) -> bool {
+    std::fs::read_dir(s.home())
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+        .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+}

@@ -733,11 +733,34 @@ fn every_page_fits_a_phone_for_every_role() {
     let run = ada.wait_run(started["run_id"].as_i64().unwrap());
     assert_eq!(run["outcome"], "succeeded_with_errors", "{run}");
     let run = format!("/runs/{}", started["run_id"]);
+    // A MySQL profile source with a long query, and a segment on it.
+    let shop = MyTestDb::create("phone");
+    shop.exec(
+        "CREATE TABLE customers (customer_id VARCHAR(40) PRIMARY KEY, email VARCHAR(100), \
+         lifetime_value DECIMAL(10,2)); \
+         INSERT INTO customers VALUES ('X-a-rather-long-profile-key-000001', 'a@example.com', 12.5)",
+    );
+    let url = shop.reader("GRANT SELECT ON {db}.customers TO {user}", true);
+    let (code, body) = ada.post(
+        "/api/sources",
+        json!({"name": "shop_customers_from_the_webshop", "kind": "mysql", "url": url,
+               "query": "SELECT customer_id, email, lifetime_value FROM customers WHERE email IS NOT NULL",
+               "key": "customer_id"}),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = ada.post(
+        "/api/segments",
+        json!({"name": "shop_spenders", "predicate": "lifetime_value > 10",
+               "source": "shop_customers_from_the_webshop"}),
+    );
+    assert_eq!(code, 201, "{body}");
 
     let export = format!("/exports/{EXPORT}");
     let everyone = vec![
         "/segments".to_string(),
         "/segments/high_value".into(),
+        "/sources".into(),
+        "/sources/shop_customers_from_the_webshop".into(),
         "/exports".into(),
         export.clone(),
         run.clone(),
@@ -757,6 +780,7 @@ fn every_page_fits_a_phone_for_every_role() {
         "/admin/users".into(),
         "/admin/alerts".into(),
         "/admin/audit".into(),
+        "/sources/shop_customers_from_the_webshop/remove".into(),
     ]);
     let visits = json!([
         {"user": ADMIN.0, "password": ADMIN.1, "paths": admin},

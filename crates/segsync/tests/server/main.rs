@@ -21,4 +21,5 @@ mod roles;
 mod schedule;
 mod secrets;
 mod shutdown;
+mod sources;
 mod workers;

@@ -50,7 +50,17 @@ fn case(
 }
 
 /// The calls made as `who` (a short name used to keep created objects apart).
-fn cases(who: &str, sim: &Sim, list: &str, profiles_csv: &str, admin_token_id: i64) -> Vec<Case> {
+/// What the cases call besides the simulator: its audience, the profiles file, a token of
+/// the admin's to revoke, a PostgreSQL profile source's URL.
+struct Targets<'a> {
+    list: &'a str,
+    profiles_csv: &'a str,
+    admin_token_id: i64,
+    source_url: &'a str,
+}
+
+fn cases(who: &str, sim: &Sim, t: &Targets<'_>) -> Vec<Case> {
+    let (list, profiles_csv, admin_token_id) = (t.list, t.profiles_csv, t.admin_token_id);
     use Min::*;
     let key = sim.key.clone();
     let api = sim.api_url();
@@ -198,6 +208,34 @@ fn cases(who: &str, sim: &Sim, list: &str, profiles_csv: &str, admin_token_id: i
             format!("/api/segments/del-{who}"),
             None,
             Contributor,
+            204,
+        ),
+        case("GET", "/api/sources", "/api/sources", None, Viewer, 200),
+        case(
+            "POST",
+            "/api/sources",
+            "/api/sources",
+            Some(
+                json!({"name": format!("src-{who}"), "kind": "postgres", "url": t.source_url,
+                        "table": "customers", "key": "customer_id"}),
+            ),
+            Admin,
+            201,
+        ),
+        case(
+            "GET",
+            "/api/sources/{name}",
+            "/api/sources/crm",
+            None,
+            Viewer,
+            200,
+        ),
+        case(
+            "DELETE",
+            "/api/sources/{name}",
+            format!("/api/sources/del-{who}"),
+            None,
+            Admin,
             204,
         ),
         case(
@@ -378,6 +416,19 @@ fn cases(who: &str, sim: &Sim, list: &str, profiles_csv: &str, admin_token_id: i
     ]
 }
 
+/// A database with a `customers` table, and the URL of a role that can read only it.
+fn pg_customers() -> (TestDb, String) {
+    let db = TestDb::create("roles");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE customers (customer_id text PRIMARY KEY, email text); \
+             INSERT INTO customers VALUES ('c1', 'c1@example.com')",
+        )
+        .unwrap();
+    let url = db.reader("GRANT SELECT ON customers TO {role}");
+    (db, url)
+}
+
 fn role_of(who: &str) -> Min {
     match who {
         "viewer" => Min::Viewer,
@@ -435,8 +486,19 @@ fn every_endpoint_with_every_role() {
     );
     assert_eq!(code, 200, "{body}");
 
+    // A PostgreSQL profile source, and one to remove per role.
+    let (_pg, source_url) = pg_customers();
+    let source = |name: &str| {
+        json!({"name": name, "kind": "postgres", "url": source_url, "table": "customers",
+               "key": "customer_id"})
+    };
+    let (code, body) = admin.post("/api/sources", source("crm"));
+    assert_eq!(code, 201, "{body}");
+
     let roles = ["anonymous", "viewer", "contributor", "admin"];
     for who in roles {
+        let (code, body) = admin.post("/api/sources", source(&format!("del-{who}")));
+        assert_eq!(code, 201, "{body}");
         let (code, body) = admin.post(
             "/api/users",
             json!({"name": format!("p-{who}"), "role": "viewer", "password": "a-long-password"}),
@@ -473,13 +535,13 @@ fn every_endpoint_with_every_role() {
         let (code, t) = admin.post("/api/tokens", json!({"label": format!("revoke-{who}")}));
         assert_eq!(code, 201, "{t}");
         let role = role_of(who);
-        for c in cases(
-            who,
-            &sim,
-            &list,
-            &csv.display().to_string(),
-            t["id"].as_i64().unwrap(),
-        ) {
+        let targets = Targets {
+            list: &list,
+            profiles_csv: &csv.display().to_string(),
+            admin_token_id: t["id"].as_i64().unwrap(),
+            source_url: &source_url,
+        };
+        for c in cases(who, &sim, &targets) {
             exercised.insert((c.method.to_string(), c.route.to_string()));
             let (code, body) = client.call(c.method, &c.path, c.body.clone());
             let want = if role >= c.min {

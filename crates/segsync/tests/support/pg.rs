@@ -91,11 +91,13 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let dropped =
             postgres::Client::connect(&server_url(), postgres::NoTls).and_then(|mut c| {
+                // Two statements: DROP DATABASE cannot run in the implicit transaction of a
+                // multi-statement query.
                 c.batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE); DROP ROLE IF EXISTS \"{}\"",
-                    self.name,
-                    self.reader_role()
-                ))
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                ))?;
+                c.batch_execute(&format!("DROP ROLE IF EXISTS \"{}\"", self.reader_role()))
             });
         if let Err(e) = dropped {
             eprintln!("cannot drop the test database {}: {e}", self.name);

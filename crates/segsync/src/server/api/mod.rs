@@ -3,12 +3,12 @@
 //!
 //! | role | may |
 //! | --- | --- |
-//! | viewer | read exports, runs (their counts: not the records they could not send, which name people), segments (their counts), the connections shared with contributors |
+//! | viewer | read exports, runs (their counts: not the records they could not send, which name people), segments (their counts), database profile sources (without their URL's password) and their status, the connections shared with contributors |
 //! | contributor | also: segments; the records runs could not send; exports on shared connections (add, edit, preview a run, run, cancel, pause, remove); profile refresh |
-//! | admin | everything: connections, users, tokens of others, profile imports, alert settings, the audit log |
+//! | admin | everything: connections, database profile sources, users, tokens of others, profile imports, alert settings, the audit log |
 //!
 //! One file per resource: [`users`] (and tokens), [`connections`], [`segments`],
-//! [`profiles`], [`exports`] (and [`preview`], a run's plan), [`runs`], [`audit`]. Alert settings are in
+//! [`profiles`], [`sources`] (database profile sources), [`exports`] (and [`preview`], a run's plan), [`runs`], [`audit`]. Alert settings are in
 //! [`crate::server::settings`]; login and sessions in [`crate::server::auth`].
 
 pub mod audit;
@@ -18,6 +18,7 @@ pub mod preview;
 pub mod profiles;
 pub mod runs;
 pub mod segments;
+pub mod sources;
 pub mod users;
 
 use axum::extract::DefaultBodyLimit;
@@ -79,6 +80,14 @@ pub fn routes() -> Router<AppState> {
             get(segments::get_segment)
                 .put(segments::change_segment)
                 .delete(segments::remove_segment),
+        )
+        .route(
+            "/api/sources",
+            get(sources::list_sources).post(sources::add_source),
+        )
+        .route(
+            "/api/sources/{name}",
+            get(sources::get_source).delete(sources::remove_source),
         )
         .route("/api/segment-preview", post(segments::preview_draft))
         .route("/api/export-sizes", post(segments::export_sizes))

@@ -277,6 +277,7 @@ pub const SCRIPT: &str = r#"
     var body = d;
     body.sample = root.dataset.sample ? 5 : 0;
     if (root.dataset.segment) body.segment = root.dataset.segment;
+    else if (source()) body.source = source();
     fetch('/api/segment-preview', {method: 'POST', credentials: 'same-origin',
       headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf}, body: JSON.stringify(body)})
       .then(function (r) { return r.json().then(function (j) { return [r.ok, j]; }); })
@@ -304,10 +305,22 @@ pub const SCRIPT: &str = r#"
       })
       .catch(function () { if (mine === seq) fail('The count could not be fetched.', false); });
   }
-  fetch('/api/profiles/columns' + (root.dataset.source ? '?source=' + encodeURIComponent(root.dataset.source) : ''), {credentials: 'same-origin'})
-    .then(function (r) { return r.json(); })
-    .then(function (j) {
-      cols = Array.isArray(j) ? j : [];
+  // The profiles the form reads: its "Profiles from" selector, else the segment's source.
+  var picker = document.getElementById('seg-source');
+  function source() { return picker ? picker.value : (root.dataset.source || ''); }
+  function loadColumns() {
+    var s = source();
+    return fetch('/api/profiles/columns' + (s ? '?source=' + encodeURIComponent(s) : ''), {credentials: 'same-origin'})
+      .then(function (r) { return r.json(); })
+      .then(function (j) { cols = Array.isArray(j) ? j : []; });
+  }
+  if (picker) picker.addEventListener('change', function () {
+    // Another source has other columns: the rules start over.
+    model = {type: 'group', op: 'all', not: false, items: []};
+    loadColumns().then(render);
+  });
+  loadColumns()
+    .then(function () {
       if (root.dataset.rule) {
         try { var m = fromRule(JSON.parse(root.dataset.rule)); model = m.type === 'group' ? m : {type: 'group', op: 'all', not: false, items: [m]}; } catch (e) {}
       }

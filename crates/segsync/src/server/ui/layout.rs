@@ -16,6 +16,7 @@ pub const NOTICE_CHARS: usize = 400;
 pub enum Nav {
     None,
     Segments,
+    Sources,
     Exports,
     Connections,
     Users,
@@ -145,6 +146,7 @@ fn header(who: Option<&Authed>, nav: Nav) -> Markup {
                     div class="group" {
                         span class="group-label" { "Data" }
                         (link(Nav::Segments, "/segments", "Segments"))
+                        (link(Nav::Sources, "/sources", "Sources"))
                         (link(Nav::Exports, "/exports", "Exports"))
                     }
                     @if who.actor.role == Role::Admin {
@@ -368,7 +370,7 @@ header nav a.current{background:#25396a;color:#fff}
 .who-name{color:#fff;font-weight:600}
 .role{font-size:11px;text-transform:uppercase;letter-spacing:.06em;padding:2px 8px;border-radius:999px;background:#25396a;color:#bcd0f5}
 main{max-width:1120px;margin:0 auto;padding:28px 28px 48px}
-h1{font-size:24px;font-weight:650;margin:4px 0 20px;color:#0f1b33}
+h1{font-size:24px;font-weight:650;margin:4px 0 20px;color:#0f1b33;overflow-wrap:anywhere}
 h2{font-size:16px;font-weight:650;margin:0 0 14px;color:#0f1b33}
 h3{font-size:14px;font-weight:650;margin:18px 0 8px}
 p{margin:0 0 12px}
@@ -435,7 +437,7 @@ legend{font-weight:600;font-size:14px;margin-bottom:6px;padding:0}
 .flash-warn{background:#fffbeb;border-color:#f5d9a3;color:#78350f}
 dl.summary{display:grid;grid-template-columns:220px 1fr;gap:8px 16px;margin:0}
 dl.summary dt{color:#5f6b7a;font-size:14px}
-dl.summary dd{margin:0}
+dl.summary dd{margin:0;min-width:0;overflow-wrap:anywhere}
 .empty{text-align:center;padding:34px 20px;color:#5f6b7a}
 .empty p{margin-bottom:14px}
 .progress-line{display:flex;justify-content:space-between;gap:12px;font-size:14px;margin-bottom:6px}

@@ -12,7 +12,7 @@
 //! - `layout`: the shared page frame, style sheet and small components.
 //! - `session`: log in, log out, `/`.
 //! - `connections`, `users`: the admin pages.
-//! - `segments`, `exports`, `export_form`, `runs`: the data pages.
+//! - `segments`, `sources`, `exports`, `export_form`, `runs`: the data pages.
 //! - `chart`: the inline SVG chart of records sent per run.
 
 // A page handler's error is the page that says why (`Result<Response, Response>`): built
@@ -30,6 +30,7 @@ mod runs;
 mod segments;
 mod session;
 mod settings;
+mod sources;
 mod users;
 
 use axum::body::Bytes;
@@ -95,6 +96,12 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/segments/{name}/remove",
             get(segments::remove_confirm).post(segments::remove),
+        )
+        .route("/sources", get(sources::list).post(sources::add))
+        .route("/sources/{name}", get(sources::show))
+        .route(
+            "/sources/{name}/remove",
+            get(sources::remove_confirm).post(sources::remove),
         )
         .route("/exports", get(exports::list))
         .route(

@@ -52,6 +52,26 @@ struct AddForm {
     predicate: String,
     /// The builder's rule (JSON), empty when the condition is SQL.
     rule: String,
+    /// The database profile source it reads; empty: the imported profiles.
+    source: String,
+}
+
+/// The "Profiles from" selector: the imported profiles or a database source.
+fn source_field(sources: &[crate::sources::SourceView], chosen: &str) -> Markup {
+    html! {
+        div class="field" {
+            label for="seg-source" { "Profiles from" }
+            select id="seg-source" name="source" {
+                option value="" selected[chosen.is_empty()] { "Imported profiles" }
+                @for s in sources {
+                    option value=(s.name) selected[chosen == s.name] {
+                        (s.name) " (" (if s.kind == "mysql" { "MySQL / MariaDB" } else { "PostgreSQL" }) ")"
+                    }
+                }
+            }
+            span class="hint" { "Where the segment's profiles are: its condition is checked and counted there. A segment keeps its source." }
+        }
+    }
 }
 
 /// What a segment form defines: the builder's rule when it has one, else the SQL.
@@ -108,8 +128,13 @@ async fn list_page(
     let segments = state_of(app).and_then(|s| Ok(s.segments()?)).or_page(who)?;
     let rows = counted(app, segments).await.or_page(who)?;
     let can_change = who.actor.role >= Role::Contributor;
-    let cols = if can_change {
+    let cols = if can_change && add.source.is_empty() {
         columns(app).await.or_page(who)?
+    } else {
+        vec![]
+    };
+    let sources = if can_change {
+        ops::list_sources(&app.app, &who.actor).or_page(who)?
     } else {
         vec![]
     };
@@ -122,15 +147,21 @@ async fn list_page(
             div class="card empty" { p { "No segment yet." } }
         } @else {
             div class="card table-wrap" {
-                table id="segments" {
-                    thead { tr { th { "Segment" } th { "Condition" } th class="num" { "Members" } th { "Added" } } }
+                table class="stack" id="segments" {
+                    thead { tr { th { "Segment" } th { "Condition" } th { "Profiles from" } th class="num" { "Members" } th { "Added" } } }
                     tbody {
                         @for (s, c) in &rows {
                             tr data-segment=(s.name) {
-                                td { a href=(format!("/segments/{}", seg(&s.name))) { strong { (s.name) } } }
-                                td { code { (s.predicate) } }
-                                td class="num" { (count_cell(c)) }
-                                td class="muted small" { (when(&s.created_at)) }
+                                td data-label="Segment" { a href=(format!("/segments/{}", seg(&s.name))) { strong { (s.name) } } }
+                                td data-label="Condition" { code { (s.predicate) } }
+                                td data-label="Profiles from" {
+                                    @match &s.source {
+                                        Some(src) => a href=(format!("/sources/{}", seg(src))) { (src) },
+                                        None => span class="muted" { "imported" },
+                                    }
+                                }
+                                td data-label="Members" class="num" { (count_cell(c)) }
+                                td data-label="Added" class="muted small" { (when(&s.created_at)) }
                             }
                         }
                     }
@@ -149,7 +180,10 @@ async fn list_page(
                         label for="seg-name" { "Name" }
                         input id="seg-name" name="name" type="text" value=(add.name) required placeholder="high_value";
                     }
-                    (condition_fields(who, &add.rule, &add.predicate, None, None))
+                    @if !sources.is_empty() {
+                        (source_field(&sources, &add.source))
+                    }
+                    (condition_fields(who, &add.rule, &add.predicate, None, (!add.source.is_empty()).then_some(add.source.as_str())))
                     @if !cols.is_empty() {
                         p class="small muted" {
                             "Columns: "
@@ -185,12 +219,16 @@ pub async fn add(State(app): State<AppState>, User(who): User, form: FormData) -
         name: form.text("name"),
         predicate: form.text("predicate"),
         rule: form.text("rule"),
+        source: form.text("source"),
     };
     let (installation, actor, name) = (app.app.clone(), who.actor.clone(), add.name.clone());
+    let source = form.opt("source");
     let result = match definition(&add.rule, &add.predicate) {
         Ok(def) => app
             .predicates
-            .run(move || ops::add_segment_defined(&installation, &actor, &name, &def, None))
+            .run(move || {
+                ops::add_segment_defined(&installation, &actor, &name, &def, source.as_deref())
+            })
             .await
             .or_page(&who)?
             .map_err(ApiError::from),
