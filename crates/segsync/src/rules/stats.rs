@@ -53,9 +53,20 @@ pub struct ColumnStats {
     pub percentiles: Vec<Percentile>,
 }
 
+/// A value as a column holds it, as the OpenAPI document describes [`TopValue::value`].
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only described, never built.
+pub enum ColumnValue {
+    Text(String),
+    Number(f64),
+    Boolean(bool),
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct TopValue {
     /// The value as the column holds it: text, a number or a boolean.
+    #[schema(value_type = ColumnValue)]
     pub value: Value,
     pub count: u64,
 }
