@@ -296,6 +296,27 @@ pub enum SelectError<E> {
     Callback(E),
 }
 
+impl<E> SelectError<E> {
+    /// Refuses an empty list of predicates, and the first one `scan` refuses: what a
+    /// database source checks before it sends any of them.
+    pub(crate) fn check_predicates(
+        predicates: &[String],
+        scan: impl Fn(&str) -> Result<(), PredicateError>,
+    ) -> Result<(), SelectError<E>> {
+        if predicates.is_empty() {
+            return Err(SelectError::NoPredicates);
+        }
+        for (index, predicate) in predicates.iter().enumerate() {
+            scan(predicate).map_err(|source| SelectError::Predicate {
+                index,
+                predicate: predicate.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// `4 MiB`, `1.5 MiB`.
 fn mebibytes(bytes: u64) -> String {
     let mib = bytes as f64 / (1024.0 * 1024.0);

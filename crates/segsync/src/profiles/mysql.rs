@@ -403,16 +403,7 @@ impl MySqlSource {
         F: FnMut(ProfileRow) -> Result<(), E>,
     {
         let started = Instant::now();
-        if predicates.is_empty() {
-            return Err(SelectError::NoPredicates);
-        }
-        for (index, predicate) in predicates.iter().enumerate() {
-            scan(predicate).map_err(|source| SelectError::Predicate {
-                index,
-                predicate: predicate.clone(),
-                source,
-            })?;
-        }
+        SelectError::check_predicates(predicates, scan)?;
         let fields = self
             .fields()
             .map_err(|e| SelectError::Failed(e.to_string()))?;

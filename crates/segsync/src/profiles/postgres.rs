@@ -483,16 +483,7 @@ impl PgSource {
         F: FnMut(ProfileRow) -> Result<(), E>,
     {
         let started = Instant::now();
-        if predicates.is_empty() {
-            return Err(SelectError::NoPredicates);
-        }
-        for (index, predicate) in predicates.iter().enumerate() {
-            scan(predicate).map_err(|source| SelectError::Predicate {
-                index,
-                predicate: predicate.clone(),
-                source,
-            })?;
-        }
+        SelectError::check_predicates(predicates, scan)?;
         let plan = Plan {
             from: self.from.clone(),
             key: self.key.clone(),
