@@ -1,10 +1,11 @@
 //! Segment rules compiled to SQL and run where the profiles are: the same profiles in the
-//! embedded store (SQLite) and in a PostgreSQL table, every operator of every column kind,
-//! quoting, NOT and relative dates; each rule's SQL must pass the store's predicate checks
-//! on both and count exactly the profiles the rule describes.
+//! embedded store (SQLite), in a PostgreSQL table and in a MariaDB / MySQL table, every
+//! operator of every column kind, quoting, NOT and relative dates; each rule's SQL must pass
+//! the store's predicate checks on each and count exactly the profiles the rule describes.
 //!
-//! PostgreSQL is `postgres://postgres@127.0.0.1:5432/postgres` (or `SEGSYNC_TEST_POSTGRES`);
-//! without it the test fails, saying so.
+//! PostgreSQL is `postgres://postgres@127.0.0.1:5432/postgres` (or `SEGSYNC_TEST_POSTGRES`),
+//! MariaDB `mysql://root@127.0.0.1:3306` (or `SEGSYNC_TEST_MYSQL`); without them the test
+//! fails, saying so.
 
 use chrono::{Duration, Utc};
 use segsync::profiles::*;
@@ -14,6 +15,11 @@ use serde_json::{json, Value};
 #[path = "support/pg.rs"]
 mod pg_support;
 use pg_support::TestDb;
+
+#[path = "support/mysql.rs"]
+mod mysql_support;
+use mysql::prelude::Queryable;
+use mysql_support::MyTestDb;
 
 /// One profile: key, email, country, ltv, orders, last order (days from today), vip, note.
 type Row = (
@@ -143,6 +149,24 @@ fn pg_source(db: &TestDb) -> PgSource {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+fn mysql_source(db: &MyTestDb) -> MySqlSource {
+    db.exec(
+        "CREATE TABLE customers (customer_id varchar(16) PRIMARY KEY, email text, \
+         country text, ltv double, orders bigint, last_order date, vip boolean, note text)",
+    );
+    let mut conn = db.conn();
+    for (k, e, c, ltv, o, last, vip, note) in ROWS {
+        let last = last.map(day);
+        conn.exec_drop(
+            "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (k, e, c, ltv, o, last, vip, note),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    MySqlSource::connect(&db.url, Relation::Table("customers".into()), "customer_id")
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn cond(column: &str, op: &str, value: Value) -> Value {
     if value.is_null() {
         json!({"condition": {"column": column, "op": op}})
@@ -265,6 +289,22 @@ fn keys(p: &Preview) -> Vec<String> {
         .collect();
     k.sort();
     k
+}
+
+#[test]
+fn every_operator_gives_the_same_profiles_on_mariadb() {
+    let db = MyTestDb::create("segment_rules");
+    let my = mysql_source(&db);
+    let columns = my.columns().unwrap();
+    for (rule, want) in cases() {
+        let r: Rule = serde_json::from_value(rule.clone()).unwrap();
+        let want: Vec<String> = want.into_iter().map(String::from).collect();
+        let sql = compile(&r, &columns, Dialect::MySql).unwrap_or_else(|e| panic!("{e}"));
+        my.check_predicate(&sql)
+            .unwrap_or_else(|e| panic!("MariaDB refused {sql}: {e}"));
+        let got = my.preview(&sql, 100).unwrap();
+        assert_eq!(keys(&got), want, "MariaDB, {rule}: {sql}");
+    }
 }
 
 #[test]

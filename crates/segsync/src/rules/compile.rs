@@ -412,6 +412,15 @@ fn string(s: &str, d: Dialect) -> String {
     }
 }
 
+/// A string literal that compares exactly: SQLite and PostgreSQL compare text byte for byte
+/// by default; MySQL compares with the column's collation unless one side is binary.
+fn exact(s: &str, d: Dialect) -> String {
+    match d {
+        Dialect::MySql => format!("CAST({} AS BINARY)", string(s, d)),
+        _ => string(s, d),
+    }
+}
+
 /// The value of a condition, read as its operator wants it.
 struct Values<'a> {
     value: Option<&'a Value>,
@@ -434,8 +443,10 @@ impl Values<'_> {
         }
     }
 
+    /// The value as a literal compared exactly (`is`, `one_of`, ...): byte for byte on
+    /// MySQL too, whose usual collations would call `RO` and `ro`, or `é` and `e`, equal.
     fn text(&self) -> Result<String, String> {
-        Ok(string(&text_value(self.some("a value")?)?, self.dialect))
+        Ok(exact(&text_value(self.some("a value")?)?, self.dialect))
     }
 
     fn text_list(&self) -> Result<Vec<String>, String> {
@@ -450,7 +461,7 @@ impl Values<'_> {
         }
         items
             .iter()
-            .map(|v| Ok(string(&text_value(v)?, self.dialect)))
+            .map(|v| Ok(exact(&text_value(v)?, self.dialect)))
             .collect()
     }
 

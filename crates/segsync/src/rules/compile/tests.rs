@@ -285,7 +285,7 @@ fn mysql_quotes_with_backticks_and_doubles_backslashes() {
     };
     assert_eq!(
         c("we\"ird", Op::Is, Some(json!(r"O'B\x"))),
-        r#"`we"ird` = 'O''B\\x'"#
+        r#"`we"ird` = CAST('O''B\\x' AS BINARY)"#
     );
     assert_eq!(
         c("last order", Op::InLast, Some(json!({"amount": 2, "unit": "weeks"}))),
