@@ -358,19 +358,7 @@ impl StateStore {
     /// first one seen keeps them: rows of one key go in the order they came); the first
     /// profile's key is kept for error reports.
     pub fn stage_end(&mut self) -> Result<()> {
-        let conn = self.stage_mut();
-        let before: i64 = conn.query_row("PRAGMA main.cache_size", [], |r| r.get(0))?;
-        conn.execute_batch(SORT_PRAGMAS)?;
-        let sorted = Self::sort_stage(conn);
-        conn.execute_batch(&format!(
-            "PRAGMA main.cache_size = {before}; PRAGMA threads = 0;"
-        ))?;
-        sorted
-    }
-
-    /// [`StateStore::stage_end`]'s sort and merge, in one transaction.
-    fn sort_stage(conn: &mut Connection) -> Result<()> {
-        let tx = conn.transaction()?;
+        let tx = self.stage_mut().transaction()?;
         // `WHERE true`: SQLite's grammar needs it between a SELECT and ON CONFLICT.
         tx.execute(
             "INSERT INTO temp.staged (key, email, merge, fp, tags, updated_at, profile_key, profiles)
@@ -684,14 +672,6 @@ impl StateStore {
         Ok(rows)
     }
 }
-
-/// Set while the stage is sorted. SQLite sizes each sorted run of an external sort by the
-/// *main* database's page cache, 2 MB by default for the state store: a million staged rows
-/// made about a hundred runs and two merge passes over the temporary files. With 16 MB runs
-/// one merge pass does (up to 16 runs, about 1.4 million rows); one worker thread sorts and
-/// writes a run while the next is filled (memory: about two runs at once, for the length of
-/// the sort).
-const SORT_PRAGMAS: &str = "PRAGMA main.cache_size = -16384; PRAGMA threads = 1;";
 
 /// Snapshot entries whose profiles are rewritten per transaction.
 const REFRESH_BATCH: usize = 10_000;
