@@ -142,15 +142,16 @@ fn is_blank(v: &Value) -> bool {
 }
 
 /// Cuts a string to at most `max` bytes on a character boundary (Mailchimp keeps 255).
-fn truncate(s: &str, max: usize) -> String {
+fn truncate(mut s: String, max: usize) -> String {
     if s.len() <= max {
-        return s.to_string();
+        return s;
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_string()
+    s.truncate(end);
+    s
 }
 
 /// (year, month, day) of a date given as `YYYY-MM-DD[...]`, `YYYY/MM/DD` or a timestamp.
@@ -188,7 +189,7 @@ pub fn format_value(spec: &FieldSpec, v: &Value) -> Result<Option<Value>, String
     };
     let out = match spec.kind {
         MergeKind::Text | MergeKind::Phone | MergeKind::Zip => Value::String(truncate(
-            &text_of(v).ok_or_else(|| format!("{} is not text", shown()))?,
+            text_of(v).ok_or_else(|| format!("{} is not text", shown()))?,
             255,
         )),
         MergeKind::Number => {
@@ -373,10 +374,10 @@ impl Collector {
             email,
             reason,
         };
-        let raw = match row.email {
-            Value::String(s) => s.clone(),
-            Value::Null => String::new(),
-            other => other.to_string(),
+        let raw: std::borrow::Cow<'_, str> = match row.email {
+            Value::String(s) => s.into(),
+            Value::Null => "".into(),
+            other => other.to_string().into(),
         };
         let email = match check_email(&raw) {
             Ok(e) => e,

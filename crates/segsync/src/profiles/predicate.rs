@@ -505,12 +505,12 @@ where
         sql.push_str(", ");
         sql.push_str(&quote_ident(&c.name));
     }
+    // Each predicate evaluated once per profile: no `WHERE p0 OR p1 ...` beside the columns
+    // (which evaluated the predicates a second time); rows in no segment are skipped here.
     for p in predicates {
         sql.push_str(&format!(", CASE WHEN {} THEN 1 ELSE 0 END", wrap(p)));
     }
-    sql.push_str(&format!(" FROM {PROFILES_TABLE} WHERE "));
-    let conditions: Vec<String> = predicates.iter().map(|p| wrap(p)).collect();
-    sql.push_str(&conditions.join(" OR "));
+    sql.push_str(&format!(" FROM {PROFILES_TABLE}"));
     let run_error = |e: rusqlite::Error| match g.run_error(e) {
         PredicateError::Timeout { limit } => SelectError::Timeout { limit },
         PredicateError::Store(e) => SelectError::Store(e),
@@ -534,6 +534,17 @@ where
         let Some(row) = next.map_err(run_error)? else {
             break;
         };
+        let mut in_segment = Vec::with_capacity(predicates.len());
+        for i in 0..predicates.len() {
+            let hit = matches!(
+                row.get_ref(1 + wanted.len() + i).map_err(run_error)?,
+                ValueRef::Integer(1)
+            );
+            in_segment.push(hit);
+        }
+        if !in_segment.contains(&true) {
+            continue;
+        }
         let key = match row.get_ref(0).map_err(run_error)? {
             ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
             ValueRef::Integer(i) => i.to_string(),
@@ -545,14 +556,8 @@ where
         for (i, c) in wanted.iter().enumerate() {
             values.push(to_json(row.get_ref(1 + i).map_err(run_error)?, c.kind));
         }
-        let mut in_segment = Vec::with_capacity(predicates.len());
-        for (i, count) in stats.per_predicate.iter_mut().enumerate() {
-            let hit = matches!(
-                row.get_ref(1 + wanted.len() + i).map_err(run_error)?,
-                ValueRef::Integer(1)
-            );
-            *count += u64::from(hit);
-            in_segment.push(hit);
+        for (count, hit) in stats.per_predicate.iter_mut().zip(&in_segment) {
+            *count += u64::from(*hit);
         }
         stats.rows += 1;
         each(ProfileRow {
