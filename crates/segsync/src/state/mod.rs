@@ -43,13 +43,16 @@ mod schema;
 pub mod sqlite;
 mod staging;
 pub mod stores;
+pub mod suppressions;
 
 pub use copy::{copy_state, Cell, ColKind, CopyReport, Import, TableDef, TABLES};
 pub use people::{AuditEntry, Role, SessionRecord, TokenRecord, UserRecord};
 pub use staging::{PlanWriter, PlannedUpsert, StagedMember, UpsertPhase};
 pub use stores::{
     ConnectionStore, ExportStore, PeopleStore, QueueStore, RunStore, SegmentStore, SnapshotStore,
+    SuppressionStore,
 };
+pub use suppressions::{RefusalRecord, Suppression, SuppressionKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -414,6 +417,7 @@ pub trait StateBackend:
     + RunStore
     + QueueStore
     + PeopleStore
+    + SuppressionStore
     + Send
 {
     /// `sqlite` or `postgres`.
