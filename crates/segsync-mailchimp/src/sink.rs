@@ -394,12 +394,11 @@ fn refused(read: &mut Read, u: Option<&Upsert>, email: String, f: &MemberFailure
 
 /// The fingerprint of the content of `u` when Mailchimp refused it for good (`kind`): an
 /// upsert with content (not a status-only write), refused for what the address or that
-/// content is, not for now.
+/// content is, not for now. A permanently deleted contact is not among them: the snapshot
+/// keeps it as such ([`Fact::Forgotten`]), and no run ever sends it again, whatever its
+/// profile becomes.
 fn refused_for_good(u: &Upsert, kind: FailureKind) -> Option<u64> {
-    let lasting = matches!(
-        kind,
-        FailureKind::Invalid | FailureKind::Compliance | FailureKind::Forgotten
-    );
+    let lasting = matches!(kind, FailureKind::Invalid | FailureKind::Compliance);
     u.merge.as_ref().and(u.fingerprint).filter(|_| lasting)
 }
 
@@ -734,13 +733,14 @@ mod tests {
     }
 
     /// Refusals for good carry the content refused (to hold it back until it changes);
-    /// refusals for now, or for a full account, do not.
+    /// refusals for now, or for a full account, do not, nor permanent deletions (the
+    /// snapshot holds those back for ever).
     #[test]
     fn only_refusals_for_good_are_to_remember() {
         let cases = [
             ("m0@posta.ro looks fake or invalid, please enter a real email address.", true),
             ("m0@posta.ro is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed.", true),
-            ("m0@posta.ro was permanently deleted and cannot be re-imported.", true),
+            ("m0@posta.ro was permanently deleted and cannot be re-imported.", false),
             ("m0@posta.ro has signed up to a lot of lists very recently; we're not allowing more signups for now", false),
             ("m0@posta.ro could not be added: the account has reached its limit of 10 contacts.", false),
         ];
