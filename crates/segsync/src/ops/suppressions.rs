@@ -124,7 +124,11 @@ pub fn remove_suppression(
 ) -> OpResult<()> {
     let state = app.state()?;
     check_list(&state, actor, export, true)?;
-    let value = normalized_value(kind, value)?;
+    // As kept (trimmed, an address lower-cased); what never was one is simply not listed.
+    let value = match kind {
+        SuppressionKind::Email => value.trim().to_lowercase(),
+        SuppressionKind::Key => value.trim().to_string(),
+    };
     state.remove_suppression(export, kind, &value)?;
     audit(&state, actor, "suppression.remove", &target(export), kind.as_str())
 }
@@ -233,11 +237,15 @@ pub fn forget_refusal(app: &App, actor: &Actor, export: &str, email: &str) -> Op
 fn forget(state: &StateStore, export: &str, email: &str) -> OpResult<()> {
     let email = email.trim().to_lowercase();
     if state.forget_refusals(export, std::slice::from_ref(&email))? == 0 {
-        return Err(OpError::NotFound(format!(
-            "export \"{export}\" remembers no refusal of {email:?} (see `segsync refusals list --export {export}`)"
-        )));
+        return Err(no_refusal(export, &email));
     }
     Ok(())
+}
+
+fn no_refusal(export: &str, email: &str) -> OpError {
+    OpError::NotFound(format!(
+        "export \"{export}\" remembers no refusal of {email:?} (see `segsync refusals list --export {export}`)"
+    ))
 }
 
 /// Moves a remembered refusal to the export's suppression list: never sent again, even
@@ -251,18 +259,19 @@ pub fn suppress_refusal(
 ) -> OpResult<Suppression> {
     let state = app.state()?;
     check_list(&state, actor, Some(export), true)?;
-    let reason = state
+    let email = email.trim().to_lowercase();
+    let refusal = state
         .refusals(export)?
         .into_iter()
-        .find(|r| r.email == email.trim().to_lowercase())
-        .map(|r| r.reason);
-    let note = match (note.trim(), reason) {
-        ("", Some(reason)) => format!("refused by Mailchimp: {reason}"),
-        (note, _) => note.to_string(),
+        .find(|r| r.email == email)
+        .ok_or_else(|| no_refusal(export, &email))?;
+    let note = match note.trim() {
+        "" => format!("refused by Mailchimp: {}", refusal.reason),
+        note => note.to_string(),
     };
     let input = SuppressionInput {
         kind: SuppressionKind::Email,
-        value: email.to_string(),
+        value: email,
         note: note.chars().take(MAX_TEXT).collect(),
     };
     let s = entry(actor, Some(export), &input)?;

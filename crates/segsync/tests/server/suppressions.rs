@@ -46,6 +46,17 @@ fn lists_and_refusals_by_role_and_viewers_see_counts_only() {
     assert_eq!((hidden["count"].clone(), hidden["shown"].clone()), (json!(1), json!(false)));
     assert!(!hidden.to_string().contains("mailinator"), "{hidden}");
 
+    // On the export's page: the refusal for its editors, counts for viewers.
+    let page = |c: &Client, path: &str| c.send(c.request("GET", path));
+    let export_page = format!("/exports/{EXPORT}");
+    let seen = page(&carl, &export_page);
+    assert_eq!(seen.status, 200);
+    assert!(seen.text.contains("id=\"refusal-list\"") && seen.text.contains(FAKE));
+    let hidden = page(&vera, &export_page);
+    assert!(hidden.text.contains("id=\"suppression-counts\""), "{}", hidden.text);
+    assert!(!hidden.text.contains("mailinator"));
+    assert_eq!(page(&carl, "/admin/suppressions").status, 403);
+
     // The next run holds it back and is clean.
     let second = run(&carl);
     assert_eq!(second["outcome"], "succeeded", "{second}");
@@ -86,6 +97,10 @@ fn lists_and_refusals_by_role_and_viewers_see_counts_only() {
     let (code, plan) = carl.post(&format!("/api/exports/{EXPORT}/plan"), json!({}));
     assert_eq!((code, plan["suppressed"].clone()), (200, json!(3)), "{plan}");
     assert!(find(&sim.view(&list), "ana.popescu@gmail.com").is_some());
+
+    let admin_page = page(&server.login(ADMIN), "/admin/suppressions");
+    assert_eq!(admin_page.status, 200);
+    assert!(admin_page.text.contains("ana.popescu@gmail.com"));
 
     // Off the lists.
     assert_eq!(admin.delete("/api/suppressions/email/ANA.POPESCU@gmail.com").0, 204);
