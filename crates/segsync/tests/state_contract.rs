@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use segsync::state::{
     copy_state, migrate, schema_version, Cell, ConnectionRecord, ExportConfig, FieldMap, Outcome,
-    PlanWriter, ProfileSourceRecord, QueueState, Role, RunCounts, Schedule, SegmentTag,
-    RefusalRecord, StagedMember, StateError, StateStore, StateUrl, Suppression, SuppressionKind,
+    PlanWriter, ProfileSourceRecord, QueueState, RefusalRecord, Role, RunCounts, Schedule,
+    SegmentTag, StagedMember, StateError, StateStore, StateUrl, Suppression, SuppressionKind,
     UpsertPhase, TABLES,
 };
 use segsync_core::{
@@ -1653,7 +1653,10 @@ fn suppressions_and_refusals(_env: &Env, s: &mut StateStore) {
     assert_eq!(kind_of(&again), "conflict");
     assert!(again.to_string().contains("export \"news\""), "{again}");
     assert_eq!(s.suppressions(None).unwrap(), vec![install.clone()]);
-    assert_eq!(s.suppressions(Some("news")).unwrap(), vec![own.clone(), key]);
+    assert_eq!(
+        s.suppressions(Some("news")).unwrap(),
+        vec![own.clone(), key]
+    );
     s.remove_suppression(Some("news"), SuppressionKind::Key, "C9")
         .unwrap();
     let gone = s
@@ -1664,10 +1667,14 @@ fn suppressions_and_refusals(_env: &Env, s: &mut StateStore) {
     let big = u64::MAX - 3;
     s.remember_refusals(&[refusal("news", "b@x.io", 1), refusal("news", "c@x.io", 2)])
         .unwrap();
-    s.remember_refusals(&[refusal("news", "b@x.io", big)]).unwrap();
+    s.remember_refusals(&[refusal("news", "b@x.io", big)])
+        .unwrap();
     let kept = s.refusals("news").unwrap();
     assert_eq!(kept.len(), 2);
-    assert_eq!((kept[0].email.as_str(), kept[0].fingerprint), ("b@x.io", big));
+    assert_eq!(
+        (kept[0].email.as_str(), kept[0].fingerprint),
+        ("b@x.io", big)
+    );
     assert_eq!(
         s.forget_refusals("news", &["c@x.io".into(), "nobody@x.io".into()])
             .unwrap(),
@@ -1682,7 +1689,8 @@ fn suppressions_and_refusals(_env: &Env, s: &mut StateStore) {
     assert!(s.refusals("news").unwrap().is_empty());
     assert_eq!(s.suppressions(Some("news")).unwrap(), vec![own]);
 
-    s.remember_refusals(&[refusal("news", "b@x.io", 1)]).unwrap();
+    s.remember_refusals(&[refusal("news", "b@x.io", 1)])
+        .unwrap();
     s.remove_export("news").unwrap();
     assert!(s.suppressions(Some("news")).unwrap().is_empty());
     assert!(s.refusals("news").unwrap().is_empty());

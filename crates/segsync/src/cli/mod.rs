@@ -249,7 +249,8 @@ fn print_counts(c: &crate::state::RunCounts) {
     println!(
         "  profiles {}, members {}, duplicates merged {}, refused {}, skipped {}, failed {}{deferred}; {} requests, {} retries",
         c.profiles, c.members, c.duplicates, c.refused, c.skipped, c.failed, c.requests, c.retries
-    );    if c.suppressed + c.remembered_refusals > 0 {
+    );
+    if c.suppressed + c.remembered_refusals > 0 {
         println!(
             "  held back (not sent, left as they are in Mailchimp): suppressed {}, remembered refusals {}",
             c.suppressed, c.remembered_refusals

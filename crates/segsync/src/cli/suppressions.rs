@@ -33,9 +33,11 @@ impl Entry {
 }
 
 #[derive(Subcommand, Debug)]
-#[command(after_help = "A suppressed address or profile key is never sent: not created, updated, \
+#[command(
+    after_help = "A suppressed address or profile key is never sent: not created, updated, \
 tagged or removed. A member already in the audience is left as it is in Mailchimp. Runs count \
-such members as \"suppressed\", not as errors.")]
+such members as \"suppressed\", not as errors."
+)]
 pub enum SuppressionsCmd {
     /// The entries of a list.
     List {
@@ -73,10 +75,12 @@ pub enum SuppressionsCmd {
 }
 
 #[derive(Subcommand, Debug)]
-#[command(after_help = "When Mailchimp refuses an address for good (invalid or fake, in a \
+#[command(
+    after_help = "When Mailchimp refuses an address for good (invalid or fake, in a \
 compliance state, permanently deleted, a merge value it refuses), the export remembers it and \
 does not send it again until the profile's content changes; runs count it as a \"remembered \
-refusal\", not as an error. Addresses refused for now only are not remembered.")]
+refusal\", not as an error. Addresses refused for now only are not remembered."
+)]
 pub enum RefusalsCmd {
     /// The refusals an export remembers (every export's without --export).
     List {
@@ -117,15 +121,24 @@ pub(super) fn suppressions(app: &App, cmd: SuppressionsCmd) -> Result<i32, Failu
         } => {
             let (kind, value) = entry.split();
             let input = SuppressionInput { kind, value, note };
-            let s = ops::add_suppression(app, &actor, export.as_deref(), &input)
-                .map_err(op_failure)?;
-            println!("{} {} suppressed ({})", kind.as_str(), printable(&s.value), scope(&s));
+            let s =
+                ops::add_suppression(app, &actor, export.as_deref(), &input).map_err(op_failure)?;
+            println!(
+                "{} {} suppressed ({})",
+                kind.as_str(),
+                printable(&s.value),
+                scope(&s)
+            );
         }
         SuppressionsCmd::Remove { export, entry } => {
             let (kind, value) = entry.split();
             ops::remove_suppression(app, &actor, export.as_deref(), kind, &value)
                 .map_err(op_failure)?;
-            println!("{} {} no longer suppressed", kind.as_str(), printable(&value));
+            println!(
+                "{} {} no longer suppressed",
+                kind.as_str(),
+                printable(&value)
+            );
         }
         SuppressionsCmd::Import { file, export, note } => {
             let text = std::fs::read_to_string(&file)
@@ -154,7 +167,10 @@ fn scope(s: &Suppression) -> String {
 
 fn print_list(list: &[Suppression], json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(list).expect("list serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(list).expect("list serialises")
+        );
         return;
     }
     for s in list {
@@ -175,14 +191,22 @@ pub(super) fn refusals(app: &App, cmd: RefusalsCmd) -> Result<i32, Failure> {
         RefusalsCmd::List { export, json } => {
             let exports = match export {
                 Some(e) => vec![e],
-                None => app.state()?.exports()?.into_iter().map(|e| e.name).collect(),
+                None => app
+                    .state()?
+                    .exports()?
+                    .into_iter()
+                    .map(|e| e.name)
+                    .collect(),
             };
             let mut all = Vec::new();
             for e in &exports {
                 all.extend(ops::refusals(app, &actor, e).map_err(op_failure)?);
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&all).expect("list serialises"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&all).expect("list serialises")
+                );
                 return Ok(EXIT_OK);
             }
             for r in &all {
@@ -199,7 +223,10 @@ pub(super) fn refusals(app: &App, cmd: RefusalsCmd) -> Result<i32, Failure> {
         }
         RefusalsCmd::Forget { export, email } => {
             ops::forget_refusal(app, &actor, &export, &email).map_err(op_failure)?;
-            println!("refusal of {} forgotten: the next run sends it again", printable(&email));
+            println!(
+                "refusal of {} forgotten: the next run sends it again",
+                printable(&email)
+            );
         }
         RefusalsCmd::Suppress {
             export,

@@ -41,8 +41,16 @@ fn target(export: Option<&str>) -> String {
 /// (`edit`) or reading its entries.
 fn check_list(state: &StateStore, actor: &Actor, export: Option<&str>, edit: bool) -> OpResult<()> {
     match export {
-        None if edit => require(actor, Role::Admin, "editing the installation's suppression list"),
-        None => require(actor, Role::Contributor, "reading suppressed addresses and keys"),
+        None if edit => require(
+            actor,
+            Role::Admin,
+            "editing the installation's suppression list",
+        ),
+        None => require(
+            actor,
+            Role::Contributor,
+            "reading suppressed addresses and keys",
+        ),
         Some(name) => {
             let what = if edit {
                 "editing an export's suppression list"
@@ -110,7 +118,13 @@ pub fn add_suppression(
     check_list(&state, actor, export, true)?;
     let s = entry(actor, export, input)?;
     state.add_suppression(&s)?;
-    audit(&state, actor, "suppression.add", &target(export), s.kind.as_str())?;
+    audit(
+        &state,
+        actor,
+        "suppression.add",
+        &target(export),
+        s.kind.as_str(),
+    )?;
     Ok(s)
 }
 
@@ -130,7 +144,13 @@ pub fn remove_suppression(
         SuppressionKind::Key => value.trim().to_string(),
     };
     state.remove_suppression(export, kind, &value)?;
-    audit(&state, actor, "suppression.remove", &target(export), kind.as_str())
+    audit(
+        &state,
+        actor,
+        "suppression.remove",
+        &target(export),
+        kind.as_str(),
+    )
 }
 
 /// The entries of the list of `export` (the installation's when none).
@@ -175,7 +195,13 @@ pub fn import_suppressions(
         }
     }
     let detail = format!("{} addresses imported", report.added);
-    audit(&state, actor, "suppression.import", &target(export), &detail)?;
+    audit(
+        &state,
+        actor,
+        "suppression.import",
+        &target(export),
+        &detail,
+    )?;
     Ok(report)
 }
 

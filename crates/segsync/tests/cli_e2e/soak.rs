@@ -316,9 +316,19 @@ fn faulty_run(
         // back (remembered), not reported again.
         let remembered = s.remembered_keys();
         let held: BTreeSet<String> = planted.difference(&reported).cloned().collect();
-        assert!(reported.is_subset(planted), "only planted records: {reported:?}");
-        assert!(held.is_subset(&remembered), "{held:?} not remembered: {remembered:?}");
-        assert_eq!(count(run, "remembered_refusals"), held.len() as u64, "{run}");
+        assert!(
+            reported.is_subset(planted),
+            "only planted records: {reported:?}"
+        );
+        assert!(
+            held.is_subset(&remembered),
+            "{held:?} not remembered: {remembered:?}"
+        );
+        assert_eq!(
+            count(run, "remembered_refusals"),
+            held.len() as u64,
+            "{run}"
+        );
         assert_eq!(
             errors.len(),
             reported.len() + deferred.len(),

@@ -17,14 +17,10 @@ fn fake() -> Profile {
 /// few of them.
 fn crowd(special: Vec<Profile>) -> Vec<Profile> {
     let mut all = special;
-    all.extend(
-        people(150)
-            .into_iter()
-            .map(|mut p| {
-                p.id = format!("P{}", &p.id[1..]);
-                p
-            }),
-    );
+    all.extend(people(150).into_iter().map(|mut p| {
+        p.id = format!("P{}", &p.id[1..]);
+        p
+    }));
     all
 }
 
@@ -51,10 +47,21 @@ fn suppressed_addresses_and_keys_are_never_sent_and_their_scope_holds() {
     s.ok(&other.iter().map(String::as_str).collect::<Vec<_>>());
 
     // Ana for every export (written as a person would type it), Hélène's key for one.
-    s.ok(&["suppressions", "add", "--email", " Ana.Popescu@Gmail.com ", "--note", "asked"]);
+    s.ok(&[
+        "suppressions",
+        "add",
+        "--email",
+        " Ana.Popescu@Gmail.com ",
+        "--note",
+        "asked",
+    ]);
     s.ok(&["suppressions", "add", "--export", EXPORT, "--key", "C002"]);
     let bad = s.expect(2, &["suppressions", "add", "--email", "not-an-address"]);
-    assert!(bad.stderr.contains("invalid email address"), "{}", bad.text());
+    assert!(
+        bad.stderr.contains("invalid email address"),
+        "{}",
+        bad.text()
+    );
     let listed = json(&s.ok(&["suppressions", "list", "--json"]));
     assert_eq!(listed[0]["value"], "ana.popescu@gmail.com", "{listed}");
 
@@ -77,7 +84,14 @@ fn suppressed_addresses_and_keys_are_never_sent_and_their_scope_holds() {
     assert!(find(&v, "helene.rousseau@orange.fr").is_some());
 
     // A member already there that becomes suppressed is left as it is.
-    s.ok(&["suppressions", "add", "--export", EXPORT, "--email", "stefan.gheorghiu@yahoo.ro"]);
+    s.ok(&[
+        "suppressions",
+        "add",
+        "--export",
+        EXPORT,
+        "--email",
+        "stefan.gheorghiu@yahoo.ro",
+    ]);
     let mut changed = profiles.clone();
     changed[2].city = "Brașov".into();
     changed[2].country = "FR".into();
@@ -93,8 +107,15 @@ fn suppressed_addresses_and_keys_are_never_sent_and_their_scope_holds() {
     s.ok(&["suppressions", "remove", "--email", "ANA.POPESCU@gmail.com"]);
     s.run_settled(&sim, 0, &[]);
     assert!(find(&sim.view(&list), "ana.popescu@gmail.com").is_some());
-    let gone = s.expect(2, &["suppressions", "remove", "--email", "ana.popescu@gmail.com"]);
-    assert!(gone.stderr.contains("not on the installation's"), "{}", gone.text());
+    let gone = s.expect(
+        2,
+        &["suppressions", "remove", "--email", "ana.popescu@gmail.com"],
+    );
+    assert!(
+        gone.stderr.contains("not on the installation's"),
+        "{}",
+        gone.text()
+    );
 
     // Removing an export removes its list.
     s.ok(&["export", "remove", EXPORT]);
@@ -113,7 +134,11 @@ fn a_refusal_for_good_is_remembered_until_the_profile_changes() {
     s.setup(&list, &profiles, &[]);
 
     let first = s.run_export(3);
-    assert!(first.stdout.contains("succeeded_with_errors"), "{}", first.text());
+    assert!(
+        first.stdout.contains("succeeded_with_errors"),
+        "{}",
+        first.text()
+    );
     let refusals = json(&s.ok(&["refusals", "list", "--export", EXPORT, "--json"]));
     let remembered: Vec<&str> = refusals
         .as_array()
@@ -121,7 +146,11 @@ fn a_refusal_for_good_is_remembered_until_the_profile_changes() {
         .iter()
         .map(|r| r["email"].as_str().unwrap())
         .collect();
-    assert_eq!(remembered, [FAKE], "only the refusal for good, none deferred");
+    assert_eq!(
+        remembered,
+        [FAKE],
+        "only the refusal for good, none deferred"
+    );
     assert!(count_deferred(&s, 1) > 0, "some were refused for now only");
     assert_eq!(refusals[0]["profile_key"], "C003");
     assert!(refusals[0].get("fingerprint").is_none(), "{refusals}");
@@ -134,16 +163,26 @@ fn a_refusal_for_good_is_remembered_until_the_profile_changes() {
     let clean = s.run_settled(&sim, 0, &[]);
     let run = clean.first();
     assert_eq!(run["outcome"], "succeeded", "{run}");
-    assert_eq!((count(run, "failed"), count(run, "remembered_refusals")), (0, 1));
+    assert_eq!(
+        (count(run, "failed"), count(run, "remembered_refusals")),
+        (0, 1)
+    );
     assert!(s.show(clean.first_id()).contains("remembered refusals 1"));
 
     // Its profile changes: tried again, once.
     profiles[2].city = "Lyon".into();
     s.import(&profiles);
     let again = s.run_export(3);
-    assert!(again.stdout.contains("succeeded_with_errors"), "{}", again.text());
+    assert!(
+        again.stdout.contains("succeeded_with_errors"),
+        "{}",
+        again.text()
+    );
     let run = s.show_json(s.last_run());
-    assert_eq!((count(&run, "failed"), count(&run, "remembered_refusals")), (1, 0));
+    assert_eq!(
+        (count(&run, "failed"), count(&run, "remembered_refusals")),
+        (1, 0)
+    );
     s.run_settled(&sim, 0, &[]);
 
     // Forgotten: tried again; moved to the suppression list: held for good.
@@ -156,7 +195,10 @@ fn a_refusal_for_good_is_remembered_until_the_profile_changes() {
     );
     let entries = json(&s.ok(&["suppressions", "list", "--export", EXPORT, "--json"]));
     assert_eq!(entries[0]["value"], FAKE, "{entries}");
-    assert!(entries[0]["note"].as_str().unwrap().contains("fake"), "{entries}");
+    assert!(
+        entries[0]["note"].as_str().unwrap().contains("fake"),
+        "{entries}"
+    );
     let held = s.run_settled(&sim, 0, &[]);
     assert_eq!(count(held.first(), "suppressed"), 1);
     assert!(find(&sim.view(&list), FAKE).is_none());

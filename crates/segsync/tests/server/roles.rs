@@ -379,7 +379,14 @@ fn cases(who: &str, sim: &Sim, t: &Targets<'_>) -> Vec<Case> {
             409,
         ),
         case("GET", "/api/audit", "/api/audit", None, Admin, 200),
-        case("GET", "/api/suppressions", "/api/suppressions", None, Viewer, 200),
+        case(
+            "GET",
+            "/api/suppressions",
+            "/api/suppressions",
+            None,
+            Viewer,
+            200,
+        ),
         case(
             "POST",
             "/api/suppressions",

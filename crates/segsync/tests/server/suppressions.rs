@@ -43,7 +43,10 @@ fn lists_and_refusals_by_role_and_viewers_see_counts_only() {
     assert_eq!(seen["entries"][0]["email"], FAKE, "{seen}");
     let (code, hidden) = vera.get(&path);
     assert_eq!(code, 200);
-    assert_eq!((hidden["count"].clone(), hidden["shown"].clone()), (json!(1), json!(false)));
+    assert_eq!(
+        (hidden["count"].clone(), hidden["shown"].clone()),
+        (json!(1), json!(false))
+    );
     assert!(!hidden.to_string().contains("mailinator"), "{hidden}");
 
     // On the export's page: the refusal for its editors, counts for viewers.
@@ -53,7 +56,11 @@ fn lists_and_refusals_by_role_and_viewers_see_counts_only() {
     assert_eq!(seen.status, 200);
     assert!(seen.text.contains("id=\"refusal-list\"") && seen.text.contains(FAKE));
     let hidden = page(&vera, &export_page);
-    assert!(hidden.text.contains("id=\"suppression-counts\""), "{}", hidden.text);
+    assert!(
+        hidden.text.contains("id=\"suppression-counts\""),
+        "{}",
+        hidden.text
+    );
     assert!(!hidden.text.contains("mailinator"));
     assert_eq!(page(&carl, "/admin/suppressions").status, 403);
 
@@ -73,7 +80,10 @@ fn lists_and_refusals_by_role_and_viewers_see_counts_only() {
     let (code, body) = admin.post("/api/suppressions", json!({"kind": "email", "value": "no"}));
     assert_eq!(code, 422, "{body}");
     let (_, listed) = vera.get("/api/suppressions");
-    assert_eq!((listed["count"].clone(), listed["entries"].clone()), (json!(1), json!([])));
+    assert_eq!(
+        (listed["count"].clone(), listed["entries"].clone()),
+        (json!(1), json!([]))
+    );
     assert!(!listed.to_string().contains("popescu"), "{listed}");
 
     // The export's list: its editors; a refusal moved there is held for good.
@@ -95,7 +105,11 @@ fn lists_and_refusals_by_role_and_viewers_see_counts_only() {
     assert_eq!(third["outcome"], "succeeded", "{third}");
     assert_eq!(third["counts"]["suppressed"], 3, "{third}");
     let (code, plan) = carl.post(&format!("/api/exports/{EXPORT}/plan"), json!({}));
-    assert_eq!((code, plan["suppressed"].clone()), (200, json!(3)), "{plan}");
+    assert_eq!(
+        (code, plan["suppressed"].clone()),
+        (200, json!(3)),
+        "{plan}"
+    );
     assert!(find(&sim.view(&list), "ana.popescu@gmail.com").is_some());
 
     let admin_page = page(&server.login(ADMIN), "/admin/suppressions");
@@ -103,7 +117,12 @@ fn lists_and_refusals_by_role_and_viewers_see_counts_only() {
     assert!(admin_page.text.contains("ana.popescu@gmail.com"));
 
     // Off the lists.
-    assert_eq!(admin.delete("/api/suppressions/email/ANA.POPESCU@gmail.com").0, 204);
+    assert_eq!(
+        admin
+            .delete("/api/suppressions/email/ANA.POPESCU@gmail.com")
+            .0,
+        204
+    );
     assert_eq!(carl.delete(&format!("{own}/key/C002")).0, 204);
     assert_eq!(carl.delete(&format!("{own}/key/C002")).0, 404);
     assert_eq!(carl.delete(&format!("{own}/email/{FAKE}")).0, 204);

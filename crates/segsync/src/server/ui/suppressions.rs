@@ -20,7 +20,12 @@ const HELD_BACK: &str = "Addresses and profile keys on a suppression list are ne
 const REMEMBERED: &str = "Addresses Mailchimp refused for good (invalid or fake, unsubscribed or in a compliance state, a value it refuses) are not sent again until the profile's content changes; runs count them as \"remembered refusals\", not as errors. Retry sends one again on the next run; Suppress never sends it again.";
 
 /// The card on an export's page.
-pub fn export_card(app: &AppState, who: &Authed, export: &str, may_edit: bool) -> Result<Markup, ApiError> {
+pub fn export_card(
+    app: &AppState,
+    who: &Authed,
+    export: &str,
+    may_edit: bool,
+) -> Result<Markup, ApiError> {
     if who.actor.role < Role::Contributor {
         let lists = ops::suppression_count(&app.app, Some(export))?;
         let refusals = ops::refusal_count(&app.app, export)?;
