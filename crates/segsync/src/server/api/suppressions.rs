@@ -8,14 +8,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ApiResult;
-use crate::ops::{self, SuppressionInput};
+use crate::ops::{self, OpError, SuppressionInput};
 use crate::server::auth::Authed;
 use crate::server::extract::{Json, Path};
 use crate::server::{AppState, ErrorBody};
-use crate::state::{RefusalRecord, Role, Suppression, SuppressionKind};
+use crate::state::{RefusalRecord, Suppression, SuppressionKind};
 
-/// A suppression list: how many entries, and the entries themselves for contributors and
-/// admins (viewers never see addresses or keys).
+/// A suppression list: how many entries, and the entries themselves for those who may
+/// manage it (viewers never see addresses or keys).
 #[derive(Serialize, ToSchema)]
 pub struct SuppressionList {
     pub count: u64,
@@ -50,21 +50,23 @@ pub struct SuppressNote {
     pub note: String,
 }
 
+/// The entries for those who may read them (who may manage the export, for its list), the
+/// count for everyone else.
 fn list(app: &AppState, who: &Authed, export: Option<&str>) -> ApiResult<SuppressionList> {
     let count = ops::suppression_count(&app.app, export)? as u64;
-    if who.actor.role < Role::Contributor {
-        return Ok(SuppressionList {
+    match ops::suppressions(&app.app, &who.actor, export) {
+        Ok(entries) => Ok(SuppressionList {
+            count: entries.len() as u64,
+            shown: true,
+            entries,
+        }),
+        Err(OpError::Forbidden(_)) => Ok(SuppressionList {
             count,
             shown: false,
             entries: Vec::new(),
-        });
+        }),
+        Err(e) => Err(e.into()),
     }
-    let entries = ops::suppressions(&app.app, &who.actor, export)?;
-    Ok(SuppressionList {
-        count: entries.len() as u64,
-        shown: true,
-        entries,
-    })
 }
 
 fn add(
@@ -168,19 +170,19 @@ pub async fn refusals(
     Path(name): Path<String>,
 ) -> ApiResult<Json<RefusalList>> {
     let count = ops::refusal_count(&app.app, &name)? as u64;
-    if who.actor.role < Role::Contributor {
-        return Ok(Json(RefusalList {
+    match ops::refusals(&app.app, &who.actor, &name) {
+        Ok(entries) => Ok(Json(RefusalList {
+            count: entries.len() as u64,
+            shown: true,
+            entries,
+        })),
+        Err(OpError::Forbidden(_)) => Ok(Json(RefusalList {
             count,
             shown: false,
             entries: Vec::new(),
-        }));
+        })),
+        Err(e) => Err(e.into()),
     }
-    let entries = ops::refusals(&app.app, &who.actor, &name)?;
-    Ok(Json(RefusalList {
-        count: entries.len() as u64,
-        shown: true,
-        entries,
-    }))
 }
 
 /// Forgets a remembered refusal: the next run sends the address again ("retry").

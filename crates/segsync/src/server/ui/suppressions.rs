@@ -13,20 +13,21 @@ use super::{redirect_notice, seg, when, Admin, FormData, OrPage, PageResult, Use
 use crate::ops::{self, SuppressionInput};
 use crate::server::auth::Authed;
 use crate::server::{ApiError, AppState};
-use crate::state::{RefusalRecord, Role, Suppression, SuppressionKind};
+use crate::state::{RefusalRecord, Suppression, SuppressionKind};
 
 const HELD_BACK: &str = "Addresses and profile keys on a suppression list are never sent: not created, updated, tagged or removed. A member already in the audience is left exactly as it is in Mailchimp (segsync stops touching it). Runs count them as \"suppressed\", not as errors.";
 
 const REMEMBERED: &str = "Addresses Mailchimp refused for good (invalid or fake, unsubscribed or in a compliance state, a value it refuses) are not sent again until the profile's content changes; runs count them as \"remembered refusals\", not as errors. Retry sends one again on the next run; Suppress never sends it again.";
 
-/// The card on an export's page.
+/// The card on an export's page: the entries for those who may manage the export, the
+/// counts for everyone else (viewers, contributors on a connection kept for admins).
 pub fn export_card(
     app: &AppState,
     who: &Authed,
     export: &str,
     may_edit: bool,
 ) -> Result<Markup, ApiError> {
-    if who.actor.role < Role::Contributor {
+    if !may_edit {
         let lists = ops::suppression_count(&app.app, Some(export))?;
         let refusals = ops::refusal_count(&app.app, export)?;
         return Ok(html! {
