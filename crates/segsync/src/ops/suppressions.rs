@@ -309,3 +309,18 @@ pub fn suppress_refusal(
     audit(&state, actor, "refusal.suppress", export, "email")?;
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::addresses_of;
+
+    #[test]
+    fn an_import_reads_lines_or_the_email_column_of_a_csv() {
+        let lines = addresses_of("a@x.io\n\n B@x.io \n").unwrap();
+        assert_eq!(lines, vec![(1, "a@x.io".into()), (3, "B@x.io".into())]);
+        let csv = addresses_of("\u{feff}id;\"Email\"\r\n1;a@x.io\r\n2;\"b@x.io\"\r\n").unwrap();
+        assert_eq!(csv, vec![(2, "a@x.io".into()), (3, "b@x.io".into())]);
+        let e = addresses_of("id,name\n1,Ana\n").unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("\"email\""), "{e}");
+    }
+}

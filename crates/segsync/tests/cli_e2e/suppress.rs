@@ -117,6 +117,24 @@ fn suppressed_addresses_and_keys_are_never_sent_and_their_scope_holds() {
         gone.text()
     );
 
+    // Many at once: a CSV with an email column; a bad line is reported with its number.
+    let csv = s.path("bounced.csv");
+    std::fs::write(&csv, "customer,email\nC9,Zoe@Web.de\nC8,not-an-address\n").unwrap();
+    let imported = s.expect(
+        2,
+        &[
+            "suppressions",
+            "import",
+            csv.to_str().unwrap(),
+            "--export",
+            EXPORT,
+        ],
+    );
+    assert!(imported.stdout.contains("1 added"), "{}", imported.text());
+    assert!(imported.stderr.contains("line 3"), "{}", imported.text());
+    let listed = json(&s.ok(&["suppressions", "list", "--export", EXPORT, "--json"]));
+    assert!(listed.to_string().contains("zoe@web.de"), "{listed}");
+
     // Removing an export removes its list.
     s.ok(&["export", "remove", EXPORT]);
     let missing = s.expect(2, &["suppressions", "list", "--export", EXPORT]);
