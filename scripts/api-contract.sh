@@ -265,6 +265,13 @@ include-path = "/api/settings/alerts"
 include-method = "PUT"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
+# ... a suppressed address must read as an e-mail address, and a key or a note be printable
+# and at most 500 characters long.
+[[operations]]
+include-path = ["/api/suppressions", "/api/exports/{name}/suppressions"]
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
 # The other operations on an object draw its name or id now and then from those that exist.
 [[operations]]
 include-path-regex = "^/api/connections/"

@@ -9,6 +9,7 @@
 //! - [`plan`]: requests in phases, the facts Mailchimp acknowledges, and how they move the
 //!   snapshot.
 //! - [`refresh`]: which statuses a re-run's audience read asks for.
+//! - [`suppress`]: members held back (suppression lists, remembered refusals).
 //! - [`requests`]: the grouping of planned rows into requests, shared by the tested plan and
 //!   the engine.
 
@@ -19,6 +20,7 @@ pub mod normalize;
 pub mod plan;
 pub mod refresh;
 pub mod requests;
+pub mod suppress;
 
 pub use diff::{
     decide, decide_move, diff, Diff, DiffOptions, DiffSink, Move, Skip, TagChange, Upsert, Want,
@@ -34,3 +36,4 @@ pub use normalize::{
 pub use plan::{plan, Fact, Op, Plan, PlanSummary, BATCH};
 pub use refresh::statuses_to_read;
 pub use requests::{Part, PlannedRows, Requests};
+pub use suppress::{Candidate, Held, Holds};

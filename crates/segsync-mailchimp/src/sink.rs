@@ -102,6 +102,10 @@ pub struct Refused {
     /// Refused for now only (Mailchimp's temporary per-address refusal): the next run sends
     /// it again; not a failure of the run.
     pub deferred: bool,
+    /// Refused for good (an address Mailchimp finds invalid or fake, one in a compliance
+    /// state or permanently deleted, a merge value it refuses): the fingerprint of the
+    /// content sent, so that later runs hold it back until that content changes.
+    pub for_good: Option<u64>,
 }
 
 /// Everything one answer taught.
@@ -272,6 +276,7 @@ impl Sink {
                 email: email.clone(),
                 reason: "Mailchimp's answer did not mention this member; it will be sent again on the next run".into(),
                 deferred: false,
+                for_good: None,
             });
         }
     }
@@ -383,7 +388,18 @@ fn refused(read: &mut Read, u: Option<&Upsert>, email: String, f: &MemberFailure
         email,
         reason,
         deferred: f.kind == FailureKind::Deferred,
+        for_good: u.and_then(|u| refused_for_good(u, f.kind)),
     });
+}
+
+/// The fingerprint of the content of `u` when Mailchimp refused it for good (`kind`): an
+/// upsert with content (not a status-only write), refused for what the address or that
+/// content is, not for now. A permanently deleted contact is not among them: the snapshot
+/// keeps it as such ([`Fact::Forgotten`]), and no run ever sends it again, whatever its
+/// profile becomes.
+fn refused_for_good(u: &Upsert, kind: FailureKind) -> Option<u64> {
+    let lasting = matches!(kind, FailureKind::Invalid | FailureKind::Compliance);
+    u.merge.as_ref().and(u.fingerprint).filter(|_| lasting)
 }
 
 fn tagged(
@@ -404,6 +420,7 @@ fn tagged(
                 email: email.clone(),
                 reason: "not tagged: the address is not a member of the audience".into(),
                 deferred: false,
+                for_good: None,
             });
             continue;
         }
@@ -468,6 +485,7 @@ fn refused_whole(read: &mut Read, op: Op, e: Error) {
                     email: u.email.clone(),
                     reason: format!("Mailchimp: {} ({})", problem.title, complaints.join("; ")),
                     deferred: false,
+                    for_good: refused_for_good(u, FailureKind::Invalid),
                 });
             }
             None => rest.push(u.clone()),
@@ -526,6 +544,7 @@ fn not_sent(read: &mut Read, op: Op, e: Error) {
             email,
             reason: format!("{words}: {e}"),
             deferred: false,
+            for_good: None,
         });
     }
     // One member Mailchimp will not archive or move is reported; the run goes on unfailed.
@@ -711,6 +730,40 @@ mod tests {
         assert!(read.refused[0].deferred);
         assert!(read.refused[0].reason.starts_with("deferred: "));
         assert!(read.failure.is_none());
+    }
+
+    /// Refusals for good carry the content refused (to hold it back until it changes);
+    /// refusals for now, or for a full account, do not, nor permanent deletions (the
+    /// snapshot holds those back for ever).
+    #[test]
+    fn only_refusals_for_good_are_to_remember() {
+        let cases = [
+            ("m0@posta.ro looks fake or invalid, please enter a real email address.", true),
+            ("m0@posta.ro is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed.", true),
+            ("m0@posta.ro was permanently deleted and cannot be re-imported.", false),
+            ("m0@posta.ro has signed up to a lot of lists very recently; we're not allowing more signups for now", false),
+            ("m0@posta.ro could not be added: the account has reached its limit of 10 contacts.", false),
+        ];
+        for (message, lasting) in cases {
+            let outcome = BatchOutcome {
+                failed: vec![MemberFailure {
+                    email: "m0@posta.ro".into(),
+                    kind: FailureKind::of("ERROR_GENERIC", message),
+                    message: message.into(),
+                    field: None,
+                    field_message: None,
+                }],
+                ..Default::default()
+            };
+            let op = batch(1, false);
+            let Op::Upsert { items, .. } = &op else {
+                unreachable!()
+            };
+            let fp = items[0].fingerprint;
+            let read = read_one(op, Ok(Answer::Upsert(outcome)));
+            let want = if lasting { fp } else { None };
+            assert_eq!(read.refused[0].for_good, want, "{message}");
+        }
     }
 
     fn a_move(to: usize) -> Op {

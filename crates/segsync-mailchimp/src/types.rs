@@ -272,6 +272,9 @@ pub enum FailureKind {
     /// we're not allowing more signups for now"): not the address's fault, and not a reason
     /// to ask again at once; the next run sends it again.
     Deferred,
+    /// The account holds as many contacts as its plan allows: not the address's fault; it
+    /// is sent again once there is room.
+    AccountFull,
     /// Anything else: an address Mailchimp finds invalid or fake, a merge value it refuses.
     Invalid,
 }
@@ -288,6 +291,8 @@ impl FailureKind {
             FailureKind::Compliance
         } else if m.contains("signed up to a lot of lists") {
             FailureKind::Deferred
+        } else if m.contains("reached its limit") {
+            FailureKind::AccountFull
         } else {
             FailureKind::Invalid
         }

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use segsync::state::{
     copy_state, migrate, schema_version, Cell, ConnectionRecord, ExportConfig, FieldMap, Outcome,
-    PlanWriter, ProfileSourceRecord, QueueState, Role, RunCounts, Schedule, SegmentTag,
-    StagedMember, StateError, StateStore, StateUrl, UpsertPhase, TABLES,
+    PlanWriter, ProfileSourceRecord, QueueState, RefusalRecord, Role, RunCounts, Schedule,
+    SegmentTag, StagedMember, StateError, StateStore, StateUrl, Suppression, SuppressionKind,
+    UpsertPhase, TABLES,
 };
 use segsync_core::{
     Desired, MemberKey, MergeValues, NewStatus, Normalized, RecordError, RemovalPolicy,
@@ -139,6 +140,7 @@ contract!(
     copy_both_ways,
     urls,
     two_connections_write_at_once,
+    suppressions_and_refusals,
 );
 
 // --- records ---
@@ -1278,8 +1280,8 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 /// A PostgreSQL database taken back to version 1, with the same segment and run.
 const BACK_TO_V1_POSTGRES: &str = r#"
-DELETE FROM schema_migrations WHERE version IN (2, 3, 4, 5);
-DROP TABLE profile_sources, leases, run_queue, account_slots;
+DELETE FROM schema_migrations WHERE version IN (2, 3, 4, 5, 6);
+DROP TABLE profile_sources, leases, run_queue, account_slots, suppressions, refusals;
 ALTER TABLE connections DROP COLUMN account_id, DROP COLUMN slot_budget;
 ALTER TABLE segments DROP COLUMN rule;
 ALTER TABLE snapshot DROP COLUMN profiles;
@@ -1291,10 +1293,10 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 fn migrations(env: &Env, s: &mut StateStore) {
     // Opening again, or migrating, changes nothing.
-    assert_eq!(s.schema_version().unwrap(), 5);
-    assert_eq!(schema_version(&env.url).unwrap(), (5, 5));
+    assert_eq!(s.schema_version().unwrap(), 6);
+    assert_eq!(schema_version(&env.url).unwrap(), (6, 6));
     let report = migrate(&env.url).unwrap();
-    assert_eq!((report.from_version, report.to_version), (5, 5));
+    assert_eq!((report.from_version, report.to_version), (6, 6));
     assert!(report.applied.is_empty());
     s.add_segment("kept", "1 = 1").unwrap();
     drop(env.reopen());
@@ -1302,7 +1304,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
 
     // A fresh store, migrated by several processes at once: each migration applied once.
     let fresh = env.new_url(env.kind);
-    assert_eq!(schema_version(&fresh).unwrap(), (0, 5));
+    assert_eq!(schema_version(&fresh).unwrap(), (0, 6));
     let racers: Vec<_> = (0..3)
         .map(|_| {
             let url = fresh.clone();
@@ -1316,7 +1318,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     applied.sort();
     assert_eq!(
         applied.iter().map(|a| a.0).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4, 5],
+        vec![1, 2, 3, 4, 5, 6],
         "{applied:?}"
     );
     assert!(applied.iter().all(|a| !a.1.is_empty()));
@@ -1341,7 +1343,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     };
     assert_eq!(schema_version(&old).unwrap().0, expected_from);
     let upgraded = StateStore::open_url(&old).unwrap();
-    assert_eq!(upgraded.schema_version().unwrap(), 5);
+    assert_eq!(upgraded.schema_version().unwrap(), 6);
     let seg = upgraded.segment("old").unwrap();
     assert_eq!(
         (seg.predicate.as_str(), seg.source),
@@ -1362,7 +1364,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(names.len(), 5);
+        assert_eq!(names.len(), 6);
     }
 }
 
@@ -1385,6 +1387,10 @@ fn fill(s: &mut StateStore) {
     s.record_create_intents("newsletter", &[(key(9000), "member9000@example.com")])
         .unwrap();
     s.set_audience_read_at("newsletter", "2026-11-22T10:00:00Z")
+        .unwrap();
+    s.add_suppression(&suppression(None, SuppressionKind::Key, "C7"))
+        .unwrap();
+    s.remember_refusals(&[refusal("newsletter", "fake@example.com", 1)])
         .unwrap();
     let run = s.start_run("newsletter", "manual").unwrap();
     let errors: Vec<RecordError> = (0..4500)
@@ -1605,4 +1611,88 @@ fn slot_leases_on_postgres() {
     assert_eq!(got, Some(c), "the stopped process's slot came back");
     // A smaller limit only hands out slots under it.
     assert_eq!(second.take("acc", 2).unwrap(), None);
+}
+
+fn suppression(export: Option<&str>, kind: SuppressionKind, value: &str) -> Suppression {
+    Suppression {
+        export: export.map(str::to_string),
+        kind,
+        value: value.to_string(),
+        note: "asked to".into(),
+        added_by: "ann".into(),
+        added_at: "2026-12-01T10:00:00Z".into(),
+    }
+}
+
+fn refusal(export: &str, email: &str, fingerprint: u64) -> RefusalRecord {
+    RefusalRecord {
+        export: export.to_string(),
+        email: email.to_string(),
+        profile_key: "C1".into(),
+        fingerprint,
+        reason: "Mailchimp: looks fake".into(),
+        refused_at: "2026-12-01T10:00:00Z".into(),
+        run_id: 1,
+    }
+}
+
+/// Lists per export and for the installation, kept apart; refusals remembered (the newest
+/// per address, all 64 bits of the fingerprint kept), forgotten; an export's removal takes
+/// its list and refusals with it, and a move to another audience its refusals.
+fn suppressions_and_refusals(_env: &Env, s: &mut StateStore) {
+    s.add_connection(&connection("main")).unwrap();
+    s.add_segment("all", "1 = 1").unwrap();
+    s.add_export(&export("news", "main", &["all"])).unwrap();
+    let install = suppression(None, SuppressionKind::Email, "a@x.io");
+    let own = suppression(Some("news"), SuppressionKind::Email, "a@x.io");
+    let key = suppression(Some("news"), SuppressionKind::Key, "C9");
+    for e in [&install, &own, &key] {
+        s.add_suppression(e).unwrap();
+    }
+    let again = s.add_suppression(&own).unwrap_err();
+    assert_eq!(kind_of(&again), "conflict");
+    assert!(again.to_string().contains("export \"news\""), "{again}");
+    assert_eq!(s.suppressions(None).unwrap(), vec![install.clone()]);
+    assert_eq!(
+        s.suppressions(Some("news")).unwrap(),
+        vec![own.clone(), key]
+    );
+    s.remove_suppression(Some("news"), SuppressionKind::Key, "C9")
+        .unwrap();
+    let gone = s
+        .remove_suppression(Some("news"), SuppressionKind::Key, "C9")
+        .unwrap_err();
+    assert_eq!(kind_of(&gone), "not found");
+
+    let big = u64::MAX - 3;
+    s.remember_refusals(&[refusal("news", "b@x.io", 1), refusal("news", "c@x.io", 2)])
+        .unwrap();
+    s.remember_refusals(&[refusal("news", "b@x.io", big)])
+        .unwrap();
+    let kept = s.refusals("news").unwrap();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(
+        (kept[0].email.as_str(), kept[0].fingerprint),
+        ("b@x.io", big)
+    );
+    assert_eq!(
+        s.forget_refusals("news", &["c@x.io".into(), "nobody@x.io".into()])
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.refusals("news").unwrap().len(), 1);
+
+    // Another audience: the refusals belonged to the old one; the list stays.
+    let mut moved = export("news", "main", &["all"]);
+    moved.audience_id = "other".into();
+    s.replace_export(&moved).unwrap();
+    assert!(s.refusals("news").unwrap().is_empty());
+    assert_eq!(s.suppressions(Some("news")).unwrap(), vec![own]);
+
+    s.remember_refusals(&[refusal("news", "b@x.io", 1)])
+        .unwrap();
+    s.remove_export("news").unwrap();
+    assert!(s.suppressions(Some("news")).unwrap().is_empty());
+    assert!(s.refusals("news").unwrap().is_empty());
+    assert_eq!(s.suppressions(None).unwrap(), vec![install]);
 }

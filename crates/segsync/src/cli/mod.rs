@@ -22,6 +22,7 @@ mod run;
 mod runs;
 mod segments;
 mod store;
+mod suppressions;
 
 use std::path::PathBuf;
 
@@ -96,6 +97,14 @@ pub enum Command {
     Run(RunArgs),
     /// The history of runs: `runs [EXPORT]`, `runs show RUN`, `runs errors RUN --csv`.
     Runs(RunsArgs),
+    /// Addresses and profile keys never sent: `suppressions list|add|remove|import
+    /// [--export NAME]` (the installation's list without --export).
+    #[command(subcommand)]
+    Suppressions(suppressions::SuppressionsCmd),
+    /// Addresses Mailchimp refused for good, held back until their profile changes:
+    /// `refusals list|forget|suppress`.
+    #[command(subcommand)]
+    Refusals(suppressions::RefusalsCmd),
     /// Serve the REST API, the web UI, the scheduler and metrics.
     #[command(after_help = "Environment:\n  \
         SEGSYNC_OAUTH_CLIENT_SECRET  the Mailchimp OAuth app's client secret (see --oauth-client-secret-env)\n  \
@@ -182,6 +191,8 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
         Command::Plan(args) => plan::plan(&app, args).await,
         Command::Run(args) => run::run(&app, args).await,
         Command::Runs(args) => runs::runs(&app, args),
+        Command::Suppressions(cmd) => suppressions::suppressions(&app, cmd),
+        Command::Refusals(cmd) => suppressions::refusals(&app, cmd),
         Command::Serve(args) => admin::serve(&app, args).await,
         Command::User(cmd) => admin::user(&app, cmd),
         Command::Apply(args) => config::apply(&app, args).await,
@@ -239,4 +250,10 @@ fn print_counts(c: &crate::state::RunCounts) {
         "  profiles {}, members {}, duplicates merged {}, refused {}, skipped {}, failed {}{deferred}; {} requests, {} retries",
         c.profiles, c.members, c.duplicates, c.refused, c.skipped, c.failed, c.requests, c.retries
     );
+    if c.suppressed + c.remembered_refusals > 0 {
+        println!(
+            "  held back (not sent, left as they are in Mailchimp): suppressed {}, remembered refusals {}",
+            c.suppressed, c.remembered_refusals
+        );
+    }
 }

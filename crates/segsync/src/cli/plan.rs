@@ -48,6 +48,14 @@ pub(super) async fn plan(app: &App, args: PlanArgs) -> Result<i32, Failure> {
     println!("  to unsubscribe       {:>9}", s.unsubscribes);
     println!("  records refused      {:>9}", report.refused.len());
     println!("  members skipped      {:>9}", report.skipped.len());
+    println!(
+        "  members suppressed   {:>9}  (on a suppression list: not sent)",
+        report.suppressed
+    );
+    println!(
+        "  refusals remembered  {:>9}  (refused for good before, unchanged since: not sent)",
+        report.remembered_refusals
+    );
     println!("  Mailchimp requests   {:>9}", s.requests);
     for (endpoint, n) in &s.requests_by_endpoint {
         println!("    {n:>6}  {endpoint}");

@@ -40,6 +40,8 @@ pub async fn execute(
 ) -> Result<RunReport, RunError> {
     let refused = std::mem::take(&mut p.refused);
     state.add_run_errors(run_id, &refused)?;
+    // Refused addresses whose content changed are sent again: their refusals are spent.
+    state.forget_refusals(&p.export.name, &p.held.retrying)?;
     let checkpoints = Checkpoints::start(checkpoint_store, p.export.name.clone(), run_id)
         .map_err(|e| anyhow::anyhow!("starting the checkpoint thread: {e}"))?;
     let mut run = Sending {
@@ -102,6 +104,30 @@ pub async fn execute(
         run.tally,
         p.audience_read_at,
     )
+}
+
+/// The records an answer refused, as the run reports them, and those refused for good (with
+/// the fingerprint of the content refused), to remember.
+fn record_errors(
+    state: &StateStore,
+    refused: Vec<sink::Refused>,
+) -> (Vec<RecordError>, Vec<super::holds::ForGood>) {
+    let mut for_good = Vec::new();
+    let errors = refused
+        .into_iter()
+        .map(|r| {
+            let e = RecordError {
+                profile_key: profile_key(state, &r.email),
+                email: r.email,
+                reason: r.reason,
+            };
+            if let Some(fp) = r.for_good {
+                for_good.push((e.clone(), fp));
+            }
+            e
+        })
+        .collect();
+    (errors, for_good)
 }
 
 /// The export's tag names, by tag bit.
@@ -426,15 +452,8 @@ impl Sending<'_> {
             self.tally.failure.get_or_insert_with(|| e.to_string());
         }
         let deferred = read.refused.iter().filter(|r| r.deferred).count() as u64;
-        let errors: Vec<RecordError> = read
-            .refused
-            .into_iter()
-            .map(|r| RecordError {
-                profile_key: profile_key(self.state, &r.email),
-                email: r.email,
-                reason: r.reason,
-            })
-            .collect();
+        let (errors, for_good) = record_errors(self.state, read.refused);
+        super::holds::remember(self.state, &self.export, self.run_id, &for_good)?;
         self.tally.counts.deferred += deferred;
         self.tally.counts.failed += errors.len() as u64 - deferred;
         self.tally.errors.extend(errors.iter().cloned());

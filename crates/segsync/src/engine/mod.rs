@@ -34,11 +34,13 @@ use crate::state::StateStore;
 mod checkpoint;
 pub mod crash;
 mod execute;
+mod holds;
 mod lifecycle;
 mod prepare;
 mod report;
 
 pub use execute::execute;
+pub use holds::HeldCounts;
 pub use lifecycle::{run, start, StartedRun, RESUME_TRIGGERS};
 pub use prepare::{mapping_problems, prepare, PlanReport, Prepared, StagedPlan};
 pub use report::RunReport;

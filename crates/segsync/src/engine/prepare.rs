@@ -15,6 +15,7 @@ use segsync_core::{
 use serde::Serialize;
 use serde_json::Value;
 
+use super::holds::{self, HeldCounts};
 use super::{RunError, RunSettings};
 use crate::app::App;
 use crate::mailchimp::{self, encoder::core_status, Client};
@@ -40,6 +41,9 @@ pub struct Prepared {
     pub refused: Vec<RecordError>,
     pub skipped: Vec<segsync_core::Skip>,
     pub counts: RunCounts,
+    /// Members held back (suppressed, or refused for good with the same content), and the
+    /// refused addresses sent again because their content changed.
+    pub held: HeldCounts,
     /// When the audience was read (minus a safety margin), for the next run's
     /// `since_last_changed`.
     pub audience_read_at: chrono::DateTime<chrono::Utc>,
@@ -56,6 +60,11 @@ pub struct PlanReport {
     pub members: u64,
     pub duplicates: u64,
     pub unchanged: u64,
+    /// Members on a suppression list: never sent, left as they are in Mailchimp.
+    pub suppressed: u64,
+    /// Members Mailchimp refused for good with the content they have now: not sent again
+    /// until it changes.
+    pub remembered_refusals: u64,
     pub merge_fields_to_create: Vec<String>,
     /// Tags the run creates in the audience (those it adds that the audience lacks).
     pub tags_to_create: Vec<String>,
@@ -109,6 +118,8 @@ impl Prepared {
             members: self.counts.members,
             duplicates: self.counts.duplicates,
             unchanged: self.counts.unchanged,
+            suppressed: self.counts.suppressed,
+            remembered_refusals: self.counts.remembered_refusals,
             merge_fields_to_create: self.fields_to_create.clone(),
             tags_to_create,
             summary,
@@ -190,7 +201,8 @@ pub async fn prepare(
     let (new, holders) = state.move_candidates(&export.name, |k| audience.contains_key(k))?;
     let moves = pair_moves(&new, holders);
     drop(new);
-    let mut acc = diff_into_plan(state, &export, &audience, &moves)?;
+    let holds = holds::load(state, &export.name)?;
+    let mut acc = diff_into_plan(state, &export, &audience, &moves, &holds)?;
     drop(audience);
     state.refresh_snapshot_profiles(&export.name)?;
     let plan = acc.plan();
@@ -202,6 +214,8 @@ pub async fn prepare(
         refused: staged.refused.len() as u64,
         unchanged: acc.unchanged,
         skipped: acc.skipped.len() as u64,
+        suppressed: acc.held.suppressed,
+        remembered_refusals: acc.held.remembered,
         ..Default::default()
     };
     Ok(Prepared {
@@ -215,6 +229,7 @@ pub async fn prepare(
         refused: staged.refused,
         skipped: std::mem::take(&mut acc.skipped),
         counts,
+        held: std::mem::take(&mut acc.held),
         audience_read_at: read_at,
         audience_name: list.name,
     })
@@ -492,12 +507,14 @@ fn keep_what_the_audience_said(
 
 /// The diff: a merge-join of the stage and the snapshot, in key order, written to the run's
 /// plan on disk, counted. Members that follow their profile to a new address are moved
-/// (`moves`); every other member gets the diff's usual rules.
+/// (`moves`); members held back (`holds`) are left alone; every other member gets the
+/// diff's usual rules.
 fn diff_into_plan(
     state: &mut StateStore,
     export: &ExportConfig,
     audience: &HashMap<MemberKey, Status>,
     moves: &Moves,
+    holds: &segsync_core::Holds,
 ) -> Result<PlanCounts, RunError> {
     let opts = DiffOptions {
         status_if_new: export.status_if_new,
@@ -505,6 +522,9 @@ fn diff_into_plan(
     };
     let mut acc = PlanCounts::default();
     state.diff_stage(&export.name, |key, staged, entry, writer| {
+        if acc.held.holds(holds, key, staged, entry) {
+            return Ok(());
+        }
         if let (Some(w), Some(e)) = (staged, entry) {
             if e.profiles.as_deref() != Some(w.profiles.as_str()) {
                 writer.profiles(key, &w.profiles)?;
@@ -565,6 +585,7 @@ struct PlanCounts {
     create_tags: Vec<usize>,
     unchanged: u64,
     skipped: Vec<segsync_core::Skip>,
+    held: HeldCounts,
 }
 
 impl PlanCounts {

@@ -13,6 +13,7 @@
 //! - `segments.rs`: segments over the profiles, checked and counted before they are saved.
 //! - `sources.rs`: database profile sources (PostgreSQL, MySQL / MariaDB) and their status.
 //! - `exports.rs`: exports (what `apply`, the form and the API save), pausing and removal.
+//! - `suppressions.rs`: suppression lists and remembered refusals.
 //! - `users.rs`: users, passwords and API tokens.
 //! - `profiles.rs`: importing the profiles from a file and refreshing them.
 //!
@@ -27,6 +28,7 @@ pub mod numbers;
 mod profiles;
 mod segments;
 mod sources;
+mod suppressions;
 mod users;
 
 pub use connections::{
@@ -48,6 +50,11 @@ pub use segments::{
 pub use sources::{
     add_source, list_sources, remove_source, source_status, status_of, AddedSource, SourceInput,
     SourceKind, SourceStatus,
+};
+pub use suppressions::{
+    add_suppression, forget_refusal, import_suppressions, normalized_value, refusal_count,
+    refusals, remove_suppression, suppress_refusal, suppression_count, suppressions,
+    ImportedSuppressions, SuppressionInput,
 };
 pub use users::{
     add_user, create_token, hash_password, new_token_value, remove_user, revoke_token,

@@ -450,6 +450,11 @@ impl utoipa::ToSchema for Upload {}
         api::runs::run_export, api::runs::cancel_export,
         api::runs::list_runs, api::runs::get_run, api::runs::run_errors, api::runs::cancel_run,
         api::audit::audit_log,
+        api::suppressions::installation_list, api::suppressions::installation_add,
+        api::suppressions::installation_remove, api::suppressions::export_list,
+        api::suppressions::export_add, api::suppressions::export_remove,
+        api::suppressions::refusals, api::suppressions::forget_refusal,
+        api::suppressions::suppress_refusal,
         settings::get_alerts, settings::put_alerts, settings::test_alerts,
     )
 )]

@@ -135,6 +135,33 @@ pub static TABLES: &[TableDef] = &[
         has_sequence: false,
     },
     TableDef {
+        name: "suppressions",
+        columns: &[
+            ("export", Text),
+            ("kind", Text),
+            ("value", Text),
+            ("note", Text),
+            ("added_by", Text),
+            ("added_at", Text),
+        ],
+        order_by: &["export", "kind", "value"],
+        has_sequence: false,
+    },
+    TableDef {
+        name: "refusals",
+        columns: &[
+            ("export", Text),
+            ("email", Text),
+            ("profile_key", Text),
+            ("fingerprint", Int),
+            ("reason", Text),
+            ("refused_at", Text),
+            ("run_id", Int),
+        ],
+        order_by: &["export", "email"],
+        has_sequence: false,
+    },
+    TableDef {
         name: "runs",
         columns: &[
             ("id", Int),

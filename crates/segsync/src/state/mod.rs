@@ -43,13 +43,16 @@ mod schema;
 pub mod sqlite;
 mod staging;
 pub mod stores;
+pub mod suppressions;
 
 pub use copy::{copy_state, Cell, ColKind, CopyReport, Import, TableDef, TABLES};
 pub use people::{AuditEntry, Role, SessionRecord, TokenRecord, UserRecord};
 pub use staging::{PlanWriter, PlannedUpsert, StagedMember, UpsertPhase};
 pub use stores::{
     ConnectionStore, ExportStore, PeopleStore, QueueStore, RunStore, SegmentStore, SnapshotStore,
+    SuppressionStore,
 };
+pub use suppressions::{RefusalRecord, Suppression, SuppressionKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -226,6 +229,14 @@ pub struct RunCounts {
     /// very recently"): not failures; the next run sends them again.
     #[serde(default)]
     pub deferred: u64,
+    /// Members on a suppression list (the export's or the installation's): not sent, left
+    /// as they are in Mailchimp; not errors.
+    #[serde(default)]
+    pub suppressed: u64,
+    /// Members Mailchimp refused for good in an earlier run, with the content they have now:
+    /// not sent again until it changes; not errors.
+    #[serde(default)]
+    pub remembered_refusals: u64,
     pub requests: u64,
     pub retries: u64,
     /// Milliseconds of the account's connection slots the run held, summed over its
@@ -414,6 +425,7 @@ pub trait StateBackend:
     + RunStore
     + QueueStore
     + PeopleStore
+    + SuppressionStore
     + Send
 {
     /// `sqlite` or `postgres`.

@@ -128,3 +128,21 @@ pub(crate) fn check_relation_kind(kind: &str) -> Result<()> {
         ))),
     }
 }
+
+pub(crate) fn suppression_exists(export: Option<&str>, kind: &str, value: &str) -> StateError {
+    StateError::Conflict(format!(
+        "{kind} {value:?} is on {} already",
+        super::suppressions::list_name(export)
+    ))
+}
+
+pub(crate) fn no_suppression(export: Option<&str>, kind: &str, value: &str) -> StateError {
+    StateError::NotFound(format!(
+        "{kind} {value:?} is not on {}",
+        super::suppressions::list_name(export)
+    ))
+}
+
+pub(crate) fn bad_suppression_kind(kind: &str) -> StateError {
+    StateError::Corrupt(format!("suppression kind {kind:?}"))
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use segsync_core::{MemberKey, RecordError, SnapshotEntry, Status};
 
+use super::suppressions::{RefusalRecord, Suppression, SuppressionKind};
 use super::{
     AuditEntry, ConnectionRecord, ExportConfig, Outcome, ProfileSourceRecord, QueuedRun, Result,
     Role, RunCounts, RunRecord, SegmentRecord, SessionRecord, SnapshotSink, TokenRecord,
@@ -210,4 +211,27 @@ pub trait PeopleStore {
     /// Takes (and forgets) a pending flow: its user, its request and when it began. A flow is
     /// taken once: of two concurrent takers, one gets it.
     fn take_oauth_flow(&self, state: &str) -> Result<Option<(String, String, String)>>;
+}
+
+/// Suppression lists and remembered refusals.
+pub trait SuppressionStore {
+    /// Adds an entry to its list (`s.export`; none: the installation's); one on that list
+    /// already is a conflict.
+    fn add_suppression(&self, s: &Suppression) -> Result<()>;
+    /// Takes an entry off a list; one not on it is not found.
+    fn remove_suppression(
+        &self,
+        export: Option<&str>,
+        kind: SuppressionKind,
+        value: &str,
+    ) -> Result<()>;
+    /// The list of `export` (none: the installation's), by kind and value.
+    fn suppressions(&self, export: Option<&str>) -> Result<Vec<Suppression>>;
+    /// Remembers refusals, each replacing an earlier one of its export and address.
+    fn remember_refusals(&self, refusals: &[RefusalRecord]) -> Result<()>;
+    /// The refusals remembered for `export`, by address.
+    fn refusals(&self, export: &str) -> Result<Vec<RefusalRecord>>;
+    /// Forgets refusals of `export` by address (the next run sends them again); how many
+    /// there were.
+    fn forget_refusals(&self, export: &str, emails: &[String]) -> Result<u64>;
 }

@@ -28,4 +28,5 @@ mod requests;
 mod resume;
 mod secrets;
 mod soak;
+mod suppress;
 mod torture;

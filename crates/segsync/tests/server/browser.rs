@@ -780,6 +780,7 @@ fn every_page_fits_a_phone_for_every_role() {
         "/admin/users".into(),
         "/admin/alerts".into(),
         "/admin/audit".into(),
+        "/admin/suppressions".into(),
         "/sources/shop_customers_from_the_webshop/remove".into(),
     ]);
     let visits = json!([

@@ -3,12 +3,12 @@
 //!
 //! | role | may |
 //! | --- | --- |
-//! | viewer | read exports, runs (their counts: not the records they could not send, which name people), segments (their counts), database profile sources (without their URL's password) and their status, the connections shared with contributors |
-//! | contributor | also: segments; the records runs could not send; exports on shared connections (add, edit, preview a run, run, cancel, pause, remove); profile refresh |
-//! | admin | everything: connections, database profile sources, users, tokens of others, profile imports, alert settings, the audit log |
+//! | viewer | read exports, runs, the sizes of suppression lists and remembered refusals (not their entries), (their counts: not the records they could not send, which name people), segments (their counts), database profile sources (without their URL's password) and their status, the connections shared with contributors |
+//! | contributor | also: segments; exports' suppression lists and remembered refusals (on shared connections); the records runs could not send; exports on shared connections (add, edit, preview a run, run, cancel, pause, remove); profile refresh |
+//! | admin | everything: the installation's suppression list, connections, database profile sources, users, tokens of others, profile imports, alert settings, the audit log |
 //!
 //! One file per resource: [`users`] (and tokens), [`connections`], [`segments`],
-//! [`profiles`], [`sources`] (database profile sources), [`exports`] (and [`preview`], a run's plan), [`runs`], [`audit`]. Alert settings are in
+//! [`profiles`], [`sources`] (database profile sources), [`exports`] (and [`preview`], a run's plan), [`runs`], [`audit`], [`suppressions`] (and remembered refusals). Alert settings are in
 //! [`crate::server::settings`]; login and sessions in [`crate::server::auth`].
 
 pub mod audit;
@@ -19,6 +19,7 @@ pub mod profiles;
 pub mod runs;
 pub mod segments;
 pub mod sources;
+pub mod suppressions;
 pub mod users;
 
 use axum::extract::DefaultBodyLimit;
@@ -118,6 +119,31 @@ pub fn routes() -> Router<AppState> {
         .route("/api/runs/{id}/errors", get(runs::run_errors))
         .route("/api/runs/{id}/cancel", post(runs::cancel_run))
         .route("/api/audit", get(audit::audit_log))
+        .route(
+            "/api/suppressions",
+            get(suppressions::installation_list).post(suppressions::installation_add),
+        )
+        .route(
+            "/api/suppressions/{kind}/{value}",
+            axum::routing::delete(suppressions::installation_remove),
+        )
+        .route(
+            "/api/exports/{name}/suppressions",
+            get(suppressions::export_list).post(suppressions::export_add),
+        )
+        .route(
+            "/api/exports/{name}/suppressions/{kind}/{value}",
+            axum::routing::delete(suppressions::export_remove),
+        )
+        .route("/api/exports/{name}/refusals", get(suppressions::refusals))
+        .route(
+            "/api/exports/{name}/refusals/{email}",
+            axum::routing::delete(suppressions::forget_refusal),
+        )
+        .route(
+            "/api/exports/{name}/refusals/{email}/suppress",
+            post(suppressions::suppress_refusal),
+        )
 }
 
 fn state_of(app: &AppState) -> ApiResult<crate::state::StateStore> {

@@ -38,6 +38,10 @@ pub struct PlanView {
     pub duplicates: u64,
     /// Members whose content and tags are already in Mailchimp.
     pub unchanged: u64,
+    /// Members on a suppression list: not sent, left as they are in Mailchimp.
+    pub suppressed: u64,
+    /// Members Mailchimp refused for good before, unchanged since: not sent.
+    pub remembered_refusals: u64,
     pub creates: usize,
     pub updates: usize,
     /// Members moved to their profile's new address.
@@ -103,6 +107,8 @@ impl From<PlanReport> for PlanView {
             members: r.members,
             duplicates: r.duplicates,
             unchanged: r.unchanged,
+            suppressed: r.suppressed,
+            remembered_refusals: r.remembered_refusals,
             creates: s.creates,
             updates: s.updates,
             moves: s.moves,

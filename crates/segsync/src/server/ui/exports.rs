@@ -272,6 +272,8 @@ async fn show_page(
     let running = app.runs.running(&e.name);
     let runs = state.runs(Some(&e.name), HISTORY_ROWS).or_page(who)?;
     let history = history_table(&state, &runs, who.actor.role >= Role::Contributor).or_page(who)?;
+    let suppressions =
+        super::suppressions::export_card(app, who, &e.name, may_edit).or_page(who)?;
     let chart_runs: Vec<&RunRecord> = runs.iter().take(CHART_RUNS).rev().collect();
     let base = format!("/exports/{}", seg(&e.name));
     let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
@@ -313,6 +315,7 @@ async fn show_page(
                 (history)
             }
         }
+        (suppressions)
         div class="card" {
             h2 { "Configuration" }
             dl class="summary" id="configuration" {

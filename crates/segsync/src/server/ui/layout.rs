@@ -22,6 +22,7 @@ pub enum Nav {
     Users,
     Alerts,
     Audit,
+    Suppressions,
 }
 
 /// A page being built: its frame around a body.
@@ -156,6 +157,7 @@ fn header(who: Option<&Authed>, nav: Nav) -> Markup {
                             (link(Nav::Users, "/admin/users", "Users"))
                             (link(Nav::Alerts, "/admin/alerts", "Alerts"))
                             (link(Nav::Audit, "/admin/audit", "Audit log"))
+                            (link(Nav::Suppressions, "/admin/suppressions", "Suppressions"))
                         }
                     }
                 }

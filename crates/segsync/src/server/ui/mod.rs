@@ -31,6 +31,7 @@ mod segments;
 mod session;
 mod settings;
 mod sources;
+mod suppressions;
 mod users;
 
 use axum::body::Bytes;
@@ -81,6 +82,14 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/admin/alerts/test", post(settings::alerts_test))
         .route("/admin/audit", get(settings::audit_page))
+        .route(
+            "/admin/suppressions",
+            get(suppressions::installation_page).post(suppressions::installation_add),
+        )
+        .route(
+            "/admin/suppressions/remove",
+            post(suppressions::installation_remove),
+        )
         .route("/admin/users", get(users::list).post(users::add))
         .route("/admin/users/{name}/role", post(users::role))
         .route("/admin/users/{name}/password", post(users::password))
@@ -121,6 +130,22 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/exports/{name}/remove",
             get(exports::remove_confirm).post(exports::remove),
+        )
+        .route(
+            "/exports/{name}/suppressions",
+            post(suppressions::export_add),
+        )
+        .route(
+            "/exports/{name}/suppressions/remove",
+            post(suppressions::export_remove),
+        )
+        .route(
+            "/exports/{name}/refusals/forget",
+            post(suppressions::refusal_forget),
+        )
+        .route(
+            "/exports/{name}/refusals/suppress",
+            post(suppressions::refusal_suppress),
         )
         .route("/runs/{id}", get(runs::show))
         .layer(axum::middleware::map_response(security_headers))

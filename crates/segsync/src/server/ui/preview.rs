@@ -56,7 +56,7 @@ pub async fn show(
 }
 
 fn counts(p: &PlanView) -> Markup {
-    let rows: [(&str, &str, u64); 11] = [
+    let rows: [(&str, &str, u64); 13] = [
         ("profiles", "profiles selected", p.profiles),
         (
             "members",
@@ -76,6 +76,16 @@ fn counts(p: &PlanView) -> Markup {
             p.moves as u64,
         ),
         ("unchanged", "members unchanged", p.unchanged),
+        (
+            "suppressed",
+            "members suppressed (never sent)",
+            p.suppressed,
+        ),
+        (
+            "remembered-refusals",
+            "refused for good before, unchanged since (not sent)",
+            p.remembered_refusals,
+        ),
         ("tag-adds", "tags to add", p.tag_adds as u64),
         ("tag-removes", "tags to remove", p.tag_removes as u64),
         ("archives", "members to archive", p.archives as u64),

@@ -92,6 +92,11 @@ pub async fn show(
             ("deferred (sent by the next run)", c.deferred),
         );
     }
+    if c.suppressed + c.remembered_refusals > 0 {
+        // Held back, not errors: left as they are in Mailchimp.
+        counts.push(("suppressed (not sent)", c.suppressed));
+        counts.push(("remembered refusals (not sent)", c.remembered_refusals));
+    }
     let export_url = format!("/exports/{}", seg(&run.export));
     let body = html! {
         div class="toolbar" {

@@ -3,6 +3,16 @@
 use super::*;
 use crate::state::stores::*;
 
+/// What an export holds of its audience: dropped when it moves to another one (its
+/// suppression list stays: it names profiles, not members).
+const AUDIENCE_TABLES: [&str; 5] = [
+    "snapshot",
+    "export_tags",
+    "sync_marks",
+    "create_intents",
+    "refusals",
+];
+
 impl ExportStore for PgState {
     fn add_export(&self, e: &ExportConfig) -> Result<()> {
         let config = serde_json::to_string(e).expect("config serialises");
@@ -58,7 +68,7 @@ impl ExportStore for PgState {
             )
             .map_err(pe)?;
             if old.connection != new.connection || old.audience_id != new.audience_id {
-                for table in ["snapshot", "export_tags", "sync_marks", "create_intents"] {
+                for table in AUDIENCE_TABLES {
                     tx.execute(
                         &format!("DELETE FROM {table} WHERE export = $1"),
                         &[&new.name],
@@ -82,7 +92,7 @@ impl ExportStore for PgState {
             if n == 0 {
                 return Err(msg::no_export(&name));
             }
-            for table in ["snapshot", "export_tags", "sync_marks", "create_intents"] {
+            for table in AUDIENCE_TABLES.iter().chain(&["suppressions"]) {
                 tx.execute(&format!("DELETE FROM {table} WHERE export = $1"), &[&name])
                     .map_err(pe)?;
             }

@@ -30,7 +30,36 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "the structured rule a segment was built from, next to its SQL",
         sql: POSTGRES_V5,
     },
+    Migration {
+        version: 6,
+        name: "suppression lists and remembered refusals",
+        sql: POSTGRES_V6,
+    },
 ];
+
+/// Suppression lists (`export` '' is the installation's list) and the addresses Mailchimp
+/// refused for good, with the fingerprint of the content refused.
+const POSTGRES_V6: &str = r#"
+CREATE TABLE suppressions (
+    export TEXT COLLATE "C" NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('email', 'key')),
+    value TEXT COLLATE "C" NOT NULL,
+    note TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    PRIMARY KEY (export, kind, value)
+);
+CREATE TABLE refusals (
+    export TEXT COLLATE "C" NOT NULL,
+    email TEXT COLLATE "C" NOT NULL,
+    profile_key TEXT NOT NULL,
+    fingerprint BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    refused_at TEXT NOT NULL,
+    run_id BIGINT NOT NULL,
+    PRIMARY KEY (export, email)
+);
+"#;
 
 /// The account a connection's credential belongs to (learned from the API root), the
 /// connection's slot budget (NULL: the default), and the slots of each account held by

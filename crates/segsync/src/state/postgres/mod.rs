@@ -604,3 +604,4 @@ mod runs;
 mod segments;
 pub mod slots;
 mod snapshots;
+mod suppressions;

@@ -3,6 +3,16 @@
 use super::*;
 use crate::state::stores::*;
 
+/// What an export holds of its audience: dropped when it moves to another one (its
+/// suppression list stays: it names profiles, not members).
+const AUDIENCE_TABLES: [&str; 5] = [
+    "snapshot",
+    "export_tags",
+    "sync_marks",
+    "create_intents",
+    "refusals",
+];
+
 impl ExportStore for SqliteState {
     fn add_export(&self, e: &ExportConfig) -> Result<()> {
         let config = serde_json::to_string(e).expect("config serialises");
@@ -51,7 +61,7 @@ impl ExportStore for SqliteState {
             params![e.name, config],
         )?;
         if old.connection != e.connection || old.audience_id != e.audience_id {
-            for table in ["snapshot", "export_tags", "sync_marks", "create_intents"] {
+            for table in AUDIENCE_TABLES {
                 tx.execute(&format!("DELETE FROM {table} WHERE export = ?1"), [&e.name])?;
             }
         }
@@ -70,6 +80,8 @@ impl ExportStore for SqliteState {
         tx.execute("DELETE FROM export_tags WHERE export = ?1", [name])?;
         tx.execute("DELETE FROM sync_marks WHERE export = ?1", [name])?;
         tx.execute("DELETE FROM create_intents WHERE export = ?1", [name])?;
+        tx.execute("DELETE FROM refusals WHERE export = ?1", [name])?;
+        tx.execute("DELETE FROM suppressions WHERE export = ?1", [name])?;
         tx.commit()?;
         Ok(())
     }

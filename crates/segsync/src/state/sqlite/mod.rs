@@ -421,3 +421,4 @@ mod queue;
 mod runs;
 mod segments;
 mod snapshots;
+mod suppressions;

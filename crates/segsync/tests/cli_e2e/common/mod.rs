@@ -921,6 +921,18 @@ impl Session {
         }
     }
 
+    /// The profile keys of the refusals for good the standard export remembers
+    /// (`segsync refusals list --json`).
+    pub fn remembered_keys(&self) -> std::collections::BTreeSet<String> {
+        let out = self.ok(&["refusals", "list", "--export", EXPORT, "--json"]);
+        let list: Value = serde_json::from_str(&out.stdout).expect("refusals list --json");
+        list.as_array()
+            .expect("a list")
+            .iter()
+            .map(|r| r["profile_key"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// The outcome `segsync runs` lists for RUN.
     pub fn listed_outcome(&self, run: i64) -> String {
         let out = self.ok(&["runs"]);
