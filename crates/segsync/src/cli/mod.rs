@@ -239,4 +239,7 @@ fn print_counts(c: &crate::state::RunCounts) {
         "  profiles {}, members {}, duplicates merged {}, refused {}, skipped {}, failed {}{deferred}; {} requests, {} retries",
         c.profiles, c.members, c.duplicates, c.refused, c.skipped, c.failed, c.requests, c.retries
     );
+    if let Some(e) = &c.evaluation {
+        println!("  {}", e.describe());
+    }
 }

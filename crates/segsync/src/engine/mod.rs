@@ -32,6 +32,7 @@ use crate::mailchimp::{self, Client, ClientConfig};
 use crate::state::StateStore;
 
 mod checkpoint;
+mod evaluate;
 pub mod crash;
 mod execute;
 mod lifecycle;
@@ -156,6 +157,8 @@ pub struct RunSettings {
     pub timeout: Duration,
     pub retry: mailchimp::RetryPolicy,
     pub stop: StopSignal,
+    /// Evaluate every profile, even when only some changed since the last run.
+    pub full: bool,
 }
 
 impl Default for RunSettings {
@@ -166,6 +169,7 @@ impl Default for RunSettings {
             timeout: Duration::from_secs(120),
             retry: mailchimp::RetryPolicy::default(),
             stop: StopSignal::default(),
+            full: false,
         }
     }
 }
