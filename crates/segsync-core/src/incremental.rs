@@ -157,6 +157,9 @@ mod tests {
         );
         let mut d = a.clone();
         d.insert("mapping".into(), "9".into());
-        assert_eq!(config_change(&a, &d).as_deref(), Some("the mapping changed"));
+        assert_eq!(
+            config_change(&a, &d).as_deref(),
+            Some("the mapping changed")
+        );
     }
 }

@@ -136,7 +136,11 @@ pub(super) fn decide(
     if let Some(why) = unusable(&last) {
         return full_pass(why);
     }
-    let e = last.counts.evaluation.as_ref().expect("checked by unusable");
+    let e = last
+        .counts
+        .evaluation
+        .as_ref()
+        .expect("checked by unusable");
     let since = e.generation.expect("checked by unusable");
     if let Some(why) = config_change(&e.config, &source.prints) {
         return full_pass(why);
@@ -175,7 +179,10 @@ fn unusable(last: &RunRecord) -> Option<String> {
         last.outcome,
         Outcome::Succeeded | Outcome::SucceededWithErrors
     ) {
-        return Some(format!("the last run {}", last.outcome.as_str().replace('_', " ")));
+        return Some(format!(
+            "the last run {}",
+            last.outcome.as_str().replace('_', " ")
+        ));
     }
     let c = &last.counts;
     let retry = c.failed + c.deferred + c.skipped;
@@ -308,7 +315,8 @@ impl<'a> Stager<'a> {
         });
         match normalized {
             Ok(n) => {
-                let merge = serde_json::to_string(&n.desired.merge).expect("merge values serialise");
+                let merge =
+                    serde_json::to_string(&n.desired.merge).expect("merge values serialise");
                 let fp = fingerprint(&n.desired.merge);
                 if let Some(keys) = &mut self.keys {
                     keys.insert(n.key);
@@ -329,7 +337,10 @@ impl<'a> Stager<'a> {
     }
 
     /// Ends the stage: duplicates merged, counted.
-    pub fn finish(mut self, state: &mut StateStore) -> Result<(Staged, Option<HashSet<MemberKey>>), RunError> {
+    pub fn finish(
+        mut self,
+        state: &mut StateStore,
+    ) -> Result<(Staged, Option<HashSet<MemberKey>>), RunError> {
         state.stage_end()?;
         let staged = Staged {
             rows: self.collector.rows,
@@ -341,96 +352,122 @@ impl<'a> Stager<'a> {
     }
 }
 
+/// What reading the profiles into the stage needs.
+pub(super) struct Reading<'a> {
+    pub export: &'a ExportConfig,
+    pub specs: &'a [FieldSpec],
+    pub tag_bits: &'a [usize],
+    pub source: &'a Source,
+}
+
+impl Reading<'_> {
+    fn stager(&self, keep_keys: bool) -> Stager<'_> {
+        Stager::new(
+            self.export,
+            self.specs,
+            &self.source.predicates,
+            self.tag_bits,
+            keep_keys,
+        )
+    }
+}
+
 /// A full pass: every profile staged.
-pub(super) fn stage_all(
-    state: &mut StateStore,
-    export: &ExportConfig,
-    specs: &[FieldSpec],
-    tag_bits: &[usize],
-    source: &Source,
-) -> Result<Staged, RunError> {
+pub(super) fn stage_all(state: &mut StateStore, r: &Reading<'_>) -> Result<Staged, RunError> {
     state.stage_begin()?;
-    let mut stager = Stager::new(export, specs, &source.predicates, tag_bits, false);
-    stager.pass(state, &source.profiles, None)?;
+    let mut stager = r.stager(false);
+    stager.pass(state, &r.source.profiles, None)?;
     Ok(stager.finish(state)?.0)
+}
+
+/// The addresses an incremental run compares, and the profiles it evaluates.
+#[derive(Default)]
+struct Touched {
+    members: HashSet<MemberKey>,
+    profiles: BTreeSet<String>,
+}
+
+impl Touched {
+    /// Adds delivered members and every profile behind them.
+    fn add_held(&mut self, held: Vec<(MemberKey, String)>) {
+        for (k, profiles) in held {
+            self.members.insert(k);
+            self.profiles
+                .extend(segsync_core::profile_keys(&profiles).map(str::to_string));
+        }
+    }
 }
 
 /// An incremental read: the profiles changed after generation `since`, those sharing an
 /// address with them (the snapshot knows the profiles behind each delivered address), and
 /// those behind the addresses in `reported` (their status changed in Mailchimp). Returns the
-/// stage's counts, the addresses to compare, and the changed and evaluated profiles.
+/// stage's counts and what was evaluated; the addresses to compare are left in the stage.
 pub(super) fn stage_changed(
     state: &mut StateStore,
-    export: &ExportConfig,
-    specs: &[FieldSpec],
-    tag_bits: &[usize],
-    source: &Source,
-    since: u64,
-    last_run: i64,
+    r: &Reading<'_>,
+    (since, last_run): (u64, i64),
     reported: Vec<MemberKey>,
 ) -> Result<(Staged, Evaluation), RunError> {
-    let Profiles::Embedded(store) = &source.profiles else {
+    let Profiles::Embedded(store) = &r.source.profiles else {
         unreachable!("decided for the embedded store only")
     };
-    let changes = store.changes(Some(since)).map_err(|e| RunError::Other(e.into()))?;
+    let changes = store
+        .changes(Some(since))
+        .map_err(|e| RunError::Other(e.into()))?;
+    let generation = changes.generation;
+    let mut touched = Touched::default();
     let changed: HashSet<String> = changes.keys.iter().cloned().collect();
-    let mut touched: HashSet<MemberKey> = reported.iter().copied().collect();
-    let mut wanted: BTreeSet<String> = changed.iter().cloned().collect();
-    let mut held = state.members_holding(&export.name, &changed)?;
-    held.extend(state.member_profiles(&export.name, &reported)?);
-    for (k, profiles) in &held {
-        touched.insert(*k);
-        wanted.extend(segsync_core::profile_keys(profiles).map(str::to_string));
-    }
+    touched.profiles.extend(changed.iter().cloned());
+    touched.add_held(state.members_holding(&r.export.name, &changed)?);
+    touched.add_held(state.member_profiles(&r.export.name, &reported)?);
+    touched.members.extend(reported);
     state.stage_begin()?;
-    // First where the profiles are now; then the other profiles behind those addresses.
-    let mut finder =
-        Stager::new(export, specs, &source.predicates, tag_bits, true).addresses_only();
-    let first: Vec<String> = wanted.iter().cloned().collect();
-    finder.pass(state, &source.profiles, Some((store, &first, changes.generation)))?;
+    // Where the profiles are now: the other profiles behind those addresses too.
+    let mut finder = r.stager(true).addresses_only();
+    let first: Vec<String> = touched.profiles.iter().cloned().collect();
+    finder.pass(state, &r.source.profiles, Some((store, &first, generation)))?;
     let new: Vec<MemberKey> = finder
         .keys
         .iter()
         .flatten()
-        .filter(|k| !touched.contains(k))
+        .filter(|k| !touched.members.contains(k))
         .copied()
         .collect();
-    for (k, profiles) in state.member_profiles(&export.name, &new)? {
-        touched.insert(k);
-        let outside = profile_keys_outside(&profiles, &wanted);
-        wanted.extend(outside);
-    }
+    touched.add_held(state.member_profiles(&r.export.name, &new)?);
     // One pass in the order a full pass reads them, so that duplicates merge the same way.
-    let mut stager = Stager::new(export, specs, &source.predicates, tag_bits, true);
-    let all: Vec<String> = wanted.iter().cloned().collect();
-    stager.pass(state, &source.profiles, Some((store, &all, changes.generation)))?;
+    let mut stager = r.stager(true);
+    let all: Vec<String> = touched.profiles.iter().cloned().collect();
+    stager.pass(state, &r.source.profiles, Some((store, &all, generation)))?;
     let (mut staged, keys) = stager.finish(state)?;
-    touched.extend(keys.into_iter().flatten());
-    // The last run left nothing to send again, so its records are rows it refused: those of
-    // profiles not read again are refused again, as a full pass would.
-    let mut carried: Vec<RecordError> = state
-        .run_errors(last_run)?
-        .into_iter()
-        .filter(|e| !e.profile_key.is_empty() && !wanted.contains(&e.profile_key))
-        .collect();
-    carried.append(&mut staged.refused);
-    staged.refused = carried;
-    state.set_touched(&touched)?;
+    touched.members.extend(keys.into_iter().flatten());
+    carry_refused(state, last_run, &touched.profiles, &mut staged)?;
+    state.set_touched(&touched.members)?;
     let evaluation = Evaluation {
         mode: EvaluationMode::Incremental,
         reason: String::new(),
         changed_profiles: changes.keys.len() as u64,
-        evaluated_profiles: wanted.len() as u64,
-        touched_members: touched.len() as u64,
-        generation: Some(changes.generation),
-        config: source.prints.clone(),
+        evaluated_profiles: touched.profiles.len() as u64,
+        touched_members: touched.members.len() as u64,
+        generation: Some(generation),
+        config: r.source.prints.clone(),
     };
     Ok((staged, evaluation))
 }
 
-fn profile_keys_outside(profiles: &str, seen: &BTreeSet<String>) -> Vec<String> {
-    segsync_core::profile_keys(profiles)
-        .filter(|p| !seen.contains(*p))
-        .map(str::to_string)
-        .collect()
+/// The last run left nothing to send again, so its records are rows it refused: those of
+/// profiles not read again are refused again, as a full pass would.
+fn carry_refused(
+    state: &StateStore,
+    last_run: i64,
+    read: &BTreeSet<String>,
+    staged: &mut Staged,
+) -> Result<(), RunError> {
+    let mut carried: Vec<RecordError> = state
+        .run_errors(last_run)?
+        .into_iter()
+        .filter(|e| !e.profile_key.is_empty() && !read.contains(&e.profile_key))
+        .collect();
+    carried.append(&mut staged.refused);
+    staged.refused = carried;
+    Ok(())
 }

@@ -32,8 +32,8 @@ use crate::mailchimp::{self, Client, ClientConfig};
 use crate::state::StateStore;
 
 mod checkpoint;
-mod evaluate;
 pub mod crash;
+mod evaluate;
 mod execute;
 mod lifecycle;
 mod prepare;

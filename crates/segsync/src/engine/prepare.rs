@@ -8,9 +8,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use segsync_core::{
-    decide, decide_move, pair_moves, statuses_to_read, DiffOptions, DiffSink, FieldSpec,
-    MemberKey, MergeKind, Moves, PlanSummary, RecordError, Route, SnapshotEntry, Status, TagSet,
-    Want,
+    decide, decide_move, pair_moves, statuses_to_read, DiffOptions, DiffSink, FieldSpec, MemberKey,
+    MergeKind, Moves, PlanSummary, RecordError, Route, SnapshotEntry, Status, TagSet, Want,
 };
 use serde::Serialize;
 
@@ -298,6 +297,17 @@ struct ReadContext<'a> {
     t: Instant,
 }
 
+impl ReadContext<'_> {
+    fn reading(&self) -> evaluate::Reading<'_> {
+        evaluate::Reading {
+            export: self.export,
+            specs: self.specs,
+            tag_bits: self.tag_bits,
+            source: self.source,
+        }
+    }
+}
+
 /// The profiles staged and the audience learned.
 struct Read {
     staged: Staged,
@@ -317,7 +327,7 @@ async fn read_all(
     ctx: &ReadContext<'_>,
     reason: String,
 ) -> Result<Read, RunError> {
-    let staged = evaluate::stage_all(state, ctx.export, ctx.specs, ctx.tag_bits, ctx.source)?;
+    let staged = evaluate::stage_all(state, &ctx.reading())?;
     tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?ctx.t.elapsed(), "profiles read");
     check_limit(ctx.export, staged.members)?;
     let (audience, read_at) = learn_audience(ctx.client, state, ctx.export, ctx.t).await?;
@@ -356,16 +366,8 @@ async fn read_changed(
 ) -> Result<Read, RunError> {
     let (audience, read_at) = learn_audience(ctx.client, state, ctx.export, ctx.t).await?;
     let reported: Vec<MemberKey> = audience.keys().copied().collect();
-    let (staged, evaluation) = evaluate::stage_changed(
-        state,
-        ctx.export,
-        ctx.specs,
-        ctx.tag_bits,
-        ctx.source,
-        since,
-        last_run,
-        reported,
-    )?;
+    let (staged, evaluation) =
+        evaluate::stage_changed(state, &ctx.reading(), (since, last_run), reported)?;
     tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?ctx.t.elapsed(), "changed profiles read");
     if previous_members + staged.members <= ctx.export.max_profiles {
         return Ok(Read {
@@ -378,7 +380,7 @@ async fn read_changed(
         });
     }
     let reason = "the export is near its member limit".to_string();
-    let staged = evaluate::stage_all(state, ctx.export, ctx.specs, ctx.tag_bits, ctx.source)?;
+    let staged = evaluate::stage_all(state, &ctx.reading())?;
     check_limit(ctx.export, staged.members)?;
     let evaluation = Evaluation {
         mode: EvaluationMode::Full,

@@ -97,7 +97,11 @@ fn set_meta(tx: &Transaction<'_>, name: &str, value: u64) -> rusqlite::Result<()
 
 /// Starts an import's record of changes: its generation (returned), and the schema's when
 /// the columns differ from the previous import's.
-pub(crate) fn begin(tx: &Transaction<'_>, schema: &Schema, key_column: &str) -> rusqlite::Result<i64> {
+pub(crate) fn begin(
+    tx: &Transaction<'_>,
+    schema: &Schema,
+    key_column: &str,
+) -> rusqlite::Result<i64> {
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS main.{KEYS_TABLE} (key TEXT PRIMARY KEY, pos INTEGER NOT NULL, rid INTEGER NOT NULL, hash INTEGER NOT NULL, gen INTEGER NOT NULL) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS main.{REMOVED_TABLE} (key TEXT PRIMARY KEY, gen INTEGER NOT NULL) WITHOUT ROWID;"
@@ -110,8 +114,8 @@ pub(crate) fn begin(tx: &Transaction<'_>, schema: &Schema, key_column: &str) -> 
             |r| r.get(0),
         )
         .optional()?;
-    let old_columns = table_columns(tx, std::path::Path::new(""))
-        .map_err(|_| rusqlite::Error::InvalidQuery)?;
+    let old_columns =
+        table_columns(tx, std::path::Path::new("")).map_err(|_| rusqlite::Error::InvalidQuery)?;
     if old_key.as_deref() != Some(key_column) || old_columns != schema.columns {
         set_meta(tx, SCHEMA_GENERATION, generation)?;
     }
@@ -121,7 +125,11 @@ pub(crate) fn begin(tx: &Transaction<'_>, schema: &Schema, key_column: &str) -> 
 
 /// Ends an import's record of changes: the keys it no longer has are tombstoned, and its
 /// keys (`new_keys`) replace the previous import's.
-pub(crate) fn finish(tx: &Transaction<'_>, new_keys: &str, generation: i64) -> rusqlite::Result<()> {
+pub(crate) fn finish(
+    tx: &Transaction<'_>,
+    new_keys: &str,
+    generation: i64,
+) -> rusqlite::Result<()> {
     tx.execute(
         &format!(
             "INSERT INTO main.{REMOVED_TABLE} (key, gen)
@@ -189,4 +197,67 @@ pub(crate) fn rowids(conn: &Connection, keys: &[String]) -> rusqlite::Result<Vec
 /// The generation of the profiles `conn` sees.
 pub(crate) fn generation(conn: &Connection) -> rusqlite::Result<u64> {
     meta_u64(conn, GENERATION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ProfileStore, SelectError};
+
+    fn import(store: &ProfileStore, dir: &std::path::Path, text: &str) {
+        let file = dir.join("p.csv");
+        std::fs::write(&file, text).unwrap();
+        store.import(&file, None, "id").unwrap();
+    }
+
+    fn keys_read(store: &ProfileStore, keys: &[&str], generation: u64) -> Vec<String> {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let mut out = Vec::new();
+        store
+            .select_keys(&["v".into()], &["1".into()], &keys, generation, |r| {
+                out.push(r.key);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn imports_record_what_changed_and_what_was_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProfileStore::open(&dir.path().join("p.sqlite")).unwrap();
+        assert_eq!(store.changes(None).unwrap().generation, 0);
+        import(&store, dir.path(), "id,v\na,1\nb,2\nc,3\n");
+        let first = store.changes(Some(0)).unwrap();
+        assert_eq!((first.generation, first.schema_generation), (1, 1));
+        assert_eq!(first.keys, ["a", "b", "c"]);
+        // b changes, c goes, d comes; a is as it was.
+        import(&store, dir.path(), "id,v\nd,4\na,1\nb,5\n");
+        let second = store.changes(Some(1)).unwrap();
+        assert_eq!((second.generation, second.schema_generation), (2, 1));
+        assert_eq!(second.keys, ["b", "c", "d"]);
+        assert!(store.changes(Some(2)).unwrap().keys.is_empty());
+        // Read back by key, in the table's order; a key that is gone reads nothing.
+        assert_eq!(keys_read(&store, &["b", "c", "d"], 2), ["d", "b"]);
+        // A failed import (a duplicate key) changes nothing, the generation included.
+        let file = dir.path().join("bad.csv");
+        std::fs::write(&file, "id,v\na,1\na,2\n").unwrap();
+        assert!(store.import(&file, None, "id").is_err());
+        assert_eq!(store.changes(Some(2)).unwrap().generation, 2);
+        // New columns change every profile.
+        import(&store, dir.path(), "id,v,w\nd,4,x\na,1,y\nb,5,z\n");
+        assert_eq!(store.changes(None).unwrap().schema_generation, 3);
+    }
+
+    #[test]
+    fn a_read_by_key_refuses_another_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProfileStore::open(&dir.path().join("p.sqlite")).unwrap();
+        import(&store, dir.path(), "id,v\na,1\n");
+        let keys = vec!["a".to_string()];
+        let r = store.select_keys(&["v".into()], &["1".into()], &keys, 7, |_| Ok::<(), ()>(()));
+        assert!(
+            matches!(&r, Err(SelectError::Failed(m)) if m.contains("imported again")),
+            "{r:?}"
+        );
+    }
 }

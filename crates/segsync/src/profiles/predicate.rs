@@ -535,7 +535,10 @@ fn restricted_rowids<E>(g: &Guarded, only: &Only<'_>) -> Result<Vec<i64>, Select
 }
 
 /// The requested columns, as the table has them (names matched exactly, else ignoring case).
-fn wanted_columns<'t, E>(table: &'t [Column], columns: &[String]) -> Result<Vec<&'t Column>, SelectError<E>> {
+fn wanted_columns<'t, E>(
+    table: &'t [Column],
+    columns: &[String],
+) -> Result<Vec<&'t Column>, SelectError<E>> {
     let mut wanted: Vec<&Column> = Vec::with_capacity(columns.len());
     for name in columns {
         let found = table

@@ -728,7 +728,8 @@ impl StateStore {
     pub fn set_touched(&mut self, keys: &HashSet<MemberKey>) -> Result<()> {
         let tx = self.stage_mut().transaction()?;
         {
-            let mut st = tx.prepare_cached("INSERT OR IGNORE INTO temp.touched (key) VALUES (?1)")?;
+            let mut st =
+                tx.prepare_cached("INSERT OR IGNORE INTO temp.touched (key) VALUES (?1)")?;
             for k in keys {
                 st.execute([&k.0[..]])?;
             }

@@ -86,7 +86,11 @@ fn profiles_sharing_an_address_are_merged_as_a_full_pass_merges_them() {
     s.import(&profiles);
     s.run_export(0);
     assert_eq!(mode(&s), "incremental");
-    assert_eq!(evaluation(&s)["evaluated_profiles"], 2, "both profiles of the address");
+    assert_eq!(
+        evaluation(&s)["evaluated_profiles"],
+        2,
+        "both profiles of the address"
+    );
     assert_eq!(tags(&sim), vec![HIGH_VALUE_TAG.to_string()]);
     // C00001 leaves the address for one of its own: both members as a full pass has them.
     profiles[1].email = "someone.new@gmail.com".into();
@@ -138,7 +142,9 @@ fn a_changed_segment_or_a_clock_predicate_takes_a_full_pass() {
     s.run_export(0);
     s.run_export(0);
     assert_eq!(reason(&s), "segment 'romania' reads the clock");
-    assert!(s.show(s.last_run()).contains("full pass: segment 'romania' reads the clock"));
+    assert!(s
+        .show(s.last_run())
+        .contains("full pass: segment 'romania' reads the clock"));
 }
 
 #[test]
@@ -148,7 +154,13 @@ fn after_a_failed_run_the_next_takes_a_full_pass() {
     // Profiles without the mapped columns: the run cannot read them and fails.
     let csv = s.path("broken.csv");
     std::fs::write(&csv, "customer_id,email\nC1,a@gmail.com\n").unwrap();
-    s.ok(&["profiles", "import", csv.to_str().unwrap(), "--key", "customer_id"]);
+    s.ok(&[
+        "profiles",
+        "import",
+        csv.to_str().unwrap(),
+        "--key",
+        "customer_id",
+    ]);
     s.run_export(2);
     s.import(&profiles);
     s.run_export(0);
@@ -179,7 +191,13 @@ fn change(rng: &mut Rng, profiles: &mut Vec<Profile>, round: usize) {
         let i = rng.below(profiles.len());
         match rng.below(7) {
             0 => profiles[i].first = format!("Name{round}x{i}"),
-            1 => profiles[i].ltv = if profiles[i].high_value() { 20.0 } else { 800.0 },
+            1 => {
+                profiles[i].ltv = if profiles[i].high_value() {
+                    20.0
+                } else {
+                    800.0
+                }
+            }
             2 => profiles[i].country = if profiles[i].romanian() { "FR" } else { "RO" }.into(),
             3 => {
                 let j = rng.below(profiles.len());
@@ -202,10 +220,18 @@ fn change(rng: &mut Rng, profiles: &mut Vec<Profile>, round: usize) {
 
 /// What a run's plan did, counted.
 fn plan_counts(run: &Value) -> Vec<u64> {
-    ["created", "updated", "moved", "tagged", "untagged", "archived", "unsubscribed"]
-        .iter()
-        .map(|n| count(run, n))
-        .collect()
+    [
+        "created",
+        "updated",
+        "moved",
+        "tagged",
+        "untagged",
+        "archived",
+        "unsubscribed",
+    ]
+    .iter()
+    .map(|n| count(run, n))
+    .collect()
 }
 
 /// Random change sets, each run both ways: incrementally, and with `--full` into an audience
@@ -229,7 +255,11 @@ fn both_ways(seed: u64, extra: &[&str]) {
         let a = inc.run_settled(&sim, 0, &[]);
         let b = full.run_settled(&sim, 0, &["--full"]);
         if a.runs.len() == 1 && b.runs.len() == 1 {
-            assert_eq!(plan_counts(a.first()), plan_counts(b.first()), "round {round}");
+            assert_eq!(
+                plan_counts(a.first()),
+                plan_counts(b.first()),
+                "round {round}"
+            );
         }
         incremental_runs += usize::from(a.first()["counts"]["evaluation"]["mode"] == "incremental");
         assert_eq!(
