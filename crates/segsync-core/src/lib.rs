@@ -8,12 +8,14 @@
 //! - [`moves`]: a member follows its profile to a new address.
 //! - [`plan`]: requests in phases, the facts Mailchimp acknowledges, and how they move the
 //!   snapshot.
+//! - [`incremental`]: when a re-run may evaluate only the profiles that changed.
 //! - [`refresh`]: which statuses a re-run's audience read asks for.
 //! - [`suppress`]: members held back (suppression lists, remembered refusals).
 //! - [`requests`]: the grouping of planned rows into requests, shared by the tested plan and
 //!   the engine.
 
 pub mod diff;
+pub mod incremental;
 pub mod model;
 pub mod moves;
 pub mod normalize;
@@ -25,6 +27,7 @@ pub mod suppress;
 pub use diff::{
     decide, decide_move, diff, Diff, DiffOptions, DiffSink, Move, Skip, TagChange, Upsert, Want,
 };
+pub use incremental::{config_change, reads_clock, ConfigPrints};
 pub use model::{
     fingerprint, profile_keys, Desired, MemberKey, MergeValues, NewStatus, RemovalPolicy,
     SnapshotEntry, Status, TagSet, PROFILE_SEP,

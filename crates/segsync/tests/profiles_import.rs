@@ -568,7 +568,8 @@ fn reimport_replaces_atomically_and_a_failed_import_changes_nothing() {
     assert_eq!(columns(&store), before_columns);
     assert_eq!(store.row_count().unwrap(), 3);
     assert_eq!(store.key_column().unwrap().as_deref(), Some("customer_id"));
-    // No half-built table left behind.
+    // No half-built table left behind: the profiles, their import's record of what changed
+    // (per key, and keys removed), and the meta table.
     let conn = rusqlite::Connection::open(store.path()).unwrap();
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
@@ -577,7 +578,15 @@ fn reimport_replaces_atomically_and_a_failed_import_changes_nothing() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["profiles", "segsync_profiles_meta"]);
+    assert_eq!(
+        tables,
+        [
+            "profiles",
+            "segsync_profile_keys",
+            "segsync_profile_removed",
+            "segsync_profiles_meta"
+        ]
+    );
 
     // A good re-import replaces columns, rows and key.
     let other = write(&dir, "people.ndjson", "{\"pid\": \"X\", \"age\": 40}\n");

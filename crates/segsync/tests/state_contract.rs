@@ -956,7 +956,7 @@ fn stage_and_plan(s: &mut StateStore, export: &str, rows: &StageInput<'_>) -> Pl
     }
     s.stage_end().unwrap();
     let mut visited = Vec::new();
-    s.diff_stage(export, |key, want, snap, w| {
+    s.diff_stage(export, false, |key, want, snap, w| {
         visited.push((
             key,
             want.map(|m| (m.email.clone(), m.fingerprint, m.tags.0)),

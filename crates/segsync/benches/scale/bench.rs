@@ -264,9 +264,12 @@ impl Bench {
         eprintln!("[bench] {label}...");
         let before = sim.counters();
         let cpu0 = self_cpu();
-        let p = self
-            .runner
-            .must(home, &["run", "bench", "--json", "--quiet"], &[0, 3]);
+        let mut args = vec!["run", "bench", "--json", "--quiet"];
+        // Every run a full pass, as before re-runs evaluated only what changed (issue 17).
+        if std::env::var_os("SEGSYNC_BENCH_FULL_PASSES").is_some() {
+            args.push("--full");
+        }
+        let p = self.runner.must(home, &args, &[0, 3]);
         let sim_cpu = self_cpu() - cpu0;
         let seen = seen(&before, &sim.counters());
         let stages = Stages::of(&p.stderr);

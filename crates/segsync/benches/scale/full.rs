@@ -154,8 +154,9 @@ impl Bench {
             r.proc.cpu,
         );
         let line = format!(
-            "{label}: {}; stages: read+evaluate {} s, audience read {} s, diff+plan {} s; re-import {:.2} s",
+            "{label}: {}; {}; stages: read+evaluate {} s, audience read {} s, diff+plan {} s; re-import {:.2} s",
             r.seen.endpoints(),
+            r.report["counts"]["evaluation"],
             opt(r.stages.read_s(), 2),
             opt(r.stages.audience_s(), 2),
             opt(r.stages.diff_plan_s(), 2),

@@ -27,6 +27,8 @@
 //!   are extrapolated linearly to the full export's members.
 //! - `SEGSYNC_BENCH_BATCH_OPS_PER_S` (default 16, as Mailchimp was seen to run `/batches`
 //!   operations): the unscaled speed of `/batches` jobs in the naive baseline.
+//! - `SEGSYNC_BENCH_FULL_PASSES` (set: on): every run evaluates every profile (`run --full`),
+//!   as re-runs did before they evaluated only what changed; for comparing the two.
 //! - `SEGSYNC_BENCH_JSON=path`: every figure as JSON too.
 //! - `SEGSYNC_BENCH_DIR`: where the profiles and homes go (default: a temporary folder).
 //! - `SEGSYNC_BENCH_BIN`: another `segsync` binary, or a wrapper (perf record, for a profile).

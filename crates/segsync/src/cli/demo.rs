@@ -389,6 +389,7 @@ async fn run_twice(app: &App, sim: &RunningSim, csv: &Path) -> Result<(i32, i32)
         max_in_flight: 10,
         timeout: 30.0,
         quiet: false,
+        full: false,
     };
     title("segsync run newsletter");
     let first = super::run::run(app, run_args()).await?;

@@ -256,4 +256,7 @@ fn print_counts(c: &crate::state::RunCounts) {
             c.suppressed, c.remembered_refusals
         );
     }
+    if let Some(e) = &c.evaluation {
+        println!("  {}", e.describe());
+    }
 }

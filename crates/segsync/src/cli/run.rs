@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,
+    /// Evaluate every profile against the segments, even when only some changed since the
+    /// last run (which otherwise evaluates those only).
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// A number of seconds above zero (`120`, `0.5`), no more than a day.
@@ -59,6 +63,7 @@ pub(super) async fn run(app: &App, args: RunArgs) -> Result<i32, Failure> {
         trigger: "manual".into(),
         max_in_flight: args.max_in_flight.max(1),
         timeout: Duration::from_secs_f64(args.timeout),
+        full: args.full,
         ..Default::default()
     };
     // On a shared (PostgreSQL) state store the run also shares its account's slots with the

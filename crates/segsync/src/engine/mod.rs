@@ -33,6 +33,7 @@ use crate::state::StateStore;
 
 mod checkpoint;
 pub mod crash;
+mod evaluate;
 mod execute;
 mod holds;
 mod lifecycle;
@@ -158,6 +159,8 @@ pub struct RunSettings {
     pub timeout: Duration,
     pub retry: mailchimp::RetryPolicy,
     pub stop: StopSignal,
+    /// Evaluate every profile, even when only some changed since the last run.
+    pub full: bool,
 }
 
 impl Default for RunSettings {
@@ -168,6 +171,7 @@ impl Default for RunSettings {
             timeout: Duration::from_secs(120),
             retry: mailchimp::RetryPolicy::default(),
             stop: StopSignal::default(),
+            full: false,
         }
     }
 }

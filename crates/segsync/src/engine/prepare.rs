@@ -8,19 +8,20 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use segsync_core::{
-    decide, decide_move, fingerprint, pair_moves, statuses_to_read, Collector, DiffOptions,
-    DiffSink, FieldSpec, MemberKey, MergeKind, Moves, Normalized, PlanSummary, RecordError, Route,
-    Row, SnapshotEntry, Status, TagSet, Want,
+    decide, decide_move, pair_moves, statuses_to_read, DiffOptions, DiffSink, FieldSpec, MemberKey,
+    MergeKind, Moves, PlanSummary, RecordError, Route, SnapshotEntry, Status, TagSet, Want,
 };
 use serde::Serialize;
-use serde_json::Value;
 
+use super::evaluate::{self, Decision, Staged};
 use super::holds::{self, HeldCounts};
 use super::{RunError, RunSettings};
 use crate::app::App;
 use crate::mailchimp::{self, encoder::core_status, Client};
-use crate::profiles::SelectError;
-use crate::state::{ExportConfig, PlanWriter, RunCounts, StateStore, UpsertPhase};
+use crate::sources::Profiles;
+use crate::state::{
+    Evaluation, EvaluationMode, ExportConfig, PlanWriter, RunCounts, StateStore, UpsertPhase,
+};
 
 /// The plan of a prepared run, kept on disk in the run's temporary tables (see
 /// `state::staging`): its counts, and the tags it changes.
@@ -188,36 +189,54 @@ pub async fn prepare(
 
     let tag_names: Vec<String> = export.segments.iter().map(|s| s.tag.clone()).collect();
     let tag_bits = state.tag_bits(&export.name, &tag_names)?;
-    let staged = stage_profiles(app, state, &export, &specs, &tag_bits)?;
-    tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?t.elapsed(), "profiles read");
-    if staged.members > export.max_profiles {
-        return Err(RunError::Limit(format!(
-            "export \"{}\" selects {} members, more than its limit of {}: nothing was sent (raise --max-profiles or narrow the segments)",
-            export.name, staged.members, export.max_profiles
-        )));
-    }
-
-    let (audience, read_at) = learn_audience(&client, state, &export, t).await?;
+    let source = evaluate::source(app, state, &export, &specs, &tag_bits)?;
+    let (decision, generation) = evaluate::decide(state, &export, &source, settings.full)?;
+    let ctx = ReadContext {
+        client: &client,
+        export: &export,
+        specs: &specs,
+        tag_bits: &tag_bits,
+        source: &source,
+        generation,
+        t,
+    };
+    let mut read = match decision {
+        Decision::Full(reason) => read_all(state, &ctx, reason).await?,
+        Decision::Incremental {
+            since,
+            previous_members,
+            last_run,
+        } => read_changed(state, &ctx, (since, last_run), previous_members).await?,
+    };
+    let audience = std::mem::take(&mut read.audience);
     let (new, holders) = state.move_candidates(&export.name, |k| audience.contains_key(k))?;
     let moves = pair_moves(&new, holders);
     drop(new);
     let holds = holds::load(state, &export.name)?;
-    let mut acc = diff_into_plan(state, &export, &audience, &moves, &holds)?;
+    let mut acc = diff_into_plan(state, &export, &audience, &moves, &holds, read.restrict)?;
     drop(audience);
     state.refresh_snapshot_profiles(&export.name)?;
     let plan = acc.plan();
     tracing::debug!(requests = plan.summary.requests, elapsed = ?t.elapsed(), "planned");
+    let staged = read.staged;
+    let members = match read.previous_members {
+        Some(previous) => (previous + staged.members).saturating_sub(acc.touched_tagged),
+        None => staged.members,
+    };
     let counts = RunCounts {
         profiles: staged.rows,
-        members: staged.members,
+        members,
         duplicates: staged.accepted - staged.members,
         refused: staged.refused.len() as u64,
-        unchanged: acc.unchanged,
+        // The members an incremental run left as they were are unchanged too.
+        unchanged: acc.unchanged + (members - staged.members.min(members)),
         skipped: acc.skipped.len() as u64,
         suppressed: acc.held.suppressed,
         remembered_refusals: acc.held.remembered,
+        evaluation: Some(read.evaluation),
         ..Default::default()
     };
+    let read_at = read.read_at;
     Ok(Prepared {
         export,
         client,
@@ -280,104 +299,132 @@ fn field_specs(
     Ok((specs, to_create))
 }
 
-/// The profiles, read into the run's stage.
-struct Staged {
-    /// Profile rows read.
-    rows: u64,
-    /// Rows accepted (before duplicate addresses merged).
-    accepted: u64,
-    /// Distinct members staged.
-    members: u64,
-    refused: Vec<RecordError>,
+/// What reading the profiles and the audience needs.
+struct ReadContext<'a> {
+    client: &'a Client,
+    export: &'a ExportConfig,
+    specs: &'a [FieldSpec],
+    tag_bits: &'a [usize],
+    source: &'a evaluate::Source,
+    /// The profile store's generation when the run began (embedded store only).
+    generation: Option<u64>,
+    /// When the run began preparing, for the debug log's stages.
+    t: Instant,
 }
 
-/// One pass over the profiles evaluates every chosen segment. Accepted rows go to the run's
-/// stage on disk (duplicate addresses merged there); memory stays flat.
-fn stage_profiles(
-    app: &App,
+impl ReadContext<'_> {
+    fn reading(&self) -> evaluate::Reading<'_> {
+        evaluate::Reading {
+            export: self.export,
+            specs: self.specs,
+            tag_bits: self.tag_bits,
+            source: self.source,
+        }
+    }
+}
+
+/// The profiles staged and the audience learned.
+struct Read {
+    staged: Staged,
+    audience: HashMap<MemberKey, Status>,
+    read_at: chrono::DateTime<chrono::Utc>,
+    evaluation: Evaluation,
+    /// The diff compares the touched addresses only.
+    restrict: bool,
+    /// The members of the run this one went on from (incremental).
+    previous_members: Option<u64>,
+}
+
+/// A full pass: every profile staged (the member limit checked before the audience is
+/// read), then the audience.
+async fn read_all(
     state: &mut StateStore,
-    export: &ExportConfig,
-    specs: &[FieldSpec],
-    tag_bits: &[usize],
-) -> Result<Staged, RunError> {
-    let mut predicates = Vec::new();
-    // Where the profiles are: the source of the export's segments (one for all of them).
-    let mut source: Option<String> = None;
-    for s in &export.segments {
-        let segment = state.segment(&s.segment)?;
-        source = segment.source;
-        predicates.push(segment.predicate);
-    }
-    let mut columns = vec![export.email_field.clone()];
-    columns.extend(export.fields.iter().map(|f| f.column.clone()));
-    if let Some(u) = &export.updated_at_field {
-        columns.push(u.clone());
-    }
-    let profiles = app.profiles_of(source.as_deref())?;
-    let mut collector = Collector::new(specs.to_vec());
-    let n_fields = export.fields.len();
-    let has_updated = export.updated_at_field.is_some();
-    state.stage_begin()?;
-    let mut batch: Vec<(Normalized, String, String, u64)> = Vec::with_capacity(STAGE_BATCH);
-    let mut accepted: u64 = 0;
-    {
-        let state = &mut *state;
-        let collector = &mut collector;
-        profiles
-            .select(
-                &columns,
-                &predicates,
-                |row| -> Result<(), crate::state::StateError> {
-                    let mut tags = TagSet::default();
-                    for (i, inside) in row.in_segment.iter().enumerate() {
-                        if *inside {
-                            tags = tags.with(tag_bits[i]);
-                        }
-                    }
-                    let field_refs: Vec<&Value> = row.values[1..1 + n_fields].iter().collect();
-                    let updated_at = if has_updated {
-                        row.values.get(1 + n_fields)
-                    } else {
-                        None
-                    };
-                    let normalized = collector.normalize(Row {
-                        profile_key: &row.key,
-                        email: &row.values[0],
-                        fields: &field_refs,
-                        tags,
-                        updated_at,
-                    });
-                    match normalized {
-                        Ok(n) => {
-                            let merge = serde_json::to_string(&n.desired.merge)
-                                .expect("merge values serialise");
-                            let fp = fingerprint(&n.desired.merge);
-                            batch.push((n, merge, row.key, fp));
-                            accepted += 1;
-                            if batch.len() >= STAGE_BATCH {
-                                state.stage_rows(&batch)?;
-                                batch.clear();
-                            }
-                        }
-                        Err(e) => collector.refused.push(e),
-                    }
-                    Ok(())
-                },
-            )
-            .map_err(|e| match e {
-                SelectError::Callback(e) => RunError::Other(e.into()),
-                other => RunError::Config(format!("reading the profiles: {other}")),
-            })?;
-        state.stage_rows(&batch)?;
-        drop(batch);
-        state.stage_end()?;
-    }
-    Ok(Staged {
-        rows: collector.rows,
-        accepted,
-        members: state.staged_count()?,
-        refused: std::mem::take(&mut collector.refused),
+    ctx: &ReadContext<'_>,
+    reason: String,
+) -> Result<Read, RunError> {
+    let staged = evaluate::stage_all(state, &ctx.reading())?;
+    tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?ctx.t.elapsed(), "profiles read");
+    check_limit(ctx.export, staged.members)?;
+    let (audience, read_at) = learn_audience(ctx.client, state, ctx.export, ctx.t).await?;
+    let evaluated = match &ctx.source.profiles {
+        Profiles::Embedded(s) => s.row_count().unwrap_or(staged.rows),
+        _ => staged.rows,
+    };
+    let evaluation = Evaluation {
+        mode: EvaluationMode::Full,
+        reason,
+        evaluated_profiles: evaluated,
+        touched_members: staged.members,
+        generation: ctx.generation,
+        config: ctx.source.prints.clone(),
+        ..Default::default()
+    };
+    Ok(Read {
+        staged,
+        audience,
+        read_at,
+        evaluation,
+        restrict: false,
+        previous_members: None,
     })
+}
+
+/// An incremental read: the audience first (the addresses whose status changed are
+/// evaluated too), then the profiles that changed after generation `since` and those
+/// sharing an address with them. A full pass instead when the export could reach its member
+/// limit.
+async fn read_changed(
+    state: &mut StateStore,
+    ctx: &ReadContext<'_>,
+    (since, last_run): (u64, i64),
+    previous_members: u64,
+) -> Result<Read, RunError> {
+    let (audience, read_at) = learn_audience(ctx.client, state, ctx.export, ctx.t).await?;
+    let reported: Vec<MemberKey> = audience.keys().copied().collect();
+    let (staged, evaluation) =
+        evaluate::stage_changed(state, &ctx.reading(), (since, last_run), reported)?;
+    tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?ctx.t.elapsed(), "changed profiles read");
+    if previous_members + staged.members <= ctx.export.max_profiles {
+        return Ok(Read {
+            staged,
+            audience,
+            read_at,
+            evaluation,
+            restrict: true,
+            previous_members: Some(previous_members),
+        });
+    }
+    let reason = "the export is near its member limit".to_string();
+    let staged = evaluate::stage_all(state, &ctx.reading())?;
+    check_limit(ctx.export, staged.members)?;
+    let evaluation = Evaluation {
+        mode: EvaluationMode::Full,
+        reason,
+        evaluated_profiles: staged.rows,
+        touched_members: staged.members,
+        generation: ctx.generation,
+        config: ctx.source.prints.clone(),
+        ..Default::default()
+    };
+    Ok(Read {
+        staged,
+        audience,
+        read_at,
+        evaluation,
+        restrict: false,
+        previous_members: None,
+    })
+}
+
+/// Refuses an export that selects more members than its limit, before anything is sent.
+fn check_limit(export: &ExportConfig, members: u64) -> Result<(), RunError> {
+    if members > export.max_profiles {
+        return Err(RunError::Limit(format!(
+            "export \"{}\" selects {} members, more than its limit of {}: nothing was sent (raise --max-profiles or narrow the segments)",
+            export.name, members, export.max_profiles
+        )));
+    }
+    Ok(())
 }
 
 /// What the audience says now: everything on the first run; afterwards the members changed
@@ -515,13 +562,17 @@ fn diff_into_plan(
     audience: &HashMap<MemberKey, Status>,
     moves: &Moves,
     holds: &segsync_core::Holds,
+    restrict: bool,
 ) -> Result<PlanCounts, RunError> {
     let opts = DiffOptions {
         status_if_new: export.status_if_new,
         removal: export.removal,
     };
     let mut acc = PlanCounts::default();
-    state.diff_stage(&export.name, |key, staged, entry, writer| {
+    state.diff_stage(&export.name, restrict, |key, staged, entry, writer| {
+        if entry.is_some_and(|e| !e.tags.is_empty()) {
+            acc.touched_tagged += 1;
+        }
         if acc.held.holds(holds, key, staged, entry) {
             return Ok(());
         }
@@ -564,9 +615,6 @@ fn diff_into_plan(
 /// Snapshot entries compared at once with the statuses the audience reported.
 const LEARN_CHUNK: usize = 10_000;
 
-/// Rows staged per transaction while reading the profiles.
-const STAGE_BATCH: usize = 10_000;
-
 /// Seconds subtracted from Mailchimp's clock at the audience read, for the next run's
 /// `since_last_changed` (its timestamps have a one-second resolution).
 const AUDIENCE_MARGIN_SECS: i64 = 5;
@@ -586,6 +634,9 @@ struct PlanCounts {
     unchanged: u64,
     skipped: Vec<segsync_core::Skip>,
     held: HeldCounts,
+    /// Members compared that the snapshot holds with tags (in a segment at the last run,
+    /// near enough: an incremental run's member count is estimated with them).
+    touched_tagged: u64,
 }
 
 impl PlanCounts {

@@ -2,7 +2,7 @@
 
 use super::error::{ImportError, Location, ProfileError};
 use super::infer::ColumnType;
-use super::{quote_ident, Column, Format, META_TABLE, PROFILES_TABLE};
+use super::{changes, quote_ident, Column, Format, META_TABLE, PROFILES_TABLE};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Statement, ToSql, TransactionBehavior};
 use std::borrow::Cow;
@@ -10,8 +10,9 @@ use std::path::Path;
 
 /// The table that an import fills before it becomes `profiles`.
 const NEW_TABLE: &str = "segsync_profiles_import";
-/// Keys seen so far in an import, with where each was first seen (a temporary table, so that
-/// duplicate detection needs no memory proportional to the file).
+/// Keys seen so far in an import, with where each was first seen (a table, so that duplicate
+/// detection needs no memory proportional to the file), its row's content hash and the import
+/// generation in which that content last changed: it becomes [`changes::KEYS_TABLE`].
 const KEYS_TABLE: &str = "segsync_import_keys";
 /// SQLite's default limit on the number of columns of a table.
 pub(crate) const MAX_COLUMNS: usize = 2000;
@@ -67,6 +68,10 @@ pub(crate) struct Loader<'c> {
     insert: Statement<'c>,
     key_put: Statement<'c>,
     key_get: Statement<'c>,
+    /// The previous import's content hash and generation of a key.
+    old_get: Statement<'c>,
+    /// This import's generation.
+    generation: i64,
     key: usize,
     ncols: usize,
     rows_unit: fn(u64) -> Location,
@@ -87,12 +92,21 @@ impl Loader<'_> {
             return Err(RowError::Nul { column });
         }
         let key = &cells[self.key];
+        let hash = changes::row_hash(cells);
+        let changed_in = self.changed_in(key, hash).map_err(RowError::Sql)?;
         self.key_put
             .raw_bind_parameter(1, key)
             .map_err(RowError::Sql)?;
         self.key_put
             .raw_bind_parameter(2, location.number() as i64)
             .map_err(RowError::Sql)?;
+        // The row's rowid in the new table: it is filled by appends only, from 1.
+        let bind = [self.rows as i64 + 1, hash, changed_in];
+        for (i, v) in bind.into_iter().enumerate() {
+            self.key_put
+                .raw_bind_parameter(3 + i, v)
+                .map_err(RowError::Sql)?;
+        }
         if self.key_put.raw_execute().map_err(RowError::Sql)? == 0 {
             self.key_get
                 .raw_bind_parameter(1, key)
@@ -122,6 +136,19 @@ impl Loader<'_> {
         self.rows += 1;
         self.longest_row = self.longest_row.max(row_bytes(cells));
         Ok(())
+    }
+}
+
+impl Loader<'_> {
+    /// The generation in which the content of the row keyed `key` (hashing to `hash`) last
+    /// changed: the previous import's when it held the same content, else this one.
+    fn changed_in(&mut self, key: &Cell<'_>, hash: i64) -> rusqlite::Result<i64> {
+        self.old_get.raw_bind_parameter(1, key)?;
+        let mut rows = self.old_get.raw_query();
+        Ok(match rows.next()? {
+            Some(row) if row.get::<_, i64>(0)? == hash => row.get(1)?,
+            _ => self.generation,
+        })
     }
 }
 
@@ -165,6 +192,7 @@ where
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sql_err)?;
+    let generation = changes::begin(&tx, schema, meta.key_column).map_err(sql_err)?;
     let defs: Vec<String> = schema
         .columns
         .iter()
@@ -177,8 +205,8 @@ where
     tx.execute_batch(&format!(
         "DROP TABLE IF EXISTS main.{NEW_TABLE};
          CREATE TABLE main.{NEW_TABLE} ({});
-         DROP TABLE IF EXISTS temp.{KEYS_TABLE};
-         CREATE TEMP TABLE {KEYS_TABLE} (key TEXT PRIMARY KEY, pos INTEGER NOT NULL) WITHOUT ROWID;",
+         DROP TABLE IF EXISTS main.{KEYS_TABLE};
+         CREATE TABLE main.{KEYS_TABLE} (key TEXT PRIMARY KEY, pos INTEGER NOT NULL, rid INTEGER NOT NULL, hash INTEGER NOT NULL, gen INTEGER NOT NULL) WITHOUT ROWID;",
         defs.join(", ")
     ))
     .map_err(sql_err)?;
@@ -192,14 +220,21 @@ where
                 .map_err(sql_err)?,
             key_put: tx
                 .prepare(&format!(
-                    "INSERT INTO temp.{KEYS_TABLE} (key, pos) VALUES (?1, ?2) ON CONFLICT DO NOTHING"
+                    "INSERT INTO main.{KEYS_TABLE} (key, pos, rid, hash, gen) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING"
                 ))
                 .map_err(sql_err)?,
             key_get: tx
                 .prepare(&format!(
-                    "SELECT pos FROM temp.{KEYS_TABLE} WHERE key = ?1"
+                    "SELECT pos FROM main.{KEYS_TABLE} WHERE key = ?1"
                 ))
                 .map_err(sql_err)?,
+            old_get: tx
+                .prepare(&format!(
+                    "SELECT hash, gen FROM main.{} WHERE key = ?1",
+                    changes::KEYS_TABLE
+                ))
+                .map_err(sql_err)?,
+            generation,
             key: schema.key,
             ncols: schema.columns.len(),
             rows_unit: match meta.format {
@@ -229,9 +264,9 @@ where
         set_meta.execute((name, value)).map_err(sql_err)?;
     }
     drop(set_meta);
+    changes::finish(&tx, KEYS_TABLE, generation).map_err(sql_err)?;
     tx.execute_batch(&format!(
-        "DROP TABLE temp.{KEYS_TABLE};
-         DROP TABLE IF EXISTS main.{PROFILES_TABLE};
+        "DROP TABLE IF EXISTS main.{PROFILES_TABLE};
          ALTER TABLE main.{NEW_TABLE} RENAME TO {PROFILES_TABLE};"
     ))
     .map_err(sql_err)?;

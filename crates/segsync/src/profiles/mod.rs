@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod changes;
 mod csv_input;
 mod dialect;
 mod error;
@@ -44,6 +45,7 @@ mod typing;
 
 pub use self::mysql::{check_mysql_source, MyReach, MySqlSource, MySqlSourceError};
 pub use self::postgres::{check_source, PgRelation, PgSource, PgSourceError, Reach, BATCH_ROWS};
+pub use changes::ProfileChanges;
 pub use dialect::{parse_delimiter, DateFormat, Dialect, ImportOptions, OnBadValue};
 pub use error::{
     BadValue, ImportError, InputError, Location, PredicateError, ProfileError, SelectError,
@@ -436,8 +438,41 @@ impl ProfileStore {
             columns,
             predicates,
             self.limits.select_timeout,
+            None,
             each,
         )
+    }
+
+    /// [`ProfileStore::select`] over the profiles keyed `keys` only (those that exist), in
+    /// the order a full pass reads them, provided the store is still at `generation` (else
+    /// [`SelectError::Failed`]: an import came in between).
+    pub fn select_keys<E, F>(
+        &self,
+        columns: &[String],
+        predicates: &[String],
+        keys: &[String],
+        generation: u64,
+        each: F,
+    ) -> Result<SelectStats, SelectError<E>>
+    where
+        F: FnMut(ProfileRow) -> Result<(), E>,
+    {
+        let only = predicate::Only { keys, generation };
+        predicate::select(
+            &self.path,
+            columns,
+            predicates,
+            self.limits.select_timeout,
+            Some(only),
+            each,
+        )
+    }
+
+    /// What the imports changed after generation `since` (`None`: nothing asked, only the
+    /// current generations). Generation 0: no import recorded its changes yet.
+    pub fn changes(&self, since: Option<u64>) -> Result<ProfileChanges, ProfileError> {
+        let conn = predicate::open_read_only(&self.path)?;
+        changes::since(&conn, since).map_err(|source| self.error(source))
     }
 
     fn error(&self, source: rusqlite::Error) -> ProfileError {

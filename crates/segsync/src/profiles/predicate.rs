@@ -447,11 +447,22 @@ fn meta_value(conn: &Connection, name: &str) -> rusqlite::Result<Option<String>>
     .optional()
 }
 
+/// Which profiles a [`select`] reads: all, or the rows keyed so (see [`super::changes`]),
+/// as long as the store is still at `generation`.
+pub(crate) struct Only<'a> {
+    pub keys: &'a [String],
+    pub generation: u64,
+}
+
+/// Rowids bound per restricted query.
+const ROWID_CHUNK: usize = 256;
+
 pub(crate) fn select<E, F>(
     store: &Path,
     columns: &[String],
     predicates: &[String],
     limit: Duration,
+    only: Option<Only<'_>>,
     mut each: F,
 ) -> Result<SelectStats, SelectError<E>>
 where
@@ -462,11 +473,72 @@ where
         return Err(SelectError::NoPredicates);
     }
     let g = Guarded::open(store, limit).map_err(SelectError::Store)?;
+    let rowids = match only {
+        Some(only) => Some(restricted_rowids(&g, &only)?),
+        None => None,
+    };
     let table = table_columns(&g.conn, store).map_err(SelectError::Store)?;
     let key = key_column(&g.conn).map_err(|e| SelectError::Store(g.store_error(e)))?;
     let (Some(key), false) = (key, table.is_empty()) else {
         return Err(SelectError::NoProfiles);
     };
+    let wanted = wanted_columns(&table, columns)?;
+    g.guard();
+    check_each(&g, predicates)?;
+    let restricted = rowids.is_some();
+    let sql = select_sql(&key, &wanted, predicates, restricted);
+    let mut stmt = g.prepare(&sql).map_err(|e| match e {
+        PredicateError::Store(e) => SelectError::Store(e),
+        other => SelectError::Failed(other.to_string()),
+    })?;
+    let mut stats = SelectStats {
+        rows: 0,
+        per_predicate: vec![0; predicates.len()],
+        duration: Duration::ZERO,
+    };
+    let mut pass = Pass {
+        g: &g,
+        n_wanted: wanted.len(),
+        kinds: wanted.iter().map(|c| c.kind).collect(),
+        stats: &mut stats,
+    };
+    match rowids {
+        None => pass.rows(&mut stmt, &mut each)?,
+        Some(rowids) => {
+            for chunk in rowids.chunks(ROWID_CHUNK) {
+                for i in 0..ROWID_CHUNK {
+                    let rid = chunk.get(i).copied().unwrap_or(-1);
+                    stmt.raw_bind_parameter(i + 1, rid)
+                        .map_err(|e| SelectError::Store(g.store_error(e)))?;
+                }
+                pass.rows(&mut stmt, &mut each)?;
+            }
+        }
+    }
+    stats.duration = started.elapsed();
+    Ok(stats)
+}
+
+/// The rowids of the profiles a restricted pass reads, in a read transaction that the pass
+/// keeps (so that it reads the generation it checked).
+fn restricted_rowids<E>(g: &Guarded, only: &Only<'_>) -> Result<Vec<i64>, SelectError<E>> {
+    let store_err = |e| SelectError::Store(g.store_error(e));
+    g.conn.execute_batch("BEGIN").map_err(store_err)?;
+    let now = super::changes::generation(&g.conn).map_err(store_err)?;
+    if now != only.generation {
+        return Err(SelectError::Failed(format!(
+            "the profiles were imported again while the run read them (generation {now}, expected {}): run it again",
+            only.generation
+        )));
+    }
+    super::changes::rowids(&g.conn, only.keys).map_err(store_err)
+}
+
+/// The requested columns, as the table has them (names matched exactly, else ignoring case).
+fn wanted_columns<'t, E>(
+    table: &'t [Column],
+    columns: &[String],
+) -> Result<Vec<&'t Column>, SelectError<E>> {
     let mut wanted: Vec<&Column> = Vec::with_capacity(columns.len());
     for name in columns {
         let found = table
@@ -483,7 +555,11 @@ where
             }
         }
     }
-    g.guard();
+    Ok(wanted)
+}
+
+/// Each predicate on its own, so that an error names the one at fault.
+fn check_each<E>(g: &Guarded, predicates: &[String]) -> Result<(), SelectError<E>> {
     for (index, predicate) in predicates.iter().enumerate() {
         let checked = scan(predicate).and_then(|()| {
             g.prepare_predicate(&format!(
@@ -500,75 +576,98 @@ where
             });
         }
     }
-    let mut sql = format!("SELECT {}", quote_ident(&key));
-    for c in &wanted {
+    Ok(())
+}
+
+/// `SELECT key, cols..., (p1), (p2)... FROM profiles WHERE (p1) OR (p2) ...`; restricted to
+/// [`ROWID_CHUNK`] bound rowids, in rowid order (the order of a full pass).
+fn select_sql(key: &str, wanted: &[&Column], predicates: &[String], restricted: bool) -> String {
+    let mut sql = format!("SELECT {}", quote_ident(key));
+    for c in wanted {
         sql.push_str(", ");
         sql.push_str(&quote_ident(&c.name));
     }
-    // Each predicate evaluated once per profile: no `WHERE p0 OR p1 ...` beside the columns
-    // (which evaluated the predicates a second time); rows in no segment are skipped here.
     for p in predicates {
         sql.push_str(&format!(", CASE WHEN {} THEN 1 ELSE 0 END", wrap(p)));
     }
+    // Each predicate is evaluated once, in its CASE: rows in no segment are skipped as they
+    // are read (a `WHERE p0 OR p1 ...` would evaluate every predicate a second time).
     sql.push_str(&format!(" FROM {PROFILES_TABLE}"));
-    let run_error = |e: rusqlite::Error| match g.run_error(e) {
-        PredicateError::Timeout { limit } => SelectError::Timeout { limit },
-        PredicateError::Store(e) => SelectError::Store(e),
-        other => SelectError::Failed(other.to_string()),
-    };
-    let mut stmt = g.prepare(&sql).map_err(|e| match e {
-        PredicateError::Store(e) => SelectError::Store(e),
-        other => SelectError::Failed(other.to_string()),
-    })?;
-    let mut stats = SelectStats {
-        rows: 0,
-        per_predicate: vec![0; predicates.len()],
-        duration: Duration::ZERO,
-    };
-    g.clock.resume();
-    let mut rows = stmt.raw_query();
-    loop {
-        g.clock.resume();
-        let next = rows.next();
-        g.clock.pause();
-        let Some(row) = next.map_err(run_error)? else {
-            break;
+    if restricted {
+        let marks = vec!["?"; ROWID_CHUNK].join(", ");
+        sql.push_str(&format!(" WHERE rowid IN ({marks}) ORDER BY rowid"));
+    }
+    sql
+}
+
+/// One pass's reading of rows into [`ProfileRow`]s.
+struct Pass<'p> {
+    g: &'p Guarded,
+    n_wanted: usize,
+    kinds: Vec<ColumnType>,
+    stats: &'p mut SelectStats,
+}
+
+impl Pass<'_> {
+    fn rows<E, F>(&mut self, stmt: &mut Statement<'_>, each: &mut F) -> Result<(), SelectError<E>>
+    where
+        F: FnMut(ProfileRow) -> Result<(), E>,
+    {
+        let g = self.g;
+        let run_error = |e: rusqlite::Error| match g.run_error(e) {
+            PredicateError::Timeout { limit } => SelectError::Timeout { limit },
+            PredicateError::Store(e) => SelectError::Store(e),
+            other => SelectError::Failed(other.to_string()),
         };
-        let mut in_segment = Vec::with_capacity(predicates.len());
-        for i in 0..predicates.len() {
-            let hit = matches!(
-                row.get_ref(1 + wanted.len() + i).map_err(run_error)?,
+        g.clock.resume();
+        let mut rows = stmt.raw_query();
+        loop {
+            g.clock.resume();
+            let next = rows.next();
+            g.clock.pause();
+            let Some(row) = next.map_err(run_error)? else {
+                return Ok(());
+            };
+            if let Some(profile) = self.profile(row).map_err(run_error)? {
+                each(profile).map_err(SelectError::Callback)?;
+            }
+        }
+    }
+
+    /// The row as a profile, or `None` when it is in no segment.
+    fn profile(&mut self, row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<ProfileRow>> {
+        let n = self.stats.per_predicate.len();
+        let mut in_segment = Vec::with_capacity(n);
+        for i in 0..n {
+            in_segment.push(matches!(
+                row.get_ref(1 + self.n_wanted + i)?,
                 ValueRef::Integer(1)
-            );
-            in_segment.push(hit);
+            ));
         }
         if !in_segment.contains(&true) {
-            continue;
+            return Ok(None);
         }
-        let key = match row.get_ref(0).map_err(run_error)? {
+        let key = match row.get_ref(0)? {
             ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
             ValueRef::Integer(i) => i.to_string(),
             ValueRef::Real(f) => f.to_string(),
             ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
             ValueRef::Null => String::new(),
         };
-        let mut values = Vec::with_capacity(wanted.len());
-        for (i, c) in wanted.iter().enumerate() {
-            values.push(to_json(row.get_ref(1 + i).map_err(run_error)?, c.kind));
+        let mut values = Vec::with_capacity(self.n_wanted);
+        for (i, kind) in self.kinds.iter().enumerate() {
+            values.push(to_json(row.get_ref(1 + i)?, *kind));
         }
-        for (count, hit) in stats.per_predicate.iter_mut().zip(&in_segment) {
+        for (count, hit) in self.stats.per_predicate.iter_mut().zip(&in_segment) {
             *count += u64::from(*hit);
         }
-        stats.rows += 1;
-        each(ProfileRow {
+        self.stats.rows += 1;
+        Ok(Some(ProfileRow {
             key,
             values,
             in_segment,
-        })
-        .map_err(SelectError::Callback)?;
+        }))
     }
-    stats.duration = started.elapsed();
-    Ok(stats)
 }
 
 /// A stored value as JSON: booleans as `true`/`false`, JSON columns parsed, the rest as is.

@@ -111,6 +111,10 @@ CREATE TEMP TABLE IF NOT EXISTS plan_move (
     status TEXT NOT NULL,
     fp INTEGER NOT NULL
 );
+CREATE TEMP TABLE IF NOT EXISTS touched (
+    key BLOB PRIMARY KEY
+) WITHOUT ROWID;
+DELETE FROM temp.touched;
 DELETE FROM temp.staged_raw;
 DELETE FROM temp.staged;
 DELETE FROM temp.plan_upsert;
@@ -397,7 +401,7 @@ impl StateStore {
     /// The merge-join of the stage and `export`'s snapshot, in key order: `f` gets each key
     /// with what the export wants (if it does) and what it delivered (if anything), and
     /// writes the plan through the [`PlanWriter`]. One transaction.
-    pub fn diff_stage<F>(&mut self, export: &str, mut f: F) -> Result<()>
+    pub fn diff_stage<F>(&mut self, export: &str, restrict: bool, mut f: F) -> Result<()>
     where
         F: FnMut(
             MemberKey,
@@ -411,9 +415,12 @@ impl StateStore {
         {
             let mut want_st =
                 tx.prepare("SELECT key, email, fp, tags, profiles FROM temp.staged ORDER BY key")?;
-            let mut snap_st = tx.prepare(
-                "SELECT key, email, fingerprint, tags, status, owned, profiles FROM snapshot WHERE export = ?1 ORDER BY key",
-            )?;
+            // Restricted: the touched addresses only ([`StateStore::set_touched`]).
+            let mut snap_st = tx.prepare(if restrict {
+                "SELECT s.key, s.email, s.fingerprint, s.tags, s.status, s.owned, s.profiles FROM temp.touched t CROSS JOIN snapshot s ON s.export = ?1 AND s.key = t.key ORDER BY t.key"
+            } else {
+                "SELECT key, email, fingerprint, tags, status, owned, profiles FROM snapshot WHERE export = ?1 ORDER BY key"
+            })?;
             let mut wants = want_st.query_map([], |r| {
                 Ok(StagedMember {
                     key: key_of(r.get(0)?)?,
@@ -670,6 +677,65 @@ impl StateStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+}
+
+impl StateStore {
+    /// The members of `export`'s snapshot that hold one of `profiles`, with all their
+    /// profiles: one pass over the snapshot (none when `profiles` is empty).
+    pub fn members_holding(
+        &mut self,
+        export: &str,
+        profiles: &HashSet<String>,
+    ) -> Result<Vec<(MemberKey, String)>> {
+        if profiles.is_empty() || !self.backend.has_snapshot(export)? {
+            return Ok(Vec::new());
+        }
+        self.load_scratch_snapshot(export)?;
+        let mut st = self.stage().prepare(
+            "SELECT key, profiles FROM snapshot WHERE export = ?1 AND profiles IS NOT NULL",
+        )?;
+        let mut rows = st.query([export])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let held: String = r.get(1)?;
+            if profile_keys(&held).any(|p| profiles.contains(p)) {
+                out.push((key_of(r.get(0)?)?, held));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The profiles behind the delivered members `keys` (those the snapshot knows them for).
+    pub fn member_profiles(
+        &self,
+        export: &str,
+        keys: &[MemberKey],
+    ) -> Result<Vec<(MemberKey, String)>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(REFRESH_BATCH) {
+            for (k, e) in self.backend.snapshot_entries(export, chunk)? {
+                if let Some(p) = e.profiles {
+                    out.push((k, p));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The addresses an incremental run compares with the snapshot (after
+    /// [`StateStore::stage_begin`]); see [`StateStore::diff_stage`].
+    pub fn set_touched(&mut self, keys: &HashSet<MemberKey>) -> Result<()> {
+        let tx = self.stage_mut().transaction()?;
+        {
+            let mut st =
+                tx.prepare_cached("INSERT OR IGNORE INTO temp.touched (key) VALUES (?1)")?;
+            for k in keys {
+                st.execute([&k.0[..]])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 

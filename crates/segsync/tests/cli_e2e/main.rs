@@ -18,6 +18,7 @@ mod fidelity;
 mod first_run;
 mod guards;
 mod incremental;
+mod incremental_eval;
 mod membership;
 mod moves;
 mod mysql;

@@ -202,6 +202,12 @@ fn profiles_in_a_postgres_table_are_exported_with_segments_evaluated_by_postgres
         holding(&sim.view(&list), FIELDS),
         expected(&profiles, Status::Subscribed)
     );
+    // A re-run reads a PostgreSQL source whole (no cursor column): a full pass, which says so.
+    s.run_export(0);
+    let run = s.show_json(s.last_run());
+    let e = &run["counts"]["evaluation"];
+    assert_eq!(e["mode"], "full", "{run}");
+    assert_eq!(e["reason"], "PostgreSQL sources are read whole", "{run}");
 
     // An export cannot mix profiles from two places.
     s.import(&profiles);

@@ -1,0 +1,482 @@
+//! Which profiles a run evaluates: every one (a full pass), or, on a re-run, only those an
+//! import changed since the last run, the profiles sharing an address with them, and those
+//! behind addresses whose status changed in Mailchimp. Every other address is left as the
+//! last run delivered it, which is what a full pass would decide for it too: the same
+//! profiles, the same content, the same segments give the same member.
+//!
+//! A full pass whenever that could be wrong: asked for (`--full`), a first run, a database
+//! source (read whole), a predicate that reads the clock, a segment, the mapping, the export
+//! or the profile columns changed, or the last run failed, was interrupted, or left members
+//! to send again (failed, deferred or skipped).
+
+use std::collections::{BTreeSet, HashSet};
+
+use segsync_core::incremental::print;
+use segsync_core::{
+    config_change, fingerprint, reads_clock, Collector, ConfigPrints, FieldSpec, MemberKey,
+    Normalized, RecordError, Row, TagSet,
+};
+use serde_json::Value;
+
+use super::RunError;
+use crate::app::App;
+use crate::profiles::{ProfileStore, SelectError};
+use crate::sources::Profiles;
+use crate::state::{
+    Evaluation, EvaluationMode, ExportConfig, Outcome, RunRecord, StateError, StateStore,
+};
+
+/// The segments' predicates and the profiles they run over.
+pub(super) struct Source {
+    pub predicates: Vec<String>,
+    pub profiles: Profiles,
+    pub prints: ConfigPrints,
+}
+
+/// What the export's segments read, and the prints of what its result depends on.
+pub(super) fn source(
+    app: &App,
+    state: &StateStore,
+    export: &ExportConfig,
+    specs: &[FieldSpec],
+    tag_bits: &[usize],
+) -> Result<Source, RunError> {
+    let mut predicates = Vec::new();
+    let mut prints = ConfigPrints::new();
+    let mut source: Option<String> = None;
+    for (i, s) in export.segments.iter().enumerate() {
+        let segment = state.segment(&s.segment)?;
+        let text = format!(
+            "{}\u{1f}{:?}\u{1f}{}\u{1f}{}",
+            segment.predicate, segment.source, s.tag, tag_bits[i]
+        );
+        prints.insert(format!("segment:{}", s.segment), print(&text));
+        source = segment.source;
+        predicates.push(segment.predicate);
+    }
+    let mapping = format!(
+        "{}\u{1f}{:?}\u{1f}{:?}\u{1f}{:?}",
+        export.email_field, export.fields, export.updated_at_field, specs
+    );
+    prints.insert("mapping".into(), print(&mapping));
+    let settings = format!(
+        "{}\u{1f}{}\u{1f}{:?}\u{1f}{:?}\u{1f}{}",
+        export.connection,
+        export.audience_id,
+        export.status_if_new,
+        export.removal,
+        export.create_merge_fields
+    );
+    prints.insert("export".into(), print(&settings));
+    let where_from = match &source {
+        None => "embedded".to_string(),
+        Some(name) => {
+            let r = state.profile_source(name)?;
+            format!(
+                "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+                r.name, r.kind, r.relation, r.key_column, r.created_at
+            )
+        }
+    };
+    prints.insert("source".into(), print(&where_from));
+    // A member held back, or let go, is only reconsidered when it is compared again: a
+    // change to the lists or the refusals takes a full pass.
+    let holds = format!(
+        "{:?}\u{1f}{:?}\u{1f}{:?}",
+        state.suppressions(None)?,
+        state.suppressions(Some(&export.name))?,
+        state.refusals(&export.name)?
+    );
+    prints.insert("holds".into(), print(&holds));
+    let profiles = app
+        .profiles_of(source.as_deref())
+        .map_err(|e| RunError::Config(format!("{e:#}")))?;
+    Ok(Source {
+        predicates,
+        profiles,
+        prints,
+    })
+}
+
+/// How this run evaluates the segments.
+pub(super) enum Decision {
+    Full(String),
+    /// Only what changed after generation `since` of the embedded store (now at `changes`).
+    Incremental {
+        since: u64,
+        previous_members: u64,
+        /// The run it goes on from: its refused rows stand for the profiles not read again.
+        last_run: i64,
+    },
+}
+
+/// Whether the run may go on from the last one, and why not.
+pub(super) fn decide(
+    state: &StateStore,
+    export: &ExportConfig,
+    source: &Source,
+    full: bool,
+) -> Result<(Decision, Option<u64>), RunError> {
+    let Profiles::Embedded(store) = &source.profiles else {
+        let kind = match source.profiles {
+            Profiles::MySql(_) => "MySQL",
+            _ => "PostgreSQL",
+        };
+        let why = format!("{kind} sources are read whole");
+        return Ok((Decision::Full(why), None));
+    };
+    let now = store.changes(None).map_err(|e| RunError::Other(e.into()))?;
+    let generation = (now.generation > 0).then_some(now.generation);
+    let full_pass = |why: String| Ok((Decision::Full(why), generation));
+    if full {
+        return full_pass("asked for (--full)".into());
+    }
+    if let Some(s) = export
+        .segments
+        .iter()
+        .zip(&source.predicates)
+        .find(|(_, p)| reads_clock(p))
+    {
+        return full_pass(format!("segment '{}' reads the clock", s.0.segment));
+    }
+    let Some(last) = last_run(state, &export.name)? else {
+        return full_pass("first run".into());
+    };
+    if let Some(why) = unusable(&last) {
+        return full_pass(why);
+    }
+    let e = last
+        .counts
+        .evaluation
+        .as_ref()
+        .expect("checked by unusable");
+    let since = e.generation.expect("checked by unusable");
+    if let Some(why) = config_change(&e.config, &source.prints) {
+        return full_pass(why);
+    }
+    if now.generation == 0 || now.generation < since {
+        return full_pass("the profile store was replaced".into());
+    }
+    if now.schema_generation > since {
+        return full_pass("the profile columns changed".into());
+    }
+    if !state.has_snapshot(&export.name)? {
+        return full_pass("nothing delivered yet".into());
+    }
+    let previous_members = last.counts.members;
+    Ok((
+        Decision::Incremental {
+            since,
+            previous_members,
+            last_run: last.id,
+        },
+        generation,
+    ))
+}
+
+/// The export's last run before this one (which may be recorded as running already).
+fn last_run(state: &StateStore, export: &str) -> Result<Option<RunRecord>, StateError> {
+    let runs = state.runs(Some(export), 2)?;
+    Ok(runs
+        .into_iter()
+        .find(|r| !matches!(r.outcome, Outcome::Running)))
+}
+
+/// Why the run `last` is no base to go on from, if it is not.
+fn unusable(last: &RunRecord) -> Option<String> {
+    if !matches!(
+        last.outcome,
+        Outcome::Succeeded | Outcome::SucceededWithErrors
+    ) {
+        return Some(format!(
+            "the last run {}",
+            last.outcome.as_str().replace('_', " ")
+        ));
+    }
+    let c = &last.counts;
+    let retry = c.failed + c.deferred + c.skipped;
+    if retry > 0 {
+        return Some(format!(
+            "the last run left {retry} member(s) to send again (failed, deferred or skipped)"
+        ));
+    }
+    match &c.evaluation {
+        Some(e) if e.generation.is_some() => None,
+        _ => Some("the last run recorded no profile generation".into()),
+    }
+}
+
+/// The profiles read into the run's stage.
+pub(super) struct Staged {
+    /// Profile rows read (in at least one segment).
+    pub rows: u64,
+    /// Rows accepted (before duplicate addresses merged).
+    pub accepted: u64,
+    /// Distinct members staged.
+    pub members: u64,
+    pub refused: Vec<RecordError>,
+}
+
+/// Reads profile rows into the run's stage (between `stage_begin` and `stage_end`), one
+/// pass or several.
+pub(super) struct Stager<'a> {
+    columns: Vec<String>,
+    predicates: &'a [String],
+    tag_bits: &'a [usize],
+    n_fields: usize,
+    has_updated: bool,
+    collector: Collector,
+    accepted: u64,
+    /// The addresses staged, when asked to keep them.
+    pub keys: Option<HashSet<MemberKey>>,
+    /// Rows go to the stage (else only their addresses are kept).
+    stage: bool,
+}
+
+/// Rows staged per transaction while reading the profiles.
+const STAGE_BATCH: usize = 10_000;
+
+impl<'a> Stager<'a> {
+    pub fn new(
+        export: &ExportConfig,
+        specs: &[FieldSpec],
+        predicates: &'a [String],
+        tag_bits: &'a [usize],
+        keep_keys: bool,
+    ) -> Stager<'a> {
+        let mut columns = vec![export.email_field.clone()];
+        columns.extend(export.fields.iter().map(|f| f.column.clone()));
+        if let Some(u) = &export.updated_at_field {
+            columns.push(u.clone());
+        }
+        Stager {
+            columns,
+            predicates,
+            tag_bits,
+            n_fields: export.fields.len(),
+            has_updated: export.updated_at_field.is_some(),
+            collector: Collector::new(specs.to_vec()),
+            accepted: 0,
+            keys: keep_keys.then(HashSet::new),
+            stage: true,
+        }
+    }
+
+    /// A stager that stages nothing and keeps the addresses the rows have.
+    fn addresses_only(mut self) -> Stager<'a> {
+        self.stage = false;
+        self.keys = Some(HashSet::new());
+        self
+    }
+
+    /// One pass: every profile, or those keyed `only` of the embedded store at `generation`.
+    pub fn pass(
+        &mut self,
+        state: &mut StateStore,
+        profiles: &Profiles,
+        only: Option<(&ProfileStore, &[String], u64)>,
+    ) -> Result<(), RunError> {
+        let mut batch: Vec<(Normalized, String, String, u64)> = Vec::with_capacity(STAGE_BATCH);
+        let columns = self.columns.clone();
+        let predicates = self.predicates;
+        let each = |row: crate::profiles::ProfileRow| -> Result<(), StateError> {
+            self.row(state, &mut batch, row)
+        };
+        let result = match only {
+            None => profiles.select(&columns, predicates, each),
+            Some((store, keys, generation)) => {
+                store.select_keys(&columns, predicates, keys, generation, each)
+            }
+        };
+        result.map_err(|e| match e {
+            SelectError::Callback(e) => RunError::Other(e.into()),
+            other => RunError::Config(format!("reading the profiles: {other}")),
+        })?;
+        state.stage_rows(&batch)?;
+        Ok(())
+    }
+
+    fn row(
+        &mut self,
+        state: &mut StateStore,
+        batch: &mut Vec<(Normalized, String, String, u64)>,
+        row: crate::profiles::ProfileRow,
+    ) -> Result<(), StateError> {
+        let mut tags = TagSet::default();
+        for (i, inside) in row.in_segment.iter().enumerate() {
+            if *inside {
+                tags = tags.with(self.tag_bits[i]);
+            }
+        }
+        let n = self.n_fields;
+        let field_refs: Vec<&Value> = row.values[1..1 + n].iter().collect();
+        let updated_at = if self.has_updated {
+            row.values.get(1 + n)
+        } else {
+            None
+        };
+        let normalized = self.collector.normalize(Row {
+            profile_key: &row.key,
+            email: &row.values[0],
+            fields: &field_refs,
+            tags,
+            updated_at,
+        });
+        match normalized {
+            Ok(n) => {
+                let merge =
+                    serde_json::to_string(&n.desired.merge).expect("merge values serialise");
+                let fp = fingerprint(&n.desired.merge);
+                if let Some(keys) = &mut self.keys {
+                    keys.insert(n.key);
+                }
+                if !self.stage {
+                    return Ok(());
+                }
+                batch.push((n, merge, row.key, fp));
+                self.accepted += 1;
+                if batch.len() >= STAGE_BATCH {
+                    state.stage_rows(batch)?;
+                    batch.clear();
+                }
+            }
+            Err(e) => self.collector.refused.push(e),
+        }
+        Ok(())
+    }
+
+    /// Ends the stage: duplicates merged, counted.
+    pub fn finish(
+        mut self,
+        state: &mut StateStore,
+    ) -> Result<(Staged, Option<HashSet<MemberKey>>), RunError> {
+        state.stage_end()?;
+        let staged = Staged {
+            rows: self.collector.rows,
+            accepted: self.accepted,
+            members: state.staged_count()?,
+            refused: std::mem::take(&mut self.collector.refused),
+        };
+        Ok((staged, self.keys))
+    }
+}
+
+/// What reading the profiles into the stage needs.
+pub(super) struct Reading<'a> {
+    pub export: &'a ExportConfig,
+    pub specs: &'a [FieldSpec],
+    pub tag_bits: &'a [usize],
+    pub source: &'a Source,
+}
+
+impl Reading<'_> {
+    fn stager(&self, keep_keys: bool) -> Stager<'_> {
+        Stager::new(
+            self.export,
+            self.specs,
+            &self.source.predicates,
+            self.tag_bits,
+            keep_keys,
+        )
+    }
+}
+
+/// A full pass: every profile staged.
+pub(super) fn stage_all(state: &mut StateStore, r: &Reading<'_>) -> Result<Staged, RunError> {
+    state.stage_begin()?;
+    let mut stager = r.stager(false);
+    stager.pass(state, &r.source.profiles, None)?;
+    Ok(stager.finish(state)?.0)
+}
+
+/// The addresses an incremental run compares, and the profiles it evaluates.
+#[derive(Default)]
+struct Touched {
+    members: HashSet<MemberKey>,
+    profiles: BTreeSet<String>,
+}
+
+impl Touched {
+    /// Adds delivered members and every profile behind them.
+    fn add_held(&mut self, held: Vec<(MemberKey, String)>) {
+        for (k, profiles) in held {
+            self.members.insert(k);
+            self.profiles
+                .extend(segsync_core::profile_keys(&profiles).map(str::to_string));
+        }
+    }
+}
+
+/// An incremental read: the profiles changed after generation `since`, those sharing an
+/// address with them (the snapshot knows the profiles behind each delivered address), and
+/// those behind the addresses in `reported` (their status changed in Mailchimp). Returns the
+/// stage's counts and what was evaluated; the addresses to compare are left in the stage.
+pub(super) fn stage_changed(
+    state: &mut StateStore,
+    r: &Reading<'_>,
+    (since, last_run): (u64, i64),
+    reported: Vec<MemberKey>,
+) -> Result<(Staged, Evaluation), RunError> {
+    let Profiles::Embedded(store) = &r.source.profiles else {
+        unreachable!("decided for the embedded store only")
+    };
+    let changes = store
+        .changes(Some(since))
+        .map_err(|e| RunError::Other(e.into()))?;
+    let generation = changes.generation;
+    let mut touched = Touched::default();
+    let changed: HashSet<String> = changes.keys.iter().cloned().collect();
+    touched.profiles.extend(changed.iter().cloned());
+    touched.add_held(state.members_holding(&r.export.name, &changed)?);
+    touched.add_held(state.member_profiles(&r.export.name, &reported)?);
+    touched.members.extend(reported);
+    state.stage_begin()?;
+    // Where the profiles are now: the other profiles behind those addresses too.
+    let mut finder = r.stager(true).addresses_only();
+    let first: Vec<String> = touched.profiles.iter().cloned().collect();
+    finder.pass(state, &r.source.profiles, Some((store, &first, generation)))?;
+    let new: Vec<MemberKey> = finder
+        .keys
+        .iter()
+        .flatten()
+        .filter(|k| !touched.members.contains(k))
+        .copied()
+        .collect();
+    touched.add_held(state.member_profiles(&r.export.name, &new)?);
+    // One pass in the order a full pass reads them, so that duplicates merge the same way.
+    let mut stager = r.stager(true);
+    let all: Vec<String> = touched.profiles.iter().cloned().collect();
+    stager.pass(state, &r.source.profiles, Some((store, &all, generation)))?;
+    let (mut staged, keys) = stager.finish(state)?;
+    touched.members.extend(keys.into_iter().flatten());
+    carry_refused(state, last_run, &touched.profiles, &mut staged)?;
+    state.set_touched(&touched.members)?;
+    let evaluation = Evaluation {
+        mode: EvaluationMode::Incremental,
+        reason: String::new(),
+        changed_profiles: changes.keys.len() as u64,
+        evaluated_profiles: touched.profiles.len() as u64,
+        touched_members: touched.members.len() as u64,
+        generation: Some(generation),
+        config: r.source.prints.clone(),
+    };
+    Ok((staged, evaluation))
+}
+
+/// The last run left nothing to send again, so its records are rows it refused: those of
+/// profiles not read again are refused again, as a full pass would.
+fn carry_refused(
+    state: &StateStore,
+    last_run: i64,
+    read: &BTreeSet<String>,
+    staged: &mut Staged,
+) -> Result<(), RunError> {
+    let mut carried: Vec<RecordError> = state
+        .run_errors(last_run)?
+        .into_iter()
+        .filter(|e| !e.profile_key.is_empty() && !read.contains(&e.profile_key))
+        .collect();
+    carried.append(&mut staged.refused);
+    staged.refused = carried;
+    Ok(())
+}

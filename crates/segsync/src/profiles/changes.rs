@@ -1,0 +1,263 @@
+//! What each import changed, so that a re-run evaluates only those profiles.
+//!
+//! Every import is a generation (1, 2, ...). The store keeps, per profile key, a hash of its
+//! row, where the row is in the profiles table, and the generation in which its content last
+//! changed; and, per removed key, the generation that removed it. An import that changes the
+//! columns (names, types, key column) changes every profile: its generation is recorded as
+//! the schema's. All of it is written in the import's own transaction.
+
+use rusqlite::{Connection, OptionalExtension, Transaction};
+
+use super::load::{Cell, Schema};
+use super::{table_columns, META_TABLE, PROFILES_TABLE};
+
+/// Per profile key: `rid` (rowid in the profiles table), `hash` of the row, `gen` (the
+/// generation in which its content last changed), `pos` (where the import read it).
+pub(crate) const KEYS_TABLE: &str = "segsync_profile_keys";
+/// Keys an import removed, with the generation that removed them.
+const REMOVED_TABLE: &str = "segsync_profile_removed";
+/// Meta entries: the last import's generation, and the generation of the last column change.
+const GENERATION: &str = "generation";
+const SCHEMA_GENERATION: &str = "schema_generation";
+
+/// What changed in the profiles since a generation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProfileChanges {
+    /// The last import's generation (0: no import recorded its changes yet).
+    pub generation: u64,
+    /// The generation of the last import that changed the columns.
+    pub schema_generation: u64,
+    /// Keys of profiles new, changed or removed after the generation asked about.
+    pub keys: Vec<String>,
+}
+
+/// A 64-bit hash of a row's values (types and contents), the same in every process.
+pub(crate) fn row_hash(cells: &[Cell<'_>]) -> i64 {
+    let mut h = Fnv::default();
+    for cell in cells {
+        match cell {
+            Cell::Null => h.write(&[0]),
+            Cell::Int(i) => {
+                h.write(&[1]);
+                h.write(&i.to_le_bytes());
+            }
+            Cell::Real(f) => {
+                h.write(&[2]);
+                h.write(&f.to_bits().to_le_bytes());
+            }
+            Cell::Text(t) => {
+                h.write(&[3]);
+                h.write(&(t.len() as u64).to_le_bytes());
+                h.write(t.as_bytes());
+            }
+        }
+    }
+    h.0 as i64
+}
+
+/// FNV-1a, 64 bits.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn meta_u64(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
+    let v: Option<String> = conn
+        .query_row(
+            &format!("SELECT value FROM main.{META_TABLE} WHERE name = ?1"),
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+fn set_meta(tx: &Transaction<'_>, name: &str, value: u64) -> rusqlite::Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO main.{META_TABLE} (name, value) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        ),
+        (name, value.to_string()),
+    )?;
+    Ok(())
+}
+
+/// Starts an import's record of changes: its generation (returned), and the schema's when
+/// the columns differ from the previous import's.
+pub(crate) fn begin(
+    tx: &Transaction<'_>,
+    schema: &Schema,
+    key_column: &str,
+) -> rusqlite::Result<i64> {
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS main.{KEYS_TABLE} (key TEXT PRIMARY KEY, pos INTEGER NOT NULL, rid INTEGER NOT NULL, hash INTEGER NOT NULL, gen INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS main.{REMOVED_TABLE} (key TEXT PRIMARY KEY, gen INTEGER NOT NULL) WITHOUT ROWID;"
+    ))?;
+    let generation = meta_u64(tx, GENERATION)? + 1;
+    let old_key: Option<String> = tx
+        .query_row(
+            &format!("SELECT value FROM main.{META_TABLE} WHERE name = 'key_column'"),
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let old_columns =
+        table_columns(tx, std::path::Path::new("")).map_err(|_| rusqlite::Error::InvalidQuery)?;
+    if old_key.as_deref() != Some(key_column) || old_columns != schema.columns {
+        set_meta(tx, SCHEMA_GENERATION, generation)?;
+    }
+    set_meta(tx, GENERATION, generation)?;
+    Ok(generation as i64)
+}
+
+/// Ends an import's record of changes: the keys it no longer has are tombstoned, and its
+/// keys (`new_keys`) replace the previous import's.
+pub(crate) fn finish(
+    tx: &Transaction<'_>,
+    new_keys: &str,
+    generation: i64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO main.{REMOVED_TABLE} (key, gen)
+             SELECT o.key, ?1 FROM main.{KEYS_TABLE} o
+             WHERE NOT EXISTS (SELECT 1 FROM main.{new_keys} n WHERE n.key = o.key)
+             ON CONFLICT (key) DO UPDATE SET gen = excluded.gen"
+        ),
+        [generation],
+    )?;
+    tx.execute_batch(&format!(
+        "DROP TABLE main.{KEYS_TABLE};
+         ALTER TABLE main.{new_keys} RENAME TO {KEYS_TABLE};"
+    ))
+}
+
+/// What changed after generation `since` (`None`: only the current generations).
+pub(crate) fn since(conn: &Connection, since: Option<u64>) -> rusqlite::Result<ProfileChanges> {
+    let has_keys: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE name = ?1)",
+        [KEYS_TABLE],
+        |r| r.get(0),
+    )?;
+    let has_profiles: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE name = ?1)",
+        [PROFILES_TABLE],
+        |r| r.get(0),
+    )?;
+    if !has_keys || !has_profiles {
+        return Ok(ProfileChanges::default());
+    }
+    let mut out = ProfileChanges {
+        generation: meta_u64(conn, GENERATION)?,
+        schema_generation: meta_u64(conn, SCHEMA_GENERATION)?,
+        keys: Vec::new(),
+    };
+    let Some(since) = since else {
+        return Ok(out);
+    };
+    for table in [KEYS_TABLE, REMOVED_TABLE] {
+        let mut st = conn.prepare(&format!("SELECT key FROM main.{table} WHERE gen > ?1"))?;
+        let keys = st.query_map([since as i64], |r| r.get::<_, String>(0))?;
+        for k in keys {
+            out.keys.push(k?);
+        }
+    }
+    out.keys.sort_unstable();
+    out.keys.dedup();
+    Ok(out)
+}
+
+/// The rowids of the profiles keyed `keys` (those that exist), in order.
+pub(crate) fn rowids(conn: &Connection, keys: &[String]) -> rusqlite::Result<Vec<i64>> {
+    let mut st = conn.prepare(&format!("SELECT rid FROM main.{KEYS_TABLE} WHERE key = ?1"))?;
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        if let Some(rid) = st.query_row([k], |r| r.get::<_, i64>(0)).optional()? {
+            out.push(rid);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The generation of the profiles `conn` sees.
+pub(crate) fn generation(conn: &Connection) -> rusqlite::Result<u64> {
+    meta_u64(conn, GENERATION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ProfileStore, SelectError};
+
+    fn import(store: &ProfileStore, dir: &std::path::Path, text: &str) {
+        let file = dir.join("p.csv");
+        std::fs::write(&file, text).unwrap();
+        store.import(&file, None, "id").unwrap();
+    }
+
+    fn keys_read(store: &ProfileStore, keys: &[&str], generation: u64) -> Vec<String> {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let mut out = Vec::new();
+        store
+            .select_keys(&["v".into()], &["1".into()], &keys, generation, |r| {
+                out.push(r.key);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn imports_record_what_changed_and_what_was_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProfileStore::open(&dir.path().join("p.sqlite")).unwrap();
+        assert_eq!(store.changes(None).unwrap().generation, 0);
+        import(&store, dir.path(), "id,v\na,1\nb,2\nc,3\n");
+        let first = store.changes(Some(0)).unwrap();
+        assert_eq!((first.generation, first.schema_generation), (1, 1));
+        assert_eq!(first.keys, ["a", "b", "c"]);
+        // b changes, c goes, d comes; a is as it was.
+        import(&store, dir.path(), "id,v\nd,4\na,1\nb,5\n");
+        let second = store.changes(Some(1)).unwrap();
+        assert_eq!((second.generation, second.schema_generation), (2, 1));
+        assert_eq!(second.keys, ["b", "c", "d"]);
+        assert!(store.changes(Some(2)).unwrap().keys.is_empty());
+        // Read back by key, in the table's order; a key that is gone reads nothing.
+        assert_eq!(keys_read(&store, &["b", "c", "d"], 2), ["d", "b"]);
+        // A failed import (a duplicate key) changes nothing, the generation included.
+        let file = dir.path().join("bad.csv");
+        std::fs::write(&file, "id,v\na,1\na,2\n").unwrap();
+        assert!(store.import(&file, None, "id").is_err());
+        assert_eq!(store.changes(Some(2)).unwrap().generation, 2);
+        // New columns change every profile.
+        import(&store, dir.path(), "id,v,w\nd,4,x\na,1,y\nb,5,z\n");
+        assert_eq!(store.changes(None).unwrap().schema_generation, 3);
+    }
+
+    #[test]
+    fn a_read_by_key_refuses_another_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProfileStore::open(&dir.path().join("p.sqlite")).unwrap();
+        import(&store, dir.path(), "id,v\na,1\n");
+        let keys = vec!["a".to_string()];
+        let r = store.select_keys(&["v".into()], &["1".into()], &keys, 7, |_| Ok::<(), ()>(()));
+        assert!(
+            matches!(&r, Err(SelectError::Failed(m)) if m.contains("imported again")),
+            "{r:?}"
+        );
+    }
+}
