@@ -40,7 +40,11 @@ pub async fn execute(
 ) -> Result<RunReport, RunError> {
     let refused = std::mem::take(&mut p.refused);
     state.add_run_errors(run_id, &refused)?;
-    let checkpoints = Checkpoints::start(checkpoint_store, p.export.name.clone(), run_id)
+    let mut names = tag_names(&p);
+    for (bit, name) in state.tag_names(&p.export.name)? {
+        names.entry(bit).or_insert(name);
+    }
+    let checkpoints = Checkpoints::start(checkpoint_store, p.export.name.clone(), run_id, names)
         .map_err(|e| anyhow::anyhow!("starting the checkpoint thread: {e}"))?;
     let mut run = Sending {
         state,

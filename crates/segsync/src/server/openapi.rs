@@ -448,7 +448,7 @@ impl utoipa::ToSchema for Upload {}
         api::exports::pause_export, api::exports::resume_export,
         api::preview::plan_export,
         api::runs::run_export, api::runs::cancel_export,
-        api::runs::list_runs, api::runs::get_run, api::runs::run_errors, api::runs::cancel_run,
+        api::runs::list_runs, api::runs::get_run, api::runs::run_errors, api::runs::run_changes, api::runs::cancel_run,
         api::audit::audit_log,
         settings::get_alerts, settings::put_alerts, settings::test_alerts,
     )

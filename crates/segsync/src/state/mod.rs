@@ -35,6 +35,7 @@ use rusqlite::Connection;
 use segsync_core::{MemberKey, NewStatus, RemovalPolicy, SnapshotEntry};
 use serde::{Deserialize, Serialize};
 
+pub mod changes;
 pub mod copy;
 mod msg;
 mod people;
@@ -44,6 +45,7 @@ pub mod sqlite;
 mod staging;
 pub mod stores;
 
+pub use changes::{ChangeAction, RunChange, CHANGES_PAGE};
 pub use copy::{copy_state, Cell, ColKind, CopyReport, Import, TableDef, TABLES};
 pub use people::{AuditEntry, Role, SessionRecord, TokenRecord, UserRecord};
 pub use staging::{PlanWriter, PlannedUpsert, StagedMember, UpsertPhase};

@@ -14,7 +14,7 @@ use segsync_core::{MemberKey, RecordError, SnapshotEntry, Status};
 
 use super::{
     AuditEntry, ConnectionRecord, ExportConfig, Outcome, ProfileSourceRecord, QueuedRun, Result,
-    Role, RunCounts, RunRecord, SegmentRecord, SessionRecord, SnapshotSink, TokenRecord,
+    Role, RunChange, RunCounts, RunRecord, SegmentRecord, SessionRecord, SnapshotSink, TokenRecord,
     UserRecord,
 };
 
@@ -148,6 +148,15 @@ pub trait RunStore {
     fn run_error_count(&self, id: i64) -> Result<u64>;
     /// The first `limit` records run `id` could not send, in order (for the web UI's run page).
     fn run_errors_head(&self, id: i64, limit: usize) -> Result<Vec<RecordError>>;
+    /// Adds lines to run `id`'s change log, after those it has.
+    fn add_run_changes(&mut self, id: i64, changes: &[RunChange]) -> Result<()>;
+    /// Up to `limit` lines of run `id`'s change log after line `after` (-1: from the
+    /// first), in order, each with its line number.
+    fn run_changes_page(&self, id: i64, after: i64, limit: usize) -> Result<Vec<(i64, RunChange)>>;
+    /// Up to `limit` of run `id`'s errors after the `after`th (-1: from the first), each
+    /// with its number: the `refused` lines of its change log.
+    fn run_errors_page(&self, id: i64, after: i64, limit: usize)
+        -> Result<Vec<(i64, RecordError)>>;
 }
 
 /// Leases (one holder at a time for a name, until it expires) and the run queue (runs asked for, taken by one worker each).

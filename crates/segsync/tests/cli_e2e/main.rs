@@ -29,3 +29,4 @@ mod resume;
 mod secrets;
 mod soak;
 mod torture;
+mod truth;

@@ -116,6 +116,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/runs", get(runs::list_runs))
         .route("/api/runs/{id}", get(runs::get_run))
         .route("/api/runs/{id}/errors", get(runs::run_errors))
+        .route("/api/runs/{id}/changes", get(runs::run_changes))
         .route("/api/runs/{id}/cancel", post(runs::cancel_run))
         .route("/api/audit", get(audit::audit_log))
 }

@@ -96,7 +96,12 @@ pub async fn show(
     let body = html! {
         div class="toolbar" {
             p { "Export " a href=(export_url) { strong { (run.export) } } " · " (outcome_badge(run.outcome)) }
-            a class="btn btn-secondary" href=(export_url) { "Back to the export" }
+            div class="actions" {
+                @if may_see_records {
+                    a class="btn btn-secondary" id="download-changes" href=(format!("/api/runs/{id}/changes")) download=(format!("run-{id}-changes.csv")) title="Who was created, updated, moved, tagged, untagged, removed or refused, one line per member per action (CSV)" { "Download change log" }
+                }
+                a class="btn btn-secondary" href=(export_url) { "Back to the export" }
+            }
         }
         @if let Some(p) = &live {
             div class="card" id="progress" {

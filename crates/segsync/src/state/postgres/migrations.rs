@@ -30,7 +30,27 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "the structured rule a segment was built from, next to its SQL",
         sql: POSTGRES_V5,
     },
+    Migration {
+        version: 6,
+        name: "each run's change log; each connection's account name and health",
+        sql: POSTGRES_V6,
+    },
 ];
+
+/// A run's change log (`state::changes`), and what the last check of a connection found.
+const POSTGRES_V6: &str = "CREATE TABLE run_changes (
+    run_id BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    action BIGINT NOT NULL,
+    email TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    profile_key TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+ALTER TABLE connections ADD COLUMN account_name TEXT;
+ALTER TABLE connections ADD COLUMN health TEXT;
+ALTER TABLE connections ADD COLUMN health_detail TEXT;
+ALTER TABLE connections ADD COLUMN health_checked_at TEXT;";
 
 /// The account a connection's credential belongs to (learned from the API root), the
 /// connection's slot budget (NULL: the default), and the slots of each account held by
