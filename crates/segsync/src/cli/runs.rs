@@ -72,7 +72,7 @@ fn show_run(state: &StateStore, id: i64, args: &RunsArgs) -> Result<i32, Failure
         r.id,
         r.export,
         r.trigger,
-        r.outcome.as_str()
+        r.outcome.label()
     );
     println!(
         "  started {}, finished {}",
@@ -188,7 +188,7 @@ fn print_history(
             r.id,
             r.export,
             r.started_at,
-            r.outcome.as_str(),
+            r.outcome.label(),
             r.counts.created,
             r.counts.updated,
             r.counts.refused + r.counts.failed,

@@ -113,6 +113,8 @@ async fn checked_client(
         ClientConfig::for_credential(credential.kind, credential.secret.clone(), base_url)
             .map_err(|e| OpError::Invalid(e.to_string()))?;
     config.timeout = Duration::from_secs(30);
+    // A first check answers quickly: one retry, not a minute of them.
+    config.retry.max_attempts = 2;
     config.allow_private_targets = app.private_targets();
     let base_url = config.base_url.clone();
     crate::mailchimp::targets::check_resolved(&base_url, config.allow_private_targets)
@@ -122,13 +124,30 @@ async fn checked_client(
     client
         .ping()
         .await
-        .map_err(|e| OpError::Mailchimp(format!("Mailchimp refused the connection: {e}")))?;
+        .map_err(|e| OpError::Mailchimp(first_check_failed(credential.kind, &base_url, &e)))?;
     let account = client.account_id().await.map_err(|e| {
         OpError::Mailchimp(format!(
             "Mailchimp did not say which account the credential belongs to: {e}"
         ))
     })?;
     Ok((base_url, account))
+}
+
+/// Why a credential that is not a connection yet failed its first check, in a user's
+/// words: the key (or token) refused, or Mailchimp not reached at the address given; no
+/// request names or attempt counts (those are in the logs).
+fn first_check_failed(kind: CredentialKind, base_url: &url::Url, e: &mailchimp::Error) -> String {
+    use mailchimp::Error as E;
+    tracing::debug!(error = ?e, "checking a new connection's credential");
+    match (e, kind) {
+        (E::CredentialRejected, CredentialKind::ApiKey) => "Mailchimp refused the API key: copy it again from Account > Extras > API keys in Mailchimp (it may have been revoked)".into(),
+        (E::CredentialRejected, CredentialKind::OAuth) => "Mailchimp refused the access token: authenticate with Mailchimp again".into(),
+        (E::Connection { .. } | E::Timeout { .. }, _) => format!(
+            "could not reach Mailchimp at {}: check the network and the base URL",
+            base_url.as_str().trim_end_matches('/')
+        ),
+        _ => format!("Mailchimp refused the connection: {e}"),
+    }
 }
 
 fn checked_budget(budget: Option<u32>) -> OpResult<Option<u32>> {

@@ -267,6 +267,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome in words, as people read it on the command line and in the web UI alike
+    /// ("succeeded with errors"); [`Outcome::as_str`] is the stable value of the JSON and
+    /// the API (`succeeded_with_errors`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::SucceededWithErrors => "succeeded with errors",
+            other => other.as_str(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Running => "running",

@@ -192,3 +192,58 @@ fn the_change_log_says_what_the_run_did_to_each_member() {
     assert_eq!(member(&view, &stefan().email).status, Status::Archived);
     assert_eq!(member(&view, &dan().email).tags, ["romania"]);
 }
+
+/// `segsync connection add NAME --api-key-env VAR --base-url URL` with `key`.
+fn add_connection(s: &Session, key: &str, base_url: &str) -> Out {
+    let args = [
+        "connection",
+        "add",
+        "other",
+        "--api-key-env",
+        KEY_ENV,
+        "--base-url",
+        base_url,
+        "--accept-privacy-terms",
+    ];
+    let mut c = s.command(&args);
+    c.env(KEY_ENV, key);
+    s.run_command(&args, c)
+}
+
+#[test]
+fn errors_are_in_a_users_words() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    s.setup(&list, &[ana(), helene()], &[]);
+
+    // A key Mailchimp does not know, and a server that is not there: plain words, no
+    // request names, no attempt counts.
+    let out = add_connection(&s, "0123456789abcdef0123456789abcdef-us6", &sim.api_url());
+    assert_eq!(out.code, 1, "{}", out.text());
+    assert_eq!(
+        out.stderr.trim(),
+        "segsync: Mailchimp refused the API key: copy it again from Account > Extras > API keys in Mailchimp (it may have been revoked)",
+    );
+    let out = add_connection(&s, &sim.key, "http://127.0.0.1:9/3.0");
+    assert_ne!(out.code, 0, "{}", out.text());
+    assert_eq!(
+        out.stderr.trim(),
+        "segsync: could not reach Mailchimp at http://127.0.0.1:9/3.0: check the network and the base URL",
+    );
+
+    // An audience deleted in Mailchimp.
+    let (code, body) = sim.api("DELETE", &format!("/lists/{list}"), None);
+    assert_eq!(code, 204, "{body}");
+    let out = s.run_export(1);
+    let said = format!("Mailchimp has no audience with id {list} (it may have been deleted)");
+    assert!(out.stderr.contains(&said), "{}", out.text());
+    let shown = s.show(s.last_run());
+    assert!(shown.contains(&said), "{shown}");
+    for text in [out.text(), shown] {
+        assert!(
+            !text.contains("{list_id}") && !text.contains("attempts"),
+            "{text}"
+        );
+    }
+}
