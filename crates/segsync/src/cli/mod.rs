@@ -239,4 +239,8 @@ fn print_counts(c: &crate::state::RunCounts) {
         "  profiles {}, members {}, duplicates merged {}, refused {}, skipped {}, failed {}{deferred}; {} requests, {} retries",
         c.profiles, c.members, c.duplicates, c.refused, c.skipped, c.failed, c.requests, c.retries
     );
+    // Where the retries happened: "sending: 3 retries after 429 (too many requests)".
+    for p in &c.retries_by_phase {
+        println!("  {}", p.in_words());
+    }
 }

@@ -74,7 +74,12 @@ impl StartedRun {
         });
         let state = &mut self.state;
         let result = async {
-            progress.phase("reading profiles and the audience", 0);
+            progress.phase(super::RunPhase::Reading.label(), 0);
+            let reading = crate::state::RunCounts {
+                phase: super::RunPhase::Reading.key().into(),
+                ..Default::default()
+            };
+            state.update_run_counts(run_id, &reading)?;
             let prepared = prepare(app, state, &name, settings).await?;
             progress.attach(prepared.client.stats());
             let checkpoint_store = app.state()?;

@@ -241,6 +241,63 @@ pub struct RunCounts {
     /// Requests Mailchimp refused for too many connections (429, or a bodyless 403).
     #[serde(default)]
     pub throttled: u64,
+    /// Where the retries happened: per phase of the run, by cause.
+    #[serde(default)]
+    pub retries_by_phase: Vec<PhaseRetries>,
+    /// The phase the run is in while it runs (the one it ended in after): `reading`,
+    /// `preparing`, `sending`, `tagging` or `removing`; empty before it starts reading.
+    #[serde(default)]
+    pub phase: String,
+    /// Members answered in that phase, and its members in all (0 of 0 while reading);
+    /// saved every second or so while the run sends.
+    #[serde(default)]
+    pub members_done: u64,
+    #[serde(default)]
+    pub members_total: u64,
+}
+
+/// The retries of one phase of a run, by cause.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PhaseRetries {
+    pub phase: String,
+    /// After a 429 Too Many Requests (or a bodyless 403).
+    pub too_many_requests: u64,
+    /// After a 5xx (or a 408).
+    pub server_error: u64,
+    /// After no answer within the timeout.
+    pub timeout: u64,
+    /// After a connection that failed or broke.
+    pub connection: u64,
+}
+
+impl PhaseRetries {
+    pub fn total(&self) -> u64 {
+        self.too_many_requests + self.server_error + self.timeout + self.connection
+    }
+
+    /// "sending: 3 retries after 429, 1 after a timeout".
+    pub fn in_words(&self) -> String {
+        let causes = [
+            (self.too_many_requests, "429 (too many requests)"),
+            (self.server_error, "a Mailchimp server error"),
+            (self.timeout, "a timeout"),
+            (self.connection, "a broken connection"),
+        ];
+        let parts: Vec<String> = causes
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .enumerate()
+            .map(|(i, (n, why))| match (i, n) {
+                (0, 1) => format!("1 retry after {why}"),
+                (0, n) => format!("{n} retries after {why}"),
+                (_, n) => format!("{n} after {why}"),
+            })
+            .collect();
+        if parts.is_empty() {
+            return format!("{}: no retries", self.phase);
+        }
+        format!("{}: {}", self.phase, parts.join(", "))
+    }
 }
 
 impl RunCounts {

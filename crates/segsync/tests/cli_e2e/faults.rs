@@ -122,6 +122,7 @@ fn bursts_of_429_are_retried() {
     let shown = s.show(1);
     let retries = count(&run, "retries");
     assert!(shown.contains(&format!(" {retries} retries")), "{shown}");
+    crate::truth::retries_counted_where_they_happened(&run, &shown, "too_many_requests");
 }
 
 #[test]

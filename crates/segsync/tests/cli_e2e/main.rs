@@ -29,4 +29,4 @@ mod resume;
 mod secrets;
 mod soak;
 mod torture;
-mod truth;
+pub mod truth;

@@ -247,3 +247,68 @@ fn errors_are_in_a_users_words() {
         );
     }
 }
+
+/// Every retry of `run` (`runs show --json`) is counted in the phase it happened in, those
+/// for `cause` among them, and `runs show` (`shown`) says so in words.
+pub fn retries_counted_where_they_happened(run: &Value, shown: &str, cause: &str) {
+    let phases = run["counts"]["retries_by_phase"]
+        .as_array()
+        .unwrap_or_else(|| panic!("counts.retries_by_phase in {run}"));
+    let causes = ["too_many_requests", "server_error", "timeout", "connection"];
+    let sum = |p: &Value| causes.iter().map(|c| p[c].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(
+        phases.iter().map(sum).sum::<u64>(),
+        count(run, "retries"),
+        "every retry in a phase: {run}"
+    );
+    assert!(
+        phases.iter().any(|p| p[cause].as_u64().unwrap() > 0),
+        "{run}"
+    );
+    for p in phases {
+        let phase = p["phase"].as_str().unwrap();
+        assert!(
+            ["reading", "preparing", "sending", "tagging", "removing"].contains(&phase),
+            "{run}"
+        );
+        let total = sum(p);
+        let words = if total == 1 {
+            "1 retry after"
+        } else {
+            "retries after"
+        };
+        let line = shown
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{phase}: ")))
+            .unwrap_or_else(|| panic!("a line for {phase} in {shown}"));
+        assert!(line.contains(words), "{line}");
+    }
+    assert!(!shown.contains("{list_id}"), "{shown}");
+}
+
+#[test]
+fn a_run_names_its_phases_and_counts_members_as_they_are_answered() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    s.setup(&list, &people(1200), &[]);
+    // Lines on a pipe: each phase by name, its members counted one by one.
+    let out = s.sh(&["run", EXPORT]);
+    assert!([0, 3].contains(&out.code), "{}", out.text());
+    let settled_first = s.show_json(s.last_run());
+    let members = count(&settled_first, "members");
+    assert!(
+        out.stderr.contains("reading profiles and the audience ..."),
+        "{}",
+        out.stderr
+    );
+    let sending = format!("sending members: {members}/{members} members");
+    assert!(out.stderr.contains(&sending), "{sending} in {}", out.stderr);
+    let c = &settled_first["counts"];
+    assert!(
+        ["sending", "tagging"].contains(&c["phase"].as_str().unwrap()),
+        "the phase it ended in: {c}"
+    );
+    assert_eq!(c["members_done"], c["members_total"], "{c}");
+    assert!(c["members_total"].as_u64().unwrap() > 0, "{c}");
+}

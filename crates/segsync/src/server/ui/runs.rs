@@ -142,6 +142,13 @@ pub async fn show(
                     div class="stat" title=[meaning(k)] { div class="v" { (num(v)) } div class="k" { (k) } }
                 }
             }
+            @if !c.retries_by_phase.is_empty() {
+                ul class="small" id="retries-by-phase" {
+                    @for p in &c.retries_by_phase {
+                        li data-phase=(p.phase) { "Retries, " (p.in_words()) }
+                    }
+                }
+            }
             dl class="summary small" id="words" {
                 @for (word, means) in WORDS {
                     @if word != "deferred" || c.deferred > 0 {
