@@ -39,6 +39,9 @@ pub struct ConnectionView {
     /// account's connections share one budget: the smallest of theirs.
     #[schema(minimum = 1, maximum = 10)]
     pub slot_budget: u32,
+    /// What the last check found (at `connection add`, at each run, or asked for), with the
+    /// account's name; `null` if it was never checked.
+    pub health: Option<crate::state::ConnectionHealth>,
 }
 
 impl From<&ConnectionRecord> for ConnectionView {
@@ -55,8 +58,16 @@ impl From<&ConnectionRecord> for ConnectionView {
             created_at: c.created_at.clone(),
             account_id: c.account_id.clone(),
             slot_budget: c.budget() as u32,
+            health: None,
         }
     }
+}
+
+/// A connection's view with its last check.
+fn with_health(state: &StateStore, c: &ConnectionRecord) -> OpResult<ConnectionView> {
+    let mut v = ConnectionView::from(c);
+    v.health = state.connection_health(&c.name)?;
+    Ok(v)
 }
 
 /// The connections `actor` may see: all for admins, the shared ones for the others.
@@ -65,8 +76,8 @@ pub fn connections(state: &StateStore, actor: &Actor) -> OpResult<Vec<Connection
         .connections()?
         .iter()
         .filter(|c| actor.role == Role::Admin || c.shared_with_contributors)
-        .map(ConnectionView::from)
-        .collect())
+        .map(|c| with_health(state, c))
+        .collect::<OpResult<Vec<_>>>()?)
 }
 
 pub fn connection(state: &StateStore, actor: &Actor, name: &str) -> OpResult<ConnectionView> {
@@ -76,7 +87,7 @@ pub fn connection(state: &StateStore, actor: &Actor, name: &str) -> OpResult<Con
             "connection \"{name}\" is for admins only"
         )));
     }
-    Ok(ConnectionView::from(&c))
+    with_health(state, &c)
 }
 
 /// A credential as given by its owner.
@@ -108,7 +119,7 @@ async fn checked_client(
     app: &App,
     credential: &CredentialInput,
     base_url: Option<&str>,
-) -> OpResult<(url::Url, String)> {
+) -> OpResult<(url::Url, String, String)> {
     let mut config =
         ClientConfig::for_credential(credential.kind, credential.secret.clone(), base_url)
             .map_err(|e| OpError::Invalid(e.to_string()))?;
@@ -125,12 +136,17 @@ async fn checked_client(
         .ping()
         .await
         .map_err(|e| OpError::Mailchimp(first_check_failed(credential.kind, &base_url, &e)))?;
-    let account = client.account_id().await.map_err(|e| {
+    let (account, name) = client.account_info().await.map_err(|e| {
         OpError::Mailchimp(format!(
             "Mailchimp did not say which account the credential belongs to: {e}"
         ))
     })?;
-    Ok((base_url, account))
+    if account.trim().is_empty() {
+        return Err(OpError::Mailchimp(
+            "Mailchimp did not say which account the credential belongs to".into(),
+        ));
+    }
+    Ok((base_url, account, name))
 }
 
 /// Why a credential that is not a connection yet failed its first check, in a user's
@@ -184,7 +200,7 @@ pub async fn add_connection(
             input.name
         )));
     }
-    let (base_url, account_id) =
+    let (base_url, account_id, account_name) =
         checked_client(app, &input.credential, input.base_url.as_deref()).await?;
     let sealed = app
         .master_key()?
@@ -227,7 +243,9 @@ pub async fn add_connection(
             }
         ),
     )?;
-    Ok(ConnectionView::from(&record))
+    let checked = super::health::health_of(Ok(Some(account_name)));
+    state.set_connection_health(&record.name, &checked)?;
+    with_health(&state, &record)
 }
 
 /// What may change on an existing connection. `None` leaves a field as it is.
@@ -284,9 +302,11 @@ pub async fn update_connection(
         what.push(format!("slot budget {b}"));
         c.slot_budget = Some(b);
     }
+    let mut replaced = None;
     if let Some(cred) = change.credential {
-        let (base, account) =
+        let (base, account, account_name) =
             checked_client(app, &cred, change.base_url.as_deref().or(Some(&c.base_url))).await?;
+        replaced = Some(account_name);
         c.sealed_secret = app.master_key()?.seal(name, &cred.secret);
         c.credential_kind = cred.kind;
         c.base_url = base.to_string();
@@ -298,11 +318,16 @@ pub async fn update_connection(
         )));
     }
     if what.is_empty() {
-        return Ok(ConnectionView::from(&c));
+        return with_health(&state, &c);
     }
     state.update_connection(&c)?;
+    if let Some(account_name) = replaced {
+        // A new credential Mailchimp accepted: the connection is healthy again.
+        let checked = super::health::health_of(Ok(Some(account_name)));
+        state.set_connection_health(name, &checked)?;
+    }
     audit(&state, actor, "connection.update", name, &what.join("; "))?;
-    Ok(ConnectionView::from(&c))
+    with_health(&state, &c)
 }
 
 /// Removes a connection and wipes its secret; returns the exports that used it (they stop).

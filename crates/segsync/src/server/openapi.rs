@@ -434,7 +434,7 @@ impl utoipa::ToSchema for Upload {}
         api::users::list_tokens, api::users::create_token, api::users::revoke_token,
         api::connections::list_connections, api::connections::add_connection,
         api::connections::get_connection, api::connections::change_connection,
-        api::connections::remove_connection, api::connections::test_connection,
+        api::connections::remove_connection, api::connections::test_connection, api::connections::check_connection,
         api::connections::audiences,
         oauth::api_begin,
         api::segments::list_segments, api::segments::add_segment, api::segments::get_segment,

@@ -96,3 +96,18 @@ pub(crate) fn change_of(
         profile_key,
     }
 }
+
+/// What the last check of a connection found (at `connection add`, at each run, and when
+/// someone asks): its Mailchimp account's name and whether Mailchimp accepts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ConnectionHealth {
+    /// The account's name, as Mailchimp gives it (`null` until a check learned it).
+    pub account_name: Option<String>,
+    /// `ok`, `revoked` (Mailchimp refuses the credential: invalid or revoked),
+    /// `unreachable`, `rate_limited`, or `error` (anything else; see `detail`).
+    pub status: String,
+    /// What went wrong, in words (`null` when ok).
+    pub detail: Option<String>,
+    /// When (RFC 3339).
+    pub checked_at: String,
+}

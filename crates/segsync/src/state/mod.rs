@@ -45,7 +45,7 @@ pub mod sqlite;
 mod staging;
 pub mod stores;
 
-pub use changes::{ChangeAction, RunChange, CHANGES_PAGE};
+pub use changes::{ChangeAction, ConnectionHealth, RunChange, CHANGES_PAGE};
 pub use copy::{copy_state, Cell, ColKind, CopyReport, Import, TableDef, TABLES};
 pub use people::{AuditEntry, Role, SessionRecord, TokenRecord, UserRecord};
 pub use staging::{PlanWriter, PlannedUpsert, StagedMember, UpsertPhase};

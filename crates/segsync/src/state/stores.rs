@@ -13,9 +13,9 @@ use std::time::Duration;
 use segsync_core::{MemberKey, RecordError, SnapshotEntry, Status};
 
 use super::{
-    AuditEntry, ConnectionRecord, ExportConfig, Outcome, ProfileSourceRecord, QueuedRun, Result,
-    Role, RunChange, RunCounts, RunRecord, SegmentRecord, SessionRecord, SnapshotSink, TokenRecord,
-    UserRecord,
+    AuditEntry, ConnectionHealth, ConnectionRecord, ExportConfig, Outcome, ProfileSourceRecord,
+    QueuedRun, Result, Role, RunChange, RunCounts, RunRecord, SegmentRecord, SessionRecord,
+    SnapshotSink, TokenRecord, UserRecord,
 };
 
 /// Connections to Mailchimp accounts, with their sealed secrets.
@@ -29,6 +29,11 @@ pub trait ConnectionStore {
     fn update_connection(&self, c: &ConnectionRecord) -> Result<()>;
     /// Records the Mailchimp account a connection's credential belongs to, once learned.
     fn set_connection_account(&self, name: &str, account_id: &str) -> Result<()>;
+    /// Records a check of a connection (its account's name kept when the check did not
+    /// learn it).
+    fn set_connection_health(&self, name: &str, h: &ConnectionHealth) -> Result<()>;
+    /// The last check of a connection; `None` if it was never checked.
+    fn connection_health(&self, name: &str) -> Result<Option<ConnectionHealth>>;
     /// Removes a connection and its sealed secret; the exports on it stop running.
     fn remove_connection(&self, name: &str) -> Result<()>;
 }

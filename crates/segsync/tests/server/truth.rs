@@ -107,3 +107,88 @@ fn contributors_download_a_runs_change_log_and_viewers_do_not() {
         seen.text
     );
 }
+
+#[test]
+fn a_revoked_key_shows_as_revoked_with_the_way_back() {
+    let sim = Sim::start();
+    let s = installation(&sim, &people(10));
+    let server = Server::start(&s, &[]);
+    let admin = server.token_client(ADMIN);
+    let (code, body) = admin.post(
+        "/api/connections",
+        json!({"name": CONNECTION, "api_key": sim.key, "base_url": sim.api_url(),
+               "accept_privacy_terms": true, "share_with_contributors": true}),
+    );
+    assert_eq!(code, 201, "{body}");
+    // Checked when added: healthy, with the account's name.
+    assert_eq!(body["health"]["status"], "ok", "{body}");
+    let (_, account) = sim.api("GET", "/", None);
+    let name = account["account_name"].as_str().unwrap().to_string();
+    assert!(!name.is_empty(), "{account}");
+    assert_eq!(body["health"]["account_name"], name.as_str(), "{body}");
+
+    // Revoked in Mailchimp: a check says so, and so do the list and the page.
+    let (code, body) = sim.admin(
+        "POST",
+        "/_sim/revoke",
+        Some(json!({ "credential": sim.key })),
+    );
+    assert!((200..300).contains(&code), "{code} {body}");
+    let contributor = server.token_client(CONTRIBUTOR);
+    let (code, h) = contributor.post(&format!("/api/connections/{CONNECTION}/check"), json!({}));
+    assert_eq!(code, 200, "{h}");
+    assert_eq!(h["status"], "revoked", "{h}");
+    assert_eq!(
+        h["account_name"],
+        name.as_str(),
+        "the name learned before is kept: {h}"
+    );
+    assert!(
+        h["checked_at"].as_str().is_some_and(|t| !t.is_empty()),
+        "{h}"
+    );
+    let (code, listed) = admin.get("/api/connections");
+    assert_eq!(code, 200);
+    assert_eq!(listed[0]["health"]["status"], "revoked", "{listed}");
+    let (code, body) = server
+        .token_client(VIEWER)
+        .post(&format!("/api/connections/{CONNECTION}/check"), json!({}));
+    assert_eq!(code, 403, "{body}");
+    let (code, _) = admin.post("/api/connections/nope/check", json!({}));
+    assert_eq!(code, 404);
+
+    let browser = server.login(ADMIN);
+    let page = browser.send(browser.request("GET", "/admin/connections"));
+    assert!(
+        page.text.contains("data-health=\"revoked\""),
+        "{}",
+        page.text
+    );
+    let page = browser.send(browser.request("GET", &format!("/admin/connections/{CONNECTION}")));
+    assert!(page.text.contains(&name), "{}", page.text);
+    assert!(page.text.contains("Check now"), "{}", page.text);
+    assert!(
+        page.text.contains("Re-authenticate: replace the API key"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("id=\"credential\""), "{}", page.text);
+
+    // A new key makes the connection healthy again.
+    let (code, made) = sim.admin(
+        "POST",
+        &format!(
+            "/_sim/accounts/{}/keys",
+            account["account_id"].as_str().unwrap()
+        ),
+        Some(json!({})),
+    );
+    assert_eq!(code, 200, "{made}");
+    let key = made["api_key"].as_str().unwrap();
+    let (code, body) = admin.patch(
+        &format!("/api/connections/{CONNECTION}"),
+        json!({"api_key": key}),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["health"]["status"], "ok", "{body}");
+}

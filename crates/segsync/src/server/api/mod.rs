@@ -68,6 +68,10 @@ pub fn routes() -> Router<AppState> {
             post(connections::test_connection),
         )
         .route(
+            "/api/connections/{name}/check",
+            post(connections::check_connection),
+        )
+        .route(
             "/api/connections/{name}/audiences",
             get(connections::audiences),
         )
