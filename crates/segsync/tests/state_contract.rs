@@ -11,9 +11,10 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use segsync::state::{
-    copy_state, migrate, schema_version, Cell, ChangeAction, ConnectionRecord, ExportConfig,
-    FieldMap, Outcome, PlanWriter, ProfileSourceRecord, QueueState, Role, RunChange, RunCounts,
-    Schedule, SegmentTag, StagedMember, StateError, StateStore, StateUrl, UpsertPhase, TABLES,
+    copy_state, migrate, schema_version, Cell, ChangeAction, ConnectionHealth, ConnectionRecord,
+    ExportConfig, FieldMap, Outcome, PlanWriter, ProfileSourceRecord, QueueState, Role, RunChange,
+    RunCounts, Schedule, SegmentTag, StagedMember, StateError, StateStore, StateUrl, UpsertPhase,
+    TABLES,
 };
 use segsync_core::{
     Desired, MemberKey, MergeValues, NewStatus, Normalized, RecordError, RemovalPolicy,
@@ -279,6 +280,45 @@ fn connections_segments_sources_exports(_env: &Env, s: &mut StateStore) {
     ));
     let shown = format!("{main:?}");
     assert!(!shown.contains("255"), "{shown}");
+
+    // Its health: none until checked; a check without the account's name keeps the one
+    // learned before.
+    assert_eq!(s.connection_health("main").unwrap(), None);
+    let ok = ConnectionHealth {
+        account_name: Some("Ana's \"Shop\"".into()),
+        status: "ok".into(),
+        detail: None,
+        checked_at: "2026-12-01T10:00:00Z".into(),
+    };
+    s.set_connection_health("main", &ok).unwrap();
+    assert_eq!(s.connection_health("main").unwrap(), Some(ok.clone()));
+    let revoked = ConnectionHealth {
+        account_name: None,
+        status: "revoked".into(),
+        detail: Some("refused".into()),
+        checked_at: "2026-12-02T10:00:00Z".into(),
+    };
+    s.set_connection_health("main", &revoked).unwrap();
+    assert_eq!(
+        s.connection_health("main").unwrap(),
+        Some(ConnectionHealth {
+            account_name: ok.account_name.clone(),
+            ..revoked.clone()
+        })
+    );
+    assert_eq!(
+        s.connection("main").unwrap(),
+        main,
+        "the record is unchanged"
+    );
+    assert!(matches!(
+        s.set_connection_health("missing", &ok),
+        Err(segsync::state::StateError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.connection_health("missing"),
+        Err(segsync::state::StateError::NotFound(_))
+    ));
 
     // Profile sources: sealed URL round-trips, Debug hides it.
     let warehouse = source("warehouse");

@@ -72,12 +72,12 @@ fn with_health(state: &StateStore, c: &ConnectionRecord) -> OpResult<ConnectionV
 
 /// The connections `actor` may see: all for admins, the shared ones for the others.
 pub fn connections(state: &StateStore, actor: &Actor) -> OpResult<Vec<ConnectionView>> {
-    Ok(state
+    state
         .connections()?
         .iter()
         .filter(|c| actor.role == Role::Admin || c.shared_with_contributors)
         .map(|c| with_health(state, c))
-        .collect::<OpResult<Vec<_>>>()?)
+        .collect()
 }
 
 pub fn connection(state: &StateStore, actor: &Actor, name: &str) -> OpResult<ConnectionView> {
