@@ -121,7 +121,7 @@ pub enum Error {
     NotFound { what: String, problem: Problem },
 
     /// 403: the user's role does not allow this, the account is disabled or under review.
-    #[error("Mailchimp refused access while {doing} ({problem}): check the connection's user role and the account's state in Mailchimp", doing = in_words(endpoint))]
+    #[error("Mailchimp refused access while {doing} (403 {problem}): check the connection's user role and the account's state in Mailchimp", doing = in_words(endpoint))]
     Forbidden {
         endpoint: &'static str,
         problem: Problem,
@@ -129,7 +129,7 @@ pub enum Error {
 
     /// Any other 4xx (400, 405, 422, ...): Mailchimp refused the request as sent. Sending it
     /// again fails the same way.
-    #[error("Mailchimp refused a request while {doing} ({problem}): the request must change before it can succeed", doing = in_words(endpoint))]
+    #[error("Mailchimp refused a request while {doing} ({status} {problem}): the request must change before it can succeed", doing = in_words(endpoint))]
     Rejected {
         endpoint: &'static str,
         status: u16,
@@ -384,7 +384,7 @@ mod tests {
             let text = e.to_string();
             assert!(!text.contains("hunter2"), "{text}");
             assert!(!text.contains("internal"), "{text}");
-            assert!(text.contains("Bad Request"), "{text}");
+            assert!(text.contains("400 Bad Request"), "{text}");
             assert!(text.contains("body is not shown"), "{text}");
         }
     }

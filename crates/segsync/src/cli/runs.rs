@@ -137,9 +137,19 @@ fn print_changes(state: &StateStore, id: i64, args: &RunsArgs) -> Result<i32, Fa
     state.run(id).map_err(usage)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    crate::change_log::write_all(state, id, args.format, &mut out)
-        .context("writing the change log")?;
-    Ok(EXIT_OK)
+    match crate::change_log::write_all(state, id, args.format, &mut out) {
+        // `runs changes RUN | head`: the reader had enough.
+        Err(e) if broken_pipe(&e) => Ok(EXIT_OK),
+        r => {
+            r.context("writing the change log")?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// `runs [EXPORT]`: the newest runs, of one export or all.

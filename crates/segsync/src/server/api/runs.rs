@@ -183,6 +183,7 @@ pub async fn run_errors(
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ChangesParams {
     /// `csv` (the default) or `jsonl`.
+    #[param(inline)]
     pub format: Option<crate::change_log::Format>,
 }
 
