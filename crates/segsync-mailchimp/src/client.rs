@@ -163,6 +163,20 @@ impl Client {
         }
     }
 
+    /// `GET /`: the account's id and name (a connection's check shows the name).
+    pub async fn account_info(&self) -> Result<(String, String), Error> {
+        #[derive(serde::Deserialize)]
+        struct Root {
+            account_id: String,
+            #[serde(default)]
+            account_name: String,
+        }
+        let call = Call::new(Endpoint::Root, Method::GET, Vec::new())
+            .query("fields", "account_id,account_name");
+        let root: Root = self.get(call).await?;
+        Ok((root.account_id, root.account_name))
+    }
+
     /// `GET /` (the API root, `/3.0`): the id of the Mailchimp account the credential belongs to. Two
     /// credentials of one account (keys, OAuth tokens) share its connection limit, so segsync
     /// keeps one connection budget per account id.

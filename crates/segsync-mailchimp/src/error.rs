@@ -101,7 +101,7 @@ impl fmt::Display for Problem {
 pub enum Error {
     /// 401: the API key or OAuth token is invalid, revoked, or its user was removed. Never
     /// retried: only a new credential helps.
-    #[error("the connection's credential was rejected: re-authenticate")]
+    #[error("Mailchimp refused the connection's credential (the API key or token is invalid or was revoked): re-authenticate")]
     CredentialRejected,
 
     /// A credential that cannot be a Mailchimp credential, found before anything was sent.
@@ -113,7 +113,7 @@ pub enum Error {
     InvalidConfig(String),
 
     /// 404 on an audience.
-    #[error("audience {list_id} not found in this Mailchimp account: check the audience id (Audience > Settings in Mailchimp) and that the connection is for the account that owns it")]
+    #[error("Mailchimp has no audience with id {list_id} (it may have been deleted): check the audience id (Audience > Settings in Mailchimp) and that the connection is for the account that owns it")]
     AudienceNotFound { list_id: String },
 
     /// 404 on something inside an audience (a tag, a member).
@@ -121,7 +121,7 @@ pub enum Error {
     NotFound { what: String, problem: Problem },
 
     /// 403: the user's role does not allow this, the account is disabled or under review.
-    #[error("Mailchimp refused access for {endpoint} (403 {problem}): check the connection's user role and the account's state in Mailchimp")]
+    #[error("Mailchimp refused access while {doing} (403 {problem}): check the connection's user role and the account's state in Mailchimp", doing = in_words(endpoint))]
     Forbidden {
         endpoint: &'static str,
         problem: Problem,
@@ -129,7 +129,7 @@ pub enum Error {
 
     /// Any other 4xx (400, 405, 422, ...): Mailchimp refused the request as sent. Sending it
     /// again fails the same way.
-    #[error("Mailchimp refused {endpoint} ({status} {problem}): the request must change before it can succeed")]
+    #[error("Mailchimp refused a request while {doing} ({status} {problem}): the request must change before it can succeed", doing = in_words(endpoint))]
     Rejected {
         endpoint: &'static str,
         status: u16,
@@ -137,11 +137,11 @@ pub enum Error {
     },
 
     /// 429 (or a bodyless 403, Mailchimp's answer under heavy load) on every attempt.
-    #[error("Mailchimp answered 429 Too Many Requests (attempts made: {attempts}): another tool is probably using this Mailchimp user's 10 connections; lower max_in_flight or run later")]
+    #[error("Mailchimp answered \"too many requests\"{tries}: another tool is probably using this Mailchimp user's 10 connections; lower max_in_flight or run later", tries = tries(*attempts))]
     RateLimited { attempts: u32 },
 
     /// 5xx (or 408) on every attempt.
-    #[error("Mailchimp answered {status} {title} to {endpoint} (attempts made: {attempts}): Mailchimp is having trouble; run again later")]
+    #[error("Mailchimp had trouble while {doing} ({title}){tries}: run again later", doing = in_words(endpoint), tries = tries(*attempts))]
     ServerError {
         endpoint: &'static str,
         status: u16,
@@ -150,7 +150,7 @@ pub enum Error {
     },
 
     /// No complete answer within the timeout, on every attempt.
-    #[error("Mailchimp did not answer {endpoint} within {timeout:?} (attempts made: {attempts}): check the network, or raise the timeout")]
+    #[error("Mailchimp did not answer within {secs} s while {doing}{tries}: check the network, or raise the timeout", secs = timeout.as_secs(), doing = in_words(endpoint), tries = tries(*attempts))]
     Timeout {
         endpoint: &'static str,
         timeout: Duration,
@@ -158,7 +158,7 @@ pub enum Error {
     },
 
     /// The connection failed or broke before a whole answer came, on every attempt.
-    #[error("could not reach Mailchimp for {endpoint} ({message}; attempts made: {attempts}): check the network and the base URL")]
+    #[error("Mailchimp could not be reached while {doing}{tries} ({message}): check the network and the base URL", doing = in_words(endpoint), tries = tries(*attempts))]
     Connection {
         endpoint: &'static str,
         message: String,
@@ -166,7 +166,7 @@ pub enum Error {
     },
 
     /// A success answer that does not have the shape the API documents.
-    #[error("Mailchimp's answer to {endpoint} could not be read ({message}): this is a segsync bug or a change in Mailchimp's API; please report it")]
+    #[error("Mailchimp's answer could not be read while {doing} ({message}): this is a segsync bug or a change in Mailchimp's API; please report it (request: {endpoint})", doing = in_words(endpoint))]
     UnexpectedAnswer {
         endpoint: &'static str,
         message: String,
@@ -280,6 +280,43 @@ impl Error {
     }
 }
 
+/// What the client was doing when it called `endpoint` (`METHOD /route`, as
+/// [`crate::stats::Endpoint::as_str`] names it), in a user's words: no route templates in
+/// messages people read (the route stays in the error's `Debug` and the logs).
+pub fn in_words(endpoint: &str) -> &'static str {
+    use crate::stats::Endpoint;
+    let e = Endpoint::ALL.into_iter().find(|e| e.as_str() == endpoint);
+    match e {
+        Some(Endpoint::Ping) => "checking the connection",
+        Some(Endpoint::Root) => "reading the account",
+        Some(Endpoint::ListLists) => "listing the audiences",
+        Some(Endpoint::GetList) => "reading the audience",
+        Some(Endpoint::ListMergeFields) => "reading the audience's merge fields",
+        Some(Endpoint::CreateMergeField) => "creating a merge field",
+        Some(Endpoint::ListMembers) => "reading the audience's members",
+        Some(Endpoint::GetMember) => "reading a member",
+        Some(Endpoint::BatchUpsert) => "sending members",
+        Some(Endpoint::ListTags) => "reading the audience's tags",
+        Some(Endpoint::CreateTag) => "creating a tag",
+        Some(Endpoint::UpdateTagMembers) => "tagging members",
+        Some(Endpoint::ArchiveMember) => "archiving a member",
+        Some(Endpoint::UpdateMember) => "updating a member",
+        Some(Endpoint::DeleteMemberPermanently) => "deleting a member",
+        Some(Endpoint::DeleteTag) => "deleting a tag",
+        Some(Endpoint::DeleteMergeField) => "deleting a merge field",
+        None => "talking to Mailchimp",
+    }
+}
+
+/// How often a request was tried, when more than once.
+fn tries(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" after {attempts} tries")
+    } else {
+        String::new()
+    }
+}
+
 /// An error and its sources on one line, without the URL reqwest adds.
 fn error_chain(e: reqwest::Error) -> String {
     let e = e.without_url();
@@ -369,7 +406,7 @@ mod tests {
         let e = Error::CredentialRejected;
         assert_eq!(
             e.to_string(),
-            "the connection's credential was rejected: re-authenticate"
+            "Mailchimp refused the connection's credential (the API key or token is invalid or was revoked): re-authenticate"
         );
     }
 }

@@ -126,7 +126,7 @@ async fn ping_and_audience() {
     assert!(err.is_permanent());
     assert!(
         err.to_string()
-            .starts_with("audience 0000000000 not found in this Mailchimp account"),
+            .starts_with("Mailchimp has no audience with id 0000000000 (it may have been deleted)"),
         "{err}"
     );
     // A permanent error is not retried.
@@ -740,7 +740,7 @@ async fn revoked_credential_stops_at_once() {
     assert!(matches!(err, Error::CredentialRejected), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "the connection's credential was rejected: re-authenticate"
+        "Mailchimp refused the connection's credential (the API key or token is invalid or was revoked): re-authenticate"
     );
     assert!(err.is_permanent());
     assert_eq!(env.sim.counters().requests, 1);

@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod budget;
+pub mod change_log;
 pub mod cli;
 pub mod config_file;
 pub mod csv_out;

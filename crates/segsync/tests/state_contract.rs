@@ -11,10 +11,10 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use segsync::state::{
-    copy_state, migrate, schema_version, Cell, ConnectionRecord, ExportConfig, FieldMap, Outcome,
-    PlanWriter, ProfileSourceRecord, QueueState, RefusalRecord, Role, RunCounts, Schedule,
-    SegmentTag, StagedMember, StateError, StateStore, StateUrl, Suppression, SuppressionKind,
-    UpsertPhase, TABLES,
+    copy_state, migrate, schema_version, Cell, ChangeAction, ConnectionHealth, ConnectionRecord,
+    ExportConfig, FieldMap, Outcome, PlanWriter, ProfileSourceRecord, QueueState, RefusalRecord,
+    Role, RunChange, RunCounts, Schedule, SegmentTag, StagedMember, StateError, StateStore,
+    StateUrl, Suppression, SuppressionKind, UpsertPhase, TABLES,
 };
 use segsync_core::{
     Desired, MemberKey, MergeValues, NewStatus, Normalized, RecordError, RemovalPolicy,
@@ -281,6 +281,45 @@ fn connections_segments_sources_exports(_env: &Env, s: &mut StateStore) {
     ));
     let shown = format!("{main:?}");
     assert!(!shown.contains("255"), "{shown}");
+
+    // Its health: none until checked; a check without the account's name keeps the one
+    // learned before.
+    assert_eq!(s.connection_health("main").unwrap(), None);
+    let ok = ConnectionHealth {
+        account_name: Some("Ana's \"Shop\"".into()),
+        status: "ok".into(),
+        detail: None,
+        checked_at: "2026-12-01T10:00:00Z".into(),
+    };
+    s.set_connection_health("main", &ok).unwrap();
+    assert_eq!(s.connection_health("main").unwrap(), Some(ok.clone()));
+    let revoked = ConnectionHealth {
+        account_name: None,
+        status: "revoked".into(),
+        detail: Some("refused".into()),
+        checked_at: "2026-12-02T10:00:00Z".into(),
+    };
+    s.set_connection_health("main", &revoked).unwrap();
+    assert_eq!(
+        s.connection_health("main").unwrap(),
+        Some(ConnectionHealth {
+            account_name: ok.account_name.clone(),
+            ..revoked.clone()
+        })
+    );
+    assert_eq!(
+        s.connection("main").unwrap(),
+        main,
+        "the record is unchanged"
+    );
+    assert!(matches!(
+        s.set_connection_health("missing", &ok),
+        Err(segsync::state::StateError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.connection_health("missing"),
+        Err(segsync::state::StateError::NotFound(_))
+    ));
 
     // Profile sources: sealed URL round-trips, Debug hides it.
     let warehouse = source("warehouse");
@@ -599,6 +638,53 @@ fn runs_and_their_errors(_env: &Env, s: &mut StateStore) {
     assert_eq!(s.run_errors(a).unwrap(), errors);
     assert_eq!(s.run_errors_head(a, 3).unwrap(), errors[..3].to_vec());
     assert!(s.run_errors(b).unwrap().is_empty());
+    let page = s.run_errors_page(a, 998, 3).unwrap();
+    assert_eq!(
+        page.iter().map(|p| p.0).collect::<Vec<_>>(),
+        [999, 1000, 1001]
+    );
+    assert_eq!(page[1].1, errors[1000]);
+
+    // The change log: appended in order, read in pages after a line, per run.
+    let changes: Vec<RunChange> = (0..2500).map(change).collect();
+    s.add_run_changes(a, &changes[..1200]).unwrap();
+    s.add_run_changes(a, &changes[1200..]).unwrap();
+    s.add_run_changes(a, &[]).unwrap();
+    s.add_run_changes(b, &changes[..1]).unwrap();
+    let mut read = Vec::new();
+    let mut after = -1;
+    loop {
+        let page = s.run_changes_page(a, after, 1000).unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        read.extend(page.into_iter().map(|p| p.1));
+    }
+    assert_eq!(read, changes);
+    assert_eq!(
+        s.run_changes_page(b, -1, 10).unwrap(),
+        [(0, changes[0].clone())]
+    );
+    assert!(s.run_changes_page(c, -1, 10).unwrap().is_empty());
+}
+
+/// The `i`th line of a change log, of every action but `refused` (the run's errors).
+fn change(i: u32) -> RunChange {
+    let actions = [
+        ChangeAction::Created,
+        ChangeAction::Updated,
+        ChangeAction::Moved,
+        ChangeAction::Tagged,
+        ChangeAction::Untagged,
+        ChangeAction::Unsubscribed,
+        ChangeAction::Archived,
+        ChangeAction::Forgotten,
+    ];
+    RunChange {
+        action: actions[i as usize % actions.len()],
+        email: format!("m{i}@example.com"),
+        detail: format!("Tag \"{i}\", 'quoted'"),
+        profile_key: format!("C{i};D{i}"),
+    }
 }
 
 fn people_and_their_traces(_env: &Env, s: &mut StateStore) {
@@ -1280,9 +1366,10 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 /// A PostgreSQL database taken back to version 1, with the same segment and run.
 const BACK_TO_V1_POSTGRES: &str = r#"
-DELETE FROM schema_migrations WHERE version IN (2, 3, 4, 5, 6);
-DROP TABLE profile_sources, leases, run_queue, account_slots, suppressions, refusals;
-ALTER TABLE connections DROP COLUMN account_id, DROP COLUMN slot_budget;
+DELETE FROM schema_migrations WHERE version IN (2, 3, 4, 5, 6, 7);
+DROP TABLE profile_sources, leases, run_queue, account_slots, suppressions, refusals, run_changes;
+ALTER TABLE connections DROP COLUMN account_id, DROP COLUMN slot_budget, DROP COLUMN account_name,
+  DROP COLUMN health, DROP COLUMN health_detail, DROP COLUMN health_checked_at;
 ALTER TABLE segments DROP COLUMN rule;
 ALTER TABLE snapshot DROP COLUMN profiles;
 ALTER TABLE segments DROP COLUMN source;
@@ -1293,10 +1380,10 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 fn migrations(env: &Env, s: &mut StateStore) {
     // Opening again, or migrating, changes nothing.
-    assert_eq!(s.schema_version().unwrap(), 6);
-    assert_eq!(schema_version(&env.url).unwrap(), (6, 6));
+    assert_eq!(s.schema_version().unwrap(), 7);
+    assert_eq!(schema_version(&env.url).unwrap(), (7, 7));
     let report = migrate(&env.url).unwrap();
-    assert_eq!((report.from_version, report.to_version), (6, 6));
+    assert_eq!((report.from_version, report.to_version), (7, 7));
     assert!(report.applied.is_empty());
     s.add_segment("kept", "1 = 1").unwrap();
     drop(env.reopen());
@@ -1304,7 +1391,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
 
     // A fresh store, migrated by several processes at once: each migration applied once.
     let fresh = env.new_url(env.kind);
-    assert_eq!(schema_version(&fresh).unwrap(), (0, 6));
+    assert_eq!(schema_version(&fresh).unwrap(), (0, 7));
     let racers: Vec<_> = (0..3)
         .map(|_| {
             let url = fresh.clone();
@@ -1318,7 +1405,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     applied.sort();
     assert_eq!(
         applied.iter().map(|a| a.0).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4, 5, 6],
+        vec![1, 2, 3, 4, 5, 6, 7],
         "{applied:?}"
     );
     assert!(applied.iter().all(|a| !a.1.is_empty()));
@@ -1343,7 +1430,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     };
     assert_eq!(schema_version(&old).unwrap().0, expected_from);
     let upgraded = StateStore::open_url(&old).unwrap();
-    assert_eq!(upgraded.schema_version().unwrap(), 6);
+    assert_eq!(upgraded.schema_version().unwrap(), 7);
     let seg = upgraded.segment("old").unwrap();
     assert_eq!(
         (seg.predicate.as_str(), seg.source),
@@ -1364,7 +1451,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), 7);
     }
 }
 
@@ -1401,6 +1488,8 @@ fn fill(s: &mut StateStore) {
         })
         .collect();
     s.add_run_errors(run, &errors).unwrap();
+    let changes: Vec<RunChange> = (0..3000).map(change).collect();
+    s.add_run_changes(run, &changes).unwrap();
     s.finish_run(
         run,
         Outcome::SucceededWithErrors,
@@ -1466,6 +1555,7 @@ fn copy_both_ways(env: &Env, s: &mut StateStore) {
     let report = copy_state(s, &mut there).unwrap();
     assert_eq!(report.rows["snapshot"], 5000);
     assert_eq!(report.rows["run_errors"], 4500);
+    assert_eq!(report.rows["run_changes"], 3000);
     assert_eq!(report.rows["runs"], 2);
     assert_eq!(report.rows.len(), TABLES.len());
     assert_eq!(dump(&there), original);

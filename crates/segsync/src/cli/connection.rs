@@ -28,6 +28,13 @@ pub enum ConnectionCmd {
     Test {
         name: String,
     },
+    /// Check a connection now and record its health (its account's name; ok, revoked,
+    /// unreachable or rate-limited), as the web UI's "Check now"; exits 1 unless ok.
+    Check {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a connection and wipe its secret; exports on it stop running.
     Remove {
         name: String,
@@ -194,8 +201,10 @@ pub(super) async fn connection(app: &App, cmd: ConnectionCmd) -> Result<i32, Fai
         }
         ConnectionCmd::List => {
             for c in state.connections()? {
+                let health = state.connection_health(&c.name)?;
+                let health = health.as_ref().map_or("never checked".into(), health_line);
                 println!(
-                    "{:<16} {:<24} {:<8} {}  (account: {}; slot budget: {}; consent: {} at {}; used by: {})",
+                    "{:<16} {:<24} {:<8} {}  (account: {}; slot budget: {}; consent: {} at {}; used by: {}; health: {health})",
                     c.name,
                     c.display_name,
                     c.credential_kind,
@@ -218,6 +227,25 @@ pub(super) async fn connection(app: &App, cmd: ConnectionCmd) -> Result<i32, Fai
                 .map_err(op_failure)?;
             println!("connection \"{name}\": Mailchimp accepts the credential");
         }
+        ConnectionCmd::Check { name, json } => {
+            drop(state);
+            let h = ops::health::check_connection(app, &Actor::cli(), &name)
+                .await
+                .map_err(op_failure)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&h).expect("health serialises")
+                );
+            } else {
+                println!("connection \"{name}\": {}", health_line(&h));
+            }
+            return Ok(if h.status == "ok" {
+                EXIT_OK
+            } else {
+                super::EXIT_FAILED
+            });
+        }
         ConnectionCmd::Probe(args) => {
             let client = engine::client_for(&state, app, &args.name, &RunSettings::default())
                 .map_err(run_failure)?;
@@ -239,6 +267,23 @@ pub(super) async fn connection(app: &App, cmd: ConnectionCmd) -> Result<i32, Fai
 }
 
 /// Asks on the terminal whether to go on; `false` unless the answer is yes.
+/// A connection's health in words: "ok (account \"Acme\"), checked 2026-...".
+fn health_line(h: &crate::state::ConnectionHealth) -> String {
+    let account = h
+        .account_name
+        .as_deref()
+        .map(|n| format!(" (account \"{n}\")"))
+        .unwrap_or_default();
+    let status = match h.status.as_str() {
+        "rate_limited" => "rate-limited",
+        s => s,
+    };
+    match &h.detail {
+        Some(d) => format!("{status}{account}: {d}; checked {}", h.checked_at),
+        None => format!("{status}{account}, checked {}", h.checked_at),
+    }
+}
+
 fn confirmed(question: &str) -> bool {
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();

@@ -262,6 +262,7 @@ async fn demo(args: &DemoArgs, root: &Path) -> Result<i32, Failure> {
             args: vec![],
             csv: false,
             json: false,
+            format: crate::change_log::Format::Csv,
             limit: 10,
         },
     )?;

@@ -259,4 +259,8 @@ fn print_counts(c: &crate::state::RunCounts) {
     if let Some(e) = &c.evaluation {
         println!("  {}", e.describe());
     }
+    // Where the retries happened: "sending: 3 retries after 429 (too many requests)".
+    for p in &c.retries_by_phase {
+        println!("  {}", p.in_words());
+    }
 }

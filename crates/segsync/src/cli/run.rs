@@ -83,7 +83,7 @@ pub(super) async fn run(app: &App, args: RunArgs) -> Result<i32, Failure> {
             "run {} of export \"{}\": {} in {:.1}s",
             report.run_id,
             report.export,
-            report.outcome.as_str(),
+            report.outcome.label(),
             report.seconds
         );
         print_counts(&report.counts);

@@ -10,7 +10,8 @@ use crate::state::StateStore;
 
 #[derive(Args, Debug)]
 pub struct RunsArgs {
-    /// `show RUN`, `errors RUN`, or an export name (or nothing) for the history.
+    /// `show RUN`, `errors RUN`, `changes RUN`, or an export name (or nothing) for the
+    /// history.
     pub args: Vec<String>,
     /// With `errors`: every refused record as CSV (profile_key,email,reason), cells that
     /// start like a spreadsheet formula with a `'` in front.
@@ -18,6 +19,9 @@ pub struct RunsArgs {
     pub csv: bool,
     #[arg(long)]
     pub json: bool,
+    /// With `changes`: the change log as CSV (action,email,detail,profile_key) or JSON lines.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: crate::change_log::Format,
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
 }
@@ -30,6 +34,7 @@ pub(super) fn runs(app: &App, args: RunsArgs) -> Result<i32, Failure> {
     match args.args.first().map(String::as_str) {
         Some("show") => show_run(&state, run_id(args.args.get(1))?, &args),
         Some("errors") => print_errors(&state, run_id(args.args.get(1))?, &args),
+        Some("changes") => print_changes(&state, run_id(args.args.get(1))?, &args),
         export => print_history(&state, export, &args),
     }
 }
@@ -67,7 +72,7 @@ fn show_run(state: &StateStore, id: i64, args: &RunsArgs) -> Result<i32, Failure
         r.id,
         r.export,
         r.trigger,
-        r.outcome.as_str()
+        r.outcome.label()
     );
     println!(
         "  started {}, finished {}",
@@ -126,6 +131,27 @@ fn print_errors(state: &StateStore, id: i64, args: &RunsArgs) -> Result<i32, Fai
     Ok(EXIT_OK)
 }
 
+/// `runs changes RUN`: the run's change log (who was created, updated, moved, tagged,
+/// untagged, removed, refused), streamed to stdout.
+fn print_changes(state: &StateStore, id: i64, args: &RunsArgs) -> Result<i32, Failure> {
+    state.run(id).map_err(usage)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match crate::change_log::write_all(state, id, args.format, &mut out) {
+        // `runs changes RUN | head`: the reader had enough.
+        Err(e) if broken_pipe(&e) => Ok(EXIT_OK),
+        r => {
+            r.context("writing the change log")?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 /// `runs [EXPORT]`: the newest runs, of one export or all.
 fn print_history(
     state: &StateStore,
@@ -134,7 +160,7 @@ fn print_history(
 ) -> Result<i32, Failure> {
     if args.args.len() > 1 {
         return Err(usage(anyhow!(
-            "usage: segsync runs [EXPORT] | runs show RUN | runs errors RUN [--csv]"
+            "usage: segsync runs [EXPORT] | runs show RUN | runs errors RUN [--csv] | runs changes RUN [--format csv|jsonl]"
         )));
     }
     let list = state.runs(export, args.limit)?;
@@ -172,7 +198,7 @@ fn print_history(
             r.id,
             r.export,
             r.started_at,
-            r.outcome.as_str(),
+            r.outcome.label(),
             r.counts.created,
             r.counts.updated,
             r.counts.refused + r.counts.failed,

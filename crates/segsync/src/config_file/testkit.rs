@@ -62,6 +62,7 @@ pub(super) fn installation() -> Installation {
             created_at: "2026-11-22T10:00:00Z".into(),
             account_id: Some("sim-account".into()),
             slot_budget: 8,
+            health: None,
         }],
         segments: vec![
             SegmentRecord {

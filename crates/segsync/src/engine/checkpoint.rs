@@ -16,11 +16,14 @@ use segsync_core::plan::{
     acknowledge_archive, acknowledge_forgotten, acknowledge_move, acknowledge_tag,
     acknowledge_upsert,
 };
-use segsync_core::{Fact, MemberKey, RecordError, SnapshotEntry, Status, TagSet, Upsert};
+use segsync_core::{
+    profile_keys as split_profile_keys, Fact, MemberKey, RecordError, SnapshotEntry, Status,
+    TagSet, Upsert,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::RunError;
-use crate::state::{StateError, StateStore};
+use crate::state::{ChangeAction, RunChange, StateError, StateStore};
 
 /// Answers waiting for the thread, at most. Beyond that the sending task waits: the
 /// snapshot never lags further behind than this.
@@ -51,11 +54,17 @@ pub(super) struct Checkpoints {
 impl Checkpoints {
     /// Starts the thread for run `run_id` of `export`, writing through `state`: a connection
     /// of its own, so that the sending task goes on reading the plan while it writes.
-    pub fn start(state: StateStore, export: String, run_id: i64) -> std::io::Result<Checkpoints> {
+    /// `tags` names the export's tags by bit, for the run's change log.
+    pub fn start(
+        state: StateStore,
+        export: String,
+        run_id: i64,
+        tags: HashMap<usize, String>,
+    ) -> std::io::Result<Checkpoints> {
         let (tx, rx) = mpsc::channel(WAITING);
         let thread = std::thread::Builder::new()
             .name("segsync-checkpoints".into())
-            .spawn(move || Writer::new(state, export, run_id).serve(rx))?;
+            .spawn(move || Writer::new(state, export, run_id, tags).serve(rx))?;
         Ok(Checkpoints {
             tx: Some(tx),
             thread: Some(thread),
@@ -122,15 +131,18 @@ struct Writer {
     run_id: i64,
     /// Entries of members created by a replayed request, until a fact of theirs is written.
     replayed: HashMap<MemberKey, SnapshotEntry>,
+    /// The export's tag names by bit, for the change log.
+    tags: HashMap<usize, String>,
 }
 
 impl Writer {
-    fn new(state: StateStore, export: String, run_id: i64) -> Writer {
+    fn new(state: StateStore, export: String, run_id: i64, tags: HashMap<usize, String>) -> Writer {
         Writer {
             state,
             export,
             run_id,
             replayed: HashMap::new(),
+            tags,
         }
     }
 
@@ -171,6 +183,9 @@ impl Writer {
         let mut errors: Vec<RecordError> = Vec::new();
         for a in answers {
             for fact in a.facts {
+                if let Some(c) = self.change_of(&fact, &snapshot) {
+                    changes.log.push(c);
+                }
                 self.apply(fact, &mut snapshot, &mut changes);
             }
             not_ours.extend(a.not_ours);
@@ -179,7 +194,9 @@ impl Writer {
         let Changes {
             mut touched,
             mut moved_away,
+            log,
         } = changes;
+        self.state.add_run_changes(self.run_id, &log)?;
         touched.sort_unstable();
         touched.dedup();
         let entries: Vec<(MemberKey, SnapshotEntry)> = touched
@@ -200,6 +217,87 @@ impl Writer {
             self.state.add_run_errors(self.run_id, &errors)?;
         }
         Ok(())
+    }
+
+    /// The change-log line of one fact, read against the snapshot before the fact moves it
+    /// (an unsubscribe is a status that changes to unsubscribed; a move names the old
+    /// address; an archive the address it had).
+    fn change_of(
+        &self,
+        fact: &Fact,
+        snapshot: &HashMap<MemberKey, SnapshotEntry>,
+    ) -> Option<RunChange> {
+        let before = |k: &MemberKey| snapshot.get(k).or_else(|| self.replayed.get(k));
+        let keys_of = |p: &Option<String>| p.as_deref().map(profile_keys).unwrap_or_default();
+        let (action, email, detail, profiles) = match fact {
+            Fact::Upserted {
+                key,
+                email,
+                status,
+                created,
+                profiles,
+                ..
+            } => {
+                let was = before(key).map(|e| e.status);
+                let action = if *created {
+                    ChangeAction::Created
+                } else if *status == Status::Unsubscribed && was != Some(Status::Unsubscribed) {
+                    ChangeAction::Unsubscribed
+                } else {
+                    ChangeAction::Updated
+                };
+                let detail = status.as_str();
+                (action, email.clone(), detail.to_string(), keys_of(profiles))
+            }
+            Fact::Moved {
+                from,
+                email,
+                profiles,
+                ..
+            } => {
+                let old = before(from).map(|e| e.email.clone()).unwrap_or_default();
+                (ChangeAction::Moved, email.clone(), old, keys_of(profiles))
+            }
+            Fact::Tagged {
+                key,
+                email,
+                bit,
+                added,
+            } => {
+                let action = if *added {
+                    ChangeAction::Tagged
+                } else {
+                    ChangeAction::Untagged
+                };
+                let tag = self.tags.get(bit).cloned().unwrap_or_default();
+                let profiles = before(key)
+                    .map(|e| keys_of(&e.profiles))
+                    .unwrap_or_default();
+                (action, email.clone(), tag, profiles)
+            }
+            Fact::Archived { key } => {
+                let e = before(key)?;
+                (
+                    ChangeAction::Archived,
+                    e.email.clone(),
+                    String::new(),
+                    keys_of(&e.profiles),
+                )
+            }
+            Fact::Forgotten { email, .. } => (
+                ChangeAction::Forgotten,
+                email.clone(),
+                "permanently deleted in Mailchimp".to_string(),
+                String::new(),
+            ),
+            Fact::Replayed { .. } => return None,
+        };
+        Some(RunChange {
+            action,
+            email,
+            detail,
+            profile_key: profiles,
+        })
     }
 
     /// Moves the loaded `snapshot` forward by one fact.
@@ -265,6 +363,8 @@ impl Writer {
 struct Changes {
     touched: Vec<MemberKey>,
     moved_away: Vec<MemberKey>,
+    /// The lines of the run's change log.
+    log: Vec<RunChange>,
 }
 
 /// A write Mailchimp acknowledged, as the snapshot's rules read it.
@@ -297,4 +397,9 @@ fn replayed_entry(email: String) -> SnapshotEntry {
         owned: true,
         profiles: None,
     }
+}
+
+/// The profile keys of a snapshot's `profiles` value, `;`-separated.
+fn profile_keys(profiles: &str) -> String {
+    split_profile_keys(profiles).collect::<Vec<_>>().join(";")
 }

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use super::checkpoint::{self, Checkpoints};
 use super::report::{self, profile_key, Tallied};
+use super::tracking::{RunPhase, Tracker};
 use super::{crash, Prepared, Progress, RunError, RunReport, StopReason, StopSignal};
 use crate::mailchimp::{self, encoder::core_status, sink, Client, Sink};
 use crate::state::{PlannedUpsert, RunCounts, StateStore, UpsertPhase};
@@ -42,7 +43,11 @@ pub async fn execute(
     state.add_run_errors(run_id, &refused)?;
     // Refused addresses whose content changed are sent again: their refusals are spent.
     state.forget_refusals(&p.export.name, &p.held.retrying)?;
-    let checkpoints = Checkpoints::start(checkpoint_store, p.export.name.clone(), run_id)
+    let mut names = tag_names(&p);
+    for (bit, name) in state.tag_names(&p.export.name)? {
+        names.entry(bit).or_insert(name);
+    }
+    let checkpoints = Checkpoints::start(checkpoint_store, p.export.name.clone(), run_id, names)
         .map_err(|e| anyhow::anyhow!("starting the checkpoint thread: {e}"))?;
     let mut run = Sending {
         state,
@@ -62,6 +67,7 @@ pub async fn execute(
         hook: crash::Hook::from_env(),
         answered: 0,
         changed_since: p.audience_read_at,
+        tracker: Tracker::new(),
     };
     let segment_ids = Arc::new(sink::AudienceTags {
         ids: run.ready_audience(&p).await?,
@@ -76,8 +82,12 @@ pub async fn execute(
         }
         let mut phase = std::mem::replace(&mut queue[i], Phase::memory(VecDeque::new(), 0));
         let end = run.send_phase(&mut phase, &segment_ids, stop).await?;
+        // Members whose address was not delivered are not tagged: the phase is done with
+        // what it answered.
+        let c = &mut run.tally.counts;
+        c.members_total = c.members_total.min(c.members_done);
         if let Some(reason) = stop.reason() {
-            run.state.update_run_counts(run_id, &run.tally.counts)?;
+            run.save_counts()?;
             return run.stopped(&p.export.name, reason);
         }
         if !end.again.is_empty() {
@@ -91,11 +101,12 @@ pub async fn execute(
             });
             queue.insert(i + 1, Phase::memory(ops.collect(), 0));
         }
-        run.state.update_run_counts(run_id, &run.tally.counts)?;
+        run.save_counts()?;
         i += 1;
     }
     // Every create was answered (acknowledged, or refused): the intents are spent.
     run.state.clear_create_intents(&p.export.name)?;
+    run.tracker.settle(&mut run.tally.counts, &run.client);
     report::finished(
         run.state,
         run_id,
@@ -308,17 +319,34 @@ struct Sending<'a> {
     answered: u64,
     /// Every member this run creates changed after this (prepare's read, minus a margin).
     changed_since: chrono::DateTime<chrono::Utc>,
+    /// The phase it is in, and where its retries happened.
+    tracker: Tracker,
 }
 
 impl Sending<'_> {
+    /// Enters `phase` (`total` members to go): the display is told, the run's counts say so.
+    fn enter(&mut self, phase: RunPhase, total: u64) -> Result<(), RunError> {
+        self.tracker
+            .enter(&mut self.tally.counts, &self.client, phase, total);
+        self.progress.phase(phase.label(), total);
+        self.save_counts()
+    }
+
+    /// Saves the run's counts (its phase and retries with them).
+    fn save_counts(&mut self) -> Result<(), RunError> {
+        self.tracker.settle(&mut self.tally.counts, &self.client);
+        self.state
+            .update_run_counts(self.run_id, &self.tally.counts)?;
+        Ok(())
+    }
+
     /// Creates the merge fields the export creates, and finds (or creates) the audience's
     /// tags, if this plan tags anyone: the tag ids by the export's tag bits.
     async fn ready_audience(&mut self, p: &Prepared) -> Result<HashMap<usize, u64>, RunError> {
         let summary = &p.plan.summary;
         let tagging = summary.tag_adds + summary.tag_removes > 0;
         if !p.fields_to_create.is_empty() || tagging {
-            self.progress
-                .phase("preparing the audience's merge fields and tags", 0);
+            self.enter(RunPhase::Preparing, 0)?;
         }
         for tag in &p.fields_to_create {
             self.client
@@ -406,11 +434,11 @@ impl Sending<'_> {
             };
             if !phase.named {
                 let name = match &op {
-                    Op::Upsert { .. } | Op::Move(_) => "sending members",
-                    Op::Tag { .. } => "tagging",
-                    Op::Archive { .. } => "removing",
+                    Op::Upsert { .. } | Op::Move(_) => RunPhase::Sending,
+                    Op::Tag { .. } => RunPhase::Tagging,
+                    Op::Archive { .. } => RunPhase::Removing,
                 };
-                self.progress.phase(name, phase.total);
+                self.enter(name, phase.total)?;
                 phase.named = true;
             }
             if let Op::Upsert {
@@ -465,6 +493,9 @@ impl Sending<'_> {
             })
             .await?;
         self.progress.advance(size);
+        if self.tracker.answered(&mut self.tally.counts, size) {
+            self.save_counts()?;
+        }
         Ok(())
     }
 
@@ -518,7 +549,8 @@ impl Sending<'_> {
         }
     }
 
-    fn stopped(self, export: &str, reason: StopReason) -> Result<RunReport, RunError> {
+    fn stopped(mut self, export: &str, reason: StopReason) -> Result<RunReport, RunError> {
+        self.tracker.settle(&mut self.tally.counts, &self.client);
         report::stopped(
             self.state,
             self.run_id,

@@ -74,7 +74,12 @@ impl StartedRun {
         });
         let state = &mut self.state;
         let result = async {
-            progress.phase("reading profiles and the audience", 0);
+            progress.phase(super::RunPhase::Reading.label(), 0);
+            let reading = crate::state::RunCounts {
+                phase: super::RunPhase::Reading.key().into(),
+                ..Default::default()
+            };
+            state.update_run_counts(run_id, &reading)?;
             let prepared = prepare(app, state, &name, settings).await?;
             progress.attach(prepared.client.stats());
             let checkpoint_store = app.state()?;
@@ -93,6 +98,7 @@ impl StartedRun {
             f.abort();
         }
         progress.finish();
+        record_health(state, &name, &result);
         match result {
             Ok(mut report) => {
                 report.seconds = self.started.elapsed().as_secs_f64();
@@ -119,4 +125,18 @@ pub async fn run(
     start(app, name, &settings.trigger)?
         .finish(app, settings, progress)
         .await
+}
+
+/// What the run learned of its connection's health (see [`crate::ops::health::record_run`]).
+fn record_health(state: &StateStore, export: &str, result: &Result<RunReport, RunError>) {
+    let Ok(e) = state.export(export) else { return };
+    let rejected = crate::mailchimp::Error::CredentialRejected;
+    let error = match result {
+        // A credential refused mid-run fails the run through its answers.
+        Ok(r) if r.error.as_deref() == Some(rejected.to_string().as_str()) => Some(&rejected),
+        Ok(_) => None,
+        Err(RunError::Mailchimp(e)) => Some(&**e),
+        Err(_) => return,
+    };
+    crate::ops::health::record_run(state, &e.connection, error);
 }

@@ -39,12 +39,14 @@ mod holds;
 mod lifecycle;
 mod prepare;
 mod report;
+mod tracking;
 
 pub use execute::execute;
 pub use holds::HeldCounts;
 pub use lifecycle::{run, start, StartedRun, RESUME_TRIGGERS};
 pub use prepare::{mapping_problems, prepare, PlanReport, Prepared, StagedPlan};
 pub use report::RunReport;
+pub use tracking::RunPhase;
 
 /// Why a run could not go on. Per-record problems are not errors: they are reported.
 #[derive(Debug, thiserror::Error)]

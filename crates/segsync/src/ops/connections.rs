@@ -39,6 +39,9 @@ pub struct ConnectionView {
     /// account's connections share one budget: the smallest of theirs.
     #[schema(minimum = 1, maximum = 10)]
     pub slot_budget: u32,
+    /// What the last check found (at `connection add`, at each run, or asked for), with the
+    /// account's name; `null` if it was never checked.
+    pub health: Option<crate::state::ConnectionHealth>,
 }
 
 impl From<&ConnectionRecord> for ConnectionView {
@@ -55,18 +58,26 @@ impl From<&ConnectionRecord> for ConnectionView {
             created_at: c.created_at.clone(),
             account_id: c.account_id.clone(),
             slot_budget: c.budget() as u32,
+            health: None,
         }
     }
 }
 
+/// A connection's view with its last check.
+fn with_health(state: &StateStore, c: &ConnectionRecord) -> OpResult<ConnectionView> {
+    let mut v = ConnectionView::from(c);
+    v.health = state.connection_health(&c.name)?;
+    Ok(v)
+}
+
 /// The connections `actor` may see: all for admins, the shared ones for the others.
 pub fn connections(state: &StateStore, actor: &Actor) -> OpResult<Vec<ConnectionView>> {
-    Ok(state
+    state
         .connections()?
         .iter()
         .filter(|c| actor.role == Role::Admin || c.shared_with_contributors)
-        .map(ConnectionView::from)
-        .collect())
+        .map(|c| with_health(state, c))
+        .collect()
 }
 
 pub fn connection(state: &StateStore, actor: &Actor, name: &str) -> OpResult<ConnectionView> {
@@ -76,7 +87,7 @@ pub fn connection(state: &StateStore, actor: &Actor, name: &str) -> OpResult<Con
             "connection \"{name}\" is for admins only"
         )));
     }
-    Ok(ConnectionView::from(&c))
+    with_health(state, &c)
 }
 
 /// A credential as given by its owner.
@@ -108,11 +119,13 @@ async fn checked_client(
     app: &App,
     credential: &CredentialInput,
     base_url: Option<&str>,
-) -> OpResult<(url::Url, String)> {
+) -> OpResult<(url::Url, String, String)> {
     let mut config =
         ClientConfig::for_credential(credential.kind, credential.secret.clone(), base_url)
             .map_err(|e| OpError::Invalid(e.to_string()))?;
     config.timeout = Duration::from_secs(30);
+    // A first check answers quickly: one retry, not a minute of them.
+    config.retry.max_attempts = 2;
     config.allow_private_targets = app.private_targets();
     let base_url = config.base_url.clone();
     crate::mailchimp::targets::check_resolved(&base_url, config.allow_private_targets)
@@ -122,13 +135,35 @@ async fn checked_client(
     client
         .ping()
         .await
-        .map_err(|e| OpError::Mailchimp(format!("Mailchimp refused the connection: {e}")))?;
-    let account = client.account_id().await.map_err(|e| {
+        .map_err(|e| OpError::Mailchimp(first_check_failed(credential.kind, &base_url, &e)))?;
+    let (account, name) = client.account_info().await.map_err(|e| {
         OpError::Mailchimp(format!(
             "Mailchimp did not say which account the credential belongs to: {e}"
         ))
     })?;
-    Ok((base_url, account))
+    if account.trim().is_empty() {
+        return Err(OpError::Mailchimp(
+            "Mailchimp did not say which account the credential belongs to".into(),
+        ));
+    }
+    Ok((base_url, account, name))
+}
+
+/// Why a credential that is not a connection yet failed its first check, in a user's
+/// words: the key (or token) refused, or Mailchimp not reached at the address given; no
+/// request names or attempt counts (those are in the logs).
+fn first_check_failed(kind: CredentialKind, base_url: &url::Url, e: &mailchimp::Error) -> String {
+    use mailchimp::Error as E;
+    tracing::debug!(error = ?e, "checking a new connection's credential");
+    match (e, kind) {
+        (E::CredentialRejected, CredentialKind::ApiKey) => "Mailchimp refused the API key: copy it again from Account > Extras > API keys in Mailchimp (it may have been revoked)".into(),
+        (E::CredentialRejected, CredentialKind::OAuth) => "Mailchimp refused the access token: authenticate with Mailchimp again".into(),
+        (E::Connection { .. } | E::Timeout { .. }, _) => format!(
+            "could not reach Mailchimp at {}: check the network and the base URL",
+            base_url.as_str().trim_end_matches('/')
+        ),
+        _ => format!("Mailchimp refused the connection: {e}"),
+    }
 }
 
 fn checked_budget(budget: Option<u32>) -> OpResult<Option<u32>> {
@@ -165,7 +200,7 @@ pub async fn add_connection(
             input.name
         )));
     }
-    let (base_url, account_id) =
+    let (base_url, account_id, account_name) =
         checked_client(app, &input.credential, input.base_url.as_deref()).await?;
     let sealed = app
         .master_key()?
@@ -208,7 +243,9 @@ pub async fn add_connection(
             }
         ),
     )?;
-    Ok(ConnectionView::from(&record))
+    let checked = super::health::health_of(Ok(Some(account_name)));
+    state.set_connection_health(&record.name, &checked)?;
+    with_health(&state, &record)
 }
 
 /// What may change on an existing connection. `None` leaves a field as it is.
@@ -265,9 +302,11 @@ pub async fn update_connection(
         what.push(format!("slot budget {b}"));
         c.slot_budget = Some(b);
     }
+    let mut replaced = None;
     if let Some(cred) = change.credential {
-        let (base, account) =
+        let (base, account, account_name) =
             checked_client(app, &cred, change.base_url.as_deref().or(Some(&c.base_url))).await?;
+        replaced = Some(account_name);
         c.sealed_secret = app.master_key()?.seal(name, &cred.secret);
         c.credential_kind = cred.kind;
         c.base_url = base.to_string();
@@ -279,11 +318,16 @@ pub async fn update_connection(
         )));
     }
     if what.is_empty() {
-        return Ok(ConnectionView::from(&c));
+        return with_health(&state, &c);
     }
     state.update_connection(&c)?;
+    if let Some(account_name) = replaced {
+        // A new credential Mailchimp accepted: the connection is healthy again.
+        let checked = super::health::health_of(Ok(Some(account_name)));
+        state.set_connection_health(name, &checked)?;
+    }
     audit(&state, actor, "connection.update", name, &what.join("; "))?;
-    Ok(ConnectionView::from(&c))
+    with_health(&state, &c)
 }
 
 /// Removes a connection and wipes its secret; returns the exports that used it (they stop).

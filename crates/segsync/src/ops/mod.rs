@@ -24,6 +24,7 @@
 pub mod builder;
 mod connections;
 mod exports;
+pub mod health;
 pub mod numbers;
 mod profiles;
 mod segments;

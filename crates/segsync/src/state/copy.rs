@@ -189,6 +189,19 @@ pub static TABLES: &[TableDef] = &[
         has_sequence: false,
     },
     TableDef {
+        name: "run_changes",
+        columns: &[
+            ("run_id", Int),
+            ("seq", Int),
+            ("action", Int),
+            ("email", Text),
+            ("detail", Text),
+            ("profile_key", Text),
+        ],
+        order_by: &["run_id", "seq"],
+        has_sequence: false,
+    },
+    TableDef {
         name: "users",
         columns: &[
             ("name", Text),

@@ -35,6 +35,7 @@ use rusqlite::Connection;
 use segsync_core::{MemberKey, NewStatus, RemovalPolicy, SnapshotEntry};
 use serde::{Deserialize, Serialize};
 
+pub mod changes;
 pub mod copy;
 mod msg;
 mod people;
@@ -45,6 +46,7 @@ mod staging;
 pub mod stores;
 pub mod suppressions;
 
+pub use changes::{ChangeAction, ConnectionHealth, RunChange, CHANGES_PAGE};
 pub use copy::{copy_state, Cell, ColKind, CopyReport, Import, TableDef, TABLES};
 pub use people::{AuditEntry, Role, SessionRecord, TokenRecord, UserRecord};
 pub use staging::{PlanWriter, PlannedUpsert, StagedMember, UpsertPhase};
@@ -253,6 +255,19 @@ pub struct RunCounts {
     /// Whether the run evaluated every profile or only those that changed, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Evaluation>,
+    /// Where the retries happened: per phase of the run, by cause.
+    #[serde(default)]
+    pub retries_by_phase: Vec<PhaseRetries>,
+    /// The phase the run is in while it runs (the one it ended in after): `reading`,
+    /// `preparing`, `sending`, `tagging` or `removing`; empty before it starts reading.
+    #[serde(default)]
+    pub phase: String,
+    /// Members answered in that phase, and its members in all (0 of 0 while reading);
+    /// saved every second or so while the run sends.
+    #[serde(default)]
+    pub members_done: u64,
+    #[serde(default)]
+    pub members_total: u64,
 }
 
 /// How a run evaluated the segments: a full pass over every profile, or only the profiles
@@ -309,6 +324,50 @@ impl Evaluation {
     }
 }
 
+/// The retries of one phase of a run, by cause.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PhaseRetries {
+    pub phase: String,
+    /// After a 429 Too Many Requests (or a bodyless 403).
+    pub too_many_requests: u64,
+    /// After a 5xx (or a 408).
+    pub server_error: u64,
+    /// After no answer within the timeout.
+    pub timeout: u64,
+    /// After a connection that failed or broke.
+    pub connection: u64,
+}
+
+impl PhaseRetries {
+    pub fn total(&self) -> u64 {
+        self.too_many_requests + self.server_error + self.timeout + self.connection
+    }
+
+    /// "sending: 3 retries after 429, 1 after a timeout".
+    pub fn in_words(&self) -> String {
+        let causes = [
+            (self.too_many_requests, "429 (too many requests)"),
+            (self.server_error, "a Mailchimp server error"),
+            (self.timeout, "a timeout"),
+            (self.connection, "a broken connection"),
+        ];
+        let parts: Vec<String> = causes
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .enumerate()
+            .map(|(i, (n, why))| match (i, n) {
+                (0, 1) => format!("1 retry after {why}"),
+                (0, n) => format!("{n} retries after {why}"),
+                (_, n) => format!("{n} after {why}"),
+            })
+            .collect();
+        if parts.is_empty() {
+            return format!("{}: no retries", self.phase);
+        }
+        format!("{}: {}", self.phase, parts.join(", "))
+    }
+}
+
 impl RunCounts {
     /// The account's connection slots the run held on average while it talked to Mailchimp.
     pub fn slots_held(&self) -> f64 {
@@ -333,6 +392,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome in words, as people read it on the command line and in the web UI alike
+    /// ("succeeded with errors"); [`Outcome::as_str`] is the stable value of the JSON and
+    /// the API (`succeeded_with_errors`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::SucceededWithErrors => "succeeded with errors",
+            other => other.as_str(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Running => "running",

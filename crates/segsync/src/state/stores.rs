@@ -14,9 +14,9 @@ use segsync_core::{MemberKey, RecordError, SnapshotEntry, Status};
 
 use super::suppressions::{RefusalRecord, Suppression, SuppressionKind};
 use super::{
-    AuditEntry, ConnectionRecord, ExportConfig, Outcome, ProfileSourceRecord, QueuedRun, Result,
-    Role, RunCounts, RunRecord, SegmentRecord, SessionRecord, SnapshotSink, TokenRecord,
-    UserRecord,
+    AuditEntry, ConnectionHealth, ConnectionRecord, ExportConfig, Outcome, ProfileSourceRecord,
+    QueuedRun, Result, Role, RunChange, RunCounts, RunRecord, SegmentRecord, SessionRecord,
+    SnapshotSink, TokenRecord, UserRecord,
 };
 
 /// Connections to Mailchimp accounts, with their sealed secrets.
@@ -30,6 +30,11 @@ pub trait ConnectionStore {
     fn update_connection(&self, c: &ConnectionRecord) -> Result<()>;
     /// Records the Mailchimp account a connection's credential belongs to, once learned.
     fn set_connection_account(&self, name: &str, account_id: &str) -> Result<()>;
+    /// Records a check of a connection (its account's name kept when the check did not
+    /// learn it).
+    fn set_connection_health(&self, name: &str, h: &ConnectionHealth) -> Result<()>;
+    /// The last check of a connection; `None` if it was never checked.
+    fn connection_health(&self, name: &str) -> Result<Option<ConnectionHealth>>;
     /// Removes a connection and its sealed secret; the exports on it stop running.
     fn remove_connection(&self, name: &str) -> Result<()>;
 }
@@ -149,6 +154,15 @@ pub trait RunStore {
     fn run_error_count(&self, id: i64) -> Result<u64>;
     /// The first `limit` records run `id` could not send, in order (for the web UI's run page).
     fn run_errors_head(&self, id: i64, limit: usize) -> Result<Vec<RecordError>>;
+    /// Adds lines to run `id`'s change log, after those it has.
+    fn add_run_changes(&mut self, id: i64, changes: &[RunChange]) -> Result<()>;
+    /// Up to `limit` lines of run `id`'s change log after line `after` (-1: from the
+    /// first), in order, each with its line number.
+    fn run_changes_page(&self, id: i64, after: i64, limit: usize) -> Result<Vec<(i64, RunChange)>>;
+    /// Up to `limit` of run `id`'s errors after the `after`th (-1: from the first), each
+    /// with its number: the `refused` lines of its change log.
+    fn run_errors_page(&self, id: i64, after: i64, limit: usize)
+        -> Result<Vec<(i64, RecordError)>>;
 }
 
 /// Leases (one holder at a time for a name, until it expires) and the run queue (runs asked for, taken by one worker each).

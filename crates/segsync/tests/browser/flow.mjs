@@ -12,7 +12,7 @@
 // written to $SCREENSHOTS. Any failed check throws with the step and what was expected;
 // the exit code is then 1.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -335,6 +335,21 @@ async function flow(page, consoleErrors) {
   await expectPath(page, '/runs/1', 'the run\'s page');
   await seeText(page.locator('#counts'), fmt(EXPECTED_CREATED), 'the counts');
   await shot(page, '10-run.png');
+  begin('download the run\'s change log');
+  const [download] = await Promise.all([
+    page.waitForEvent('download', { timeout: TIMEOUT }),
+    page.getByRole('link', { name: 'Download change log' }).click(),
+  ]);
+  if (download.suggestedFilename() !== 'run-1-changes.csv') {
+    throw fail(`the change log's file name: ${download.suggestedFilename()}`);
+  }
+  const changeLog = readFileSync(await download.path(), 'utf8').trim().split('\n');
+  if (changeLog[0] !== 'action,email,detail,profile_key') throw fail(`the change log's header: ${changeLog[0]}`);
+  const createdLines = changeLog.filter((l) => l.startsWith('created,')).length;
+  if (createdLines !== EXPECTED_CREATED) {
+    throw fail(`the change log lists ${createdLines} created members, not ${EXPECTED_CREATED}`);
+  }
+  console.log(`[flow]   the change log lists the ${createdLines} members created`);
   await page.goBack();
 
   begin('Data > Exports lists the export with its last run');

@@ -681,7 +681,7 @@ fn a_bad_file_is_refused_with_the_place_of_every_problem_and_changes_nothing() {
     let (l, c) = place(&typo_audience, "\"0000000000\"");
     assert_has(
         &out.stderr,
-        &format!("{path}:{l}:{c}: export \"newsletter\": audience 0000000000 not found in this Mailchimp account"),
+        &format!("{path}:{l}:{c}: export \"newsletter\": Mailchimp has no audience with id 0000000000 (it may have been deleted)"),
     );
     assert_eq!(t.s.ok(&["dump"]).stdout, before);
     assert_has(
@@ -738,7 +738,7 @@ fn secrets_are_kept_unless_rotated_and_never_show() {
     let unknown = "0123456789abcdef0123456789abcdef-us6";
     let out = with_key(s, Some(unknown), &["apply", &t.file, "--rotate-secrets"]);
     assert_eq!(out.code, 1, "{}", out.text());
-    assert_has(&out.stderr, "connection \"mailchimp\": checking the credential with Mailchimp: the connection's credential was rejected");
+    assert_has(&out.stderr, "connection \"mailchimp\": checking the credential with Mailchimp: Mailchimp refused the connection's credential");
     assert!(!out.text().contains(unknown));
     assert_eq!(audit(s.home()), before, "nothing changed");
     s.ok(&["connection", "test", "mailchimp"]);

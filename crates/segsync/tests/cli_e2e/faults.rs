@@ -122,6 +122,7 @@ fn bursts_of_429_are_retried() {
     let shown = s.show(1);
     let retries = count(&run, "retries");
     assert!(shown.contains(&format!(" {retries} retries")), "{shown}");
+    crate::truth::retries_counted_where_they_happened(&run, &shown, "too_many_requests");
 }
 
 #[test]
@@ -260,7 +261,7 @@ fn a_batch_that_exhausts_its_retries_is_sent_again_later_in_the_run() {
     assert_eq!(get("GET /3.0/lists/{list_id}/members"), 3, "{c:?}");
 }
 
-const REJECTED: &str = "the connection's credential was rejected: re-authenticate";
+const REJECTED: &str = "Mailchimp refused the connection's credential (the API key or token is invalid or was revoked): re-authenticate";
 
 fn unauthorized(sim: &Sim) -> u64 {
     sim.counters().by_status.get(&401).copied().unwrap_or(0)

@@ -31,3 +31,4 @@ mod secrets;
 mod soak;
 mod suppress;
 mod torture;
+pub mod truth;

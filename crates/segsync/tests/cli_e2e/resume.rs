@@ -172,7 +172,7 @@ fn kill_9_mid_run_then_resume_ends_as_an_uninterrupted_run() {
     assert!(
         out.stdout.contains(&format!(
             "run 2 of export \"newsletter\": {}",
-            resumed.first_outcome("succeeded")
+            resumed.first_outcome("succeeded").replace('_', " ")
         )),
         "{}",
         out.stdout

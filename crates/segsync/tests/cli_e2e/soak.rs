@@ -291,7 +291,7 @@ fn faulty_run(
         let errors = s.errors_csv(id);
         for (key, email, reason) in &errors {
             assert!(
-                !reason.contains("attempts made")
+                !reason.contains(" tries")
                     && !reason.starts_with("not sent")
                     && !reason.contains("tag not changed")
                     && !reason.contains("could not return"),

@@ -23,4 +23,5 @@ mod secrets;
 mod shutdown;
 mod sources;
 mod suppressions;
+mod truth;
 mod workers;

@@ -187,6 +187,22 @@ pub async fn test_connection(
     }))
 }
 
+/// Checks a connection now and records its health: its account's name, and whether
+/// Mailchimp accepts the credential (`ok`), refuses it (`revoked`: invalid or revoked), cannot
+/// be reached (`unreachable`) or is busy (`rate_limited`). A failed check is an answer (200).
+#[utoipa::path(post, path = "/api/connections/{name}/check", tag = "connections", params(("name" = String, Path)),
+    responses((status = 200, body = crate::state::ConnectionHealth), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn check_connection(
+    State(app): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Json<crate::state::ConnectionHealth>> {
+    who.require(Role::Contributor, "checking a connection")?;
+    Ok(Json(
+        ops::health::check_connection(&app.app, &who.actor, &name).await?,
+    ))
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Audience {
     pub id: String,

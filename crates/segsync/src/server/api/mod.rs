@@ -69,6 +69,10 @@ pub fn routes() -> Router<AppState> {
             post(connections::test_connection),
         )
         .route(
+            "/api/connections/{name}/check",
+            post(connections::check_connection),
+        )
+        .route(
             "/api/connections/{name}/audiences",
             get(connections::audiences),
         )
@@ -117,6 +121,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/runs", get(runs::list_runs))
         .route("/api/runs/{id}", get(runs::get_run))
         .route("/api/runs/{id}/errors", get(runs::run_errors))
+        .route("/api/runs/{id}/changes", get(runs::run_changes))
         .route("/api/runs/{id}/cancel", post(runs::cancel_run))
         .route("/api/audit", get(audit::audit_log))
         .route(

@@ -80,7 +80,7 @@ pub fn records_per_run(runs: &[&RunRecord]) -> Markup {
                     @let u = r.counts.updated;
                     @let d = removed(r);
                     g class="bar" data-run=(r.id) {
-                        title { "Run " (r.number) ": " (num(c)) " created, " (num(u)) " updated, " (num(d)) " removed (" (r.outcome.as_str()) ")" }
+                        title { "Run " (r.number) ": " (num(c)) " created, " (num(u)) " updated, " (num(d)) " removed (" (r.outcome.label()) ")" }
                         rect x=(x) y=(y(c)) width=(bar) height=(y(0) - y(c)) fill=(CREATED) {}
                         rect x=(x) y=(y(c + u)) width=(bar) height=(y(c) - y(c + u)) fill=(UPDATED) {}
                         rect x=(x) y=(y(c + u + d)) width=(bar) height=(y(c + u) - y(c + u + d)) fill=(REMOVED) {}

@@ -19,6 +19,7 @@ use crate::ops::{self, ConnectionView};
 use crate::server::auth::Authed;
 use crate::server::oauth::{self, OAuthRequest};
 use crate::server::{api, ApiError, AppState};
+use crate::state::ConnectionHealth;
 use crate::PRIVACY_STATEMENT;
 
 #[derive(Deserialize)]
@@ -58,7 +59,7 @@ pub async fn list(
                 table class="stack" id="connections" {
                     thead { tr {
                         th { "Display name" } th { "Name" } th { "Kind" } th { "Who can use it" }
-                        th { "Data privacy consent" } th { "Export user" } th { "Exports" }
+                        th { "Data privacy consent" } th { "Export user" } th { "Exports" } th { "Health" }
                     } }
                     tbody {
                         @for c in &conns {
@@ -71,6 +72,7 @@ pub async fn list(
                                 td data-label="Data privacy consent" { (c.consent_by) br; span class="muted small" { (when(&c.consent_at)) } }
                                 td data-label="Export user" { (c.export_user.as_deref().unwrap_or("—")) }
                                 td data-label="Exports" class="num" { (n) }
+                                td data-label="Health" { (health_badge(c.health.as_ref())) }
                             }
                         }
                     }
@@ -84,6 +86,55 @@ pub async fn list(
             .notice(q.notice)
             .render(body),
     ))
+}
+
+/// A connection's last check, as a badge ("revoked" in red).
+fn health_badge(h: Option<&ConnectionHealth>) -> Markup {
+    let Some(h) = h else {
+        return layout::badge("badge-muted", "never checked");
+    };
+    let (class, label) = match h.status.as_str() {
+        "ok" => ("badge-ok", "ok"),
+        "revoked" => ("badge-error", "revoked"),
+        "unreachable" => ("badge-warn", "unreachable"),
+        "rate_limited" => ("badge-warn", "rate-limited"),
+        _ => ("badge-error", "failing"),
+    };
+    html! { span class=(format!("badge {class}")) data-health=(h.status) title=(format!("checked {}", when(&h.checked_at))) { (label) } }
+}
+
+/// The health section of a connection's page: the account's name, the last check, "Check
+/// now", and the way back for a revoked credential.
+fn health_card(who: &Authed, c: &ConnectionView, base: &str, oauth: bool) -> Markup {
+    let h = c.health.as_ref();
+    let revoked = h.is_some_and(|h| h.status == "revoked");
+    html! {
+        div class="card" id="health" {
+            div class="card-head" {
+                h2 { "Health" }
+                (layout::post_button(who, &format!("{base}/check"), "Check now", "btn-secondary btn-small"))
+            }
+            dl class="summary" {
+                dt { "Mailchimp account" } dd id="account-name" { (h.and_then(|h| h.account_name.as_deref()).unwrap_or("not known yet")) }
+                dt { "Last check" } dd id="last-check" {
+                    (health_badge(h))
+                    @if let Some(h) = h { " " (when(&h.checked_at)) }
+                    @if let Some(d) = h.and_then(|h| h.detail.as_deref()) { br; span class="muted small" { (d) } }
+                }
+            }
+            @if revoked {
+                p id="reauthenticate" {
+                    "Mailchimp no longer accepts this credential. "
+                    @if oauth && c.credential_kind == "oauth" {
+                        "Re-authenticate with Mailchimp below"
+                    } @else {
+                        a href="#credential" { "Re-authenticate: replace the API key" }
+                    }
+                    "; exports on this connection fail until then."
+                }
+            }
+        }
+    }
 }
 
 fn kind_badge(kind: &str) -> Markup {
@@ -390,6 +441,7 @@ async fn show_page(
                 }
             }
         }
+        (health_card(who, &c, &base, app.config.oauth.is_some()))
         div class="card" {
             h2 { "Sharing and export user" }
             form method="post" action=(base) {
@@ -411,7 +463,7 @@ async fn show_page(
                 button type="submit" class="btn btn-primary" { "Save changes" }
             }
         }
-        div class="card" {
+        div class="card" id="credential" {
             h2 { "Credential" }
             p class="muted" { "The credential is stored encrypted and never shown. Replace it when Mailchimp stops accepting it." }
             @if app.config.oauth.is_some() {
@@ -514,6 +566,28 @@ pub async fn test(
         Ok(()) => Ok(redirect_notice(
             &format!("/admin/connections/{}", seg(&name)),
             "Mailchimp accepts the credential: the connection works.",
+        )),
+        Err(e) => Err(refused_on_page(&app, &who, &name, e.into()).await),
+    }
+}
+
+/// "Check now": checks the connection and records its health; the page shows it.
+pub async fn check(
+    State(app): State<AppState>,
+    Admin(who): Admin,
+    Path(name): Path<String>,
+    form: FormData,
+) -> PageResult {
+    form.check_csrf(&who).or_page(&who)?;
+    match ops::health::check_connection(&app.app, &who.actor, &name).await {
+        Ok(h) => Ok(redirect_notice(
+            &format!("/admin/connections/{}", seg(&name)),
+            &format!(
+                "Checked: {}.",
+                h.detail
+                    .as_deref()
+                    .unwrap_or("Mailchimp accepts the credential")
+            ),
         )),
         Err(e) => Err(refused_on_page(&app, &who, &name, e.into()).await),
     }

@@ -233,7 +233,7 @@ pub fn outcome_badge(o: Outcome) -> Markup {
     let (class, label) = match o {
         Outcome::Running => ("badge-info", "running"),
         Outcome::Succeeded => ("badge-ok", "succeeded"),
-        Outcome::SucceededWithErrors => ("badge-warn", "succeeded with errors"),
+        Outcome::SucceededWithErrors => ("badge-warn", o.label()),
         Outcome::Failed => ("badge-error", "failed"),
         Outcome::Interrupted => ("badge-warn", "interrupted"),
         Outcome::Cancelled => ("badge-muted", "cancelled"),

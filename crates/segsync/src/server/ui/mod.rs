@@ -64,6 +64,7 @@ pub fn routes() -> Router<AppState> {
             get(connections::show).post(connections::change),
         )
         .route("/admin/connections/{name}/test", post(connections::test))
+        .route("/admin/connections/{name}/check", post(connections::check))
         .route(
             "/admin/connections/{name}/reauthenticate",
             post(connections::reauthenticate),

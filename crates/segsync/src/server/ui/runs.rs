@@ -101,7 +101,12 @@ pub async fn show(
     let body = html! {
         div class="toolbar" {
             p { "Export " a href=(export_url) { strong { (run.export) } } " · " (outcome_badge(run.outcome)) }
-            a class="btn btn-secondary" href=(export_url) { "Back to the export" }
+            div class="actions" {
+                @if may_see_records {
+                    a class="btn btn-secondary" id="download-changes" href=(format!("/api/runs/{id}/changes")) download=(format!("run-{id}-changes.csv")) title="Who was created, updated, moved, tagged, untagged, removed or refused, one line per member per action (CSV)" { "Download change log" }
+                }
+                a class="btn btn-secondary" href=(export_url) { "Back to the export" }
+            }
         }
         @if let Some(p) = &live {
             div class="card" id="progress" {
@@ -140,6 +145,13 @@ pub async fn show(
             div class="stats" id="counts" {
                 @for (k, v) in counts {
                     div class="stat" title=[meaning(k)] { div class="v" { (num(v)) } div class="k" { (k) } }
+                }
+            }
+            @if !c.retries_by_phase.is_empty() {
+                ul class="small" id="retries-by-phase" {
+                    @for p in &c.retries_by_phase {
+                        li data-phase=(p.phase) { "Retries, " (p.in_words()) }
+                    }
                 }
             }
             dl class="summary small" id="words" {

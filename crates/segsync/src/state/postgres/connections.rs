@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::state::stores::*;
+use crate::state::ConnectionHealth;
 
 impl ConnectionStore for PgState {
     fn add_connection(&self, c: &ConnectionRecord) -> Result<()> {
@@ -84,6 +85,44 @@ impl ConnectionStore for PgState {
             return Err(msg::no_connection(name));
         }
         Ok(())
+    }
+
+    fn set_connection_health(&self, name: &str, h: &ConnectionHealth) -> Result<()> {
+        let n = self.execute(
+            "record a connection's health",
+            "UPDATE connections SET account_name = COALESCE($2, account_name), health = $3, health_detail = $4, health_checked_at = $5 WHERE name = $1",
+            params![
+                name.to_string(),
+                h.account_name.clone(),
+                h.status.clone(),
+                h.detail.clone(),
+                h.checked_at.clone()
+            ],
+        )?;
+        if n == 0 {
+            return Err(msg::no_connection(name));
+        }
+        Ok(())
+    }
+
+    fn connection_health(&self, name: &str) -> Result<Option<ConnectionHealth>> {
+        let row = self
+            .query_opt(
+                "read a connection's health",
+                "SELECT account_name, health, health_detail, health_checked_at FROM connections WHERE name = $1".into(),
+                params![name.to_string()],
+            )?
+            .ok_or_else(|| msg::no_connection(name))?;
+        let status: Option<String> = get(&row, 1)?;
+        Ok(match status {
+            None => None,
+            Some(status) => Some(ConnectionHealth {
+                account_name: get(&row, 0)?,
+                status,
+                detail: get(&row, 2)?,
+                checked_at: get::<Option<String>>(&row, 3)?.unwrap_or_default(),
+            }),
+        })
     }
 
     fn remove_connection(&self, name: &str) -> Result<()> {

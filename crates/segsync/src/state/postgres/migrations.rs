@@ -35,6 +35,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "suppression lists and remembered refusals",
         sql: POSTGRES_V6,
     },
+    Migration {
+        version: 7,
+        name: "each run's change log; each connection's account name and health",
+        sql: POSTGRES_V7,
+    },
 ];
 
 /// Suppression lists (`export` '' is the installation's list) and the addresses Mailchimp
@@ -60,6 +65,21 @@ CREATE TABLE refusals (
     PRIMARY KEY (export, email)
 );
 "#;
+
+/// A run's change log (`state::changes`), and what the last check of a connection found.
+const POSTGRES_V7: &str = "CREATE TABLE run_changes (
+    run_id BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    action BIGINT NOT NULL,
+    email TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    profile_key TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+ALTER TABLE connections ADD COLUMN account_name TEXT;
+ALTER TABLE connections ADD COLUMN health TEXT;
+ALTER TABLE connections ADD COLUMN health_detail TEXT;
+ALTER TABLE connections ADD COLUMN health_checked_at TEXT;";
 
 /// The account a connection's credential belongs to (learned from the API root), the
 /// connection's slot budget (NULL: the default), and the slots of each account held by

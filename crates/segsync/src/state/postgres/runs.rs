@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::state::stores::*;
+use crate::state::RunChange;
 
 impl RunStore for PgState {
     fn exports_with_running_runs(&self) -> Result<Vec<String>> {
@@ -158,6 +159,78 @@ impl RunStore for PgState {
         )?
         .iter()
         .map(record_error_row)
+        .collect()
+    }
+
+    fn add_run_changes(&mut self, id: i64, changes: &[RunChange]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let actions: Vec<i64> = changes.iter().map(|c| c.action.code()).collect();
+        let emails: Vec<String> = changes.iter().map(|c| c.email.clone()).collect();
+        let details: Vec<String> = changes.iter().map(|c| c.detail.clone()).collect();
+        let keys: Vec<String> = changes.iter().map(|c| c.profile_key.clone()).collect();
+        self.call(move |c| {
+            let op = "record a run's changes";
+            let pe = |err: postgres::Error| pg_err(op, &err);
+            let mut tx = c.transaction().map_err(pe)?;
+            let start: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM run_changes WHERE run_id = $1",
+                    &[&id],
+                )
+                .map_err(pe)?
+                .get(0);
+            tx.execute(
+                "INSERT INTO run_changes (run_id, seq, action, email, detail, profile_key)
+                 SELECT $1::bigint, $2::bigint + u.n - 1, u.a, u.e, u.d, u.k
+                 FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[])
+                      WITH ORDINALITY AS u(a, e, d, k, n)",
+                &[&id, &start, &actions, &emails, &details, &keys],
+            )
+            .map_err(pe)?;
+            tx.commit().map_err(pe)
+        })
+    }
+
+    fn run_changes_page(&self, id: i64, after: i64, limit: usize) -> Result<Vec<(i64, RunChange)>> {
+        self.query(
+            "read a run's changes",
+            "SELECT seq, action, email, detail, profile_key FROM run_changes WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3".into(),
+            params![id, after, limit as i64],
+        )?
+        .iter()
+        .map(|r| {
+            Ok((
+                get(r, 0)?,
+                crate::state::changes::change_of(get(r, 1)?, get(r, 2)?, get(r, 3)?, get(r, 4)?),
+            ))
+        })
+        .collect()
+    }
+
+    fn run_errors_page(
+        &self,
+        id: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, RecordError)>> {
+        self.query(
+            "read a run's errors",
+            "SELECT seq, profile_key, email, reason FROM run_errors WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3".into(),
+            params![id, after, limit as i64],
+        )?
+        .iter()
+        .map(|r| {
+            Ok((
+                get(r, 0)?,
+                RecordError {
+                    profile_key: get(r, 1)?,
+                    email: get(r, 2)?,
+                    reason: get(r, 3)?,
+                },
+            ))
+        })
         .collect()
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::state::stores::*;
+use crate::state::ConnectionHealth;
 
 impl ConnectionStore for SqliteState {
     fn add_connection(&self, c: &ConnectionRecord) -> Result<()> {
@@ -63,6 +64,40 @@ impl ConnectionStore for SqliteState {
             return Err(msg::no_connection(name));
         }
         Ok(())
+    }
+
+    fn set_connection_health(&self, name: &str, h: &ConnectionHealth) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE connections SET account_name = COALESCE(?2, account_name), health = ?3, health_detail = ?4, health_checked_at = ?5 WHERE name = ?1",
+            params![name, h.account_name, h.status, h.detail, h.checked_at],
+        )?;
+        if n == 0 {
+            return Err(msg::no_connection(name));
+        }
+        Ok(())
+    }
+
+    fn connection_health(&self, name: &str) -> Result<Option<ConnectionHealth>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT account_name, health, health_detail, health_checked_at FROM connections WHERE name = ?1",
+                [name],
+                |r| {
+                    let status: Option<String> = r.get(1)?;
+                    Ok(status.map(|status| -> rusqlite::Result<ConnectionHealth> {
+                        Ok(ConnectionHealth {
+                            account_name: r.get(0)?,
+                            status,
+                            detail: r.get(2)?,
+                            checked_at: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                        })
+                    }))
+                },
+            )
+            .optional()?
+            .ok_or_else(|| msg::no_connection(name))?;
+        Ok(row.transpose()?)
     }
 
     /// Removes a connection and its sealed secret; the exports on it stop running.

@@ -34,6 +34,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "suppression lists and remembered refusals",
         sql: SQLITE_V6,
     },
+    Migration {
+        version: 7,
+        name: "each run's change log; each connection's account name and health",
+        sql: SQLITE_V7,
+    },
 ];
 
 /// Suppression lists (`export` '' is the installation's list) and the addresses Mailchimp
@@ -59,6 +64,21 @@ CREATE TABLE refusals (
     PRIMARY KEY (export, email)
 );
 "#;
+
+/// A run's change log (`state::changes`), and what the last check of a connection found.
+const SQLITE_V7: &str = "CREATE TABLE run_changes (
+    run_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    action INTEGER NOT NULL,
+    email TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    profile_key TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+ALTER TABLE connections ADD COLUMN account_name TEXT;
+ALTER TABLE connections ADD COLUMN health TEXT;
+ALTER TABLE connections ADD COLUMN health_detail TEXT;
+ALTER TABLE connections ADD COLUMN health_checked_at TEXT;";
 
 /// The account a connection's credential belongs to (learned from the API root) and the
 /// connection's slot budget (NULL: the default).

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::state::stores::*;
+use crate::state::RunChange;
 
 impl RunStore for SqliteState {
     /// Exports that have a run still marked `running` (alive, or left so by a process that
@@ -145,6 +146,72 @@ impl RunStore for SqliteState {
                     email: r.get(1)?,
                     reason: r.get(2)?,
                 })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn add_run_changes(&mut self, id: i64, changes: &[RunChange]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write_tx()?;
+        {
+            let start: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM run_changes WHERE run_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            let mut st = tx.prepare_cached("INSERT INTO run_changes (run_id, seq, action, email, detail, profile_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+            for (i, c) in changes.iter().enumerate() {
+                st.execute(params![
+                    id,
+                    start + i as i64,
+                    c.action.code(),
+                    c.email,
+                    c.detail,
+                    c.profile_key
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn run_changes_page(&self, id: i64, after: i64, limit: usize) -> Result<Vec<(i64, RunChange)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, action, email, detail, profile_key FROM run_changes WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = st
+            .query_map(params![id, after, limit as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    crate::state::changes::change_of(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn run_errors_page(
+        &self,
+        id: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, RecordError)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, profile_key, email, reason FROM run_errors WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = st
+            .query_map(params![id, after, limit as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    RecordError {
+                        profile_key: r.get(1)?,
+                        email: r.get(2)?,
+                        reason: r.get(3)?,
+                    },
+                ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)

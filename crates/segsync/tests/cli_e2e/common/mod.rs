@@ -941,10 +941,22 @@ impl Session {
             .lines()
             .find(|l| l.split_whitespace().next() == Some(run.to_string().as_str()))
             .unwrap_or_else(|| panic!("run {run} in `segsync runs`:\n{}", out.stdout));
-        line.split_whitespace()
-            .nth(3)
-            .expect("an outcome column")
-            .to_string()
+        // People read the outcome in words ("succeeded with errors"), as in the web UI;
+        // returned as the API spells it.
+        assert!(!line.contains("_with_"), "an outcome in words: {line}");
+        let words = [
+            "succeeded with errors",
+            "succeeded",
+            "failed",
+            "interrupted",
+            "cancelled",
+            "running",
+        ];
+        let listed = words
+            .iter()
+            .find(|w| line.contains(&format!(" {w} ")))
+            .unwrap_or_else(|| panic!("an outcome in {line}"));
+        listed.replace(' ', "_")
     }
 }
 
