@@ -22,4 +22,5 @@ mod schedule;
 mod secrets;
 mod shutdown;
 mod sources;
+mod uploads;
 mod workers;

@@ -19,6 +19,7 @@ pub mod profiles;
 pub mod runs;
 pub mod segments;
 pub mod sources;
+pub mod uploads;
 pub mod users;
 
 use axum::extract::DefaultBodyLimit;
@@ -98,6 +99,20 @@ pub fn routes() -> Router<AppState> {
             post(profiles::import_profiles).layer(DefaultBodyLimit::max(4 << 30)),
         )
         .route("/api/profiles/refresh", post(profiles::refresh_profiles))
+        .route(
+            "/api/profiles/uploads",
+            post(uploads::upload)
+                .layer(DefaultBodyLimit::max(crate::server::uploads::UPLOAD_LIMIT)),
+        )
+        .route(
+            "/api/profiles/uploads/{id}",
+            get(uploads::get_upload).delete(uploads::discard),
+        )
+        .route(
+            "/api/profiles/uploads/{id}/preview",
+            post(uploads::repreview),
+        )
+        .route("/api/profiles/uploads/{id}/commit", post(uploads::commit))
         .route(
             "/api/exports",
             get(exports::list_exports).post(exports::add_export),
