@@ -44,7 +44,9 @@ mod typing;
 
 pub use self::mysql::{check_mysql_source, MyReach, MySqlSource, MySqlSourceError};
 pub use self::postgres::{check_source, PgRelation, PgSource, PgSourceError, Reach, BATCH_ROWS};
-pub use dialect::{parse_delimiter, DateFormat, Dialect, ImportOptions, OnBadValue};
+pub use dialect::{
+    delimiter_name, parse_delimiter, DateFormat, Dialect, ImportOptions, OnBadValue,
+};
 pub use error::{
     BadValue, ImportError, InputError, Location, PredicateError, ProfileError, SelectError,
 };
