@@ -85,7 +85,11 @@ fn export_input(a: ExportAdd) -> Result<ops::ExportInput, Failure> {
     let mut merge = Vec::new();
     for m in &a.merge {
         let (tag, column) = pair(m, "--merge")?;
-        merge.push(FieldMap { tag, column });
+        merge.push(FieldMap {
+            tag,
+            column,
+            kind: None,
+        });
     }
     let mut tags: Vec<(String, String)> = Vec::new();
     for t in &a.tags {

@@ -88,14 +88,17 @@ pub(super) fn installation() -> Installation {
                 FieldMap {
                     tag: "FNAME".into(),
                     column: "first_name".into(),
+                    kind: None,
                 },
                 FieldMap {
                     tag: "LTV".into(),
                     column: "lifetime_value".into(),
+                    kind: None,
                 },
                 FieldMap {
                     tag: "CITY".into(),
                     column: "city".into(),
+                    kind: None,
                 },
             ],
             segments: vec![

@@ -203,12 +203,14 @@ fn field_maps(input: &ExportInput) -> OpResult<Vec<FieldMap>> {
         fields.push(FieldMap {
             tag: "FNAME".into(),
             column: c.clone(),
+            kind: None,
         });
     }
     if let Some(c) = &input.last_name {
         fields.push(FieldMap {
             tag: "LNAME".into(),
             column: c.clone(),
+            kind: None,
         });
     }
     for m in &input.merge {
@@ -230,6 +232,7 @@ fn field_maps(input: &ExportInput) -> OpResult<Vec<FieldMap>> {
         fields.push(FieldMap {
             tag,
             column: m.column.trim().to_string(),
+            kind: m.kind,
         });
     }
     Ok(fields)

@@ -155,6 +155,10 @@ pub struct SegmentRecord {
 pub struct FieldMap {
     pub tag: String,
     pub column: String,
+    /// The type of the merge field when the export creates it (default: the one that fits
+    /// the column, see [`crate::merge_type::suggest`]); an existing field keeps its own.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crate::merge_type::MergeType>,
 }
 
 /// A chosen segment and the Mailchimp tag its members carry.

@@ -19,6 +19,7 @@ mod first_run;
 mod guards;
 mod incremental;
 mod membership;
+mod merge_types;
 mod moves;
 mod mysql;
 mod postgres;

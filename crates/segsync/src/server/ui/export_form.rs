@@ -256,6 +256,7 @@ impl ExportForm {
                 _ => merge.push(FieldMap {
                     tag: tag.clone(),
                     column: column.clone(),
+                    kind: None,
                 }),
             }
         }
@@ -920,7 +921,8 @@ mod tests {
             i.merge,
             vec![FieldMap {
                 tag: "CITY".into(),
-                column: "city".into()
+                column: "city".into(),
+                kind: None,
             }]
         );
         assert_eq!(
@@ -961,6 +963,7 @@ mod tests {
             merge: vec![FieldMap {
                 tag: "CITY".into(),
                 column: "city".into(),
+                kind: None,
             }],
             segments: vec![SegmentChoice {
                 segment: "s".into(),
