@@ -92,11 +92,11 @@ pub fn suggest(column: &str, kind: Option<ColumnType>) -> MergeType {
     if birthday && (dated || matches!(kind, Some(ColumnType::Text) | None)) {
         return MergeType::Birthday;
     }
-    if ["phone", "mobile", "telephone", "tel", "cell"]
+    let phone = ["phone", "mobile", "telephone"]
         .iter()
-        .any(|p| name == *p || name.starts_with(p) || name.ends_with(p))
-        && !matches!(kind, Some(ColumnType::Real | ColumnType::Boolean))
-    {
+        .any(|p| name.starts_with(p) || name.ends_with(p))
+        || ["tel", "cell", "gsm"].contains(&name.as_str());
+    if phone && !matches!(kind, Some(ColumnType::Real | ColumnType::Boolean)) {
         return MergeType::Phone;
     }
     match kind {

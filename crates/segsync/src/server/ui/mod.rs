@@ -23,6 +23,7 @@ mod builder_js;
 mod chart;
 mod connections;
 mod export_form;
+mod export_help;
 mod exports;
 mod layout;
 mod preview;
