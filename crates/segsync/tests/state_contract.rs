@@ -189,6 +189,7 @@ fn export(name: &str, connection: &str, segments: &[&str]) -> ExportConfig {
             timezone: "Europe/Paris".into(),
         },
         paused: false,
+        audience_name: None,
     }
 }
 

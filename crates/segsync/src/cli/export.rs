@@ -174,10 +174,10 @@ pub(super) async fn export(app: &App, cmd: ExportCmd) -> Result<i32, Failure> {
             for e in state.exports()? {
                 let segs: Vec<&str> = e.segments.iter().map(|s| s.segment.as_str()).collect();
                 println!(
-                    "{:<20} connection {:<12} audience {:<12} segments {}",
+                    "{:<20} connection {:<12} audience {:<24} segments {}",
                     e.name,
                     e.connection,
-                    e.audience_id,
+                    super::runs::audience_label(&e),
                     segs.join(", ")
                 );
             }

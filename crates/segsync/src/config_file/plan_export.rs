@@ -321,6 +321,7 @@ fn desired_export(e: &ExportSpec, current: Option<&ExportConfig>) -> ExportConfi
             .map(|s| s.get_ref().0.clone())
             .unwrap_or_default(),
         paused: e.paused.or(current.map(|c| c.paused)).unwrap_or(false),
+        audience_name: current.and_then(|c| c.audience_name.clone()),
     }
 }
 

@@ -121,6 +121,7 @@ pub(super) fn installation() -> Installation {
                 timezone: "Europe/Bucharest".into(),
             },
             paused: true,
+            audience_name: None,
         }],
         columns: [
             "customer_id",

@@ -173,6 +173,7 @@ pub async fn prepare(
     let export = state.export(export_name)?;
     let client = super::run_client(state, app, &export.connection, settings).await?;
     let list = client.list(&export.audience_id).await?;
+    remember_audience_name(state, &export, &list.name);
     let fields = client.merge_fields(&export.audience_id).await?;
     let types = new_field_types(app, state, &export, &fields);
     let (specs, to_create) = field_specs(&export, &list.name, &fields, &types)?;
@@ -267,6 +268,21 @@ fn field_specs(
         });
     }
     Ok((specs, to_create))
+}
+
+/// Keeps the audience's name with the export when it changed in Mailchimp, so that pages
+/// and lists show it by name (a failure only leaves the old name shown).
+fn remember_audience_name(state: &mut StateStore, export: &ExportConfig, name: &str) {
+    if export.audience_name.as_deref() == Some(name) {
+        return;
+    }
+    let result = state.export(&export.name).and_then(|mut e| {
+        e.audience_name = Some(name.to_string());
+        state.replace_export(&e)
+    });
+    if let Err(e) = result {
+        tracing::warn!(export = %export.name, error = %e, "remembering the audience's name failed");
+    }
 }
 
 /// The type of each merge field the run creates: the export's, else the one that fits its

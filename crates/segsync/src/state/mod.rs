@@ -192,6 +192,9 @@ pub struct ExportConfig {
     /// A paused export keeps its configuration but its schedule does not fire.
     #[serde(default)]
     pub paused: bool,
+    /// The audience's name in Mailchimp, as last read (when saved, and at each run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience_name: Option<String>,
 }
 
 /// When `segsync serve` runs an export by itself (besides "Run now").

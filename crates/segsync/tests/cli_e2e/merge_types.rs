@@ -94,6 +94,18 @@ fn created_merge_fields_get_the_type_of_their_column() {
     assert_eq!(merge(ana, "BDAY"), "07/04");
     assert_eq!(merge(ana, "PHONE"), "+40 721 000 111");
 
+    // The audience by its name, its id second.
+    let listed = s.ok(&["export", "list"]).stdout;
+    assert!(
+        listed.contains(&format!("audience \"Newsletter\" ({list})")),
+        "{listed}"
+    );
+    let shown = s.show(s.last_run());
+    assert!(
+        shown.contains(&format!("  audience \"Newsletter\" ({list})")),
+        "{shown}"
+    );
+
     // Nothing changed: the next run sends nothing.
     let before = sim.counters();
     s.run_export(0);

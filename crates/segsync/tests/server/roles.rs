@@ -299,7 +299,10 @@ fn cases(who: &str, sim: &Sim, t: &Targets<'_>) -> Vec<Case> {
         case(
             "POST",
             "/api/profiles/uploads/{id}/preview",
-            format!("/api/profiles/uploads/{}/preview?key=customer_id", t.uploads.0),
+            format!(
+                "/api/profiles/uploads/{}/preview?key=customer_id",
+                t.uploads.0
+            ),
             None,
             Admin,
             200,
@@ -793,7 +796,10 @@ fn sessions_need_the_csrf_token_and_end_at_logout() {
 fn upload_profiles(admin: &Client, csv: &std::path::Path) -> String {
     let a = admin.send(
         admin
-            .request("POST", "/api/profiles/uploads?name=profiles.csv&key=customer_id")
+            .request(
+                "POST",
+                "/api/profiles/uploads?name=profiles.csv&key=customer_id",
+            )
             .body(std::fs::read(csv).unwrap()),
     );
     assert_eq!(a.status, 201, "{}", a.text);

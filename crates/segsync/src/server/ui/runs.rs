@@ -61,6 +61,10 @@ pub async fn show(
     } else {
         Vec::new()
     };
+    let audience = state
+        .export(&run.export)
+        .ok()
+        .map(|e| super::exports::audience_label(&e));
     let live = app.runs.progress(id);
     let c = &run.counts;
     let mut counts: Vec<(&str, u64)> = vec![
@@ -95,7 +99,7 @@ pub async fn show(
     let export_url = format!("/exports/{}", seg(&run.export));
     let body = html! {
         div class="toolbar" {
-            p { "Export " a href=(export_url) { strong { (run.export) } } " · " (outcome_badge(run.outcome)) }
+            p { "Export " a href=(export_url) { strong { (run.export) } } @if let Some(a) = &audience { " to audience " (a) } " · " (outcome_badge(run.outcome)) }
             a class="btn btn-secondary" href=(export_url) { "Back to the export" }
         }
         @if let Some(p) = &live {
