@@ -165,6 +165,8 @@ fn admin_connects_with_oauth_and_a_contributor_sees_the_export_in_the_browser() 
         ("DISPLAY_NAME", DISPLAY_NAME.into()),
         ("CONNECTION_NAME", CONNECTION_NAME.into()),
         ("EXPORT_NAME", EXPORT.into()),
+        ("PROFILES_FILE", s.path("profiles.csv").display().to_string()),
+        ("PROFILE_COUNT", profiles.len().to_string()),
         (
             "SEGMENTS",
             json!([
