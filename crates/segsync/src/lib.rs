@@ -25,6 +25,7 @@ pub mod csv_out;
 pub mod engine;
 pub mod home;
 pub mod locks;
+pub mod merge_type;
 pub use segsync_mailchimp as mailchimp;
 pub mod ops;
 pub mod pg;

@@ -172,6 +172,7 @@ fn export(name: &str, connection: &str, segments: &[&str]) -> ExportConfig {
         fields: vec![FieldMap {
             tag: "FNAME".into(),
             column: "first_name".into(),
+            kind: None,
         }],
         segments: segments
             .iter()
@@ -190,6 +191,7 @@ fn export(name: &str, connection: &str, segments: &[&str]) -> ExportConfig {
             timezone: "Europe/Paris".into(),
         },
         paused: false,
+        audience_name: None,
     }
 }
 
@@ -436,6 +438,7 @@ fn connections_segments_sources_exports(_env: &Env, s: &mut StateStore) {
     renamed.fields.push(FieldMap {
         tag: "CITY".into(),
         column: "city".into(),
+        kind: None,
     });
     s.replace_export(&renamed).unwrap();
     assert_eq!(s.export("newsletter").unwrap(), renamed);

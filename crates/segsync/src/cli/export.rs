@@ -85,7 +85,11 @@ fn export_input(a: ExportAdd) -> Result<ops::ExportInput, Failure> {
     let mut merge = Vec::new();
     for m in &a.merge {
         let (tag, column) = pair(m, "--merge")?;
-        merge.push(FieldMap { tag, column });
+        merge.push(FieldMap {
+            tag,
+            column,
+            kind: None,
+        });
     }
     let mut tags: Vec<(String, String)> = Vec::new();
     for t in &a.tags {
@@ -170,10 +174,10 @@ pub(super) async fn export(app: &App, cmd: ExportCmd) -> Result<i32, Failure> {
             for e in state.exports()? {
                 let segs: Vec<&str> = e.segments.iter().map(|s| s.segment.as_str()).collect();
                 println!(
-                    "{:<20} connection {:<12} audience {:<12} segments {}",
+                    "{:<20} connection {:<12} audience {:<24} segments {}",
                     e.name,
                     e.connection,
-                    e.audience_id,
+                    super::runs::audience_label(&e),
                     segs.join(", ")
                 );
             }

@@ -74,6 +74,9 @@ fn show_run(state: &StateStore, id: i64, args: &RunsArgs) -> Result<i32, Failure
         r.trigger,
         r.outcome.label()
     );
+    if let Ok(e) = state.export(&r.export) {
+        println!("  audience {}", audience_label(&e));
+    }
     println!(
         "  started {}, finished {}",
         r.started_at,
@@ -206,4 +209,13 @@ fn print_history(
         );
     }
     Ok(EXIT_OK)
+}
+
+/// An export's audience as people know it: `Newsletter (a1b2c3d4e5)`, or its id alone when
+/// its name was never read.
+pub fn audience_label(e: &crate::state::ExportConfig) -> String {
+    match &e.audience_name {
+        Some(name) => format!("\"{name}\" ({})", e.audience_id),
+        None => e.audience_id.clone(),
+    }
 }

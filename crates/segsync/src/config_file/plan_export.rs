@@ -269,18 +269,21 @@ fn desired_export(e: &ExportSpec, current: Option<&ExportConfig>) -> ExportConfi
         fields.push(FieldMap {
             tag: "FNAME".into(),
             column: f.get_ref().clone(),
+            kind: None,
         });
     }
     if let Some(l) = &e.last_name {
         fields.push(FieldMap {
             tag: "LNAME".into(),
             column: l.get_ref().clone(),
+            kind: None,
         });
     }
     for (tag, column) in e.merge.iter().flatten() {
         fields.push(FieldMap {
             tag: tag.trim().to_uppercase(),
             column: column.get_ref().trim().to_string(),
+            kind: None,
         });
     }
     let segments = e
@@ -318,6 +321,7 @@ fn desired_export(e: &ExportSpec, current: Option<&ExportConfig>) -> ExportConfi
             .map(|s| s.get_ref().0.clone())
             .unwrap_or_default(),
         paused: e.paused.or(current.map(|c| c.paused)).unwrap_or(false),
+        audience_name: current.and_then(|c| c.audience_name.clone()),
     }
 }
 

@@ -89,14 +89,17 @@ pub(super) fn installation() -> Installation {
                 FieldMap {
                     tag: "FNAME".into(),
                     column: "first_name".into(),
+                    kind: None,
                 },
                 FieldMap {
                     tag: "LTV".into(),
                     column: "lifetime_value".into(),
+                    kind: None,
                 },
                 FieldMap {
                     tag: "CITY".into(),
                     column: "city".into(),
+                    kind: None,
                 },
             ],
             segments: vec![
@@ -119,6 +122,7 @@ pub(super) fn installation() -> Installation {
                 timezone: "Europe/Bucharest".into(),
             },
             paused: true,
+            audience_name: None,
         }],
         columns: [
             "customer_id",

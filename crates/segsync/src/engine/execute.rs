@@ -350,7 +350,7 @@ impl Sending<'_> {
         }
         for tag in &p.fields_to_create {
             self.client
-                .create_merge_field(&self.list_id, tag, tag, mailchimp::MergeFieldType::Text)
+                .create_merge_field_with(&self.list_id, &new_merge_field(p, tag))
                 .await?;
         }
         let mut tag_ids: HashMap<usize, u64> = HashMap::new();
@@ -649,4 +649,22 @@ fn add_tally(counts: &mut RunCounts, t: mailchimp::Tally) {
     counts.untagged += t.untagged;
     counts.archived += t.archived;
     counts.moved += t.moved;
+}
+
+/// A merge field the run creates, with the type and date format its values are formatted for.
+fn new_merge_field(p: &Prepared, tag: &str) -> mailchimp::NewMergeField {
+    let spec = p.specs.iter().find(|s| s.tag == tag);
+    let kind = spec
+        .and_then(|s| serde_json::to_value(s.kind).ok())
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| "text".into());
+    mailchimp::NewMergeField {
+        name: tag.to_string(),
+        tag: Some(tag.to_string()),
+        r#type: Some(mailchimp::MergeFieldType::from(kind)),
+        date_format: spec
+            .map(|s| s.date_format.clone())
+            .filter(|f| !f.is_empty()),
+        ..mailchimp::NewMergeField::default()
+    }
 }

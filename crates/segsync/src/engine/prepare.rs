@@ -18,6 +18,7 @@ use super::holds::{self, HeldCounts};
 use super::{RunError, RunSettings};
 use crate::app::App;
 use crate::mailchimp::{self, encoder::core_status, Client};
+use crate::merge_type::{suggest, MergeType};
 use crate::sources::Profiles;
 use crate::state::{
     Evaluation, EvaluationMode, ExportConfig, PlanWriter, RunCounts, StateStore, UpsertPhase,
@@ -184,8 +185,10 @@ pub async fn prepare(
     let export = state.export(export_name)?;
     let client = super::run_client(state, app, &export.connection, settings).await?;
     let list = client.list(&export.audience_id).await?;
+    remember_audience_name(state, &export, &list.name);
     let fields = client.merge_fields(&export.audience_id).await?;
-    let (specs, to_create) = field_specs(&export, &list.name, &fields)?;
+    let types = new_field_types(app, state, &export, &fields);
+    let (specs, to_create) = field_specs(&export, &list.name, &fields, &types)?;
 
     let tag_names: Vec<String> = export.segments.iter().map(|s| s.tag.clone()).collect();
     let tag_bits = state.tag_bits(&export.name, &tag_names)?;
@@ -265,6 +268,7 @@ fn field_specs(
     export: &ExportConfig,
     audience: &str,
     fields: &[mailchimp::MergeFieldInfo],
+    types: &HashMap<String, MergeType>,
 ) -> Result<(Vec<FieldSpec>, Vec<String>), RunError> {
     let tags: Vec<&str> = export.fields.iter().map(|m| m.tag.as_str()).collect();
     if let Some(problem) = mapping_problems(audience, &tags, export.create_merge_fields, fields)
@@ -286,17 +290,68 @@ fn field_specs(
             },
             None => {
                 to_create.push(m.tag.clone());
+                let t = types.get(&m.tag).copied().unwrap_or(MergeType::Text);
                 FieldSpec {
                     tag: m.tag.clone(),
-                    kind: MergeKind::Text,
+                    kind: merge_kind(&t.mailchimp()),
                     required: false,
-                    date_format: String::new(),
+                    date_format: t.date_format().to_string(),
                     choices: vec![],
                 }
             }
         });
     }
     Ok((specs, to_create))
+}
+
+/// Keeps the audience's name with the export when it changed in Mailchimp, so that pages
+/// and lists show it by name (a failure only leaves the old name shown).
+fn remember_audience_name(state: &mut StateStore, export: &ExportConfig, name: &str) {
+    if export.audience_name.as_deref() == Some(name) {
+        return;
+    }
+    let result = state.export(&export.name).and_then(|mut e| {
+        e.audience_name = Some(name.to_string());
+        state.replace_export(&e)
+    });
+    if let Err(e) = result {
+        tracing::warn!(export = %export.name, error = %e, "remembering the audience's name failed");
+    }
+}
+
+/// The type of each merge field the run creates: the export's, else the one that fits its
+/// column (read from the profiles' columns only when a field is missing).
+fn new_field_types(
+    app: &App,
+    state: &StateStore,
+    export: &ExportConfig,
+    fields: &[mailchimp::MergeFieldInfo],
+) -> HashMap<String, MergeType> {
+    let missing: Vec<&crate::state::FieldMap> = export
+        .fields
+        .iter()
+        .filter(|m| !fields.iter().any(|f| f.tag == m.tag))
+        .collect();
+    if missing.is_empty() || !export.create_merge_fields {
+        return HashMap::new();
+    }
+    let source = export
+        .segments
+        .first()
+        .and_then(|s| state.segment(&s.segment).ok())
+        .and_then(|s| s.source);
+    let columns = app
+        .profiles_of(source.as_deref())
+        .and_then(|p| p.columns())
+        .unwrap_or_default();
+    missing
+        .into_iter()
+        .map(|m| {
+            let kind = columns.iter().find(|c| c.name == m.column).map(|c| c.kind);
+            let t = m.kind.unwrap_or_else(|| suggest(&m.column, kind));
+            (m.tag.clone(), t)
+        })
+        .collect()
 }
 
 /// What reading the profiles and the audience needs.

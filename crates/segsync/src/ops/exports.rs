@@ -134,9 +134,10 @@ pub async fn save_export(
     check_name("export", &input.name)?;
     let mut state = app.state()?;
     let existing = existing_export(&state, &input.name, mode)?;
-    let config = checked_config(app, &state, actor, &input, existing.as_ref())?;
+    let mut config = checked_config(app, &state, actor, &input, existing.as_ref())?;
     let client = engine::client_for(&state, app, &config.connection, &RunSettings::default())?;
     let audience = audience_name(&client, &config).await?;
+    config.audience_name = Some(audience.clone());
     save_and_audit(&mut state, actor, existing, &config, &audience)?;
     Ok(config)
 }
@@ -192,6 +193,7 @@ fn checked_config(
         updated_at_field: input.updated_at_field.clone(),
         schedule: input.schedule.clone(),
         paused: input.paused,
+        audience_name: existing.and_then(|e| e.audience_name.clone()),
     })
 }
 
@@ -203,12 +205,14 @@ fn field_maps(input: &ExportInput) -> OpResult<Vec<FieldMap>> {
         fields.push(FieldMap {
             tag: "FNAME".into(),
             column: c.clone(),
+            kind: None,
         });
     }
     if let Some(c) = &input.last_name {
         fields.push(FieldMap {
             tag: "LNAME".into(),
             column: c.clone(),
+            kind: None,
         });
     }
     for m in &input.merge {
@@ -230,6 +234,7 @@ fn field_maps(input: &ExportInput) -> OpResult<Vec<FieldMap>> {
         fields.push(FieldMap {
             tag,
             column: m.column.trim().to_string(),
+            kind: m.kind,
         });
     }
     Ok(fields)

@@ -42,7 +42,8 @@ pub use exports::{
     ExportInput, SaveMode, SegmentChoice,
 };
 pub use profiles::{
-    import_profiles, import_upload, profile_source, refresh_profiles, ProfileSource,
+    audit_upload, import_profiles, import_upload, preview_upload, profile_source, refresh_profiles,
+    ProfileSource, UploadFile, PREVIEW_ROWS,
 };
 pub use segments::{
     add_segment, add_segment_defined, remove_segment, update_segment, update_segment_defined,

@@ -113,3 +113,74 @@ pub fn refresh_profiles(app: &App, actor: &Actor) -> OpResult<crate::profiles::I
     )?;
     Ok(report)
 }
+
+/// What an import of an uploaded file would do, read the way the import reads it (into a
+/// scratch store at `scratch`, removed afterwards): the profile store is not touched.
+/// Values that do not fit their column are listed even when the import would refuse them.
+pub fn preview_upload(
+    actor: &Actor,
+    upload: &UploadFile<'_>,
+    scratch: &std::path::Path,
+) -> OpResult<(crate::profiles::ImportReport, crate::profiles::Preview)> {
+    require(actor, Role::Admin, "previewing an import")?;
+    let mut options = upload.options.clone();
+    if options.on_bad_value == crate::profiles::OnBadValue::Refuse {
+        options.on_bad_value = crate::profiles::OnBadValue::Empty;
+    }
+    let result = (|| {
+        let store = crate::profiles::ProfileStore::open(scratch)
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        let report = store
+            .import_with(
+                upload.path,
+                parse_format(upload.format)?,
+                upload.key,
+                &options,
+            )
+            .map_err(|e| upload.invalid(e))?;
+        let first = store
+            .preview("1 = 1", PREVIEW_ROWS)
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        Ok((report, first))
+    })();
+    for end in ["", "-wal", "-shm"] {
+        let mut p = scratch.as_os_str().to_owned();
+        p.push(end);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+    }
+    result
+}
+
+/// Rows shown in an upload's preview.
+pub const PREVIEW_ROWS: usize = 10;
+
+/// An uploaded file saved by the server, with what the person importing says about it.
+pub struct UploadFile<'a> {
+    pub path: &'a std::path::Path,
+    pub format: Option<&'a str>,
+    pub key: &'a str,
+    pub options: &'a crate::profiles::ImportOptions,
+    /// How messages name the file (its name on the uploader's computer).
+    pub label: &'a str,
+}
+
+impl UploadFile<'_> {
+    fn invalid(&self, e: impl std::fmt::Display) -> OpError {
+        OpError::Invalid(
+            e.to_string()
+                .replace(&self.path.display().to_string(), self.label),
+        )
+    }
+}
+
+/// Records an upload being kept for a preview or discarded (admins), in the audit log.
+pub fn audit_upload(
+    app: &App,
+    actor: &Actor,
+    action: &str,
+    label: &str,
+    detail: &str,
+) -> OpResult<()> {
+    require(actor, Role::Admin, "uploading profiles")?;
+    audit(&app.state()?, actor, action, label, detail)
+}

@@ -204,7 +204,7 @@ pub fn delimiter_name(d: u8) -> String {
 }
 
 /// How a CSV file was read: given or detected.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dialect {
     /// `,` `;` `|` or `tab`.
     pub delimiter: String,

@@ -121,7 +121,7 @@ pub enum ImportError {
 }
 
 /// A value that does not fit its column's type (an `x` among numbers).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct BadValue {
     /// The line on which its record starts (1-based, the header being line 1).
     pub line: u64,

@@ -6,11 +6,11 @@
 //! lost by storing a value as a number: `01234` (a zip code) and `+40 712` (a phone) stay text,
 //! and so does an integer too large for 64 bits.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The type of a profile column, as declared in the SQLite table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     /// 64-bit signed integers.

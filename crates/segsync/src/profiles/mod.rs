@@ -46,7 +46,9 @@ mod typing;
 pub use self::mysql::{check_mysql_source, MyReach, MySqlSource, MySqlSourceError};
 pub use self::postgres::{check_source, PgRelation, PgSource, PgSourceError, Reach, BATCH_ROWS};
 pub use changes::ProfileChanges;
-pub use dialect::{parse_delimiter, DateFormat, Dialect, ImportOptions, OnBadValue};
+pub use dialect::{
+    delimiter_name, parse_delimiter, DateFormat, Dialect, ImportOptions, OnBadValue,
+};
 pub use error::{
     BadValue, ImportError, InputError, Location, PredicateError, ProfileError, SelectError,
 };
@@ -59,7 +61,7 @@ pub use typecheck::comparison_warnings;
 
 use error::{list, quoted};
 use rusqlite::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -74,7 +76,7 @@ pub(crate) const META_TABLE: &str = "segsync_profiles_meta";
 pub(crate) const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The format of a file to import.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Delimited values (`,` `;` tab `|`, detected) with a header line, UTF-8.
@@ -130,7 +132,7 @@ impl FromStr for Format {
 }
 
 /// A profile column: its name as in the imported file, and its type.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Column {
     pub name: String,
     #[serde(rename = "type")]

@@ -29,6 +29,7 @@ pub mod runs;
 pub mod scheduler;
 pub mod settings;
 pub mod ui;
+pub mod uploads;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -441,6 +441,8 @@ impl utoipa::ToSchema for Upload {}
         api::segments::change_segment, api::segments::remove_segment,
         api::segments::preview_draft, api::segments::column_stats, api::segments::export_sizes,
         api::profiles::profiles, api::profiles::import_profiles, api::profiles::refresh_profiles,
+        api::uploads::upload, api::uploads::get_upload, api::uploads::repreview,
+        api::uploads::commit, api::uploads::discard,
         api::sources::list_sources, api::sources::get_source, api::sources::add_source,
         api::sources::remove_source,
         api::exports::list_exports, api::exports::add_export, api::exports::get_export,

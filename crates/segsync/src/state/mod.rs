@@ -160,6 +160,10 @@ pub struct SegmentRecord {
 pub struct FieldMap {
     pub tag: String,
     pub column: String,
+    /// The type of the merge field when the export creates it (default: the one that fits
+    /// the column, see [`crate::merge_type::suggest`]); an existing field keeps its own.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crate::merge_type::MergeType>,
 }
 
 /// A chosen segment and the Mailchimp tag its members carry.
@@ -193,6 +197,9 @@ pub struct ExportConfig {
     /// A paused export keeps its configuration but its schedule does not fire.
     #[serde(default)]
     pub paused: bool,
+    /// The audience's name in Mailchimp, as last read (when saved, and at each run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience_name: Option<String>,
 }
 
 /// When `segsync serve` runs an export by itself (besides "Run now").

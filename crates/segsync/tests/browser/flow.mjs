@@ -31,6 +31,9 @@ const LIST_NAME = env('LIST_NAME');
 const DISPLAY_NAME = env('DISPLAY_NAME');
 const CONNECTION_NAME = env('CONNECTION_NAME');
 const EXPORT_NAME = env('EXPORT_NAME');
+// The profiles file the installation was imported from, uploaded again in the browser.
+const PROFILES_FILE = env('PROFILES_FILE');
+const PROFILE_COUNT = Number(env('PROFILE_COUNT'));
 const SEGMENTS = JSON.parse(env('SEGMENTS')); // [{name, count, tag}]
 // The distinct members the chosen segments give together (shared addresses merged).
 const CHOSEN_MEMBERS = Number(env('CHOSEN_MEMBERS'));
@@ -156,6 +159,29 @@ async function main() {
   }
 }
 
+/** Data > Sources > Imported profiles: the file uploaded again, previewed, imported. */
+async function uploadProfiles(page) {
+  begin('Data > Sources > Upload a file: a preview before anything changes');
+  await page.getByRole('link', { name: 'Sources', exact: true }).click();
+  await page.locator('#upload-profiles').click();
+  await expectPath(page, '/profiles', 'the imported profiles');
+  await seeText(page.locator('#profile-count'), fmt(PROFILE_COUNT), 'the profiles now');
+  if ((await page.getByLabel('Key column').inputValue()) !== 'customer_id') {
+    throw fail('the key column should be the current one');
+  }
+  await page.getByLabel('File').setInputFiles(PROFILES_FILE);
+  await page.getByRole('button', { name: 'Preview' }).click();
+  await seeText(page.locator('#upload-rows'), fmt(PROFILE_COUNT), 'the profiles the import would store');
+  await seeText(page.locator('#upload-dialect'), 'delimiter', 'how the file is read');
+  await see(page.locator('#upload-rows-table th', { hasText: 'lifetime_value' }), 'the columns');
+  await see(page.locator('#upload-rows-table [data-type="text"]').first(), 'the column types');
+
+  begin('Import commits the upload');
+  await page.locator('#commit-upload').click();
+  await expectPath(page, '/profiles', 'the imported profiles after the import');
+  await seeText(page.locator('#notice'), `Imported ${fmt(PROFILE_COUNT)} profiles`, 'the notice');
+}
+
 async function flow(page, consoleErrors) {
   // --- the admin ---
   begin('an unknown visitor is sent to the login page');
@@ -177,6 +203,9 @@ async function flow(page, consoleErrors) {
   await seeText(page.locator('#who'), `${ADMIN.name}`, 'the user in the header');
   await seeText(page.locator('#who'), 'admin', 'the role in the header');
   await see(page.getByText('No connection yet'), 'the empty list of connections');
+
+  await uploadProfiles(page);
+  await page.goto(`${BASE}/admin/connections`);
 
   begin('Admin > Connections > Add connection');
   await page.getByRole('link', { name: 'Add connection' }).first().click();
@@ -301,6 +330,14 @@ async function flow(page, consoleErrors) {
   await page.locator('#limit-warning').waitFor({ state: 'hidden', timeout: TIMEOUT });
   await shot(page, '07-add-destination.png');
 
+  begin('the schedule: every weekday at a time, in a time zone from the list');
+  await page.getByRole('radio', { name: /^On a schedule/ }).check();
+  await page.getByLabel('Repeat', { exact: true }).selectOption('weekdays');
+  // Half a day away, so that it cannot fire during the test.
+  const hour = String((new Date().getUTCHours() + 12) % 24).padStart(2, '0');
+  await page.getByLabel('At', { exact: true }).fill(`${hour}:30`);
+  await page.getByLabel('Time zone', { exact: true }).selectOption('Europe/Bucharest');
+
   begin('Save');
   await page.getByRole('button', { name: 'Save', exact: true }).click();
   await expectPath(page, `/exports/${EXPORT_NAME}`, 'the export\'s page');
@@ -308,6 +345,8 @@ async function flow(page, consoleErrors) {
   await see(page.getByText('This export has not run yet'), 'the empty history');
   await seeText(page.locator('#configuration'), LIST_ID, 'the audience in the configuration');
   await seeText(page.locator('#configuration'), 'first_name', 'the attributes in the configuration');
+  await seeText(page.locator('#audience-name'), LIST_NAME, 'the audience by its name');
+  await seeText(page.locator('#configuration'), 'Europe/Bucharest', 'the schedule\'s time zone');
 
   begin('Run now, and the page follows the run by itself');
   await page.getByRole('button', { name: 'Run now' }).click();

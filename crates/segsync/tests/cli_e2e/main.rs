@@ -20,6 +20,7 @@ mod guards;
 mod incremental;
 mod incremental_eval;
 mod membership;
+mod merge_types;
 mod moves;
 mod mysql;
 mod postgres;

@@ -166,6 +166,11 @@ fn admin_connects_with_oauth_and_a_contributor_sees_the_export_in_the_browser() 
         ("CONNECTION_NAME", CONNECTION_NAME.into()),
         ("EXPORT_NAME", EXPORT.into()),
         (
+            "PROFILES_FILE",
+            s.path("profiles.csv").display().to_string(),
+        ),
+        ("PROFILE_COUNT", profiles.len().to_string()),
+        (
             "SEGMENTS",
             json!([
                 { "name": "high_value", "count": high, "tag": HIGH_VALUE_TAG },
@@ -782,6 +787,8 @@ fn every_page_fits_a_phone_for_every_role() {
         "/admin/audit".into(),
         "/admin/suppressions".into(),
         "/sources/shop_customers_from_the_webshop/remove".into(),
+        "/profiles".into(),
+        format!("/profiles/uploads/{}", phone_upload(&ada, &s)),
     ]);
     let visits = json!([
         {"user": ADMIN.0, "password": ADMIN.1, "paths": admin},
@@ -805,4 +812,17 @@ fn every_page_fits_a_phone_for_every_role() {
     );
     println!("{output}");
     assert_eq!(status, Some(0), "the pages on a phone:\n{output}");
+}
+
+/// The installation's profiles file uploaded (not imported) for its preview page.
+fn phone_upload(ada: &Client, s: &Session) -> String {
+    let a = ada.send(
+        ada.request(
+            "POST",
+            "/api/profiles/uploads?name=profiles.csv&key=customer_id",
+        )
+        .body(std::fs::read(s.path("profiles.csv")).unwrap()),
+    );
+    assert_eq!(a.status, 201, "{}", a.text);
+    a.json()["id"].as_str().unwrap().to_string()
 }

@@ -24,4 +24,5 @@ mod shutdown;
 mod sources;
 mod suppressions;
 mod truth;
+mod uploads;
 mod workers;

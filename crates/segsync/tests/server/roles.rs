@@ -57,6 +57,8 @@ struct Targets<'a> {
     profiles_csv: &'a str,
     admin_token_id: i64,
     source_url: &'a str,
+    /// Uploads of the profiles file: one to read, preview again and import, one to discard.
+    uploads: (String, String),
 }
 
 fn cases(who: &str, sim: &Sim, t: &Targets<'_>) -> Vec<Case> {
@@ -285,6 +287,49 @@ fn cases(who: &str, sim: &Sim, t: &Targets<'_>) -> Vec<Case> {
             None,
             Admin,
             200,
+        ),
+        case(
+            "POST",
+            "/api/profiles/uploads",
+            "/api/profiles/uploads?name=p.csv&key=customer_id",
+            None,
+            Admin,
+            201,
+        ),
+        case(
+            "GET",
+            "/api/profiles/uploads/{id}",
+            format!("/api/profiles/uploads/{}", t.uploads.0),
+            None,
+            Admin,
+            200,
+        ),
+        case(
+            "POST",
+            "/api/profiles/uploads/{id}/preview",
+            format!(
+                "/api/profiles/uploads/{}/preview?key=customer_id",
+                t.uploads.0
+            ),
+            None,
+            Admin,
+            200,
+        ),
+        case(
+            "POST",
+            "/api/profiles/uploads/{id}/commit",
+            format!("/api/profiles/uploads/{}/commit", t.uploads.0),
+            None,
+            Admin,
+            200,
+        ),
+        case(
+            "DELETE",
+            "/api/profiles/uploads/{id}",
+            format!("/api/profiles/uploads/{}", t.uploads.1),
+            None,
+            Admin,
+            204,
         ),
         case(
             "POST",
@@ -629,6 +674,7 @@ fn every_endpoint_with_every_role() {
             profiles_csv: &csv.display().to_string(),
             admin_token_id: t["id"].as_i64().unwrap(),
             source_url: &source_url,
+            uploads: (upload_profiles(&admin, &csv), upload_profiles(&admin, &csv)),
         };
         for c in cases(who, &sim, &targets) {
             exercised.insert((c.method.to_string(), c.route.to_string()));
@@ -833,4 +879,18 @@ fn sessions_need_the_csrf_token_and_end_at_logout() {
     let (code, body) = scripted.get("/api/exports");
     assert_eq!(code, 401, "{body}");
     assert_eq!(body["message"], "the API token is unknown or revoked");
+}
+
+/// Uploads the profiles file (as the admin); its upload id.
+fn upload_profiles(admin: &Client, csv: &std::path::Path) -> String {
+    let a = admin.send(
+        admin
+            .request(
+                "POST",
+                "/api/profiles/uploads?name=profiles.csv&key=customer_id",
+            )
+            .body(std::fs::read(csv).unwrap()),
+    );
+    assert_eq!(a.status, 201, "{}", a.text);
+    a.json()["id"].as_str().unwrap().to_string()
 }

@@ -20,6 +20,7 @@ pub mod runs;
 pub mod segments;
 pub mod sources;
 pub mod suppressions;
+pub mod uploads;
 pub mod users;
 
 use axum::extract::DefaultBodyLimit;
@@ -103,6 +104,20 @@ pub fn routes() -> Router<AppState> {
             post(profiles::import_profiles).layer(DefaultBodyLimit::max(4 << 30)),
         )
         .route("/api/profiles/refresh", post(profiles::refresh_profiles))
+        .route(
+            "/api/profiles/uploads",
+            post(uploads::upload)
+                .layer(DefaultBodyLimit::max(crate::server::uploads::UPLOAD_LIMIT)),
+        )
+        .route(
+            "/api/profiles/uploads/{id}",
+            get(uploads::get_upload).delete(uploads::discard),
+        )
+        .route(
+            "/api/profiles/uploads/{id}/preview",
+            post(uploads::repreview),
+        )
+        .route("/api/profiles/uploads/{id}/commit", post(uploads::commit))
         .route(
             "/api/exports",
             get(exports::list_exports).post(exports::add_export),

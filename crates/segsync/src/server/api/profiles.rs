@@ -75,7 +75,7 @@ pub struct ImportParams {
 
 impl ImportParams {
     /// The import options given, checked.
-    fn options(&self) -> Result<crate::profiles::ImportOptions, ApiError> {
+    pub(crate) fn options(&self) -> Result<crate::profiles::ImportOptions, ApiError> {
         let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
         Ok(crate::profiles::ImportOptions {
             delimiter: self
@@ -128,7 +128,7 @@ pub struct ImportAnswer {
 }
 
 impl ImportAnswer {
-    fn new(report: crate::profiles::ImportReport, started: Vec<String>) -> ImportAnswer {
+    pub(crate) fn new(report: crate::profiles::ImportReport, started: Vec<String>) -> ImportAnswer {
         ImportAnswer {
             rows: report.rows,
             key_column: report.key_column,
@@ -236,7 +236,7 @@ pub async fn import_profiles(
 }
 
 /// Tells the scheduler the profiles changed; the exports it starts.
-async fn after_refresh(app: &AppState) -> Vec<String> {
+pub(crate) async fn after_refresh(app: &AppState) -> Vec<String> {
     app.runs.publish(Event::ProfilesRefreshed);
     crate::server::scheduler::run_after_refresh(app).await
 }

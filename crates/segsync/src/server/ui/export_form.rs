@@ -19,11 +19,14 @@ use maud::{html, Markup};
 use segsync_core::{NewStatus, RemovalPolicy};
 use serde::Deserialize;
 
+use super::export_help::{self, Picker};
 use super::layout::{csrf, kind_label, Nav, Page};
 use super::segments::{columns, counted};
 use super::{num, redirect_notice, seg, state_of, FormData, OrPage, PageResult, User};
 use crate::mailchimp::ListInfo;
+use crate::merge_type::MergeType;
 use crate::ops::{self, ConnectionView, ExportInput, SaveMode, SegmentChoice};
+use crate::profiles::ColumnType;
 use crate::server::api::segments::{sizes_view, SizesView};
 use crate::server::auth::Authed;
 use crate::server::{ApiError, AppState};
@@ -78,6 +81,10 @@ struct ExportForm {
     email_field: String,
     /// Attribute rows: merge tag, profile column.
     attrs: Vec<(String, String)>,
+    /// Each row's merge field type when created ("" for the one that fits the column).
+    attr_types: Vec<String>,
+    /// Why the email column was preselected.
+    email_hint: Option<String>,
     create_merge_fields: bool,
     /// The segments ticked.
     chosen: Vec<String>,
@@ -91,6 +98,7 @@ struct ExportForm {
     schedule: String,
     cron: String,
     timezone: String,
+    picker: Picker,
     paused: bool,
 }
 
@@ -119,6 +127,7 @@ impl ExportForm {
             max_profiles: DEFAULT_MAX_PROFILES.to_string(),
             schedule: "manual".into(),
             timezone: "UTC".into(),
+            picker: Picker::from_cron("0 6 * * *"),
             ..Default::default()
         }
     }
@@ -132,6 +141,12 @@ impl ExportForm {
             attrs.push(("LNAME".to_string(), c.clone()));
         }
         attrs.extend(i.merge.iter().map(|m| (m.tag.clone(), m.column.clone())));
+        let mut attr_types = vec![String::new(); attrs.len() - i.merge.len()];
+        attr_types.extend(
+            i.merge
+                .iter()
+                .map(|m| m.kind.map_or("", |k| k.as_str()).to_string()),
+        );
         let (schedule, cron, timezone) = match &i.schedule {
             Schedule::Manual => ("manual", String::new(), "UTC".to_string()),
             Schedule::Cron { cron, timezone } => ("cron", cron.clone(), timezone.clone()),
@@ -143,6 +158,8 @@ impl ExportForm {
             audience: i.audience.clone(),
             email_field: i.email_field.clone(),
             attrs,
+            attr_types,
+            email_hint: None,
             create_merge_fields: i.create_merge_fields,
             chosen: i.segments.iter().map(|s| s.segment.clone()).collect(),
             tags: i
@@ -160,6 +177,7 @@ impl ExportForm {
             max_profiles: i.max_profiles.to_string(),
             updated_at_field: i.updated_at_field.clone().unwrap_or_default(),
             schedule: schedule.into(),
+            picker: Picker::from_cron(if cron.is_empty() { "0 6 * * *" } else { &cron }),
             cron,
             timezone,
             paused: i.paused,
@@ -186,6 +204,8 @@ impl ExportForm {
             audience: f.text("audience"),
             email_field: f.text("email_field"),
             attrs,
+            attr_types: f.all("attr_type").into_iter().map(str::to_string).collect(),
+            email_hint: None,
             create_merge_fields: f.has("create_merge_fields"),
             chosen: f.all("segment").into_iter().map(str::to_string).collect(),
             tags,
@@ -196,6 +216,11 @@ impl ExportForm {
             schedule: f.text("schedule"),
             cron: f.text("cron"),
             timezone: f.text("timezone"),
+            picker: Picker {
+                every: f.text("every"),
+                weekday: f.text("weekday"),
+                at: f.text("at"),
+            },
             paused: f.get("paused") == Some("true"),
         }
     }
@@ -235,7 +260,7 @@ impl ExportForm {
         let schedule = match self.schedule.as_str() {
             "manual" | "" => Schedule::Manual,
             "cron" => Schedule::Cron {
-                cron: self.cron.clone(),
+                cron: self.picker.to_cron()?.unwrap_or_else(|| self.cron.clone()),
                 timezone: if self.timezone.is_empty() {
                     "UTC".into()
                 } else {
@@ -246,7 +271,7 @@ impl ExportForm {
             other => return Err(format!("Unknown schedule \"{other}\".")),
         };
         let (mut first_name, mut last_name, mut merge) = (None, None, Vec::new());
-        for (tag, column) in &self.attrs {
+        for (i, (tag, column)) in self.attrs.iter().enumerate() {
             if tag.is_empty() && column.is_empty() {
                 continue;
             }
@@ -256,6 +281,7 @@ impl ExportForm {
                 _ => merge.push(FieldMap {
                     tag: tag.clone(),
                     column: column.clone(),
+                    kind: self.attr_types.get(i).and_then(|t| MergeType::parse(t)),
                 }),
             }
         }
@@ -352,6 +378,8 @@ struct Context {
     connection: Option<ConnectionView>,
     audiences: Result<Vec<ListInfo>, String>,
     columns: Vec<String>,
+    /// Each column's type, for the merge field types that fit.
+    kinds: HashMap<String, ColumnType>,
     segments: Vec<(String, Result<u64, String>)>,
     /// The distinct members the chosen segments give (none chosen: `None`).
     sizes: Option<Result<SizesView, String>>,
@@ -395,7 +423,9 @@ async fn context(app: &AppState, who: &Authed, f: &ExportForm) -> Result<Context
             e => return Err(e),
         },
     };
-    let columns = columns(app).await?.into_iter().map(|c| c.name).collect();
+    let typed = columns(app).await?;
+    let kinds = typed.iter().map(|c| (c.name.clone(), c.kind)).collect();
+    let columns = typed.into_iter().map(|c| c.name).collect();
     let segments = counted(app, segments)
         .await?
         .into_iter()
@@ -405,6 +435,7 @@ async fn context(app: &AppState, who: &Authed, f: &ExportForm) -> Result<Context
         connection,
         audiences,
         columns,
+        kinds,
         segments,
         sizes: sizes(app, f).await?,
     })
@@ -524,6 +555,7 @@ fn form_page(
                         (column_options(&cx.columns, &f.email_field, None))
                     }
                     span class="hint" { "The profile column that holds each customer's email address." }
+                    @if let Some(h) = &f.email_hint { span class="hint" id="email-hint" { (h) } }
                 }
                 h3 id="attributes-section" { "Attributes" }
                 p class="muted small" { "Send more profile columns as Mailchimp merge fields, such as FNAME (first name) and LNAME (last name)." }
@@ -532,7 +564,7 @@ fn form_page(
                 } @else {
                     div class="table-wrap" {
                         table id="attributes" {
-                            thead { tr { th { "Mailchimp merge field" } th { "Profile column" } th {} } }
+                            thead { tr { th { "Mailchimp merge field" } th { "Profile column" } th { "Type if created" } th {} } }
                             tbody {
                                 @for (i, (tag, column)) in f.attrs.iter().enumerate() {
                                     tr {
@@ -542,6 +574,7 @@ fn form_page(
                                                 (column_options(&cx.columns, column, Some("— choose a column —")))
                                             }
                                         }
+                                        td { (export_help::merge_type_select(i, column, cx.kinds.get(column).copied(), f.attr_types.get(i).map_or("", String::as_str))) }
                                         td { button type="submit" name="remove_attribute" value=(i) formaction=(rows_url) class="btn btn-secondary btn-small" aria-label=(format!("Remove attribute {}", i + 1)) { "Remove" } }
                                     }
                                 }
@@ -666,20 +699,10 @@ fn form_page(
                     }
                     label class="check" {
                         input type="radio" name="schedule" value="cron" checked[f.schedule == "cron"];
-                        span { "On a schedule" span class="hint" { "A cron expression in a time zone." } }
+                        span { "On a schedule" span class="hint" { "Every day, weekday, week or hour, at a time in a time zone." } }
                     }
                 }
-                div class="grid2" {
-                    div class="field" {
-                        label for="cron" { "Cron expression" }
-                        input id="cron" name="cron" type="text" value=(f.cron) placeholder="0 6 * * *";
-                        span class="hint" { "Minute, hour, day of month, month, day of week: 0 6 * * * is every day at 06:00." }
-                    }
-                    div class="field" {
-                        label for="timezone" { "Time zone" }
-                        input id="timezone" name="timezone" type="text" value=(f.timezone) placeholder="Europe/Bucharest";
-                    }
-                }
+                (export_help::schedule_fields(&f.picker, &f.cron, &f.timezone))
             }
             div class="actions" {
                 button type="submit" name="save" value="1" class="btn btn-primary" id="save" { "Save" }
@@ -733,6 +756,24 @@ async fn render(
     }
 }
 
+/// The email column to preselect, and why: by its name, else by its values.
+async fn suggest_email(app: &AppState) -> Result<Option<(String, String)>, ApiError> {
+    let names: Vec<String> = columns(app).await?.into_iter().map(|c| c.name).collect();
+    if let Some(found) = export_help::email_by_name(&names) {
+        return Ok(Some(found));
+    }
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let installation = app.app.clone();
+    let stats = app
+        .predicates
+        .run(move || ops::builder::column_stats(&installation, None))
+        .await?
+        .unwrap_or_default();
+    Ok(export_help::email_by_content(&stats))
+}
+
 #[derive(Deserialize)]
 pub struct StepQuery {
     connection: Option<String>,
@@ -750,13 +791,10 @@ pub async fn new_form(
     match q.connection.filter(|c| !c.is_empty()) {
         Some(c) if q.step.as_deref() != Some("connection") => {
             let mut f = ExportForm::fresh(&c);
-            f.email_field = columns(&app)
-                .await
-                .or_page(&who)?
-                .into_iter()
-                .map(|c| c.name)
-                .find(|c| c.eq_ignore_ascii_case("email") || c.to_lowercase().contains("email"))
-                .unwrap_or_default();
+            if let Some((column, why)) = suggest_email(&app).await.or_page(&who)? {
+                f.email_field = column;
+                f.email_hint = Some(why);
+            }
             render(&app, &who, &mode, &f, None, StatusCode::OK).await
         }
         selected => connection_step(
@@ -827,6 +865,7 @@ async fn submit(app: &AppState, who: &Authed, mode: Mode, form: FormData) -> Pag
     }
     if form.has("add_attribute") && !form.has("save") {
         f.attrs.push(Default::default());
+        f.attr_types.push(String::new());
         return render(app, who, &mode, &f, None, StatusCode::OK).await;
     }
     if let Some(i) = form
@@ -836,6 +875,9 @@ async fn submit(app: &AppState, who: &Authed, mode: Mode, form: FormData) -> Pag
     {
         if i < f.attrs.len() {
             f.attrs.remove(i);
+        }
+        if i < f.attr_types.len() {
+            f.attr_types.remove(i);
         }
         return render(app, who, &mode, &f, None, StatusCode::OK).await;
     }
@@ -920,7 +962,8 @@ mod tests {
             i.merge,
             vec![FieldMap {
                 tag: "CITY".into(),
-                column: "city".into()
+                column: "city".into(),
+                kind: None,
             }]
         );
         assert_eq!(
@@ -961,6 +1004,7 @@ mod tests {
             merge: vec![FieldMap {
                 tag: "CITY".into(),
                 column: "city".into(),
+                kind: None,
             }],
             segments: vec![SegmentChoice {
                 segment: "s".into(),

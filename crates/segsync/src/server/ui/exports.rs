@@ -112,7 +112,7 @@ pub async fn list(
                             tr data-export=(e.name) {
                                 td data-label="Export" { a href=(format!("/exports/{}", seg(&e.name))) { strong { (e.name) } } }
                                 td data-label="Connection" { (names.get(&e.connection).unwrap_or(&e.connection)) }
-                                td data-label="Audience" { code { (e.audience_id) } }
+                                td data-label="Audience" { (audience_label(e)) }
                                 td data-label="Segments" {
                                     @for (i, s) in e.segments.iter().enumerate() {
                                         @if i > 0 { ", " }
@@ -282,7 +282,7 @@ async fn show_page(
             div {
                 @if e.paused { (badge("badge-warn", "paused")) " " }
                 @if running.is_some() { (badge("badge-info", "running")) " " }
-                span class="muted" { "to audience " code { (e.audience_id) } " through " (names.get(&e.connection).unwrap_or(&e.connection)) }
+                span class="muted" { "to audience " (audience_label(&e)) " through " (names.get(&e.connection).unwrap_or(&e.connection)) }
             }
             @if may_edit {
                 div class="actions" id="export-actions" {
@@ -320,7 +320,7 @@ async fn show_page(
             h2 { "Configuration" }
             dl class="summary" id="configuration" {
                 dt { "Connection" } dd { (names.get(&e.connection).unwrap_or(&e.connection)) " " code { (e.connection) } }
-                dt { "Audience" } dd { code { (e.audience_id) } }
+                dt { "Audience" } dd id="audience-name" { (audience_label(&e)) }
                 dt { "Email" } dd { (e.email_field) }
                 dt { "Attributes" } dd { (field_rows(&e)) }
                 dt { "Segments" } dd {
@@ -498,4 +498,15 @@ pub async fn remove(
         "/exports",
         &format!("Export \"{name}\" removed; its run history is kept."),
     ))
+}
+
+/// An export's audience by its name (as last read from Mailchimp), its id second.
+pub fn audience_label(e: &crate::state::ExportConfig) -> maud::Markup {
+    maud::html! {
+        @if let Some(name) = &e.audience_name {
+            strong class="audience-name" { (name) } " " span class="muted small" { "(" code { (e.audience_id) } ")" }
+        } @else {
+            code { (e.audience_id) }
+        }
+    }
 }

@@ -23,9 +23,11 @@ mod builder_js;
 mod chart;
 mod connections;
 mod export_form;
+mod export_help;
 mod exports;
 mod layout;
 mod preview;
+mod profiles;
 mod runs;
 mod segments;
 mod session;
@@ -107,6 +109,17 @@ pub fn routes() -> Router<AppState> {
             "/segments/{name}/remove",
             get(segments::remove_confirm).post(segments::remove),
         )
+        .route("/profiles", get(profiles::page))
+        .route(
+            "/profiles/uploads",
+            post(profiles::upload).layer(axum::extract::DefaultBodyLimit::max(
+                crate::server::uploads::UPLOAD_LIMIT,
+            )),
+        )
+        .route("/profiles/uploads/{id}", get(profiles::show))
+        .route("/profiles/uploads/{id}/preview", post(profiles::repreview))
+        .route("/profiles/uploads/{id}/commit", post(profiles::commit))
+        .route("/profiles/uploads/{id}/discard", post(profiles::discard))
         .route("/sources", get(sources::list).post(sources::add))
         .route("/sources/{name}", get(sources::show))
         .route(

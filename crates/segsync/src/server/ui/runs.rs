@@ -61,6 +61,10 @@ pub async fn show(
     } else {
         Vec::new()
     };
+    let audience = state
+        .export(&run.export)
+        .ok()
+        .map(|e| super::exports::audience_label(&e));
     let live = app.runs.progress(id);
     let c = &run.counts;
     let mut counts: Vec<(&str, u64)> = vec![
@@ -100,7 +104,7 @@ pub async fn show(
     let export_url = format!("/exports/{}", seg(&run.export));
     let body = html! {
         div class="toolbar" {
-            p { "Export " a href=(export_url) { strong { (run.export) } } " · " (outcome_badge(run.outcome)) }
+            p { "Export " a href=(export_url) { strong { (run.export) } } @if let Some(a) = &audience { " to audience " (a) } " · " (outcome_badge(run.outcome)) }
             div class="actions" {
                 @if may_see_records {
                     a class="btn btn-secondary" id="download-changes" href=(format!("/api/runs/{id}/changes")) download=(format!("run-{id}-changes.csv")) title="Who was created, updated, moved, tagged, untagged, removed or refused, one line per member per action (CSV)" { "Download change log" }

@@ -23,7 +23,7 @@ use crate::state::Role;
 
 #[derive(Deserialize)]
 pub struct NoticeQuery {
-    notice: Option<String>,
+    pub notice: Option<String>,
 }
 
 /// What the "Add source" form holds (never the URL: it is not sent back).
@@ -103,7 +103,12 @@ async fn list_page(
                 } }
                 tbody {
                     tr data-source="" {
-                        td data-label="Source" { strong { "Imported profiles" } }
+                        td data-label="Source" {
+                            strong { "Imported profiles" }
+                            @if who.actor.role == Role::Admin {
+                                br; a href="/profiles" id="upload-profiles" class="small" { "Upload a file" }
+                            }
+                        }
                         td data-label="Kind" { "embedded store" }
                         td data-label="Status" { (status_badge(&embedded)) }
                         td data-label="Profiles" class="num" { @if let Some(n) = embedded.count { (num(n)) } @else { "—" } }
