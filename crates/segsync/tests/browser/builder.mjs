@@ -6,14 +6,17 @@
 //   SQL under "View SQL" -> a sample of the matching profiles -> Save -> the segment's page
 //   counts the same; the export form shows the distinct members of its segments, their
 //   overlap and the limit check against them, live as boxes are ticked; the admin edits a
-//   segment the export uses and is told how many members would gain or lose its tag.
-//   viewer: the counts only (no builder, no sample, no profile on any page).
+//   segment the export uses and is told how many members would gain or lose its tag; then
+//   "Preview run" shows what a run would do, "Run now" does it (the first run creates what
+//   the preview said, later ones nothing), and the run's change log is downloaded from its
+//   page and lists the members created.
+//   viewer: the counts only (no builder, no sample, no profile on any page, no change log).
 //
 // Run by crates/segsync/tests/server/browser.rs, which starts the simulator and `segsync
 // serve`, sets up the export and passes the counts the profiles must give. Any failed check
 // throws with the step and what was expected; the exit code is then 1.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -173,6 +176,44 @@ async function asEditor(page, who, width) {
     await noOverflow(page, 'the segment page');
     await shot(page, `segment-tag-changes-${width}.png`);
   }
+  await previewAndRun(page, who, width);
+}
+
+// The runs made so far (one export: a run's number is its id).
+let runsMade = 0;
+
+/** Preview run -> Run now -> the run's page -> its change log, downloaded. */
+async function previewAndRun(page, who, width) {
+  begin(`${who} at ${width}: Preview run`);
+  await page.goto(`${BASE}/exports/${EXPORT_NAME}`);
+  await page.locator('#preview-run').click();
+  await expectPath(page, `/exports/${EXPORT_NAME}/preview`, 'the preview');
+  const creates = await seeText(page.locator('#plan tr[data-count="creates"] td.num'), '', 'members to create');
+  const want = Number(creates.replace(/[^0-9]/g, ''));
+  if (runsMade === 0 && want === 0) throw fail('the first preview should create members');
+  if (runsMade > 0 && want !== 0) throw fail(`nothing changed since run ${runsMade}, yet the preview creates ${want}`);
+  await noOverflow(page, 'the preview');
+  await shot(page, `preview-${who}-${width}.png`);
+
+  begin(`${who} at ${width}: Run now from the preview`);
+  await page.getByRole('button', { name: 'Run now' }).click();
+  await expectPath(page, `/exports/${EXPORT_NAME}`, 'the export after Run now');
+  runsMade += 1;
+  const row = page.locator(`#history tr[data-run="${runsMade}"]`);
+  await seeText(row, 'succeeded', `the outcome of run ${runsMade}`);
+  await seeText(row.locator('td[data-count="created"]'), fmt(want), 'the members created, as previewed');
+
+  begin(`${who} at ${width}: the run's change log`);
+  await page.goto(`${BASE}/runs/${runsMade}`);
+  await noOverflow(page, 'the run page');
+  const [download] = await Promise.all([
+    page.waitForEvent('download', { timeout: TIMEOUT }),
+    page.getByRole('link', { name: 'Download change log' }).click(),
+  ]);
+  const lines = readFileSync(await download.path(), 'utf8').trim().split('\n');
+  if (lines[0] !== 'action,email,detail,profile_key') throw fail(`the change log's header: ${lines[0]}`);
+  const created = lines.filter((l) => l.startsWith('created,')).length;
+  if (created !== want) throw fail(`the change log lists ${created} members created, not ${want}`);
 }
 
 async function asViewer(page, width) {
@@ -186,6 +227,13 @@ async function asViewer(page, width) {
   await see(page.getByText('Viewers see the count only'), 'why there is no sample');
   await noOverflow(page, 'the segment page');
   await shot(page, `segment-viewer-${width}.png`);
+  begin(`viewer at ${width}: a run's page without its change log`);
+  await page.goto(`${BASE}/runs/${runsMade}`);
+  await see(page.locator('#counts'), 'the run\'s counts');
+  await absent(page.locator('#download-changes'), 'the change log link');
+  const status = await page.evaluate(async (id) => (await fetch(`/api/runs/${id}/changes`)).status, runsMade);
+  if (status !== 403) throw fail(`the change log answered a viewer ${status}, not 403`);
+  await noOverflow(page, 'the run page');
 }
 
 async function main() {

@@ -153,7 +153,7 @@ fn a_refusal_for_good_is_remembered_until_the_profile_changes() {
 
     let first = s.run_export(3);
     assert!(
-        first.stdout.contains("succeeded_with_errors"),
+        first.stdout.contains("succeeded with errors"),
         "{}",
         first.text()
     );
@@ -192,7 +192,7 @@ fn a_refusal_for_good_is_remembered_until_the_profile_changes() {
     s.import(&profiles);
     let again = s.run_export(3);
     assert!(
-        again.stdout.contains("succeeded_with_errors"),
+        again.stdout.contains("succeeded with errors"),
         "{}",
         again.text()
     );

@@ -624,8 +624,9 @@ fn ui_pages_check_sessions_csrf_roles_and_show_no_secret() {
 /// Issue 18, items 1 and 2 in Chromium at 1280 and 390 px: the admin and the contributor
 /// build a segment with the builder (no SQL typed), see its live count, SQL and sample, save
 /// it, and see the export form's distinct members, overlap and limit check; the admin sees
-/// who would gain or lose a tag; the viewer sees counts only. Counts are those the profiles
-/// must give.
+/// who would gain or lose a tag; each then previews a run, runs it, and downloads its change
+/// log (the first run creates what the preview said, the later ones nothing); the viewer sees
+/// counts only and no change log. Counts are those the profiles must give.
 #[test]
 fn the_segment_builder_and_true_sizes_in_the_browser() {
     require_browser_setup();
