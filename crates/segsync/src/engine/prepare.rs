@@ -435,7 +435,7 @@ async fn read_changed(
     previous_members: u64,
 ) -> Result<Read, RunError> {
     let (audience, read_at) = learn_audience(ctx.client, state, ctx.export, ctx.t).await?;
-    let reported: Vec<MemberKey> = audience.keys().copied().collect();
+    let reported = state.status_changes(&ctx.export.name, &audience)?;
     let (staged, evaluation) =
         evaluate::stage_changed(state, &ctx.reading(), (since, last_run), reported)?;
     tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?ctx.t.elapsed(), "changed profiles read");

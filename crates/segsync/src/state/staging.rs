@@ -15,7 +15,7 @@
 //! so a failed statement has nothing to roll back that matters, and the journal's page copies
 //! were a tenth of the profile pass's time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use segsync_core::{
@@ -721,6 +721,26 @@ impl StateStore {
             }
         }
         Ok(out)
+    }
+
+    /// The members Mailchimp reported (`audience`) at a status other than the one the
+    /// snapshot holds, or that the snapshot does not hold: those an incremental run must
+    /// compare (a member reported at the status segsync left it at needs nothing).
+    pub fn status_changes(
+        &self,
+        export: &str,
+        audience: &HashMap<MemberKey, Status>,
+    ) -> Result<Vec<MemberKey>> {
+        let keys: Vec<MemberKey> = audience.keys().copied().collect();
+        let mut same = HashSet::new();
+        for chunk in keys.chunks(REFRESH_BATCH) {
+            for (k, e) in self.backend.snapshot_entries(export, chunk)? {
+                if audience.get(&k) == Some(&e.status) {
+                    same.insert(k);
+                }
+            }
+        }
+        Ok(keys.into_iter().filter(|k| !same.contains(k)).collect())
     }
 
     /// The addresses an incremental run compares with the snapshot (after
