@@ -24,6 +24,7 @@ use crate::profiles::{ProfileStore, SelectError};
 use crate::sources::Profiles;
 use crate::state::{
     Evaluation, EvaluationMode, ExportConfig, Outcome, RunRecord, StateError, StateStore,
+    SuppressionKind,
 };
 
 /// The segments' predicates and the profiles they run over.
@@ -407,6 +408,60 @@ impl Touched {
     }
 }
 
+/// The members the last run held back (suppressed, or refused for good before) are compared
+/// again, so that an incremental run holds and counts them as a full pass does: suppressed
+/// profile keys, refused profiles, and the profiles behind suppressed addresses, delivered or
+/// not (those never delivered are found by one read of the address column).
+fn add_held_back(
+    state: &StateStore,
+    r: &Reading<'_>,
+    store: &ProfileStore,
+    touched: &mut Touched,
+) -> Result<(), RunError> {
+    let export = &r.export.name;
+    let mut addresses = HashSet::new();
+    let lists = [state.suppressions(None)?, state.suppressions(Some(export))?];
+    for s in lists.into_iter().flatten() {
+        match s.kind {
+            SuppressionKind::Key => {
+                touched.profiles.insert(s.value);
+            }
+            SuppressionKind::Email => {
+                addresses.insert(MemberKey::of(&s.value));
+            }
+        }
+    }
+    // A refusal names its profiles: no need to look for them.
+    for f in state.refusals(export)? {
+        let profiles = segsync_core::profile_keys(&f.profile_key).map(str::to_string);
+        touched.profiles.extend(profiles);
+        touched.members.insert(MemberKey::of(&f.email));
+    }
+    let keys: Vec<MemberKey> = addresses.iter().copied().collect();
+    let delivered = state.member_profiles(export, &keys)?;
+    let undelivered = delivered.len() < keys.len();
+    touched.add_held(delivered);
+    touched.members.extend(keys);
+    if undelivered {
+        let email = [r.export.email_field.clone()];
+        store
+            .select(&email, &["1".to_string()], |row| -> Result<(), RunError> {
+                let hit = row.values[0]
+                    .as_str()
+                    .is_some_and(|e| addresses.contains(&MemberKey::of(e)));
+                if hit {
+                    touched.profiles.insert(row.key);
+                }
+                Ok(())
+            })
+            .map_err(|e| match e {
+                SelectError::Callback(e) => e,
+                other => RunError::Config(format!("reading the profiles' addresses: {other}")),
+            })?;
+    }
+    Ok(())
+}
+
 /// An incremental read: the profiles changed after generation `since`, those sharing an
 /// address with them (the snapshot knows the profiles behind each delivered address), and
 /// those behind the addresses in `reported` (their status changed in Mailchimp). Returns the
@@ -430,6 +485,7 @@ pub(super) fn stage_changed(
     touched.add_held(state.members_holding(&r.export.name, &changed)?);
     touched.add_held(state.member_profiles(&r.export.name, &reported)?);
     touched.members.extend(reported);
+    add_held_back(state, r, store, &mut touched)?;
     state.stage_begin()?;
     // Where the profiles are now: the other profiles behind those addresses too.
     let mut finder = r.stager(true).addresses_only();
