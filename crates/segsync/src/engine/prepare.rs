@@ -401,6 +401,16 @@ async fn read_all(
     tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?ctx.t.elapsed(), "profiles read");
     check_limit(ctx.export, staged.members)?;
     let (audience, read_at) = learn_audience(ctx.client, state, ctx.export, ctx.t).await?;
+    Ok(full_read(ctx, staged, (audience, read_at), reason))
+}
+
+/// A full pass's reading: every profile evaluated, every staged address compared.
+fn full_read(
+    ctx: &ReadContext<'_>,
+    staged: Staged,
+    (audience, read_at): (HashMap<MemberKey, Status>, chrono::DateTime<chrono::Utc>),
+    reason: String,
+) -> Read {
     let evaluated = match &ctx.source.profiles {
         Profiles::Embedded(s) => s.row_count().unwrap_or(staged.rows),
         _ => staged.rows,
@@ -414,14 +424,14 @@ async fn read_all(
         config: ctx.source.prints.clone(),
         ..Default::default()
     };
-    Ok(Read {
+    Read {
         staged,
         audience,
         read_at,
         evaluation,
         restrict: false,
         previous_members: None,
-    })
+    }
 }
 
 /// An incremental read: the audience first (the addresses whose status changed are
@@ -452,23 +462,7 @@ async fn read_changed(
     let reason = "the export is near its member limit".to_string();
     let staged = evaluate::stage_all(state, &ctx.reading())?;
     check_limit(ctx.export, staged.members)?;
-    let evaluation = Evaluation {
-        mode: EvaluationMode::Full,
-        reason,
-        evaluated_profiles: staged.rows,
-        touched_members: staged.members,
-        generation: ctx.generation,
-        config: ctx.source.prints.clone(),
-        ..Default::default()
-    };
-    Ok(Read {
-        staged,
-        audience,
-        read_at,
-        evaluation,
-        restrict: false,
-        previous_members: None,
-    })
+    Ok(full_read(ctx, staged, (audience, read_at), reason))
 }
 
 /// Refuses an export that selects more members than its limit, before anything is sent.
