@@ -15,7 +15,7 @@ use super::{table_columns, META_TABLE, PROFILES_TABLE};
 /// generation in which its content last changed), `pos` (where the import read it).
 pub(crate) const KEYS_TABLE: &str = "segsync_profile_keys";
 /// Keys an import removed, with the generation that removed them.
-const REMOVED_TABLE: &str = "segsync_profile_removed";
+pub(crate) const REMOVED_TABLE: &str = "segsync_profile_removed";
 /// Meta entries: the last import's generation, and the generation of the last column change.
 const GENERATION: &str = "generation";
 const SCHEMA_GENERATION: &str = "schema_generation";
