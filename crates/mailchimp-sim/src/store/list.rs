@@ -5,7 +5,9 @@
 //! Members are keyed by the 16 raw bytes of their subscriber hash and kept in insertion order,
 //! so paging is cheap at a million members; a (last_changed, key) index answers
 //! `since_last_changed` without scanning, and the keys of the range last asked are kept
-//! until the index changes, so that paging through a million changes stays cheap too.
+//! until the index changes, so that paging through a million changes stays cheap too. The
+//! same index per status answers status-filtered reads and the audience's counts in
+//! proportion to what they return, not to the audience's size.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -148,10 +150,29 @@ pub struct List {
     pub changed: BTreeSet<(i64, Key)>,
     changed_generation: u64,
     changed_range: parking_lot::Mutex<Option<ChangedRange>>,
+    /// (last_changed, key) of the members at each status, by [`status_slot`]: every member
+    /// is in the set of its status, at its `last_changed`, once [`List::touch`] ran after a
+    /// change of status (every write that changes a status touches the member).
+    by_status: [BTreeSet<(i64, Key)>; STATUSES],
     pub segments: IndexMap<u32, Segment>,
     pub last_sub_date: Option<i64>,
     pub last_unsub_date: Option<i64>,
     next_member_web_id: u64,
+}
+
+/// The number of member statuses.
+const STATUSES: usize = 6;
+
+/// Where a status's members are in [`List`]'s index by status.
+fn status_slot(s: Status) -> usize {
+    match s {
+        Status::Subscribed => 0,
+        Status::Unsubscribed => 1,
+        Status::Cleaned => 2,
+        Status::Pending => 3,
+        Status::Transactional => 4,
+        Status::Archived => 5,
+    }
 }
 
 /// How a write reaches a member.
@@ -475,6 +496,7 @@ impl List {
             changed: BTreeSet::new(),
             changed_generation: 0,
             changed_range: parking_lot::Mutex::new(None),
+            by_status: Default::default(),
             segments: IndexMap::new(),
             last_sub_date: None,
             last_unsub_date: None,
@@ -484,14 +506,30 @@ impl List {
 
     /// Members that count against the account's contact limit.
     pub fn contacts(&self) -> u64 {
-        self.members
-            .values()
-            .filter(|m| m.status != Status::Archived)
-            .count() as u64
+        (self.members.len() - self.by_status[status_slot(Status::Archived)].len()) as u64
     }
 
     pub fn count_status(&self, s: Status) -> u64 {
-        self.members.values().filter(|m| m.status == s).count() as u64
+        self.by_status[status_slot(s)].len() as u64
+    }
+
+    /// (last_changed, key) of the members at status `s`, oldest change first.
+    pub fn with_status(&self, s: Status) -> &BTreeSet<(i64, Key)> {
+        &self.by_status[status_slot(s)]
+    }
+
+    /// Takes `key` (last changed at `at`) out of the index by status: from the set of
+    /// `status` (the member's status, unless it changed since it was indexed), else from
+    /// whichever set holds it.
+    fn unindex_status(&mut self, key: Key, status: Status, at: i64) {
+        if self.by_status[status_slot(status)].remove(&(at, key)) {
+            return;
+        }
+        for set in self.by_status.iter_mut() {
+            if set.remove(&(at, key)) {
+                return;
+            }
+        }
     }
 
     pub fn merge_field_by_tag(&self, tag: &str) -> Option<&MergeField> {
@@ -553,13 +591,22 @@ impl List {
     }
 
     fn touch(&mut self, key: Key, now: i64) {
-        if let Some(m) = self.members.get_mut(&key) {
-            self.changed_generation += 1;
-            self.changed.remove(&(m.last_changed, key));
-            // Keep last_changed strictly increasing per member so the index stays exact.
-            m.last_changed = now.max(m.last_changed + 1);
-            self.changed.insert((m.last_changed, key));
-        }
+        let Some(&Member {
+            status,
+            last_changed,
+            ..
+        }) = self.members.get(&key)
+        else {
+            return;
+        };
+        self.unindex_status(key, status, last_changed);
+        self.changed_generation += 1;
+        self.changed.remove(&(last_changed, key));
+        // Keep last_changed strictly increasing per member so the index stays exact.
+        let at = now.max(last_changed + 1);
+        self.members[&key].last_changed = at;
+        self.changed.insert((at, key));
+        self.by_status[status_slot(status)].insert((at, key));
     }
 
     /// Adds `key` to tag `seg`; true when it was not there yet.
@@ -633,6 +680,7 @@ impl List {
             .ok_or_else(ApiError::not_found)?;
         self.changed_generation += 1;
         self.changed.remove(&(m.last_changed, key));
+        self.unindex_status(key, m.status, m.last_changed);
         for (seg, _) in m.tags {
             if let Some(s) = self.segments.get_mut(&seg) {
                 s.members.swap_remove(&key);
@@ -865,6 +913,7 @@ impl List {
         self.members.insert(key, member);
         self.changed_generation += 1;
         self.changed.insert((now, key));
+        self.by_status[status_slot(status)].insert((now, key));
         for name in input.tags.iter().flatten() {
             let seg = self.ensure_tag(name, next_segment_id, now);
             self.add_tag(key, seg, now);
@@ -1059,6 +1108,7 @@ impl List {
         let m = self.members.shift_remove(&old).expect("member exists");
         self.changed_generation += 1;
         self.changed.remove(&(m.last_changed, old));
+        self.unindex_status(old, m.status, m.last_changed);
         for (seg, _) in &m.tags {
             if let Some(s) = self.segments.get_mut(seg) {
                 s.members.swap_remove(&old);
@@ -1066,6 +1116,7 @@ impl List {
             }
         }
         self.changed.insert((m.last_changed, new));
+        self.by_status[status_slot(m.status)].insert((m.last_changed, new));
         self.members.insert(new, m);
         new
     }

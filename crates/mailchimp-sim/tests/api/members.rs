@@ -483,3 +483,138 @@ async fn paging_filters_and_field_selection() {
         .await;
     assert_eq!(bad.status, 400);
 }
+
+/// The ids and statuses of a member read, in its order.
+fn ids_and_statuses(body: &serde_json::Value) -> Vec<(String, String)> {
+    body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let s = |f: &str| m[f].as_str().unwrap().to_string();
+            (s("id"), s("status"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn status_filtered_reads_and_counts_agree_with_the_unfiltered_reads() {
+    let env = common::start().await;
+    let path = env.members_path();
+    let email = |i: usize| format!("reader{i:03}@posta.ro");
+    let initial = |i: usize| match i % 10 {
+        1 => "unsubscribed",
+        2 => "pending",
+        3 => "transactional",
+        _ => "subscribed",
+    };
+    let members: Vec<_> = (0..80)
+        .map(|i| json!({"email_address": email(i), "status": initial(i)}))
+        .collect();
+    let r = env
+        .post(
+            &format!("/lists/{}", env.list_id),
+            json!({"members": members}),
+        )
+        .await;
+    assert_eq!(r.body["error_count"], 0, "{}", r.body["errors"]);
+    let hash = |i: usize| mailchimp_sim::subscriber_hash(&email(i));
+    // Every way a status or a key changes: Mailchimp's own changes, archiving and coming
+    // back, updates, new addresses, permanent deletion.
+    for (i, status) in [(5, "cleaned"), (6, "archived"), (7, "unsubscribed")] {
+        let r = env
+            .admin(
+                Method::POST,
+                &format!("/lists/{}/members/{}/status", env.list_id, hash(i)),
+                Some(json!({ "status": status })),
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    for i in [8, 9] {
+        assert_eq!(env.delete(&format!("{path}/{}", hash(i))).await.status, 204);
+    }
+    let writes = [
+        (
+            8,
+            json!({"email_address": email(8), "status": "subscribed"}),
+        ),
+        (0, json!({"status": "unsubscribed"})),
+        (12, json!({"status": "subscribed"})),
+        (10, json!({"email_address": "moved010@posta.ro"})),
+        (11, json!({"email_address": "moved011@posta.ro"})),
+        (14, json!({"merge_fields": {"FNAME": "Ana"}})),
+    ];
+    for (i, body) in writes {
+        let r = env.patch(&format!("{path}/{}", hash(i)), body).await;
+        assert_eq!(r.status, 200, "member {i}: {}", r.body);
+    }
+    let r = env
+        .post(
+            &format!("{path}/{}/actions/delete-permanent", hash(20)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+
+    let from = "2000-01-01T00:00:00%2B00:00";
+    let by_change = ids_and_statuses(
+        &env.get(&format!(
+            "{path}?since_last_changed={from}&sort_field=last_changed&count=1000"
+        ))
+        .await
+        .body,
+    );
+    let in_order = ids_and_statuses(&env.get(&format!("{path}?count=1000")).await.body);
+    assert_eq!(in_order.len(), 79);
+    let stats = env.get(&format!("/lists/{}", env.list_id)).await.body["stats"].clone();
+    let mut seen = 0;
+    for status in [
+        "subscribed",
+        "unsubscribed",
+        "cleaned",
+        "pending",
+        "transactional",
+        "archived",
+    ] {
+        let at = |all: &[(String, String)]| -> Vec<(String, String)> {
+            all.iter().filter(|(_, s)| s == status).cloned().collect()
+        };
+        let read = |q: String| {
+            let env = &env;
+            async move { ids_and_statuses(&env.get(&q).await.body) }
+        };
+        let since = read(format!(
+            "{path}?status={status}&since_last_changed={from}&count=1000"
+        ))
+        .await;
+        assert_eq!(since, at(&by_change), "{status} since a time");
+        let latest = read(format!(
+            "{path}?status={status}&since_last_changed={from}&sort_dir=DESC&count=1"
+        ))
+        .await;
+        assert_eq!(
+            latest,
+            at(&by_change).into_iter().rev().take(1).collect::<Vec<_>>()
+        );
+        let all = read(format!("{path}?status={status}&count=1000")).await;
+        assert_eq!(all, at(&in_order), "{status} in the audience's order");
+        let page = read(format!("{path}?status={status}&count=2&offset=1")).await;
+        let expected: Vec<_> = at(&in_order).into_iter().skip(1).take(2).collect();
+        assert_eq!(page, expected, "{status}, a page");
+        seen += all.len();
+        let counted = match status {
+            "subscribed" => Some("member_count"),
+            "unsubscribed" => Some("unsubscribe_count"),
+            "cleaned" => Some("cleaned_count"),
+            _ => None,
+        };
+        if let Some(field) = counted {
+            assert_eq!(stats[field], all.len(), "{field}");
+        }
+        if status == "archived" {
+            assert_eq!(stats["total_contacts"], 79 - all.len(), "{}", stats);
+        }
+    }
+    assert_eq!(seen, 79);
+}
