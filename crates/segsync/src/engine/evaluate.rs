@@ -23,8 +23,8 @@ use crate::app::App;
 use crate::profiles::{ProfileStore, SelectError};
 use crate::sources::Profiles;
 use crate::state::{
-    Evaluation, EvaluationMode, ExportConfig, Outcome, RunRecord, StateError, StateStore,
-    SuppressionKind,
+    Evaluation, EvaluationMode, ExportConfig, KnownHolders, Outcome, RunRecord, StateError,
+    StateStore, SuppressionKind,
 };
 
 /// The segments' predicates and the profiles they run over.
@@ -161,6 +161,9 @@ pub(super) fn decide(
     if now.schema_generation > since {
         return full_pass("the profile columns changed".into());
     }
+    if let Some(why) = much_changed(store, since)? {
+        return full_pass(why);
+    }
     if !state.has_snapshot(&export.name)? {
         return full_pass("nothing delivered yet".into());
     }
@@ -173,6 +176,26 @@ pub(super) fn decide(
         },
         generation,
     ))
+}
+
+/// The share of the profiles changed above which a full pass is taken: an incremental pass
+/// costs about three times as much per changed profile as a full pass per profile (it reads
+/// them by key, twice, and compares their addresses one by one), so above about a third it
+/// is the slower one (BENCHMARKS.md, issue 17).
+const FULL_PASS_SHARE: f64 = 0.3;
+
+/// Why so many profiles changed after generation `since` that a full pass is faster, if so.
+fn much_changed(store: &ProfileStore, since: u64) -> Result<Option<String>, RunError> {
+    let (changed, total) = store
+        .changed_count(since)
+        .map_err(|e| RunError::Other(e.into()))?;
+    if total == 0 || changed as f64 <= FULL_PASS_SHARE * total as f64 {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "{}% of the profiles changed ({changed} of {total}): a full pass reads them faster",
+        changed * 100 / total
+    )))
 }
 
 /// The export's last run before this one (which may be recorded as running already).
@@ -216,6 +239,8 @@ pub(super) struct Staged {
     /// Distinct members staged.
     pub members: u64,
     pub refused: Vec<RecordError>,
+    /// The delivered members holding a changed profile (incremental), for the moves.
+    pub holders: Option<KnownHolders>,
 }
 
 /// Reads profile rows into the run's stage (between `stage_begin` and `stage_end`), one
@@ -357,6 +382,7 @@ impl<'a> Stager<'a> {
             accepted: self.accepted,
             members: state.staged_count()?,
             refused: std::mem::take(&mut self.collector.refused),
+            holders: None,
         };
         Ok((staged, self.keys))
     }
@@ -482,7 +508,8 @@ pub(super) fn stage_changed(
     let mut touched = Touched::default();
     let changed: HashSet<String> = changes.keys.iter().cloned().collect();
     touched.profiles.extend(changed.iter().cloned());
-    touched.add_held(state.members_holding(&r.export.name, &changed)?);
+    let holding = state.members_holding(&r.export.name, &changed)?;
+    touched.add_held(holding.clone());
     touched.add_held(state.member_profiles(&r.export.name, &reported)?);
     touched.members.extend(reported);
     add_held_back(state, r, store, &mut touched)?;
@@ -506,6 +533,10 @@ pub(super) fn stage_changed(
     let (mut staged, keys) = stager.finish(state)?;
     touched.members.extend(keys.into_iter().flatten());
     carry_refused(state, last_run, &touched.profiles, &mut staged)?;
+    staged.holders = Some(KnownHolders {
+        profiles: changed,
+        rows: holding,
+    });
     state.set_touched(&touched.members)?;
     let evaluation = Evaluation {
         mode: EvaluationMode::Incremental,

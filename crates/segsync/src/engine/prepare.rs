@@ -212,7 +212,10 @@ pub async fn prepare(
         } => read_changed(state, &ctx, (since, last_run), previous_members).await?,
     };
     let audience = std::mem::take(&mut read.audience);
-    let (new, holders) = state.move_candidates(&export.name, |k| audience.contains_key(k))?;
+    let known = read.staged.holders.take();
+    let (new, holders) =
+        state.move_candidates(&export.name, |k| audience.contains_key(k), known.as_ref())?;
+    drop(known);
     let moves = pair_moves(&new, holders);
     drop(new);
     let holds = holds::load(state, &export.name)?;

@@ -180,6 +180,19 @@ pub(crate) fn since(conn: &Connection, since: Option<u64>) -> rusqlite::Result<P
     Ok(out)
 }
 
+/// How many profiles the last import read (0 before the first).
+pub(crate) fn profile_count(conn: &Connection) -> rusqlite::Result<u64> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE name = ?1)",
+        [META_TABLE],
+        |r| r.get(0),
+    )?;
+    if !has_meta {
+        return Ok(0);
+    }
+    meta_u64(conn, "rows")
+}
+
 /// The rowids of the profiles keyed `keys` (those that exist), in order.
 pub(crate) fn rowids(conn: &Connection, keys: &[String]) -> rusqlite::Result<Vec<i64>> {
     let mut st = conn.prepare(&format!("SELECT rid FROM main.{KEYS_TABLE} WHERE key = ?1"))?;
@@ -235,6 +248,8 @@ mod tests {
         let second = store.changes(Some(1)).unwrap();
         assert_eq!((second.generation, second.schema_generation), (2, 1));
         assert_eq!(second.keys, ["b", "c", "d"]);
+        assert_eq!(store.changed_count(1).unwrap(), (3, 3));
+        assert_eq!(store.changed_count(2).unwrap(), (0, 3));
         assert!(store.changes(Some(2)).unwrap().keys.is_empty());
         // Read back by key, in the table's order; a key that is gone reads nothing.
         assert_eq!(keys_read(&store, &["b", "c", "d"], 2), ["d", "b"]);

@@ -228,6 +228,9 @@ pub struct ProfileStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     limits: Limits,
+    /// The last answer of [`ProfileStore::changes`] about a generation, while the store is
+    /// still at the generation it answered for: a run asks how much changed, then which.
+    last_changes: Mutex<Option<(u64, ProfileChanges)>>,
 }
 
 impl fmt::Debug for ProfileStore {
@@ -277,6 +280,7 @@ impl ProfileStore {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
             limits: Limits::default(),
+            last_changes: Mutex::new(None),
         })
     }
 
@@ -474,7 +478,30 @@ impl ProfileStore {
     /// current generations). Generation 0: no import recorded its changes yet.
     pub fn changes(&self, since: Option<u64>) -> Result<ProfileChanges, ProfileError> {
         let conn = predicate::open_read_only(&self.path)?;
-        changes::since(&conn, since).map_err(|source| self.error(source))
+        let now = changes::since(&conn, None).map_err(|source| self.error(source))?;
+        let Some(since) = since else {
+            return Ok(now);
+        };
+        let mut last = self.last_changes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((asked, answer)) = last.as_ref() {
+            let same = (answer.generation, answer.schema_generation)
+                == (now.generation, now.schema_generation);
+            if *asked == since && same {
+                return Ok(answer.clone());
+            }
+        }
+        let answer = changes::since(&conn, Some(since)).map_err(|source| self.error(source))?;
+        *last = Some((since, answer.clone()));
+        Ok(answer)
+    }
+
+    /// How many profiles the imports changed after generation `since` (new, changed or
+    /// removed), and how many the last import read.
+    pub fn changed_count(&self, since: u64) -> Result<(u64, u64), ProfileError> {
+        let changed = self.changes(Some(since))?.keys.len() as u64;
+        let conn = predicate::open_read_only(&self.path)?;
+        let total = changes::profile_count(&conn).map_err(|source| self.error(source))?;
+        Ok((changed, total))
     }
 
     fn error(&self, source: rusqlite::Error) -> ProfileError {

@@ -543,11 +543,15 @@ impl StateStore {
 
     /// What deciding the moves of `export`'s run needs (see `segsync_core::moves`): the
     /// staged addresses its snapshot lacks (less those `reported` by the audience), and the
-    /// delivered members that held one of their profiles. Nothing on a first run.
+    /// delivered members that held one of their profiles. Nothing on a first run. The
+    /// holders come from `known` when it answers for every profile of the new addresses
+    /// (an incremental run's, whose new addresses are mostly its changed profiles'), else
+    /// from one pass over the snapshot.
     pub fn move_candidates(
         &mut self,
         export: &str,
         reported: impl Fn(&MemberKey) -> bool,
+        known: Option<&KnownHolders>,
     ) -> Result<(Vec<NewAddress>, Vec<Holder>)> {
         if !self.backend.has_snapshot(export)? {
             return Ok((Vec::new(), Vec::new()));
@@ -572,7 +576,10 @@ impl StateStore {
             return Ok((new, Vec::new()));
         }
         let wanted: HashSet<&str> = new.iter().flat_map(|n| profile_keys(&n.profiles)).collect();
-        let holders = holders_of(conn, export, &wanted)?;
+        let holders = match known.filter(|k| wanted.iter().all(|p| k.profiles.contains(*p))) {
+            Some(known) => known_holders_of(conn, &*self.backend, export, known, &wanted)?,
+            None => holders_of(conn, export, &wanted)?,
+        };
         Ok((new, holders))
     }
 
@@ -680,9 +687,19 @@ impl StateStore {
     }
 }
 
+/// The members of a snapshot that held one of `profiles`, found by one pass over it (see
+/// [`StateStore::members_holding`]), in key order: what [`StateStore::move_candidates`]
+/// needs to know of the holders of those profiles, without a second pass, as long as the
+/// snapshot was not written in between.
+#[derive(Debug, Default)]
+pub struct KnownHolders {
+    pub profiles: HashSet<String>,
+    pub rows: Vec<(MemberKey, String)>,
+}
+
 impl StateStore {
     /// The members of `export`'s snapshot that hold one of `profiles`, with all their
-    /// profiles: one pass over the snapshot (none when `profiles` is empty).
+    /// profiles, in key order: one pass over the snapshot (none when `profiles` is empty).
     pub fn members_holding(
         &mut self,
         export: &str,
@@ -698,8 +715,12 @@ impl StateStore {
         let mut rows = st.query([export])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let held: String = r.get(1)?;
-            if profile_keys(&held).any(|p| profiles.contains(p)) {
+            // Read in place: only the members that hold one are copied.
+            let held = r.get_ref(1)?.as_str().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
+            })?;
+            if profile_keys(held).any(|p| profiles.contains(p)) {
+                let held = held.to_string();
                 out.push((key_of(r.get(0)?)?, held));
             }
         }
@@ -761,6 +782,41 @@ impl StateStore {
 
 /// Snapshot entries whose profiles are rewritten per transaction.
 const REFRESH_BATCH: usize = 10_000;
+
+/// [`holders_of`] from the rows of `known`, which hold every profile of `wanted` that any
+/// member holds: each holder's entry read by its key, in key order as the pass gives them.
+fn known_holders_of(
+    conn: &Connection,
+    backend: &dyn super::StateBackend,
+    export: &str,
+    known: &KnownHolders,
+    wanted: &HashSet<&str>,
+) -> Result<Vec<Holder>> {
+    let mut keys: Vec<MemberKey> = known
+        .rows
+        .iter()
+        .filter(|(_, profiles)| profile_keys(profiles).any(|p| wanted.contains(p)))
+        .map(|(k, _)| *k)
+        .collect();
+    keys.sort_unstable();
+    let mut staged = conn.prepare("SELECT EXISTS (SELECT 1 FROM temp.staged WHERE key = ?1)")?;
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(REFRESH_BATCH) {
+        let mut entries = backend.snapshot_entries(export, chunk)?;
+        for k in chunk {
+            let Some(entry) = entries.remove(k) else {
+                continue;
+            };
+            let wanted: bool = staged.query_row([&k.0[..]], |r| r.get(0))?;
+            out.push(Holder {
+                key: *k,
+                entry,
+                wanted,
+            });
+        }
+    }
+    Ok(out)
+}
 
 /// The members of `export`'s snapshot that hold one of the profiles `wanted`: one pass over
 /// the snapshot (only runs with new addresses make it).

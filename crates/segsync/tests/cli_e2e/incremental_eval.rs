@@ -119,6 +119,46 @@ fn a_removed_profile_leaves_its_segments() {
 }
 
 #[test]
+fn a_change_to_more_than_30_percent_of_the_profiles_takes_a_full_pass() {
+    let mut profiles = people(30);
+    let (sim, list, s) = exported(&profiles, &[]);
+    let rename = |profiles: &mut Vec<Profile>, n: usize, round: &str| {
+        for p in profiles.iter_mut().take(n) {
+            p.city = format!("Cluj {round}");
+        }
+    };
+    // 9 of 30: incremental still.
+    rename(&mut profiles, 9, "a");
+    s.import(&profiles);
+    s.run_export(0);
+    assert_eq!(mode(&s), "incremental");
+    assert_eq!(evaluation(&s)["changed_profiles"], 9);
+    // 10 of 30: a full pass, and why.
+    rename(&mut profiles, 10, "b");
+    s.import(&profiles);
+    s.run_export(0);
+    assert_eq!(mode(&s), "full");
+    assert_eq!(
+        reason(&s),
+        "33% of the profiles changed (10 of 30): a full pass reads them faster"
+    );
+    assert_eq!(evaluation(&s)["evaluated_profiles"], 30);
+    assert_eq!(
+        holding(&sim.view(&list), FIELDS),
+        expected(&profiles, Status::Subscribed)
+    );
+    // The next small change goes on from it.
+    rename(&mut profiles, 1, "c");
+    s.import(&profiles);
+    s.run_export(0);
+    assert_eq!(mode(&s), "incremental");
+    assert_eq!(
+        holding(&sim.view(&list), FIELDS),
+        expected(&profiles, Status::Subscribed)
+    );
+}
+
+#[test]
 fn a_changed_segment_or_a_clock_predicate_takes_a_full_pass() {
     let profiles = people(30);
     let (_sim, _list, s) = exported(&profiles, &[]);
