@@ -180,7 +180,7 @@ pub(super) fn decide(
 
 /// The share of the profiles changed above which a full pass is taken: an incremental pass
 /// costs about three times as much per changed profile as a full pass per profile (it reads
-/// them by key, twice, and compares their addresses one by one), so above about a third it
+/// them by key, twice, and compares their addresses one by one), so from about 30% on it
 /// is the slower one (BENCHMARKS.md, issue 17).
 const FULL_PASS_SHARE: f64 = 0.3;
 
