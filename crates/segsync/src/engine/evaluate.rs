@@ -350,15 +350,15 @@ impl<'a> Stager<'a> {
         });
         match normalized {
             Ok(n) => {
-                let merge =
-                    serde_json::to_string(&n.desired.merge).expect("merge values serialise");
-                let fp = fingerprint(&n.desired.merge);
                 if let Some(keys) = &mut self.keys {
                     keys.insert(n.key);
                 }
                 if !self.stage {
                     return Ok(());
                 }
+                let merge =
+                    serde_json::to_string(&n.desired.merge).expect("merge values serialise");
+                let fp = fingerprint(&n.desired.merge);
                 batch.push((n, merge, row.key, fp));
                 self.accepted += 1;
                 if batch.len() >= STAGE_BATCH {
