@@ -88,7 +88,10 @@ fn admins_add_postgres_and_mysql_sources_that_segments_read() {
     let (code, body) = admin.post("/api/sources", with_cursor);
     assert_eq!(code, 422, "{body}");
     assert!(
-        body["message"].as_str().unwrap().contains("\"city\" is of type text"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"city\" is of type text"),
         "{body}"
     );
     let (code, body) = admin.post("/api/sources", source_body("crm", "postgres", &pg_url));
