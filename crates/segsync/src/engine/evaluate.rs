@@ -9,9 +9,9 @@
 //! keys tell the rows that left.
 //!
 //! A full pass whenever that could be wrong: asked for (`--full`), a first run, a database
-//! source without a cursor column (read whole), a predicate that reads the clock, a segment, the mapping, the export
-//! or the profile columns changed, or the last run failed, was interrupted, or left members
-//! to send again (failed, deferred or skipped).
+//! source without a cursor column (read whole), a predicate that reads the clock, a
+//! segment, the mapping, the export or the profile columns changed, or the last run failed,
+//! was interrupted, or left members to send again (failed, deferred or skipped).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -547,9 +547,12 @@ fn changed_since(
             })
         }
         (Profiles::Postgres(pg), Since::Cursor(mark)) => {
+            let t = std::time::Instant::now();
             let now = pg.changes(Some(&mark)).map_err(|e| other(e.into()))?;
             let mut keys = now.changed;
+            let written = keys.len();
             keys.extend(state.delivered_profiles_absent(&r.export.name, &now.keys)?);
+            tracing::debug!(written, left = keys.len() - written, keys = now.keys.len(), elapsed = ?t.elapsed(), "source changes read");
             let at = Position {
                 generation: None,
                 cursor: now.mark.or(Some(mark)),

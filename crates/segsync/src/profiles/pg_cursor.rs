@@ -14,11 +14,14 @@ use std::time::Instant;
 use ::postgres::types::Type;
 use ::postgres::Client;
 
+use super::PgSourceError;
 use super::{base_type, describe, pin, quote_ident, remaining, Fault, PgSource};
-use super::{PgSourceError, BATCH_ROWS};
 
 /// How far before the last mark a timestamp cursor is read again.
 pub const LOOKBACK: &str = "15 minutes";
+
+/// Keys fetched at a time (a key and a flag: far smaller rows than a select's).
+const KEY_BATCH: i32 = 50_000;
 
 /// What a source holds now, against the last run's mark.
 #[derive(Debug, Default)]
@@ -109,7 +112,7 @@ impl Read {
         let portal = tx.bind(&stmt, &[&since])?;
         loop {
             pin(&mut tx, remaining(limit, started.elapsed())?)?;
-            let rows = tx.query_portal(&portal, BATCH_ROWS)?;
+            let rows = tx.query_portal(&portal, KEY_BATCH)?;
             for row in &rows {
                 let key: Option<String> = row.try_get(0)?;
                 let key = key.unwrap_or_default();
@@ -118,7 +121,7 @@ impl Read {
                 }
                 out.keys.insert(key);
             }
-            if rows.len() < BATCH_ROWS as usize {
+            if rows.len() < KEY_BATCH as usize {
                 return Ok(out);
             }
         }
