@@ -104,6 +104,32 @@ impl Profiles {
     }
 }
 
+impl Profiles {
+    /// [`Profiles::select`] over the profiles keyed `keys` only (those that exist); the
+    /// embedded store's must still be at `generation`.
+    pub fn select_keys<E, F>(
+        &self,
+        columns: &[String],
+        predicates: &[String],
+        keys: &[String],
+        generation: Option<u64>,
+        each: F,
+    ) -> Result<SelectStats, SelectError<E>>
+    where
+        F: FnMut(ProfileRow) -> Result<(), E>,
+    {
+        match self {
+            Profiles::Embedded(s) => {
+                s.select_keys(columns, predicates, keys, generation.unwrap_or(0), each)
+            }
+            Profiles::Postgres(s) => s.select_keys(columns, predicates, keys, each),
+            Profiles::MySql(_) => Err(SelectError::Failed(
+                "MySQL sources are read whole".to_string(),
+            )),
+        }
+    }
+}
+
 /// A source as people see it: never its URL's password.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SourceView {
@@ -115,6 +141,9 @@ pub struct SourceView {
     pub relation_kind: String,
     pub relation: String,
     pub key_column: String,
+    /// The column re-runs read past (only the rows written since the last run), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor_column: Option<String>,
     pub created_at: String,
 }
 
@@ -156,6 +185,7 @@ pub fn view(app: &App, r: &ProfileSourceRecord) -> SourceView {
         relation_kind: r.relation_kind.clone(),
         relation: r.relation.clone(),
         key_column: r.key_column.clone(),
+        cursor_column: r.cursor_column.clone(),
         created_at: r.created_at.clone(),
     }
 }
@@ -171,7 +201,10 @@ impl App {
         let relation = relation_of(&record)?;
         Ok(match record.kind.as_str() {
             "mysql" => Profiles::MySql(MySqlSource::connect(&url, relation, &record.key_column)?),
-            _ => Profiles::Postgres(PgSource::connect(&url, relation, &record.key_column)?),
+            _ => Profiles::Postgres(
+                PgSource::connect(&url, relation, &record.key_column)?
+                    .with_cursor(record.cursor_column.clone()),
+            ),
         })
     }
 }

@@ -205,6 +205,7 @@ fn source(name: &str) -> ProfileSourceRecord {
         key_column: "customer_id".into(),
         email_hint: Some("email".into()),
         created_at: "2026-11-22T10:00:00Z".into(),
+        cursor_column: Some("updated_at".into()),
     }
 }
 
@@ -1369,7 +1370,7 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 /// A PostgreSQL database taken back to version 1, with the same segment and run.
 const BACK_TO_V1_POSTGRES: &str = r#"
-DELETE FROM schema_migrations WHERE version IN (2, 3, 4, 5, 6, 7);
+DELETE FROM schema_migrations WHERE version IN (2, 3, 4, 5, 6, 7, 8);
 DROP TABLE profile_sources, leases, run_queue, account_slots, suppressions, refusals, run_changes;
 ALTER TABLE connections DROP COLUMN account_id, DROP COLUMN slot_budget, DROP COLUMN account_name,
   DROP COLUMN health, DROP COLUMN health_detail, DROP COLUMN health_checked_at;
@@ -1383,10 +1384,10 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 fn migrations(env: &Env, s: &mut StateStore) {
     // Opening again, or migrating, changes nothing.
-    assert_eq!(s.schema_version().unwrap(), 7);
-    assert_eq!(schema_version(&env.url).unwrap(), (7, 7));
+    assert_eq!(s.schema_version().unwrap(), 8);
+    assert_eq!(schema_version(&env.url).unwrap(), (8, 8));
     let report = migrate(&env.url).unwrap();
-    assert_eq!((report.from_version, report.to_version), (7, 7));
+    assert_eq!((report.from_version, report.to_version), (8, 8));
     assert!(report.applied.is_empty());
     s.add_segment("kept", "1 = 1").unwrap();
     drop(env.reopen());
@@ -1394,7 +1395,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
 
     // A fresh store, migrated by several processes at once: each migration applied once.
     let fresh = env.new_url(env.kind);
-    assert_eq!(schema_version(&fresh).unwrap(), (0, 7));
+    assert_eq!(schema_version(&fresh).unwrap(), (0, 8));
     let racers: Vec<_> = (0..3)
         .map(|_| {
             let url = fresh.clone();
@@ -1408,7 +1409,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     applied.sort();
     assert_eq!(
         applied.iter().map(|a| a.0).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4, 5, 6, 7],
+        vec![1, 2, 3, 4, 5, 6, 7, 8],
         "{applied:?}"
     );
     assert!(applied.iter().all(|a| !a.1.is_empty()));
@@ -1433,7 +1434,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     };
     assert_eq!(schema_version(&old).unwrap().0, expected_from);
     let upgraded = StateStore::open_url(&old).unwrap();
-    assert_eq!(upgraded.schema_version().unwrap(), 7);
+    assert_eq!(upgraded.schema_version().unwrap(), 8);
     let seg = upgraded.segment("old").unwrap();
     assert_eq!(
         (seg.predicate.as_str(), seg.source),
@@ -1454,7 +1455,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(names.len(), 7);
+        assert_eq!(names.len(), 8);
     }
 }
 

@@ -62,10 +62,12 @@ mod bench;
 mod drive;
 mod full;
 mod generate;
+mod goals;
 mod mysql;
 mod mysqlsource;
 mod naive;
 mod pg;
+mod pgcursor;
 mod pgsource;
 mod pipeline;
 mod report;
@@ -233,6 +235,7 @@ fn main() {
         bench.naive_part(knobs.naive_sample, knobs.batch_ops_per_s);
     }
     bench.targets();
+    bench.goals_17();
     println!("\n(bench took {:.0} s)", t.elapsed().as_secs_f64());
     let config = knobs.json(&bench);
     bench.finish(config, knobs.json.as_deref());

@@ -85,6 +85,7 @@ impl Bench {
             run_stages: r.stages,
             run_requests: r.seen.requests,
             run_sim_cpu: r.sim_cpu,
+            cursor: None,
         }
     }
 

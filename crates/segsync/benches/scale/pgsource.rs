@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::bench::Bench;
 use crate::drive::{Proc, Stages};
 use crate::pg::{pg_alone, pg_load, PgAlone, PgDatabase, PgLoad, PG_COLUMN_TYPES, PG_PREDICATES};
+use crate::pgcursor::CursorFigures;
 use crate::pipeline::Pipeline;
 use crate::report::{opt, plan_json, run_json, thousands};
 use crate::sim::{start_sim, Latency};
@@ -63,6 +64,7 @@ impl Bench {
             &expect,
             &format!("run at latency 0, profiles from PostgreSQL, {size}"),
         );
+        let cursor = self.pg_cursor_reruns(&sim, &home, &db.url);
         self.rt.block_on(sim.shutdown());
         let _ = std::fs::remove_dir_all(&home);
         drop(db);
@@ -84,6 +86,7 @@ impl Bench {
             run_stages: r.stages,
             run_requests: r.seen.requests,
             run_sim_cpu: r.sim_cpu,
+            cursor: Some(cursor),
         }
     }
 
@@ -103,6 +106,10 @@ impl Bench {
                 "crm.customers",
                 "--key",
                 "customer_id",
+                "--cursor",
+                "updated_at",
+                // The bench's role creates its databases: a superuser.
+                "--allow-superuser",
             ],
             &[0],
         );
@@ -196,6 +203,30 @@ impl Bench {
                 p.alone.select_cpu,
             );
         }
+        println!("\nRe-runs past the cursor column (`--cursor updated_at`), against the first run (latency 0):\n");
+        println!("| profiles | first run s | re-run, nothing written: s (share), evaluated, requests | rows written | re-run after them: s (share), changed, evaluated, requests (writes) | re-runs' RSS MB |");
+        println!("| ---: | ---: | --- | ---: | --- | ---: |");
+        for (p, c) in rows.iter().filter_map(|p| Some((p, p.cursor.as_ref()?))) {
+            let (u, o) = (&c.unchanged, &c.one_percent);
+            println!(
+                "| {} | {:.2} | {:.2} ({:.1}%), {}, {} | {} | {:.2} ({:.1}%), {}, {}, {} ({}) | {:.0} / {:.0} |",
+                thousands(p.size as u64),
+                p.run_wall,
+                u.wall,
+                100.0 * u.wall / p.run_wall,
+                thousands(u.evaluated),
+                u.requests,
+                thousands(c.written),
+                o.wall,
+                100.0 * o.wall / p.run_wall,
+                thousands(o.changed),
+                thousands(o.evaluated),
+                o.requests,
+                o.writes,
+                u.rss,
+                o.rss,
+            );
+        }
         for w in rows.windows(2) {
             println!(
                 "- {} -> {} profiles (x{:.1}): plan RSS x{:.2}, run RSS x{:.2}, read+evaluate x{}",
@@ -248,6 +279,8 @@ pub struct PgFigures {
     pub run_stages: Stages,
     pub run_requests: u64,
     pub run_sim_cpu: f64,
+    /// Re-runs past a cursor column (PostgreSQL only).
+    pub cursor: Option<CursorFigures>,
 }
 
 impl PgFigures {
@@ -278,6 +311,11 @@ impl PgFigures {
                 self.run_sim_cpu,
                 &self.run_stages,
             ),
+            "cursor_reruns": self.cursor.as_ref().map(|c| json!({
+                "rows_written": c.written,
+                "unchanged": c.unchanged.json(),
+                "one_percent": c.one_percent.json(),
+            })),
         })
     }
 }

@@ -117,6 +117,11 @@ pub enum SourceCmd {
         /// The column that identifies a profile.
         #[arg(long)]
         key: String,
+        /// A column the database sets whenever a row is written (a timestamp such as
+        /// updated_at, or a version number): re-runs then read only the rows past the last
+        /// run's value of it, and the keys (to find removed rows), instead of every row.
+        #[arg(long, value_name = "COLUMN")]
+        cursor: Option<String>,
         /// Add it even when the URL's role is a PostgreSQL superuser, or its MySQL user has
         /// global privileges (refused otherwise: segment predicates run with its rights).
         #[arg(long)]
@@ -241,6 +246,14 @@ fn print_import(report: &crate::profiles::ImportReport) {
     }
 }
 
+/// `, cursor updated_at` when re-runs read only the rows past a cursor column.
+fn cursor_note(view: &crate::sources::SourceView) -> String {
+    view.cursor_column
+        .as_ref()
+        .map(|c| format!(", cursor {c}"))
+        .unwrap_or_default()
+}
+
 fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {
     match cmd {
         SourceCmd::Add {
@@ -250,6 +263,7 @@ fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {
             table,
             query,
             key,
+            cursor,
             allow_superuser,
         } => {
             let (kind, url) = match (postgres, mysql) {
@@ -276,14 +290,19 @@ fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {
                     url: SecretString::from(url),
                     relation,
                     key_column: key,
+                    cursor_column: cursor,
                     allow_superuser,
                 },
             )
             .map_err(op_failure)?;
             let view = &added.view;
             println!(
-                "profile source \"{name}\" added: {} {} at {}, key column {}",
-                view.relation_kind, view.relation, view.url, view.key_column
+                "profile source \"{name}\" added: {} {} at {}, key column {}{}",
+                view.relation_kind,
+                view.relation,
+                view.url,
+                view.key_column,
+                cursor_note(view)
             );
             for c in &added.columns {
                 println!("  {:<24} {}", c.name, c.kind.as_str());
@@ -293,8 +312,14 @@ fn source(app: &App, cmd: SourceCmd) -> Result<i32, Failure> {
         SourceCmd::List => {
             for s in ops::list_sources(app, &Actor::cli()).map_err(op_failure)? {
                 println!(
-                    "{:<24} {:<8} {} {} at {} (key {})",
-                    s.name, s.kind, s.relation_kind, s.relation, s.url, s.key_column
+                    "{:<24} {:<8} {} {} at {} (key {}{})",
+                    s.name,
+                    s.kind,
+                    s.relation_kind,
+                    s.relation,
+                    s.url,
+                    s.key_column,
+                    cursor_note(&s)
                 );
             }
         }

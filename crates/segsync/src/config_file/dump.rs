@@ -127,6 +127,9 @@ fn render_source(out: &mut String, s: &SourceView) {
     );
     let _ = writeln!(out, "{} = {}", key(&s.relation_kind), quote(&s.relation));
     let _ = writeln!(out, "key = {}", quote(&s.key_column));
+    if let Some(c) = &s.cursor_column {
+        let _ = writeln!(out, "cursor = {}", quote(c));
+    }
 }
 
 /// A connection; its secret source and consent are commented out, since the secret stays in

@@ -41,6 +41,8 @@
 //!                                          # is refused when it holds a password
 //! table = "customers"                      # or query = "SELECT ..."
 //! key = "customer_id"
+//! # cursor = "updated_at"                  # set by the database on every write: re-runs read
+//!                                          # only the rows past it
 //! # allow_superuser = true                 # a user that can read every table (refused otherwise)
 //!
 //! [[segment]]

@@ -75,6 +75,10 @@ pub struct SourceSpec {
     pub query: Option<Spanned<String>>,
     /// The column that identifies a profile.
     pub key: Spanned<String>,
+    /// A column the database sets whenever a row is written: re-runs read only the rows
+    /// past it.
+    #[serde(default)]
+    pub cursor: Option<Spanned<String>>,
     /// Add it even when its user can read every table (refused otherwise); absent: no.
     #[serde(default)]
     pub allow_superuser: Option<bool>,

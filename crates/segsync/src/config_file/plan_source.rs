@@ -57,18 +57,23 @@ pub(super) fn plan_source(
                 return None;
             }
         }
+        let cursor = s.cursor.as_ref().map(|c| c.get_ref().as_str());
         let same = current.kind == kind.as_str()
             && current.relation_kind == relation_kind
             && current.relation == relation_text
-            && &current.key_column == s.key.get_ref();
+            && &current.key_column == s.key.get_ref()
+            && current.cursor_column.as_deref() == cursor;
         if !same {
+            let with_cursor =
+                |c: Option<&str>| c.map(|c| format!(" and cursor {c}")).unwrap_or_default();
             p.at(
                 s.name.span(),
                 format!(
-                    "source \"{name}\" reads {} {} {} with key {} and the file says {} {} {} with key {}: \
+                    "source \"{name}\" reads {} {} {} with key {}{} and the file says {} {} {} with key {}{}: \
                      a source keeps its definition (remove it, or give the new one another name)",
                     current.kind, current.relation_kind, current.relation, current.key_column,
-                    kind.as_str(), relation_kind, relation_text, s.key.get_ref()
+                    with_cursor(current.cursor_column.as_deref()),
+                    kind.as_str(), relation_kind, relation_text, s.key.get_ref(), with_cursor(cursor)
                 ),
             );
             return None;
@@ -92,6 +97,7 @@ pub(super) fn plan_source(
             url,
             relation,
             key_column: s.key.get_ref().clone(),
+            cursor_column: s.cursor.as_ref().map(|c| c.get_ref().clone()),
             allow_superuser: s.allow_superuser.unwrap_or(false),
         })),
     );
@@ -115,6 +121,7 @@ mod tests {
             relation_kind: "table".into(),
             relation: "customers".into(),
             key_column: "customer_id".into(),
+            cursor_column: None,
             created_at: "x".into(),
         }
     }

@@ -4,10 +4,14 @@
 //! last run delivered it, which is what a full pass would decide for it too: the same
 //! profiles, the same content, the same segments give the same member.
 //!
+//! The embedded store numbers its imports and records what each changed; a PostgreSQL
+//! source with a cursor column tells the rows written since the last run's mark, and its
+//! keys tell the rows that left.
+//!
 //! A full pass whenever that could be wrong: asked for (`--full`), a first run, a database
-//! source (read whole), a predicate that reads the clock, a segment, the mapping, the export
-//! or the profile columns changed, or the last run failed, was interrupted, or left members
-//! to send again (failed, deferred or skipped).
+//! source without a cursor column (read whole), a predicate that reads the clock, a
+//! segment, the mapping, the export or the profile columns changed, or the last run failed,
+//! was interrupted, or left members to send again (failed, deferred or skipped).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -74,8 +78,8 @@ pub(super) fn source(
         Some(name) => {
             let r = state.profile_source(name)?;
             format!(
-                "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
-                r.name, r.kind, r.relation, r.key_column, r.created_at
+                "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{:?}",
+                r.name, r.kind, r.relation, r.key_column, r.created_at, r.cursor_column
             )
         }
     };
@@ -102,13 +106,56 @@ pub(super) fn source(
 /// How this run evaluates the segments.
 pub(super) enum Decision {
     Full(String),
-    /// Only what changed after generation `since` of the embedded store (now at `changes`).
+    /// Only what changed after `since` (now at the run's [`Position`]).
     Incremental {
-        since: u64,
+        since: Since,
         previous_members: u64,
         /// The run it goes on from: its refused rows stand for the profiles not read again.
         last_run: i64,
     },
+}
+
+/// Where the last run left the profiles.
+pub(super) enum Since {
+    /// The embedded store's import generation.
+    Generation(u64),
+    /// A database source's cursor mark.
+    Cursor(String),
+}
+
+/// Where the profiles stand as a run begins: what its evaluation records, for the next run
+/// to go on from.
+#[derive(Clone, Default)]
+pub(super) struct Position {
+    pub generation: Option<u64>,
+    pub cursor: Option<String>,
+}
+
+/// Where the profiles stand now, and the embedded store's column generation (`None`
+/// for a database source read whole: nothing to go on from).
+fn position(profiles: &Profiles) -> Result<Option<(Position, u64)>, RunError> {
+    let other = |e: anyhow::Error| RunError::Other(e);
+    match profiles {
+        Profiles::Embedded(store) => {
+            let now = store.changes(None).map_err(|e| other(e.into()))?;
+            let generation = (now.generation > 0).then_some(now.generation);
+            let at = Position {
+                generation,
+                cursor: None,
+            };
+            Ok(Some((at, now.schema_generation)))
+        }
+        Profiles::Postgres(pg) if pg.cursor_column().is_some() => {
+            let now = pg.changes(None).map_err(|e| other(e.into()))?;
+            let at = Position {
+                generation: None,
+                cursor: now.mark,
+            };
+            Ok(Some((at, 0)))
+        }
+        Profiles::Postgres(_) => Ok(None),
+        Profiles::MySql(_) => Ok(None),
+    }
 }
 
 /// Whether the run may go on from the last one, and why not.
@@ -117,18 +164,15 @@ pub(super) fn decide(
     export: &ExportConfig,
     source: &Source,
     full: bool,
-) -> Result<(Decision, Option<u64>), RunError> {
-    let Profiles::Embedded(store) = &source.profiles else {
-        let kind = match source.profiles {
-            Profiles::MySql(_) => "MySQL",
-            _ => "PostgreSQL",
+) -> Result<(Decision, Position), RunError> {
+    let Some((at, schema_generation)) = position(&source.profiles)? else {
+        let why = match source.profiles {
+            Profiles::MySql(_) => "MySQL sources are read whole",
+            _ => "PostgreSQL sources without a cursor column are read whole",
         };
-        let why = format!("{kind} sources are read whole");
-        return Ok((Decision::Full(why), None));
+        return Ok((Decision::Full(why.into()), Position::default()));
     };
-    let now = store.changes(None).map_err(|e| RunError::Other(e.into()))?;
-    let generation = (now.generation > 0).then_some(now.generation);
-    let full_pass = |why: String| Ok((Decision::Full(why), generation));
+    let full_pass = |why: String| Ok((Decision::Full(why), at.clone()));
     if full {
         return full_pass("asked for (--full)".into());
     }
@@ -151,19 +195,28 @@ pub(super) fn decide(
         .evaluation
         .as_ref()
         .expect("checked by unusable");
-    let since = e.generation.expect("checked by unusable");
     if let Some(why) = config_change(&e.config, &source.prints) {
         return full_pass(why);
     }
-    if now.generation == 0 || now.generation < since {
-        return full_pass("the profile store was replaced".into());
-    }
-    if now.schema_generation > since {
-        return full_pass("the profile columns changed".into());
-    }
-    if let Some(why) = much_changed(store, since)? {
-        return full_pass(why);
-    }
+    let since = match (&e.cursor, e.generation) {
+        (Some(mark), _) if at.cursor.is_some() => Since::Cursor(mark.clone()),
+        (_, Some(since)) if at.cursor.is_none() => {
+            let now = at.generation.unwrap_or(0);
+            if now == 0 || now < since {
+                return full_pass("the profile store was replaced".into());
+            }
+            if schema_generation > since {
+                return full_pass("the profile columns changed".into());
+            }
+            if let Profiles::Embedded(store) = &source.profiles {
+                if let Some(why) = much_changed(store, since)? {
+                    return full_pass(why);
+                }
+            }
+            Since::Generation(since)
+        }
+        _ => return full_pass("the last run recorded no position to go on from".into()),
+    };
     if !state.has_snapshot(&export.name)? {
         return full_pass("nothing delivered yet".into());
     }
@@ -174,7 +227,7 @@ pub(super) fn decide(
             previous_members,
             last_run: last.id,
         },
-        generation,
+        at,
     ))
 }
 
@@ -225,8 +278,8 @@ fn unusable(last: &RunRecord) -> Option<String> {
         ));
     }
     match &c.evaluation {
-        Some(e) if e.generation.is_some() => None,
-        _ => Some("the last run recorded no profile generation".into()),
+        Some(e) if e.generation.is_some() || e.cursor.is_some() => None,
+        _ => Some("the last run recorded no position to go on from".into()),
     }
 }
 
@@ -295,12 +348,13 @@ impl<'a> Stager<'a> {
         self
     }
 
-    /// One pass: every profile, or those keyed `only` of the embedded store at `generation`.
+    /// One pass: every profile, or those keyed `only` (the embedded store still at the
+    /// generation given).
     pub fn pass(
         &mut self,
         state: &mut StateStore,
         profiles: &Profiles,
-        only: Option<(&ProfileStore, &[String], u64)>,
+        only: Option<(&[String], Option<u64>)>,
     ) -> Result<(), RunError> {
         let mut batch: Vec<(Normalized, String, String, u64)> = Vec::with_capacity(STAGE_BATCH);
         let columns = self.columns.clone();
@@ -310,8 +364,8 @@ impl<'a> Stager<'a> {
         };
         let result = match only {
             None => profiles.select(&columns, predicates, each),
-            Some((store, keys, generation)) => {
-                store.select_keys(&columns, predicates, keys, generation, each)
+            Some((keys, generation)) => {
+                profiles.select_keys(&columns, predicates, keys, generation, each)
             }
         };
         result.map_err(|e| match e {
@@ -441,7 +495,6 @@ impl Touched {
 fn add_held_back(
     state: &StateStore,
     r: &Reading<'_>,
-    store: &ProfileStore,
     touched: &mut Touched,
 ) -> Result<(), RunError> {
     let export = &r.export.name;
@@ -470,16 +523,21 @@ fn add_held_back(
     touched.members.extend(keys);
     if undelivered {
         let email = [r.export.email_field.clone()];
-        store
-            .select(&email, &["1".to_string()], |row| -> Result<(), RunError> {
-                let hit = row.values[0]
-                    .as_str()
-                    .is_some_and(|e| addresses.contains(&MemberKey::of(e)));
-                if hit {
-                    touched.profiles.insert(row.key);
-                }
-                Ok(())
-            })
+        r.source
+            .profiles
+            .select(
+                &email,
+                &["true".to_string()],
+                |row| -> Result<(), RunError> {
+                    let hit = row.values[0]
+                        .as_str()
+                        .is_some_and(|e| addresses.contains(&MemberKey::of(e)));
+                    if hit {
+                        touched.profiles.insert(row.key);
+                    }
+                    Ok(())
+                },
+            )
             .map_err(|e| match e {
                 SelectError::Callback(e) => e,
                 other => RunError::Config(format!("reading the profiles' addresses: {other}")),
@@ -488,23 +546,65 @@ fn add_held_back(
     Ok(())
 }
 
-/// An incremental read: the profiles changed after generation `since`, those sharing an
-/// address with them (the snapshot knows the profiles behind each delivered address), and
-/// those behind the addresses in `reported` (their status changed in Mailchimp). Returns the
-/// stage's counts and what was evaluated; the addresses to compare are left in the stage.
+/// What changed since the last run: the keys of the profiles new, changed or removed, and
+/// where the profiles stand now.
+struct Changed {
+    keys: Vec<String>,
+    at: Position,
+}
+
+/// What changed in the profiles after `since`: the embedded store's change record, or a
+/// database source's rows past the cursor mark and its keys (a delivered profile whose key
+/// is no longer there left).
+fn changed_since(
+    state: &mut StateStore,
+    r: &Reading<'_>,
+    since: Since,
+) -> Result<Changed, RunError> {
+    let other = |e: anyhow::Error| RunError::Other(e);
+    match (&r.source.profiles, since) {
+        (Profiles::Embedded(store), Since::Generation(g)) => {
+            let changes = store.changes(Some(g)).map_err(|e| other(e.into()))?;
+            let at = Position {
+                generation: Some(changes.generation),
+                cursor: None,
+            };
+            Ok(Changed {
+                keys: changes.keys,
+                at,
+            })
+        }
+        (Profiles::Postgres(pg), Since::Cursor(mark)) => {
+            let t = std::time::Instant::now();
+            let now = pg.changes(Some(&mark)).map_err(|e| other(e.into()))?;
+            let mut keys = now.changed;
+            let written = keys.len();
+            keys.extend(state.delivered_profiles_absent(&r.export.name, &now.keys)?);
+            tracing::debug!(written, left = keys.len() - written, keys = now.keys.len(), elapsed = ?t.elapsed(), "source changes read");
+            let at = Position {
+                generation: None,
+                cursor: now.mark.or(Some(mark)),
+            };
+            Ok(Changed { keys, at })
+        }
+        _ => Err(RunError::Other(anyhow::anyhow!(
+            "the profiles' source changed kind since the last run"
+        ))),
+    }
+}
+
+/// An incremental read: the profiles changed after `since`, those sharing an address with
+/// them (the snapshot knows the profiles behind each delivered address), and those behind
+/// the addresses in `reported` (their status changed in Mailchimp). Returns the stage's
+/// counts and what was evaluated; the addresses to compare are left in the stage.
 pub(super) fn stage_changed(
     state: &mut StateStore,
     r: &Reading<'_>,
-    (since, last_run): (u64, i64),
+    (since, last_run): (Since, i64),
     reported: Vec<MemberKey>,
 ) -> Result<(Staged, Evaluation), RunError> {
-    let Profiles::Embedded(store) = &r.source.profiles else {
-        unreachable!("decided for the embedded store only")
-    };
-    let changes = store
-        .changes(Some(since))
-        .map_err(|e| RunError::Other(e.into()))?;
-    let generation = changes.generation;
+    let changes = changed_since(state, r, since)?;
+    let generation = changes.at.generation;
     let mut touched = Touched::default();
     let changed: HashSet<String> = changes.keys.iter().cloned().collect();
     touched.profiles.extend(changed.iter().cloned());
@@ -512,12 +612,12 @@ pub(super) fn stage_changed(
     touched.add_held(holding.clone());
     touched.add_held(state.member_profiles(&r.export.name, &reported)?);
     touched.members.extend(reported);
-    add_held_back(state, r, store, &mut touched)?;
+    add_held_back(state, r, &mut touched)?;
     state.stage_begin()?;
     // Where the profiles are now: the other profiles behind those addresses too.
     let mut finder = r.stager(true).addresses_only();
     let first: Vec<String> = touched.profiles.iter().cloned().collect();
-    finder.pass(state, &r.source.profiles, Some((store, &first, generation)))?;
+    finder.pass(state, &r.source.profiles, Some((&first, generation)))?;
     let new: Vec<MemberKey> = finder
         .keys
         .iter()
@@ -529,7 +629,7 @@ pub(super) fn stage_changed(
     // One pass in the order a full pass reads them, so that duplicates merge the same way.
     let mut stager = r.stager(true);
     let all: Vec<String> = touched.profiles.iter().cloned().collect();
-    stager.pass(state, &r.source.profiles, Some((store, &all, generation)))?;
+    stager.pass(state, &r.source.profiles, Some((&all, generation)))?;
     let (mut staged, keys) = stager.finish(state)?;
     touched.members.extend(keys.into_iter().flatten());
     carry_refused(state, last_run, &touched.profiles, &mut staged)?;
@@ -544,7 +644,8 @@ pub(super) fn stage_changed(
         changed_profiles: changes.keys.len() as u64,
         evaluated_profiles: touched.profiles.len() as u64,
         touched_members: touched.members.len() as u64,
-        generation: Some(generation),
+        generation,
+        cursor: changes.at.cursor,
         config: r.source.prints.clone(),
     };
     Ok((staged, evaluation))

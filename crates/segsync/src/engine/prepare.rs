@@ -193,14 +193,14 @@ pub async fn prepare(
     let tag_names: Vec<String> = export.segments.iter().map(|s| s.tag.clone()).collect();
     let tag_bits = state.tag_bits(&export.name, &tag_names)?;
     let source = evaluate::source(app, state, &export, &specs, &tag_bits)?;
-    let (decision, generation) = evaluate::decide(state, &export, &source, settings.full)?;
+    let (decision, at) = evaluate::decide(state, &export, &source, settings.full)?;
     let ctx = ReadContext {
         client: &client,
         export: &export,
         specs: &specs,
         tag_bits: &tag_bits,
         source: &source,
-        generation,
+        at,
         t,
     };
     let mut read = match decision {
@@ -364,8 +364,8 @@ struct ReadContext<'a> {
     specs: &'a [FieldSpec],
     tag_bits: &'a [usize],
     source: &'a evaluate::Source,
-    /// The profile store's generation when the run began (embedded store only).
-    generation: Option<u64>,
+    /// Where the profiles stood when the run began.
+    at: evaluate::Position,
     /// When the run began preparing, for the debug log's stages.
     t: Instant,
 }
@@ -423,7 +423,8 @@ fn full_read(
         reason,
         evaluated_profiles: evaluated,
         touched_members: staged.members,
-        generation: ctx.generation,
+        generation: ctx.at.generation,
+        cursor: ctx.at.cursor.clone(),
         config: ctx.source.prints.clone(),
         ..Default::default()
     };
@@ -444,7 +445,7 @@ fn full_read(
 async fn read_changed(
     state: &mut StateStore,
     ctx: &ReadContext<'_>,
-    (since, last_run): (u64, i64),
+    (since, last_run): (evaluate::Since, i64),
     previous_members: u64,
 ) -> Result<Read, RunError> {
     let (audience, read_at) = learn_audience(ctx.client, state, ctx.export, ctx.t).await?;

@@ -46,6 +46,10 @@ pub struct SourceInput {
     pub url: SecretString,
     pub relation: crate::profiles::PgRelation,
     pub key_column: String,
+    /// A column the database sets whenever a row is written (an `updated_at` timestamp, a
+    /// version number): re-runs then read only the rows past the last run's value of it,
+    /// instead of the whole relation.
+    pub cursor_column: Option<String>,
     /// Add it even when its role is a PostgreSQL superuser, or its MySQL user has global
     /// privileges (refused otherwise).
     pub allow_superuser: bool,
@@ -87,6 +91,12 @@ pub fn add_source(app: &App, actor: &Actor, input: SourceInput) -> OpResult<Adde
             crate::pg::redact(url)
         )));
     }
+    if input.cursor_column.is_some() && input.kind == SourceKind::MySql {
+        return Err(OpError::Invalid(format!(
+            "profile source \"{}\": a cursor column is for PostgreSQL sources (MySQL sources are read whole on every run): add it without --cursor",
+            input.name
+        )));
+    }
     let (relation_kind, relation) = match &input.relation {
         crate::profiles::PgRelation::Table(t) => ("table", t.clone()),
         crate::profiles::PgRelation::Query(q) => ("query", q.clone()),
@@ -122,6 +132,9 @@ pub fn add_source(app: &App, actor: &Actor, input: SourceInput) -> OpResult<Adde
             (columns, reach)
         }
     };
+    if let Some(cursor) = &input.cursor_column {
+        check_cursor(&input.name, cursor, &input.key_column, &columns)?;
+    }
     if reach.superuser && !input.allow_superuser {
         let (login, example) = match input.kind {
             SourceKind::Postgres => (
@@ -157,6 +170,7 @@ pub fn add_source(app: &App, actor: &Actor, input: SourceInput) -> OpResult<Adde
             .find(|c| c.name.to_ascii_lowercase().contains("email"))
             .map(|c| c.name.clone()),
         created_at: crate::state::now(),
+        cursor_column: input.cursor_column.clone(),
     };
     state.add_profile_source(&record)?;
     let view = crate::sources::view(app, &record);
@@ -183,6 +197,41 @@ pub fn add_source(app: &App, actor: &Actor, input: SourceInput) -> OpResult<Adde
         columns,
         warnings,
     })
+}
+
+/// A cursor column must be one of the relation's columns (exactly as named), other than the
+/// key, of a type whose order follows the writes: a timestamp, a date or a number.
+fn check_cursor(
+    source: &str,
+    cursor: &str,
+    key: &str,
+    columns: &[crate::profiles::Column],
+) -> OpResult<()> {
+    use crate::profiles::ColumnType;
+    let invalid = |m: String| {
+        Err(OpError::Invalid(format!(
+            "profile source \"{source}\": {m}"
+        )))
+    };
+    let Some(c) = columns.iter().find(|c| c.name == cursor) else {
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        return invalid(format!(
+            "no column \"{cursor}\" to use as the cursor (columns: {})",
+            names.join(", ")
+        ));
+    };
+    if cursor == key {
+        return invalid(format!(
+            "the cursor column \"{cursor}\" is the key column: give a column the database sets whenever a row is written, such as updated_at"
+        ));
+    }
+    match c.kind {
+        ColumnType::Timestamp | ColumnType::Date | ColumnType::Integer | ColumnType::Real => Ok(()),
+        other => invalid(format!(
+            "the cursor column \"{cursor}\" is of type {}: give a timestamp, date or number column that the database sets whenever a row is written",
+            other.as_str()
+        )),
+    }
 }
 
 /// The database profile sources, URLs without their password.

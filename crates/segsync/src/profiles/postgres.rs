@@ -103,6 +103,8 @@ use std::time::{Duration, Instant};
 #[path = "pg_reach.rs"]
 mod reach;
 pub use reach::Reach;
+#[path = "pg_cursor.rs"]
+mod cursor;
 
 /// Rows fetched from the portal at a time by [`PgSource::select`].
 pub const BATCH_ROWS: i32 = 2000;
@@ -261,6 +263,8 @@ pub struct PgSource {
     relation: PgRelation,
     from: String,
     key: String,
+    /// The column re-runs read past (see [`PgSource::changes`]).
+    cursor: Option<String>,
     limits: Limits,
     conn: Mutex<Arc<PgThread>>,
 }
@@ -271,6 +275,7 @@ impl fmt::Debug for PgSource {
             .field("url", &self.url)
             .field("relation", &self.relation)
             .field("key_column", &self.key)
+            .field("cursor_column", &self.cursor)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -346,6 +351,7 @@ impl PgSource {
             relation,
             from,
             key: key_column.to_string(),
+            cursor: None,
             limits: Limits::default(),
             conn: Mutex::new(Arc::new(thread)),
         };
@@ -477,6 +483,33 @@ impl PgSource {
         &self,
         columns: &[String],
         predicates: &[String],
+        each: F,
+    ) -> Result<SelectStats, SelectError<E>>
+    where
+        F: FnMut(ProfileRow) -> Result<(), E>,
+    {
+        self.select_only(columns, predicates, None, each)
+    }
+
+    /// [`PgSource::select`] over the rows keyed `keys` only (those that exist).
+    pub fn select_keys<E, F>(
+        &self,
+        columns: &[String],
+        predicates: &[String],
+        keys: &[String],
+        each: F,
+    ) -> Result<SelectStats, SelectError<E>>
+    where
+        F: FnMut(ProfileRow) -> Result<(), E>,
+    {
+        self.select_only(columns, predicates, Some(keys.to_vec()), each)
+    }
+
+    fn select_only<E, F>(
+        &self,
+        columns: &[String],
+        predicates: &[String],
+        keys: Option<Vec<String>>,
         mut each: F,
     ) -> Result<SelectStats, SelectError<E>>
     where
@@ -489,6 +522,7 @@ impl PgSource {
             key: self.key.clone(),
             columns: columns.to_vec(),
             predicates: predicates.to_vec(),
+            keys,
             limit: self.limits.select_timeout,
         };
         let (batches, incoming) = mpsc::sync_channel::<Vec<ProfileRow>>(QUEUED_BATCHES);
@@ -674,6 +708,8 @@ struct Plan {
     key: String,
     columns: Vec<String>,
     predicates: Vec<String>,
+    /// Only the rows with these keys (compared as text).
+    keys: Option<Vec<String>>,
     limit: Duration,
 }
 
@@ -722,13 +758,22 @@ impl Plan {
         }
         let conditions: Vec<String> = self.predicates.iter().map(|p| wrap(p)).collect();
         sql.push_str(&format!(
-            " FROM {} AS profiles WHERE {}",
+            " FROM {} AS profiles WHERE ({})",
             self.from,
             conditions.join(" OR ")
         ));
+        if self.keys.is_some() {
+            sql.push_str(&format!(
+                " AND ({})::text = ANY($1::text[])",
+                quote_ident(&self.key)
+            ));
+        }
         let kinds: Vec<ColumnType> = wanted.iter().map(|f| f.kind()).collect();
         let stmt = tx.prepare(&sql)?;
-        let portal = tx.bind(&stmt, &[])?;
+        let portal = match &self.keys {
+            Some(keys) => tx.bind(&stmt, &[keys])?,
+            None => tx.bind(&stmt, &[])?,
+        };
         let mut used = started.elapsed();
         loop {
             let fetch = Instant::now();

@@ -248,6 +248,16 @@ impl RunManager {
         self.start_now(export, trigger)
     }
 
+    /// [`RunManager::start`], evaluating every profile when `full` (as `segsync run --full`).
+    pub async fn start_full(
+        &self,
+        export: &str,
+        trigger: &str,
+        full: bool,
+    ) -> Result<i64, OpError> {
+        self.start_with(export, trigger, full)
+    }
+
     /// Starts a run of `export`, or, when it is running here, starts one as soon as that
     /// run ends (one waits per export; a later request replaces its trigger). For triggers
     /// that must not be lost, such as a profile refresh during a run that read the old
@@ -273,6 +283,10 @@ impl RunManager {
     /// The whole start, without an `.await`: reserve the slot, record the run, spawn its
     /// task.
     fn start_now(&self, export: &str, trigger: &str) -> Result<i64, OpError> {
+        self.start_with(export, trigger, false)
+    }
+
+    fn start_with(&self, export: &str, trigger: &str, full: bool) -> Result<i64, OpError> {
         let stop = StopSignal::default();
         let progress = Arc::new(LiveProgress::default());
         {
@@ -325,6 +339,7 @@ impl RunManager {
         let mut settings = self.0.settings.clone();
         settings.trigger = trigger.to_string();
         settings.stop = stop.clone();
+        settings.full = full;
         let me = self.clone();
         // Counted before the task exists, counted out by its guard: the guard is moved into
         // the task, so it is dropped even if the task is aborted before it first runs.

@@ -79,6 +79,7 @@ pub static TABLES: &[TableDef] = &[
             ("key_column", Text),
             ("email_hint", Text),
             ("created_at", Text),
+            ("cursor_column", Text),
         ],
         order_by: &["name"],
         has_sequence: false,

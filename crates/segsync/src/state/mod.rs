@@ -299,6 +299,10 @@ pub struct Evaluation {
     /// The profile import generation the run read (embedded profile store only).
     #[serde(default)]
     pub generation: Option<u64>,
+    /// The highest value of the source's cursor column the run read (a database source
+    /// with a cursor column): the next run reads the rows past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
     /// Prints of what the result depends on (segments, mapping, export, source): the next
     /// run goes on from this one only if they are the same.
     #[serde(default)]
@@ -462,6 +466,9 @@ pub struct ProfileSourceRecord {
     /// The column that most likely holds e-mail addresses, if one was recognised.
     pub email_hint: Option<String>,
     pub created_at: String,
+    /// A column the database sets whenever a row is written (`updated_at`): re-runs read
+    /// only the rows past the last run's value of it (see `engine::evaluate`).
+    pub cursor_column: Option<String>,
 }
 
 impl std::fmt::Debug for ProfileSourceRecord {
@@ -475,6 +482,7 @@ impl std::fmt::Debug for ProfileSourceRecord {
             .field("key_column", &self.key_column)
             .field("email_hint", &self.email_hint)
             .field("created_at", &self.created_at)
+            .field("cursor_column", &self.cursor_column)
             .finish()
     }
 }

@@ -727,6 +727,33 @@ impl StateStore {
         Ok(out)
     }
 
+    /// The profiles behind `export`'s delivered members that are not in `present` (a
+    /// database source's keys now): the profiles that left it. One pass over the snapshot.
+    pub fn delivered_profiles_absent(
+        &mut self,
+        export: &str,
+        present: &HashSet<String>,
+    ) -> Result<Vec<String>> {
+        if !self.backend.has_snapshot(export)? {
+            return Ok(Vec::new());
+        }
+        self.load_scratch_snapshot(export)?;
+        let mut st = self
+            .stage()
+            .prepare("SELECT profiles FROM snapshot WHERE export = ?1 AND profiles IS NOT NULL")?;
+        let mut rows = st.query([export])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let held: String = r.get(0)?;
+            out.extend(
+                profile_keys(&held)
+                    .filter(|p| !present.contains(*p))
+                    .map(str::to_string),
+            );
+        }
+        Ok(out)
+    }
+
     /// The profiles behind the delivered members `keys` (those the snapshot knows them for).
     pub fn member_profiles(
         &self,

@@ -23,6 +23,7 @@ mod membership;
 mod merge_types;
 mod moves;
 mod mysql;
+mod pg_cursor;
 mod postgres;
 mod probe;
 mod records;

@@ -207,7 +207,10 @@ fn profiles_in_a_postgres_table_are_exported_with_segments_evaluated_by_postgres
     let run = s.show_json(s.last_run());
     let e = &run["counts"]["evaluation"];
     assert_eq!(e["mode"], "full", "{run}");
-    assert_eq!(e["reason"], "PostgreSQL sources are read whole", "{run}");
+    assert_eq!(
+        e["reason"], "PostgreSQL sources without a cursor column are read whole",
+        "{run}"
+    );
 
     // An export cannot mix profiles from two places.
     s.import(&profiles);

@@ -121,6 +121,20 @@ fn admin_connects_contributor_exports_and_the_audience_gets_the_segments() {
     assert!(metrics.text.contains(
         "segsync_http_request_duration_seconds_count{method=\"POST\",route=\"/api/exports/{name}/runs\",status=\"202\"} 1"
     ));
+
+    // A re-run goes on from the last one; `?full=true` asks for a full pass.
+    let (code, started) = contributor.post(&format!("/api/exports/{EXPORT}/runs"), json!({}));
+    assert_eq!(code, 202, "{started}");
+    let run = contributor.wait_run(started["run_id"].as_i64().unwrap());
+    assert_eq!(run["counts"]["evaluation"]["mode"], "incremental", "{run}");
+    let (code, started) =
+        contributor.post(&format!("/api/exports/{EXPORT}/runs?full=true"), json!({}));
+    assert_eq!(code, 202, "{started}");
+    let run = contributor.wait_run(started["run_id"].as_i64().unwrap());
+    let e = &run["counts"]["evaluation"];
+    assert_eq!(e["mode"], "full", "{run}");
+    assert_eq!(e["reason"], "asked for (--full)", "{run}");
+    assert_eq!(e["evaluated_profiles"], profiles.len() as u64, "{run}");
 }
 
 #[test]

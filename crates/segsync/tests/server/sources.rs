@@ -82,6 +82,18 @@ fn admins_add_postgres_and_mysql_sources_that_segments_read() {
     assert_eq!(code, 422, "{body}");
     assert!(!body.to_string().contains(READER_PASSWORD), "{body}");
 
+    // A cursor column must be one the database orders writes by (a timestamp, a number).
+    let mut with_cursor = source_body("crm", "postgres", &pg_url);
+    with_cursor["cursor"] = json!("city");
+    let (code, body) = admin.post("/api/sources", with_cursor);
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"city\" is of type text"),
+        "{body}"
+    );
     let (code, body) = admin.post("/api/sources", source_body("crm", "postgres", &pg_url));
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["kind"], "postgres");

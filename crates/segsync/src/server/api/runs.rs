@@ -38,30 +38,53 @@ impl StartedRun {
     }
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct RunParams {
+    /// Evaluate every profile (a full pass), even when only some changed since the last
+    /// run (`segsync run --full`).
+    pub full: Option<bool>,
+}
+
 /// Starts a run now ("Run now"; contributors with access). 409 when it is running already.
-#[utoipa::path(post, path = "/api/exports/{name}/runs", tag = "runs", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/api/exports/{name}/runs", tag = "runs", params(("name" = String, Path), RunParams),
     responses((status = 202, body = StartedRun), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn run_export(
     State(app): State<AppState>,
     who: Authed,
     Path(name): Path<String>,
+    Query(q): Query<RunParams>,
 ) -> ApiResult<(StatusCode, Json<StartedRun>)> {
-    let run_id = start_run(&app, &who, &name).await?;
+    let run_id = start_run_with(&app, &who, &name, q.full.unwrap_or(false)).await?;
     Ok(StartedRun::accepted(run_id, name))
 }
 
 /// Checks that `who` may run `export` and starts it; shared with the web UI.
 pub async fn start_run(app: &AppState, who: &Authed, export: &str) -> ApiResult<i64> {
+    start_run_with(app, who, export, false).await
+}
+
+/// [`start_run`], evaluating every profile when `full`.
+pub async fn start_run_with(
+    app: &AppState,
+    who: &Authed,
+    export: &str,
+    full: bool,
+) -> ApiResult<i64> {
     who.require(Role::Contributor, "running an export")?;
     {
         let state = state_of(app)?;
         let e = state.export(export)?;
         ops::check_export_access(&state, &who.actor, &e)?;
-        state.audit(&who.actor.name, "export.run", export, "run now")?;
+        let detail = if full {
+            "run now, full pass"
+        } else {
+            "run now"
+        };
+        state.audit(&who.actor.name, "export.run", export, detail)?;
     }
     Ok(app
         .runs
-        .start(export, &format!("manual:{}", who.actor.name))
+        .start_full(export, &format!("manual:{}", who.actor.name), full)
         .await?)
 }
 

@@ -91,6 +91,11 @@ pub struct NewSource {
     pub query: Option<String>,
     /// The column that identifies a profile.
     pub key: String,
+    /// A column the database sets whenever a row is written (a timestamp such as
+    /// `updated_at`, or a version number): re-runs then read only the rows past the last
+    /// run's value of it, instead of every row.
+    #[serde(default)]
+    pub cursor: Option<String>,
     /// Add it even when its role is a PostgreSQL superuser, or its MySQL user has global
     /// privileges (refused otherwise: segment predicates would run with its rights).
     #[serde(default)]
@@ -137,6 +142,7 @@ pub async fn add_source(
         url: SecretString::from(s.url),
         relation,
         key_column: s.key,
+        cursor_column: s.cursor.filter(|c| !c.is_empty()),
         allow_superuser: s.allow_superuser,
     };
     let (installation, actor) = (app.app.clone(), who.actor.clone());

@@ -34,6 +34,7 @@ struct AddForm {
     relation_kind: String,
     relation: String,
     key: String,
+    cursor: String,
     allow_superuser: bool,
 }
 
@@ -125,7 +126,10 @@ async fn list_page(
                             }
                             td data-label="Profiles" class="num" { @if let Some(n) = st.count { (num(n)) } @else { "—" } }
                             td data-label="Columns" class="small" { (columns_line(st)) }
-                            td data-label="Reads" class="small" { (s.relation_kind) " " code { (s.relation) } }
+                            td data-label="Reads" class="small" {
+                                (s.relation_kind) " " code { (s.relation) }
+                                @if let Some(c) = &s.cursor_column { br; span class="muted" { "re-runs read rows past " code { (c) } } }
+                            }
                         }
                     }
                 }
@@ -183,6 +187,11 @@ fn add_form(who: &Authed, add: &AddForm, error: Option<&str>) -> Markup {
                     input id="src-key" name="key" type="text" value=(add.key) required placeholder="customer_id";
                 }
                 div class="field" {
+                    label for="src-cursor" { "Changed-at column (optional)" }
+                    input id="src-cursor" name="cursor" type="text" value=(add.cursor) placeholder="updated_at";
+                    span class="hint" { "A timestamp or number the database sets whenever a row is written. With it, re-runs read only the rows written since the last run (and the keys, to find removed rows) instead of every row." }
+                }
+                div class="field" {
                     label class="check" {
                         input type="checkbox" name="allow_superuser" value="1" checked[add.allow_superuser];
                         " Allow a user that can read every table (segment conditions would run with its rights)"
@@ -212,6 +221,7 @@ pub async fn add(State(app): State<AppState>, User(who): User, form: FormData) -
         relation_kind: form.text("relation_kind"),
         relation: form.text("relation"),
         key: form.text("key"),
+        cursor: form.text("cursor").trim().to_string(),
         allow_superuser: form.has("allow_superuser"),
     };
     let input = ops::SourceInput {
@@ -228,6 +238,7 @@ pub async fn add(State(app): State<AppState>, User(who): User, form: FormData) -
             PgRelation::Table(add.relation.clone())
         },
         key_column: add.key.clone(),
+        cursor_column: Some(add.cursor.clone()).filter(|c| !c.is_empty()),
         allow_superuser: add.allow_superuser,
     };
     let (installation, actor) = (app.app.clone(), who.actor.clone());

@@ -53,7 +53,7 @@ const TAG_LOCK_CLASS: i32 = 0x7365_6701;
 
 const CONNECTION_COLUMNS: &str = "name, display_name, base_url, credential_kind, sealed_secret, consent_by, consent_at, shared_with_contributors, export_user, created_at, account_id, slot_budget";
 const PROFILE_SOURCE_COLUMNS: &str =
-    "name, kind, sealed_url, relation_kind, relation, key_column, email_hint, created_at";
+    "name, kind, sealed_url, relation_kind, relation, key_column, email_hint, created_at, cursor_column";
 /// A run's columns, and its number among its export's runs (`runs_by_export` answers it).
 const RUN_COLUMNS: &str = "id, export, trigger, started_at, finished_at, outcome, counts, error, \
      (SELECT count(*) FROM runs r2 WHERE r2.export = runs.export AND r2.id <= runs.id)";
@@ -157,6 +157,7 @@ fn profile_source_row(r: &Row) -> Result<ProfileSourceRecord> {
         key_column: get(r, 5)?,
         email_hint: get(r, 6)?,
         created_at: get(r, 7)?,
+        cursor_column: get(r, 8)?,
     })
 }
 

@@ -89,7 +89,7 @@ impl SegmentStore for PgState {
         msg::check_relation_kind(&p.relation_kind)?;
         self.execute_unique(
             "add a profile source",
-            "INSERT INTO profile_sources (name, kind, sealed_url, relation_kind, relation, key_column, email_hint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO profile_sources (name, kind, sealed_url, relation_kind, relation, key_column, email_hint, created_at, cursor_column) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             params![
                 p.name.clone(),
                 p.kind.clone(),
@@ -98,7 +98,8 @@ impl SegmentStore for PgState {
                 p.relation.clone(),
                 p.key_column.clone(),
                 p.email_hint.clone(),
-                p.created_at.clone()
+                p.created_at.clone(),
+                p.cursor_column.clone()
             ],
             msg::profile_source_exists(&p.name),
         )?;

@@ -39,7 +39,14 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "each run's change log; each connection's account name and health",
         sql: SQLITE_V7,
     },
+    Migration {
+        version: 8,
+        name: "a profile source's cursor column (re-runs read only the rows past it)",
+        sql: SQLITE_V8,
+    },
 ];
+
+const SQLITE_V8: &str = "ALTER TABLE profile_sources ADD COLUMN cursor_column TEXT;";
 
 /// Suppression lists (`export` '' is the installation's list) and the addresses Mailchimp
 /// refused for good, with the fingerprint of the content refused.

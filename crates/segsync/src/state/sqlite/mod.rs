@@ -88,7 +88,7 @@ fn segment_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentRecord> {
 }
 
 const PROFILE_SOURCE_COLUMNS: &str =
-    "name, kind, sealed_url, relation_kind, relation, key_column, email_hint, created_at";
+    "name, kind, sealed_url, relation_kind, relation, key_column, email_hint, created_at, cursor_column";
 
 fn profile_source_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProfileSourceRecord> {
     Ok(ProfileSourceRecord {
@@ -100,6 +100,7 @@ fn profile_source_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProfileSou
         key_column: r.get(5)?,
         email_hint: r.get(6)?,
         created_at: r.get(7)?,
+        cursor_column: r.get(8)?,
     })
 }
 

@@ -75,8 +75,8 @@ impl SegmentStore for SqliteState {
     fn add_profile_source(&self, p: &ProfileSourceRecord) -> Result<()> {
         msg::check_relation_kind(&p.relation_kind)?;
         let r = self.conn.execute(
-            "INSERT INTO profile_sources (name, kind, sealed_url, relation_kind, relation, key_column, email_hint, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![p.name, p.kind, p.sealed_url, p.relation_kind, p.relation, p.key_column, p.email_hint, p.created_at],
+            "INSERT INTO profile_sources (name, kind, sealed_url, relation_kind, relation, key_column, email_hint, created_at, cursor_column) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![p.name, p.kind, p.sealed_url, p.relation_kind, p.relation, p.key_column, p.email_hint, p.created_at, p.cursor_column],
         );
         match r {
             Err(e) if is_constraint(&e) => Err(msg::profile_source_exists(&p.name)),
