@@ -198,24 +198,9 @@ pub(super) fn decide(
     if let Some(why) = config_change(&e.config, &source.prints) {
         return full_pass(why);
     }
-    let since = match (&e.cursor, e.generation) {
-        (Some(mark), _) if at.cursor.is_some() => Since::Cursor(mark.clone()),
-        (_, Some(since)) if at.cursor.is_none() => {
-            let now = at.generation.unwrap_or(0);
-            if now == 0 || now < since {
-                return full_pass("the profile store was replaced".into());
-            }
-            if schema_generation > since {
-                return full_pass("the profile columns changed".into());
-            }
-            if let Profiles::Embedded(store) = &source.profiles {
-                if let Some(why) = much_changed(store, since)? {
-                    return full_pass(why);
-                }
-            }
-            Since::Generation(since)
-        }
-        _ => return full_pass("the last run recorded no position to go on from".into()),
+    let since = match go_on_from(e, &at, schema_generation, &source.profiles)? {
+        Ok(since) => since,
+        Err(why) => return full_pass(why),
     };
     if !state.has_snapshot(&export.name)? {
         return full_pass("nothing delivered yet".into());
@@ -229,6 +214,35 @@ pub(super) fn decide(
         },
         at,
     ))
+}
+
+/// Where the last run (its evaluation `e`) left the profiles, now at `at`, or why a full
+/// pass is needed instead: the embedded store replaced, its columns changed, or too much of
+/// it changed; no position recorded to go on from.
+fn go_on_from(
+    e: &Evaluation,
+    at: &Position,
+    schema_generation: u64,
+    profiles: &Profiles,
+) -> Result<Result<Since, String>, RunError> {
+    let since = match (&e.cursor, e.generation) {
+        (Some(mark), _) if at.cursor.is_some() => return Ok(Ok(Since::Cursor(mark.clone()))),
+        (_, Some(since)) if at.cursor.is_none() => since,
+        _ => return Ok(Err("the last run recorded no position to go on from".into())),
+    };
+    let now = at.generation.unwrap_or(0);
+    if now == 0 || now < since {
+        return Ok(Err("the profile store was replaced".into()));
+    }
+    if schema_generation > since {
+        return Ok(Err("the profile columns changed".into()));
+    }
+    if let Profiles::Embedded(store) = profiles {
+        if let Some(why) = much_changed(store, since)? {
+            return Ok(Err(why));
+        }
+    }
+    Ok(Ok(Since::Generation(since)))
 }
 
 /// The share of the profiles changed above which a full pass is taken: an incremental pass
