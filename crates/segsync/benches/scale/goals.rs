@@ -16,7 +16,7 @@ struct Row {
 
 impl Bench {
     /// The value at `path` of this invocation's JSON report.
-    fn figure(&self, path: &[&str]) -> Option<f64> {
+    pub fn figure(&self, path: &[&str]) -> Option<f64> {
         let mut v = self.report.get(path[0])?;
         for p in &path[1..] {
             v = match p.parse::<usize>() {

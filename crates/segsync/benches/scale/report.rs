@@ -68,16 +68,7 @@ pub fn run_json(
 
 impl Bench {
     pub fn targets(&self) {
-        let get = |path: &[&str]| -> Option<f64> {
-            let mut v = self.report.get(path[0])?;
-            for p in &path[1..] {
-                v = match p.parse::<usize>() {
-                    Ok(i) => v.get(i)?,
-                    Err(_) => v.get(p)?,
-                };
-            }
-            v.as_f64()
-        };
+        let get = |path: &[&str]| self.figure(path);
         let mut rows: Vec<(String, String)> = Vec::new();
         if self.report.contains_key("full") {
             rows.push((
