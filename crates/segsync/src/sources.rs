@@ -102,7 +102,9 @@ impl Profiles {
             Profiles::MySql(s) => s.select(columns, predicates, each),
         }
     }
+}
 
+impl Profiles {
     /// [`Profiles::select`] over the profiles keyed `keys` only (those that exist); the
     /// embedded store's must still be at `generation`.
     pub fn select_keys<E, F>(
