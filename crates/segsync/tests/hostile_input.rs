@@ -974,5 +974,27 @@ mod parquet_corpus {
             "customer_id,email\nC1,ana.popescu@gmail.com\n",
         )
         .unwrap();
+        dictionary_overstated(dir);
+    }
+
+    /// 100 INT64 keys in a dictionary page whose header then announces 8,191 values (the
+    /// largest count its two-byte number holds, so no offset moves): the reader sized the
+    /// dictionary from the count, and fuzzing found a file announcing 654 million (5.2 GB).
+    fn dictionary_overstated(dir: &Path) {
+        let path = dir.join("dictionary-overstated.parquet");
+        let (keys, defined) = some(&(1..=100i64).collect::<Vec<_>>());
+        write(
+            &path,
+            "message m { OPTIONAL INT64 customer_id; }",
+            vec![Leaf::I64(keys, defined)],
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The page header's num_values field: compact i32 (0x15), zigzag(100) = 200 = C8 01.
+        let at = bytes
+            .windows(3)
+            .position(|w| w == [0x15, 0xC8, 0x01])
+            .expect("the dictionary page announces 100 values");
+        bytes[at + 1..at + 3].copy_from_slice(&[0xFE, 0x7F]);
+        std::fs::write(&path, bytes).unwrap();
     }
 }
