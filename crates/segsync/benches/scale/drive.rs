@@ -133,16 +133,28 @@ impl Stages {
         }
     }
 
+    /// Each stage's own seconds: a full pass reads the profiles, then the audience; an
+    /// incremental one the audience first (its status changes choose profiles to read too).
     pub fn read_s(&self) -> Option<f64> {
-        self.read
+        let (read, audience) = (self.read?, self.audience?);
+        Some(if read > audience {
+            read - audience
+        } else {
+            read
+        })
     }
 
     pub fn audience_s(&self) -> Option<f64> {
-        Some(self.audience? - self.read?)
+        let (read, audience) = (self.read?, self.audience?);
+        Some(if audience > read {
+            audience - read
+        } else {
+            audience
+        })
     }
 
     pub fn diff_plan_s(&self) -> Option<f64> {
-        Some(self.planned? - self.audience?)
+        Some(self.planned? - self.audience?.max(self.read?))
     }
 }
 

@@ -58,6 +58,12 @@
 //! Correctness is checked (audience size, tag sizes, segment sizes, no write on an unchanged
 //! re-run); a failed check is printed and makes the bench exit with status 1.
 
+/// The simulator runs in this process: it gets the allocator of its own binary (and of
+/// segsync's). Under glibc's malloc it took 26.3 s of CPU for a first export of 1M, 19.1 s
+/// under this one, on the two cores segsync shares with it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod drive;
 mod full;
