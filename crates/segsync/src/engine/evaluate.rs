@@ -593,7 +593,7 @@ fn changed_since(
             let now = pg.changes(Some(&mark)).map_err(|e| other(e.into()))?;
             let mut keys = now.changed;
             let written = keys.len();
-            keys.extend(state.delivered_profiles_absent(&r.export.name, &now.keys)?);
+            keys.extend(state.delivered_profiles_absent(&r.export.name, |k| now.keys.contains(k))?);
             tracing::debug!(written, left = keys.len() - written, keys = now.keys.len(), elapsed = ?t.elapsed(), "source changes read");
             let at = Position {
                 generation: None,

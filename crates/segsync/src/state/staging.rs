@@ -727,12 +727,12 @@ impl StateStore {
         Ok(out)
     }
 
-    /// The profiles behind `export`'s delivered members that are not in `present` (a
+    /// The profiles behind `export`'s delivered members that are not `present` (in a
     /// database source's keys now): the profiles that left it. One pass over the snapshot.
     pub fn delivered_profiles_absent(
         &mut self,
         export: &str,
-        present: &HashSet<String>,
+        present: impl Fn(&str) -> bool,
     ) -> Result<Vec<String>> {
         if !self.backend.has_snapshot(export)? {
             return Ok(Vec::new());
@@ -747,7 +747,7 @@ impl StateStore {
             let held: String = r.get(0)?;
             out.extend(
                 profile_keys(&held)
-                    .filter(|p| !present.contains(*p))
+                    .filter(|p| !present(p))
                     .map(str::to_string),
             );
         }
