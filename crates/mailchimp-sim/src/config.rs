@@ -203,6 +203,10 @@ pub enum BatchItemTags {
     Applied,
     /// Item `tags` are silently ignored.
     Ignored,
+    /// Item `tags` are applied to the members a request creates and silently ignored on
+    /// those it updates (Mailchimp's changelog of 2022 speaks of adding contacts with tags;
+    /// what an update does with them is reported nowhere).
+    NewMembersOnly,
 }
 
 impl Default for Variants {

@@ -144,8 +144,9 @@ struct Args {
     /// filter is dropped; fractional seconds count as malformed) [reject; ignore].
     #[arg(long, value_parser = ["reject", "ignore"])]
     malformed_since: Option<String>,
-    /// `tags` of batch-upsert items: `applied` or `ignored` [applied; ignored].
-    #[arg(long, value_parser = ["applied", "ignored"])]
+    /// `tags` of batch-upsert items: `applied`, `ignored`, or `new_members_only` (applied
+    /// to created members, ignored on updated ones) [applied; ignored].
+    #[arg(long, value_parser = ["applied", "ignored", "new_members_only"])]
     batch_item_tags: Option<String>,
 }
 

@@ -85,7 +85,7 @@ pub const ASSUMPTIONS: [(&str, &str, &str); 11] = [
     ),
     (
         "batch_item_tags",
-        "are tags in batch items applied to new members?",
+        "are tags in batch items applied, to new members and to updated ones?",
         "applied",
     ),
 ];
@@ -300,7 +300,9 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// `batch_item_tags` on a new contact, whose address is returned for the next checks.
+    /// `batch_item_tags` on a new contact, then on the same contact updated: `applied` to
+    /// both, `new_members_only`, or `ignored`. The contact's address is returned for the next
+    /// checks.
     async fn item_tags(&mut self) -> (Outcome, Option<String>) {
         let tag = format!("{PREFIX}{}-tag", self.mark);
         self.tags.push(tag.clone());
@@ -308,35 +310,59 @@ impl<'a> Session<'a> {
             Ok(e) => e,
             Err(why) => return (Err(why), None),
         };
-        let hash = subscriber_hash(&email);
+        let created = match self.contact_tags(&email).await {
+            Ok(names) => names,
+            Err(why) => return (Err(why), Some(email)),
+        };
+        if !created.contains(&tag) {
+            let why = format!("the new contact has no tag (tags: {created:?})");
+            return (Ok(("ignored".into(), why)), Some(email));
+        }
+        let gained = format!("{PREFIX}{}-tag2", self.mark);
+        self.tags.push(gained.clone());
+        let item = json!([{"email_address": email, "status": "unsubscribed", "tags": [gained]}]);
+        let outcome = match self.batch(item).await {
+            Ok(Ok(v)) if item_error(&v, &email).is_some() => Err(format!(
+                "the update with a tag was refused: {}",
+                item_error(&v, &email).unwrap_or_default()
+            )),
+            Ok(Ok(_)) => match self.contact_tags(&email).await {
+                Ok(names) if names.contains(&gained) => Ok((
+                    "applied".into(),
+                    format!("the new contact has the item's tag {tag}, and the update's {gained} was added"),
+                )),
+                Ok(names) => Ok((
+                    "new_members_only".into(),
+                    format!("the new contact has the item's tag {tag}, but an update's item tag was not added (tags: {names:?})"),
+                )),
+                Err(why) => Err(why),
+            },
+            Ok(Err((s, p))) => Err(format!("the update with a tag: {}", refusal(s, &p))),
+            Err(why) => Err(why),
+        };
+        (outcome, Some(email))
+    }
+
+    /// The names of the tags of contact `email`.
+    async fn contact_tags(&self, email: &str) -> Result<Vec<String>, String> {
+        let hash = subscriber_hash(email);
         let answer = self
             .ask(
                 self.call(Endpoint::GetMember, Method::GET, &["members", &hash])
                     .query("fields", "email_address,tags"),
             )
-            .await;
-        let outcome = match answer {
-            Ok(Ok(v)) => {
-                let names: Vec<&str> = v["tags"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|t| t["name"].as_str()).collect())
-                    .unwrap_or_default();
-                if names.contains(&tag.as_str()) {
-                    Ok((
-                        "applied".into(),
-                        format!("the new contact has the item's tag {tag}"),
-                    ))
-                } else {
-                    Ok((
-                        "ignored".into(),
-                        format!("the new contact has no tag (tags: {names:?})"),
-                    ))
-                }
-            }
-            Ok(Err((s, p))) => Err(format!("reading the test contact: {}", refusal(s, &p))),
-            Err(why) => Err(why),
-        };
-        (outcome, Some(email))
+            .await?;
+        match answer {
+            Ok(v) => Ok(v["tags"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t["name"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()),
+            Err((s, p)) => Err(format!("reading the test contact: {}", refusal(s, &p))),
+        }
     }
 
     /// `updated_members`: the contact sent again exactly as it is.

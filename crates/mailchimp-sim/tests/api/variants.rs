@@ -982,6 +982,50 @@ async fn malformed_since_reject_or_ignore() {
     );
 }
 
+// j'. Tags of batch upsert items applied to created members only.
+#[tokio::test]
+async fn batch_item_tags_on_new_members_only() {
+    let env = common::start().await;
+    set_variants(&env, json!({"batch_item_tags": "new_members_only"})).await;
+    let r = env
+        .post(
+            &batch_path(&env),
+            json!({"members": [{"email_address": "ana@posta.ro", "status": "subscribed", "tags": ["VIP"]}]}),
+        )
+        .await;
+    assert_eq!(
+        r.body["new_members"][0]["tags"][0]["name"], "VIP",
+        "{}",
+        r.body
+    );
+    let r = env
+        .post(
+            &format!("{}?fields=updated_members.email_address,updated_members.tags.name,new_members.tags.name", batch_path(&env)),
+            json!({"update_existing": true, "members": [
+                {"email_address": "ana@posta.ro", "status": "subscribed", "merge_fields": {"FNAME": "Ana"}, "tags": ["Cluj"]},
+                {"email_address": "radu@posta.ro", "status": "subscribed", "tags": ["Cluj"]},
+            ]}),
+        )
+        .await;
+    assert_eq!(
+        r.body["updated_members"][0]["email_address"], "ana@posta.ro",
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.body["updated_members"][0]["tags"],
+        json!([{"name": "VIP"}]),
+        "the update's tag is ignored, the member's own kept: {}",
+        r.body
+    );
+    assert_eq!(
+        r.body["new_members"][0]["tags"],
+        json!([{"name": "Cluj"}]),
+        "{}",
+        r.body
+    );
+}
+
 // j. Tags of batch upsert items.
 #[tokio::test]
 async fn batch_item_tags_applied_or_ignored() {

@@ -222,6 +222,10 @@ fn each_reading_turned_alone_is_the_one_row_that_differs() {
             "batch_item_tags",
             Box::new(|v| v.batch_item_tags = BatchItemTags::Ignored),
         ),
+        (
+            "batch_item_tags",
+            Box::new(|v| v.batch_item_tags = BatchItemTags::NewMembersOnly),
+        ),
     ];
     for (name, turn) in turns {
         sim.settings(|st: &mut Settings| {
