@@ -34,10 +34,10 @@ pub struct Upsert {
     pub fingerprint: Option<u64>,
     /// The keys of the member's profiles ([`SnapshotEntry::profiles`]), when known.
     pub profiles: Option<String>,
-    /// The export's tags a new member is created with, in the create itself (the answer
-    /// says whether Mailchimp applied them; those it did not are tagged by tag batches).
-    /// Empty for every other write: an existing member's tags change only through tag
-    /// batches, which never touch tags others gave it.
+    /// The export's tags the item carries: a new member's tags, in its create; an existing
+    /// member's tags it gains, in its update (Mailchimp adds an item's tags and leaves the
+    /// member's others alone: `sync_tags` is never sent). The answer says whether they took;
+    /// those that did not are added by tag batches. Removals always go by tag batches.
     pub tags: TagSet,
 }
 
@@ -110,9 +110,16 @@ pub struct Want<'a> {
 
 /// Receives the diff's decisions, one member at a time, in key order.
 pub trait DiffSink {
-    /// Write the member's content (`create`: a new member with `status`, created with the
-    /// tags `want.tags`; otherwise an existing one keeping `status`).
-    fn upsert(&mut self, key: MemberKey, want: &Want<'_>, status: Status, create: bool);
+    /// Write the member's content (`create`: a new member with `status`; otherwise an
+    /// existing one keeping `status`), carrying the tags `tags` ([`Upsert::tags`]).
+    fn upsert(
+        &mut self,
+        key: MemberKey,
+        want: &Want<'_>,
+        status: Status,
+        create: bool,
+        tags: TagSet,
+    );
     /// Moves the member `from` (as the export knew it) to `key`, the new address `want`
     /// describes, keeping its status.
     fn move_member(
@@ -147,7 +154,7 @@ pub fn decide(
     if let Some(want) = want {
         match status {
             // A new member carries its tags in the create ([`Upsert::tags`]).
-            None => sink.upsert(key, want, opts.status_if_new.status(), true),
+            None => sink.upsert(key, want, opts.status_if_new.status(), true, want.tags),
             Some(Status::Archived) => sink.skip(
                 key,
                 want.email,
@@ -155,13 +162,16 @@ pub fn decide(
             ),
             Some(status) => {
                 let content_changed = entry.and_then(|e| e.fingerprint) != Some(want.fingerprint);
-                if content_changed {
-                    sink.upsert(key, want, status, false);
-                }
                 let (add, remove) = (want.tags.minus(had_tags), had_tags.minus(want.tags));
-                if !add.is_empty() || !remove.is_empty() {
+                if content_changed {
+                    // The update carries the tags gained; removals go by tag batches.
+                    sink.upsert(key, want, status, false, add);
+                    if !remove.is_empty() {
+                        sink.tags(key, want.email, TagSet::default(), remove);
+                    }
+                } else if !add.is_empty() || !remove.is_empty() {
                     sink.tags(key, want.email, add, remove);
-                } else if !content_changed {
+                } else {
                     sink.unchanged(key);
                 }
             }
@@ -231,7 +241,14 @@ struct Collect<'a> {
 }
 
 impl DiffSink for Collect<'_> {
-    fn upsert(&mut self, key: MemberKey, want: &Want<'_>, status: Status, create: bool) {
+    fn upsert(
+        &mut self,
+        key: MemberKey,
+        want: &Want<'_>,
+        status: Status,
+        create: bool,
+        tags: TagSet,
+    ) {
         let u = Upsert {
             key,
             email: want.email.to_string(),
@@ -239,7 +256,7 @@ impl DiffSink for Collect<'_> {
             merge: Some(self.desired[&key].merge.clone()),
             fingerprint: Some(want.fingerprint),
             profiles: None,
-            tags: if create { want.tags } else { TagSet::default() },
+            tags,
         };
         if create {
             self.d.creates.push(u)

@@ -3,9 +3,10 @@
 //!
 //! Phases run in order, each after the previous one finished: member upserts (creates with
 //! `update_existing: false`, so a member that appeared meanwhile is reported instead of
-//! overwritten, each carrying its tags; then updates carrying each member's own status), then
-//! tag membership of existing members (and of new ones whose create did not apply their
-//! tags), then removals (archives and unsubscribes).
+//! overwritten, each carrying its tags; then updates carrying each member's own status and
+//! the tags it gains), then tag membership of existing members (removals, additions to
+//! members with no update, and additions an upsert did not apply), then removals (archives
+//! and unsubscribes).
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -105,6 +106,7 @@ impl Plan {
                 }
                 Op::Upsert { items, .. } => {
                     for i in items {
+                        s.tag_adds += i.tags.len();
                         if i.merge.is_some() {
                             s.updates += 1;
                         } else {
@@ -132,15 +134,15 @@ impl Plan {
 impl PlanSummary {
     /// The summary of a plan known by its counts (a streaming plan kept on disk): the same
     /// requests [`plan`] would make, chunk for chunk. `per_tag` holds each tag's adds and
-    /// removes by tag batches; `create_tags` counts the tags new members carry in their
-    /// creates (no request of their own).
+    /// removes by tag batches; `item_tags` counts the tags upserts carry (new members'
+    /// tags, existing members' gained ones: no request of their own).
     pub fn from_counts(
         moves: usize,
         creates: usize,
         updates: usize,
         unsubscribes: usize,
         per_tag: &[(usize, usize)],
-        create_tags: usize,
+        item_tags: usize,
         archives: usize,
     ) -> PlanSummary {
         let upserts =
@@ -188,7 +190,7 @@ impl PlanSummary {
             creates,
             updates,
             moves,
-            tag_adds: per_tag.iter().map(|(a, _)| a).sum::<usize>() + create_tags,
+            tag_adds: per_tag.iter().map(|(a, _)| a).sum::<usize>() + item_tags,
             tag_removes: per_tag.iter().map(|(_, r)| r).sum(),
             archives,
             unsubscribes,

@@ -4,10 +4,11 @@
 //!
 //! A plan is sent in three phases, each after the previous one finished:
 //! 1. upserts: moves (one `PATCH` each), creates (`update_existing: false`, each new member
-//!    with its tags), then updates, 500 members a request;
+//!    with its tags), then updates (each with the tags its member gains), 500 members a
+//!    request;
 //! 2. tags: for each tag, requests of at most 500 additions and 500 removals, side by side,
-//!    for existing members (and for new members whose create did not apply their tags: the
-//!    executor adds those rows when the creates' answers say so);
+//!    for existing members: removals, additions to members with no update, and additions an
+//!    upsert did not apply (the executor adds those rows when the answers say so);
 //! 3. removals: unsubscribes (status-only upserts, 500 a request), then archives (one
 //!    request each).
 //!

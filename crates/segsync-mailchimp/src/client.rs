@@ -32,7 +32,7 @@ const MERGE_FIELD_FIELDS: &str = "merge_fields.merge_id,merge_fields.tag,merge_f
 const MEMBER_PAGE_FIELDS: &str =
     "members.email_address,members.id,members.status,members.last_changed,total_items";
 const MEMBER_FIELDS: &str = "email_address,id,status,last_changed";
-const BATCH_FIELDS: &str = "new_members.email_address,new_members.status,new_members.tags.name,updated_members.email_address,updated_members.status,errors,total_created,total_updated,error_count";
+const BATCH_FIELDS: &str = "new_members.email_address,new_members.status,new_members.tags.name,updated_members.email_address,updated_members.status,updated_members.tags.name,errors,total_created,total_updated,error_count";
 const TAG_PAGE_FIELDS: &str = "segments.id,segments.name,total_items";
 const TAG_UPDATE_FIELDS: &str = "total_added,total_removed,error_count,errors";
 

@@ -8,13 +8,10 @@ use segsync_core::{MemberKey, Status, TagSet, Upsert};
 use crate::types::{MemberStatus, UpsertItem};
 
 /// The items of a batch upsert (`POST /lists/{list_id}`): each member's address, the status
-/// the plan gives it, its merge values when it carries content, and, in a create
-/// (`creating`), the names (`tag_names`, by tag bit) of the tags it is created with.
-pub fn upsert_items(
-    items: &[Upsert],
-    creating: bool,
-    tag_names: &HashMap<usize, String>,
-) -> Vec<UpsertItem> {
+/// the plan gives it, its merge values when it carries content, and the names (`tag_names`,
+/// by tag bit) of the tags it carries (a new member's, or those an existing one gains;
+/// Mailchimp adds them to the member's others, as `sync_tags` is never sent).
+pub fn upsert_items(items: &[Upsert], tag_names: &HashMap<usize, String>) -> Vec<UpsertItem> {
     items
         .iter()
         .map(|u| UpsertItem {
@@ -25,11 +22,7 @@ pub fn upsert_items(
                 .clone()
                 .map(|m| m.into_iter().collect())
                 .unwrap_or_default(),
-            tags: if creating {
-                tag_names_of(u.tags, tag_names)
-            } else {
-                Vec::new()
-            },
+            tags: tag_names_of(u.tags, tag_names),
         })
         .collect()
 }

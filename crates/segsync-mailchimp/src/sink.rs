@@ -3,8 +3,9 @@
 //! - the facts Mailchimp acknowledged (the snapshot moves only for those);
 //! - the members it refused, and why, in words a user can act on;
 //! - members a create found already there, to update with their own status;
-//! - new members whose create did not apply their tags (judged from the answer's
-//!   `new_members[].tags`), to tag by tag batches in the same run;
+//! - members whose upsert did not apply the tags it carried (judged from the answer's
+//!   `new_members[].tags` and `updated_members[].tags`), to tag by tag batches in the same
+//!   run;
 //! - the request to send again later (Mailchimp failing transiently, [`retry::requeue`]);
 //! - an error that fails the run, or one that stops it at once (a rejected credential).
 
@@ -58,7 +59,7 @@ pub async fn send(client: Client, list_id: Arc<str>, tags: Arc<AudienceTags>, op
         } => client
             .batch_upsert(
                 &list_id,
-                &upsert_items(items, !update_existing, &tags.names),
+                &upsert_items(items, &tags.names),
                 *update_existing,
             )
             .await
@@ -241,11 +242,10 @@ impl Sink {
             });
             if a.created {
                 read.tally.created += 1;
-                self.tags_taken(read, u, &a.tags);
             } else {
                 self.count_update(&mut read.tally, u);
-                retag(read, u, u.tags);
             }
+            self.tags_taken(read, u, &a.tags);
         }
         for f in &outcome.failed {
             let email = f.email.to_lowercase();
@@ -269,6 +269,8 @@ impl Sink {
                     profiles: u.profiles.clone(),
                 });
                 self.count_update(&mut read.tally, u);
+                // Whether the tags it carried took is unknown: tag batches add them.
+                retag(read, u, u.tags);
                 continue;
             }
             read.undelivered.push(email.to_lowercase());
@@ -316,8 +318,8 @@ impl Sink {
         });
     }
 
-    /// The tags a created member's answer lists (`answered`, by name), against those its
-    /// create carried: each one listed is acknowledged; the others are left to tag batches.
+    /// The tags an upserted member's answer lists (`answered`, by name), against those its
+    /// item carried: each one listed is acknowledged; the others are left to tag batches.
     fn tags_taken(&self, read: &mut Read, u: &Upsert, answered: &[String]) {
         let mut missing = TagSet::default();
         for bit in u.tags.iter() {
@@ -901,16 +903,67 @@ mod tests {
     }
 
     #[test]
-    fn only_creates_carry_tags_and_never_sync_tags() {
+    fn an_item_carries_its_tags_and_only_those() {
         let names = HashMap::from([(0, "romania".to_string())]);
         let u = Upsert {
             tags: TagSet::default().with(0),
             ..member(4)
         };
-        let create = crate::encoder::upsert_items(std::slice::from_ref(&u), true, &names);
-        assert_eq!(create[0].tags, ["romania"]);
-        let update = crate::encoder::upsert_items(std::slice::from_ref(&u), false, &names);
-        let body = serde_json::to_value(&update[0]).unwrap();
+        let tagged = crate::encoder::upsert_items(std::slice::from_ref(&u), &names);
+        assert_eq!(tagged[0].tags, ["romania"]);
+        let bare = crate::encoder::upsert_items(&[member(5)], &names);
+        let body = serde_json::to_value(&bare[0]).unwrap();
         assert!(body.get("tags").is_none(), "{body}");
+    }
+
+    fn tagged_update(i: usize, tags: TagSet) -> Op {
+        Op::Upsert {
+            update_existing: true,
+            items: vec![Upsert { tags, ..member(i) }],
+        }
+    }
+
+    #[test]
+    fn tags_an_update_carried_are_acknowledged_when_listed_and_tag_batches_add_the_others() {
+        let both = TagSet::default().with(0).with(1);
+        let mut answer = created(6, &["High value"]);
+        answer.accepted[0].created = false;
+        let read = named_sink()
+            .read(
+                Sent {
+                    op: tagged_update(6, both),
+                    result: Ok(Answer::Upsert(answer)),
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!((read.tally.updated, read.tally.tagged), (1, 1));
+        assert!(read.facts.contains(&Fact::Tagged {
+            key: MemberKey::of("m6@posta.ro"),
+            email: "m6@posta.ro".into(),
+            bit: 1,
+            added: true,
+        }));
+        assert_eq!(
+            read.retag,
+            vec![(0, MemberKey::of("m6@posta.ro"), "m6@posta.ro".to_string())]
+        );
+        // An answer that lists only the members it changed, and not this one: whether its
+        // tags took is unknown, so tag batches add them.
+        let read = named_sink()
+            .read(
+                Sent {
+                    op: tagged_update(7, both),
+                    result: Ok(Answer::Upsert(BatchOutcome {
+                        unanswered: vec!["m7@posta.ro".into()],
+                        ..Default::default()
+                    })),
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!((read.tally.updated, read.tally.tagged), (1, 0));
+        assert_eq!(read.retag.len(), 2);
+        assert!(read.undelivered.is_empty());
     }
 }

@@ -682,8 +682,8 @@ struct PlanCounts {
     archives: usize,
     /// Adds and removes per tag bit, by tag batches.
     per_tag: Vec<(usize, usize)>,
-    /// Tags carried by creates, per tag bit.
-    create_tags: Vec<usize>,
+    /// Tags carried by upserts (creates' own, updates' gained), per tag bit.
+    item_tags: Vec<usize>,
     unchanged: u64,
     skipped: Vec<segsync_core::Skip>,
     held: HeldCounts,
@@ -694,12 +694,12 @@ struct PlanCounts {
 
 impl PlanCounts {
     fn plan(&self) -> StagedPlan {
-        // The tags the creates carry count too: their ids are found before sending, and
-        // members whose create did not apply them are tagged by tag batches.
-        let bits: Vec<usize> = (0..self.per_tag.len().max(self.create_tags.len()))
+        // The tags the upserts carry count too: their ids are found before sending, and
+        // members whose upsert did not apply them are tagged by tag batches.
+        let bits: Vec<usize> = (0..self.per_tag.len().max(self.item_tags.len()))
             .filter(|b| {
                 self.per_tag.get(*b).is_some_and(|t| *t != (0, 0))
-                    || self.create_tags.get(*b).is_some_and(|n| *n > 0)
+                    || self.item_tags.get(*b).is_some_and(|n| *n > 0)
             })
             .collect();
         let per_tag: Vec<(usize, usize)> = bits
@@ -713,19 +713,19 @@ impl PlanCounts {
                 self.updates,
                 self.unsubscribes,
                 &per_tag,
-                self.create_tags.iter().sum(),
+                self.item_tags.iter().sum(),
                 self.archives,
             ),
             tag_bits: bits,
         }
     }
 
-    fn create_tags(&mut self, tags: TagSet) {
+    fn item_tags(&mut self, tags: TagSet) {
         for bit in tags.iter() {
-            if self.create_tags.len() <= bit {
-                self.create_tags.resize(bit + 1, 0);
+            if self.item_tags.len() <= bit {
+                self.item_tags.resize(bit + 1, 0);
             }
-            self.create_tags[bit] += 1;
+            self.item_tags[bit] += 1;
         }
     }
 
@@ -757,14 +757,21 @@ impl StageSink<'_, '_, '_> {
 }
 
 impl DiffSink for StageSink<'_, '_, '_> {
-    fn upsert(&mut self, key: MemberKey, want: &Want<'_>, status: Status, create: bool) {
-        let (phase, tags) = if create {
+    fn upsert(
+        &mut self,
+        key: MemberKey,
+        want: &Want<'_>,
+        status: Status,
+        create: bool,
+        tags: TagSet,
+    ) {
+        self.acc.item_tags(tags);
+        let phase = if create {
             self.acc.creates += 1;
-            self.acc.create_tags(want.tags);
-            (UpsertPhase::Create, want.tags)
+            UpsertPhase::Create
         } else {
             self.acc.updates += 1;
-            (UpsertPhase::Update, TagSet::default())
+            UpsertPhase::Update
         };
         let r = self
             .writer

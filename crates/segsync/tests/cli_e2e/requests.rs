@@ -1,6 +1,6 @@
 //! Requests in proportion to the change (issue 17): new members carry their tags in the
-//! create, with tag batches only for those whose tags did not take; re-runs read only what
-//! can differ from what segsync delivered.
+//! create and updated ones the tags they gain in the update, with tag batches only for those
+//! whose tags did not take; re-runs read only what can differ from what segsync delivered.
 
 use mailchimp_sim::config::BatchItemTags;
 use mailchimp_sim::Status;
@@ -53,12 +53,82 @@ fn new_members_carry_their_tags_in_the_create_and_fall_back_to_tag_batches() {
                 "tags Mailchimp ignored went by tag batches in the same run: {:?}",
                 sim.counters().by_endpoint
             ),
+            BatchItemTags::NewMembersOnly => unreachable!("not a reading of this test"),
         }
 
         // Nothing changed: nothing to send, tags included.
         let writes = sim.counters().writes;
         s.run_export(0);
         assert_eq!(sim.counters().writes, writes, "{tags:?}");
+    }
+}
+
+/// A re-run's updated members carry the tags they gain in the update itself: where Mailchimp
+/// applies them, the re-run sends no tag batch; where it ignores them (on every item, or on
+/// updates only), the answer shows it and tag batches add them in the same run. Either way
+/// the audience ends with every tag, each counted once, and the next run sends nothing.
+#[test]
+fn updated_members_carry_the_tags_they_gain_and_fall_back_to_tag_batches() {
+    for tags in [
+        BatchItemTags::Applied,
+        BatchItemTags::NewMembersOnly,
+        BatchItemTags::Ignored,
+    ] {
+        let sim = Sim::start();
+        sim.settings(|s| s.variants.batch_item_tags = tags);
+        let list = sim.new_list("Newsletter");
+        let s = Session::new(&sim);
+        let mut profiles = people(400);
+        s.setup(&list, &profiles, &[]);
+        s.run_settled(&sim, 0, &[]);
+        // Romanian members below the high-value line move house and spend more: each
+        // update carries the tag it gains, and nothing else changes.
+        let mut gaining = 0;
+        for p in profiles
+            .iter_mut()
+            .filter(|p| p.romanian() && !p.high_value())
+        {
+            p.city = format!("{} (new)", p.city);
+            p.ltv += 600.0;
+            gaining += 1;
+        }
+        assert!(gaining >= 20, "{gaining} members gain a tag");
+        s.import(&profiles);
+        let before = sim.counters();
+        let settled = s.run_settled(&sim, 0, &[]);
+        assert_eq!(
+            holding(&sim.view(&list), FIELDS),
+            expected(&profiles, Status::Subscribed),
+            "{tags:?}: every member with its new city and tags"
+        );
+        assert_eq!(
+            settled.sum("tagged"),
+            gaining,
+            "{tags:?}: each tag counted once"
+        );
+        assert_eq!(settled.sum("updated"), gaining, "{tags:?}");
+        let tag_batches =
+            requests(&sim, TAG_BATCH) - before.by_endpoint.get(TAG_BATCH).copied().unwrap_or(0);
+        match tags {
+            BatchItemTags::Applied => assert_eq!(
+                tag_batches,
+                0,
+                "the updates carried the tags: {:?}",
+                sim.counters().by_endpoint
+            ),
+            _ => assert!(
+                tag_batches >= 1,
+                "{tags:?}: tags Mailchimp ignored went by tag batches in the same run: {:?}",
+                sim.counters().by_endpoint
+            ),
+        }
+        let writes = sim.counters().writes;
+        s.run_export(0);
+        assert_eq!(
+            sim.counters().writes,
+            writes,
+            "{tags:?}: nothing left to send"
+        );
     }
 }
 

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use mailchimp_sim::config::BatchItemTags;
 use mailchimp_sim::Status;
 use rand::seq::SliceRandom;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -820,6 +821,10 @@ pub fn run(cfg: &Config) -> Report {
     sim.settings(|st| {
         st.latency.base_ms = cfg.latency.0;
         st.latency.per_item_ms = cfg.latency.1;
+        // Items' tags ignored: every tag goes by a tag batch, so that runs can be killed
+        // tagging (where Mailchimp applies them, creates and the updates of members a killed
+        // run created carry them all, and no tag batch is left to kill).
+        st.variants.batch_item_tags = BatchItemTags::Ignored;
     });
     let digest = profile_digest(s.home());
 
