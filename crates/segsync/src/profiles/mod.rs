@@ -36,6 +36,7 @@ mod my_scan;
 mod my_types;
 mod mysql;
 mod ndjson_input;
+mod parquet_guard;
 mod parquet_input;
 mod pg_calls;
 pub(crate) mod postgres;
