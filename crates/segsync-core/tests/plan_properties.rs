@@ -76,7 +76,8 @@ fn execute(plan: &Plan, audience: &mut Audience, snapshot: &mut HashMap<MemberKe
                             if let Some(merge) = &item.merge {
                                 e.merge.extend(merge.clone());
                             }
-                            // A create's tags go by tag batches to a member it met.
+                            // An update's item tags are added; a create's go by tag batches
+                            // to a member it met.
                             e.tags = e.tags.union(item.tags);
                             acknowledge_upsert(snapshot, item, status, false);
                             for bit in item.tags.iter() {
@@ -264,7 +265,11 @@ proptest! {
             d.updates.len(),
             d.unsubscribes.len(),
             &per_tag,
-            d.creates.iter().map(|u| u.tags.len()).sum(),
+            d.creates
+                .iter()
+                .chain(&d.updates)
+                .map(|u| u.tags.len())
+                .sum(),
             d.archives.len(),
         );
         let p = plan(d);
