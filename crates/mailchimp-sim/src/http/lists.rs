@@ -457,18 +457,6 @@ pub async fn batch_upsert(
             }
             continue;
         }
-        let input = match input {
-            MemberInput { tags: Some(_), .. }
-                if variants.batch_item_tags == BatchItemTags::NewMembersOnly
-                    && list.members.contains_key(&rules::hash_key(&email)) =>
-            {
-                MemberInput {
-                    tags: None,
-                    ..input
-                }
-            }
-            input => input,
-        };
         match list.write_member(None, &input, mode, &mut ctx, &mut d.next_segment_id) {
             Ok(w) => {
                 count_written(&sim, w);

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use indexmap::{IndexMap, IndexSet};
 use serde_json::{Map, Value};
 
-use crate::config::{BatchCompliance, Variants};
+use crate::config::{BatchCompliance, BatchItemTags, Variants};
 use crate::error::{ApiError, FieldError};
 use crate::rules::{self, MergeType, Status};
 
@@ -995,8 +995,13 @@ impl List {
             ctx.skip_merge_validation,
             ctx.variants.date_merge_values,
         )?;
+        // `new_members_only`: an update's item tags are ignored, as if not sent.
+        let item_tags = match ctx.variants.batch_item_tags {
+            BatchItemTags::NewMembersOnly => None,
+            _ => input.tags.as_ref(),
+        };
         if matches!(mode, WriteMode::Batch { .. }) {
-            self.check_new_tags(input.tags.as_deref(), ctx.variants.tag_name_max)?;
+            self.check_new_tags(item_tags.map(Vec::as_slice), ctx.variants.tag_name_max)?;
         }
         // Coming back from the archive makes the member count as a contact again.
         if current.status == Status::Archived && target != Status::Archived {
@@ -1062,7 +1067,7 @@ impl List {
         if changed {
             self.touch(key, now);
         }
-        if let (Some(names), WriteMode::Batch { sync_tags, .. }) = (&input.tags, mode) {
+        if let (Some(names), WriteMode::Batch { sync_tags, .. }) = (item_tags, mode) {
             let wanted: Vec<u32> = names
                 .iter()
                 .map(|n| self.ensure_tag(n, next_segment_id, now))
