@@ -371,15 +371,23 @@ pub fn merge_field(list_id: &str, f: &MergeField) -> Value {
 }
 
 pub fn segment(list: &List, s: &Segment) -> Value {
-    let member_count = s
-        .members
-        .iter()
-        .filter(|k| {
-            list.members
-                .get(*k)
-                .is_some_and(|m| m.status != Status::Archived)
-        })
-        .count();
+    segment_counted(list, s, true)
+}
+
+/// A segment, its `member_count` counted only when `count` (a scan of its members: an
+/// answer whose `fields` leave the count out is spared it, as Mailchimp, which keeps its
+/// counts, spares it too; otherwise `null`, which the filter drops).
+pub fn segment_counted(list: &List, s: &Segment, count: bool) -> Value {
+    let member_count = count.then(|| {
+        s.members
+            .iter()
+            .filter(|k| {
+                list.members
+                    .get(*k)
+                    .is_some_and(|m| m.status != Status::Archived)
+            })
+            .count()
+    });
     let mut v = json!({
         "id": s.id,
         "name": s.name,
@@ -396,19 +404,26 @@ pub fn segment(list: &List, s: &Segment) -> Value {
     v
 }
 
-/// Whether the answer keeps top-level field `name` under the request's `fields` /
-/// `exclude_fields`, so that a handler can skip building what would be filtered out.
-pub fn field_wanted(q: &std::collections::HashMap<String, String>, name: &str) -> bool {
-    let listed = |s: &str| {
+/// Whether the answer keeps the field at `path` (dotted: `segments.member_count`) under the
+/// request's `fields` / `exclude_fields`, so that a handler can skip building what would be
+/// filtered out: a listed path that leads to it or into it keeps it; an excluded one that
+/// leads to it drops it.
+pub fn field_wanted(q: &std::collections::HashMap<String, String>, path: &str) -> bool {
+    let listed = |s: &str| -> Vec<String> {
         s.split(',')
             .map(str::trim)
-            .any(|p| p == name || p.starts_with(&format!("{name}.")))
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect()
     };
+    let leads_to = |p: &str, q: &str| q == p || q.starts_with(&format!("{p}."));
     if let Some(f) = q.get("fields").filter(|f| !f.trim().is_empty()) {
-        return listed(f);
+        return listed(f)
+            .iter()
+            .any(|p| leads_to(p, path) || leads_to(path, p));
     }
     if let Some(x) = q.get("exclude_fields").filter(|x| !x.trim().is_empty()) {
-        return !x.split(',').map(str::trim).any(|p| p == name);
+        return !listed(x).iter().any(|p| leads_to(p, path));
     }
     true
 }
@@ -496,5 +511,20 @@ mod tests {
             filter_fields(body, None, Some("_links,members.merge_fields")),
             json!({"members": [{"id": "a", "email_address": "x"}], "total_items": 1})
         );
+    }
+
+    #[test]
+    fn a_value_is_wanted_when_the_filter_keeps_it() {
+        let q =
+            |k: &str, v: &str| std::collections::HashMap::from([(k.to_string(), v.to_string())]);
+        let wanted = |k: &str, v: &str| field_wanted(&q(k, v), "segments.member_count");
+        assert!(field_wanted(&Default::default(), "segments.member_count"));
+        assert!(wanted("fields", "segments"));
+        assert!(wanted("fields", "total_items,segments.member_count"));
+        assert!(!wanted("fields", "segments.id,segments.name,total_items"));
+        assert!(!wanted("fields", "segments.member_count_x"));
+        assert!(!wanted("exclude_fields", "segments.member_count"));
+        assert!(!wanted("exclude_fields", "segments"));
+        assert!(wanted("exclude_fields", "_links,segments.options"));
     }
 }

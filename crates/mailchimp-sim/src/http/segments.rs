@@ -111,11 +111,12 @@ pub async fn list_all(
             Some(_) => false,
         })
         .collect();
+    let counted = render::field_wanted(&q, "segments.member_count");
     let page: Vec<Value> = matching
         .iter()
         .skip(offset)
         .take(count)
-        .map(|s| render::segment(list, s))
+        .map(|s| render::segment_counted(list, s, counted))
         .collect();
     Ok(reply(
         &q,
