@@ -519,6 +519,28 @@ fn snapshots_tags_intents_marks(_env: &Env, s: &mut StateStore) {
     s.save_snapshot("e", &[(key(8), entry(8))]).unwrap();
     want.insert(key(8), entry(8));
 
+    // The statuses its members hold, each once: every one here; in another export, only
+    // those its members hold (subscribed among them or not).
+    let mut statuses = s.snapshot_statuses("e").unwrap();
+    statuses.sort_by_key(|st| st.as_str());
+    let mut every = STATUSES.to_vec();
+    every.sort_by_key(|st| st.as_str());
+    assert_eq!(statuses, every);
+    s.add_export(&export("f", "main", &[])).unwrap();
+    assert!(s.snapshot_statuses("f").unwrap().is_empty());
+    let at = |i: u32, status: Status| (key(i), SnapshotEntry { status, ..entry(i) });
+    s.save_snapshot("f", &[at(1, Status::Pending), at(2, Status::Pending)])
+        .unwrap();
+    assert_eq!(s.snapshot_statuses("f").unwrap(), vec![Status::Pending]);
+    s.save_snapshot("f", &[at(2, Status::Subscribed), at(3, Status::Cleaned)])
+        .unwrap();
+    let mut statuses = s.snapshot_statuses("f").unwrap();
+    statuses.sort_by_key(|st| st.as_str());
+    assert_eq!(
+        statuses,
+        vec![Status::Cleaned, Status::Pending, Status::Subscribed]
+    );
+
     // Create intents.
     s.record_create_intents(
         "e",
@@ -1370,7 +1392,8 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 /// A PostgreSQL database taken back to version 1, with the same segment and run.
 const BACK_TO_V1_POSTGRES: &str = r#"
-DELETE FROM schema_migrations WHERE version IN (2, 3, 4, 5, 6, 7, 8);
+DELETE FROM schema_migrations WHERE version IN (2, 3, 4, 5, 6, 7, 8, 9);
+DROP INDEX snapshot_not_subscribed;
 DROP TABLE profile_sources, leases, run_queue, account_slots, suppressions, refusals, run_changes;
 ALTER TABLE connections DROP COLUMN account_id, DROP COLUMN slot_budget, DROP COLUMN account_name,
   DROP COLUMN health, DROP COLUMN health_detail, DROP COLUMN health_checked_at;
@@ -1384,10 +1407,10 @@ INSERT INTO runs (export, trigger, started_at, outcome, counts)
 
 fn migrations(env: &Env, s: &mut StateStore) {
     // Opening again, or migrating, changes nothing.
-    assert_eq!(s.schema_version().unwrap(), 8);
-    assert_eq!(schema_version(&env.url).unwrap(), (8, 8));
+    assert_eq!(s.schema_version().unwrap(), 9);
+    assert_eq!(schema_version(&env.url).unwrap(), (9, 9));
     let report = migrate(&env.url).unwrap();
-    assert_eq!((report.from_version, report.to_version), (8, 8));
+    assert_eq!((report.from_version, report.to_version), (9, 9));
     assert!(report.applied.is_empty());
     s.add_segment("kept", "1 = 1").unwrap();
     drop(env.reopen());
@@ -1395,7 +1418,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
 
     // A fresh store, migrated by several processes at once: each migration applied once.
     let fresh = env.new_url(env.kind);
-    assert_eq!(schema_version(&fresh).unwrap(), (0, 8));
+    assert_eq!(schema_version(&fresh).unwrap(), (0, 9));
     let racers: Vec<_> = (0..3)
         .map(|_| {
             let url = fresh.clone();
@@ -1409,7 +1432,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     applied.sort();
     assert_eq!(
         applied.iter().map(|a| a.0).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8],
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
         "{applied:?}"
     );
     assert!(applied.iter().all(|a| !a.1.is_empty()));
@@ -1434,7 +1457,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
     };
     assert_eq!(schema_version(&old).unwrap().0, expected_from);
     let upgraded = StateStore::open_url(&old).unwrap();
-    assert_eq!(upgraded.schema_version().unwrap(), 8);
+    assert_eq!(upgraded.schema_version().unwrap(), 9);
     let seg = upgraded.segment("old").unwrap();
     assert_eq!(
         (seg.predicate.as_str(), seg.source),
@@ -1455,7 +1478,7 @@ fn migrations(env: &Env, s: &mut StateStore) {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(names.len(), 8);
+        assert_eq!(names.len(), 9);
     }
 }
 

@@ -96,6 +96,13 @@ pub(crate) fn millis_text(ms: i64) -> String {
 /// Rows per batch when a table is streamed.
 pub(crate) const STREAM_BATCH: usize = 2048;
 
+/// The statuses an export's snapshot members hold, each once (`?1`: the export), for both
+/// backends: those other than `subscribed` from their partial index (schema version 9), and
+/// `subscribed` from the first such member found (the common status: found at once).
+pub(crate) const SNAPSHOT_STATUSES: &str = "SELECT DISTINCT status FROM snapshot WHERE export = ?1 AND status <> 'subscribed'
+ UNION ALL
+ SELECT 'subscribed' WHERE EXISTS (SELECT 1 FROM snapshot WHERE export = ?1 AND status = 'subscribed')";
+
 pub(crate) fn ttl_millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4)
 }

@@ -45,7 +45,18 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "a profile source's cursor column (re-runs read only the rows past it)",
         sql: POSTGRES_V8,
     },
+    Migration {
+        version: 9,
+        name: "an index of the delivered members no longer subscribed",
+        sql: POSTGRES_V9,
+    },
 ];
+
+/// The snapshot's members at a status other than `subscribed` (few, in most audiences): a
+/// re-run asks which statuses its members hold (to choose its audience reads) without
+/// reading the whole snapshot.
+const POSTGRES_V9: &str =
+    "CREATE INDEX IF NOT EXISTS snapshot_not_subscribed ON snapshot (export, status) WHERE status <> 'subscribed';";
 
 const POSTGRES_V8: &str = "ALTER TABLE profile_sources ADD COLUMN cursor_column TEXT;";
 

@@ -85,7 +85,7 @@ impl SnapshotStore for PgState {
     fn snapshot_statuses(&self, export: &str) -> Result<Vec<Status>> {
         self.query(
             "read a snapshot",
-            "SELECT DISTINCT status FROM snapshot WHERE export = $1".into(),
+            crate::state::SNAPSHOT_STATUSES.replace("?1", "$1"),
             params![export.to_string()],
         )?
         .iter()

@@ -166,9 +166,7 @@ impl SnapshotStore for SqliteState {
     }
 
     fn snapshot_statuses(&self, export: &str) -> Result<Vec<Status>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT DISTINCT status FROM snapshot WHERE export = ?1")?;
+        let mut st = self.conn.prepare_cached(crate::state::SNAPSHOT_STATUSES)?;
         let texts = st
             .query_map([export], |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
