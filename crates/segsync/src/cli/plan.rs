@@ -15,7 +15,7 @@ pub struct PlanArgs {
 
 pub(super) async fn plan(app: &App, args: PlanArgs) -> Result<i32, Failure> {
     let mut state = app.state()?;
-    let prepared = engine::prepare(app, &mut state, &args.export, &RunSettings::default())
+    let mut prepared = engine::prepare(app, &mut state, &args.export, &RunSettings::default())
         .await
         .map_err(run_failure)?;
     let report = prepared.plan_report().await.map_err(run_failure)?;

@@ -70,7 +70,7 @@ pub async fn execute(
         tracker: Tracker::new(),
     };
     let segment_ids = Arc::new(sink::AudienceTags {
-        ids: run.ready_audience(&p).await?,
+        ids: run.ready_audience(&mut p).await?,
         names: tag_names(&p),
     });
     let mut queue = phases(&p);
@@ -342,7 +342,7 @@ impl Sending<'_> {
 
     /// Creates the merge fields the export creates, and finds (or creates) the audience's
     /// tags, if this plan tags anyone: the tag ids by the export's tag bits.
-    async fn ready_audience(&mut self, p: &Prepared) -> Result<HashMap<usize, u64>, RunError> {
+    async fn ready_audience(&mut self, p: &mut Prepared) -> Result<HashMap<usize, u64>, RunError> {
         let summary = &p.plan.summary;
         let tagging = summary.tag_adds + summary.tag_removes > 0;
         if !p.fields_to_create.is_empty() || tagging {
@@ -357,7 +357,7 @@ impl Sending<'_> {
         if !tagging {
             return Ok(tag_ids);
         }
-        let existing = self.client.tags(&self.list_id).await?;
+        let existing = p.tags().await?;
         let created = futures_util::future::join_all(p.tag_names.iter().zip(&p.tag_bits).map(
             |(name, bit)| {
                 let (client, list_id, existing) = (&self.client, &self.list_id, &existing);

@@ -1,7 +1,8 @@
 //! One run of an export, in stages, each a file:
 //!
 //! 1. [`prepare`]: read the profiles (every segment in one pass), normalise and stage them,
-//!    learn what changed in the audience, diff and plan. `segsync plan` stops here.
+//!    learn what changed in the audience ([`audience`], read while the profiles are), diff
+//!    and plan. `segsync plan` stops here.
 //! 2. [`execute`]: send the plan phase by phase, each operation through the Mailchimp
 //!    destination (`segsync_mailchimp::sink`: request bodies, the request stack, answers read
 //!    into facts), with up to 10 requests in flight.
@@ -31,6 +32,7 @@ use crate::app::App;
 use crate::mailchimp::{self, Client, ClientConfig};
 use crate::state::StateStore;
 
+mod audience;
 mod checkpoint;
 pub mod crash;
 mod evaluate;

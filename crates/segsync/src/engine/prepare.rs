@@ -4,20 +4,20 @@
 //! disk. `segsync plan` prints what this returns; `segsync run` sends it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use segsync_core::{
-    decide, decide_move, pair_moves, statuses_to_read, DiffOptions, DiffSink, FieldSpec, MemberKey,
-    MergeKind, Moves, PlanSummary, RecordError, Route, SnapshotEntry, Status, TagSet, Want,
+    decide, decide_move, pair_moves, DiffOptions, DiffSink, FieldSpec, MemberKey, MergeKind, Moves,
+    PlanSummary, RecordError, Route, SnapshotEntry, Status, TagSet, Want,
 };
 use serde::Serialize;
 
+use super::audience::{read_tags_ahead, AudienceRead, Statuses, TagsAhead};
 use super::evaluate::{self, Decision, Staged};
 use super::holds::{self, HeldCounts};
 use super::{RunError, RunSettings};
 use crate::app::App;
-use crate::mailchimp::{self, encoder::core_status, Client};
+use crate::mailchimp::{self, Client};
 use crate::merge_type::{suggest, MergeType};
 use crate::sources::Profiles;
 use crate::state::{
@@ -50,6 +50,9 @@ pub struct Prepared {
     /// `since_last_changed`.
     pub audience_read_at: chrono::DateTime<chrono::Utc>,
     pub audience_name: String,
+    /// The audience's tags, read while the run diffed and planned (when it compared any
+    /// member): the tag writes name them.
+    tags_ahead: Option<TagsAhead>,
 }
 
 /// What `segsync plan` prints. Its request counts include those that ready the audience:
@@ -82,10 +85,10 @@ const CREATE_TAG: &str = "POST /lists/{list_id}/segments";
 impl Prepared {
     /// The plan as `segsync plan` shows it, with the tags the run would create (read from
     /// the audience when the plan tags anyone: the run does the same before sending).
-    pub async fn plan_report(&self) -> Result<PlanReport, RunError> {
+    pub async fn plan_report(&mut self) -> Result<PlanReport, RunError> {
         let summary = &self.plan.summary;
         let tags_to_create = if summary.tag_adds + summary.tag_removes > 0 {
-            let existing = self.client.tags(&self.export.audience_id).await?;
+            let existing = self.tags().await?;
             self.tag_names
                 .iter()
                 .filter(|name| !existing.iter().any(|(_, n)| n == *name))
@@ -95,6 +98,14 @@ impl Prepared {
             Vec::new()
         };
         Ok(self.report(tags_to_create))
+    }
+
+    /// The audience's tags (id, name): read ahead if the run did, else now.
+    pub async fn tags(&mut self) -> Result<Vec<(u64, String)>, RunError> {
+        match self.tags_ahead.take() {
+            Some(ahead) => ahead.answer().await,
+            None => Ok(self.client.tags(&self.export.audience_id).await?),
+        }
     }
 
     /// The plan, given the tags the run would create.
@@ -184,8 +195,11 @@ pub async fn prepare(
     let t = Instant::now();
     let export = state.export(export_name)?;
     let client = super::run_client(state, app, &export.connection, settings).await?;
+    // The first request goes alone: a refused credential or a missing audience stops the
+    // run there, with nothing else on its way.
     let list = client.list(&export.audience_id).await?;
     remember_audience_name(state, &export, &list.name);
+    let audience = AudienceRead::start(&client, state, &export)?;
     let fields = client.merge_fields(&export.audience_id).await?;
     let types = new_field_types(app, state, &export, &fields);
     let (specs, to_create) = field_specs(&export, &list.name, &fields, &types)?;
@@ -195,7 +209,6 @@ pub async fn prepare(
     let source = evaluate::source(app, state, &export, &specs, &tag_bits)?;
     let (decision, at) = evaluate::decide(state, &export, &source, settings.full)?;
     let ctx = ReadContext {
-        client: &client,
         export: &export,
         specs: &specs,
         tag_bits: &tag_bits,
@@ -204,12 +217,12 @@ pub async fn prepare(
         t,
     };
     let mut read = match decision {
-        Decision::Full(reason) => read_all(state, &ctx, reason).await?,
+        Decision::Full(reason) => read_all(state, &ctx, audience, reason).await?,
         Decision::Incremental {
             since,
             previous_members,
             last_run,
-        } => read_changed(state, &ctx, (since, last_run), previous_members).await?,
+        } => read_changed(state, &ctx, audience, (since, last_run), previous_members).await?,
     };
     let audience = std::mem::take(&mut read.audience);
     let known = read.staged.holders.take();
@@ -219,7 +232,17 @@ pub async fn prepare(
     let moves = pair_moves(&new, holders);
     drop(new);
     let holds = holds::load(state, &export.name)?;
-    let mut acc = diff_into_plan(state, &export, &audience, &moves, &holds, read.restrict)?;
+    // The audience's tags are read as soon as the diff tags anyone, while it goes on.
+    let mut tags_ahead = None;
+    let mut tagging = || tags_ahead = Some(read_tags_ahead(&client, &export.audience_id));
+    let mut acc = diff_into_plan(
+        state,
+        &export,
+        &audience,
+        (&moves, &holds),
+        read.restrict,
+        &mut tagging,
+    )?;
     drop(audience);
     state.refresh_snapshot_profiles(&export.name)?;
     let plan = acc.plan();
@@ -257,6 +280,7 @@ pub async fn prepare(
         held: std::mem::take(&mut acc.held),
         audience_read_at: read_at,
         audience_name: list.name,
+        tags_ahead,
     })
 }
 
@@ -359,7 +383,6 @@ fn new_field_types(
 
 /// What reading the profiles and the audience needs.
 struct ReadContext<'a> {
-    client: &'a Client,
     export: &'a ExportConfig,
     specs: &'a [FieldSpec],
     tag_bits: &'a [usize],
@@ -384,7 +407,7 @@ impl ReadContext<'_> {
 /// The profiles staged and the audience learned.
 struct Read {
     staged: Staged,
-    audience: HashMap<MemberKey, Status>,
+    audience: Statuses,
     read_at: chrono::DateTime<chrono::Utc>,
     evaluation: Evaluation,
     /// The diff compares the touched addresses only.
@@ -393,25 +416,26 @@ struct Read {
     previous_members: Option<u64>,
 }
 
-/// A full pass: every profile staged (the member limit checked before the audience is
-/// read), then the audience.
+/// A full pass: every profile staged (the member limit checked before the audience's
+/// answer is taken: over it, the read stops), and the audience.
 async fn read_all(
     state: &mut StateStore,
     ctx: &ReadContext<'_>,
+    audience: AudienceRead,
     reason: String,
 ) -> Result<Read, RunError> {
     let staged = evaluate::stage_all(state, &ctx.reading())?;
     tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?ctx.t.elapsed(), "profiles read");
     check_limit(ctx.export, staged.members)?;
-    let (audience, read_at) = learn_audience(ctx.client, state, ctx.export, ctx.t).await?;
-    Ok(full_read(ctx, staged, (audience, read_at), reason))
+    let audience = audience.finish(state, ctx.export, ctx.t).await?;
+    Ok(full_read(ctx, staged, audience, reason))
 }
 
 /// A full pass's reading: every profile evaluated, every staged address compared.
 fn full_read(
     ctx: &ReadContext<'_>,
     staged: Staged,
-    (audience, read_at): (HashMap<MemberKey, Status>, chrono::DateTime<chrono::Utc>),
+    (audience, read_at): (Statuses, chrono::DateTime<chrono::Utc>),
     reason: String,
 ) -> Read {
     let evaluated = match &ctx.source.profiles {
@@ -445,10 +469,11 @@ fn full_read(
 async fn read_changed(
     state: &mut StateStore,
     ctx: &ReadContext<'_>,
+    audience: AudienceRead,
     (since, last_run): (evaluate::Since, i64),
     previous_members: u64,
 ) -> Result<Read, RunError> {
-    let (audience, read_at) = learn_audience(ctx.client, state, ctx.export, ctx.t).await?;
+    let (audience, read_at) = audience.finish(state, ctx.export, ctx.t).await?;
     let reported = state.status_changes(&ctx.export.name, &audience)?;
     let (staged, evaluation) =
         evaluate::stage_changed(state, &ctx.reading(), (since, last_run), reported)?;
@@ -480,131 +505,6 @@ fn check_limit(export: &ExportConfig, members: u64) -> Result<(), RunError> {
     Ok(())
 }
 
-/// What the audience says now: everything on the first run; afterwards the members changed
-/// since the last read whose status can differ from what the export delivered (see
-/// `segsync_core::refresh`). Only each member's status is kept (compact, whatever the
-/// audience's size). Also returns when the next run should read from; `t` is when the run
-/// began preparing, for the debug log's stages.
-async fn learn_audience(
-    client: &Client,
-    state: &mut StateStore,
-    export: &ExportConfig,
-    t: Instant,
-) -> Result<(HashMap<MemberKey, Status>, chrono::DateTime<chrono::Utc>), RunError> {
-    let first_run = !state.has_snapshot(&export.name)?;
-    let since = match state.audience_read_at(&export.name)? {
-        Some(t) if !first_run => chrono::DateTime::parse_from_rfc3339(&t)
-            .ok()
-            .map(|t| t.with_timezone(&chrono::Utc)),
-        _ => None,
-    };
-    let reads = audience_reads(state, export, since.is_some())?;
-    let local_start = chrono::Utc::now();
-    // The reads run side by side, in this task; each member's status goes in as it comes.
-    let audience: Mutex<HashMap<MemberKey, Status>> = Mutex::new(HashMap::new());
-    let answers = futures_util::future::join_all(reads.iter().map(|status| {
-        let audience = &audience;
-        client.members_with_status_each(&export.audience_id, since, *status, move |m| {
-            if let Some(k) = MemberKey::from_hex(&m.hash) {
-                let mut audience = audience.lock().unwrap_or_else(|e| e.into_inner());
-                audience.insert(k, core_status(&m.status));
-            }
-        })
-    }))
-    .await;
-    let mut server_time: Option<chrono::DateTime<chrono::Utc>> = None;
-    for answer in answers {
-        if let Some(at) = answer? {
-            server_time = Some(server_time.map_or(at, |t| t.min(at)));
-        }
-    }
-    let audience = audience.into_inner().unwrap_or_else(|e| e.into_inner());
-    // The next run reads what changed after this read began, by Mailchimp's own clock when
-    // it tells it (a few seconds of margin for its one-second resolution), else by ours with
-    // a margin for clock skew.
-    let read_at = match server_time {
-        Some(t) => t - chrono::Duration::seconds(AUDIENCE_MARGIN_SECS),
-        None => local_start - chrono::Duration::minutes(10),
-    };
-    tracing::debug!(changed = audience.len(), ?since, reads = ?reads, elapsed = ?t.elapsed(), "audience read");
-    keep_what_the_audience_said(state, export, &audience, first_run)?;
-    Ok((audience, read_at))
-}
-
-/// The member reads of one audience read, by status (`None`: every status but, in some
-/// answers, archived). Without an earlier read to go on from: everyone, and archived
-/// contacts by name (some answers leave them out of a plain read, and a contact archived in
-/// Mailchimp must never be sent a status: that unarchives it). After one: the statuses that
-/// can differ from what the export delivered, and all of them when a run died before it knew
-/// what its creates did (their members are recognised by their create intents).
-fn audience_reads(
-    state: &StateStore,
-    export: &ExportConfig,
-    incremental: bool,
-) -> Result<Vec<Option<&'static str>>, RunError> {
-    if !incremental {
-        return Ok(vec![None, Some("archived")]);
-    }
-    let held = if state.create_intents(&export.name)?.is_empty() {
-        state.snapshot_statuses(&export.name)?
-    } else {
-        // Any status other than the one it delivers: every status is read.
-        vec![Status::Archived, Status::Subscribed, Status::Pending]
-    };
-    Ok(statuses_to_read(export.status_if_new.status(), &held)
-        .into_iter()
-        .map(|s| Some(s.as_str()))
-        .collect())
-}
-
-/// What the audience said is true now: keep it, so that a member who unsubscribed in
-/// Mailchimp is never sent back as subscribed by a later run, even one that does not read
-/// that change again. Members a run created without living to checkpoint them (killed
-/// between Mailchimp's write and the answer) show in the audience now, and their intent
-/// says they are this export's own; their content is sent again (fingerprint unknown).
-fn keep_what_the_audience_said(
-    state: &mut StateStore,
-    export: &ExportConfig,
-    audience: &HashMap<MemberKey, Status>,
-    first_run: bool,
-) -> Result<(), RunError> {
-    let intents = state.create_intents(&export.name)?;
-    let intent_keys: Vec<MemberKey> = intents.iter().map(|(k, _)| *k).collect();
-    let known = state.snapshot_entries(&export.name, &intent_keys)?;
-    let mut learned: Vec<(MemberKey, SnapshotEntry)> = Vec::new();
-    for (k, email) in intents {
-        if let (None, Some(status)) = (known.get(&k), audience.get(&k)) {
-            learned.push((
-                k,
-                SnapshotEntry {
-                    email,
-                    fingerprint: None,
-                    tags: TagSet::default(),
-                    status: *status,
-                    owned: true,
-                    profiles: None,
-                },
-            ));
-        }
-    }
-    drop(known);
-    // Statuses that changed, compared in chunks (an audience read back whole stays cheap).
-    if !first_run {
-        let keys: Vec<MemberKey> = audience.keys().copied().collect();
-        for chunk in keys.chunks(LEARN_CHUNK) {
-            for (k, mut e) in state.snapshot_entries(&export.name, chunk)? {
-                let s = audience[&k];
-                if e.status != s {
-                    e.status = s;
-                    learned.push((k, e));
-                }
-            }
-        }
-    }
-    state.save_snapshot(&export.name, &learned)?;
-    Ok(())
-}
-
 /// The diff: a merge-join of the stage and the snapshot, in key order, written to the run's
 /// plan on disk, counted. Members that follow their profile to a new address are moved
 /// (`moves`); members held back (`holds`) are left alone; every other member gets the
@@ -612,16 +512,17 @@ fn keep_what_the_audience_said(
 fn diff_into_plan(
     state: &mut StateStore,
     export: &ExportConfig,
-    audience: &HashMap<MemberKey, Status>,
-    moves: &Moves,
-    holds: &segsync_core::Holds,
+    audience: &Statuses,
+    (moves, holds): (&Moves, &segsync_core::Holds),
     restrict: bool,
+    first_tag: &mut dyn FnMut(),
 ) -> Result<PlanCounts, RunError> {
     let opts = DiffOptions {
         status_if_new: export.status_if_new,
         removal: export.removal,
     };
     let mut acc = PlanCounts::default();
+    let mut told = false;
     state.diff_stage(&export.name, restrict, |key, staged, entry, writer| {
         if entry.is_some_and(|e| !e.tags.is_empty()) {
             acc.touched_tagged += 1;
@@ -657,20 +558,18 @@ fn diff_into_plan(
                 &mut sink,
             ),
         }
-        match sink.error {
+        let error = sink.error;
+        if acc.tagging && !told {
+            told = true;
+            first_tag();
+        }
+        match error {
             Some(e) => Err(e),
             None => Ok(()),
         }
     })?;
     Ok(acc)
 }
-
-/// Snapshot entries compared at once with the statuses the audience reported.
-const LEARN_CHUNK: usize = 10_000;
-
-/// Seconds subtracted from Mailchimp's clock at the audience read, for the next run's
-/// `since_last_changed` (its timestamps have a one-second resolution).
-const AUDIENCE_MARGIN_SECS: i64 = 5;
 
 /// What the diff wrote, counted.
 #[derive(Default)]
@@ -690,6 +589,8 @@ struct PlanCounts {
     /// Members compared that the snapshot holds with tags (in a segment at the last run,
     /// near enough: an incremental run's member count is estimated with them).
     touched_tagged: u64,
+    /// Some decision tags a member (by its upsert or by a tag batch).
+    tagging: bool,
 }
 
 impl PlanCounts {
@@ -721,6 +622,7 @@ impl PlanCounts {
     }
 
     fn item_tags(&mut self, tags: TagSet) {
+        self.tagging |= !tags.is_empty();
         for bit in tags.iter() {
             if self.item_tags.len() <= bit {
                 self.item_tags.resize(bit + 1, 0);
@@ -730,6 +632,7 @@ impl PlanCounts {
     }
 
     fn tag(&mut self, bit: usize, adding: bool) {
+        self.tagging = true;
         if self.per_tag.len() <= bit {
             self.per_tag.resize(bit + 1, (0, 0));
         }

@@ -173,7 +173,7 @@ pub async fn plan(app: &AppState, who: &Authed, export: &str) -> ApiResult<PlanV
         .run(move || {
             runtime.block_on(async move {
                 let mut state = core.state()?;
-                let prepared = engine::prepare(&core, &mut state, &name, &settings).await?;
+                let mut prepared = engine::prepare(&core, &mut state, &name, &settings).await?;
                 prepared.plan_report().await
             })
         })
