@@ -16,9 +16,19 @@ use super::{table_columns, META_TABLE, PROFILES_TABLE};
 pub(crate) const KEYS_TABLE: &str = "segsync_profile_keys";
 /// Keys an import removed, with the generation that removed them.
 pub(crate) const REMOVED_TABLE: &str = "segsync_profile_removed";
+/// Per generation, the keys it added or changed (removed keys are in [`REMOVED_TABLE`]), for
+/// the generations from the meta entry [`CHANGES_FROM`] on: what changed after a recent
+/// generation is read from these alone, not from every key's row. A generation that changed
+/// the columns changed every key: it records none, and the record begins again after it.
+pub(crate) const CHANGED_TABLE: &str = "segsync_profile_changed";
 /// Meta entries: the last import's generation, and the generation of the last column change.
 const GENERATION: &str = "generation";
 const SCHEMA_GENERATION: &str = "schema_generation";
+/// Meta entry: the first generation [`CHANGED_TABLE`] holds.
+const CHANGES_FROM: &str = "changes_recorded_from";
+/// Generations [`CHANGED_TABLE`] keeps (a run that goes on from an older one reads every
+/// key's row instead).
+const KEPT_GENERATIONS: u64 = 64;
 
 /// What changed in the profiles since a generation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -139,10 +149,53 @@ pub(crate) fn finish(
         ),
         [generation],
     )?;
+    record_changed(tx, new_keys, generation as u64)?;
     tx.execute_batch(&format!(
         "DROP TABLE main.{KEYS_TABLE};
          ALTER TABLE main.{new_keys} RENAME TO {KEYS_TABLE};"
     ))
+}
+
+/// Records the keys `generation` added or changed (their row in `new_keys` says so), and
+/// forgets the generations older than [`KEPT_GENERATIONS`].
+fn record_changed(tx: &Transaction<'_>, new_keys: &str, generation: u64) -> rusqlite::Result<()> {
+    if meta_u64(tx, SCHEMA_GENERATION)? == generation {
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS main.{CHANGED_TABLE};"))?;
+        return set_meta(tx, CHANGES_FROM, generation + 1);
+    }
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS main.{CHANGED_TABLE} (gen INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY (gen, key)) WITHOUT ROWID;"
+    ))?;
+    tx.execute(
+        &format!(
+            "INSERT INTO main.{CHANGED_TABLE} (gen, key) SELECT gen, key FROM main.{new_keys} WHERE gen = ?1"
+        ),
+        [generation as i64],
+    )?;
+    let oldest_kept = generation.saturating_sub(KEPT_GENERATIONS - 1).max(1);
+    tx.execute(
+        &format!("DELETE FROM main.{CHANGED_TABLE} WHERE gen < ?1"),
+        [oldest_kept as i64],
+    )?;
+    // A store imported before generations were recorded begins its record here.
+    let from = match meta_u64(tx, CHANGES_FROM)? {
+        0 => generation,
+        from => from.max(oldest_kept),
+    };
+    set_meta(tx, CHANGES_FROM, from)
+}
+
+/// Whether [`CHANGED_TABLE`] holds every generation after `since`.
+fn recorded_after(conn: &Connection, since: u64) -> rusqlite::Result<bool> {
+    let from = meta_u64(conn, CHANGES_FROM)?;
+    if from == 0 || since + 1 < from {
+        return Ok(false);
+    }
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE name = ?1)",
+        [CHANGED_TABLE],
+        |r| r.get(0),
+    )
 }
 
 /// What changed after generation `since` (`None`: only the current generations).
@@ -168,7 +221,14 @@ pub(crate) fn since(conn: &Connection, since: Option<u64>) -> rusqlite::Result<P
     let Some(since) = since else {
         return Ok(out);
     };
-    for table in [KEYS_TABLE, REMOVED_TABLE] {
+    // The keys changed after `since`: from the record of each generation when it holds them
+    // all (an index range), else from every key's row.
+    let changed = if recorded_after(conn, since)? {
+        CHANGED_TABLE
+    } else {
+        KEYS_TABLE
+    };
+    for table in [changed, REMOVED_TABLE] {
         let mut st = conn.prepare(&format!("SELECT key FROM main.{table} WHERE gen > ?1"))?;
         let keys = st.query_map([since as i64], |r| r.get::<_, String>(0))?;
         for k in keys {
@@ -261,6 +321,65 @@ mod tests {
         // New columns change every profile.
         import(&store, dir.path(), "id,v,w\nd,4,x\na,1,y\nb,5,z\n");
         assert_eq!(store.changes(None).unwrap().schema_generation, 3);
+    }
+
+    /// The rows of the record of each generation's changes (gen, key), in order.
+    fn recorded(store: &ProfileStore) -> Vec<(u64, String)> {
+        let conn = rusqlite::Connection::open(store.path()).unwrap();
+        let sql = format!(
+            "SELECT gen, key FROM {} ORDER BY gen, key",
+            super::CHANGED_TABLE
+        );
+        let Ok(mut st) = conn.prepare(&sql) else {
+            return Vec::new();
+        };
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows
+    }
+
+    #[test]
+    fn what_changed_lately_is_read_from_each_generations_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ProfileStore::open(&dir.path().join("p.sqlite")).unwrap();
+        import(&store, dir.path(), "id,v\na,1\nb,2\nc,3\n");
+        assert_eq!(recorded(&store), [], "the first import changed every key");
+        import(&store, dir.path(), "id,v\nd,4\na,1\nb,5\n");
+        import(&store, dir.path(), "id,v\nd,4\na,1\nb,5\n");
+        import(&store, dir.path(), "id,v\nd,4\na,6\nb,5\n");
+        let rows = |r: &[(u64, &str)]| -> Vec<(u64, String)> {
+            r.iter().map(|(g, k)| (*g, k.to_string())).collect()
+        };
+        assert_eq!(recorded(&store), rows(&[(2, "b"), (2, "d"), (4, "a")]));
+        let keys = |since| store.changes(Some(since)).unwrap().keys;
+        assert_eq!(keys(1), ["a", "b", "c", "d"]);
+        assert_eq!(keys(2), ["a"]);
+        assert_eq!(keys(3), ["a"]);
+        assert!(keys(4).is_empty());
+        // Past the generations kept, every key's row answers, the same.
+        for i in 0..super::KEPT_GENERATIONS {
+            import(&store, dir.path(), &format!("id,v\nd,4\na,{i}\nb,5\n"));
+        }
+        let now = store.changes(None).unwrap().generation;
+        assert_eq!(now, 4 + super::KEPT_GENERATIONS);
+        assert_eq!(
+            recorded(&store).first().map(|r| r.0),
+            Some(now - super::KEPT_GENERATIONS + 1)
+        );
+        assert_eq!(keys(2), ["a"]);
+        assert_eq!(keys(1), ["a", "b", "c", "d"]);
+        assert_eq!(keys(now - 1), ["a"]);
+        // New columns change every key: the record begins again after them.
+        import(&store, dir.path(), "id,v,w\nd,4,x\na,1,y\n");
+        assert_eq!(recorded(&store), []);
+        assert_eq!(keys(now), ["a", "b", "d"]);
+        import(&store, dir.path(), "id,v,w\nd,4,x\na,2,y\n");
+        assert_eq!(recorded(&store), rows(&[(now + 2, "a")]));
+        assert_eq!(keys(now + 1), ["a"]);
+        assert_eq!(keys(now), ["a", "b", "d"]);
     }
 
     #[test]
