@@ -1,7 +1,8 @@
 //! The audience read of a run: what in the audience can differ from what the export
-//! delivered (see `segsync_core::refresh`). It starts as soon as the run has its client, so
-//! that its requests go while the profiles are read; the run takes its answer before it
-//! compares anything with the audience, and keeps what it said in the snapshot.
+//! delivered (see `segsync_core::refresh`). It starts once the audience itself has answered
+//! the run's first request, so that its requests go while the profiles are read; the run
+//! takes its answer before it compares anything with the audience, and keeps what it said in
+//! the snapshot. The audience's tags are read ahead too, while the diff goes on.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -48,8 +49,8 @@ impl<T> Drop for Ahead<T> {
     }
 }
 
-/// The audience's tags (id, name), read ahead: once the profiles show the run has members
-/// to compare, while it diffs and plans, for the tags its tag writes name.
+/// The audience's tags (id, name), read ahead: from the diff's first decision that tags
+/// anyone, while the diff and the plan go on, for the tag ids the run's writes name.
 pub(crate) type TagsAhead = Ahead<Vec<(u64, String)>>;
 
 /// Starts the read of the tags of `client`'s audience `list_id`.
@@ -172,7 +173,7 @@ fn audience_reads(
 fn keep_what_the_audience_said(
     state: &mut StateStore,
     export: &ExportConfig,
-    audience: &HashMap<MemberKey, Status>,
+    audience: &Statuses,
     first_run: bool,
 ) -> Result<(), RunError> {
     let intents = state.create_intents(&export.name)?;
