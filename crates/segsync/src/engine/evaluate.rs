@@ -609,7 +609,9 @@ pub(super) fn stage_changed(
     let mut touched = Touched::default();
     let changed: HashSet<String> = changes.keys.iter().cloned().collect();
     touched.profiles.extend(changed.iter().cloned());
+    let t = std::time::Instant::now();
     let holding = state.members_holding(&r.export.name, &changed)?;
+    tracing::debug!(changed = changed.len(), holding = holding.len(), elapsed = ?t.elapsed(), "members holding a changed profile found");
     touched.add_held(holding.clone());
     touched.add_held(state.member_profiles(&r.export.name, &reported)?);
     touched.members.extend(reported);

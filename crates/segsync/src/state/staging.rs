@@ -687,6 +687,52 @@ impl StateStore {
     }
 }
 
+/// Which of the snapshot's keys a pass reads (the keys are MD5 digests: each half holds
+/// about half the members).
+#[derive(Clone, Copy)]
+enum Keys {
+    All,
+    Lower,
+    Upper,
+}
+
+/// Calls `each` with the key and the profiles of every member of `export`'s snapshot among
+/// `keys` that has profiles, in key order (the profiles read in place, not copied).
+fn each_member(
+    conn: &Connection,
+    export: &str,
+    keys: Keys,
+    mut each: impl FnMut(&[u8], &str) -> Result<()>,
+) -> Result<()> {
+    const SQL: &str =
+        "SELECT key, profiles FROM snapshot WHERE export = ?1 AND profiles IS NOT NULL";
+    let (sql, half) = match keys {
+        Keys::All => (SQL.to_string(), None),
+        Keys::Lower => (format!("{SQL} AND key < ?2 ORDER BY key"), Some(HALF)),
+        Keys::Upper => (format!("{SQL} AND key >= ?2 ORDER BY key"), Some(HALF)),
+    };
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = match half {
+        None => st.query(params![export])?,
+        Some(half) => st.query(params![export, &half[..]])?,
+    };
+    while let Some(r) = rows.next()? {
+        let unreadable = |column, kind, e: rusqlite::types::FromSqlError| {
+            rusqlite::Error::FromSqlConversionFailure(column, kind, e.into())
+        };
+        let key = r.get_ref(0)?.as_blob();
+        let key = key.map_err(|e| unreadable(0, rusqlite::types::Type::Blob, e))?;
+        let held = r.get_ref(1)?.as_str();
+        let held = held.map_err(|e| unreadable(1, rusqlite::types::Type::Text, e))?;
+        each(key, held)?;
+    }
+    Ok(())
+}
+
+/// The first key of the upper half of the snapshot's keys (a one-byte blob sorts before
+/// every 16-byte key that starts with the same byte).
+const HALF: [u8; 1] = [0x80];
+
 /// The members of a snapshot that held one of `profiles`, found by one pass over it (see
 /// [`StateStore::members_holding`]), in key order: what [`StateStore::move_candidates`]
 /// needs to know of the holders of those profiles, without a second pass, as long as the
@@ -708,23 +754,16 @@ impl StateStore {
         if profiles.is_empty() || !self.backend.has_snapshot(export)? {
             return Ok(Vec::new());
         }
-        self.load_scratch_snapshot(export)?;
-        let mut st = self.stage().prepare(
-            "SELECT key, profiles FROM snapshot WHERE export = ?1 AND profiles IS NOT NULL",
-        )?;
-        let mut rows = st.query([export])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            // Read in place: only the members that hold one are copied.
-            let held = r.get_ref(1)?.as_str().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
+        self.in_halves(export, |conn, keys| {
+            let mut out = Vec::new();
+            each_member(conn, export, keys, |key, held| {
+                if profile_keys(held).any(|p| profiles.contains(p)) {
+                    out.push((key_of(key.to_vec())?, held.to_string()));
+                }
+                Ok(())
             })?;
-            if profile_keys(held).any(|p| profiles.contains(p)) {
-                let held = held.to_string();
-                out.push((key_of(r.get(0)?)?, held));
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The profiles behind `export`'s delivered members that are not `present` (in a
@@ -732,26 +771,65 @@ impl StateStore {
     pub fn delivered_profiles_absent(
         &mut self,
         export: &str,
-        present: impl Fn(&str) -> bool,
+        present: impl Fn(&str) -> bool + Sync,
     ) -> Result<Vec<String>> {
         if !self.backend.has_snapshot(export)? {
             return Ok(Vec::new());
         }
+        self.in_halves(export, |conn, keys| {
+            let mut out = Vec::new();
+            each_member(conn, export, keys, |_, held| {
+                let absent = profile_keys(held).filter(|p| !present(p));
+                out.extend(absent.map(str::to_string));
+                Ok(())
+            })?;
+            Ok(out)
+        })
+    }
+
+    /// `pass` over the whole of `export`'s snapshot, its results in key order. On a SQLite
+    /// state file, two passes side by side: the lower half of the member keys through the
+    /// store's connection, the upper half, in a second thread, through a second read-only
+    /// connection (a PostgreSQL store's scratch copy has no second connection: one pass).
+    fn in_halves<T: Send>(
+        &mut self,
+        export: &str,
+        pass: impl Fn(&Connection, Keys) -> Result<Vec<T>> + Sync,
+    ) -> Result<Vec<T>> {
         self.load_scratch_snapshot(export)?;
-        let mut st = self
-            .stage()
-            .prepare("SELECT profiles FROM snapshot WHERE export = ?1 AND profiles IS NOT NULL")?;
-        let mut rows = st.query([export])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let held: String = r.get(0)?;
-            out.extend(
-                profile_keys(&held)
-                    .filter(|p| !present(p))
-                    .map(str::to_string),
-            );
+        let Some(second) = self.second_reader()? else {
+            return pass(self.stage(), Keys::All);
+        };
+        let first = self.stage();
+        let pass = &pass;
+        std::thread::scope(|scope| {
+            let upper = scope.spawn(move || pass(&second, Keys::Upper));
+            let mut rows = pass(first, Keys::Lower)?;
+            let upper = upper
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            rows.extend(upper);
+            Ok(rows)
+        })
+    }
+
+    /// A second connection to the SQLite state file, read-only, when the stage reads the
+    /// backend's own snapshot (not a scratch copy, which no other connection can open).
+    fn second_reader(&self) -> Result<Option<Connection>> {
+        if self.scratch.is_some() {
+            return Ok(None);
         }
-        Ok(out)
+        let Some(path) = self.backend.sqlite().and_then(|c| c.path()) else {
+            return Ok(None);
+        };
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(Some(conn))
     }
 
     /// The profiles behind the delivered members `keys` (those the snapshot knows them for).
