@@ -523,27 +523,42 @@ fn add_held_back(
     touched.add_held(delivered);
     touched.members.extend(keys);
     if undelivered {
-        let email = [r.export.email_field.clone()];
-        r.source
-            .profiles
-            .select(
-                &email,
-                &["true".to_string()],
-                |row| -> Result<(), RunError> {
-                    let hit = row.values[0]
-                        .as_str()
-                        .is_some_and(|e| addresses.contains(&MemberKey::of(e)));
-                    if hit {
-                        touched.profiles.insert(row.key);
-                    }
-                    Ok(())
-                },
-            )
-            .map_err(|e| match e {
-                SelectError::Callback(e) => e,
-                other => RunError::Config(format!("reading the profiles' addresses: {other}")),
-            })?;
+        each_address(r, None, |key, address| {
+            let hit = address
+                .as_str()
+                .is_some_and(|e| addresses.contains(&MemberKey::of(e)));
+            if hit {
+                touched.profiles.insert(key);
+            }
+        })?;
     }
+    Ok(())
+}
+
+/// Calls `each` with the key and the address column's value of every profile, or of those
+/// keyed `only` (the embedded store still at the generation given), in a segment or not.
+fn each_address(
+    r: &Reading<'_>,
+    only: Option<(&[String], Option<u64>)>,
+    mut each: impl FnMut(String, &Value),
+) -> Result<(), RunError> {
+    let email = [r.export.email_field.clone()];
+    let all = ["true".to_string()];
+    let row = |row: crate::profiles::ProfileRow| -> Result<(), RunError> {
+        each(row.key, &row.values[0]);
+        Ok(())
+    };
+    let read = match only {
+        None => r.source.profiles.select(&email, &all, row),
+        Some((keys, generation)) => r
+            .source
+            .profiles
+            .select_keys(&email, &all, keys, generation, row),
+    };
+    read.map_err(|e| match e {
+        SelectError::Callback(e) => e,
+        other => RunError::Config(format!("reading the profiles' addresses: {other}")),
+    })?;
     Ok(())
 }
 
@@ -669,25 +684,15 @@ fn addresses_of(
     generation: Option<u64>,
 ) -> Result<HashSet<MemberKey>, RunError> {
     let mut found = HashSet::new();
-    let email = [r.export.email_field.clone()];
-    r.source
-        .profiles
-        .select_keys(&email, &["true".to_string()], keys, generation, |row| {
-            match &row.values[0] {
-                Value::Null => {}
-                Value::String(s) => {
-                    found.insert(MemberKey::of(s));
-                }
-                other => {
-                    found.insert(MemberKey::of(&other.to_string()));
-                }
-            }
-            Ok::<_, RunError>(())
-        })
-        .map_err(|e| match e {
-            SelectError::Callback(e) => e,
-            other => RunError::Config(format!("reading the profiles' addresses: {other}")),
-        })?;
+    each_address(r, Some((keys, generation)), |_, address| match address {
+        Value::Null => {}
+        Value::String(s) => {
+            found.insert(MemberKey::of(s));
+        }
+        other => {
+            found.insert(MemberKey::of(&other.to_string()));
+        }
+    })?;
     Ok(found)
 }
 

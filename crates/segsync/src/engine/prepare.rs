@@ -559,7 +559,7 @@ fn diff_into_plan(
             ),
         }
         let error = sink.error;
-        if acc.tagging && !told {
+        if !told && acc.tagging() {
             told = true;
             first_tag();
         }
@@ -589,8 +589,6 @@ struct PlanCounts {
     /// Members compared that the snapshot holds with tags (in a segment at the last run,
     /// near enough: an incremental run's member count is estimated with them).
     touched_tagged: u64,
-    /// Some decision tags a member (by its upsert or by a tag batch).
-    tagging: bool,
 }
 
 impl PlanCounts {
@@ -621,8 +619,12 @@ impl PlanCounts {
         }
     }
 
+    /// Some decision tags a member (by its upsert or by a tag batch): a tag was counted.
+    fn tagging(&self) -> bool {
+        !self.item_tags.is_empty() || !self.per_tag.is_empty()
+    }
+
     fn item_tags(&mut self, tags: TagSet) {
-        self.tagging |= !tags.is_empty();
         for bit in tags.iter() {
             if self.item_tags.len() <= bit {
                 self.item_tags.resize(bit + 1, 0);
@@ -632,7 +634,6 @@ impl PlanCounts {
     }
 
     fn tag(&mut self, bit: usize, adding: bool) {
-        self.tagging = true;
         if self.per_tag.len() <= bit {
             self.per_tag.resize(bit + 1, (0, 0));
         }

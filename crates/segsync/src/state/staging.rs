@@ -706,20 +706,20 @@ fn each_member(
 ) -> Result<()> {
     const SQL: &str =
         "SELECT key, profiles FROM snapshot WHERE export = ?1 AND profiles IS NOT NULL";
-    let (sql, half) = match keys {
-        Keys::All => (SQL.to_string(), None),
-        Keys::Lower => (format!("{SQL} AND key < ?2 ORDER BY key"), Some(HALF)),
-        Keys::Upper => (format!("{SQL} AND key >= ?2 ORDER BY key"), Some(HALF)),
+    let (within, half) = match keys {
+        Keys::All => ("", None),
+        Keys::Lower => (" AND key < ?2", Some(HALF)),
+        Keys::Upper => (" AND key >= ?2", Some(HALF)),
     };
-    let mut st = conn.prepare(&sql)?;
+    let mut st = conn.prepare(&format!("{SQL}{within} ORDER BY key"))?;
     let mut rows = match half {
         None => st.query(params![export])?,
         Some(half) => st.query(params![export, &half[..]])?,
     };
+    let unreadable = |column, kind, e: rusqlite::types::FromSqlError| {
+        rusqlite::Error::FromSqlConversionFailure(column, kind, e.into())
+    };
     while let Some(r) = rows.next()? {
-        let unreadable = |column, kind, e: rusqlite::types::FromSqlError| {
-            rusqlite::Error::FromSqlConversionFailure(column, kind, e.into())
-        };
         let key = r.get_ref(0)?.as_blob();
         let key = key.map_err(|e| unreadable(0, rusqlite::types::Type::Blob, e))?;
         let held = r.get_ref(1)?.as_str();
