@@ -59,16 +59,19 @@ pub fn member_projection(
     Some(keys)
 }
 
-/// The members `keys` for top-level field `name` of an answer, or none when the request's
+/// The members `keys` for top-level field `name` of an answer, with only the member fields
+/// the request's `fields` names (its filter then runs on small trees), or none when
 /// `fields` / `exclude_fields` leave that field out: rendering them is most of the work.
 pub fn members_for<'a>(
     list: &'a List,
     keys: &'a [Key],
     q: &std::collections::HashMap<String, String>,
     name: &str,
+    projection: &'a Option<Vec<String>>,
 ) -> Vec<MemberDoc<'a>> {
     if field_wanted(q, name) {
-        keys.iter().map(|k| member(list, k)).collect()
+        let only = projection.as_deref();
+        keys.iter().map(|k| member_only(list, k, only)).collect()
     } else {
         Vec::new()
     }

@@ -483,9 +483,13 @@ pub async fn batch_upsert(
         error_count: usize,
         _links: Value,
     }
+    let (new_only, updated_only) = (
+        render::member_projection(&q, "new_members"),
+        render::member_projection(&q, "updated_members"),
+    );
     let out = Answer {
-        new_members: render::members_for(list, &created, &q, "new_members"),
-        updated_members: render::members_for(list, &updated, &q, "updated_members"),
+        new_members: render::members_for(list, &created, &q, "new_members", &new_only),
+        updated_members: render::members_for(list, &updated, &q, "updated_members", &updated_only),
         total_created: created.len(),
         total_updated: updated.len(),
         error_count: failed.len(),

@@ -365,9 +365,13 @@ pub async fn batch_members(
         errors: Vec<Value>,
         _links: [(); 0],
     }
+    let (added_only, removed_only) = (
+        render::member_projection(&q, "members_added"),
+        render::member_projection(&q, "members_removed"),
+    );
     let out = Answer {
-        members_added: render::members_for(list, &added, &q, "members_added"),
-        members_removed: render::members_for(list, &removed, &q, "members_removed"),
+        members_added: render::members_for(list, &added, &q, "members_added", &added_only),
+        members_removed: render::members_for(list, &removed, &q, "members_removed", &removed_only),
         total_added: added.len(),
         total_removed: removed.len(),
         error_count: missing.len(),

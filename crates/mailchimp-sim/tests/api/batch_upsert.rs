@@ -185,3 +185,43 @@ async fn compliance_and_required_fields_in_a_batch() {
     assert_eq!(r.body["updated_members"][0]["status"], "unsubscribed");
     assert_eq!(r.body["updated_members"][0]["merge_fields"]["CITY"], "Iasi");
 }
+
+/// `fields=` shapes a batch answer exactly: the members carry only what it names, nested
+/// paths included, and the totals stay; without it, the members are whole.
+#[tokio::test]
+async fn fields_give_the_batch_answer_its_exact_shape() {
+    let env = common::start().await;
+    let path = format!("/lists/{}", env.list_id);
+    env.add_member("existing@posta.ro", "subscribed").await;
+    let body = json!({"update_existing": true, "members": [
+        {"email_address": "nou@posta.ro", "status": "subscribed", "merge_fields": {"FNAME": "Radu"}, "tags": ["vip"]},
+        {"email_address": "existing@posta.ro", "status": "subscribed", "merge_fields": {"FNAME": "Ana", "LNAME": "Vechi"}},
+    ]});
+    let fields = "new_members.email_address,new_members.tags.name,updated_members.merge_fields.FNAME,total_created";
+    let r = env.post(&format!("{path}?fields={fields}"), body).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        json!({
+            "new_members": [{"email_address": "nou@posta.ro", "tags": [{"name": "vip"}]}],
+            "updated_members": [{"merge_fields": {"FNAME": "Ana"}}],
+            "total_created": 1,
+        })
+    );
+
+    let r = env
+        .post(
+            &format!("{path}?fields=updated_members,total_updated"),
+            json!({"update_existing": true, "members": [{"email_address": "existing@posta.ro", "status": "subscribed"}]}),
+        )
+        .await;
+    let member = &r.body["updated_members"][0];
+    assert_eq!(
+        (
+            member["status"].as_str(),
+            member["merge_fields"]["LNAME"].as_str()
+        ),
+        (Some("subscribed"), Some("Vechi"))
+    );
+    assert!(member["id"].is_string() && member["_links"].is_array());
+}
