@@ -187,7 +187,7 @@ async fn compliance_and_required_fields_in_a_batch() {
 }
 
 /// `fields=` shapes a batch answer exactly: the members carry only what it names, nested
-/// paths included, and the totals stay; without it, the members are whole.
+/// paths included; naming the member list itself gives whole members.
 #[tokio::test]
 async fn fields_give_the_batch_answer_its_exact_shape() {
     let env = common::start().await;
