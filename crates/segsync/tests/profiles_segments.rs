@@ -354,6 +354,7 @@ fn select_evaluates_overlapping_segments_in_one_pass() {
             key: "C1".into(),
             values: vec![json!("ana@example.ro"), json!(1250.5), json!(true)],
             in_segment: vec![true, true, true, false],
+            position: Some(1),
         }
     );
     assert_eq!(rows["C2"].in_segment, [false, true, false, false]);
@@ -368,6 +369,7 @@ fn select_evaluates_overlapping_segments_in_one_pass() {
                 serde_json::Value::Null
             ],
             in_segment: vec![true, true, false, false],
+            position: Some(5),
         }
     );
 }

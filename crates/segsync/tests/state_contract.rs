@@ -13,12 +13,11 @@ use std::time::Duration;
 use segsync::state::{
     copy_state, migrate, schema_version, Cell, ChangeAction, ConnectionHealth, ConnectionRecord,
     ExportConfig, FieldMap, Outcome, PlanWriter, ProfileSourceRecord, QueueState, RefusalRecord,
-    Role, RunChange, RunCounts, Schedule, SegmentTag, StagedMember, StateError, StateStore,
-    StateUrl, Suppression, SuppressionKind, UpsertPhase, TABLES,
+    Role, RunChange, RunCounts, Schedule, SegmentTag, StageRow, StagedMember, StateError,
+    StateStore, StateUrl, Suppression, SuppressionKind, UpsertPhase, TABLES,
 };
 use segsync_core::{
-    Desired, MemberKey, MergeValues, NewStatus, Normalized, RecordError, RemovalPolicy,
-    SnapshotEntry, Status, TagSet,
+    MemberKey, MergeValues, NewStatus, RecordError, RemovalPolicy, SnapshotEntry, Status, TagSet,
 };
 use serde_json::json;
 
@@ -1039,34 +1038,58 @@ fn plan_rule(
 /// Rows to stage: (member, fingerprint, tags, updated_at).
 type StageInput<'a> = [(u32, u64, u64, Option<&'a str>)];
 
+/// How rows reach the keyed stage: streamed through the unsorted table in batches, or held
+/// in memory and sorted there; in the order of their positions, or in the reverse order
+/// (a second pass reads profiles that a full pass reads earlier).
+#[derive(Clone, Copy, Debug)]
+enum Staging {
+    Streamed,
+    Sorted,
+    StreamedReversed,
+    SortedReversed,
+}
+
 fn stage_and_plan(s: &mut StateStore, export: &str, rows: &StageInput<'_>) -> PlanSeen {
+    stage_and_plan_by(s, export, rows, Staging::Streamed)
+}
+
+fn stage_and_plan_by(
+    s: &mut StateStore,
+    export: &str,
+    rows: &StageInput<'_>,
+    how: Staging,
+) -> PlanSeen {
     s.stage_begin().unwrap();
-    let staged: Vec<(Normalized, String, String, u64)> = rows
+    let mut staged: Vec<StageRow> = rows
         .iter()
         .enumerate()
         .map(|(n, &(i, fp, tags, updated_at))| {
             let mut merge = MergeValues::new();
             merge.insert("FNAME".into(), json!(format!("Name{i}-{n}")));
-            (
-                Normalized {
-                    key: key(i),
-                    desired: Desired {
-                        email: format!("member{i}@example.com"),
-                        merge: merge.clone(),
-                        tags: TagSet(tags),
-                    },
-                    updated_at: updated_at.map(str::to_string),
-                },
-                serde_json::to_string(&merge).unwrap(),
-                format!("P{n}"),
-                fp,
-            )
+            StageRow {
+                key: key(i),
+                email: format!("member{i}@example.com"),
+                merge_json: serde_json::to_string(&merge).unwrap(),
+                fingerprint: fp,
+                tags: TagSet(tags),
+                updated_at: updated_at.map(str::to_string),
+                profile_key: format!("P{n}"),
+                position: n as i64,
+            }
         })
         .collect();
-    for chunk in staged.chunks(7) {
-        s.stage_rows(chunk).unwrap();
+    if matches!(how, Staging::StreamedReversed | Staging::SortedReversed) {
+        staged.reverse();
     }
-    s.stage_end().unwrap();
+    match how {
+        Staging::Streamed | Staging::StreamedReversed => {
+            for chunk in staged.chunks(7) {
+                s.stage_rows(chunk).unwrap();
+            }
+            s.stage_end().unwrap();
+        }
+        Staging::Sorted | Staging::SortedReversed => s.stage_sorted(staged).unwrap(),
+    }
     let mut visited = Vec::new();
     s.diff_stage(export, false, |key, want, snap, w| {
         visited.push((
@@ -1155,6 +1178,16 @@ fn staging_gives_the_same_plan(env: &Env, s: &mut StateStore) {
         plans.push(stage_and_plan(store, "e", &first));
     }
     assert_eq!(plans[0], plans[1]);
+    // Held in memory and sorted there, or coming in another order with the same positions,
+    // the same rows make the same stage and plan.
+    for how in [
+        Staging::Sorted,
+        Staging::StreamedReversed,
+        Staging::SortedReversed,
+    ] {
+        let again = stage_and_plan_by(s, "e", &first, how);
+        assert_eq!(again, plans[0], "{how:?}");
+    }
     let plan = &plans[0];
     assert_eq!(plan.staged, 40);
     assert_eq!(plan.visited.len(), 60);

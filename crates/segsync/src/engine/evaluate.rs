@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashSet};
 use segsync_core::incremental::print;
 use segsync_core::{
     config_change, fingerprint, reads_clock, Collector, ConfigPrints, FieldSpec, MemberKey,
-    Normalized, RecordError, Row, TagSet,
+    RecordError, Row, TagSet,
 };
 use serde_json::Value;
 
@@ -27,8 +27,8 @@ use crate::app::App;
 use crate::profiles::{ProfileStore, SelectError};
 use crate::sources::Profiles;
 use crate::state::{
-    Evaluation, EvaluationMode, ExportConfig, KnownHolders, Outcome, RunRecord, StateError,
-    StateStore, SuppressionKind,
+    Evaluation, EvaluationMode, ExportConfig, KnownHolders, Outcome, RunRecord, StageRow,
+    StateError, StateStore, SuppressionKind,
 };
 
 /// The segments' predicates and the profiles they run over.
@@ -322,10 +322,22 @@ pub(super) struct Stager<'a> {
     accepted: u64,
     /// The addresses staged, when asked to keep them.
     pub keys: Option<HashSet<MemberKey>>,
+    /// Rows read and not yet written to the stage.
+    rows: Vec<StageRow>,
+    /// The rows are written to the stage as they come ([`STAGE_BATCH`] at a time), and
+    /// sorted there at the end (a full pass, or more than [`IN_MEMORY`] profiles), rather
+    /// than held to the end and sorted in memory.
+    streaming: bool,
 }
 
-/// Rows staged per transaction while reading the profiles.
+/// Rows staged per transaction while reading the profiles, once they are streamed.
 const STAGE_BATCH: usize = 10_000;
+
+/// Profiles a pass over chosen keys (a re-run's) holds in memory, to sort them there: at a
+/// tenth of a million profiles, SQLite's sort of the same rows on disk took about as long
+/// as reading them. A few hundred bytes each, 30 to 50 MB in all; a full pass, or one over
+/// more keys, streams its rows to the stage instead.
+const IN_MEMORY: usize = 150_000;
 
 impl<'a> Stager<'a> {
     pub fn new(
@@ -349,6 +361,8 @@ impl<'a> Stager<'a> {
             collector: Collector::new(specs.to_vec()),
             accepted: 0,
             keys: keep_keys.then(HashSet::new),
+            rows: Vec::new(),
+            streaming: false,
         }
     }
 
@@ -360,12 +374,13 @@ impl<'a> Stager<'a> {
         profiles: &Profiles,
         only: Option<(&[String], Option<u64>)>,
     ) -> Result<(), RunError> {
-        let mut batch: Vec<(Normalized, String, String, u64)> = Vec::with_capacity(STAGE_BATCH);
+        if only.is_none_or(|(keys, _)| keys.len() > IN_MEMORY) {
+            self.streaming = true;
+        }
         let columns = self.columns.clone();
         let predicates = self.predicates;
-        let each = |row: crate::profiles::ProfileRow| -> Result<(), StateError> {
-            self.row(state, &mut batch, row)
-        };
+        let each =
+            |row: crate::profiles::ProfileRow| -> Result<(), StateError> { self.row(state, row) };
         let result = match only {
             None => profiles.select(&columns, predicates, each),
             Some((keys, generation)) => {
@@ -376,14 +391,16 @@ impl<'a> Stager<'a> {
             SelectError::Callback(e) => RunError::Other(e.into()),
             other => RunError::Config(format!("reading the profiles: {other}")),
         })?;
-        state.stage_rows(&batch)?;
+        if self.streaming {
+            state.stage_rows(&self.rows)?;
+            self.rows.clear();
+        }
         Ok(())
     }
 
     fn row(
         &mut self,
         state: &mut StateStore,
-        batch: &mut Vec<(Normalized, String, String, u64)>,
         row: crate::profiles::ProfileRow,
     ) -> Result<(), StateError> {
         let mut tags = TagSet::default();
@@ -411,17 +428,40 @@ impl<'a> Stager<'a> {
                 if let Some(keys) = &mut self.keys {
                     keys.insert(n.key);
                 }
-                let merge =
-                    serde_json::to_string(&n.desired.merge).expect("merge values serialise");
-                let fp = fingerprint(&n.desired.merge);
-                batch.push((n, merge, row.key, fp));
+                self.rows.push(StageRow {
+                    key: n.key,
+                    merge_json: serde_json::to_string(&n.desired.merge)
+                        .expect("merge values serialise"),
+                    fingerprint: fingerprint(&n.desired.merge),
+                    email: n.desired.email,
+                    tags: n.desired.tags,
+                    updated_at: n.updated_at,
+                    profile_key: row.key,
+                    // A source without an order of its own: the order rows came in.
+                    position: row.position.unwrap_or(self.collector.rows as i64),
+                });
                 self.accepted += 1;
-                if batch.len() >= STAGE_BATCH {
-                    state.stage_rows(batch)?;
-                    batch.clear();
-                }
+                self.stream_when_due(state)?;
             }
             Err(e) => self.collector.refused.push(e),
+        }
+        Ok(())
+    }
+
+    /// Writes the rows held to the stage once a batch is full, when the pass streams (or
+    /// once more came than [`IN_MEMORY`]: then it streams from there on).
+    fn stream_when_due(&mut self, state: &mut StateStore) -> Result<(), StateError> {
+        let due = if self.streaming {
+            STAGE_BATCH
+        } else {
+            IN_MEMORY + 1
+        };
+        if self.rows.len() >= due {
+            for batch in self.rows.chunks(STAGE_BATCH) {
+                state.stage_rows(batch)?;
+            }
+            self.rows = Vec::with_capacity(STAGE_BATCH);
+            self.streaming = true;
         }
         Ok(())
     }
@@ -431,7 +471,12 @@ impl<'a> Stager<'a> {
         mut self,
         state: &mut StateStore,
     ) -> Result<(Staged, Option<HashSet<MemberKey>>), RunError> {
-        state.stage_end()?;
+        if self.streaming {
+            state.stage_rows(&self.rows)?;
+            state.stage_end()?;
+        } else {
+            state.stage_sorted(std::mem::take(&mut self.rows))?;
+        }
         let staged = Staged {
             rows: self.collector.rows,
             accepted: self.accepted,
@@ -609,24 +654,51 @@ fn changed_since(
     }
 }
 
-/// An incremental read: the profiles changed after `since`, those sharing an address with
-/// them (the snapshot knows the profiles behind each delivered address), and those behind
-/// the addresses in `reported` (their status changed in Mailchimp). Returns the stage's
-/// counts and what was evaluated; the addresses to compare are left in the stage.
-pub(super) fn stage_changed(
+/// What an incremental read starts from: the profiles changed after the last run, and the
+/// delivered members holding one of them (the snapshot knows the profiles behind each
+/// delivered address). Found while the audience's reads are still under way.
+pub(super) struct ChangedProfiles {
+    changes: Changed,
+    changed: HashSet<String>,
+    holding: Vec<(MemberKey, String)>,
+}
+
+/// The profiles changed after `since`, and the delivered members holding them.
+pub(super) fn changed_profiles(
     state: &mut StateStore,
     r: &Reading<'_>,
-    (since, last_run): (Since, i64),
-    reported: Vec<MemberKey>,
-) -> Result<(Staged, Evaluation), RunError> {
+    since: Since,
+) -> Result<ChangedProfiles, RunError> {
     let changes = changed_since(state, r, since)?;
-    let generation = changes.at.generation;
-    let mut touched = Touched::default();
     let changed: HashSet<String> = changes.keys.iter().cloned().collect();
-    touched.profiles.extend(changed.iter().cloned());
     let t = std::time::Instant::now();
     let holding = state.members_holding(&r.export.name, &changed)?;
     tracing::debug!(changed = changed.len(), holding = holding.len(), elapsed = ?t.elapsed(), "members holding a changed profile found");
+    Ok(ChangedProfiles {
+        changes,
+        changed,
+        holding,
+    })
+}
+
+/// An incremental read: the profiles `found` changed, those sharing an address with them,
+/// and those behind the addresses in `reported` (their status changed in Mailchimp).
+/// Returns the stage's counts and what was evaluated; the addresses to compare are left in
+/// the stage.
+pub(super) fn stage_changed(
+    state: &mut StateStore,
+    r: &Reading<'_>,
+    (found, last_run): (ChangedProfiles, i64),
+    reported: Vec<MemberKey>,
+) -> Result<(Staged, Evaluation), RunError> {
+    let ChangedProfiles {
+        changes,
+        changed,
+        holding,
+    } = found;
+    let generation = changes.at.generation;
+    let mut touched = Touched::default();
+    touched.profiles.extend(changed.iter().cloned());
     touched.add_held(holding.clone());
     touched.add_held(state.member_profiles(&r.export.name, &reported)?);
     touched.members.extend(reported);
@@ -654,46 +726,39 @@ pub(super) fn stage_changed(
 }
 
 /// Stages the touched profiles and, where they now hold an address the snapshot gives to
-/// other profiles too, those others: all in one pass in the order a full pass reads them,
-/// so that duplicates merge the same way. The addresses are found first by a read of the
-/// address column alone (a fifth of a staging pass's time).
+/// other profiles too, those others, in a second pass over them alone. Each row keeps its
+/// profile's position in a full pass, so that the rows of an address merge as a full pass
+/// would merge them, whichever pass read them.
 fn stage_touched<'r>(
     state: &mut StateStore,
     r: &'r Reading<'_>,
     touched: &mut Touched,
     generation: Option<u64>,
 ) -> Result<Stager<'r>, RunError> {
-    let first: Vec<String> = touched.profiles.iter().cloned().collect();
-    let new: Vec<MemberKey> = addresses_of(r, &first, generation)?
-        .into_iter()
-        .filter(|k| !touched.members.contains(k))
-        .collect();
-    touched.add_held(state.member_profiles(&r.export.name, &new)?);
     state.stage_begin()?;
     let mut stager = r.stager(true);
-    let all: Vec<String> = touched.profiles.iter().cloned().collect();
-    stager.pass(state, &r.source.profiles, Some((&all, generation)))?;
+    let first: Vec<String> = touched.profiles.iter().cloned().collect();
+    stager.pass(state, &r.source.profiles, Some((&first, generation)))?;
+    let landed: Vec<MemberKey> = stager
+        .keys
+        .iter()
+        .flatten()
+        .filter(|k| !touched.members.contains(k))
+        .copied()
+        .collect();
+    let held = state.member_profiles(&r.export.name, &landed)?;
+    let others: BTreeSet<String> = held
+        .iter()
+        .flat_map(|(_, profiles)| segsync_core::profile_keys(profiles))
+        .filter(|p| !touched.profiles.contains(*p))
+        .map(str::to_string)
+        .collect();
+    touched.add_held(held);
+    if !others.is_empty() {
+        let others: Vec<String> = others.into_iter().collect();
+        stager.pass(state, &r.source.profiles, Some((&others, generation)))?;
+    }
     Ok(stager)
-}
-
-/// The addresses the profiles keyed `keys` hold now, in a segment or not, valid or not (a
-/// key too many only widens the comparison).
-fn addresses_of(
-    r: &Reading<'_>,
-    keys: &[String],
-    generation: Option<u64>,
-) -> Result<HashSet<MemberKey>, RunError> {
-    let mut found = HashSet::new();
-    each_address(r, Some((keys, generation)), |_, address| match address {
-        Value::Null => {}
-        Value::String(s) => {
-            found.insert(MemberKey::of(s));
-        }
-        other => {
-            found.insert(MemberKey::of(&other.to_string()));
-        }
-    })?;
-    Ok(found)
 }
 
 /// The last run left nothing to send again, so its records are rows it refused: those of

@@ -462,10 +462,11 @@ fn full_read(
     }
 }
 
-/// An incremental read: the audience first (the addresses whose status changed are
-/// evaluated too), then the profiles that changed after generation `since` and those
-/// sharing an address with them. A full pass instead when the export could reach its member
-/// limit.
+/// An incremental read: the profiles that changed after `since` and the delivered members
+/// holding them (while the audience is still read), then the audience's answer (the
+/// addresses whose status changed are evaluated too), then the stage of those profiles and
+/// those sharing an address with them. A full pass instead when the export could reach its
+/// member limit.
 async fn read_changed(
     state: &mut StateStore,
     ctx: &ReadContext<'_>,
@@ -473,10 +474,11 @@ async fn read_changed(
     (since, last_run): (evaluate::Since, i64),
     previous_members: u64,
 ) -> Result<Read, RunError> {
+    let found = evaluate::changed_profiles(state, &ctx.reading(), since)?;
     let (audience, read_at) = audience.finish(state, ctx.export, ctx.t).await?;
     let reported = state.status_changes(&ctx.export.name, &audience)?;
     let (staged, evaluation) =
-        evaluate::stage_changed(state, &ctx.reading(), (since, last_run), reported)?;
+        evaluate::stage_changed(state, &ctx.reading(), (found, last_run), reported)?;
     tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?ctx.t.elapsed(), "changed profiles read");
     if previous_members + staged.members <= ctx.export.max_profiles {
         return Ok(Read {

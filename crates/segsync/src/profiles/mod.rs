@@ -189,6 +189,10 @@ pub struct ProfileRow {
     pub values: Vec<serde_json::Value>,
     /// Whether each predicate holds for this profile, in the order given.
     pub in_segment: Vec<bool>,
+    /// Where a full pass reads it, when the source has such an order (the embedded store's
+    /// row number): the profiles of one address merge in that order, however many passes
+    /// read them.
+    pub position: Option<i64>,
 }
 
 /// What a [`ProfileStore::select`] pass found.

@@ -670,6 +670,7 @@ fn profile_row(values: Vec<mysql::Value>, kinds: &[Decode], predicates: usize) -
         key,
         values: decoded,
         in_segment,
+        position: None,
     }
 }
 

@@ -813,6 +813,7 @@ fn profile_row(row: &Row, kinds: &[ColumnType], predicates: usize) -> Result<Pro
         key: key.unwrap_or_default(),
         values,
         in_segment,
+        position: None,
     })
 }
 

@@ -579,10 +579,11 @@ fn check_each<E>(g: &Guarded, predicates: &[String]) -> Result<(), SelectError<E
     Ok(())
 }
 
-/// `SELECT key, cols..., (p1), (p2)... FROM profiles WHERE (p1) OR (p2) ...`; restricted to
-/// [`ROWID_CHUNK`] bound rowids, in rowid order (the order of a full pass).
+/// `SELECT rowid, key, cols..., (p1), (p2)... FROM profiles`, rows in no segment skipped as
+/// read; restricted to [`ROWID_CHUNK`] bound rowids, in rowid order (the order of a full
+/// pass).
 fn select_sql(key: &str, wanted: &[&Column], predicates: &[String], restricted: bool) -> String {
-    let mut sql = format!("SELECT {}", quote_ident(key));
+    let mut sql = format!("SELECT rowid, {}", quote_ident(key));
     for c in wanted {
         sql.push_str(", ");
         sql.push_str(&quote_ident(&c.name));
@@ -640,14 +641,14 @@ impl Pass<'_> {
         let mut in_segment = Vec::with_capacity(n);
         for i in 0..n {
             in_segment.push(matches!(
-                row.get_ref(1 + self.n_wanted + i)?,
+                row.get_ref(2 + self.n_wanted + i)?,
                 ValueRef::Integer(1)
             ));
         }
         if !in_segment.contains(&true) {
             return Ok(None);
         }
-        let key = match row.get_ref(0)? {
+        let key = match row.get_ref(1)? {
             ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
             ValueRef::Integer(i) => i.to_string(),
             ValueRef::Real(f) => f.to_string(),
@@ -656,7 +657,7 @@ impl Pass<'_> {
         };
         let mut values = Vec::with_capacity(self.n_wanted);
         for (i, kind) in self.kinds.iter().enumerate() {
-            values.push(to_json(row.get_ref(1 + i)?, *kind));
+            values.push(to_json(row.get_ref(2 + i)?, *kind));
         }
         for (count, hit) in self.stats.per_predicate.iter_mut().zip(&in_segment) {
             *count += u64::from(*hit);
@@ -666,6 +667,7 @@ impl Pass<'_> {
             key,
             values,
             in_segment,
+            position: Some(row.get(0)?),
         }))
     }
 }

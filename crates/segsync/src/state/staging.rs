@@ -19,8 +19,7 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use segsync_core::{
-    profile_keys, Holder, MemberKey, NewAddress, Normalized, SnapshotEntry, Status, TagSet,
-    PROFILE_SEP,
+    profile_keys, Holder, MemberKey, NewAddress, SnapshotEntry, Status, TagSet, PROFILE_SEP,
 };
 
 use super::{Result, StateStore};
@@ -58,6 +57,7 @@ PRAGMA temp.cache_size = -32768;
 PRAGMA temp.journal_mode = OFF;
 CREATE TEMP TABLE IF NOT EXISTS staged_raw (
     key BLOB NOT NULL,
+    position INTEGER NOT NULL,
     email TEXT NOT NULL,
     merge TEXT NOT NULL,
     fp INTEGER NOT NULL,
@@ -123,6 +123,62 @@ DELETE FROM temp.plan_archive;
 DELETE FROM temp.plan_move;
 DELETE FROM temp.profile_refresh;
 "#;
+
+/// How a row joins the keyed stage when its address is there already: tags united; the
+/// most recently updated profile gives the attributes (without a time, the one there keeps
+/// them); the profiles' keys listed in the order they came.
+const MERGE_DUPLICATES: &str = "ON CONFLICT (key) DO UPDATE SET
+   tags = staged.tags | excluded.tags,
+   profiles = staged.profiles || char(31) || excluded.profiles,
+   merge = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.merge ELSE staged.merge END,
+   fp = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.fp ELSE staged.fp END,
+   updated_at = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.updated_at ELSE staged.updated_at END";
+
+/// One accepted profile row, as the stage keeps it: its address's key and what it wants of
+/// the member (merge values as JSON, with their fingerprint), and its profile's key.
+#[derive(Clone, Debug)]
+pub struct StageRow {
+    pub key: MemberKey,
+    pub email: String,
+    pub merge_json: String,
+    pub fingerprint: u64,
+    pub tags: TagSet,
+    /// The profile's update time, sortable as text (the newest of an address's rows gives
+    /// its attributes).
+    pub updated_at: Option<String>,
+    pub profile_key: String,
+    /// Where a full pass reads its profile: the rows of one address merge in this order.
+    pub position: i64,
+}
+
+impl StageRow {
+    /// The row for `(key, email, merge, fp, tags, updated_at, profile_key)`.
+    fn params(&self) -> impl rusqlite::Params + '_ {
+        (
+            &self.key.0[..],
+            &self.email,
+            &self.merge_json,
+            self.fingerprint as i64,
+            self.tags.0 as i64,
+            &self.updated_at,
+            &self.profile_key,
+        )
+    }
+
+    /// [`StageRow::params`], and the position.
+    fn params_at(&self) -> impl rusqlite::Params + '_ {
+        (
+            &self.key.0[..],
+            &self.email,
+            &self.merge_json,
+            self.fingerprint as i64,
+            self.tags.0 as i64,
+            &self.updated_at,
+            &self.profile_key,
+            self.position,
+        )
+    }
+}
 
 /// Which upserts a plan page holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -334,22 +390,14 @@ impl StateStore {
     /// are hashes, and inserting them where they belong, at random places of a tree larger
     /// than the page cache, was most of the profile pass's time). [`StateStore::stage_end`]
     /// then sorts them into the keyed table.
-    pub fn stage_rows(&mut self, rows: &[(Normalized, String, String, u64)]) -> Result<()> {
+    pub fn stage_rows(&mut self, rows: &[StageRow]) -> Result<()> {
         let tx = self.stage_mut().transaction()?;
         {
             let mut st = tx.prepare_cached(
-                "INSERT INTO temp.staged_raw (key, email, merge, fp, tags, updated_at, profile_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO temp.staged_raw (key, email, merge, fp, tags, updated_at, profile_key, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for (n, merge_json, profile_key, fp) in rows {
-                st.execute(params![
-                    &n.key.0[..],
-                    n.desired.email,
-                    merge_json,
-                    *fp as i64,
-                    n.desired.tags.0 as i64,
-                    n.updated_at,
-                    profile_key
-                ])?;
+            for r in rows {
+                st.execute(r.params_at())?;
             }
         }
         tx.commit()?;
@@ -359,23 +407,40 @@ impl StateStore {
     /// Moves the staged rows into the keyed stage, sorted by key (SQLite's external sort,
     /// then appends), merging duplicates of an address as the in-memory collector does: tags
     /// united; the most recently updated profile gives the attributes (without a time, the
-    /// first one seen keeps them: rows of one key go in the order they came); the first
+    /// first one keeps them: rows of one key go in the order of their positions); the first
     /// profile's key is kept for error reports.
     pub fn stage_end(&mut self) -> Result<()> {
         let tx = self.stage_mut().transaction()?;
         // `WHERE true`: SQLite's grammar needs it between a SELECT and ON CONFLICT.
         tx.execute(
-            "INSERT INTO temp.staged (key, email, merge, fp, tags, updated_at, profile_key, profiles)
-             SELECT key, email, merge, fp, tags, updated_at, profile_key, profile_key FROM temp.staged_raw WHERE true ORDER BY key, rowid
-             ON CONFLICT (key) DO UPDATE SET
-               tags = staged.tags | excluded.tags,
-               profiles = staged.profiles || char(31) || excluded.profiles,
-               merge = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.merge ELSE staged.merge END,
-               fp = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.fp ELSE staged.fp END,
-               updated_at = CASE WHEN excluded.updated_at IS NOT NULL AND (staged.updated_at IS NULL OR excluded.updated_at > staged.updated_at) THEN excluded.updated_at ELSE staged.updated_at END",
+            &format!(
+                "INSERT INTO temp.staged (key, email, merge, fp, tags, updated_at, profile_key, profiles)
+                 SELECT key, email, merge, fp, tags, updated_at, profile_key, profile_key FROM temp.staged_raw WHERE true ORDER BY key, position
+                 {MERGE_DUPLICATES}"
+            ),
             [],
         )?;
         tx.execute("DELETE FROM temp.staged_raw", [])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// [`StateStore::stage_rows`] then [`StateStore::stage_end`] for rows few enough to be
+    /// held in memory: sorted here (by key, then position) and put into the keyed stage with
+    /// the same merge of duplicates, without the unsorted table or SQLite's sort.
+    pub fn stage_sorted(&mut self, mut rows: Vec<StageRow>) -> Result<()> {
+        rows.sort_by_key(|r| (r.key, r.position));
+        let tx = self.stage_mut().transaction()?;
+        {
+            let mut st = tx.prepare(&format!(
+                "INSERT INTO temp.staged (key, email, merge, fp, tags, updated_at, profile_key, profiles)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 {MERGE_DUPLICATES}"
+            ))?;
+            for r in &rows {
+                st.execute(r.params())?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }
