@@ -247,8 +247,8 @@ fn go_on_from(
 
 /// The share of the profiles changed above which a full pass is taken: an incremental pass
 /// costs about three times as much per changed profile as a full pass per profile (it reads
-/// them by key, their address column first, and compares their addresses one by one), so
-/// from about 30% on it is the slower one (BENCHMARKS.md, issue 17).
+/// them by key, and compares their addresses one by one), so from about 30% on it is the
+/// slower one (BENCHMARKS.md, issue 17).
 const FULL_PASS_SHARE: f64 = 0.3;
 
 /// Why so many profiles changed after generation `since` that a full pass is faster, if so.

@@ -1,9 +1,12 @@
 //! A run's working set on disk, so that memory stays flat however many profiles there are:
-//! the desired members (one row per address, duplicates merged as they arrive) and the plan
-//! the diff produced, in temporary tables of a SQLite connection: the state store's own when
-//! the backend is SQLite, else a private scratch database of the [`StateStore`]. SQLite keeps
-//! them in a temporary file with a bounded page cache and drops them when the connection
-//! closes; a crash loses nothing, because the next run recomputes them.
+//! the desired members (one row per address, duplicates merged in the order of their
+//! profiles' positions) and the plan the diff produced, in temporary tables of a SQLite
+//! connection: the state store's own when the backend is SQLite, else a private scratch
+//! database of the [`StateStore`]. SQLite keeps them in a temporary file with a bounded page
+//! cache and drops them when the connection closes; a crash loses nothing, because the next
+//! run recomputes them. A full pass streams its rows through an unsorted table that SQLite
+//! sorts at the end; a re-run's few rows are sorted in memory and go straight to the keyed
+//! table.
 //!
 //! The diff is a merge-join of the desired members and the snapshot, both read in key
 //! order; the executor then pages through the plan 500 members at a time. On the SQLite
