@@ -431,10 +431,16 @@ impl StateStore {
     /// [`StateStore::stage_rows`] then [`StateStore::stage_end`] for rows few enough to be
     /// held in memory: sorted here (by key, then position) and put into the keyed stage with
     /// the same merge of duplicates, without the unsorted table or SQLite's sort.
-    pub fn stage_sorted(&mut self, mut rows: Vec<StageRow>) -> Result<()> {
-        // Positions are the profiles' own: no two rows tie, and no stable sort's buffer is
-        // needed.
-        rows.sort_unstable_by_key(|r| (r.key, r.position));
+    pub fn stage_sorted(&mut self, rows: Vec<StageRow>) -> Result<()> {
+        // The order is sorted, not the rows: a row is four times the size of its place in it.
+        // Positions are the profiles' own: no two rows tie.
+        let mut order: Vec<(MemberKey, i64, usize)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.key, r.position, i))
+            .collect();
+        order.sort_unstable();
+        let mut rows: Vec<Option<StageRow>> = rows.into_iter().map(Some).collect();
         let tx = self.stage_mut().transaction()?;
         {
             let mut st = tx.prepare(&format!(
@@ -443,8 +449,10 @@ impl StateStore {
                  {MERGE_DUPLICATES}"
             ))?;
             // Each row is freed once in: the stage's pages grow as the rows go.
-            for r in rows {
-                st.execute(r.params())?;
+            for (_, _, i) in order {
+                if let Some(r) = rows[i].take() {
+                    st.execute(r.params())?;
+                }
             }
         }
         tx.commit()?;
