@@ -333,11 +333,12 @@ pub(super) struct Stager<'a> {
 /// Rows staged per transaction while reading the profiles, once they are streamed.
 const STAGE_BATCH: usize = 10_000;
 
-/// Profiles a pass over chosen keys (a re-run's) holds in memory, to sort them there: at a
-/// tenth of a million profiles, SQLite's sort of the same rows on disk took about as long
-/// as reading them. A few hundred bytes each, 30 to 50 MB in all; a full pass, or one over
-/// more keys, streams its rows to the stage instead.
-const IN_MEMORY: usize = 150_000;
+/// Profiles a pass over chosen keys (a re-run's) holds in memory, to sort them there rather
+/// than through SQLite's temporary table and sort. A few hundred bytes each, 15 to 20 MB in
+/// all: at 150,000 the 10% re-run of the scale bench peaked at 136 to 147 MB (124 to 128 MB
+/// streamed), near issue 17's 150 MB. A full pass, or one over more keys, streams its rows
+/// to the stage instead.
+const IN_MEMORY: usize = 50_000;
 
 impl<'a> Stager<'a> {
     pub fn new(
