@@ -156,7 +156,7 @@ pub struct StageRow {
 
 impl StageRow {
     /// The row for `(key, email, merge, fp, tags, updated_at, profile_key)`.
-    fn params(&self) -> impl rusqlite::Params + '_ {
+    fn params(&self) -> StageParams<'_> {
         (
             &self.key.0[..],
             &self.email,
@@ -170,18 +170,30 @@ impl StageRow {
 
     /// [`StageRow::params`], and the position.
     fn params_at(&self) -> impl rusqlite::Params + '_ {
+        let (key, email, merge, fp, tags, updated_at, profile_key) = self.params();
         (
-            &self.key.0[..],
-            &self.email,
-            &self.merge_json,
-            self.fingerprint as i64,
-            self.tags.0 as i64,
-            &self.updated_at,
-            &self.profile_key,
+            key,
+            email,
+            merge,
+            fp,
+            tags,
+            updated_at,
+            profile_key,
             self.position,
         )
     }
 }
+
+/// A [`StageRow`]'s values, as bound to a statement.
+type StageParams<'r> = (
+    &'r [u8],
+    &'r String,
+    &'r String,
+    i64,
+    i64,
+    &'r Option<String>,
+    &'r String,
+);
 
 /// Which upserts a plan page holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
