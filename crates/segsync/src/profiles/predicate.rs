@@ -667,7 +667,11 @@ impl Pass<'_> {
             key,
             values,
             in_segment,
-            position: Some(row.get(0)?),
+            // Not an integer only if a column is named `rowid`: then the order rows came in.
+            position: match row.get_ref(0)? {
+                ValueRef::Integer(i) => Some(i),
+                _ => None,
+            },
         }))
     }
 }
