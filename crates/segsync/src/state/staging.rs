@@ -33,7 +33,7 @@ const SCRATCH_SCHEMA: &str = r#"
 PRAGMA temp_store = FILE;
 PRAGMA journal_mode = OFF;
 PRAGMA synchronous = OFF;
-PRAGMA cache_size = -32768;
+PRAGMA cache_size = -8192;
 CREATE TABLE snapshot (
     export TEXT NOT NULL,
     key BLOB NOT NULL,
@@ -55,8 +55,14 @@ pub(super) fn open_scratch() -> Result<Connection> {
     Ok(conn)
 }
 
+/// The run's temporary tables, emptied. Their page cache (and so the memory of SQLite's sort
+/// of the stage) is 8 MB: the memory SQLite frees mostly stays with glibc's allocator, not
+/// given back to the system, so each MB given to the stage here is still held while the run
+/// sends. At 32 MB the
+/// first export of 1M profiles peaked at 131 to 150 MB, at 8 MB at 100 to 116 MB, with the
+/// same `plan` CPU time within the machine's noise (BENCHMARKS.md, issue 17).
 const TEMP_SCHEMA: &str = r#"
-PRAGMA temp.cache_size = -32768;
+PRAGMA temp.cache_size = -8192;
 PRAGMA temp.journal_mode = OFF;
 CREATE TEMP TABLE IF NOT EXISTS staged_raw (
     key BLOB NOT NULL,
