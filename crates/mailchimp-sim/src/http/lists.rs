@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::{json, Map, Value};
 
-use super::{body_json, flag, no_content, paging, reply, AppState, Items, Query};
+use super::{body_json, flag, no_content, off_runtime, paging, reply, AppState, Items, Query};
 use crate::config::{BatchItemTags, BatchSchemaErrors, UpdatedMembers};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::render::{self, MemberDoc};
@@ -336,6 +336,17 @@ pub async fn batch_upsert(
     State(sim): State<AppState>,
     Extension(account): Extension<Arc<Account>>,
     Path(list_id): Path<String>,
+    q: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    off_runtime(move || write_batch(sim, account, list_id, q, body)).await
+}
+
+/// [`batch_upsert`]'s work, off the runtime's workers.
+fn write_batch(
+    sim: AppState,
+    account: Arc<Account>,
+    list_id: String,
     q: Query,
     body: Bytes,
 ) -> ApiResult<Response> {

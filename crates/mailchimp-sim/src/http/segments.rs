@@ -11,7 +11,7 @@ use indexmap::IndexSet;
 use serde_json::{json, Value};
 
 use super::members::path_key;
-use super::{body_json, no_content, paging, reply, AppState, Items, Query};
+use super::{body_json, no_content, off_runtime, paging, reply, AppState, Items, Query};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::render::{self, MemberDoc};
 use crate::rules::{self, Status};
@@ -308,6 +308,17 @@ pub async fn delete(
 pub async fn batch_members(
     Extension(account): Extension<Arc<Account>>,
     Path((list_id, seg)): Path<(String, String)>,
+    q: Query,
+    body: Bytes,
+) -> ApiResult<Response> {
+    off_runtime(move || tag_batch(account, list_id, seg, q, body)).await
+}
+
+/// [`batch_members`]' work, off the runtime's workers.
+fn tag_batch(
+    account: Arc<Account>,
+    list_id: String,
+    seg: String,
     q: Query,
     body: Bytes,
 ) -> ApiResult<Response> {
