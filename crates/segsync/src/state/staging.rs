@@ -56,11 +56,11 @@ pub(super) fn open_scratch() -> Result<Connection> {
 }
 
 /// The run's temporary tables, emptied. Their page cache (and so the memory of SQLite's sort
-/// of the stage) is 8 MB: the memory SQLite frees mostly stays with glibc's allocator, not
-/// given back to the system, so each MB given to the stage here is still held while the run
-/// sends. At 32 MB the first export of 1M profiles peaked at 123 to 150 MB, at 8 MB at 100
-/// to 123 MB, with the same `plan` CPU time within the machine's noise (BENCHMARKS.md,
-/// issue 17).
+/// of the stage) is 8 MB: the memory SQLite frees mostly stays with the process's allocator,
+/// not given back to the system, so each MB given to the stage here is still held while the
+/// run sends. At 32 MB the first export of 1M profiles peaked at 123 to 150 MB, at 8 MB at
+/// 100 to 123 MB, with the same `plan` CPU time within the machine's noise (BENCHMARKS.md,
+/// issue 17; both before transparent huge pages were turned off, see `main.rs`).
 const TEMP_SCHEMA: &str = r#"
 PRAGMA temp.cache_size = -8192;
 PRAGMA temp.journal_mode = OFF;
