@@ -33,7 +33,7 @@ async fn main() {
 
 /// Transparent huge pages off for this process. The allocator asks for them on its arenas,
 /// and then every first touch of a region faults in and zeroes 2 MB, and a region given back
-/// and used again is zeroed again: in the scale bench at 1M, runs peaked 30 to 50 MB higher
+/// and used again is zeroed again: in the scale bench at 1M, runs peaked 25 to 50 MB higher
 /// with them (the first export at 106 to 118 MB, not 69 to 70) and a 10% re-run spent a
 /// twelfth of its main thread's CPU zeroing pages. A kernel that refuses the call keeps them:
 /// nothing else changes.
