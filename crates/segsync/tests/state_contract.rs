@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use segsync::state::{
     copy_state, migrate, schema_version, Cell, ChangeAction, ConnectionHealth, ConnectionRecord,
-    ExportConfig, FieldMap, Outcome, PlanWriter, ProfileSourceRecord, QueueState, RefusalRecord,
-    Role, RunChange, RunCounts, Schedule, SegmentTag, StageRow, StagedMember, StateError,
-    StateStore, StateUrl, Suppression, SuppressionKind, UpsertPhase, TABLES,
+    DiffCursor, ExportConfig, FieldMap, Outcome, PlanWriter, ProfileSourceRecord, QueueState,
+    RefusalRecord, Role, RunChange, RunCounts, Schedule, SegmentTag, StageRow, StagedMember,
+    StateError, StateStore, StateUrl, Suppression, SuppressionKind, UpsertPhase, TABLES,
 };
 use segsync_core::{
     MemberKey, MergeValues, NewStatus, RecordError, RemovalPolicy, SnapshotEntry, Status, TagSet,
@@ -975,6 +975,20 @@ fn bits(set: u64) -> impl Iterator<Item = usize> {
 }
 
 /// A small planning rule (the engine's `decide`, simplified) that uses every kind of plan row.
+/// One key of the diff: recorded in `visited`, planned by [`plan_rule`].
+fn visit(
+    visited: &mut Vec<Visit>,
+    (key, want, snap): (MemberKey, Option<&StagedMember>, Option<&SnapshotEntry>),
+    w: &mut PlanWriter<'_>,
+) -> segsync::state::Result<()> {
+    visited.push((
+        key,
+        want.map(|m| (m.email.clone(), m.fingerprint, m.tags.0)),
+        snap.cloned(),
+    ));
+    plan_rule(key, want, snap, w)
+}
+
 fn plan_rule(
     key: MemberKey,
     want: Option<&StagedMember>,
@@ -1050,14 +1064,16 @@ enum Staging {
 }
 
 fn stage_and_plan(s: &mut StateStore, export: &str, rows: &StageInput<'_>) -> PlanSeen {
-    stage_and_plan_by(s, export, rows, Staging::Streamed)
+    stage_and_plan_by(s, export, rows, Staging::Streamed, None)
 }
 
+/// Stages `rows` (`how`), then diffs them whole, or `parts` staged members at a time.
 fn stage_and_plan_by(
     s: &mut StateStore,
     export: &str,
     rows: &StageInput<'_>,
     how: Staging,
+    parts: Option<usize>,
 ) -> PlanSeen {
     s.stage_begin().unwrap();
     let mut staged: Vec<StageRow> = rows
@@ -1091,15 +1107,22 @@ fn stage_and_plan_by(
         Staging::Sorted | Staging::SortedReversed => s.stage_sorted(staged).unwrap(),
     }
     let mut visited = Vec::new();
-    s.diff_stage(export, false, |key, want, snap, w| {
-        visited.push((
-            key,
-            want.map(|m| (m.email.clone(), m.fingerprint, m.tags.0)),
-            snap.cloned(),
-        ));
-        plan_rule(key, want, snap, w)
-    })
-    .unwrap();
+    match parts {
+        None => s
+            .diff_stage(export, false, |k, want, snap, w| {
+                visit(&mut visited, (k, want, snap), w)
+            })
+            .unwrap(),
+        Some(n) => {
+            let mut cursor = DiffCursor::default();
+            while !cursor.done() {
+                s.diff_stage_part(export, false, &mut cursor, Some(n), |k, want, snap, w| {
+                    visit(&mut visited, (k, want, snap), w)
+                })
+                .unwrap();
+            }
+        }
+    }
     let mut upserts = Vec::new();
     for phase in [
         UpsertPhase::Create,
@@ -1185,8 +1208,14 @@ fn staging_gives_the_same_plan(env: &Env, s: &mut StateStore) {
         Staging::StreamedReversed,
         Staging::SortedReversed,
     ] {
-        let again = stage_and_plan_by(s, "e", &first, how);
+        let again = stage_and_plan_by(s, "e", &first, how, None);
         assert_eq!(again, plans[0], "{how:?}");
+    }
+    // Diffed a part at a time (as a run that sends while it diffs), the same visits and
+    // the same plan rows.
+    for n in [1, 3, 7, 40] {
+        let again = stage_and_plan_by(s, "e", &first, Staging::Streamed, Some(n));
+        assert_eq!(again, plans[0], "in parts of {n}");
     }
     let plan = &plans[0];
     assert_eq!(plan.staged, 40);
@@ -1244,6 +1273,11 @@ fn staging_gives_the_same_plan(env: &Env, s: &mut StateStore) {
     assert_eq!(plans[0], plans[1]);
     assert_eq!(plans[0].staged, 10);
     assert_eq!(plans[0].visited.len(), 60);
+    // The snapshot's keys before, between and after the staged ones, a part at a time.
+    for n in [1, 4, 10, 11] {
+        let again = stage_and_plan_by(s, "e", &second, Staging::Streamed, Some(n));
+        assert_eq!(again, plans[0], "in parts of {n}");
+    }
     // Another export's snapshot is not in this one's diff.
     s.add_export(&export("f", "main", &[])).unwrap();
     let other = stage_and_plan(s, "f", &second);

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use super::checkpoint::{self, Checkpoints};
 use super::report::{self, profile_key, Tallied};
+use super::stream::Streamed;
 use super::tracking::{RunPhase, Tracker};
 use super::{crash, Prepared, Progress, RunError, RunReport, StopReason, StopSignal};
 use crate::mailchimp::{self, encoder::core_status, sink, Client, Sink};
@@ -73,7 +74,12 @@ pub async fn execute(
         ids: run.ready_audience(&mut p).await?,
         names: tag_names(&p),
     });
-    let mut queue = phases(&p);
+    // A diff going on while the upserts are sent: the phases after them come from the
+    // whole plan, once it is written.
+    let mut queue = match p.diffing.take() {
+        Some(d) => vec![Phase::streamed(d)],
+        None => phases(&p, 0),
+    };
     let mut i = 0;
     while i < queue.len() {
         if let Some(reason) = stop.reason() {
@@ -82,6 +88,10 @@ pub async fn execute(
         }
         let mut phase = std::mem::replace(&mut queue[i], Phase::memory(VecDeque::new(), 0));
         let end = run.send_phase(&mut phase, &segment_ids, stop).await?;
+        let streamed = match phase.source {
+            Source::Streamed(s) => Some(s.into_done()),
+            _ => None,
+        };
         // Members whose address was not delivered are not tagged: the phase is done with
         // what it answered.
         let c = &mut run.tally.counts;
@@ -89,6 +99,12 @@ pub async fn execute(
         if let Some(reason) = stop.reason() {
             run.save_counts()?;
             return run.stopped(&p.export.name, reason);
+        }
+        if let Some(done) = streamed {
+            let d = done.ok_or_else(|| anyhow::anyhow!("the upserts ran out before the diff"))?;
+            p.end_diffing(run.state, d)?;
+            run.diffed(&p.counts);
+            queue.extend(phases(&p, 1));
         }
         if !end.again.is_empty() {
             queue.insert(i + 1, Phase::memory(end.again.into(), phase.round + 1));
@@ -150,8 +166,9 @@ fn tag_names(p: &Prepared) -> HashMap<usize, String> {
         .collect()
 }
 
-/// The plan's phases, each from the plan on disk, with its members to go.
-fn phases(p: &Prepared) -> Vec<Phase> {
+/// The plan's phases from the `from`th on (0: upserts, 1: tags, 2: removals), each from the
+/// plan on disk, with its members to go.
+fn phases(p: &Prepared, from: usize) -> Vec<Phase> {
     let s = &p.plan.summary;
     let sizes = [
         s.moves + s.creates + s.updates,
@@ -161,6 +178,7 @@ fn phases(p: &Prepared) -> Vec<Phase> {
     segsync_core::requests::phases(&p.plan.tag_bits)
         .into_iter()
         .zip(sizes)
+        .skip(from)
         .filter(|(_, size)| *size > 0)
         .map(|(parts, size)| Phase {
             source: Source::Stored(Requests::new(parts)),
@@ -172,10 +190,12 @@ fn phases(p: &Prepared) -> Vec<Phase> {
         .collect()
 }
 
-/// Where a phase's requests come from: the plan on disk, grouped by the core, or requests
-/// kept in memory (sent again after a transient failure, or updates of members met again).
+/// Where a phase's requests come from: the plan on disk, grouped by the core, the upserts of
+/// a plan still being diffed, or requests kept in memory (sent again after a transient
+/// failure, or updates of members met again).
 enum Source {
     Stored(Requests),
+    Streamed(Box<Streamed>),
     Memory(VecDeque<Op>),
 }
 
@@ -202,20 +222,34 @@ impl Phase {
         }
     }
 
+    /// The upserts of a plan whose diff goes on (their total for the display: the members
+    /// staged, at most the upserts).
+    fn streamed(diffing: super::prepare::Diffing) -> Phase {
+        Phase {
+            total: diffing.staged_members(),
+            source: Source::Streamed(Box::new(Streamed::new(diffing))),
+            round: 0,
+            exhausted: false,
+            named: false,
+        }
+    }
+
     fn next_op(
         &mut self,
-        state: &StateStore,
+        state: &mut StateStore,
+        export: &str,
         undelivered: &HashSet<String>,
     ) -> Result<Option<Op>, RunError> {
         match &mut self.source {
             Source::Memory(ops) => Ok(ops.pop_front()),
             Source::Stored(requests) => Ok(requests.next(&mut StagedRows(state), undelivered)?),
+            Source::Streamed(upserts) => upserts.next(state, export),
         }
     }
 }
 
 /// A planned upsert as the sink sends it, its merge values read back.
-fn upsert_of(r: PlannedUpsert) -> Result<Upsert, RunError> {
+pub(super) fn upsert_of(r: PlannedUpsert) -> Result<Upsert, RunError> {
     let merge = match r.merge_json {
         Some(j) => Some(serde_json::from_str(&j).map_err(|e| {
             RunError::Other(anyhow::anyhow!("a staged member's merge values: {e}"))
@@ -332,6 +366,16 @@ impl Sending<'_> {
         self.save_counts()
     }
 
+    /// The diff that went on while the upserts were sent is done: the counts it gives.
+    fn diffed(&mut self, counts: &RunCounts) {
+        let c = &mut self.tally.counts;
+        c.members = counts.members;
+        c.unchanged = counts.unchanged;
+        c.skipped += counts.skipped;
+        c.suppressed = counts.suppressed;
+        c.remembered_refusals = counts.remembered_refusals;
+    }
+
     /// Saves the run's counts (its phase and retries with them).
     fn save_counts(&mut self) -> Result<(), RunError> {
         self.tracker.settle(&mut self.tally.counts, &self.client);
@@ -344,7 +388,9 @@ impl Sending<'_> {
     /// tags, if this plan tags anyone: the tag ids by the export's tag bits.
     async fn ready_audience(&mut self, p: &mut Prepared) -> Result<HashMap<usize, u64>, RunError> {
         let summary = &p.plan.summary;
-        let tagging = summary.tag_adds + summary.tag_removes > 0;
+        // A plan still being diffed may tag anyone: the ids are ready before it sends.
+        let tagging = summary.tag_adds + summary.tag_removes > 0
+            || (p.diffing.is_some() && !p.tag_bits.is_empty());
         if !p.fields_to_create.is_empty() || tagging {
             self.enter(RunPhase::Preparing, 0)?;
         }
@@ -428,7 +474,7 @@ impl Sending<'_> {
     ) -> Result<(), RunError> {
         let max_in_flight = self.client.max_in_flight().max(1);
         while !phase.exhausted && in_flight.len() < max_in_flight && stop.reason().is_none() {
-            let Some(op) = phase.next_op(self.state, &self.undelivered)? else {
+            let Some(op) = phase.next_op(self.state, &self.export, &self.undelivered)? else {
                 phase.exhausted = true;
                 break;
             };

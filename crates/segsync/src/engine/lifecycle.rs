@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{execute, prepare, Progress, RunError, RunReport, RunSettings, StopReason};
+use super::prepare::prepare_to_send;
+use super::{execute, Progress, RunError, RunReport, RunSettings, StopReason};
 use crate::app::App;
 use crate::state::{Outcome, StateStore};
 
@@ -80,7 +81,7 @@ impl StartedRun {
                 ..Default::default()
             };
             state.update_run_counts(run_id, &reading)?;
-            let prepared = prepare(app, state, &name, settings).await?;
+            let prepared = prepare_to_send(app, state, &name, settings).await?;
             progress.attach(prepared.client.stats());
             let checkpoint_store = app.state()?;
             execute(

@@ -2,7 +2,8 @@
 //!
 //! 1. [`prepare`]: read the profiles (every segment in one pass), normalise and stage them,
 //!    learn what changed in the audience ([`audience`], read while the profiles are), diff
-//!    and plan. `segsync plan` stops here.
+//!    and plan ([`diff`]). `segsync plan` stops here. A run with a large stage and no moves
+//!    starts sending before its diff is done ([`stream`]).
 //! 2. [`execute`]: send the plan phase by phase, each operation through the Mailchimp
 //!    destination (`segsync_mailchimp::sink`: request bodies, the request stack, answers read
 //!    into facts), with up to 10 requests in flight.
@@ -35,12 +36,14 @@ use crate::state::StateStore;
 mod audience;
 mod checkpoint;
 pub mod crash;
+mod diff;
 mod evaluate;
 mod execute;
 mod holds;
 mod lifecycle;
 mod prepare;
 mod report;
+mod stream;
 mod tracking;
 
 pub use execute::execute;

@@ -1,18 +1,17 @@
 //! The first stage of a run: everything up to the plan, sending no write. Reads the
 //! profiles (every chosen segment in one pass) into the run's stage on disk, learns what
 //! changed in the audience, and diffs the stage against the snapshot into the plan, also on
-//! disk. `segsync plan` prints what this returns; `segsync run` sends it.
+//! disk (`diff`). `segsync plan` prints what this returns; `segsync run` sends it, and may
+//! send while a large diff goes on (`stream`).
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use segsync_core::{
-    decide, decide_move, pair_moves, DiffOptions, DiffSink, FieldSpec, MemberKey, MergeKind, Moves,
-    PlanSummary, RecordError, Route, SnapshotEntry, Status, TagSet, Want,
-};
+use segsync_core::{pair_moves, FieldSpec, MergeKind, PlanSummary, RecordError};
 use serde::Serialize;
 
 use super::audience::{read_tags_ahead, AudienceRead, Statuses, TagsAhead};
+use super::diff::{Differ, PlanCounts};
 use super::evaluate::{self, Decision, Staged};
 use super::holds::{self, HeldCounts};
 use super::{RunError, RunSettings};
@@ -20,9 +19,7 @@ use crate::app::App;
 use crate::mailchimp::{self, Client};
 use crate::merge_type::{suggest, MergeType};
 use crate::sources::Profiles;
-use crate::state::{
-    Evaluation, EvaluationMode, ExportConfig, PlanWriter, RunCounts, StateStore, UpsertPhase,
-};
+use crate::state::{Evaluation, EvaluationMode, ExportConfig, RunCounts, StateStore};
 
 /// The plan of a prepared run, kept on disk in the run's temporary tables (see
 /// `state::staging`): its counts, and the tags it changes.
@@ -53,6 +50,8 @@ pub struct Prepared {
     /// The audience's tags, read while the run diffed and planned (when it compared any
     /// member): the tag writes name them.
     tags_ahead: Option<TagsAhead>,
+    /// The diff, when it goes on while the run sends ([`prepare_to_send`]).
+    pub(super) diffing: Option<Diffing>,
 }
 
 /// What `segsync plan` prints. Its request counts include those that ready the audience:
@@ -186,11 +185,33 @@ pub fn mapping_problems(
 }
 
 /// Reads, normalises, learns the audience, diffs and plans. Sends no write.
+/// Everything up to the whole plan, as `segsync plan` and the preview show it.
 pub async fn prepare(
     app: &App,
     state: &mut StateStore,
     export_name: &str,
     settings: &RunSettings,
+) -> Result<Prepared, RunError> {
+    prepare_with(app, state, export_name, settings, false).await
+}
+
+/// Everything up to the plan, for a run that sends it: a large diff without moves goes on
+/// while the run sends what it planned so far (`Prepared::diffing`, see `stream`).
+pub(super) async fn prepare_to_send(
+    app: &App,
+    state: &mut StateStore,
+    export_name: &str,
+    settings: &RunSettings,
+) -> Result<Prepared, RunError> {
+    prepare_with(app, state, export_name, settings, true).await
+}
+
+async fn prepare_with(
+    app: &App,
+    state: &mut StateStore,
+    export_name: &str,
+    settings: &RunSettings,
+    send_while_diffing: bool,
 ) -> Result<Prepared, RunError> {
     let t = Instant::now();
     let export = state.export(export_name)?;
@@ -232,56 +253,126 @@ pub async fn prepare(
     let moves = pair_moves(&new, holders);
     drop(new);
     let holds = holds::load(state, &export.name)?;
+    let mut differ = Differ::new(&export, audience, (moves, holds), read.restrict);
+    let staged = read.staged;
+    let base = Base {
+        rows: staged.rows,
+        accepted: staged.accepted,
+        members: staged.members,
+        refused: staged.refused.len() as u64,
+        previous_members: read.previous_members,
+        evaluation: read.evaluation,
+    };
+    let streams = send_while_diffing && differ.streams() && staged.members >= STREAM_FROM;
     // The audience's tags are read as soon as the diff tags anyone, while it goes on.
     let mut tags_ahead = None;
-    let mut tagging = || tags_ahead = Some(read_tags_ahead(&client, &export.audience_id));
-    let mut acc = diff_into_plan(
-        state,
-        &export,
-        &audience,
-        (&moves, &holds),
-        read.restrict,
-        &mut tagging,
-    )?;
-    drop(audience);
-    state.refresh_snapshot_profiles(&export.name)?;
-    let plan = acc.plan();
-    tracing::debug!(requests = plan.summary.requests, elapsed = ?t.elapsed(), "planned");
-    let staged = read.staged;
-    let members = match read.previous_members {
-        Some(previous) => (previous + staged.members).saturating_sub(acc.touched_tagged),
-        None => staged.members,
-    };
-    let counts = RunCounts {
-        profiles: staged.rows,
-        members,
-        duplicates: staged.accepted - staged.members,
-        refused: staged.refused.len() as u64,
-        // The members an incremental run left as they were are unchanged too.
-        unchanged: acc.unchanged + (members - staged.members.min(members)),
-        skipped: acc.skipped.len() as u64,
-        suppressed: acc.held.suppressed,
-        remembered_refusals: acc.held.remembered,
-        evaluation: Some(read.evaluation),
-        ..Default::default()
-    };
-    let read_at = read.read_at;
-    Ok(Prepared {
+    if streams {
+        tracing::debug!(elapsed = ?t.elapsed(), "planned (the diff goes on while the run sends)");
+    } else {
+        let mut tagging = || tags_ahead = Some(read_tags_ahead(&client, &export.audience_id));
+        differ.step(state, None, &mut tagging)?;
+        state.refresh_snapshot_profiles(&export.name)?;
+        tracing::debug!(requests = differ.acc.plan().summary.requests, elapsed = ?t.elapsed(), "planned");
+    }
+    let mut prepared = Prepared {
         export,
         client,
         tag_names,
         tag_bits,
         fields_to_create: to_create,
         specs,
-        plan,
+        plan: differ.acc.plan(),
         refused: staged.refused,
-        skipped: std::mem::take(&mut acc.skipped),
-        counts,
-        held: std::mem::take(&mut acc.held),
-        audience_read_at: read_at,
+        skipped: Vec::new(),
+        counts: base.counts(&differ.acc),
+        held: HeldCounts::default(),
+        audience_read_at: read.read_at,
         audience_name: list.name,
         tags_ahead,
-    })
+        diffing: None,
+    };
+    if streams {
+        prepared.diffing = Some(Diffing { differ, base });
+    } else {
+        prepared.diffed(differ, &base);
+    }
+    Ok(prepared)
+}
+
+/// Runs whose stage holds at least this many members send while their diff goes on; smaller
+/// ones have too little to overlap, and keep the plan whole before the first request.
+const STREAM_FROM: u64 = 1_000;
+
+/// A diff still going on while the run sends its upserts.
+pub(super) struct Diffing {
+    pub differ: Differ,
+    base: Base,
+}
+
+impl Diffing {
+    /// The members staged: at most the upserts the diff plans.
+    pub fn staged_members(&self) -> u64 {
+        self.base.members
+    }
+}
+
+/// What a run's counts take from its reading, besides the diff's.
+struct Base {
+    rows: u64,
+    accepted: u64,
+    members: u64,
+    refused: u64,
+    previous_members: Option<u64>,
+    evaluation: Evaluation,
+}
+
+impl Base {
+    /// The run's counts given what the diff counted.
+    fn counts(&self, acc: &PlanCounts) -> RunCounts {
+        let members = match self.previous_members {
+            Some(previous) => (previous + self.members).saturating_sub(acc.touched_tagged),
+            None => self.members,
+        };
+        RunCounts {
+            profiles: self.rows,
+            members,
+            duplicates: self.accepted - self.members,
+            refused: self.refused,
+            // The members an incremental run left as they were are unchanged too.
+            unchanged: acc.unchanged + (members - self.members.min(members)),
+            skipped: acc.skipped.len() as u64,
+            suppressed: acc.held.suppressed,
+            remembered_refusals: acc.held.remembered,
+            evaluation: Some(self.evaluation.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+impl Prepared {
+    /// The diff is done: its plan and counts become the run's.
+    fn diffed(&mut self, mut differ: Differ, base: &Base) {
+        self.plan = differ.acc.plan();
+        self.counts = base.counts(&differ.acc);
+        self.skipped = std::mem::take(&mut differ.acc.skipped);
+        self.held = std::mem::take(&mut differ.acc.held);
+    }
+
+    /// Ends a diff that went on while the run sent (`diffing` taken from it): the plan and
+    /// the counts as a whole diff gives them, and the snapshot's profile lists refreshed.
+    /// Called once the upserts' answers are all checkpointed, so that nothing else writes the
+    /// snapshot meanwhile.
+    pub(super) fn end_diffing(
+        &mut self,
+        state: &mut StateStore,
+        diffing: Diffing,
+    ) -> Result<(), RunError> {
+        debug_assert!(diffing.differ.done());
+        self.diffed(diffing.differ, &diffing.base);
+        state.refresh_snapshot_profiles(&self.export.name)?;
+        tracing::debug!(requests = self.plan.summary.requests, "diffed");
+        Ok(())
+    }
 }
 
 fn merge_kind(t: &mailchimp::MergeFieldType) -> MergeKind {
@@ -505,239 +596,4 @@ fn check_limit(export: &ExportConfig, members: u64) -> Result<(), RunError> {
         )));
     }
     Ok(())
-}
-
-/// The diff: a merge-join of the stage and the snapshot, in key order, written to the run's
-/// plan on disk, counted. Members that follow their profile to a new address are moved
-/// (`moves`); members held back (`holds`) are left alone; every other member gets the
-/// diff's usual rules.
-fn diff_into_plan(
-    state: &mut StateStore,
-    export: &ExportConfig,
-    audience: &Statuses,
-    (moves, holds): (&Moves, &segsync_core::Holds),
-    restrict: bool,
-    first_tag: &mut dyn FnMut(),
-) -> Result<PlanCounts, RunError> {
-    let opts = DiffOptions {
-        status_if_new: export.status_if_new,
-        removal: export.removal,
-    };
-    let mut acc = PlanCounts::default();
-    let mut told = false;
-    state.diff_stage(&export.name, restrict, |key, staged, entry, writer| {
-        if entry.is_some_and(|e| !e.tags.is_empty()) {
-            acc.touched_tagged += 1;
-        }
-        if acc.held.holds(holds, key, staged, entry) {
-            return Ok(());
-        }
-        if let (Some(w), Some(e)) = (staged, entry) {
-            if e.profiles.as_deref() != Some(w.profiles.as_str()) {
-                writer.profiles(key, &w.profiles)?;
-            }
-        }
-        let want = staged.map(|w| Want {
-            email: &w.email,
-            fingerprint: w.fingerprint,
-            tags: w.tags,
-        });
-        let mut sink = StageSink {
-            writer,
-            acc: &mut acc,
-            error: None,
-        };
-        match (moves.route(key, want.is_some(), entry.is_some()), &want) {
-            (Route::MoveFrom(h), Some(want)) => decide_move(key, want, h.key, &h.entry, &mut sink),
-            (Route::Skip(reason), Some(want)) => sink.skip(key, want.email, reason.to_string()),
-            (Route::MovedAway, _) => {}
-            _ => decide(
-                key,
-                want.as_ref(),
-                entry,
-                audience.get(&key).copied(),
-                opts,
-                &mut sink,
-            ),
-        }
-        let error = sink.error;
-        if !told && acc.tagging() {
-            told = true;
-            first_tag();
-        }
-        match error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    })?;
-    Ok(acc)
-}
-
-/// What the diff wrote, counted.
-#[derive(Default)]
-struct PlanCounts {
-    moves: usize,
-    creates: usize,
-    updates: usize,
-    unsubscribes: usize,
-    archives: usize,
-    /// Adds and removes per tag bit, by tag batches.
-    per_tag: Vec<(usize, usize)>,
-    /// Tags carried by upserts (creates' own, updates' gained), per tag bit.
-    item_tags: Vec<usize>,
-    unchanged: u64,
-    skipped: Vec<segsync_core::Skip>,
-    held: HeldCounts,
-    /// Members compared that the snapshot holds with tags (in a segment at the last run,
-    /// near enough: an incremental run's member count is estimated with them).
-    touched_tagged: u64,
-}
-
-impl PlanCounts {
-    fn plan(&self) -> StagedPlan {
-        // The tags the upserts carry count too: their ids are found before sending, and
-        // members whose upsert did not apply them are tagged by tag batches.
-        let bits: Vec<usize> = (0..self.per_tag.len().max(self.item_tags.len()))
-            .filter(|b| {
-                self.per_tag.get(*b).is_some_and(|t| *t != (0, 0))
-                    || self.item_tags.get(*b).is_some_and(|n| *n > 0)
-            })
-            .collect();
-        let per_tag: Vec<(usize, usize)> = bits
-            .iter()
-            .map(|b| self.per_tag.get(*b).copied().unwrap_or_default())
-            .collect();
-        StagedPlan {
-            summary: PlanSummary::from_counts(
-                self.moves,
-                self.creates,
-                self.updates,
-                self.unsubscribes,
-                &per_tag,
-                self.item_tags.iter().sum(),
-                self.archives,
-            ),
-            tag_bits: bits,
-        }
-    }
-
-    /// Some decision tags a member (by its upsert or by a tag batch): a tag was counted.
-    fn tagging(&self) -> bool {
-        !self.item_tags.is_empty() || !self.per_tag.is_empty()
-    }
-
-    fn item_tags(&mut self, tags: TagSet) {
-        for bit in tags.iter() {
-            if self.item_tags.len() <= bit {
-                self.item_tags.resize(bit + 1, 0);
-            }
-            self.item_tags[bit] += 1;
-        }
-    }
-
-    fn tag(&mut self, bit: usize, adding: bool) {
-        if self.per_tag.len() <= bit {
-            self.per_tag.resize(bit + 1, (0, 0));
-        }
-        if adding {
-            self.per_tag[bit].0 += 1;
-        } else {
-            self.per_tag[bit].1 += 1;
-        }
-    }
-}
-
-/// Writes the diff's decisions to the run's plan on disk.
-struct StageSink<'s, 'w, 'a> {
-    writer: &'w mut PlanWriter<'a>,
-    acc: &'s mut PlanCounts,
-    error: Option<crate::state::StateError>,
-}
-
-impl StageSink<'_, '_, '_> {
-    fn keep(&mut self, r: Result<(), crate::state::StateError>) {
-        if let Err(e) = r {
-            self.error.get_or_insert(e);
-        }
-    }
-}
-
-impl DiffSink for StageSink<'_, '_, '_> {
-    fn upsert(
-        &mut self,
-        key: MemberKey,
-        want: &Want<'_>,
-        status: Status,
-        create: bool,
-        tags: TagSet,
-    ) {
-        self.acc.item_tags(tags);
-        let phase = if create {
-            self.acc.creates += 1;
-            UpsertPhase::Create
-        } else {
-            self.acc.updates += 1;
-            UpsertPhase::Update
-        };
-        let r = self
-            .writer
-            .upsert(phase, key, want.email, status, Some(want.fingerprint), tags);
-        self.keep(r);
-    }
-    fn move_member(
-        &mut self,
-        key: MemberKey,
-        want: &Want<'_>,
-        from: MemberKey,
-        entry: &SnapshotEntry,
-    ) {
-        self.acc.moves += 1;
-        let r = self.writer.move_member(
-            (from, &entry.email),
-            key,
-            want.email,
-            entry.status,
-            want.fingerprint,
-        );
-        self.keep(r);
-    }
-    fn unsubscribe(&mut self, key: MemberKey, email: &str) {
-        self.acc.unsubscribes += 1;
-        let r = self.writer.upsert(
-            UpsertPhase::Unsubscribe,
-            key,
-            email,
-            Status::Unsubscribed,
-            None,
-            TagSet::default(),
-        );
-        self.keep(r);
-    }
-    fn tags(&mut self, key: MemberKey, email: &str, add: TagSet, remove: TagSet) {
-        for bit in add.iter() {
-            self.acc.tag(bit, true);
-            let r = self.writer.tag(bit, true, key, email);
-            self.keep(r);
-        }
-        for bit in remove.iter() {
-            self.acc.tag(bit, false);
-            let r = self.writer.tag(bit, false, key, email);
-            self.keep(r);
-        }
-    }
-    fn archive(&mut self, key: MemberKey, email: &str) {
-        self.acc.archives += 1;
-        let r = self.writer.archive(key, email);
-        self.keep(r);
-    }
-    fn skip(&mut self, key: MemberKey, email: &str, reason: String) {
-        self.acc.skipped.push(segsync_core::Skip {
-            key,
-            email: email.to_string(),
-            reason,
-        });
-    }
-    fn unchanged(&mut self, _: MemberKey) {
-        self.acc.unchanged += 1;
-    }
 }

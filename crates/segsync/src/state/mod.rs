@@ -49,7 +49,9 @@ pub mod suppressions;
 pub use changes::{ChangeAction, ConnectionHealth, RunChange, CHANGES_PAGE};
 pub use copy::{copy_state, Cell, ColKind, CopyReport, Import, TableDef, TABLES};
 pub use people::{AuditEntry, Role, SessionRecord, TokenRecord, UserRecord};
-pub use staging::{KnownHolders, PlanWriter, PlannedUpsert, StageRow, StagedMember, UpsertPhase};
+pub use staging::{
+    DiffCursor, KnownHolders, PlanWriter, PlannedUpsert, StageRow, StagedMember, UpsertPhase,
+};
 pub use stores::{
     ConnectionStore, ExportStore, PeopleStore, QueueStore, RunStore, SegmentStore, SnapshotStore,
     SuppressionStore,

@@ -248,6 +248,23 @@ fn status_of(text: &str) -> rusqlite::Result<Status> {
     })
 }
 
+/// How far a diff written in parts has gone ([`StateStore::diff_stage_part`]).
+#[derive(Debug, Default)]
+pub struct DiffCursor {
+    /// The last staged member diffed (the empty key, before every member, at first).
+    after: Vec<u8>,
+    /// The plan's last sequence number.
+    seq: i64,
+    done: bool,
+}
+
+impl DiffCursor {
+    /// Whether every key of the stage and the snapshot was diffed.
+    pub fn done(&self) -> bool {
+        self.done
+    }
+}
+
 /// Writes plan rows during the diff.
 pub struct PlanWriter<'a> {
     upsert: rusqlite::CachedStatement<'a>,
@@ -498,7 +515,7 @@ impl StateStore {
     /// The merge-join of the stage and `export`'s snapshot, in key order: `f` gets each key
     /// with what the export wants (if it does) and what it delivered (if anything), and
     /// writes the plan through the [`PlanWriter`]. One transaction.
-    pub fn diff_stage<F>(&mut self, export: &str, restrict: bool, mut f: F) -> Result<()>
+    pub fn diff_stage<F>(&mut self, export: &str, restrict: bool, f: F) -> Result<()>
     where
         F: FnMut(
             MemberKey,
@@ -507,18 +524,49 @@ impl StateStore {
             &mut PlanWriter<'_>,
         ) -> Result<()>,
     {
+        self.diff_stage_part(export, restrict, &mut DiffCursor::default(), None, f)
+    }
+
+    /// [`StateStore::diff_stage`] a part at a time: the keys after `cursor`, up to `limit`
+    /// staged members (with the snapshot's keys up to the last of them, or to the end when
+    /// the stage has no more), one transaction each; `cursor` moves past them and says when
+    /// the diff is done. The plan's sequence numbers go on from part to part, so that the
+    /// plan written in parts is the plan written at once, and pages of it can be read (and
+    /// sent) between two parts.
+    pub fn diff_stage_part<F>(
+        &mut self,
+        export: &str,
+        restrict: bool,
+        cursor: &mut DiffCursor,
+        limit: Option<usize>,
+        mut f: F,
+    ) -> Result<()>
+    where
+        F: FnMut(
+            MemberKey,
+            Option<&StagedMember>,
+            Option<&SnapshotEntry>,
+            &mut PlanWriter<'_>,
+        ) -> Result<()>,
+    {
+        if cursor.done {
+            return Ok(());
+        }
         self.load_scratch_snapshot(export)?;
         let tx = self.stage().unchecked_transaction()?;
         {
-            let mut want_st =
-                tx.prepare("SELECT key, email, fp, tags, profiles FROM temp.staged ORDER BY key")?;
+            // SQLite reads a negative limit as none.
+            let max = limit.map_or(-1, |l| l as i64);
+            let mut want_st = tx.prepare_cached(
+                "SELECT key, email, fp, tags, profiles FROM temp.staged WHERE key > ?1 ORDER BY key LIMIT ?2",
+            )?;
             // Restricted: the touched addresses only ([`StateStore::set_touched`]).
-            let mut snap_st = tx.prepare(if restrict {
-                "SELECT s.key, s.email, s.fingerprint, s.tags, s.status, s.owned, s.profiles FROM temp.touched t CROSS JOIN snapshot s ON s.export = ?1 AND s.key = t.key ORDER BY t.key"
+            let mut snap_st = tx.prepare_cached(if restrict {
+                "SELECT s.key, s.email, s.fingerprint, s.tags, s.status, s.owned, s.profiles FROM temp.touched t CROSS JOIN snapshot s ON s.export = ?1 AND s.key = t.key WHERE t.key > ?2 ORDER BY t.key"
             } else {
-                "SELECT key, email, fingerprint, tags, status, owned, profiles FROM snapshot WHERE export = ?1 ORDER BY key"
+                "SELECT key, email, fingerprint, tags, status, owned, profiles FROM snapshot WHERE export = ?1 AND key > ?2 ORDER BY key"
             })?;
-            let mut wants = want_st.query_map([], |r| {
+            let mut wants = want_st.query_map(params![cursor.after, max], |r| {
                 Ok(StagedMember {
                     key: key_of(r.get(0)?)?,
                     email: r.get(1)?,
@@ -527,7 +575,7 @@ impl StateStore {
                     profiles: sorted_profiles(r.get(4)?),
                 })
             })?;
-            let mut snaps = snap_st.query_map([export], |r| {
+            let mut snaps = snap_st.query_map(params![export, cursor.after], |r| {
                 let status: String = r.get(4)?;
                 Ok((
                     key_of(r.get(0)?)?,
@@ -547,14 +595,19 @@ impl StateStore {
                 archive: tx.prepare_cached("INSERT INTO temp.plan_archive (seq, key, email) VALUES (?1, ?2, ?3)")?,
                 profiles: tx.prepare_cached("INSERT OR REPLACE INTO temp.profile_refresh (key, profiles) VALUES (?1, ?2)")?,
                 moves: tx.prepare_cached("INSERT INTO temp.plan_move (seq, from_key, from_email, key, email, status, fp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?,
-                seq: 0,
+                seq: cursor.seq,
             };
             let mut want = wants.next().transpose()?;
             let mut snap = snaps.next().transpose()?;
+            let mut read = usize::from(want.is_some());
+            let mut last_want = None;
             loop {
                 let (w, s) = match (&want, &snap) {
                     (None, None) => break,
                     (Some(w), None) => (Some(w), None),
+                    // The part's members are done; the stage has more: the snapshot's
+                    // keys past them are the next part's.
+                    (None, Some(_)) if limit.is_some_and(|l| read >= l) => break,
                     (None, Some(s)) => (None, Some(s)),
                     (Some(w), Some(s)) => match w.key.cmp(&s.0) {
                         std::cmp::Ordering::Less => (Some(w), None),
@@ -566,11 +619,18 @@ impl StateStore {
                 f(key, w, s.map(|s| &s.1), &mut writer)?;
                 let (took_w, took_s) = (w.is_some(), s.is_some());
                 if took_w {
+                    last_want = Some(key);
                     want = wants.next().transpose()?;
+                    read += usize::from(want.is_some());
                 }
                 if took_s {
                     snap = snaps.next().transpose()?;
                 }
+            }
+            cursor.seq = writer.seq;
+            match (limit, last_want) {
+                (Some(l), Some(last)) if read >= l => cursor.after = last.0.to_vec(),
+                _ => cursor.done = true,
             }
         }
         tx.commit()?;

@@ -31,6 +31,7 @@ mod requests;
 mod resume;
 mod secrets;
 mod soak;
+mod streaming;
 mod suppress;
 mod torture;
 pub mod truth;
