@@ -457,6 +457,9 @@ impl Sending<'_> {
                 self.fill(phase, &mut in_flight, segment_ids, stop)?;
             }
             self.take_answer(sent, phase.round, &mut end).await?;
+            if let Source::Streamed(upserts) = &mut phase.source {
+                upserts.plan_ahead(self.state, &self.export)?;
+            }
         }
         // The phase's answers are all written before anything reads the store again.
         self.checkpoints.flush().await?;

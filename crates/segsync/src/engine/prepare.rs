@@ -245,25 +245,8 @@ async fn prepare_with(
             last_run,
         } => read_changed(state, &ctx, audience, (since, last_run), previous_members).await?,
     };
-    let audience = std::mem::take(&mut read.audience);
-    let known = read.staged.holders.take();
-    let (new, holders) =
-        state.move_candidates(&export.name, |k| audience.contains_key(k), known.as_ref())?;
-    drop(known);
-    let moves = pair_moves(&new, holders);
-    drop(new);
-    let holds = holds::load(state, &export.name)?;
-    let mut differ = Differ::new(&export, audience, (moves, holds), read.restrict);
-    let staged = read.staged;
-    let base = Base {
-        rows: staged.rows,
-        accepted: staged.accepted,
-        members: staged.members,
-        refused: staged.refused.len() as u64,
-        previous_members: read.previous_members,
-        evaluation: read.evaluation,
-    };
-    let streams = send_while_diffing && differ.streams() && staged.members >= STREAM_FROM;
+    let (mut differ, base) = differ_of(state, &export, &mut read)?;
+    let streams = send_while_diffing && differ.streams() && base.members >= STREAM_FROM;
     // The audience's tags are read as soon as the diff tags anyone, while it goes on.
     let mut tags_ahead = None;
     if streams {
@@ -282,7 +265,7 @@ async fn prepare_with(
         fields_to_create: to_create,
         specs,
         plan: differ.acc.plan(),
-        refused: staged.refused,
+        refused: std::mem::take(&mut read.staged.refused),
         skipped: Vec::new(),
         counts: base.counts(&differ.acc),
         held: HeldCounts::default(),
@@ -297,6 +280,34 @@ async fn prepare_with(
         prepared.diffed(differ, &base);
     }
     Ok(prepared)
+}
+
+/// The diff of what a run read (the members that follow their profile to a new address
+/// paired, the holds loaded), and what its counts take from the reading.
+fn differ_of(
+    state: &mut StateStore,
+    export: &ExportConfig,
+    read: &mut Read,
+) -> Result<(Differ, Base), RunError> {
+    let audience = std::mem::take(&mut read.audience);
+    let known = read.staged.holders.take();
+    let (new, holders) =
+        state.move_candidates(&export.name, |k| audience.contains_key(k), known.as_ref())?;
+    drop(known);
+    let moves = pair_moves(&new, holders);
+    drop(new);
+    let holds = holds::load(state, &export.name)?;
+    let staged = &read.staged;
+    let base = Base {
+        rows: staged.rows,
+        accepted: staged.accepted,
+        members: staged.members,
+        refused: staged.refused.len() as u64,
+        previous_members: read.previous_members,
+        evaluation: std::mem::take(&mut read.evaluation),
+    };
+    let differ = Differ::new(export, audience, (moves, holds), read.restrict);
+    Ok((differ, base))
 }
 
 /// Runs whose stage holds at least this many members send while their diff goes on; smaller

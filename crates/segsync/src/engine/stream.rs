@@ -70,6 +70,21 @@ impl Streamed {
         }
     }
 
+    /// Diffs one part ahead, if no full batch is planned yet: called while requests are in
+    /// flight, so that the next one leaves without waiting for the diff.
+    pub(super) fn plan_ahead(
+        &mut self,
+        state: &mut StateStore,
+        export: &str,
+    ) -> Result<(), RunError> {
+        let ready = |i: usize| self.planned(i) - self.taken[i] >= BATCH;
+        if self.diffing.differ.done() || ready(0) || ready(1) {
+            return Ok(());
+        }
+        self.diffing.differ.step(state, Some(PART), &mut || {})?;
+        self.forget_retried(state, export)
+    }
+
     fn planned(&self, i: usize) -> usize {
         let acc = &self.diffing.differ.acc;
         [acc.creates, acc.updates][i]
