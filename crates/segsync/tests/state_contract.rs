@@ -1107,21 +1107,12 @@ fn stage_and_plan_by(
         Staging::Sorted | Staging::SortedReversed => s.stage_sorted(staged).unwrap(),
     }
     let mut visited = Vec::new();
-    match parts {
-        None => s
-            .diff_stage(export, false, |k, want, snap, w| {
-                visit(&mut visited, (k, want, snap), w)
-            })
-            .unwrap(),
-        Some(n) => {
-            let mut cursor = DiffCursor::default();
-            while !cursor.done() {
-                s.diff_stage_part(export, false, &mut cursor, Some(n), |k, want, snap, w| {
-                    visit(&mut visited, (k, want, snap), w)
-                })
-                .unwrap();
-            }
-        }
+    let mut cursor = DiffCursor::default();
+    while !cursor.done() {
+        s.diff_stage_part(export, false, &mut cursor, parts, |k, want, snap, w| {
+            visit(&mut visited, (k, want, snap), w)
+        })
+        .unwrap();
     }
     let mut upserts = Vec::new();
     for phase in [

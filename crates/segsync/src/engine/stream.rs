@@ -42,7 +42,7 @@ impl Streamed {
         }
     }
 
-    /// The diff, once every key is diffed and every upsert taken.
+    /// The diff, if every key was diffed (a phase that ran out of requests took every upsert).
     pub(super) fn into_done(self) -> Option<Diffing> {
         self.diffing.differ.done().then_some(self.diffing)
     }

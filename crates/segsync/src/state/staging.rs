@@ -514,25 +514,13 @@ impl StateStore {
 
     /// The merge-join of the stage and `export`'s snapshot, in key order: `f` gets each key
     /// with what the export wants (if it does) and what it delivered (if anything), and
-    /// writes the plan through the [`PlanWriter`]. One transaction.
-    pub fn diff_stage<F>(&mut self, export: &str, restrict: bool, f: F) -> Result<()>
-    where
-        F: FnMut(
-            MemberKey,
-            Option<&StagedMember>,
-            Option<&SnapshotEntry>,
-            &mut PlanWriter<'_>,
-        ) -> Result<()>,
-    {
-        self.diff_stage_part(export, restrict, &mut DiffCursor::default(), None, f)
-    }
-
-    /// [`StateStore::diff_stage`] a part at a time: the keys after `cursor`, up to `limit`
-    /// staged members (with the snapshot's keys up to the last of them, or to the end when
-    /// the stage has no more), one transaction each; `cursor` moves past them and says when
-    /// the diff is done. The plan's sequence numbers go on from part to part, so that the
-    /// plan written in parts is the plan written at once, and pages of it can be read (and
-    /// sent) between two parts.
+    /// writes the plan through the [`PlanWriter`]. Whole (`limit` `None`: one call, one
+    /// transaction), or a part at a time: the keys after `cursor`, up to `limit` staged
+    /// members (with the snapshot's keys up to the last of them, or to the end when the
+    /// stage has no more), one transaction each. `cursor` moves past them and says when the
+    /// diff is done. The plan's sequence numbers go on from part to part, so that the plan
+    /// written in parts is the plan written at once, and pages of it can be read (and sent)
+    /// between two parts.
     pub fn diff_stage_part<F>(
         &mut self,
         export: &str,
@@ -1027,7 +1015,7 @@ impl StateStore {
     }
 
     /// The addresses an incremental run compares with the snapshot (after
-    /// [`StateStore::stage_begin`]); see [`StateStore::diff_stage`].
+    /// [`StateStore::stage_begin`]); see [`StateStore::diff_stage_part`].
     pub fn set_touched(&mut self, keys: &HashSet<MemberKey>) -> Result<()> {
         let tx = self.stage_mut().transaction()?;
         {
