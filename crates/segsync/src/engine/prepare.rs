@@ -255,7 +255,6 @@ async fn prepare_with(
         let mut tagging = || tags_ahead = Some(read_tags_ahead(&client, &export.audience_id));
         differ.step(state, None, &mut tagging)?;
         state.refresh_snapshot_profiles(&export.name)?;
-        tracing::debug!(requests = differ.acc.plan().summary.requests, elapsed = ?t.elapsed(), "planned");
     }
     let mut prepared = Prepared {
         export,
@@ -278,6 +277,7 @@ async fn prepare_with(
         prepared.diffing = Some(Diffing { differ, base });
     } else {
         prepared.diffed(differ, &base);
+        tracing::debug!(requests = prepared.plan.summary.requests, elapsed = ?t.elapsed(), "planned");
     }
     Ok(prepared)
 }

@@ -92,7 +92,10 @@ impl Streamed {
 
     fn take(&mut self, state: &StateStore, i: usize, phase: UpsertPhase) -> Result<Op, RunError> {
         let rows = state.planned_upserts(phase, self.after[i], BATCH)?;
-        let last = rows.last().map(|r| r.seq).expect("planned rows are there");
+        let Some(last) = rows.last().map(|r| r.seq) else {
+            let e = anyhow::anyhow!("the plan holds fewer upserts than its diff counted");
+            return Err(RunError::Other(e));
+        };
         self.after[i] = last;
         self.taken[i] += rows.len();
         let items = rows
