@@ -41,6 +41,7 @@ mod parquet_input;
 mod pg_calls;
 pub(crate) mod postgres;
 pub(crate) mod predicate;
+mod read_ahead;
 mod typecheck;
 mod typing;
 
@@ -433,8 +434,10 @@ impl ProfileStore {
     /// requested columns and one bool per predicate, streamed to `each` (one SQL query:
     /// `SELECT key, cols..., (p1), (p2)... FROM profiles WHERE (p1) OR (p2) ...`).
     ///
-    /// `each` returning an error stops the pass with [`SelectError::Callback`]. The deadline
-    /// ([`Limits::select_timeout`]) counts the time spent in SQLite only.
+    /// The store is read in a thread of its own, a few handfuls of rows ahead of `each`,
+    /// which is called on the calling thread. `each` returning an error stops the pass with
+    /// [`SelectError::Callback`]. The deadline ([`Limits::select_timeout`]) counts the time
+    /// spent in SQLite only.
     pub fn select<E, F>(
         &self,
         columns: &[String],
@@ -444,14 +447,7 @@ impl ProfileStore {
     where
         F: FnMut(ProfileRow) -> Result<(), E>,
     {
-        predicate::select(
-            &self.path,
-            columns,
-            predicates,
-            self.limits.select_timeout,
-            None,
-            each,
-        )
+        read_ahead::select(self.pass(columns, predicates, None), each)
     }
 
     /// [`ProfileStore::select`] over the profiles keyed `keys` only (those that exist), in
@@ -469,14 +465,23 @@ impl ProfileStore {
         F: FnMut(ProfileRow) -> Result<(), E>,
     {
         let only = predicate::Only { keys, generation };
-        predicate::select(
-            &self.path,
+        read_ahead::select(self.pass(columns, predicates, Some(only)), each)
+    }
+
+    /// A pass over the store, as [`read_ahead::select`] runs it.
+    fn pass<'a>(
+        &'a self,
+        columns: &'a [String],
+        predicates: &'a [String],
+        only: Option<predicate::Only<'a>>,
+    ) -> read_ahead::Pass<'a> {
+        read_ahead::Pass {
+            store: &self.path,
             columns,
             predicates,
-            self.limits.select_timeout,
-            Some(only),
-            each,
-        )
+            limit: self.limits.select_timeout,
+            only,
+        }
     }
 
     /// What the imports changed after generation `since` (`None`: nothing asked, only the
