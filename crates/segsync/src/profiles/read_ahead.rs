@@ -18,7 +18,7 @@ const QUEUED: usize = 4;
 /// The caller stopped taking rows: the reading thread stops too.
 struct Gone;
 
-/// What [`predicate::select`] needs, and the function each row goes to.
+/// What [`predicate::select`] needs to read the store.
 pub(super) struct Pass<'a> {
     pub store: &'a std::path::Path,
     pub columns: &'a [String],
@@ -70,9 +70,9 @@ where
     })
 }
 
-/// The reading side: rows gathered into handfuls and sent; the last, short one once the
-/// pass is done.
-/// Returns the pass's result, and how long it waited for the caller to take its rows.
+/// The reading side: rows gathered into handfuls and sent, the last, short one once the
+/// pass is done. Returns the pass's result, and how long it waited for the caller to take
+/// its rows.
 fn read(
     pass: Pass<'_>,
     handfuls: mpsc::SyncSender<Vec<ProfileRow>>,
@@ -108,8 +108,8 @@ fn read(
     (stats, blocked)
 }
 
-/// The reading side's error, as the caller's. It stops for the caller's sake only when
-/// the caller stopped first, and then the caller's own error is returned instead.
+/// The reading side's error, in the caller's type. Its `Callback` (nobody took the rows)
+/// happens only when the caller stopped first, whose own error is returned instead.
 fn took_back<E>(e: SelectError<Gone>) -> SelectError<E> {
     match e {
         SelectError::Predicate {
