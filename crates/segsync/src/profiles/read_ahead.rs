@@ -23,7 +23,7 @@ pub(super) struct Pass<'a> {
     pub store: &'a std::path::Path,
     pub columns: &'a [String],
     pub predicates: &'a [String],
-    pub limit: std::time::Duration,
+    pub limit: Duration,
     pub only: Option<Only<'a>>,
 }
 
