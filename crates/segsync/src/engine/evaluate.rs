@@ -682,84 +682,109 @@ pub(super) fn changed_profiles(
     })
 }
 
-/// An incremental read: the profiles `found` changed, those sharing an address with them,
-/// and those behind the addresses in `reported` (their status changed in Mailchimp).
-/// Returns the stage's counts and what was evaluated; the addresses to compare are left in
-/// the stage.
-pub(super) fn stage_changed(
-    state: &mut StateStore,
-    r: &Reading<'_>,
-    (found, last_run): (ChangedProfiles, i64),
-    reported: Vec<MemberKey>,
-) -> Result<(Staged, Evaluation), RunError> {
-    let ChangedProfiles {
-        changes,
-        changed,
-        holding,
-    } = found;
-    let generation = changes.at.generation;
-    let mut touched = Touched::default();
-    touched.profiles.extend(changed.iter().cloned());
-    touched.add_held(holding.clone());
-    touched.add_held(state.member_profiles(&r.export.name, &reported)?);
-    touched.members.extend(reported);
-    add_held_back(state, r, &mut touched)?;
-    let stager = stage_touched(state, r, &mut touched, generation)?;
-    let (mut staged, keys) = stager.finish(state)?;
-    touched.members.extend(keys.into_iter().flatten());
-    carry_refused(state, last_run, &touched.profiles, &mut staged)?;
-    staged.holders = Some(KnownHolders {
-        profiles: changed,
-        rows: holding,
-    });
-    state.set_touched(&touched.members)?;
-    let evaluation = Evaluation {
-        mode: EvaluationMode::Incremental,
-        reason: String::new(),
-        changed_profiles: changes.keys.len() as u64,
-        evaluated_profiles: touched.profiles.len() as u64,
-        touched_members: touched.members.len() as u64,
-        generation,
-        cursor: changes.at.cursor,
-        config: r.source.prints.clone(),
-    };
-    Ok((staged, evaluation))
+/// An incremental stage under way: the profiles changed and those of the delivered members
+/// holding them read, while the audience's answer is still awaited.
+pub(super) struct StagingChanged<'r> {
+    stager: Stager<'r>,
+    touched: Touched,
+    found: ChangedProfiles,
 }
 
-/// Stages the touched profiles and, where they now hold an address the snapshot gives to
-/// other profiles too, those others, in a second pass over them alone. Each row keeps its
-/// profile's position in a full pass, so that the rows of an address merge as a full pass
-/// would merge them, whichever pass read them.
-fn stage_touched<'r>(
+/// The first pass of an incremental read, before the audience answers: the profiles
+/// `found` changed, those of the delivered members holding one of them, and those held back
+/// last time. [`StagingChanged::finish`] adds the rest once the audience's answer is in.
+pub(super) fn stage_changed<'r>(
     state: &mut StateStore,
     r: &'r Reading<'_>,
-    touched: &mut Touched,
-    generation: Option<u64>,
-) -> Result<Stager<'r>, RunError> {
+    found: ChangedProfiles,
+) -> Result<StagingChanged<'r>, RunError> {
+    let mut touched = Touched::default();
+    touched.profiles.extend(found.changed.iter().cloned());
+    touched.add_held(found.holding.clone());
+    add_held_back(state, r, &mut touched)?;
     state.stage_begin()?;
     let mut stager = r.stager(true);
     let first: Vec<String> = touched.profiles.iter().cloned().collect();
-    stager.pass(state, &r.source.profiles, Some((&first, generation)))?;
-    let landed: Vec<MemberKey> = stager
-        .keys
-        .iter()
-        .flatten()
-        .filter(|k| !touched.members.contains(k))
-        .copied()
-        .collect();
-    let held = state.member_profiles(&r.export.name, &landed)?;
-    let others: BTreeSet<String> = held
-        .iter()
-        .flat_map(|(_, profiles)| segsync_core::profile_keys(profiles))
-        .filter(|p| !touched.profiles.contains(*p))
-        .map(str::to_string)
-        .collect();
-    touched.add_held(held);
-    if !others.is_empty() {
-        let others: Vec<String> = others.into_iter().collect();
-        stager.pass(state, &r.source.profiles, Some((&others, generation)))?;
+    stager.pass(
+        state,
+        &r.source.profiles,
+        Some((&first, found.changes.at.generation)),
+    )?;
+    Ok(StagingChanged {
+        stager,
+        touched,
+        found,
+    })
+}
+
+impl StagingChanged<'_> {
+    /// Ends the stage: the profiles behind the addresses in `reported` (their status changed
+    /// in Mailchimp), and, where the profiles read now hold an address the snapshot gives to
+    /// other profiles too, those others, in a second pass over them alone. Each row keeps
+    /// its profile's position in a full pass, so that the rows of an address merge as a full
+    /// pass would merge them, whichever pass read them. Returns the stage's counts and what
+    /// was evaluated; the addresses to compare are left in the stage.
+    pub fn finish(
+        self,
+        state: &mut StateStore,
+        r: &Reading<'_>,
+        reported: Vec<MemberKey>,
+        last_run: i64,
+    ) -> Result<(Staged, Evaluation), RunError> {
+        let StagingChanged {
+            mut stager,
+            mut touched,
+            found,
+        } = self;
+        let generation = found.changes.at.generation;
+        let mut behind: Vec<MemberKey> = stager
+            .keys
+            .iter()
+            .flatten()
+            .filter(|k| !touched.members.contains(k))
+            .copied()
+            .collect();
+        behind.extend(reported.iter().filter(|k| !touched.members.contains(k)));
+        behind.sort_unstable();
+        behind.dedup();
+        touched.members.extend(reported);
+        let held = state.member_profiles(&r.export.name, &behind)?;
+        let others: BTreeSet<String> = held
+            .iter()
+            .flat_map(|(_, profiles)| segsync_core::profile_keys(profiles))
+            .filter(|p| !touched.profiles.contains(*p))
+            .map(str::to_string)
+            .collect();
+        touched.add_held(held);
+        if !others.is_empty() {
+            let others: Vec<String> = others.into_iter().collect();
+            stager.pass(state, &r.source.profiles, Some((&others, generation)))?;
+        }
+        let (mut staged, keys) = stager.finish(state)?;
+        touched.members.extend(keys.into_iter().flatten());
+        carry_refused(state, last_run, &touched.profiles, &mut staged)?;
+        let ChangedProfiles {
+            changes,
+            changed,
+            holding,
+        } = found;
+        staged.holders = Some(KnownHolders {
+            profiles: changed,
+            rows: holding,
+        });
+        state.set_touched(&touched.members)?;
+        let evaluation = Evaluation {
+            mode: EvaluationMode::Incremental,
+            reason: String::new(),
+            changed_profiles: changes.keys.len() as u64,
+            evaluated_profiles: touched.profiles.len() as u64,
+            touched_members: touched.members.len() as u64,
+            generation,
+            cursor: changes.at.cursor,
+            config: r.source.prints.clone(),
+        };
+        Ok((staged, evaluation))
     }
-    Ok(stager)
 }
 
 /// The last run left nothing to send again, so its records are rows it refused: those of

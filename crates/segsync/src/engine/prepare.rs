@@ -565,10 +565,10 @@ fn full_read(
 }
 
 /// An incremental read: the profiles that changed after `since` and the delivered members
-/// holding them (while the audience is still read), then the audience's answer (the
-/// addresses whose status changed are evaluated too), then the stage of those profiles and
-/// those sharing an address with them. A full pass instead when the export could reach its
-/// member limit.
+/// holding them, staged with those members' other profiles while the audience is still
+/// read; then the audience's answer (the addresses whose status changed are evaluated too),
+/// and the profiles sharing an address with those read. A full pass instead when the export
+/// could reach its member limit.
 async fn read_changed(
     state: &mut StateStore,
     ctx: &ReadContext<'_>,
@@ -576,11 +576,12 @@ async fn read_changed(
     (since, last_run): (evaluate::Since, i64),
     previous_members: u64,
 ) -> Result<Read, RunError> {
-    let found = evaluate::changed_profiles(state, &ctx.reading(), since)?;
+    let reading = ctx.reading();
+    let found = evaluate::changed_profiles(state, &reading, since)?;
+    let staging = evaluate::stage_changed(state, &reading, found)?;
     let (audience, read_at) = audience.finish(state, ctx.export, ctx.t).await?;
     let reported = state.status_changes(&ctx.export.name, &audience)?;
-    let (staged, evaluation) =
-        evaluate::stage_changed(state, &ctx.reading(), (found, last_run), reported)?;
+    let (staged, evaluation) = staging.finish(state, &reading, reported, last_run)?;
     tracing::debug!(rows = staged.rows, members = staged.members, elapsed = ?ctx.t.elapsed(), "changed profiles read");
     if previous_members + staged.members <= ctx.export.max_profiles {
         return Ok(Read {

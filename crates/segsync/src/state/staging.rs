@@ -1017,6 +1017,9 @@ impl StateStore {
     /// The addresses an incremental run compares with the snapshot (after
     /// [`StateStore::stage_begin`]); see [`StateStore::diff_stage_part`].
     pub fn set_touched(&mut self, keys: &HashSet<MemberKey>) -> Result<()> {
+        // In key order: each goes at the end of the table's tree, not at a random place.
+        let mut keys: Vec<&MemberKey> = keys.iter().collect();
+        keys.sort_unstable();
         let tx = self.stage_mut().transaction()?;
         {
             let mut st =
