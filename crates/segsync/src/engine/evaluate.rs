@@ -762,7 +762,15 @@ impl StagingChanged<'_> {
             stager.pass(state, &r.source.profiles, Some((&others, generation)))?;
         }
         let (mut staged, keys) = stager.finish(state)?;
-        touched.members.extend(keys.into_iter().flatten());
+        let keys = keys.unwrap_or_default();
+        let mut unstaged: Vec<MemberKey> = touched
+            .members
+            .iter()
+            .filter(|k| !keys.contains(k))
+            .copied()
+            .collect();
+        unstaged.sort_unstable();
+        touched.members.extend(keys);
         carry_refused(state, last_run, &touched.profiles, &mut staged)?;
         let ChangedProfiles {
             changes,
@@ -773,7 +781,7 @@ impl StagingChanged<'_> {
             profiles: changed,
             rows: holding,
         });
-        state.set_touched(&touched.members)?;
+        state.set_touched(&unstaged)?;
         let evaluation = Evaluation {
             mode: EvaluationMode::Incremental,
             reason: String::new(),

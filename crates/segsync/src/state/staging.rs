@@ -1006,17 +1006,21 @@ impl StateStore {
         Ok(keys.into_iter().filter(|k| !same.contains(k)).collect())
     }
 
-    /// The addresses an incremental run compares with the snapshot (after
-    /// [`StateStore::stage_begin`]); see [`StateStore::diff_stage_part`].
-    pub fn set_touched(&mut self, keys: &HashSet<MemberKey>) -> Result<()> {
-        // In key order: each goes at the end of the table's tree, not at a random place.
-        let mut keys: Vec<&MemberKey> = keys.iter().collect();
-        keys.sort_unstable();
+    /// The addresses an incremental run compares with the snapshot: every staged one, and
+    /// the `unstaged` others (after [`StateStore::stage_begin`]); see
+    /// [`StateStore::diff_stage_part`].
+    pub fn set_touched(&mut self, unstaged: &[MemberKey]) -> Result<()> {
         let tx = self.stage_mut().transaction()?;
+        // The staged keys in one statement, in key order: each goes at the end of the
+        // table's tree.
+        tx.execute(
+            "INSERT OR IGNORE INTO temp.touched (key) SELECT key FROM temp.staged",
+            [],
+        )?;
         {
             let mut st =
                 tx.prepare_cached("INSERT OR IGNORE INTO temp.touched (key) VALUES (?1)")?;
-            for k in keys {
+            for k in unstaged {
                 st.execute([&k.0[..]])?;
             }
         }
