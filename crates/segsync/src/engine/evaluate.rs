@@ -665,13 +665,16 @@ pub(super) struct ChangedProfiles {
     holding: Vec<(MemberKey, String)>,
 }
 
-/// The profiles changed after `since`, and the delivered members holding them.
+/// The profiles changed after `since`, and the delivered members holding them. `counted`
+/// learns how many changed as soon as that is known, before the holders are looked for.
 pub(super) fn changed_profiles(
     state: &mut StateStore,
     r: &Reading<'_>,
     since: Since,
+    counted: impl FnOnce(usize),
 ) -> Result<ChangedProfiles, RunError> {
     let changes = changed_since(state, r, since)?;
+    counted(changes.keys.len());
     let changed: HashSet<String> = changes.keys.iter().cloned().collect();
     let t = std::time::Instant::now();
     let holding = state.members_holding(&r.export.name, &changed)?;

@@ -48,7 +48,7 @@ pub struct Prepared {
     pub audience_read_at: chrono::DateTime<chrono::Utc>,
     pub audience_name: String,
     /// The audience's tags, read while the run diffed and planned (when it compared any
-    /// member): the tag writes name them.
+    /// member), or from the moment a large change was counted: the tag writes name them.
     tags_ahead: Option<TagsAhead>,
     /// The diff, when it goes on while the run sends ([`prepare_to_send`]).
     pub(super) diffing: Option<Diffing>,
@@ -236,6 +236,7 @@ async fn prepare_with(
         source: &source,
         at,
         t,
+        tags_client: send_while_diffing.then_some(&client),
     };
     let mut read = match decision {
         Decision::Full(reason) => read_all(state, &ctx, audience, reason).await?,
@@ -247,12 +248,15 @@ async fn prepare_with(
     };
     let (mut differ, base) = differ_of(state, &export, &mut read)?;
     let streams = send_while_diffing && differ.streams() && base.members >= STREAM_FROM;
-    // The audience's tags are read as soon as the diff tags anyone, while it goes on.
-    let mut tags_ahead = None;
+    // The audience's tags are read as soon as the diff tags anyone, while it goes on (if
+    // the read of a large change did not start them already).
+    let mut tags_ahead = read.tags_ahead.take();
     if streams {
         tracing::debug!(elapsed = ?t.elapsed(), "planned (the diff goes on while the run sends)");
     } else {
-        let mut tagging = || tags_ahead = Some(read_tags_ahead(&client, &export.audience_id));
+        let mut tagging = || {
+            tags_ahead.get_or_insert_with(|| read_tags_ahead(&client, &export.audience_id));
+        };
         differ.step(state, None, &mut tagging)?;
         state.refresh_snapshot_profiles(&export.name)?;
     }
@@ -493,6 +497,9 @@ struct ReadContext<'a> {
     at: evaluate::Position,
     /// When the run began preparing, for the debug log's stages.
     t: Instant,
+    /// The client of a run that sends: a large change reads the audience's tags with it
+    /// while the profiles are read (see [`ReadContext::tags_ahead`]).
+    tags_client: Option<&'a Client>,
 }
 
 impl ReadContext<'_> {
@@ -503,6 +510,15 @@ impl ReadContext<'_> {
             tag_bits: self.tag_bits,
             source: self.source,
         }
+    }
+
+    /// The audience's tags, read from now on when the run sends and `changed` profiles are
+    /// enough for it to send while it diffs: it asks for them before its first write
+    /// (`execute`), and would otherwise wait there for one more answer.
+    fn tags_ahead(&self, changed: usize) -> Option<TagsAhead> {
+        let client = self.tags_client?;
+        let large = changed as u64 >= STREAM_FROM && !self.tag_bits.is_empty();
+        large.then(|| read_tags_ahead(client, &self.export.audience_id))
     }
 }
 
@@ -516,6 +532,8 @@ struct Read {
     restrict: bool,
     /// The members of the run this one went on from (incremental).
     previous_members: Option<u64>,
+    /// The audience's tags, when the read started reading them.
+    tags_ahead: Option<TagsAhead>,
 }
 
 /// A full pass: every profile staged (the member limit checked before the audience's
@@ -561,6 +579,7 @@ fn full_read(
         evaluation,
         restrict: false,
         previous_members: None,
+        tags_ahead: None,
     }
 }
 
@@ -577,7 +596,10 @@ async fn read_changed(
     previous_members: u64,
 ) -> Result<Read, RunError> {
     let reading = ctx.reading();
-    let found = evaluate::changed_profiles(state, &reading, since)?;
+    let mut tags_ahead = None;
+    let found = evaluate::changed_profiles(state, &reading, since, |changed| {
+        tags_ahead = ctx.tags_ahead(changed);
+    })?;
     let staging = evaluate::stage_changed(state, &reading, found)?;
     let (audience, read_at) = audience.finish(state, ctx.export, ctx.t).await?;
     let reported = state.status_changes(&ctx.export.name, &audience)?;
@@ -591,12 +613,14 @@ async fn read_changed(
             evaluation,
             restrict: true,
             previous_members: Some(previous_members),
+            tags_ahead,
         });
     }
     let reason = "the export is near its member limit".to_string();
     let staged = evaluate::stage_all(state, &ctx.reading())?;
     check_limit(ctx.export, staged.members)?;
-    Ok(full_read(ctx, staged, (audience, read_at), reason))
+    let read = full_read(ctx, staged, (audience, read_at), reason);
+    Ok(Read { tags_ahead, ..read })
 }
 
 /// Refuses an export that selects more members than its limit, before anything is sent.
