@@ -773,7 +773,8 @@ impl StagingChanged<'_> {
             .copied()
             .collect();
         unstaged.sort_unstable();
-        touched.members.extend(keys);
+        // The members touched: those left unstaged and every staged one (the two apart).
+        let touched_members = (unstaged.len() + keys.len()) as u64;
         carry_refused(state, last_run, &touched.profiles, &mut staged)?;
         let ChangedProfiles {
             changes,
@@ -790,7 +791,7 @@ impl StagingChanged<'_> {
             reason: String::new(),
             changed_profiles: changes.keys.len() as u64,
             evaluated_profiles: touched.profiles.len() as u64,
-            touched_members: touched.members.len() as u64,
+            touched_members,
             generation,
             cursor: changes.at.cursor,
             config: r.source.prints.clone(),
