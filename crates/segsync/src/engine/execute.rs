@@ -385,7 +385,9 @@ impl Sending<'_> {
     }
 
     /// Creates the merge fields the export creates, and finds (or creates) the audience's
-    /// tags, if this plan tags anyone: the tag ids by the export's tag bits.
+    /// tags, if this plan tags anyone: the tag ids by the export's tag bits. The fields are
+    /// created one after another (Mailchimp lists them in the order they were created),
+    /// beside the tags' read and creates, which need none of them.
     async fn ready_audience(&mut self, p: &mut Prepared) -> Result<HashMap<usize, u64>, RunError> {
         let summary = &p.plan.summary;
         // A plan still being diffed may tag anyone: the ids are ready before it sends.
@@ -394,33 +396,30 @@ impl Sending<'_> {
         if !p.fields_to_create.is_empty() || tagging {
             self.enter(RunPhase::Preparing, 0)?;
         }
-        for tag in &p.fields_to_create {
-            self.client
-                .create_merge_field_with(&self.list_id, &new_merge_field(p, tag))
-                .await?;
-        }
-        let mut tag_ids: HashMap<usize, u64> = HashMap::new();
-        if !tagging {
-            return Ok(tag_ids);
-        }
-        let existing = p.tags().await?;
-        let created = futures_util::future::join_all(p.tag_names.iter().zip(&p.tag_bits).map(
-            |(name, bit)| {
-                let (client, list_id, existing) = (&self.client, &self.list_id, &existing);
-                async move {
-                    let id = match existing.iter().find(|(_, n)| n == name) {
-                        Some((id, _)) => *id,
-                        None => client.create_tag(list_id, name).await?,
-                    };
-                    Ok::<_, mailchimp::Error>((*bit, id))
-                }
-            },
-        ))
-        .await;
-        for r in created {
-            let (bit, id) = r?;
-            tag_ids.insert(bit, id);
-        }
+        let fields: Vec<_> = p
+            .fields_to_create
+            .iter()
+            .map(|t| new_merge_field(p, t))
+            .collect();
+        let (client, list_id) = (&self.client, &self.list_id);
+        let create_fields = async move {
+            for field in &fields {
+                client.create_merge_field_with(list_id, field).await?;
+            }
+            Ok::<_, RunError>(())
+        };
+        let find_tags = async {
+            if !tagging {
+                return Ok(None);
+            }
+            let existing = p.tags().await?;
+            let ids = tag_ids(client, list_id, &p.tag_names, &p.tag_bits, &existing).await?;
+            Ok::<_, RunError>(Some((ids, existing)))
+        };
+        let ((), found) = tokio::try_join!(create_fields, find_tags)?;
+        let Some((mut tag_ids, existing)) = found else {
+            return Ok(HashMap::new());
+        };
         // Tags named in the snapshot but no longer chosen still need removing.
         for (bit, name) in self.state.tag_names(&p.export.name)? {
             if let std::collections::hash_map::Entry::Vacant(v) = tag_ids.entry(bit) {
@@ -698,6 +697,27 @@ fn add_tally(counts: &mut RunCounts, t: mailchimp::Tally) {
     counts.untagged += t.untagged;
     counts.archived += t.archived;
     counts.moved += t.moved;
+}
+
+/// The ids of the export's tags (`names`, by their `bits`): the audience's `existing` one of
+/// each name, else one created now (all created side by side).
+async fn tag_ids(
+    client: &Client,
+    list_id: &str,
+    names: &[String],
+    bits: &[usize],
+    existing: &[(u64, String)],
+) -> Result<HashMap<usize, u64>, mailchimp::Error> {
+    let created =
+        futures_util::future::join_all(names.iter().zip(bits).map(|(name, bit)| async move {
+            let id = match existing.iter().find(|(_, n)| n == name) {
+                Some((id, _)) => *id,
+                None => client.create_tag(list_id, name).await?,
+            };
+            Ok::<_, mailchimp::Error>((*bit, id))
+        }))
+        .await;
+    created.into_iter().collect()
 }
 
 /// A merge field the run creates, with the type and date format its values are formatted for.

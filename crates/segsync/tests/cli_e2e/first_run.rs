@@ -150,6 +150,71 @@ fn first_run_creates_members_with_merge_fields_and_a_tag_per_segment() {
     assert!(s.errors_csv(1).is_empty());
 }
 
+/// The merge fields a first run creates go in one after another, beside the tags' read and
+/// creates: Mailchimp lists them in the order the mapping names them, and every member
+/// carries its fields and tags.
+#[test]
+fn first_run_creates_its_merge_fields_in_the_mappings_order_and_its_tags() {
+    let sim = Sim::start();
+    let list = sim.new_list("Newsletter");
+    let s = Session::new(&sim);
+    let profiles = five();
+    let extra = [
+        "--merge",
+        "COUNTRY=country",
+        "--merge",
+        "LTV=lifetime_value",
+    ];
+    s.setup(&list, &profiles, &extra);
+    s.run_export(0);
+
+    let view = sim.view(&list);
+    let mut created: Vec<(u64, &str)> = view
+        .merge_fields
+        .iter()
+        .map(|f| {
+            (
+                f["display_order"].as_u64().unwrap(),
+                f["tag"].as_str().unwrap(),
+            )
+        })
+        .filter(|(_, tag)| ["CITY", "COUNTRY", "LTV"].contains(tag))
+        .collect();
+    created.sort();
+    let order: Vec<&str> = created.iter().map(|(_, tag)| *tag).collect();
+    assert_eq!(order, ["CITY", "COUNTRY", "LTV"], "{:?}", view.merge_fields);
+    assert_eq!(
+        holding(&view, FIELDS),
+        expected(&profiles, Status::Subscribed)
+    );
+    let sent: Vec<(String, String, String)> = view
+        .members
+        .iter()
+        .map(|m| {
+            let (country, ltv) = (merge(m, "COUNTRY"), merge(m, "LTV"));
+            (m.email_address.clone(), country, ltv)
+        })
+        .collect();
+    assert!(
+        sent.contains(&("ana.popescu@gmail.com".into(), "RO".into(), "820".into())),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().all(|(_, c, l)| !c.is_empty() && !l.is_empty()),
+        "{sent:?}"
+    );
+    let mut sizes: Vec<(String, usize)> = view
+        .tags
+        .iter()
+        .map(|t| (t.name.clone(), t.member_count))
+        .collect();
+    sizes.sort();
+    assert_eq!(
+        sizes,
+        [(HIGH_VALUE_TAG.to_string(), 3), ("romania".to_string(), 2)]
+    );
+}
+
 #[test]
 fn first_run_with_status_if_new_pending_adds_members_as_pending() {
     let sim = Sim::start();
