@@ -265,6 +265,31 @@ fn much_changed(store: &ProfileStore, since: u64) -> Result<Option<String>, RunE
     )))
 }
 
+/// Whether profiles are known to have changed since the export's last run before anything
+/// of them is read: there is no last run, or an import into the embedded store changed a
+/// profile after the generation it read. A database source answers no (its changes are
+/// known only once they are read).
+pub(super) fn imported_since_last_run(
+    app: &App,
+    state: &StateStore,
+    export: &ExportConfig,
+) -> Result<bool, RunError> {
+    let Some(last) = last_run(state, &export.name)? else {
+        return Ok(true);
+    };
+    for s in &export.segments {
+        if state.segment(&s.segment)?.source.is_some() {
+            return Ok(false);
+        }
+    }
+    let Some(read) = last.counts.evaluation.and_then(|e| e.generation) else {
+        return Ok(false);
+    };
+    let store = app.profiles().map_err(RunError::Other)?;
+    let changed = store.changed_after(read);
+    changed.map_err(|e| RunError::Other(e.into()))
+}
+
 /// The export's last run before this one (which may be recorded as running already).
 fn last_run(state: &StateStore, export: &str) -> Result<Option<RunRecord>, StateError> {
     let runs = state.runs(Some(export), 2)?;

@@ -221,12 +221,18 @@ async fn prepare_with(
     let list = client.list(&export.audience_id).await?;
     remember_audience_name(state, &export, &list.name);
     let audience = AudienceRead::start(&client, state, &export)?;
+    let tag_names: Vec<String> = export.segments.iter().map(|s| s.tag.clone()).collect();
+    let tag_bits = state.tag_bits(&export.name, &tag_names)?;
+    // Profiles imported since the last run are likely to move someone's tags: their read
+    // goes beside the merge fields', not after the diff.
+    let tags_early = (send_while_diffing
+        && !tag_bits.is_empty()
+        && evaluate::imported_since_last_run(app, state, &export)?)
+    .then(|| read_tags_ahead(&client, &export.audience_id));
     let fields = client.merge_fields(&export.audience_id).await?;
     let types = new_field_types(app, state, &export, &fields);
     let (specs, to_create) = field_specs(&export, &list.name, &fields, &types)?;
 
-    let tag_names: Vec<String> = export.segments.iter().map(|s| s.tag.clone()).collect();
-    let tag_bits = state.tag_bits(&export.name, &tag_names)?;
     let source = evaluate::source(app, state, &export, &specs, &tag_bits)?;
     let (decision, at) = evaluate::decide(state, &export, &source, settings.full)?;
     let ctx = ReadContext {
@@ -236,7 +242,7 @@ async fn prepare_with(
         source: &source,
         at,
         t,
-        tags_client: send_while_diffing.then_some(&client),
+        tags_client: (send_while_diffing && tags_early.is_none()).then_some(&client),
     };
     let mut read = match decision {
         Decision::Full(reason) => read_all(state, &ctx, audience, reason).await?,
@@ -249,8 +255,8 @@ async fn prepare_with(
     let (mut differ, base) = differ_of(state, &export, &mut read)?;
     let streams = send_while_diffing && differ.streams() && base.members >= STREAM_FROM;
     // The audience's tags are read as soon as the diff tags anyone, while it goes on (if
-    // the read of a large change did not start them already).
-    let mut tags_ahead = read.tags_ahead.take();
+    // the run's start or the read of a large change did not start them already).
+    let mut tags_ahead = read.tags_ahead.take().or(tags_early);
     if streams {
         tracing::debug!(elapsed = ?t.elapsed(), "planned (the diff goes on while the run sends)");
     } else {

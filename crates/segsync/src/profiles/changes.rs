@@ -221,14 +221,7 @@ pub(crate) fn since(conn: &Connection, since: Option<u64>) -> rusqlite::Result<P
     let Some(since) = since else {
         return Ok(out);
     };
-    // The keys changed after `since`: from the record of each generation when it holds them
-    // all (an index range), else from every key's row.
-    let changed = if recorded_after(conn, since)? {
-        CHANGED_TABLE
-    } else {
-        KEYS_TABLE
-    };
-    for table in [changed, REMOVED_TABLE] {
+    for table in [changed_table(conn, since)?, REMOVED_TABLE] {
         let mut st = conn.prepare(&format!("SELECT key FROM main.{table} WHERE gen > ?1"))?;
         let keys = st.query_map([since as i64], |r| r.get::<_, String>(0))?;
         for k in keys {
@@ -238,6 +231,35 @@ pub(crate) fn since(conn: &Connection, since: Option<u64>) -> rusqlite::Result<P
     out.keys.sort_unstable();
     out.keys.dedup();
     Ok(out)
+}
+
+/// Where the keys changed after `since` are: the record of each generation when it holds
+/// them all (an index range), else every key's row.
+fn changed_table(conn: &Connection, since: u64) -> rusqlite::Result<&'static str> {
+    Ok(if recorded_after(conn, since)? {
+        CHANGED_TABLE
+    } else {
+        KEYS_TABLE
+    })
+}
+
+/// Whether any profile is new, changed or removed after generation `since` (the columns
+/// changed, every one), found without listing them.
+pub(crate) fn any_since(conn: &Connection, since: u64) -> rusqlite::Result<bool> {
+    let now = self::since(conn, None)?;
+    if now.generation <= since {
+        return Ok(false);
+    }
+    if now.schema_generation > since {
+        return Ok(true);
+    }
+    for table in [changed_table(conn, since)?, REMOVED_TABLE] {
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM main.{table} WHERE gen > ?1)");
+        if conn.query_row(&sql, [since as i64], |r| r.get::<_, bool>(0))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// How many profiles the last import read (0 before the first).
@@ -321,6 +343,16 @@ mod tests {
         // New columns change every profile.
         import(&store, dir.path(), "id,v,w\nd,4,x\na,1,y\nb,5,z\n");
         assert_eq!(store.changes(None).unwrap().schema_generation, 3);
+        // Whether anything changed after a generation, without listing it: new columns
+        // change every profile, the same rows again change nothing, a removal alone does.
+        assert!(store.changed_after(2).unwrap());
+        assert!(!store.changed_after(3).unwrap());
+        import(&store, dir.path(), "id,v,w\nd,4,x\na,1,y\nb,5,z\n");
+        assert_eq!(store.changes(None).unwrap().generation, 4);
+        assert!(!store.changed_after(3).unwrap());
+        import(&store, dir.path(), "id,v,w\nd,4,x\na,1,y\n");
+        assert!(store.changed_after(4).unwrap());
+        assert!(!store.changed_after(5).unwrap());
     }
 
     /// The rows of the record of each generation's changes (gen, key), in order.

@@ -505,6 +505,13 @@ impl ProfileStore {
         Ok(answer)
     }
 
+    /// Whether the imports changed any profile after generation `since` (new, changed or
+    /// removed), without listing them.
+    pub fn changed_after(&self, since: u64) -> Result<bool, ProfileError> {
+        let conn = predicate::open_read_only(&self.path)?;
+        changes::any_since(&conn, since).map_err(|source| self.error(source))
+    }
+
     /// How many profiles the imports changed after generation `since` (new, changed or
     /// removed), and how many the last import read.
     pub fn changed_count(&self, since: u64) -> Result<(u64, u64), ProfileError> {

@@ -55,12 +55,18 @@ fn a_rerun_after_one_change_evaluates_only_that_profile() {
         shown.contains("incremental: 1 profiles evaluated (1 changed), 1 addresses compared"),
         "{shown}"
     );
-    // Nothing changed since: nothing evaluated, nothing written.
-    let writes = sim.counters().writes;
+    // Nothing changed since: nothing evaluated, nothing written, the tags not even read.
+    let tags_read = || {
+        let c = sim.counters();
+        let reads = c.by_endpoint.get("GET /3.0/lists/{list_id}/segments");
+        reads.copied().unwrap_or(0)
+    };
+    let (writes, reads) = (sim.counters().writes, tags_read());
     s.import(&profiles);
     s.run_export(0);
     assert_eq!(evaluation(&s)["evaluated_profiles"], 0);
     assert_eq!(sim.counters().writes, writes);
+    assert_eq!(tags_read(), reads, "{:?}", sim.counters().by_endpoint);
     // --full evaluates everything and finds the same.
     s.ok(&["run", EXPORT, "--quiet", "--full"]);
     assert_eq!(reason(&s), "asked for (--full)");
