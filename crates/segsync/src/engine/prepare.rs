@@ -227,7 +227,7 @@ async fn prepare_with(
     // goes beside the merge fields', not after the diff.
     let tags_early = (send_while_diffing
         && !tag_bits.is_empty()
-        && evaluate::imported_since_last_run(app, state, &export)?)
+        && evaluate::imported_since_last_run(app, state, &export))
     .then(|| read_tags_ahead(&client, &export.audience_id));
     let fields = client.merge_fields(&export.audience_id).await?;
     let types = new_field_types(app, state, &export, &fields);
