@@ -319,14 +319,17 @@ pub const SCRIPT: &str = r#"
     model = {type: 'group', op: 'all', not: false, items: []};
     loadColumns().then(render);
   });
+  // The builder is the way in: the SQL box closes at once, not when the columns arrive,
+  // which would undo a click that opened it meanwhile. It opens again if they never do.
+  var sqlMode = document.getElementById('sql-mode');
+  if (sqlMode && !root.dataset.sqlonly) sqlMode.open = false;
   loadColumns()
     .then(function () {
       if (root.dataset.rule) {
         try { var m = fromRule(JSON.parse(root.dataset.rule)); model = m.type === 'group' ? m : {type: 'group', op: 'all', not: false, items: [m]}; } catch (e) {}
       }
-      var sql = document.getElementById('sql-mode');
-      if (sql && !root.dataset.sqlonly) sql.open = false;
       render();
-    });
+    })
+    .catch(function () { if (sqlMode) sqlMode.open = true; });
 })();
 "#;
